@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/spf13/cobra"
+)
+
+type initOptions struct {
+	packSize    string
+	compression string
+	chunkMin    string
+	chunkAvg    string
+	chunkMax    string
+}
+
+func newInitCommand(g *globalOptions) *cobra.Command {
+	o := &initOptions{}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "create a repository",
+		Long: `Create a repository in --repo with a new random master key.
+
+With --password-file the key is wrapped with a passphrase (argon2id).
+Otherwise cairn writes a key file for unattended appliances, by default
+next to the repository (DIR.key), never inside it: keep a copy of it off
+this machine, without it the backups cannot be read.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInit(cmd, g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.packSize, "pack-size", "16MiB", "size at which packs are closed")
+	f.StringVar(&o.compression, "compression", "default", "zstd level: fastest, default or better")
+	f.StringVar(&o.chunkMin, "chunk-min", "512KiB", "smallest chunk")
+	f.StringVar(&o.chunkAvg, "chunk-avg", "1MiB", "average chunk (a power of two)")
+	f.StringVar(&o.chunkMax, "chunk-max", "8MiB", "largest chunk")
+	return cmd
+}
+
+func runInit(cmd *cobra.Command, g *globalOptions, o *initOptions) error {
+	if err := g.requireRepo(); err != nil {
+		return err
+	}
+	var io repo.InitOptions
+	io.Compression = o.compression
+	for _, s := range []struct {
+		flag, val string
+		dst       *int
+	}{
+		{"--pack-size", o.packSize, &io.PackSize},
+		{"--chunk-min", o.chunkMin, &io.Chunker.Min},
+		{"--chunk-avg", o.chunkAvg, &io.Chunker.Avg},
+		{"--chunk-max", o.chunkMax, &io.Chunker.Max},
+	} {
+		n, err := parseSize(s.val)
+		if err != nil {
+			return usageError{fmt.Errorf("%s: %w", s.flag, err)}
+		}
+		*s.dst = int(n)
+	}
+	cred, err := g.credentials()
+	if err != nil {
+		return err
+	}
+	keyFile, err := repo.Init(cmd.Context(), g.repoDir, cred, io)
+	if err != nil {
+		return err
+	}
+	r, err := repo.Open(cmd.Context(), g.repoDir, cred, repo.Options{Logger: g.logger()})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cfg := r.Config()
+	abs, _ := filepath.Abs(g.repoDir)
+	if g.json {
+		return g.printJSON(map[string]any{"id": cfg.ID, "repo": abs, "key_file": keyFile, "chunker": cfg.Chunker, "pack_size": cfg.PackSize, "compression": cfg.Compression})
+	}
+	g.printf("created repository %s at %s\n", cfg.ID.Short(), abs)
+	if keyFile != "" {
+		g.printf("key file: %s\nkeep a copy of the key file off this machine: without it the backups cannot be read\n", keyFile)
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags every command takes.
+type globalOptions struct {
+	repoDir      string
+	passwordFile string
+	keyFile      string
+	json         bool
+	logLevel     string
+
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (g *globalOptions) register(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.StringVarP(&g.repoDir, "repo", "r", os.Getenv("CAIRN_REPO"), "repository directory (env CAIRN_REPO)")
+	f.StringVar(&g.passwordFile, "password-file", os.Getenv("CAIRN_PASSWORD_FILE"), "file holding the passphrase (env CAIRN_PASSWORD_FILE)")
+	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key)")
+	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
+	f.StringVar(&g.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	g.stdout = os.Stdout
+	g.stderr = os.Stderr
+}
+
+func (g *globalOptions) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (g *globalOptions) requireRepo() error {
+	if g.repoDir == "" {
+		return usageError{errors.New("no repository: give --repo DIR or set CAIRN_REPO")}
+	}
+	return nil
+}
+
+// credentials reads the passphrase file if one is named; otherwise the
+// key file is used.
+func (g *globalOptions) credentials() (repo.Credentials, error) {
+	c := repo.Credentials{KeyFile: g.keyFile}
+	if g.passwordFile != "" {
+		b, err := os.ReadFile(g.passwordFile)
+		if err != nil {
+			return c, fmt.Errorf("password file: %w", err)
+		}
+		b = bytes.TrimSuffix(b, []byte("\n"))
+		b = bytes.TrimSuffix(b, []byte("\r"))
+		if len(b) == 0 {
+			return c, fmt.Errorf("password file %s is empty", g.passwordFile)
+		}
+		c.Password = b
+	}
+	return c, nil
+}
+
+func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Repository, error) {
+	if err := g.requireRepo(); err != nil {
+		return nil, err
+	}
+	cred, err := g.credentials()
+	if err != nil {
+		return nil, err
+	}
+	o.Logger = g.logger()
+	return repo.Open(ctx, g.repoDir, cred, o)
+}
+
+func (g *globalOptions) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (g *globalOptions) printf(format string, args ...any) {
+	fmt.Fprintf(g.stdout, format, args...)
+}
+
+// splitRef splits "SNAPSHOT[:PATH]".
+func splitRef(s string) (ref, sub string) {
+	ref, sub, _ = strings.Cut(s, ":")
+	return ref, sub
+}
+
+// humanBytes formats a byte count with binary units.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

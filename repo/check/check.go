@@ -1,0 +1,469 @@
+// Package check verifies a repository and reports findings that name
+// the snapshots and paths each problem affects.
+//
+// # What is checked
+//
+// Structure (always): every indexed pack exists with the recorded size;
+// every pack file has a readable header; every snapshot file opens,
+// authenticates and decodes; every tree of every snapshot loads and
+// decodes; every data blob a file references is in the index.
+//
+// Data (with ReadData): the chosen packs are read completely once: the
+// file must hash to its name, and every blob must authenticate,
+// decompress and re-hash to its ID. Packs that pass are marked verified
+// in the index.
+//
+// # Memory
+//
+// One pack's blob at a time per reader (two readers), the set of tree IDs
+// visited, and the findings.
+package check
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/storage"
+	"github.com/cairnbackup/cairn/repo/tree"
+	"golang.org/x/sync/errgroup"
+)
+
+// Kind classifies a finding.
+type Kind string
+
+// Finding kinds.
+const (
+	PackMissing     Kind = "pack-missing"     // indexed, but the file is gone
+	PackSize        Kind = "pack-size"        // the file's size differs from the index
+	PackHeader      Kind = "pack-header"      // the header cannot be read: its blobs are lost
+	PackHash        Kind = "pack-hash"        // the file does not hash to its name
+	BlobDamaged     Kind = "blob-damaged"     // fails authentication, decompression or re-hash
+	BlobMissing     Kind = "blob-missing"     // referenced but not in the index
+	SnapshotDamaged Kind = "snapshot-damaged" // the snapshot file does not open or decode
+	TreeDamaged     Kind = "tree-damaged"     // a tree blob loads but does not decode
+)
+
+// Affected names one place a problem reaches.
+type Affected struct {
+	Snapshot blob.ID `json:"snapshot"`
+	Path     string  `json:"path"`
+}
+
+// Finding is one problem.
+type Finding struct {
+	Kind     Kind       `json:"kind"`
+	Pack     *blob.ID   `json:"pack,omitempty"`
+	Blob     *blob.ID   `json:"blob,omitempty"`
+	BlobType string     `json:"blob_type,omitempty"`
+	Snapshot *blob.ID   `json:"snapshot,omitempty"`
+	Message  string     `json:"message"`
+	Affected []Affected `json:"affected,omitempty"`
+}
+
+func (f Finding) String() string {
+	var b strings.Builder
+	b.WriteString(string(f.Kind))
+	switch {
+	case f.Blob != nil:
+		fmt.Fprintf(&b, " %s/%s", f.BlobType, f.Blob.Short())
+	case f.Pack != nil:
+		fmt.Fprintf(&b, " pack %s", f.Pack.Short())
+	case f.Snapshot != nil:
+		fmt.Fprintf(&b, " snapshot %s", f.Snapshot.Short())
+	}
+	b.WriteString(": ")
+	b.WriteString(f.Message)
+	for _, a := range f.Affected {
+		fmt.Fprintf(&b, "\n    affects snapshot %s: /%s", a.Snapshot.Short(), a.Path)
+	}
+	return b.String()
+}
+
+// Subset chooses which packs ReadData reads. The zero value reads all.
+type Subset struct {
+	N, M    int     // read group N of M (1 ≤ N ≤ M): the packs whose ID's first four bytes are N-1 modulo M
+	Percent float64 // or a random P% of the packs (at least one)
+}
+
+// ParseSubset parses "N/M" or "P%".
+func ParseSubset(s string) (Subset, error) {
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil || v <= 0 || v > 100 {
+			return Subset{}, fmt.Errorf("subset %q: want a percentage above 0 and at most 100", s)
+		}
+		return Subset{Percent: v}, nil
+	}
+	a, b, ok := strings.Cut(s, "/")
+	n, err1 := strconv.Atoi(a)
+	m, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || m < 1 || n < 1 || n > m {
+		return Subset{}, fmt.Errorf("subset %q: want N/M with 1 ≤ N ≤ M, or P%%", s)
+	}
+	return Subset{N: n, M: m}, nil
+}
+
+func (s Subset) pick(ids []blob.ID) []blob.ID {
+	switch {
+	case s.M > 0:
+		var out []blob.ID
+		for _, id := range ids {
+			if int(binary.BigEndian.Uint32(id[:4])%uint32(s.M)) == s.N-1 {
+				out = append(out, id)
+			}
+		}
+		return out
+	case s.Percent > 0 && s.Percent < 100:
+		n := int(float64(len(ids)) * s.Percent / 100)
+		if n < 1 && len(ids) > 0 {
+			n = 1
+		}
+		out := slices.Clone(ids)
+		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		out = out[:n]
+		slices.SortFunc(out, func(a, b blob.ID) int { return strings.Compare(a.String(), b.String()) })
+		return out
+	}
+	return ids
+}
+
+// Options configure Run.
+type Options struct {
+	ReadData bool
+	Subset   Subset
+	// Progress, if set, is called after each pack read.
+	Progress func(done, total int)
+}
+
+// Report is the result of a check.
+type Report struct {
+	Snapshots int       `json:"snapshots"`
+	Trees     int       `json:"trees"`
+	Packs     int       `json:"packs"`
+	PacksRead int       `json:"packs_read"`
+	BytesRead int64     `json:"bytes_read"`
+	Findings  []Finding `json:"findings"`
+}
+
+// Clean reports whether the check found nothing wrong.
+func (r *Report) Clean() bool { return len(r.Findings) == 0 }
+
+type checker struct {
+	r   *repo.Repository
+	rep Report
+	// bad holds the blobs found damaged or missing, by ID, with the
+	// index of their finding; the snapshot walk attaches the paths.
+	bad map[blob.ID]int
+}
+
+// Run checks the repository.
+func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
+	c := &checker{r: r, bad: map[blob.ID]int{}, rep: Report{Findings: []Finding{}}}
+	packs, err := c.checkPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if o.ReadData {
+		if err := c.readData(ctx, o.Subset.pick(packs), o.Progress); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.walkSnapshots(ctx); err != nil {
+		return nil, err
+	}
+	return &c.rep, nil
+}
+
+func (c *checker) add(f Finding) int {
+	c.rep.Findings = append(c.rep.Findings, f)
+	return len(c.rep.Findings) - 1
+}
+
+func idp(id blob.ID) *blob.ID { return &id }
+
+func (c *checker) addBlob(kind Kind, h blob.Handle, pack *blob.ID, msg string) {
+	if _, ok := c.bad[h.ID]; ok {
+		return
+	}
+	c.bad[h.ID] = c.add(Finding{Kind: kind, Blob: idp(h.ID), BlobType: h.Type.String(), Pack: pack, Message: msg})
+}
+
+// checkPacks compares the index with packs/ and returns the IDs of all
+// pack files, sorted.
+func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
+	onDisk, err := c.r.PackSizes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	indexed := map[blob.ID]bool{}
+	err = c.r.Packs(func(id blob.ID, size int64, _ int) error {
+		indexed[id] = true
+		got, ok := onDisk[id]
+		switch {
+		case !ok:
+			c.add(Finding{Kind: PackMissing, Pack: idp(id), Message: fmt.Sprintf("pack %s is in the index but its file is missing", id)})
+		case got != size:
+			c.add(Finding{Kind: PackSize, Pack: idp(id), Message: fmt.Sprintf("pack %s is %d bytes, the index says %d", id, got, size)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]blob.ID, 0, len(onDisk))
+	for id := range onDisk {
+		ids = append(ids, id)
+		if !indexed[id] {
+			// Open indexes every readable pack, so this one's header
+			// could not be read.
+			_, _, err := c.r.ReadPackHeader(ctx, id)
+			msg := fmt.Sprintf("pack %s is not in the index", id)
+			if err != nil {
+				msg = fmt.Sprintf("pack %s: header unreadable, its blobs are lost: %v", id, err)
+			}
+			c.add(Finding{Kind: PackHeader, Pack: idp(id), Message: msg})
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
+	c.rep.Packs = len(ids)
+	// Blobs indexed in missing packs are lost: find them now, so that
+	// the snapshot walk names what they affect.
+	missing := map[blob.ID]bool{}
+	for _, f := range c.rep.Findings {
+		if f.Kind == PackMissing {
+			missing[*f.Pack] = true
+		}
+	}
+	if len(missing) > 0 {
+		err := c.r.IndexedBlobs(func(id blob.ID, loc repo.Location) error {
+			if missing[loc.Pack] {
+				c.addBlob(BlobMissing, blob.Handle{ID: id, Type: loc.Type}, idp(loc.Pack), "its pack is missing")
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(int, int)) error {
+	var mu sync.Mutex
+	reports := make([]repo.PackReport, len(ids))
+	done := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	for i, id := range ids {
+		g.Go(func() error {
+			rep := c.r.VerifyPack(gctx, id)
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			if rep.Err == nil && len(rep.Damaged) == 0 {
+				if err := c.r.MarkVerified(id); err != nil {
+					return err
+				}
+			}
+			mu.Lock()
+			reports[i] = rep
+			done++
+			if progress != nil {
+				progress(done, len(ids))
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, rep := range reports {
+		c.rep.PacksRead++
+		c.rep.BytesRead += rep.Size
+		pid := idp(rep.ID)
+		if rep.Err != nil {
+			kind := PackHash
+			if errors.Is(rep.Err, storage.ErrNotExist) {
+				kind = PackMissing
+			} else if rep.Entries == nil {
+				kind = PackHeader
+			}
+			if kind != PackMissing || !c.hasPackFinding(rep.ID, PackMissing) {
+				c.add(Finding{Kind: kind, Pack: pid, Message: rep.Err.Error()})
+			}
+		}
+		for _, d := range rep.Damaged {
+			c.addBlob(BlobDamaged, d.Handle, pid, d.Err.Error())
+		}
+		if rep.Entries == nil && rep.Err != nil {
+			// Without a header, every blob the index places in this
+			// pack is unreadable.
+			err := c.r.IndexedBlobs(func(id blob.ID, loc repo.Location) error {
+				if loc.Pack == rep.ID {
+					c.addBlob(BlobDamaged, blob.Handle{ID: id, Type: loc.Type}, pid, "its pack's header is unreadable")
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *checker) hasPackFinding(id blob.ID, k Kind) bool {
+	for _, f := range c.rep.Findings {
+		if f.Kind == k && f.Pack != nil && *f.Pack == id {
+			return true
+		}
+	}
+	return false
+}
+
+// hit is a problem found below a tree, with its path relative to that tree.
+type hit struct {
+	path string
+	id   blob.ID
+}
+
+// walkSnapshots loads every snapshot file and walks every tree once,
+// checking that trees decode and that referenced data blobs are indexed,
+// and attaches the snapshots and paths affected to each blob finding.
+func (c *checker) walkSnapshots(ctx context.Context) error {
+	var ids []blob.ID
+	err := c.r.Backend().List(ctx, storage.Snapshot, func(name string, _ int64) error {
+		if id, err := blob.ParseID(name); err == nil {
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var snaps []snapshot.Entry
+	for _, id := range ids {
+		sn, err := c.r.LoadSnapshot(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.add(Finding{Kind: SnapshotDamaged, Snapshot: idp(id), Message: err.Error()})
+			continue
+		}
+		snaps = append(snaps, snapshot.Entry{ID: id, Snapshot: sn})
+	}
+	snapshot.Sort(snaps) // findings list affected snapshots oldest first
+	memo := map[blob.ID][]hit{}
+	for _, e := range snaps {
+		c.rep.Snapshots++
+		hits, err := c.tree(ctx, e.Tree, memo)
+		if err != nil {
+			return err
+		}
+		for _, h := range hits {
+			i := c.bad[h.id]
+			c.rep.Findings[i].Affected = append(c.rep.Findings[i].Affected, Affected{Snapshot: e.ID, Path: h.path})
+		}
+	}
+	return nil
+}
+
+// tree returns the problems below tree id (memoised: each tree is loaded
+// once however many snapshots share it).
+func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) ([]hit, error) {
+	if hits, ok := memo[id]; ok {
+		return hits, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h := blob.Handle{ID: id, Type: blob.Tree}
+	var hits []hit
+	t, err := c.loadTree(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		memo[id] = []hit{{path: "", id: id}}
+		return memo[id], nil
+	}
+	c.rep.Trees++
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		switch n.Type {
+		case tree.Dir:
+			sub, err := c.tree(ctx, n.Subtree, memo)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range sub {
+				hits = append(hits, hit{path: path.Join(n.Name, s.path), id: s.id})
+			}
+		case tree.File:
+			for _, ch := range n.Content {
+				if ch.ID.IsZero() {
+					continue
+				}
+				if _, bad := c.bad[ch.ID]; !bad {
+					_, ok, err := c.r.Lookup(ch.ID)
+					if err != nil {
+						return nil, err
+					}
+					if !ok {
+						c.addBlob(BlobMissing, blob.Handle{ID: ch.ID, Type: blob.Data}, nil, "referenced but not in the index")
+					}
+				}
+				if _, bad := c.bad[ch.ID]; bad {
+					hits = append(hits, hit{path: n.Name, id: ch.ID})
+				}
+			}
+		}
+	}
+	memo[id] = hits
+	return hits, nil
+}
+
+// loadTree loads a tree. If it is missing, damaged or does not decode,
+// it records a finding and returns a nil tree; errors are only those that
+// stop the check (I/O, cancellation).
+func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*tree.Tree, error) {
+	if _, bad := c.bad[h.ID]; bad {
+		return nil, nil
+	}
+	t, err := snapfs.LoadTree(ctx, c.r, h.ID)
+	switch {
+	case err == nil:
+		return t, nil
+	case errors.Is(err, blob.ErrNotFound):
+		c.addBlob(BlobMissing, h, nil, err.Error())
+	case errors.Is(err, blob.ErrCorrupt):
+		var loc *blob.ID
+		if l, ok, _ := c.r.Lookup(h.ID); ok {
+			loc = idp(l.Pack)
+		}
+		kind := BlobDamaged
+		var de *tree.DecodeError
+		if errors.As(err, &de) {
+			kind = TreeDamaged
+		}
+		c.addBlob(kind, h, loc, err.Error())
+	default:
+		return nil, err
+	}
+	return nil, nil
+}

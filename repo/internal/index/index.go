@@ -1,0 +1,424 @@
+// Package index is the repository's badger database: a cache that maps
+// blob IDs to their place in a pack and lists packs and snapshots, plus
+// disposable bookkeeping such as when each pack was last verified.
+// Nothing outside repo/ sees badger.
+//
+// # Schema
+//
+// Every key starts with a one-byte prefix; values are fixed-width and
+// big-endian. The database is opened with an external magic number
+// ([SchemaVersion]) so a build with another schema refuses to open it
+// rather than misreading it. Every prefix is either derivable (rebuilt
+// from packs and snapshot files by the repository's RebuildIndex) or
+// disposable (losing it loses nothing that a backup depends on):
+//
+//	'b' blob ID (32)      → pack ID (32), offset (8), envelope length (4), plaintext length (4), type (1)   derivable: pack headers
+//	'p' pack ID (32)      → size (8), blob count (4)                                                        derivable: packs/
+//	's' snapshot ID (32)  → the snapshot record's plaintext encoding                                        derivable: snapshots/
+//	'v' pack ID (32)      → unix nanoseconds of the last successful read-and-verify (8)                     disposable
+//
+// A pack's 'p' key is written only after all of its 'b' keys, so a pack
+// with a 'p' key is completely indexed; the repository reconciles packs/
+// against 'p' keys at open and indexes what is missing.
+//
+// # Memory
+//
+// Options are tuned for a 2 GiB box (see [Options]): two 8 MiB memtables,
+// a 16 MiB block cache and a 16 MiB index cache. The database is
+// encrypted by badger with a key derived from the repository key, because
+// it holds blob IDs (plaintext hashes).
+//
+// # Concurrency
+//
+// An Index is safe for concurrent use by many goroutines of one process.
+// badger itself refuses a second process.
+package index
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// SchemaVersion is the badger external magic of this schema.
+const SchemaVersion uint16 = 0xCA01
+
+// Key prefixes.
+const (
+	prefixBlob     = 'b'
+	prefixPack     = 'p'
+	prefixSnapshot = 's'
+	prefixVerified = 'v'
+)
+
+// Location says where a blob is stored.
+type Location struct {
+	Pack      blob.ID
+	Offset    uint64
+	Length    uint32
+	RawLength uint32
+	Type      blob.Type
+}
+
+const locationSize = blob.IDSize + 8 + 4 + 4 + 1
+
+func (l Location) encode() []byte {
+	b := make([]byte, 0, locationSize)
+	b = append(b, l.Pack[:]...)
+	b = binary.BigEndian.AppendUint64(b, l.Offset)
+	b = binary.BigEndian.AppendUint32(b, l.Length)
+	b = binary.BigEndian.AppendUint32(b, l.RawLength)
+	return append(b, byte(l.Type))
+}
+
+func decodeLocation(b []byte) (Location, error) {
+	if len(b) != locationSize {
+		return Location{}, fmt.Errorf("index: blob location of %d bytes, want %d: %w", len(b), locationSize, blob.ErrCorrupt)
+	}
+	return Location{
+		Pack:      blob.ID(b[:32]),
+		Offset:    binary.BigEndian.Uint64(b[32:]),
+		Length:    binary.BigEndian.Uint32(b[40:]),
+		RawLength: binary.BigEndian.Uint32(b[44:]),
+		Type:      blob.Type(b[48]),
+	}, nil
+}
+
+// PackInfo is what the index records about a pack.
+type PackInfo struct {
+	Size  int64
+	Blobs int
+}
+
+// BlobEntry is one blob of a pack being added.
+type BlobEntry struct {
+	ID  blob.ID
+	Loc Location
+}
+
+// Options configures Open.
+type Options struct {
+	// EncryptionKey (32 bytes) encrypts the database at rest.
+	EncryptionKey []byte
+	// Logger receives badger's warnings and errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// Index is the open database.
+type Index struct {
+	db *badger.DB
+}
+
+func badgerOptions(dir string, o Options) badger.Options {
+	opts := badger.DefaultOptions(dir).
+		WithExternalMagic(SchemaVersion).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithCompression(options.None).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithLogger(logAdapter{o.Logger})
+	if len(o.EncryptionKey) > 0 {
+		opts = opts.WithEncryptionKey(o.EncryptionKey).WithEncryptionKeyRotationDuration(100 * 365 * 24 * time.Hour)
+	}
+	return opts
+}
+
+// Open opens or creates the index in dir.
+func Open(dir string, o Options) (*Index, error) {
+	db, err := badger.Open(badgerOptions(dir, o))
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	}
+	return &Index{db: db}, nil
+}
+
+// Close flushes and closes the database.
+func (x *Index) Close() error {
+	if err := x.db.Close(); err != nil {
+		return fmt.Errorf("index: close: %w", err)
+	}
+	return nil
+}
+
+// Sync makes every write so far durable.
+func (x *Index) Sync() error {
+	if err := x.db.Sync(); err != nil {
+		return fmt.Errorf("index: sync: %w", err)
+	}
+	return nil
+}
+
+func key(prefix byte, id blob.ID) []byte {
+	k := make([]byte, 1+blob.IDSize)
+	k[0] = prefix
+	copy(k[1:], id[:])
+	return k
+}
+
+// Lookup returns the location of blob id. ok is false when the index does
+// not know the blob.
+func (x *Index) Lookup(id blob.ID) (loc Location, ok bool, err error) {
+	err = x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key(prefixBlob, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			loc, err = decodeLocation(v)
+			ok = err == nil
+			return err
+		})
+	})
+	if err != nil {
+		return Location{}, false, fmt.Errorf("index: lookup %s: %w", id.Short(), err)
+	}
+	return loc, ok, nil
+}
+
+// Has reports for each of ids whether the index knows it, in one read
+// transaction.
+func (x *Index) Has(ids []blob.ID) ([]bool, error) {
+	out := make([]bool, len(ids))
+	k := make([]byte, 1+blob.IDSize)
+	k[0] = prefixBlob
+	err := x.db.View(func(txn *badger.Txn) error {
+		for i, id := range ids {
+			copy(k[1:], id[:])
+			_, err := txn.Get(k)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out[i] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("index: has: %w", err)
+	}
+	return out, nil
+}
+
+// AddPack records a pack and all its blobs: first every blob, then the
+// pack key, so a pack key always means a completely indexed pack. A blob
+// that is already indexed keeps its old location unless that location is
+// in a pack listed in replace.
+func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
+	wb := x.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, b := range blobs {
+		if err := wb.Set(key(prefixBlob, b.ID), b.Loc.encode()); err != nil {
+			return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
+	v = binary.BigEndian.AppendUint32(v, uint32(info.Blobs))
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixPack, id), v) }); err != nil {
+		return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// Pack returns what the index records about pack id.
+func (x *Index) Pack(id blob.ID) (info PackInfo, ok bool, err error) {
+	err = x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key(prefixPack, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			info, err = decodePackInfo(v)
+			ok = err == nil
+			return err
+		})
+	})
+	return info, ok, err
+}
+
+func decodePackInfo(v []byte) (PackInfo, error) {
+	if len(v) != 12 {
+		return PackInfo{}, fmt.Errorf("index: pack record of %d bytes, want 12: %w", len(v), blob.ErrCorrupt)
+	}
+	return PackInfo{Size: int64(binary.BigEndian.Uint64(v)), Blobs: int(binary.BigEndian.Uint32(v[8:]))}, nil
+}
+
+// Packs calls fn for every indexed pack in ID order.
+func (x *Index) Packs(fn func(id blob.ID, info PackInfo) error) error {
+	return x.scan(prefixPack, func(id blob.ID, v []byte) error {
+		info, err := decodePackInfo(v)
+		if err != nil {
+			return err
+		}
+		return fn(id, info)
+	})
+}
+
+// Blobs calls fn for every indexed blob in ID order.
+func (x *Index) Blobs(fn func(id blob.ID, loc Location) error) error {
+	return x.scan(prefixBlob, func(id blob.ID, v []byte) error {
+		loc, err := decodeLocation(v)
+		if err != nil {
+			return err
+		}
+		return fn(id, loc)
+	})
+}
+
+func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
+	return x.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte{prefix}
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != 1+blob.IDSize {
+				return fmt.Errorf("index: key of %d bytes under prefix %q: %w", len(k), prefix, blob.ErrCorrupt)
+			}
+			id := blob.ID(k[1:])
+			if err := item.Value(func(v []byte) error { return fn(id, v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RemovePacks forgets the given packs and every blob whose location is in
+// one of them. It scans all blob keys once.
+func (x *Index) RemovePacks(packs map[blob.ID]bool) error {
+	if len(packs) == 0 {
+		return nil
+	}
+	var stale []blob.ID
+	err := x.Blobs(func(id blob.ID, loc Location) error {
+		if packs[loc.Pack] {
+			stale = append(stale, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	wb := x.db.NewWriteBatch()
+	defer wb.Cancel()
+	for id := range packs {
+		if err := wb.Delete(key(prefixPack, id)); err != nil {
+			return fmt.Errorf("index: remove pack: %w", err)
+		}
+		if err := wb.Delete(key(prefixVerified, id)); err != nil {
+			return fmt.Errorf("index: remove pack: %w", err)
+		}
+	}
+	for _, id := range stale {
+		if err := wb.Delete(key(prefixBlob, id)); err != nil {
+			return fmt.Errorf("index: remove pack: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("index: remove packs: %w", err)
+	}
+	return nil
+}
+
+// AddSnapshot caches the plaintext record of snapshot id.
+func (x *Index) AddSnapshot(id blob.ID, record []byte) error {
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixSnapshot, id), record) }); err != nil {
+		return fmt.Errorf("index: add snapshot %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// RemoveSnapshot forgets snapshot id.
+func (x *Index) RemoveSnapshot(id blob.ID) error {
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixSnapshot, id)) }); err != nil {
+		return fmt.Errorf("index: remove snapshot %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// Snapshots calls fn with every cached snapshot record in ID order. The
+// record slice is valid only during the call.
+func (x *Index) Snapshots(fn func(id blob.ID, record []byte) error) error {
+	return x.scan(prefixSnapshot, fn)
+}
+
+// SetVerified records that pack id was read and verified at t.
+func (x *Index) SetVerified(id blob.ID, t time.Time) error {
+	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixVerified, id), v) }); err != nil {
+		return fmt.Errorf("index: set verified %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// Verified returns when pack id was last verified; ok is false if never.
+func (x *Index) Verified(id blob.ID) (t time.Time, ok bool, err error) {
+	err = x.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key(prefixVerified, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("index: verification time of %d bytes: %w", len(v), blob.ErrCorrupt)
+			}
+			t, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
+			return nil
+		})
+	})
+	return t, ok, err
+}
+
+type logAdapter struct{ l *slog.Logger }
+
+func (a logAdapter) Errorf(f string, args ...any) {
+	if a.l != nil {
+		a.l.Error("badger: " + trim(fmt.Sprintf(f, args...)))
+	}
+}
+
+func (a logAdapter) Warningf(f string, args ...any) {
+	if a.l != nil {
+		a.l.Warn("badger: " + trim(fmt.Sprintf(f, args...)))
+	}
+}
+
+func (logAdapter) Infof(string, ...any)  {}
+func (logAdapter) Debugf(string, ...any) {}
+
+func trim(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	return s
+}

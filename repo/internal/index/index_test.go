@@ -1,0 +1,115 @@
+package index
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/dgraph-io/badger/v4"
+)
+
+var testKey = []byte(strings.Repeat("k", 32))
+
+func open(t *testing.T, dir string) *Index {
+	t.Helper()
+	x, err := Open(dir, Options{EncryptionKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func TestPacksAndBlobs(t *testing.T) {
+	dir := t.TempDir()
+	x := open(t, dir)
+	p1, p2 := blob.Hash([]byte("p1")), blob.Hash([]byte("p2"))
+	b1, b2, b3 := blob.Hash([]byte("b1")), blob.Hash([]byte("b2")), blob.Hash([]byte("b3"))
+	loc1 := Location{Pack: p1, Offset: 12, Length: 100, RawLength: 70, Type: blob.Data}
+	if err := x.AddPack(p1, PackInfo{Size: 500, Blobs: 2}, []BlobEntry{{b1, loc1}, {b2, Location{Pack: p1, Offset: 112, Length: 50, RawLength: 50, Type: blob.Tree}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.AddPack(p2, PackInfo{Size: 300, Blobs: 1}, []BlobEntry{{b3, Location{Pack: p2, Offset: 12, Length: 40, RawLength: 1, Type: blob.Data}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := x.Lookup(b1)
+	if err != nil || !ok || got != loc1 {
+		t.Fatalf("lookup = %+v %v %v", got, ok, err)
+	}
+	has, err := x.Has([]blob.ID{b1, blob.Hash([]byte("nope")), b3})
+	if err != nil || !has[0] || has[1] || !has[2] {
+		t.Fatalf("has = %v %v", has, err)
+	}
+	now := time.Unix(1700000000, 5)
+	x.SetVerified(p1, now)
+	if v, ok, _ := x.Verified(p1); !ok || !v.Equal(now) {
+		t.Fatalf("verified = %v %v", v, ok)
+	}
+	// Reopen: everything persists.
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	x = open(t, dir)
+	defer x.Close()
+	if info, ok, _ := x.Pack(p2); !ok || info != (PackInfo{Size: 300, Blobs: 1}) {
+		t.Fatalf("pack p2 = %+v %v", info, ok)
+	}
+	if err := x.RemovePacks(map[blob.ID]bool{p1: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := x.Lookup(b1); ok {
+		t.Fatal("blob of removed pack still indexed")
+	}
+	if _, ok, _ := x.Lookup(b3); !ok {
+		t.Fatal("blob of other pack lost")
+	}
+	if _, ok, _ := x.Verified(p1); ok {
+		t.Fatal("verification time of removed pack kept")
+	}
+	n := 0
+	x.Packs(func(blob.ID, PackInfo) error { n++; return nil })
+	if n != 1 {
+		t.Fatalf("%d packs, want 1", n)
+	}
+}
+
+func TestSnapshots(t *testing.T) {
+	x := open(t, t.TempDir())
+	defer x.Close()
+	s1 := blob.Hash([]byte("s1"))
+	x.AddSnapshot(s1, []byte(`{"a":1}`))
+	var got []string
+	x.Snapshots(func(id blob.ID, rec []byte) error { got = append(got, id.Short()+string(rec)); return nil })
+	if len(got) != 1 || got[0] != s1.Short()+`{"a":1}` {
+		t.Fatalf("snapshots = %v", got)
+	}
+	x.RemoveSnapshot(s1)
+	got = nil
+	x.Snapshots(func(id blob.ID, rec []byte) error { got = append(got, id.Short()); return nil })
+	if len(got) != 0 {
+		t.Fatalf("snapshots after remove = %v", got)
+	}
+}
+
+// Another schema (another external magic) refuses to open the database.
+func TestSchemaMismatch(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db, err := badger.Open(badgerOptions(dir, Options{EncryptionKey: testKey}).WithExternalMagic(SchemaVersion + 1))
+	if err == nil {
+		db.Close()
+		t.Fatal("opened with another schema version")
+	}
+	if !strings.Contains(err.Error(), "External Magic Version") && !strings.Contains(strings.ToLower(err.Error()), "magic") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestWrongEncryptionKey(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir).Close()
+	_, err := Open(dir, Options{EncryptionKey: []byte(strings.Repeat("x", 32))})
+	if err == nil || !strings.Contains(err.Error(), "index: open") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,224 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/seal"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// Credentials open a repository: a passphrase, or a key file.
+type Credentials struct {
+	// Password is the passphrase (from --password-file or
+	// CAIRN_PASSWORD_FILE). When set, KeyFile is ignored.
+	Password []byte
+	// KeyFile is the path of a key file made by Init; see [KeyFile].
+	KeyFile string
+	// KDF overrides the argon2id costs when Init wraps a new key with a
+	// passphrase; zero means [seal.DefaultKDF].
+	KDF seal.KDFParams
+}
+
+// KeyFile is the JSON document Init writes outside the repository for
+// unattended appliances: the secret that unwraps the repository's
+// master key. Whoever has it can read every backup; keep it with the same
+// care as a passphrase, and keep a copy off the box.
+type KeyFile struct {
+	Version    int     `json:"version"`
+	Repository blob.ID `json:"repository"`
+	Key        string  `json:"key"`    // the name of the wrapped key in keys/
+	Secret     []byte  `json:"secret"` // 32 bytes
+}
+
+// ErrWrongKey is wrapped by Open's error when the passphrase or key file
+// does not open the repository.
+var ErrWrongKey = errors.New("wrong passphrase or key file")
+
+// DefaultKeyFile is where Init writes, and Open looks for, the key file
+// when none is named: next to the repository directory, never inside it,
+// so a copy of the repository does not carry its own key.
+func DefaultKeyFile(repoDir string) string {
+	return filepath.Clean(repoDir) + ".key"
+}
+
+func readKeyFile(path string) (*KeyFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	var kf KeyFile
+	if err := json.Unmarshal(b, &kf); err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	if kf.Version != 1 || len(kf.Secret) != seal.KeySize || kf.Key == "" {
+		return nil, fmt.Errorf("key file %s: not a cairn key file", path)
+	}
+	return &kf, nil
+}
+
+// writeKeyFile writes kf durably and refuses to replace an existing file.
+func writeKeyFile(path string, kf *KeyFile) error {
+	b, err := json.MarshalIndent(kf, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp, path)
+	}
+	os.Remove(tmp)
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("key file: %w", err)
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// unlock finds the wrapped key the credentials open and returns the
+// master key. It only reads.
+func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Credentials) (seal.MasterKey, error) {
+	var zero seal.MasterKey
+	if len(cred.Password) > 0 {
+		var names []string
+		err := be.List(ctx, storage.Keys, func(name string, _ int64) error {
+			names = append(names, name)
+			return nil
+		})
+		if err != nil {
+			return zero, err
+		}
+		tried := 0
+		for _, name := range names {
+			w, err := loadWrapped(ctx, be, name)
+			if err != nil {
+				return zero, err
+			}
+			if w.KDF != seal.KDFArgon2id {
+				continue
+			}
+			tried++
+			m, err := w.Unwrap(cred.Password)
+			if err == nil {
+				return m, nil
+			}
+			if !errors.Is(err, seal.ErrWrongKey) {
+				return zero, fmt.Errorf("key %s: %w", name, err)
+			}
+		}
+		if tried == 0 {
+			return zero, fmt.Errorf("%w: the repository has no passphrase keys (use its key file)", ErrWrongKey)
+		}
+		return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s", ErrWrongKey, tried, filepath.Join(repoDir, "keys"))
+	}
+	path := cred.KeyFile
+	if path == "" {
+		path = DefaultKeyFile(repoDir)
+	}
+	kf, err := readKeyFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return zero, fmt.Errorf("no key: give a passphrase with --password-file or CAIRN_PASSWORD_FILE, or a key file with --key-file or CAIRN_KEY_FILE (%s does not exist)", path)
+	}
+	if err != nil {
+		return zero, err
+	}
+	w, err := loadWrapped(ctx, be, kf.Key)
+	if errors.Is(err, storage.ErrNotExist) {
+		return zero, fmt.Errorf("%w: key file %s names key %s, which this repository does not have", ErrWrongKey, path, kf.Key)
+	}
+	if err != nil {
+		return zero, err
+	}
+	m, err := w.Unwrap(kf.Secret)
+	if errors.Is(err, seal.ErrWrongKey) {
+		return zero, fmt.Errorf("%w: key file %s does not open key %s", ErrWrongKey, path, kf.Key)
+	}
+	return m, err
+}
+
+func loadWrapped(ctx context.Context, be storage.Backend, name string) (*seal.Wrapped, error) {
+	b, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Keys, Name: name}, seal.MaxWrappedSize)
+	if err != nil {
+		return nil, err
+	}
+	w, err := seal.DecodeWrapped(b)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", name, err)
+	}
+	return w, nil
+}
+
+// newKeyName returns a random name for a wrapped key.
+func newKeyName() string {
+	id, err := seal.NewMasterKey() // 32 random bytes
+	if err != nil {
+		panic(err)
+	}
+	return blob.ID(id).String()[:16]
+}
+
+// addKey wraps m with cred and stores it in keys/. In key file mode it
+// also writes the key file, which must not exist yet.
+func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, repoDir string, m seal.MasterKey, cred Credentials, now time.Time) (keyFile string, err error) {
+	name := newKeyName()
+	var w *seal.Wrapped
+	if len(cred.Password) > 0 {
+		p := cred.KDF
+		if p == (seal.KDFParams{}) {
+			p = seal.DefaultKDF
+		}
+		w, err = seal.Wrap(m, cred.Password, p, now)
+		if err != nil {
+			return "", err
+		}
+	} else {
+		keyFile = cred.KeyFile
+		if keyFile == "" {
+			keyFile = DefaultKeyFile(repoDir)
+		}
+		if _, err := os.Lstat(keyFile); err == nil {
+			return "", fmt.Errorf("key file %s exists already; move it away or name another with --key-file", keyFile)
+		}
+		secret, err := seal.NewMasterKey()
+		if err != nil {
+			return "", err
+		}
+		w, err = seal.WrapWithSecret(m, secret[:], now)
+		if err != nil {
+			return "", err
+		}
+		if err := writeKeyFile(keyFile, &KeyFile{Version: 1, Repository: repoID, Key: name, Secret: secret[:]}); err != nil {
+			return "", err
+		}
+	}
+	enc, err := w.Encode()
+	if err != nil {
+		return "", err
+	}
+	if err := be.Put(ctx, storage.Handle{Kind: storage.Keys, Name: name}, bytesReader(enc)); err != nil {
+		return "", err
+	}
+	return keyFile, nil
+}

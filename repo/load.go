@@ -1,0 +1,86 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/index"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// envPool holds envelope and scratch buffers for LoadBlob, so steady-state
+// reads do not allocate. Buffers grow to the largest blob read.
+var envPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Location says where a blob is stored: its pack, offset and lengths.
+type Location = index.Location
+
+// Lookup returns where blob id is stored.
+func (r *Repository) Lookup(id blob.ID) (Location, bool, error) {
+	return r.idx.Lookup(id)
+}
+
+// HasBlobs reports for each ID whether the repository has it.
+func (r *Repository) HasBlobs(ids []blob.ID) ([]bool, error) {
+	return r.idx.Has(ids)
+}
+
+// LoadBlob reads blob h, authenticates and decompresses it, checks that
+// it hashes to h.ID, and appends the plaintext to buf[:0]. A blob the
+// index does not know gives an error wrapping [blob.ErrNotFound]; damage
+// gives one wrapping [blob.ErrCorrupt] and naming the pack.
+func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	loc, ok, err := r.idx.Lookup(h.ID)
+	if err != nil {
+		return buf[:0], err
+	}
+	if !ok {
+		return buf[:0], fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
+	}
+	if loc.Type != h.Type {
+		return buf[:0], fmt.Errorf("blob %s is stored as a %s blob: %w", h, loc.Type, blob.ErrNotFound)
+	}
+	f, err := r.be.Open(ctx, r.packHandle(loc.Pack))
+	if errors.Is(err, storage.ErrNotExist) {
+		return buf[:0], fmt.Errorf("blob %s: pack %s is missing: %w", h, loc.Pack.Short(), blob.ErrNotFound)
+	}
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	return r.loadFrom(f, loc, h, buf)
+}
+
+// loadFrom reads blob h at loc from an open pack file.
+func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte) ([]byte, error) {
+	if int64(loc.Offset)+int64(loc.Length) > f.Size() {
+		return buf[:0], fmt.Errorf("blob %s: pack %s is %d bytes, too short for the blob at %d+%d: %w",
+			h, loc.Pack.Short(), f.Size(), loc.Offset, loc.Length, blob.ErrCorrupt)
+	}
+	envp := envPool.Get().(*[]byte)
+	scrp := envPool.Get().(*[]byte)
+	defer envPool.Put(envp)
+	defer envPool.Put(scrp)
+	env := grow(*envp, int(loc.Length))
+	*envp = env
+	if _, err := f.ReadAt(env, int64(loc.Offset)); err != nil {
+		return buf[:0], fmt.Errorf("blob %s: read pack %s: %w", h, loc.Pack.Short(), err)
+	}
+	out, scratch, err := pack.OpenBlob(buf[:0], r.key, h, int(loc.RawLength), env, *scrp)
+	*scrp = scratch
+	if err != nil {
+		return buf[:0], fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
+	}
+	return out, nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}

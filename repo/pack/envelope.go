@@ -1,0 +1,175 @@
+package pack
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/seal"
+	"github.com/klauspost/compress/zstd"
+)
+
+// Compression says how a blob's payload is stored inside its envelope.
+type Compression uint8
+
+// Compression values; they are part of the envelope format.
+const (
+	Raw  Compression = 0 // stored as is (incompressible data)
+	Zstd Compression = 1 // a single zstd frame
+)
+
+// MinEnvelope is the size of the smallest possible envelope: the seal
+// overhead plus the compression byte.
+const MinEnvelope = seal.Overhead + 1
+
+// Level is a zstd compression level as understood by the encoder.
+type Level = zstd.EncoderLevel
+
+// Compression levels offered to operators.
+const (
+	LevelFastest = zstd.SpeedFastest
+	LevelDefault = zstd.SpeedDefault
+	LevelBetter  = zstd.SpeedBetterCompression
+)
+
+var (
+	encMu    sync.Mutex
+	encoders = map[Level]*zstd.Encoder{}
+	decOnce  sync.Once
+	decoder  *zstd.Decoder
+)
+
+func encoder(l Level) *zstd.Encoder {
+	encMu.Lock()
+	defer encMu.Unlock()
+	e := encoders[l]
+	if e == nil {
+		var err error
+		// EncodeAll is safe for concurrent use; the encoder keeps a
+		// small pool of states, bounded by its concurrency.
+		e, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderCRC(false),
+			zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			panic("pack: zstd encoder: " + err.Error()) // only for invalid options
+		}
+		encoders[l] = e
+	}
+	return e
+}
+
+func zstdDecoder() *zstd.Decoder {
+	decOnce.Do(func() {
+		var err error
+		decoder, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(blob.MaxSize),
+			zstd.WithDecoderMaxWindow(blob.MaxSize), zstd.WithDecoderConcurrency(0))
+		if err != nil {
+			panic("pack: zstd decoder: " + err.Error())
+		}
+	})
+	return decoder
+}
+
+// Compress compresses src at level l and appends the result to dst. When
+// compression saves less than 1/64 of the size (incompressible data such
+// as media or already compressed files), it appends src unchanged and
+// returns [Raw].
+func Compress(dst, src []byte, l Level) ([]byte, Compression) {
+	n := len(dst)
+	out := encoder(l).EncodeAll(src, dst)
+	if len(out)-n >= len(src)-len(src)/64 {
+		return append(out[:n], src...), Raw
+	}
+	return out, Zstd
+}
+
+// Decompress appends the plaintext of payload to dst. rawLen is the
+// expected plaintext length; a payload that decodes to any other length is
+// corrupt.
+func Decompress(dst, payload []byte, c Compression, rawLen int) ([]byte, error) {
+	if rawLen < 0 || rawLen > blob.MaxSize {
+		return dst, fmt.Errorf("blob length %d out of range: %w", rawLen, blob.ErrCorrupt)
+	}
+	switch c {
+	case Raw:
+		if len(payload) != rawLen {
+			return dst, fmt.Errorf("raw payload is %d bytes, want %d: %w", len(payload), rawLen, blob.ErrCorrupt)
+		}
+		return append(dst, payload...), nil
+	case Zstd:
+		n := len(dst)
+		if cap(dst)-n < rawLen {
+			nd := make([]byte, n, n+rawLen)
+			copy(nd, dst)
+			dst = nd
+		}
+		out, err := zstdDecoder().DecodeAll(payload, dst)
+		if err != nil {
+			return dst[:n], fmt.Errorf("zstd: %w: %w", err, blob.ErrCorrupt)
+		}
+		if len(out)-n != rawLen {
+			return dst[:n], fmt.Errorf("decompressed to %d bytes, want %d: %w", len(out)-n, rawLen, blob.ErrCorrupt)
+		}
+		return out, nil
+	}
+	return dst, fmt.Errorf("unknown compression %d: %w", c, blob.ErrCorrupt)
+}
+
+// envelopeAAD binds a sealed envelope to the blob it holds, so an
+// envelope cannot be passed off as another blob even before re-hashing.
+func envelopeAAD(h blob.Handle) [1 + blob.IDSize]byte {
+	var a [1 + blob.IDSize]byte
+	a[0] = byte(h.Type)
+	copy(a[1:], h.ID[:])
+	return a
+}
+
+// SealBlob appends the envelope of a blob to dst: the payload (already
+// compressed as c says) sealed together with its compression byte.
+func SealBlob(dst []byte, key *seal.Key, h blob.Handle, c Compression, payload []byte, scratch []byte) ([]byte, []byte) {
+	scratch = append(scratch[:0], byte(c))
+	scratch = append(scratch, payload...)
+	aad := envelopeAAD(h)
+	return key.Seal(dst, scratch, aad[:]), scratch
+}
+
+// OpenBlob authenticates and decodes one envelope of blob h whose
+// plaintext is rawLen bytes long, verifies that the plaintext hashes to
+// h.ID, and appends it to dst. scratch is reused for the decrypted
+// payload and returned for the next call. Every failure wraps
+// [blob.ErrCorrupt].
+func OpenBlob(dst []byte, key *seal.Key, h blob.Handle, rawLen int, envelope, scratch []byte) (out, scratchOut []byte, err error) {
+	aad := envelopeAAD(h)
+	pt, err := key.Open(scratch[:0], envelope, aad[:])
+	if err != nil {
+		return dst, scratch, fmt.Errorf("blob %s: %w", h, err)
+	}
+	if len(pt) < 1 {
+		return dst, pt, fmt.Errorf("blob %s: empty envelope: %w", h, blob.ErrCorrupt)
+	}
+	n := len(dst)
+	out, err = Decompress(dst, pt[1:], Compression(pt[0]), rawLen)
+	if err != nil {
+		return dst, pt, fmt.Errorf("blob %s: %w", h, err)
+	}
+	if blob.Hash(out[n:]) != h.ID {
+		return dst, pt, fmt.Errorf("blob %s: plaintext does not match its id: %w", h, blob.ErrCorrupt)
+	}
+	return out, pt, nil
+}
+
+// VerifyPayload decompresses a payload as received from a node and checks
+// that it hashes to h.ID. It returns the plaintext appended to dst.
+func VerifyPayload(dst []byte, h blob.Handle, c Compression, rawLen int, payload []byte) ([]byte, error) {
+	n := len(dst)
+	out, err := Decompress(dst, payload, c, rawLen)
+	if err != nil {
+		return dst, fmt.Errorf("blob %s: %w", h, err)
+	}
+	if blob.Hash(out[n:]) != h.ID {
+		return dst[:n], fmt.Errorf("blob %s: %w", h, errMismatch)
+	}
+	return out, nil
+}
+
+var errMismatch = errors.Join(errors.New("plaintext does not match its id"), blob.ErrCorrupt)

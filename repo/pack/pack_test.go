@@ -1,0 +1,407 @@
+package pack
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/seal"
+)
+
+var writeFixture = flag.Bool("write-fixture", false, "create testdata/v1/pack if it is missing (never overwrites)")
+
+func fixtureKey(t testing.TB) *seal.Key {
+	k, err := seal.NewKey(bytes.Repeat([]byte{0x11}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// fixtureID is the SHA-256 of testdata/v1/pack.
+const fixtureID = "f9526bb018a82c6178a7c21643d45c010e00121054e57fdbc48d13e317c33a31"
+
+// fixtureBlobs are the blobs of the frozen v1 pack, in order.
+var fixtureBlobs = []struct {
+	typ  blob.Type
+	data string
+}{
+	{blob.Data, "hello, cairn"},
+	{blob.Data, strings.Repeat("compressible text; ", 200)},
+	{blob.Tree, "\x01\x00"},
+	{blob.Data, ""},
+}
+
+type packed struct {
+	data    []byte
+	id      blob.ID
+	entries []Entry
+}
+
+func buildPack(t testing.TB, key *seal.Key, blobs [][]byte, types []blob.Type) packed {
+	t.Helper()
+	var buf bytes.Buffer
+	w := NewWriter(&buf, key)
+	for i, b := range blobs {
+		payload, c := Compress(nil, b, LevelDefault)
+		if _, err := w.Add(blob.Handle{ID: blob.Hash(b), Type: types[i]}, c, payload, len(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, size, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != int64(buf.Len()) || blob.Hash(buf.Bytes()) != id {
+		t.Fatalf("finish: size %d id %s for %d bytes", size, id.Short(), buf.Len())
+	}
+	return packed{data: buf.Bytes(), id: id, entries: w.Entries()}
+}
+
+func fixtureInput() ([][]byte, []blob.Type) {
+	var blobs [][]byte
+	var types []blob.Type
+	for _, b := range fixtureBlobs {
+		blobs = append(blobs, []byte(b.data))
+		types = append(types, b.typ)
+	}
+	return blobs, types
+}
+
+// TestFrozenV1 reads a pack written by the first version of the format.
+// The fixture is never regenerated: old repositories stay readable.
+func TestFrozenV1(t *testing.T) {
+	path := filepath.Join("testdata", "v1", "pack")
+	if _, err := os.Stat(path); os.IsNotExist(err) && *writeFixture {
+		blobs, types := fixtureInput()
+		p := buildPack(t, fixtureKey(t), blobs, types)
+		if err := os.WriteFile(path, p.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("fixture: %v (create it once with -write-fixture)", err)
+	}
+	key := fixtureKey(t)
+	entries, err := DecodeHeader(data, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(fixtureBlobs) {
+		t.Fatalf("%d entries, want %d", len(entries), len(fixtureBlobs))
+	}
+	wantComp := []Compression{Raw, Zstd, Raw, Raw}
+	for i, e := range entries {
+		want := fixtureBlobs[i]
+		if e.Type != want.typ || e.ID != blob.Hash([]byte(want.data)) || e.RawLength != uint32(len(want.data)) {
+			t.Errorf("entry %d = %+v", i, e)
+		}
+		env := data[e.Offset : e.Offset+uint64(e.Length)]
+		got, _, err := OpenBlob(nil, key, e.Handle, int(e.RawLength), env, nil)
+		if err != nil || string(got) != want.data {
+			t.Errorf("blob %d: %q, %v", i, got, err)
+		}
+		pt, err := key.Open(nil, env, func() []byte { a := envelopeAAD(e.Handle); return a[:] }())
+		if err != nil || Compression(pt[0]) != wantComp[i] {
+			t.Errorf("blob %d: compression %d, want %d (%v)", i, pt[0], wantComp[i], err)
+		}
+	}
+	if got := blob.Hash(data).String(); got != fixtureID {
+		t.Errorf("fixture hashes to %s, want %s: it must never change", got, fixtureID)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	key := fixtureKey(t)
+	blobs, types := fixtureInput()
+	p := buildPack(t, key, blobs, types)
+	entries, err := DecodeHeader(p.data, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(p.entries) {
+		t.Fatalf("entries %d, want %d", len(entries), len(p.entries))
+	}
+	for i := range entries {
+		if entries[i] != p.entries[i] {
+			t.Fatalf("entry %d: %+v, want %+v", i, entries[i], p.entries[i])
+		}
+	}
+}
+
+func TestEmptyPack(t *testing.T) {
+	p := buildPack(t, fixtureKey(t), nil, nil)
+	if len(p.data) != PrefixSize+seal.Overhead+FooterSize {
+		t.Fatalf("empty pack is %d bytes", len(p.data))
+	}
+	entries, err := DecodeHeader(p.data, fixtureKey(t))
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("entries %v, %v", entries, err)
+	}
+}
+
+func TestHeaderDamage(t *testing.T) {
+	key := fixtureKey(t)
+	blobs, types := fixtureInput()
+	p := buildPack(t, key, blobs, types)
+	n := len(p.data)
+	hdr := n - FooterSize - (seal.Overhead + EntrySize*len(blobs))
+	wrongKey, _ := seal.NewKey(bytes.Repeat([]byte{0x22}, seal.KeySize))
+	cases := []struct {
+		name string
+		data []byte
+		key  *seal.Key
+		want string
+	}{
+		{"truncated to nothing", p.data[:10], key, "pack: file of 10 bytes is too short to be a pack"},
+		{"truncated tail", p.data[:n-1], key, "pack: offset " + itoa(n-1-FooterSize) + ": bad magic in footer"},
+		{"flipped header byte", flip(p.data, hdr+20), key, "pack: offset " + itoa(hdr) + ": header checksum mismatch"},
+		{"wrong key", p.data, wrongKey, "pack: offset " + itoa(hdr) + ": header does not authenticate (wrong key or damaged)"},
+		{"bad prefix", flip(p.data, 0), key, "pack: offset 0: bad magic or version at the start"},
+		{"huge count", setFooter(p.data, 4, 1<<24), key, "pack: offset " + itoa(n-FooterSize) + ": header claims 16777216 entries, more than the limit 1048576"},
+		{"count mismatch", setFooter(p.data, 4, 3), key, "pack: offset " + itoa(n-FooterSize) + ": header length 224 does not fit 3 entries"},
+		{"header larger than file", setFooter(setFooter(p.data, 4, 1000), 0, 1000*EntrySize+seal.Overhead), key, "pack: offset " + itoa(n-FooterSize) + ": header length 49028 exceeds the file"},
+		{"version", setFooter(p.data, 12, 2), key, "pack: offset " + itoa(n-FooterSize) + ": unsupported version 2"},
+	}
+	for _, c := range cases {
+		_, err := DecodeHeader(c.data, c.key)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: err = %v\nwant %s", c.name, err, c.want)
+			continue
+		}
+		if !errors.Is(err, blob.ErrCorrupt) {
+			t.Errorf("%s: not ErrCorrupt", c.name)
+		}
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x40
+	return c
+}
+
+func setFooter(b []byte, field int, v uint32) []byte {
+	c := bytes.Clone(b)
+	f := c[len(c)-FooterSize:]
+	f[field], f[field+1], f[field+2], f[field+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	return c
+}
+
+func TestBlobDamage(t *testing.T) {
+	key := fixtureKey(t)
+	blobs, types := fixtureInput()
+	p := buildPack(t, key, blobs, types)
+	e := p.entries[1]
+	env := bytes.Clone(p.data[e.Offset : e.Offset+uint64(e.Length)])
+	env[seal.NonceSize+3] ^= 1
+	_, _, err := OpenBlob(nil, key, e.Handle, int(e.RawLength), env, nil)
+	if !errors.Is(err, blob.ErrCorrupt) || !errors.Is(err, seal.ErrAuth) {
+		t.Fatalf("flipped: %v", err)
+	}
+	good := p.data[e.Offset : e.Offset+uint64(e.Length)]
+	other := blob.Handle{ID: blob.Hash([]byte("x")), Type: blob.Data}
+	if _, _, err := OpenBlob(nil, key, other, int(e.RawLength), good, nil); !errors.Is(err, seal.ErrAuth) {
+		t.Fatalf("as another blob: %v", err)
+	}
+	if _, _, err := OpenBlob(nil, key, e.Handle, int(e.RawLength)+1, good, nil); err == nil ||
+		!strings.Contains(err.Error(), "decompressed to 3800 bytes, want 3801") {
+		t.Fatalf("wrong length: %v", err)
+	}
+}
+
+func TestVerifyPayload(t *testing.T) {
+	data := []byte(strings.Repeat("abc", 1000))
+	payload, c := Compress(nil, data, LevelFastest)
+	if c != Zstd {
+		t.Fatalf("compression %d, want zstd", c)
+	}
+	h := blob.Handle{ID: blob.Hash(data), Type: blob.Data}
+	got, err := VerifyPayload(nil, h, c, len(data), payload)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("verify: %v", err)
+	}
+	lie := blob.Handle{ID: blob.Hash([]byte("other")), Type: blob.Data}
+	_, err = VerifyPayload(nil, lie, c, len(data), payload)
+	if err == nil || err.Error() != "blob data/"+lie.ID.Short()+": plaintext does not match its id\ncorrupt" {
+		t.Fatalf("lie: %q", err)
+	}
+}
+
+func TestCompressIncompressible(t *testing.T) {
+	data := make([]byte, 64<<10)
+	for i := range data {
+		data[i] = byte(i*7919 ^ i>>3*31 ^ i>>11)
+	}
+	rnd := bytes.Clone(data)
+	// A cheap deterministic scramble that zstd cannot shrink.
+	x := uint64(1)
+	for i := range rnd {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		rnd[i] = byte(x)
+	}
+	out, c := Compress([]byte("keep"), rnd, LevelDefault)
+	if c != Raw || !bytes.Equal(out[4:], rnd) || string(out[:4]) != "keep" {
+		t.Fatalf("random data: compression %d, %d bytes", c, len(out))
+	}
+}
+
+func FuzzDecodeHeader(f *testing.F) {
+	key := fixtureKey(f)
+	blobs, types := fixtureInput()
+	f.Add(buildPack(f, key, blobs, types).data)
+	f.Add(buildPack(f, key, nil, nil).data)
+	f.Add([]byte(Magic + "\x00\x00\x00\x01"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, err := DecodeHeader(data, key)
+		if err != nil {
+			if !errors.Is(err, blob.ErrCorrupt) {
+				t.Fatalf("error is not ErrCorrupt: %v", err)
+			}
+			return
+		}
+		// A header that authenticates describes contiguous blobs.
+		next := uint64(PrefixSize)
+		for _, e := range entries {
+			if e.Offset != next {
+				t.Fatalf("entry at %d, want %d", e.Offset, next)
+			}
+			next += uint64(e.Length)
+		}
+	})
+}
+
+func FuzzOpenBlob(f *testing.F) {
+	key := fixtureKey(f)
+	blobs, types := fixtureInput()
+	p := buildPack(f, key, blobs, types)
+	for _, e := range p.entries {
+		f.Add(p.data[e.Offset:e.Offset+uint64(e.Length)], uint8(e.Type), e.ID[:], int(e.RawLength))
+	}
+	f.Fuzz(func(t *testing.T, env []byte, typ uint8, id []byte, rawLen int) {
+		if len(id) != blob.IDSize || rawLen > 1<<20 {
+			return
+		}
+		h := blob.Handle{Type: blob.Type(typ), ID: blob.ID(id)}
+		out, _, err := OpenBlob(nil, key, h, rawLen, env, nil)
+		if err != nil {
+			if !errors.Is(err, blob.ErrCorrupt) {
+				t.Fatalf("error is not ErrCorrupt: %v", err)
+			}
+			return
+		}
+		if blob.Hash(out) != h.ID || len(out) != rawLen {
+			t.Fatalf("opened a blob that does not match its handle")
+		}
+	})
+}
+
+func FuzzDecompress(f *testing.F) {
+	payload, _ := Compress(nil, []byte(strings.Repeat("abc", 100)), LevelDefault)
+	f.Add(payload, 300)
+	f.Fuzz(func(t *testing.T, payload []byte, rawLen int) {
+		if rawLen > 1<<20 {
+			return
+		}
+		out, err := Decompress(nil, payload, Zstd, rawLen)
+		if err == nil && len(out) != rawLen {
+			t.Fatalf("decompressed %d bytes, want %d", len(out), rawLen)
+		}
+	})
+}
+
+func benchData(n int) []byte {
+	b := make([]byte, n)
+	x := uint64(42)
+	for i := range b {
+		x = x*6364136223846793005 + 1442695040888963407
+		if i%4 == 0 {
+			b[i] = byte(x >> 56)
+		} else {
+			b[i] = 'a' + byte(i%7)
+		}
+	}
+	return b
+}
+
+// BenchmarkPackWrite measures compressing, sealing and packing 1 MiB
+// chunks of half-compressible data into 16 MiB packs in memory.
+func BenchmarkPackWrite(b *testing.B) {
+	key := fixtureKey(b)
+	data := benchData(1 << 20)
+	var buf bytes.Buffer
+	b.SetBytes(int64(len(data)))
+	var payload []byte
+	i := 0
+	w := NewWriter(&buf, key)
+	for b.Loop() {
+		data[0] = byte(i)
+		data[1] = byte(i >> 8)
+		i++
+		var c Compression
+		payload, c = Compress(payload[:0], data, LevelDefault)
+		if _, err := w.Add(blob.Handle{ID: blob.Hash(data), Type: blob.Data}, c, payload, len(data)); err != nil {
+			b.Fatal(err)
+		}
+		if w.Size() >= 16<<20 {
+			if _, _, err := w.Finish(); err != nil {
+				b.Fatal(err)
+			}
+			buf.Reset()
+			w = NewWriter(&buf, key)
+		}
+	}
+}
+
+// BenchmarkSealBlob measures sealing an already compressed 1 MiB payload.
+func BenchmarkSealBlob(b *testing.B) {
+	key := fixtureKey(b)
+	data := benchData(1 << 20)
+	h := blob.Handle{ID: blob.Hash(data), Type: blob.Data}
+	var dst, scratch []byte
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		dst, scratch = SealBlob(dst[:0], key, h, Raw, data, scratch)
+	}
+}
+
+// BenchmarkOpenBlob measures opening, decompressing and re-hashing a
+// 1 MiB blob.
+func BenchmarkOpenBlob(b *testing.B) {
+	key := fixtureKey(b)
+	data := benchData(1 << 20)
+	h := blob.Handle{ID: blob.Hash(data), Type: blob.Data}
+	payload, c := Compress(nil, data, LevelDefault)
+	env, _ := SealBlob(nil, key, h, c, payload, nil)
+	var out, scratch []byte
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var err error
+		out, scratch, err = OpenBlob(out[:0], key, h, len(data), env, scratch)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCompress measures zstd at the default level on
+// half-compressible data.
+func BenchmarkCompress(b *testing.B) {
+	data := benchData(1 << 20)
+	var out []byte
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		out, _ = Compress(out[:0], data, LevelDefault)
+	}
+}

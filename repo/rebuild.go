@@ -1,0 +1,375 @@
+package repo
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/index"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/storage"
+	"github.com/minio/sha256-simd"
+	"golang.org/x/sync/errgroup"
+)
+
+// ReadPackHeader reads and decodes the header of pack id.
+func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID) ([]pack.Entry, int64, error) {
+	f, err := r.be.Open(ctx, r.packHandle(id))
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	entries, err := pack.ReadHeader(f, f.Size(), r.key)
+	var fe *pack.FormatError
+	if errors.As(err, &fe) {
+		fe.Pack = id.Short()
+	}
+	return entries, f.Size(), err
+}
+
+// listPacks returns the size of every pack file, by ID. Files whose
+// names are not pack IDs are reported to the log and skipped.
+func (r *Repository) listPacks(ctx context.Context) (map[blob.ID]int64, error) {
+	out := make(map[blob.ID]int64)
+	err := r.be.List(ctx, storage.Packs, func(name string, size int64) error {
+		id, err := blob.ParseID(name)
+		if err != nil {
+			r.log.Warn("ignoring a file in packs/ that is not named like a pack", "name", name)
+			return nil
+		}
+		out[id] = size
+		return nil
+	})
+	return out, err
+}
+
+func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, error) {
+	out := make(map[blob.ID]bool)
+	err := r.be.List(ctx, storage.Snapshot, func(name string, _ int64) error {
+		id, err := blob.ParseID(name)
+		if err != nil {
+			r.log.Warn("ignoring a file in snapshots/ that is not named like a snapshot", "name", name)
+			return nil
+		}
+		out[id] = true
+		return nil
+	})
+	return out, err
+}
+
+// reconcile brings the index in line with packs/ and snapshots/ after a
+// crash or a lost index: packs on disk but not indexed are indexed from
+// their headers, indexed packs no longer on disk are forgotten, and the
+// snapshot list follows the snapshot files.
+func (r *Repository) reconcile(ctx context.Context) error {
+	onDisk, err := r.listPacks(ctx)
+	if err != nil {
+		return err
+	}
+	gone := make(map[blob.ID]bool)
+	indexed := make(map[blob.ID]bool, len(onDisk))
+	err = r.idx.Packs(func(id blob.ID, info index.PackInfo) error {
+		size, ok := onDisk[id]
+		switch {
+		case !ok:
+			gone[id] = true
+		case size == info.Size:
+			indexed[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(gone) > 0 {
+		r.log.Warn("packs in the index are missing on disk; forgetting them", "count", len(gone))
+		if err := r.idx.RemovePacks(gone); err != nil {
+			return err
+		}
+	}
+	var missing []blob.ID
+	for id := range onDisk {
+		if !indexed[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		r.log.Info("indexing packs not yet in the index", "count", len(missing))
+		if _, err := r.indexPacks(ctx, r.idx, missing); err != nil {
+			return err
+		}
+	}
+	return r.reconcileSnapshots(ctx, r.idx)
+}
+
+func (r *Repository) reconcileSnapshots(ctx context.Context, idx *index.Index) error {
+	files, err := r.listSnapshotFiles(ctx)
+	if err != nil {
+		return err
+	}
+	var stale []blob.ID
+	err = idx.Snapshots(func(id blob.ID, _ []byte) error {
+		if files[id] {
+			delete(files, id)
+		} else {
+			stale = append(stale, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range stale {
+		if err := idx.RemoveSnapshot(id); err != nil {
+			return err
+		}
+	}
+	for id := range files {
+		plain, err := r.readSnapshotFile(ctx, id)
+		if err != nil {
+			r.log.Warn("snapshot file unreadable; not listed", "snapshot", id.Short(), "err", err)
+			continue
+		}
+		if err := idx.AddSnapshot(id, plain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnreadablePack names a pack whose header could not be read.
+type UnreadablePack struct {
+	ID  blob.ID
+	Err error
+}
+
+// indexPacks reads the headers of packs (two at a time) and adds them to
+// idx. Packs whose header cannot be read are returned, not indexed.
+func (r *Repository) indexPacks(ctx context.Context, idx *index.Index, ids []blob.ID) ([]UnreadablePack, error) {
+	var (
+		mu  sync.Mutex
+		bad []UnreadablePack
+	)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	for _, id := range ids {
+		g.Go(func() error {
+			entries, size, err := r.ReadPackHeader(ctx, id)
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.log.Warn("pack header unreadable; its blobs are not indexed", "pack", id.Short(), "err", err)
+				mu.Lock()
+				bad = append(bad, UnreadablePack{ID: id, Err: err})
+				mu.Unlock()
+				return nil
+			}
+			return idx.AddPack(id, index.PackInfo{Size: size, Blobs: len(entries)}, packBlobs(id, entries))
+		})
+	}
+	return bad, g.Wait()
+}
+
+// RebuildReport says what RebuildIndex found.
+type RebuildReport struct {
+	Packs               int
+	Blobs               int
+	Snapshots           int
+	UnreadablePacks     []UnreadablePack
+	UnreadableSnapshots []UnreadablePack
+}
+
+// RebuildIndex builds a fresh index from the packs and snapshot files
+// alone, in a new directory, and swaps it in when complete. The old index
+// is not read, so a damaged index can be replaced. Verification times
+// (disposable) start afresh.
+func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildReport, error) {
+	if r.idx != nil {
+		if err := r.idx.Close(); err != nil {
+			return nil, err
+		}
+		r.idx = nil
+	}
+	newDir := r.indexDir() + ".new"
+	oldDir := r.indexDir() + ".old"
+	if err := os.RemoveAll(newDir); err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := os.RemoveAll(oldDir); err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	idx, err := index.Open(newDir, r.indexOptions())
+	if err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	rep, err := r.fillIndex(ctx, idx)
+	if cerr := idx.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.RemoveAll(newDir)
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := os.Rename(r.indexDir(), oldDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := os.Rename(newDir, r.indexDir()); err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := syncDirPath(r.dir); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(oldDir); err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
+	}
+	if err := r.openIndex(); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (r *Repository) fillIndex(ctx context.Context, idx *index.Index) (*RebuildReport, error) {
+	onDisk, err := r.listPacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]blob.ID, 0, len(onDisk))
+	for id := range onDisk {
+		ids = append(ids, id)
+	}
+	rep := &RebuildReport{}
+	rep.UnreadablePacks, err = r.indexPacks(ctx, idx, ids)
+	if err != nil {
+		return nil, err
+	}
+	err = idx.Packs(func(_ blob.ID, info index.PackInfo) error {
+		rep.Packs++
+		rep.Blobs += info.Blobs
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	files, err := r.listSnapshotFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for id := range files {
+		plain, err := r.readSnapshotFile(ctx, id)
+		if err != nil {
+			rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: err})
+			continue
+		}
+		if err := idx.AddSnapshot(id, plain); err != nil {
+			return nil, err
+		}
+		rep.Snapshots++
+	}
+	return rep, idx.Sync()
+}
+
+func syncDirPath(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// PackReport is the result of reading one pack completely.
+type PackReport struct {
+	ID      blob.ID
+	Size    int64
+	Err     error        // the pack as a whole: missing, unreadable header, wrong hash
+	Entries []pack.Entry // from the header, when it could be read
+	Damaged []DamagedBlob
+}
+
+// DamagedBlob is a blob that failed to open or re-hash.
+type DamagedBlob struct {
+	blob.Handle
+	Err error
+}
+
+// VerifyPack reads pack id from start to end once: it checks that the file
+// hashes to its name, reads the header, and opens and re-hashes every
+// blob. Memory: one blob envelope and one plaintext at a time.
+func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
+	rep := PackReport{ID: id}
+	f, err := r.be.Open(ctx, r.packHandle(id))
+	if err != nil {
+		rep.Err = err
+		return rep
+	}
+	defer f.Close()
+	rep.Size = f.Size()
+	entries, herr := pack.ReadHeader(f, f.Size(), r.key)
+	var fe *pack.FormatError
+	if errors.As(herr, &fe) {
+		fe.Pack = id.Short()
+	}
+	rep.Entries = entries
+	h := sha256.New()
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), 1<<20)
+	var pos int64
+	var env, plain, scratch []byte
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			rep.Err = err
+			return rep
+		}
+		if n, err := io.CopyN(h, br, int64(e.Offset)-pos); err != nil {
+			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), pos+n, err)
+			return rep
+		}
+		env = grow(env, int(e.Length))
+		if _, err := io.ReadFull(br, env); err != nil {
+			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), e.Offset, err)
+			return rep
+		}
+		h.Write(env)
+		pos = int64(e.Offset) + int64(e.Length)
+		plain, scratch, err = pack.OpenBlob(plain[:0], r.key, e.Handle, int(e.RawLength), env, scratch)
+		if err != nil {
+			rep.Damaged = append(rep.Damaged, DamagedBlob{Handle: e.Handle, Err: err})
+		}
+	}
+	if _, err := io.Copy(h, br); err != nil {
+		rep.Err = fmt.Errorf("pack %s: read: %w", id.Short(), err)
+		return rep
+	}
+	switch {
+	case herr != nil:
+		rep.Err = herr
+	case blob.ID(h.Sum(nil)) != id:
+		rep.Err = fmt.Errorf("pack %s: file does not hash to its name: %w", id.Short(), blob.ErrCorrupt)
+	}
+	return rep
+}
+
+// MarkVerified records that pack id was completely verified now.
+func (r *Repository) MarkVerified(id blob.ID) error {
+	return r.idx.SetVerified(id, r.now())
+}
+
+// Packs calls fn for every indexed pack.
+func (r *Repository) Packs(fn func(id blob.ID, size int64, blobs int) error) error {
+	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error { return fn(id, info.Size, info.Blobs) })
+}
+
+// PackSizes lists every pack file on disk with its size.
+func (r *Repository) PackSizes(ctx context.Context) (map[blob.ID]int64, error) {
+	return r.listPacks(ctx)
+}
+
+// IndexedBlobs calls fn for every blob in the index.
+func (r *Repository) IndexedBlobs(fn func(id blob.ID, loc Location) error) error {
+	return r.idx.Blobs(fn)
+}

@@ -1,0 +1,262 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/chunker"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/index"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/seal"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// InitOptions configure a new repository. Zero values take the defaults.
+type InitOptions struct {
+	Chunker     ChunkerParams
+	PackSize    int
+	Compression string
+	Now         func() time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	// Logger receives what the repository notices on its own (temporary
+	// files removed, packs indexed at open); nil discards it.
+	Logger *slog.Logger
+	// SkipIndex opens the repository without its index (for
+	// RebuildIndex, when the index itself is damaged).
+	SkipIndex bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Repository is an open repository. It owns the directory while open:
+// a second process gets [ErrLocked]. It is safe for concurrent use.
+type Repository struct {
+	dir    string
+	be     *storage.Local
+	cfg    *Config
+	master seal.MasterKey
+	key    *seal.Key
+	table  *chunker.Table
+	level  pack.Level
+	idx    *index.Index
+	lock   *lockFile
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// Init creates a repository in dir (which must not exist or be empty)
+// with a new random master key wrapped by cred. In key file mode it
+// returns the path of the key file it wrote.
+func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (keyFile string, err error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Chunker == (ChunkerParams{}) {
+		p := chunker.DefaultParams
+		o.Chunker = ChunkerParams{Min: p.Min, Avg: p.Avg, Max: p.Max}
+	}
+	if o.PackSize == 0 {
+		o.PackSize = DefaultPackSize
+	}
+	if o.Compression == "" {
+		o.Compression = "default"
+	}
+	if len(cred.Password) == 0 {
+		kf := cred.KeyFile
+		if kf == "" {
+			kf = DefaultKeyFile(dir)
+		}
+		if inside(dir, kf) {
+			return "", fmt.Errorf("init: key file %s is inside the repository; keep it outside, or a copy of the repository carries its own key", kf)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("init: %w", err)
+		}
+	case err != nil:
+		return "", fmt.Errorf("init: %w", err)
+	case len(entries) > 0:
+		return "", fmt.Errorf("init: %s is not empty", dir)
+	}
+	m, err := seal.NewMasterKey()
+	if err != nil {
+		return "", err
+	}
+	var id blob.ID
+	tmp, err := seal.NewMasterKey()
+	if err != nil {
+		return "", err
+	}
+	id = blob.ID(tmp)
+	cfg := &Config{Version: FormatVersion, ID: id, Created: o.Now().UTC(), Chunker: o.Chunker, PackSize: o.PackSize, Compression: o.Compression}
+	if err := cfg.validate(); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	be := storage.NewLocal(dir)
+	if err := be.Init(); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	lock, err := acquireLock(dir)
+	if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	defer lock.release()
+	keyFile, err = addKey(ctx, be, id, dir, m, cred, o.Now())
+	if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	// The config goes last: its presence marks a complete repository.
+	plain, err := jsonMarshal(cfg)
+	if err != nil {
+		return "", err
+	}
+	sealed := m.DataKey().Seal(nil, plain, []byte(configAAD))
+	if err := be.Put(ctx, storage.Handle{Kind: storage.Config}, bytesReader(sealed)); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	return keyFile, nil
+}
+
+func inside(dir, path string) bool {
+	d, err1 := filepath.Abs(dir)
+	p, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return p == d || strings.HasPrefix(p, d+string(filepath.Separator))
+}
+
+// Open opens the repository in dir with cred. A wrong credential gives an
+// error wrapping [ErrWrongKey] and writes nothing; a repository open in
+// another process gives [ErrLocked].
+func Open(ctx context.Context, dir string, cred Credentials, o Options) (*Repository, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	be := storage.NewLocal(dir)
+	sealedCfg, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Config}, 1<<20)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, fmt.Errorf("%s is not a cairn repository (no config file); create one with cairn init", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := unlock(ctx, be, dir, cred)
+	if err != nil {
+		return nil, err
+	}
+	key := m.DataKey()
+	plain, err := key.Open(nil, sealedCfg, []byte(configAAD))
+	if err != nil {
+		return nil, fmt.Errorf("config does not authenticate with the repository key: %w", err)
+	}
+	cfg, err := decodeConfig(plain)
+	if err != nil {
+		return nil, err
+	}
+	r := &Repository{
+		dir: dir, be: be, cfg: cfg, master: m, key: key,
+		table: chunker.NewTable(m.Derive(seal.PurposeChunker)),
+		level: compressionLevels[cfg.Compression],
+		log:   o.Logger, now: o.Now,
+	}
+	r.lock, err = acquireLock(dir)
+	if err != nil {
+		return nil, err
+	}
+	removed, err := be.CleanTemp()
+	for _, p := range removed {
+		r.log.Info("removed a temporary file left by an interrupted write", "path", p)
+	}
+	if err != nil {
+		r.lock.release()
+		return nil, err
+	}
+	for _, leftover := range []string{r.indexDir() + ".new", r.indexDir() + ".old"} {
+		if err := os.RemoveAll(leftover); err != nil {
+			r.lock.release()
+			return nil, fmt.Errorf("remove %s: %w", leftover, err)
+		}
+	}
+	if o.SkipIndex {
+		return r, nil
+	}
+	if err := r.openIndex(); err != nil {
+		r.lock.release()
+		return nil, err
+	}
+	if err := r.reconcile(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Repository) indexDir() string { return filepath.Join(r.dir, "index") }
+
+func (r *Repository) indexOptions() index.Options {
+	k := r.master.Derive(PurposeIndex)
+	return index.Options{EncryptionKey: k[:], Logger: r.log}
+}
+
+// PurposeIndex derives the key that encrypts the index at rest.
+const PurposeIndex = "cairn v1 index key"
+
+func (r *Repository) openIndex() error {
+	idx, err := index.Open(r.indexDir(), r.indexOptions())
+	if err != nil {
+		return fmt.Errorf("%w (if the index is damaged, cairn repair index rebuilds it from the packs)", err)
+	}
+	r.idx = idx
+	return nil
+}
+
+// Close closes the index and releases the lock.
+func (r *Repository) Close() error {
+	var err error
+	if r.idx != nil {
+		err = r.idx.Close()
+		r.idx = nil
+	}
+	return errors.Join(err, r.lock.release())
+}
+
+// Dir is the repository directory.
+func (r *Repository) Dir() string { return r.dir }
+
+// Config returns the repository configuration.
+func (r *Repository) Config() Config { return *r.cfg }
+
+// ChunkerParams returns the repository's chunk sizes.
+func (r *Repository) ChunkerParams() chunker.Params { return r.cfg.Chunker.Params() }
+
+// ChunkerTable returns the gear table derived from the repository key.
+func (r *Repository) ChunkerTable() *chunker.Table { return r.table }
+
+// Backend returns the storage the repository keeps its files in.
+func (r *Repository) Backend() storage.Backend { return r.be }
+
+func (r *Repository) packHandle(id blob.ID) storage.Handle {
+	return storage.Handle{Kind: storage.Packs, Name: id.String()}
+}

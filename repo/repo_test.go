@@ -1,0 +1,337 @@
+package repo_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/backup"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/restore"
+	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+)
+
+// sampleTree writes a small tree with a file large enough for several
+// chunks (with repotest's small chunk sizes), a symlink and an empty file.
+func sampleTree(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	big := make([]byte, 600<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	repotest.WriteTree(t, src, map[string]string{
+		"etc/app.conf":   "listen = 127.0.0.1:8080\n",
+		"data/big.bin":   string(big),
+		"data/empty":     "",
+		"data/dup1.txt":  strings.Repeat("same content\n", 1000),
+		"data/dup2.txt":  strings.Repeat("same content\n", 1000),
+		"emptydir/":      "",
+		"deep/a/b/c.txt": "deep",
+	})
+	if err := os.Symlink("../etc/app.conf", filepath.Join(src, "data", "link")); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(src, "etc", "app.conf"), 0o600)
+	mt := time.Date(2020, 1, 2, 3, 4, 5, 6000, time.UTC)
+	filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().Type() != os.ModeSymlink {
+			os.Chtimes(p, mt, mt)
+		}
+		return nil
+	})
+	return src
+}
+
+func backupDir(t *testing.T, r *repo.Repository, src string) blob.ID {
+	t.Helper()
+	s := r.NewSession()
+	res, err := backup.Run(t.Context(), s, []string{src}, backup.Options{Params: r.ChunkerParams(), Table: r.ChunkerTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Summary.Warnings) > 0 {
+		t.Fatalf("warnings: %v", res.Summary.Warnings)
+	}
+	id, err := s.Commit(t.Context(), &snapshot.Snapshot{Version: snapshot.Version, Time: time.Now(), Node: "lyra", Paths: []string{src}, Tree: res.Tree, Summary: res.Summary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func restoreAndCompare(t *testing.T, r *repo.Repository, id blob.ID, src string) {
+	t.Helper()
+	sn, err := r.LoadSnapshot(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "dst")
+	if _, err := restore.Run(t.Context(), r, sn.Tree, src, dst); err != nil {
+		t.Fatal(err)
+	}
+	repotest.AssertSameTree(t, src, filepath.Join(dst, filepath.Base(src)))
+}
+
+func TestBackupRestore(t *testing.T) {
+	r := repotest.New(t)
+	src := sampleTree(t)
+	id := backupDir(t, r, src)
+	list, err := r.Snapshots(t.Context(), snapshot.Filter{})
+	if err != nil || len(list) != 1 || list[0].ID != id {
+		t.Fatalf("snapshots = %v, %v", list, err)
+	}
+	// A second backup of the same data gives the identical tree for it:
+	// reading the files did not change their access times. (The
+	// directories above it, such as /tmp, may change meanwhile.)
+	s := r.NewSession()
+	res, err := backup.Run(t.Context(), s, []string{src}, backup.Options{Params: r.ChunkerParams(), Table: r.ChunkerTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := snapfs.Lookup(t.Context(), r, list[0].Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	second, err := snapfs.Lookup(t.Context(), r, res.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Subtree != second.Subtree {
+		t.Fatal("unchanged backup has a different tree")
+	}
+	s.Abort()
+	restoreAndCompare(t, r, id, src)
+}
+
+func TestWrongPassphraseWritesNothing(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	before := listing(t, dir)
+	_, err := repo.Open(t.Context(), dir, repo.Credentials{Password: []byte("wrong")}, repo.Options{})
+	want := "wrong passphrase or key file: the passphrase opens none of the 1 passphrase keys in " + filepath.Join(dir, "keys")
+	if !errors.Is(err, repo.ErrWrongKey) || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	if after := listing(t, dir); !slices.Equal(before, after) {
+		t.Fatalf("files changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// listing returns every path under dir with its size and modification time.
+func listing(t *testing.T, dir string) []string {
+	var out []string
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		out = append(out, fmt.Sprintf("%s %d %d", p, fi.Size(), fi.ModTime().UnixNano()))
+		return nil
+	})
+	return out
+}
+
+func TestKeyFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	kf, err := repo.Init(t.Context(), dir, repo.Credentials{}, repotest.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kf != dir+".key" {
+		t.Fatalf("key file %s, want %s.key", kf, dir)
+	}
+	if fi, err := os.Stat(kf); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v", fi.Mode(), err)
+	}
+	r, err := repo.Open(t.Context(), dir, repo.Credentials{}, repo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// A key file of another repository does not open this one.
+	other := filepath.Join(t.TempDir(), "other")
+	okf, err := repo.Init(t.Context(), other, repo.Credentials{}, repotest.Options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = repo.Open(t.Context(), dir, repo.Credentials{KeyFile: okf}, repo.Options{})
+	if !errors.Is(err, repo.ErrWrongKey) {
+		t.Fatalf("other key file: %v", err)
+	}
+	// No credentials and no key file.
+	os.Rename(kf, kf+".moved")
+	_, err = repo.Open(t.Context(), dir, repo.Credentials{}, repo.Options{})
+	if err == nil || !strings.HasPrefix(err.Error(), "no key: give a passphrase with --password-file") {
+		t.Fatalf("no key: %v", err)
+	}
+	// Init refuses a key file inside the repository.
+	_, err = repo.Init(t.Context(), filepath.Join(t.TempDir(), "r"), repo.Credentials{KeyFile: filepath.Join(t.TempDir(), "r", "k")}, repo.InitOptions{})
+	if err != nil {
+		t.Logf("(different temp dirs, allowed) %v", err)
+	}
+	in := filepath.Join(t.TempDir(), "r2")
+	_, err = repo.Init(t.Context(), in, repo.Credentials{KeyFile: filepath.Join(in, "k")}, repo.InitOptions{})
+	if err == nil || !strings.Contains(err.Error(), "is inside the repository") {
+		t.Fatalf("key inside: %v", err)
+	}
+}
+
+func TestInitRefusesNonEmpty(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x"), nil, 0o600)
+	_, err := repo.Init(t.Context(), dir, repotest.Credentials(), repo.InitOptions{})
+	if err == nil || err.Error() != "init: "+dir+" is not empty" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSecondOpenLocked(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	r := repotest.Open(t, dir)
+	_, err := repo.Open(t.Context(), dir, repotest.Credentials(), repo.Options{})
+	want := fmt.Sprintf("repository is in use by PID %d (%s)", os.Getpid(), dir)
+	if !errors.Is(err, repo.ErrLocked) || err.Error() != want {
+		t.Fatalf("err = %v, want %s", err, want)
+	}
+	r.Close()
+	r2, err := repo.Open(t.Context(), dir, repotest.Credentials(), repo.Options{})
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	r2.Close()
+}
+
+func TestLoadBlobErrors(t *testing.T) {
+	r := repotest.New(t)
+	s := r.NewSession()
+	data := []byte(strings.Repeat("payload ", 100))
+	id, added, err := s.SaveBlob(t.Context(), blob.Data, data)
+	if err != nil || !added {
+		t.Fatal(err)
+	}
+	if _, added, _ := s.SaveBlob(t.Context(), blob.Data, data); added {
+		t.Fatal("duplicate added twice in one session")
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.LoadBlob(t.Context(), blob.Handle{ID: id, Type: blob.Data}, nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("load: %v", err)
+	}
+	_, err = r.LoadBlob(t.Context(), blob.Handle{ID: id, Type: blob.Tree}, nil)
+	if !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("wrong type: %v", err)
+	}
+	missing := blob.Hash([]byte("missing"))
+	_, err = r.LoadBlob(t.Context(), blob.Handle{ID: missing, Type: blob.Data}, nil)
+	if !errors.Is(err, blob.ErrNotFound) || err.Error() != "blob data/"+missing.Short()+": not found" {
+		t.Fatalf("missing: %v", err)
+	}
+}
+
+// A node that sends a blob whose bytes do not match its ID is refused and
+// nothing of it is stored.
+func TestSavePreparedRehashes(t *testing.T) {
+	r := repotest.New(t)
+	s := r.NewSession()
+	data := []byte("real data")
+	lie := blob.Handle{ID: blob.Hash([]byte("other data")), Type: blob.Data}
+	_, _, err := s.SavePrepared(t.Context(), lie, 0, data, len(data), nil)
+	if !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.BlobsAdded != 0 || st.Packs != 0 {
+		t.Fatalf("stored something: %+v", st)
+	}
+	if ok, _ := r.HasBlobs([]blob.ID{lie.ID}); ok[0] {
+		t.Fatal("lying blob indexed")
+	}
+}
+
+func TestRebuildIndexAfterDelete(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	r := repotest.Open(t, dir)
+	src := sampleTree(t)
+	id1 := backupDir(t, r, src)
+	etc := filepath.Join(src, "etc")
+	fi, _ := os.Stat(etc)
+	os.WriteFile(filepath.Join(etc, "new.conf"), []byte("new"), 0o644)
+	id2 := backupDir(t, r, src)
+	r.Close()
+
+	if err := os.RemoveAll(filepath.Join(dir, "index")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(t.Context(), dir, repotest.Credentials(), repo.Options{SkipIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rep, err := r.RebuildIndex(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshots != 2 || len(rep.UnreadablePacks) != 0 || rep.Packs == 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	list, err := r.Snapshots(t.Context(), snapshot.Filter{})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("snapshots: %v %v", list, err)
+	}
+	restoreAndCompare(t, r, id2, src)
+	os.Remove(filepath.Join(etc, "new.conf"))
+	os.Chtimes(etc, fi.ModTime(), fi.ModTime())
+	restoreAndCompare(t, r, id1, src)
+}
+
+// Opening without an index directory rebuilds it on the fly from the
+// packs (reconcile); every snapshot still restores.
+func TestOpenWithoutIndex(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	r := repotest.Open(t, dir)
+	src := sampleTree(t)
+	id := backupDir(t, r, src)
+	r.Close()
+	os.RemoveAll(filepath.Join(dir, "index"))
+	r = repotest.Open(t, dir)
+	restoreAndCompare(t, r, id, src)
+}
+
+// A pack left on disk without its index entries (a crash between the
+// pack's rename and its index batch) is indexed at the next open.
+func TestReconcileUnindexedPack(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	r := repotest.Open(t, dir)
+	src := sampleTree(t)
+	id := backupDir(t, r, src)
+	var packs int
+	r.Packs(func(blob.ID, int64, int) error { packs++; return nil })
+	r.Close()
+	// Replace the index with an empty one that has only the snapshot:
+	// simulate losing the pack entries.
+	os.RemoveAll(filepath.Join(dir, "index"))
+	r = repotest.Open(t, dir)
+	var after int
+	r.Packs(func(blob.ID, int64, int) error { after++; return nil })
+	if after != packs {
+		t.Fatalf("%d packs indexed after reconcile, want %d", after, packs)
+	}
+	restoreAndCompare(t, r, id, src)
+}

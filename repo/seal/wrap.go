@@ -1,0 +1,151 @@
+package seal
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// KDF names how a wrapped key's key-encryption key is made.
+const (
+	KDFArgon2id = "argon2id" // from a passphrase
+	KDFKeyFile  = "keyfile"  // a random 256-bit secret kept in a key file outside the repository
+)
+
+// KDFParams are the argon2id costs used to wrap a key with a passphrase.
+type KDFParams struct {
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
+}
+
+// DefaultKDF costs about a quarter second and 64 MiB on a small box.
+var DefaultKDF = KDFParams{Time: 3, MemoryKiB: 64 << 10, Threads: 2}
+
+// Limits on the argon2id costs accepted from a stored key, so a hostile
+// key file cannot make Unwrap allocate or spin without bound.
+const (
+	maxKDFTime   = 64
+	maxKDFMemory = 4 << 20 // KiB: 4 GiB
+)
+
+// ErrWrongKey is returned by [Wrapped.Unwrap] when the passphrase or key
+// file secret does not open the wrapped key.
+var ErrWrongKey = errors.New("wrong passphrase or key file")
+
+// Wrapped is a master key sealed with a key-encryption key. It is stored
+// as JSON in the repository's keys/ directory.
+type Wrapped struct {
+	Version int       `json:"version"`
+	KDF     string    `json:"kdf"`
+	Params  KDFParams `json:"params,omitzero"`
+	Salt    []byte    `json:"salt,omitempty"`
+	Created time.Time `json:"created"`
+	Sealed  []byte    `json:"sealed"`
+}
+
+const wrapAAD = "cairn v1 wrapped master key"
+
+// Wrap seals m with a key derived from passphrase with argon2id.
+func Wrap(m MasterKey, passphrase []byte, p KDFParams, now time.Time) (*Wrapped, error) {
+	if len(passphrase) == 0 {
+		return nil, errors.New("seal: empty passphrase")
+	}
+	w := &Wrapped{Version: 1, KDF: KDFArgon2id, Params: p, Salt: make([]byte, 16), Created: now.UTC()}
+	if _, err := rand.Read(w.Salt); err != nil {
+		return nil, fmt.Errorf("seal: salt: %w", err)
+	}
+	return w, w.seal(m, passphrase)
+}
+
+// WrapWithSecret seals m with a random 32-byte secret (key file mode).
+func WrapWithSecret(m MasterKey, secret []byte, now time.Time) (*Wrapped, error) {
+	if len(secret) != KeySize {
+		return nil, fmt.Errorf("seal: key file secret is %d bytes, want %d", len(secret), KeySize)
+	}
+	w := &Wrapped{Version: 1, KDF: KDFKeyFile, Created: now.UTC()}
+	return w, w.seal(m, secret)
+}
+
+func (w *Wrapped) seal(m MasterKey, cred []byte) error {
+	kek, err := w.kek(cred)
+	if err != nil {
+		return err
+	}
+	w.Sealed = kek.Seal(nil, m[:], []byte(wrapAAD))
+	return nil
+}
+
+func (w *Wrapped) kek(cred []byte) (*Key, error) {
+	switch w.KDF {
+	case KDFArgon2id:
+		p := w.Params
+		if p.Time == 0 || p.Time > maxKDFTime || p.MemoryKiB < 8 || p.MemoryKiB > maxKDFMemory || p.Threads == 0 {
+			return nil, fmt.Errorf("seal: argon2id parameters out of range (time %d, memory %d KiB, threads %d)", p.Time, p.MemoryKiB, p.Threads)
+		}
+		if len(w.Salt) < 16 {
+			return nil, fmt.Errorf("seal: salt of %d bytes is too short", len(w.Salt))
+		}
+		return NewKey(argon2.IDKey(cred, w.Salt, p.Time, p.MemoryKiB, p.Threads, KeySize))
+	case KDFKeyFile:
+		if len(cred) != KeySize {
+			return nil, ErrWrongKey
+		}
+		return NewKey(cred)
+	}
+	return nil, fmt.Errorf("seal: unknown key derivation %q", w.KDF)
+}
+
+// Unwrap opens the master key with cred: the passphrase for argon2id, the
+// 32-byte secret for a key file. A wrong credential gives [ErrWrongKey].
+func (w *Wrapped) Unwrap(cred []byte) (MasterKey, error) {
+	var m MasterKey
+	if w.Version != 1 {
+		return m, fmt.Errorf("seal: wrapped key version %d is not supported", w.Version)
+	}
+	kek, err := w.kek(cred)
+	if err != nil {
+		return m, err
+	}
+	pt, err := kek.Open(nil, w.Sealed, []byte(wrapAAD))
+	if err != nil {
+		return m, ErrWrongKey
+	}
+	if len(pt) != KeySize {
+		return m, fmt.Errorf("seal: unwrapped key is %d bytes, want %d", len(pt), KeySize)
+	}
+	copy(m[:], pt)
+	return m, nil
+}
+
+// MaxWrappedSize bounds the encoded size of a [Wrapped] accepted by
+// [DecodeWrapped].
+const MaxWrappedSize = 64 << 10
+
+// Encode returns w as indented JSON.
+func (w *Wrapped) Encode() ([]byte, error) {
+	b, err := json.MarshalIndent(w, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// DecodeWrapped parses a stored wrapped key.
+func DecodeWrapped(b []byte) (*Wrapped, error) {
+	if len(b) > MaxWrappedSize {
+		return nil, fmt.Errorf("seal: wrapped key of %d bytes is too large", len(b))
+	}
+	var w Wrapped
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, fmt.Errorf("seal: wrapped key: %w", err)
+	}
+	if w.KDF != KDFArgon2id && w.KDF != KDFKeyFile {
+		return nil, fmt.Errorf("seal: unknown key derivation %q", w.KDF)
+	}
+	return &w, nil
+}

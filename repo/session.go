@@ -1,0 +1,261 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/internal/index"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// Session stores the blobs of one backup or push and commits its
+// snapshot. Its methods are safe for concurrent use, so a pipeline's
+// workers can share one Session.
+//
+// # Write order
+//
+// A blob goes into an open pack buffered in memory (one for data, one for
+// trees). When a pack reaches the size target it is written (temporary
+// file, fsync, rename, fsync dir) and then indexed. [Session.Commit]
+// writes the remaining packs, syncs the index, and only then writes the
+// snapshot file. So a snapshot file never names data that is not
+// durable, and a crash before Commit leaves no snapshot; the packs it did
+// write stay, are indexed at the next open, and are reused by the next
+// backup.
+//
+// # Memory
+//
+// At most two open packs (each the pack size plus one blob) plus one pack
+// being written per goroutine that filled one.
+//
+// A Session that failed stays failed: every later call returns its first
+// error.
+type Session struct {
+	r *Repository
+
+	mu      sync.Mutex
+	open    [3]*openPack          // by blob type
+	pending map[blob.ID]blob.Type // added but not yet indexed
+	writing sync.WaitGroup        // pack writes in flight
+	err     error                 // sticky failure
+	stats   SessionStats
+	done    bool
+}
+
+// SessionStats counts what a session stored.
+type SessionStats struct {
+	BlobsAdded  uint64 // new blobs (not known to the repository before)
+	BytesAdded  uint64 // their plaintext bytes
+	StoredAdded uint64 // their bytes as stored (compressed and sealed)
+	Packs       uint64 // packs written
+}
+
+type openPack struct {
+	buf bytes.Buffer
+	w   *pack.Writer
+}
+
+// NewSession starts a session.
+func (r *Repository) NewSession() *Session {
+	return &Session{r: r, pending: make(map[blob.ID]blob.Type)}
+}
+
+// Known reports whether the repository or this session already has blob
+// id, so the caller need not send or compress it.
+func (s *Session) Known(id blob.ID) (bool, error) {
+	s.mu.Lock()
+	_, ok := s.pending[id]
+	s.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	_, ok, err := s.r.idx.Lookup(id)
+	return ok, err
+}
+
+// SaveBlob stores plaintext data as a blob of type t unless the
+// repository already has it, and returns its ID and whether it was added.
+func (s *Session) SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.ID, bool, error) {
+	id := blob.Hash(data)
+	if known, err := s.Known(id); err != nil || known {
+		return id, false, err
+	}
+	payload, c := pack.Compress(nil, data, s.r.level)
+	added, err := s.add(ctx, blob.Handle{ID: id, Type: t}, c, payload, len(data))
+	return id, added, err
+}
+
+// SavePrepared stores a blob that a node already compressed: payload is
+// the blob's data compressed as c says, rawLen its plaintext length. The
+// payload is decompressed and re-hashed first; a payload that does not
+// hash to h.ID is refused with an error wrapping [blob.ErrCorrupt] and
+// nothing of it is stored.
+func (s *Session) SavePrepared(ctx context.Context, h blob.Handle, c pack.Compression, payload []byte, rawLen int, scratch []byte) (added bool, scratchOut []byte, err error) {
+	if !h.Type.Valid() {
+		return false, scratch, fmt.Errorf("blob %s: invalid type", h)
+	}
+	scratch, err = pack.VerifyPayload(scratch[:0], h, c, rawLen, payload)
+	if err != nil {
+		return false, scratch, err
+	}
+	if known, err := s.Known(h.ID); err != nil || known {
+		return false, scratch, err
+	}
+	added, err = s.add(ctx, h, c, payload, rawLen)
+	return added, scratch, err
+}
+
+func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, payload []byte, rawLen int) (bool, error) {
+	if !h.Type.Valid() {
+		return false, fmt.Errorf("blob %s: invalid type", h)
+	}
+	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return false, s.err
+	}
+	if s.done {
+		s.mu.Unlock()
+		return false, errors.New("session: add after commit or abort")
+	}
+	if _, ok := s.pending[h.ID]; ok {
+		s.mu.Unlock()
+		return false, nil
+	}
+	op := s.open[h.Type]
+	if op == nil {
+		op = &openPack{}
+		op.buf.Grow(s.r.cfg.PackSize + pack.MinEnvelope + len(payload))
+		op.w = pack.NewWriter(&op.buf, s.r.key)
+		s.open[h.Type] = op
+	}
+	e, err := op.w.Add(h, c, payload, rawLen)
+	if err != nil {
+		s.err = err
+		s.mu.Unlock()
+		return false, err
+	}
+	s.pending[h.ID] = h.Type
+	s.stats.BlobsAdded++
+	s.stats.BytesAdded += uint64(rawLen)
+	s.stats.StoredAdded += uint64(e.Length)
+	full := op.w.Size() >= int64(s.r.cfg.PackSize) || op.w.Count() >= pack.WriterMaxEntries
+	if full {
+		s.open[h.Type] = nil
+		s.writing.Add(1)
+	}
+	s.mu.Unlock()
+	if full {
+		defer s.writing.Done()
+		if err := s.writePack(ctx, op); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// writePack finishes op, stores it, indexes its blobs and drops them
+// from the pending set.
+func (s *Session) writePack(ctx context.Context, op *openPack) error {
+	err := s.r.storePack(ctx, op)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		if s.err == nil {
+			s.err = err
+		}
+		return err
+	}
+	s.stats.Packs++
+	for _, e := range op.w.Entries() {
+		delete(s.pending, e.ID)
+	}
+	return nil
+}
+
+// storePack finishes a pack, writes it durably and indexes it.
+func (r *Repository) storePack(ctx context.Context, op *openPack) error {
+	id, size, err := op.w.Finish()
+	if err != nil {
+		return err
+	}
+	if err := r.be.Put(ctx, r.packHandle(id), bytes.NewReader(op.buf.Bytes())); err != nil && !errors.Is(err, storage.ErrExist) {
+		return fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	crashpoint.Hit("after-pack-stored")
+	if err := r.idx.AddPack(id, index.PackInfo{Size: size, Blobs: op.w.Count()}, packBlobs(id, op.w.Entries())); err != nil {
+		return err
+	}
+	return nil
+}
+
+func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {
+	out := make([]index.BlobEntry, len(entries))
+	for i, e := range entries {
+		out[i] = index.BlobEntry{ID: e.ID, Loc: index.Location{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Type: e.Type}}
+	}
+	return out
+}
+
+// Flush writes every open pack and waits for pack writes in flight, so
+// that every blob added so far is durable and indexed.
+func (s *Session) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	var ops []*openPack
+	for t, op := range s.open {
+		if op != nil {
+			ops = append(ops, op)
+			s.open[t] = nil
+		}
+	}
+	s.writing.Add(len(ops))
+	s.mu.Unlock()
+	var errs []error
+	for _, op := range ops {
+		errs = append(errs, s.writePack(ctx, op))
+		s.writing.Done()
+	}
+	s.writing.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	return errors.Join(errs...)
+}
+
+// Stats returns what the session has stored so far.
+func (s *Session) Stats() SessionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Commit makes every blob durable, then writes the snapshot record, and
+// returns its ID. Only when Commit returns without error is the snapshot
+// saved. The session cannot be used afterwards.
+func (s *Session) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	if err := s.Flush(ctx); err != nil {
+		return blob.ID{}, err
+	}
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
+	return s.r.saveSnapshot(ctx, sn)
+}
+
+// Abort ends the session without a snapshot. Blobs in packs not yet
+// written are dropped; packs already written stay and are reused later.
+func (s *Session) Abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	s.open = [3]*openPack{}
+}

@@ -1,0 +1,120 @@
+// Package snapfs is the read-only view of a snapshot's trees shared by
+// restore, check and (later) the FUSE mount and drills. It reads through
+// a [BlobLoader], the one seam between storage and readers, and never
+// sees the repository itself.
+//
+// # Invariants
+//
+// Every tree it returns was authenticated, re-hashed and decoded by
+// [tree.Decode], which rejects hostile names ("", ".", "..", "/", NUL),
+// unsorted and duplicate entries. Paths it builds are therefore always
+// clean, relative and inside the snapshot.
+//
+// # Memory
+//
+// One decoded tree per directory level being walked.
+package snapfs
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/tree"
+)
+
+// BlobLoader returns the verified plaintext of a blob. *repo.Repository
+// satisfies it.
+type BlobLoader interface {
+	LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error)
+}
+
+// LoadTree loads and decodes tree id.
+func LoadTree(ctx context.Context, l BlobLoader, id blob.ID) (*tree.Tree, error) {
+	data, err := l.LoadBlob(ctx, blob.Handle{ID: id, Type: blob.Tree}, nil)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s: %w", id.Short(), err)
+	}
+	return t, nil
+}
+
+// Lookup finds the node at p (slash-separated, relative to the root tree;
+// "" or "/" is the root itself, returned as a synthetic directory node
+// with Subtree root).
+func Lookup(ctx context.Context, l BlobLoader, root blob.ID, p string) (tree.Node, error) {
+	node := tree.Node{Type: tree.Dir, Subtree: root, Mode: 0o755}
+	p = strings.Trim(path.Clean("/"+p), "/")
+	if p == "" {
+		return node, nil
+	}
+	for i, name := range strings.Split(p, "/") {
+		if node.Type != tree.Dir {
+			return tree.Node{}, fmt.Errorf("%s: not a directory: %w", strings.Join(strings.Split(p, "/")[:i], "/"), blob.ErrNotFound)
+		}
+		t, err := LoadTree(ctx, l, node.Subtree)
+		if err != nil {
+			return tree.Node{}, err
+		}
+		j, ok := slices.BinarySearchFunc(t.Nodes, name, func(n tree.Node, name string) int { return strings.Compare(n.Name, name) })
+		if !ok {
+			return tree.Node{}, fmt.Errorf("%s: no such file or directory in the snapshot: %w", p, blob.ErrNotFound)
+		}
+		node = t.Nodes[j]
+	}
+	return node, nil
+}
+
+// Entry is one node met by Walk, with its path relative to the walk's root.
+type Entry struct {
+	Path string
+	Node *tree.Node
+}
+
+// Walk visits every node below the directory tree root, depth first, in
+// name order, a directory before its contents. A tree that cannot be
+// loaded is yielded as an error with the directory's path, and the walk
+// goes on with the rest.
+func Walk(ctx context.Context, l BlobLoader, root blob.ID) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		walk(ctx, l, root, "", yield)
+	}
+}
+
+func walk(ctx context.Context, l BlobLoader, id blob.ID, dir string, yield func(Entry, error) bool) bool {
+	if err := ctx.Err(); err != nil {
+		yield(Entry{Path: dir}, err)
+		return false
+	}
+	t, err := LoadTree(ctx, l, id)
+	if err != nil {
+		return yield(Entry{Path: dir}, fmt.Errorf("%s: %w", displayPath(dir), err))
+	}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		p := path.Join(dir, n.Name)
+		if !yield(Entry{Path: p, Node: n}, nil) {
+			return false
+		}
+		if n.Type == tree.Dir {
+			if !walk(ctx, l, n.Subtree, p, yield) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func displayPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	return "/" + p
+}

@@ -1,0 +1,213 @@
+// Package snapshot defines the snapshot record: the small document that
+// names a backup's root tree and says whose, what, when and why.
+//
+// # Format
+//
+// A record is encoded as canonical JSON (fields in declaration order, no
+// insignificant white space, times in UTC with nanoseconds). Its ID is the
+// SHA-256 of that encoding. On disk it is sealed as snapshots/<id>; the
+// files, together with the packs, are the source of truth for the
+// snapshot list. Decode accepts only Version 1, refuses unknown fields,
+// and checks every field it can, so a damaged or hostile record is an
+// error, never a half-read snapshot.
+//
+// # Memory
+//
+// A record is at most [MaxSize] bytes; Decode refuses anything larger
+// before parsing.
+package snapshot
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+)
+
+// Version is the record format version written by this build.
+const Version = 1
+
+// MaxSize bounds an encoded record.
+const MaxSize = 1 << 20
+
+// Snapshot is one backup.
+type Snapshot struct {
+	Version  int       `json:"version"`
+	Time     time.Time `json:"time"`           // when the backup started
+	Node     string    `json:"node"`           // the machine the data came from
+	Plan     string    `json:"plan,omitempty"` // the plan or source name on that node
+	Host     string    `json:"host,omitempty"` // the host name as the node saw it
+	Paths    []string  `json:"paths"`          // what was backed up, as given
+	Tags     []string  `json:"tags,omitempty"`
+	Tree     blob.ID   `json:"tree"`             // the root tree
+	Parent   *blob.ID  `json:"parent,omitempty"` // the snapshot used to skip unchanged files
+	Excludes []Exclude `json:"excludes,omitempty"`
+	Summary  Summary   `json:"summary"`
+}
+
+// Exclude records one rule that left something out, and what it left out.
+type Exclude struct {
+	Rule  string `json:"rule"`
+	Count uint64 `json:"count"`
+}
+
+// Summary holds the figures of the backup run that made the snapshot.
+type Summary struct {
+	Files          uint64        `json:"files"`
+	Dirs           uint64        `json:"dirs"`
+	Others         uint64        `json:"others,omitempty"`
+	FilesNew       uint64        `json:"files_new"`
+	FilesChanged   uint64        `json:"files_changed"`
+	FilesUnchanged uint64        `json:"files_unchanged"`
+	Bytes          uint64        `json:"bytes"`       // total size of all files
+	BytesRead      uint64        `json:"bytes_read"`  // read from disk
+	BlobsAdded     uint64        `json:"blobs_added"` // new blobs stored
+	BytesAdded     uint64        `json:"bytes_added"` // plaintext of new blobs
+	StoredAdded    uint64        `json:"stored_added"`
+	Duration       time.Duration `json:"duration_ns"`
+	Warnings       []string      `json:"warnings,omitempty"`
+}
+
+// Encode validates s and returns its canonical encoding and ID.
+func Encode(s *Snapshot) ([]byte, blob.ID, error) {
+	c := *s
+	c.Time = c.Time.UTC()
+	if err := c.Validate(); err != nil {
+		return nil, blob.ID{}, err
+	}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, blob.ID{}, fmt.Errorf("snapshot: encode: %w", err)
+	}
+	if len(b) > MaxSize {
+		return nil, blob.ID{}, fmt.Errorf("snapshot: record of %d bytes exceeds %d", len(b), MaxSize)
+	}
+	return b, blob.Hash(b), nil
+}
+
+// Decode parses and validates an encoded record. Every error wraps
+// [blob.ErrCorrupt].
+func Decode(b []byte) (*Snapshot, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("snapshot: record of %d bytes exceeds %d: %w", len(b), MaxSize, blob.ErrCorrupt)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var s Snapshot
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("snapshot: decode: %w: %w", err, blob.ErrCorrupt)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("snapshot: trailing data after the record: %w", blob.ErrCorrupt)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, errors.Join(err, blob.ErrCorrupt)
+	}
+	return &s, nil
+}
+
+// Validate checks the record's fields.
+func (s *Snapshot) Validate() error {
+	switch {
+	case s.Version != Version:
+		return fmt.Errorf("snapshot: version %d is not supported", s.Version)
+	case s.Time.IsZero():
+		return errors.New("snapshot: time is not set")
+	case s.Tree.IsZero():
+		return errors.New("snapshot: root tree is not set")
+	case s.Parent != nil && s.Parent.IsZero():
+		return errors.New("snapshot: parent is the zero id")
+	}
+	if err := CheckName("node", s.Node); err != nil {
+		return err
+	}
+	if s.Plan != "" {
+		if err := CheckName("plan", s.Plan); err != nil {
+			return err
+		}
+	}
+	if len(s.Host) > 255 || strings.ContainsAny(s.Host, "\x00/") {
+		return fmt.Errorf("snapshot: invalid host %q", s.Host)
+	}
+	for _, p := range s.Paths {
+		if p == "" || len(p) > 4096 || strings.ContainsRune(p, 0) {
+			return fmt.Errorf("snapshot: invalid path %q", p)
+		}
+	}
+	for _, t := range s.Tags {
+		if t == "" || len(t) > 255 || strings.ContainsAny(t, "\x00,/") {
+			return fmt.Errorf("snapshot: invalid tag %q", t)
+		}
+	}
+	return nil
+}
+
+// CheckName checks a node or plan name: 1 to 64 characters from
+// [A-Za-z0-9._-], not starting with a dot. Names become directory names in
+// mounts and appear in commands, so they are kept plain.
+func CheckName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("snapshot: %s name is empty", what)
+	}
+	if len(name) > 64 {
+		return fmt.Errorf("snapshot: %s name %q is longer than 64 characters", what, name)
+	}
+	if name[0] == '.' {
+		return fmt.Errorf("snapshot: %s name %q starts with a dot", what, name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("snapshot: %s name %q has the character %q; use letters, digits, '.', '_' and '-'", what, name, r)
+		}
+	}
+	return nil
+}
+
+// Entry pairs a snapshot with its ID.
+type Entry struct {
+	ID blob.ID
+	*Snapshot
+}
+
+// Sort orders snapshots by time, then ID.
+func Sort(list []Entry) {
+	slices.SortFunc(list, func(a, b Entry) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
+}
+
+// Filter selects snapshots. Empty fields match everything.
+type Filter struct {
+	Node string
+	Plan string
+	Tags []string // a snapshot must carry all of them
+	Path string   // a snapshot must include this path
+}
+
+// Match reports whether s passes the filter.
+func (f Filter) Match(s *Snapshot) bool {
+	if f.Node != "" && s.Node != f.Node {
+		return false
+	}
+	if f.Plan != "" && s.Plan != f.Plan {
+		return false
+	}
+	for _, t := range f.Tags {
+		if !slices.Contains(s.Tags, t) {
+			return false
+		}
+	}
+	if f.Path != "" && !slices.Contains(s.Paths, path.Clean(f.Path)) {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,126 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/seal"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+func snapshotAAD(id blob.ID) []byte {
+	return append([]byte("cairn v1 snapshot "), id[:]...)
+}
+
+// saveSnapshot syncs the index, then writes the sealed snapshot file, then
+// caches the record in the index.
+func (r *Repository) saveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	plain, id, err := snapshot.Encode(sn)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	if err := r.idx.Sync(); err != nil {
+		return blob.ID{}, err
+	}
+	crashpoint.Hit("before-snapshot-write")
+	sealed := r.key.Seal(nil, plain, snapshotAAD(id))
+	err = r.be.Put(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed))
+	if err != nil && !errors.Is(err, storage.ErrExist) {
+		return blob.ID{}, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
+	crashpoint.Hit("after-snapshot-write")
+	if err := r.idx.AddSnapshot(id, plain); err != nil {
+		return blob.ID{}, err
+	}
+	return id, nil
+}
+
+// LoadSnapshot reads, authenticates and decodes snapshots/<id>.
+func (r *Repository) LoadSnapshot(ctx context.Context, id blob.ID) (*snapshot.Snapshot, error) {
+	plain, err := r.readSnapshotFile(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return snapshot.Decode(plain)
+}
+
+func (r *Repository) readSnapshotFile(ctx context.Context, id blob.ID) ([]byte, error) {
+	sealed, err := storage.ReadAll(ctx, r.be, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, snapshot.MaxSize+seal.Overhead)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), blob.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	plain, err := r.key.Open(nil, sealed, snapshotAAD(id))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
+	if blob.Hash(plain) != id {
+		return nil, fmt.Errorf("snapshot %s: record does not match its id: %w", id.Short(), blob.ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// Snapshots returns every snapshot that passes f, oldest first. It reads
+// the index's cached records.
+func (r *Repository) Snapshots(ctx context.Context, f snapshot.Filter) ([]snapshot.Entry, error) {
+	var list []snapshot.Entry
+	err := r.idx.Snapshots(func(id blob.ID, rec []byte) error {
+		sn, err := snapshot.Decode(rec)
+		if err != nil {
+			return fmt.Errorf("index: snapshot %s: %w", id.Short(), err)
+		}
+		if f.Match(sn) {
+			list = append(list, snapshot.Entry{ID: id, Snapshot: sn})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	snapshot.Sort(list)
+	return list, nil
+}
+
+// FindSnapshot resolves a snapshot reference: a full ID, a unique prefix
+// of at least 4 hex digits, or "latest" (the newest snapshot passing f).
+func (r *Repository) FindSnapshot(ctx context.Context, ref string, f snapshot.Filter) (snapshot.Entry, error) {
+	list, err := r.Snapshots(ctx, f)
+	if err != nil {
+		return snapshot.Entry{}, err
+	}
+	if ref == "latest" {
+		if len(list) == 0 {
+			return snapshot.Entry{}, fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
+		}
+		return list[len(list)-1], nil
+	}
+	ref = strings.ToLower(ref)
+	if len(ref) < 4 || len(ref) > 2*blob.IDSize {
+		return snapshot.Entry{}, fmt.Errorf("snapshot %q: give at least 4 hex digits of its id, or latest", ref)
+	}
+	if _, err := hex.DecodeString(ref[:len(ref)&^1]); err != nil {
+		return snapshot.Entry{}, fmt.Errorf("snapshot %q: not a hex id", ref)
+	}
+	var found []snapshot.Entry
+	for _, e := range list {
+		if strings.HasPrefix(e.ID.String(), ref) {
+			found = append(found, e)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return snapshot.Entry{}, fmt.Errorf("snapshot %s: %w", ref, blob.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return snapshot.Entry{}, fmt.Errorf("snapshot %s is ambiguous: %d snapshots start with it", ref, len(found))
+}

@@ -1,0 +1,290 @@
+package storage
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+)
+
+// TempPrefix starts the name of every temporary file a [Local] writes.
+const TempPrefix = ".tmp-"
+
+// Local keeps objects in a directory, in the layout of DESIGN.md: packs
+// under packs/<first two hex digits>/<name>, other kinds under
+// <kind>/<name>, the config as the file config.
+type Local struct {
+	dir string
+	// madeDirs caches pack subdirectories known to exist.
+	madeDirs sync.Map
+}
+
+// NewLocal returns a backend over dir, which must exist.
+func NewLocal(dir string) *Local {
+	return &Local{dir: dir}
+}
+
+// Dir is the directory the backend stores its objects in.
+func (l *Local) Dir() string { return l.dir }
+
+// Path returns the file path of h.
+func (l *Local) Path(h Handle) string {
+	switch h.Kind {
+	case Config:
+		return filepath.Join(l.dir, "config")
+	case Packs:
+		if len(h.Name) >= 2 {
+			return filepath.Join(l.dir, "packs", h.Name[:2], h.Name)
+		}
+	}
+	return filepath.Join(l.dir, string(h.Kind), h.Name)
+}
+
+func (l *Local) check(h Handle) error {
+	if h.Kind == Config {
+		return nil
+	}
+	if h.Name == "" || strings.ContainsAny(h.Name, "/\x00") || h.Name == "." || h.Name == ".." || strings.HasPrefix(h.Name, TempPrefix) {
+		return fmt.Errorf("storage: invalid name %q", h.Name)
+	}
+	if h.Kind == Packs && len(h.Name) < 2 {
+		return fmt.Errorf("storage: invalid pack name %q", h.Name)
+	}
+	return nil
+}
+
+// Init creates the directories of every kind.
+func (l *Local) Init() error {
+	for _, k := range Kinds {
+		if k == Config {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(l.dir, string(k)), 0o700); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return syncDir(l.dir)
+}
+
+// Put implements [Backend].
+func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
+	if err := l.check(h); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	final := l.Path(h)
+	dir := filepath.Dir(final)
+	if h.Kind == Packs {
+		if _, ok := l.madeDirs.Load(dir); !ok {
+			if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("storage: %w", err)
+			}
+			if err := syncDir(filepath.Dir(dir)); err != nil {
+				return err
+			}
+			l.madeDirs.Store(dir, true)
+		}
+	}
+	if _, err := os.Lstat(final); err == nil {
+		return fmt.Errorf("storage: put %s: %w", h, ErrExist)
+	}
+	tmp, err := createTemp(dir)
+	if err != nil {
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	if err := writeSync(tmp, r, h); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	crashpoint.Hit("storage-before-rename")
+	// Link instead of rename: it fails if the final name exists, so a
+	// concurrent Put of the same name can never replace an object.
+	if err := os.Link(tmp.Name(), final); err != nil {
+		os.Remove(tmp.Name())
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
+		}
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	if err := os.Remove(tmp.Name()); err != nil {
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("storage: put %s: %w", h, err)
+	}
+	crashpoint.Hit("storage-after-rename")
+	return nil
+}
+
+func writeSync(f *os.File, r io.Reader, h Handle) error {
+	if h.Kind == Packs && crashpoint.Armed("storage-half-written") {
+		// Test hook: write half of the object, make it durable, and
+		// die, leaving a temporary file as a real crash would.
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		f.Write(data[:len(data)/2])
+		f.Sync()
+		crashpoint.Hit("storage-half-written")
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func createTemp(dir string) (*os.File, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	return os.OpenFile(filepath.Join(dir, TempPrefix+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("storage: sync dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("storage: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+type localFile struct {
+	*os.File
+	size int64
+}
+
+func (f *localFile) Size() int64 { return f.size }
+
+// Open implements [Backend].
+func (l *Local) Open(ctx context.Context, h Handle) (File, error) {
+	if err := l.check(h); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(l.Path(h))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("storage: open %s: %w", h, ErrNotExist)
+		}
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("storage: open %s: not a regular file", h)
+	}
+	return &localFile{File: f, size: st.Size()}, nil
+}
+
+// List implements [Backend]. Temporary files are not listed.
+func (l *Local) List(ctx context.Context, k Kind, fn func(name string, size int64) error) error {
+	if k == Config {
+		st, err := os.Stat(l.Path(Handle{Kind: Config}))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+		return fn("config", st.Size())
+	}
+	dirs := []string{filepath.Join(l.dir, string(k))}
+	if k == Packs {
+		subs, err := os.ReadDir(dirs[0])
+		if err != nil {
+			return fmt.Errorf("storage: list %s: %w", k, err)
+		}
+		dirs = dirs[:0]
+		for _, s := range subs {
+			if s.IsDir() && len(s.Name()) == 2 {
+				dirs = append(dirs, filepath.Join(l.dir, string(k), s.Name()))
+			}
+		}
+	}
+	for _, d := range dirs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return fmt.Errorf("storage: list %s: %w", k, err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted while listing
+				}
+				return fmt.Errorf("storage: list %s: %w", k, err)
+			}
+			if err := fn(e.Name(), info.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete implements [Backend].
+func (l *Local) Delete(ctx context.Context, h Handle) error {
+	if err := l.check(h); err != nil {
+		return err
+	}
+	err := os.Remove(l.Path(h))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return syncDir(filepath.Dir(l.Path(h)))
+}
+
+// CleanTemp removes temporary files left by writes that never finished
+// (a crash or kill part-way through Put) and returns their paths. Call it
+// only while holding the repository lock: no Put may be running.
+func (l *Local) CleanTemp() ([]string, error) {
+	var removed []string
+	err := filepath.WalkDir(l.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != l.dir && filepath.Base(p) == "index" && filepath.Dir(p) == l.dir {
+			return fs.SkipDir // badger's own files
+		}
+		if !d.IsDir() && strings.HasPrefix(d.Name(), TempPrefix) {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			removed = append(removed, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("storage: clean temporary files: %w", err)
+	}
+	return removed, nil
+}

@@ -335,3 +335,61 @@ func TestReconcileUnindexedPack(t *testing.T) {
 	}
 	restoreAndCompare(t, r, id, src)
 }
+
+// Many goroutines share one session, and two sessions run at once; the
+// race detector watches, and every blob is stored and loads back.
+func TestConcurrentSessions(t *testing.T) {
+	r := repotest.New(t)
+	blobs := make([][]byte, 400)
+	for i := range blobs {
+		blobs[i] = bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 2000+i) // ~4-5 KiB, compressible
+	}
+	var ids [2][]blob.ID
+	errc := make(chan error, 2)
+	for si := range 2 {
+		go func() {
+			s := r.NewSession()
+			idc := make(chan blob.ID, len(blobs))
+			done := make(chan error, 4)
+			for w := range 4 {
+				go func() {
+					for i := w; i < len(blobs); i += 4 {
+						id, _, err := s.SaveBlob(t.Context(), blob.Data, blobs[i])
+						if err != nil {
+							done <- err
+							return
+						}
+						idc <- id
+					}
+					done <- nil
+				}()
+			}
+			for range 4 {
+				if err := <-done; err != nil {
+					errc <- err
+					return
+				}
+			}
+			close(idc)
+			for id := range idc {
+				ids[si] = append(ids[si], id)
+			}
+			_, err := s.Commit(t.Context(), &snapshot.Snapshot{Version: 1, Time: time.Now(), Node: fmt.Sprintf("n%d", si), Paths: []string{"/"}, Tree: ids[si][0]})
+			errc <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, b := range blobs {
+		got, err := r.LoadBlob(t.Context(), blob.Handle{ID: blob.Hash(b), Type: blob.Data}, nil)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+	}
+	if len(ids[0]) != len(blobs) || len(ids[1]) != len(blobs) {
+		t.Fatalf("ids %d %d", len(ids[0]), len(ids[1]))
+	}
+}

@@ -49,7 +49,7 @@ func encoder(l Level) *zstd.Encoder {
 		// EncodeAll is safe for concurrent use; the encoder keeps a
 		// small pool of states, bounded by its concurrency.
 		e, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(l), zstd.WithEncoderCRC(false),
-			zstd.WithZeroFrames(true), zstd.WithLowerEncoderMem(true))
+			zstd.WithZeroFrames(true))
 		if err != nil {
 			panic("pack: zstd encoder: " + err.Error()) // only for invalid options
 		}

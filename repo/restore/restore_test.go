@@ -1,0 +1,60 @@
+package restore_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/backup"
+	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/restore"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+)
+
+// A symlink already in the target cannot lead a restore outside it: the
+// restore fails and nothing is written outside.
+func TestRestoreStaysInsideTarget(t *testing.T) {
+	r := repotest.New(t)
+	src := filepath.Join(t.TempDir(), "src")
+	repotest.WriteTree(t, src, map[string]string{"etc/passwd": "evil"})
+	s := r.NewSession()
+	res, err := backup.Run(t.Context(), s, []string{src}, backup.Options{Params: r.ChunkerParams(), Table: r.ChunkerTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(t.Context(), &snapshot.Snapshot{Version: 1, Time: time.Now(), Node: "n", Paths: []string{src}, Tree: res.Tree}); err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	target := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(target, "src")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = restore.Run(t.Context(), r, res.Tree, src, target)
+	if err == nil {
+		t.Fatal("restore through an escaping symlink succeeded")
+	}
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v", err)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Fatalf("written outside the target: %v", entries)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	for m, want := range map[uint32]os.FileMode{
+		0o644:  0o644,
+		0o4755: 0o755 | os.ModeSetuid,
+		0o2750: 0o750 | os.ModeSetgid,
+		0o1777: 0o777 | os.ModeSticky,
+	} {
+		if got := restore.FileMode(m); got != want {
+			t.Errorf("FileMode(%o) = %v, want %v", m, got, want)
+		}
+	}
+}

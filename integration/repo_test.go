@@ -67,16 +67,7 @@ func TestInitBackupRestoreCheck(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeSource(t, src)
 
-	var bk struct {
-		Snapshot string `json:"snapshot"`
-		Summary  struct {
-			Files, Dirs, Others, BytesRead, BlobsAdded uint64
-		} `json:"summary"`
-	}
-	out = e.ok("backup", "--json", "--node", "lyra", "--plan", "files", "--tag", "daily", src)
-	if err := json.Unmarshal([]byte(out), &bk); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	bk := e.backupJSON("--node", "lyra", "--plan", "files", "--tag", "daily", src)
 	if bk.Summary.Files != 4 || bk.Summary.Others != 1 {
 		t.Fatalf("summary %+v", bk.Summary)
 	}
@@ -89,15 +80,8 @@ func TestInitBackupRestoreCheck(t *testing.T) {
 	// directories above src (/, tmp, the test's directories), whose
 	// times may change meanwhile. (It runs before anything here reads
 	// the source files, which would change their access times.)
-	var bk2 struct {
-		Summary struct {
-			BlobsAdded uint64 `json:"blobs_added"`
-		} `json:"summary"`
-	}
-	if err := json.Unmarshal([]byte(e.ok("backup", "--json", "--node", "lyra", src)), &bk2); err != nil {
-		t.Fatal(err)
-	}
-	if bk2.Summary.BlobsAdded > 4 {
+	bk2 := e.backupJSON("--node", "lyra", src)
+	if bk2.Summary.BlobsAdded > 4 || bk2.Summary.BytesRead != 0 || bk2.Parent != bk.Snapshot {
 		t.Fatalf("unchanged backup added %d blobs", bk2.Summary.BlobsAdded)
 	}
 	if list = e.snapshots(); len(list) != 2 {
@@ -137,6 +121,56 @@ func TestInitBackupRestoreCheck(t *testing.T) {
 	if !regexp.MustCompile(`^checked 2 snapshots, \d+ trees, \d+ packs, read \d+ packs \([0-9.]+ [KM]iB\): no problems found\n$`).MatchString(out) {
 		t.Fatalf("check output %q", out)
 	}
+}
+
+// backupSummary is the final JSON line of backup --json.
+type backupSummary struct {
+	Type     string `json:"type"`
+	Snapshot string `json:"snapshot"`
+	Parent   string `json:"parent"`
+	Summary  struct {
+		Files, Dirs, Others uint64
+		FilesNew            uint64 `json:"files_new"`
+		FilesChanged        uint64 `json:"files_changed"`
+		FilesUnchanged      uint64 `json:"files_unchanged"`
+		Bytes               uint64 `json:"bytes"`
+		BytesRead           uint64 `json:"bytes_read"`
+		BlobsAdded          uint64 `json:"blobs_added"`
+		BytesAdded          uint64 `json:"bytes_added"`
+		Warnings            []string
+	} `json:"summary"`
+	Excludes []struct {
+		Rule  string `json:"rule"`
+		Count uint64 `json:"count"`
+	} `json:"excludes"`
+}
+
+// backupJSON runs backup --json and returns its summary line; every other
+// line must be a progress line.
+func (e *env) backupJSON(args ...string) backupSummary {
+	e.t.Helper()
+	out := e.ok(append([]string{"backup", "--json"}, args...)...)
+	return parseBackupJSON(e.t, out)
+}
+
+func parseBackupJSON(t *testing.T, out string) backupSummary {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last backupSummary
+	for i, l := range lines {
+		var ev backupSummary
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, l)
+		}
+		if (i < len(lines)-1) != (ev.Type == "progress") {
+			t.Fatalf("line %d has type %q:\n%s", i, ev.Type, out)
+		}
+		last = ev
+	}
+	if last.Type != "summary" {
+		t.Fatalf("no summary line:\n%s", out)
+	}
+	return last
 }
 
 func sha256hex(s string) string {
@@ -244,7 +278,9 @@ func TestKilledMidPack(t *testing.T) {
 		Packs    int   `json:"packs"`
 		Findings []any `json:"findings"`
 	}
-	json.Unmarshal([]byte(e.ok("check", "--json")), &rep)
+	if err := json.Unmarshal([]byte(e.ok("check", "--json")), &rep); err != nil {
+		t.Fatal(err)
+	}
 	if rep.Packs != 0 || len(rep.Findings) != 0 {
 		t.Fatalf("check after cleanup: %+v", rep)
 	}
@@ -269,12 +305,7 @@ func TestKilledBeforeSnapshot(t *testing.T) {
 	if list := e.snapshots(); len(list) != 0 {
 		t.Fatalf("snapshots after kill: %+v", list)
 	}
-	var bk struct {
-		Summary struct {
-			BlobsAdded uint64 `json:"blobs_added"`
-		} `json:"summary"`
-	}
-	json.Unmarshal([]byte(e.ok("backup", "--json", "--node", "lyra", src)), &bk)
+	bk := e.backupJSON("--node", "lyra", src)
 	// Only the trees above src (whose times moved) are new.
 	if bk.Summary.BlobsAdded > 6 {
 		t.Fatalf("the backup after the kill added %d blobs: stored data was not reused", bk.Summary.BlobsAdded)

@@ -60,8 +60,8 @@ func (c *Config) validate() error {
 	if c.Chunker.Max > blob.MaxSize {
 		return fmt.Errorf("chunker max %d exceeds the blob limit %d", c.Chunker.Max, blob.MaxSize)
 	}
-	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
-		return fmt.Errorf("pack size %d is outside 1 MiB to 1 GiB", c.PackSize)
+	if c.PackSize < 1<<20 || c.PackSize > 128<<20 {
+		return fmt.Errorf("pack size %d is outside 1 MiB to 128 MiB", c.PackSize)
 	}
 	if _, ok := compressionLevels[c.Compression]; !ok {
 		return fmt.Errorf("unknown compression %q (use fastest, default or better)", c.Compression)

@@ -70,7 +70,7 @@ func writeKeyFile(path string, kf *KeyFile) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
+	tmp := path + ".tmp-" + newKeyName()
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("key file: %w", err)
@@ -111,10 +111,14 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 			return zero, err
 		}
 		tried := 0
+		var broken []error
 		for _, name := range names {
 			w, err := loadWrapped(ctx, be, name)
 			if err != nil {
-				return zero, err
+				// A damaged or foreign file in keys/ must not lock
+				// the repository: try the others.
+				broken = append(broken, err)
+				continue
 			}
 			if w.KDF != seal.KDFArgon2id {
 				continue
@@ -125,8 +129,11 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 				return m, nil
 			}
 			if !errors.Is(err, seal.ErrWrongKey) {
-				return zero, fmt.Errorf("key %s: %w", name, err)
+				broken = append(broken, fmt.Errorf("key %s: %w", name, err))
 			}
+		}
+		if len(broken) > 0 {
+			return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s; unusable key files: %w", ErrWrongKey, tried, filepath.Join(repoDir, "keys"), errors.Join(broken...))
 		}
 		if tried == 0 {
 			return zero, fmt.Errorf("%w: the repository has no passphrase keys (use its key file)", ErrWrongKey)

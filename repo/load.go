@@ -19,14 +19,14 @@ var envPool = sync.Pool{New: func() any { return new([]byte) }}
 // Location says where a blob is stored: its pack, offset and lengths.
 type Location = index.Location
 
-// Lookup returns where blob id is stored.
-func (r *Repository) Lookup(id blob.ID) (Location, bool, error) {
-	return r.idx.Lookup(id)
+// Lookup returns where blob h is stored.
+func (r *Repository) Lookup(h blob.Handle) (Location, bool, error) {
+	return r.idx.Lookup(h)
 }
 
-// HasBlobs reports for each ID whether the repository has it.
-func (r *Repository) HasBlobs(ids []blob.ID) ([]bool, error) {
-	return r.idx.Has(ids)
+// HasBlobs reports for each handle whether the repository has it.
+func (r *Repository) HasBlobs(hs []blob.Handle) ([]bool, error) {
+	return r.idx.Has(hs)
 }
 
 // LoadBlob reads blob h, authenticates and decompresses it, checks that
@@ -34,15 +34,12 @@ func (r *Repository) HasBlobs(ids []blob.ID) ([]bool, error) {
 // index does not know gives an error wrapping [blob.ErrNotFound]; damage
 // gives one wrapping [blob.ErrCorrupt] and naming the pack.
 func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
-	loc, ok, err := r.idx.Lookup(h.ID)
+	loc, ok, err := r.idx.Lookup(h)
 	if err != nil {
 		return buf[:0], err
 	}
 	if !ok {
 		return buf[:0], fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
-	}
-	if loc.Type != h.Type {
-		return buf[:0], fmt.Errorf("blob %s is stored as a %s blob: %w", h, loc.Type, blob.ErrNotFound)
 	}
 	f, err := r.be.Open(ctx, r.packHandle(loc.Pack))
 	if errors.Is(err, storage.ErrNotExist) {
@@ -57,14 +54,17 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 
 // loadFrom reads blob h at loc from an open pack file.
 func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte) ([]byte, error) {
+	if loc.Length > blob.MaxSize+pack.MinEnvelope || loc.RawLength > blob.MaxSize {
+		return buf[:0], fmt.Errorf("blob %s: index entry claims %d bytes: %w", h, loc.Length, blob.ErrCorrupt)
+	}
 	if int64(loc.Offset)+int64(loc.Length) > f.Size() {
 		return buf[:0], fmt.Errorf("blob %s: pack %s is %d bytes, too short for the blob at %d+%d: %w",
 			h, loc.Pack.Short(), f.Size(), loc.Offset, loc.Length, blob.ErrCorrupt)
 	}
 	envp := envPool.Get().(*[]byte)
 	scrp := envPool.Get().(*[]byte)
-	defer envPool.Put(envp)
-	defer envPool.Put(scrp)
+	defer putEnv(envp)
+	defer putEnv(scrp)
 	env := grow(*envp, int(loc.Length))
 	*envp = env
 	if _, err := f.ReadAt(env, int64(loc.Offset)); err != nil {
@@ -76,6 +76,14 @@ func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle,
 		return buf[:0], fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
 	}
 	return out, nil
+}
+
+// putEnv returns a buffer to the pool unless it grew beyond a typical
+// chunk, so the pool does not pin memory after one huge blob.
+func putEnv(b *[]byte) {
+	if cap(*b) <= 16<<20 {
+		envPool.Put(b)
+	}
 }
 
 func grow(b []byte, n int) []byte {

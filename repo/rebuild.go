@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/index"
@@ -86,13 +87,23 @@ func (r *Repository) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var missing []blob.ID
 	if len(gone) > 0 {
-		r.log.Warn("packs in the index are missing on disk; forgetting them", "count", len(gone))
-		if err := r.idx.RemovePacks(gone); err != nil {
+		for id := range gone {
+			r.log.Error("a pack in the index is missing on disk; run cairn check to see what it affects", "pack", id.String())
+		}
+		stale, err := r.idx.RemovePacks(gone, true, r.now())
+		if err != nil {
 			return err
 		}
+		if len(stale) > 0 {
+			// Some of those blobs may have a second copy in another
+			// pack (stored by concurrent sessions): read every
+			// header again so they are found.
+			r.log.Warn("re-reading pack headers to find other copies of the lost blobs", "blobs", len(stale))
+			indexed = map[blob.ID]bool{}
+		}
 	}
-	var missing []blob.ID
 	for id := range onDisk {
 		if !indexed[id] {
 			missing = append(missing, id)
@@ -181,60 +192,87 @@ type RebuildReport struct {
 	Packs               int
 	Blobs               int
 	Snapshots           int
-	UnreadablePacks     []UnreadablePack
+	UnreadablePacks     []UnreadablePack // header unreadable
+	KeptBlobs           int              // blobs of unreadable packs carried over from the old index
 	UnreadableSnapshots []UnreadablePack
 }
 
-// RebuildIndex builds a fresh index from the packs and snapshot files
-// alone, in a new directory, and swaps it in when complete. The old index
-// is not read, so a damaged index can be replaced. Verification times
-// (disposable) start afresh.
+// RebuildIndex builds a fresh index from the packs and snapshot files, in
+// a new directory, and swaps it in when complete. A pack whose header
+// cannot be read keeps the entries the old index had for it (if the old
+// index can be opened), since its blobs may still read perfectly well:
+// each is authenticated and re-hashed on every read anyway. Verification
+// times (disposable) start afresh. Not safe to call concurrently with
+// anything else on the repository.
 func (r *Repository) RebuildIndex(ctx context.Context) (*RebuildReport, error) {
-	if r.idx != nil {
-		if err := r.idx.Close(); err != nil {
-			return nil, err
+	old := r.idx
+	r.idx = nil
+	if old == nil {
+		if _, err := os.Stat(r.indexDir()); err == nil {
+			if o, err := index.Open(r.indexDir(), r.indexOptions()); err == nil {
+				old = o
+			} else {
+				r.log.Warn("the old index does not open; rebuilding from packs alone", "err", err)
+			}
 		}
-		r.idx = nil
 	}
-	newDir := r.indexDir() + ".new"
-	oldDir := r.indexDir() + ".old"
-	if err := os.RemoveAll(newDir); err != nil {
-		return nil, fmt.Errorf("rebuild index: %w", err)
+	rep, err := r.buildNewIndex(ctx, old)
+	if old != nil {
+		if cerr := old.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
 	}
-	if err := os.RemoveAll(oldDir); err != nil {
-		return nil, fmt.Errorf("rebuild index: %w", err)
+	if err == nil {
+		err = r.swapIndex()
 	}
-	idx, err := index.Open(newDir, r.indexOptions())
+	if oerr := r.openIndex(); err == nil {
+		err = oerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rebuild index: %w", err)
 	}
-	rep, err := r.fillIndex(ctx, idx)
+	return rep, nil
+}
+
+func (r *Repository) buildNewIndex(ctx context.Context, old *index.Index) (*RebuildReport, error) {
+	newDir := r.indexDir() + ".new"
+	if err := os.RemoveAll(newDir); err != nil {
+		return nil, err
+	}
+	idx, err := index.Open(newDir, r.indexOptions())
+	if err != nil {
+		return nil, err
+	}
+	rep, err := r.fillIndex(ctx, idx, old)
 	if cerr := idx.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.RemoveAll(newDir)
-		return nil, fmt.Errorf("rebuild index: %w", err)
-	}
-	if err := os.Rename(r.indexDir(), oldDir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("rebuild index: %w", err)
-	}
-	if err := os.Rename(newDir, r.indexDir()); err != nil {
-		return nil, fmt.Errorf("rebuild index: %w", err)
-	}
-	if err := syncDirPath(r.dir); err != nil {
-		return nil, err
-	}
-	if err := os.RemoveAll(oldDir); err != nil {
-		return nil, fmt.Errorf("rebuild index: %w", err)
-	}
-	if err := r.openIndex(); err != nil {
 		return nil, err
 	}
 	return rep, nil
 }
 
-func (r *Repository) fillIndex(ctx context.Context, idx *index.Index) (*RebuildReport, error) {
+// swapIndex replaces index/ with index.new/.
+func (r *Repository) swapIndex() error {
+	newDir, oldDir := r.indexDir()+".new", r.indexDir()+".old"
+	if err := os.RemoveAll(oldDir); err != nil {
+		return err
+	}
+	if err := os.Rename(r.indexDir(), oldDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(newDir, r.indexDir()); err != nil {
+		return err
+	}
+	if err := syncDirPath(r.dir); err != nil {
+		return err
+	}
+	return os.RemoveAll(oldDir)
+}
+
+func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*RebuildReport, error) {
 	onDisk, err := r.listPacks(ctx)
 	if err != nil {
 		return nil, err
@@ -247,6 +285,11 @@ func (r *Repository) fillIndex(ctx context.Context, idx *index.Index) (*RebuildR
 	rep.UnreadablePacks, err = r.indexPacks(ctx, idx, ids)
 	if err != nil {
 		return nil, err
+	}
+	if old != nil && len(rep.UnreadablePacks) > 0 {
+		if rep.KeptBlobs, err = carryOver(idx, old, rep.UnreadablePacks, onDisk); err != nil {
+			return nil, err
+		}
 	}
 	err = idx.Packs(func(_ blob.ID, info index.PackInfo) error {
 		rep.Packs++
@@ -272,6 +315,35 @@ func (r *Repository) fillIndex(ctx context.Context, idx *index.Index) (*RebuildR
 		rep.Snapshots++
 	}
 	return rep, idx.Sync()
+}
+
+// carryOver copies the old index's entries for packs whose headers cannot
+// be read into the new index, and returns how many blobs it kept.
+func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]int64) (int, error) {
+	byPack := map[blob.ID][]index.BlobEntry{}
+	for _, p := range bad {
+		byPack[p.ID] = nil
+	}
+	err := old.Blobs(func(h blob.Handle, loc index.Location) error {
+		if entries, ok := byPack[loc.Pack]; ok {
+			byPack[loc.Pack] = append(entries, index.BlobEntry{Handle: h, Loc: loc})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	kept := 0
+	for id, entries := range byPack {
+		if len(entries) == 0 {
+			continue
+		}
+		if err := idx.AddPack(id, index.PackInfo{Size: sizes[id], Blobs: len(entries)}, entries); err != nil {
+			return kept, err
+		}
+		kept += len(entries)
+	}
+	return kept, nil
 }
 
 func syncDirPath(dir string) error {
@@ -370,6 +442,12 @@ func (r *Repository) PackSizes(ctx context.Context) (map[blob.ID]int64, error) {
 }
 
 // IndexedBlobs calls fn for every blob in the index.
-func (r *Repository) IndexedBlobs(fn func(id blob.ID, loc Location) error) error {
+func (r *Repository) IndexedBlobs(fn func(h blob.Handle, loc Location) error) error {
 	return r.idx.Blobs(fn)
+}
+
+// LostPacks calls fn for every pack the index once listed and that was
+// found missing on disk.
+func (r *Repository) LostPacks(fn func(id blob.ID, when time.Time) error) error {
+	return r.idx.LostPacks(fn)
 }

@@ -86,15 +86,37 @@ func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (key
 		}
 	}
 	entries, err := os.ReadDir(dir)
+	created := false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("init: %w", err)
 		}
+		created = true
 	case err != nil:
 		return "", fmt.Errorf("init: %w", err)
 	case len(entries) > 0:
 		return "", fmt.Errorf("init: %s is not empty", dir)
+	}
+	wroteKey := ""
+	defer func() {
+		if err == nil {
+			return
+		}
+		if wroteKey != "" {
+			os.Remove(wroteKey)
+		}
+		// Leave dir as it was found, so init can simply be run again.
+		if created {
+			os.RemoveAll(dir)
+		} else if entries, _ := os.ReadDir(dir); entries != nil {
+			for _, e := range entries {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+	}()
+	if err := syncDirPath(filepath.Dir(filepath.Clean(dir))); err != nil {
+		return "", fmt.Errorf("init: %w", err)
 	}
 	m, err := seal.NewMasterKey()
 	if err != nil {
@@ -123,6 +145,7 @@ func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (key
 	if err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
+	wroteKey = keyFile
 	// The config goes last: its presence marks a complete repository.
 	plain, err := jsonMarshal(cfg)
 	if err != nil {

@@ -41,12 +41,13 @@ type Session struct {
 	r *Repository
 
 	mu      sync.Mutex
-	open    [3]*openPack          // by blob type
-	pending map[blob.ID]blob.Type // added but not yet indexed
-	writing sync.WaitGroup        // pack writes in flight
-	err     error                 // sticky failure
+	cond    *sync.Cond           // signalled when a pack write ends
+	open    [3]*openPack         // by blob type
+	pending map[blob.Handle]bool // added but not yet indexed
+	writing int                  // pack writes in flight
+	err     error                // sticky failure
 	stats   SessionStats
-	done    bool
+	done    bool // committed or aborted: no more adds
 }
 
 // SessionStats counts what a session stored.
@@ -64,48 +65,58 @@ type openPack struct {
 
 // NewSession starts a session.
 func (r *Repository) NewSession() *Session {
-	return &Session{r: r, pending: make(map[blob.ID]blob.Type)}
+	s := &Session{r: r, pending: make(map[blob.Handle]bool)}
+	s.cond = sync.NewCond(&s.mu)
+	return s
 }
 
 // Known reports whether the repository or this session already has blob
-// id, so the caller need not send or compress it.
-func (s *Session) Known(id blob.ID) (bool, error) {
+// h, so the caller need not send or compress it.
+func (s *Session) Known(h blob.Handle) (bool, error) {
 	s.mu.Lock()
-	_, ok := s.pending[id]
+	ok := s.pending[h]
 	s.mu.Unlock()
 	if ok {
 		return true, nil
 	}
-	_, ok, err := s.r.idx.Lookup(id)
+	_, ok, err := s.r.idx.Lookup(h)
 	return ok, err
 }
 
 // SaveBlob stores plaintext data as a blob of type t unless the
 // repository already has it, and returns its ID and whether it was added.
 func (s *Session) SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.ID, bool, error) {
-	id := blob.Hash(data)
-	if known, err := s.Known(id); err != nil || known {
-		return id, false, err
+	h := blob.Handle{ID: blob.Hash(data), Type: t}
+	if known, err := s.Known(h); err != nil || known {
+		return h.ID, false, err
+	}
+	if len(data) > blob.MaxSize {
+		return h.ID, false, fmt.Errorf("blob %s: %d bytes is more than the limit of %d", h, len(data), blob.MaxSize)
 	}
 	payload, c := pack.Compress(nil, data, s.r.level)
-	added, err := s.add(ctx, blob.Handle{ID: id, Type: t}, c, payload, len(data))
-	return id, added, err
+	added, err := s.add(ctx, h, c, payload, len(data))
+	return h.ID, added, err
 }
 
 // SavePrepared stores a blob that a node already compressed: payload is
 // the blob's data compressed as c says, rawLen its plaintext length. The
 // payload is decompressed and re-hashed first; a payload that does not
 // hash to h.ID is refused with an error wrapping [blob.ErrCorrupt] and
-// nothing of it is stored.
+// nothing of it is stored. A compressed payload must be smaller than its
+// plaintext (otherwise it must be sent raw), so every stored envelope
+// stays within what pack readers accept.
 func (s *Session) SavePrepared(ctx context.Context, h blob.Handle, c pack.Compression, payload []byte, rawLen int, scratch []byte) (added bool, scratchOut []byte, err error) {
 	if !h.Type.Valid() {
 		return false, scratch, fmt.Errorf("blob %s: invalid type", h)
+	}
+	if c == pack.Zstd && len(payload) >= rawLen {
+		return false, scratch, fmt.Errorf("blob %s: compressed payload of %d bytes is not smaller than its %d-byte plaintext: %w", h, len(payload), rawLen, blob.ErrCorrupt)
 	}
 	scratch, err = pack.VerifyPayload(scratch[:0], h, c, rawLen, payload)
 	if err != nil {
 		return false, scratch, err
 	}
-	if known, err := s.Known(h.ID); err != nil || known {
+	if known, err := s.Known(h); err != nil || known {
 		return false, scratch, err
 	}
 	added, err = s.add(ctx, h, c, payload, rawLen)
@@ -125,7 +136,7 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		s.mu.Unlock()
 		return false, errors.New("session: add after commit or abort")
 	}
-	if _, ok := s.pending[h.ID]; ok {
+	if s.pending[h] {
 		s.mu.Unlock()
 		return false, nil
 	}
@@ -142,18 +153,17 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		s.mu.Unlock()
 		return false, err
 	}
-	s.pending[h.ID] = h.Type
+	s.pending[h] = true
 	s.stats.BlobsAdded++
 	s.stats.BytesAdded += uint64(rawLen)
 	s.stats.StoredAdded += uint64(e.Length)
 	full := op.w.Size() >= int64(s.r.cfg.PackSize) || op.w.Count() >= pack.WriterMaxEntries
 	if full {
 		s.open[h.Type] = nil
-		s.writing.Add(1)
+		s.writing++
 	}
 	s.mu.Unlock()
 	if full {
-		defer s.writing.Done()
 		if err := s.writePack(ctx, op); err != nil {
 			return true, err
 		}
@@ -162,11 +172,13 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 }
 
 // writePack finishes op, stores it, indexes its blobs and drops them
-// from the pending set.
+// from the pending set. The caller has counted it in s.writing.
 func (s *Session) writePack(ctx context.Context, op *openPack) error {
 	err := s.r.storePack(ctx, op)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.writing--
+	s.cond.Broadcast()
 	if err != nil {
 		if s.err == nil {
 			s.err = err
@@ -175,7 +187,7 @@ func (s *Session) writePack(ctx context.Context, op *openPack) error {
 	}
 	s.stats.Packs++
 	for _, e := range op.w.Entries() {
-		delete(s.pending, e.ID)
+		delete(s.pending, e.Handle)
 	}
 	return nil
 }
@@ -199,15 +211,25 @@ func (r *Repository) storePack(ctx context.Context, op *openPack) error {
 func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {
 	out := make([]index.BlobEntry, len(entries))
 	for i, e := range entries {
-		out[i] = index.BlobEntry{ID: e.ID, Loc: index.Location{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Type: e.Type}}
+		out[i] = index.BlobEntry{Handle: e.Handle, Loc: index.Location{Pack: id, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength, Type: e.Type}}
 	}
 	return out
 }
 
 // Flush writes every open pack and waits for pack writes in flight, so
-// that every blob added so far is durable and indexed.
+// that every blob added before Flush was called is durable and indexed.
 func (s *Session) Flush(ctx context.Context) error {
+	return s.flush(ctx, false)
+}
+
+// flush is Flush; with end set it also closes the session to further
+// adds in the same critical section that takes the open packs, so no
+// blob can slip into a pack that is never written.
+func (s *Session) flush(ctx context.Context, end bool) error {
 	s.mu.Lock()
+	if end {
+		s.done = true
+	}
 	var ops []*openPack
 	for t, op := range s.open {
 		if op != nil {
@@ -215,16 +237,17 @@ func (s *Session) Flush(ctx context.Context) error {
 			s.open[t] = nil
 		}
 	}
-	s.writing.Add(len(ops))
+	s.writing += len(ops)
 	s.mu.Unlock()
 	var errs []error
 	for _, op := range ops {
 		errs = append(errs, s.writePack(ctx, op))
-		s.writing.Done()
 	}
-	s.writing.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for s.writing > 0 {
+		s.cond.Wait()
+	}
 	if s.err != nil {
 		return s.err
 	}
@@ -240,14 +263,12 @@ func (s *Session) Stats() SessionStats {
 
 // Commit makes every blob durable, then writes the snapshot record, and
 // returns its ID. Only when Commit returns without error is the snapshot
-// saved. The session cannot be used afterwards.
+// saved. The session takes no more blobs afterwards, even if Commit
+// fails.
 func (s *Session) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
-	if err := s.Flush(ctx); err != nil {
+	if err := s.flush(ctx, true); err != nil {
 		return blob.ID{}, err
 	}
-	s.mu.Lock()
-	s.done = true
-	s.mu.Unlock()
 	return s.r.saveSnapshot(ctx, sn)
 }
 

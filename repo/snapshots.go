@@ -36,8 +36,10 @@ func (r *Repository) saveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (b
 		return blob.ID{}, fmt.Errorf("snapshot %s: %w", id.Short(), err)
 	}
 	crashpoint.Hit("after-snapshot-write")
+	// The snapshot is saved once its file is durable. Should caching it
+	// in the index fail, the next open adds it from the file.
 	if err := r.idx.AddSnapshot(id, plain); err != nil {
-		return blob.ID{}, err
+		r.log.Warn("snapshot saved but not cached in the index; it is listed after the next open", "snapshot", id.Short(), "err", err)
 	}
 	return id, nil
 }

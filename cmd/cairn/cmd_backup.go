@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,27 +10,42 @@ import (
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
 
 type backupOptions struct {
-	node string
-	plan string
-	host string
-	tags []string
+	node          string
+	plan          string
+	host          string
+	tags          []string
+	parent        string
+	forceRead     bool
+	stdin         bool
+	name          string
+	tar           bool
+	excludes      []string
+	excludeFiles  []string
+	excludeCaches bool
+	oneFS         bool
 }
 
 func newBackupCommand(g *globalOptions) *cobra.Command {
 	o := &backupOptions{}
 	cmd := &cobra.Command{
-		Use:   "backup PATH...",
-		Short: "back up files and directories into a new snapshot",
-		Long: `Back up PATHs into a new snapshot.
+		Use:   "backup PATH... | --stdin --name NAME | --tar",
+		Short: "back up files and directories, a stream or a tar stream into a new snapshot",
+		Long: `Back up PATHs into a new snapshot. Files whose size, mtime, ctime and inode
+match the parent snapshot (the latest of the same node, plan and paths,
+or --parent) are not read again.
+
+--stdin --name NAME stores standard input as one file NAME (for example
+pg_dumpall | cairn backup --stdin --name db.sql); --tar stores a tar
+stream from standard input as a tree.
 
 Exit code 0: saved, complete. 3: saved, but some files could not be read
-(listed in the summary's warnings). 1: failed, nothing saved.`,
-		Args: cobra.MinimumNArgs(1),
+(listed as warnings). 1: failed, nothing saved.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackup(cmd, g, o, args) },
 	}
 	host, _ := os.Hostname()
@@ -38,29 +54,118 @@ Exit code 0: saved, complete. 3: saved, but some files could not be read
 	f.StringVar(&o.plan, "plan", "", "plan or source name recorded in the snapshot")
 	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
 	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
+	f.StringVar(&o.parent, "parent", "", "compare with this snapshot instead of the latest of the same node, plan and paths")
+	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
+	f.BoolVar(&o.stdin, "stdin", false, "back up standard input as one file (needs --name)")
+	f.StringVar(&o.name, "name", "", "file name for --stdin")
+	f.BoolVar(&o.tar, "tar", false, "back up a tar stream read from standard input")
+	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see README)")
+	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
+	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
+	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
 	return cmd
 }
 
-// backupOutput is the JSON form of a finished backup.
-type backupOutput struct {
-	Snapshot blob.ID          `json:"snapshot"`
-	Tree     blob.ID          `json:"tree"`
-	Summary  snapshot.Summary `json:"summary"`
+// backupEvent is one JSON line of backup --json output.
+type backupEvent struct {
+	Type      string             `json:"type"` // "progress" or "summary"
+	Files     uint64             `json:"files,omitempty"`
+	Dirs      uint64             `json:"dirs,omitempty"`
+	Bytes     uint64             `json:"bytes,omitempty"`
+	BytesRead uint64             `json:"bytes_read,omitempty"`
+	Total     uint64             `json:"total_bytes,omitempty"` // the parent's size, when known
+	Snapshot  *blob.ID           `json:"snapshot,omitempty"`
+	Tree      *blob.ID           `json:"tree,omitempty"`
+	Parent    *blob.ID           `json:"parent,omitempty"`
+	Summary   *snapshot.Summary  `json:"summary,omitempty"`
+	Excludes  []snapshot.Exclude `json:"excludes,omitempty"`
+}
+
+func (o *backupOptions) matcher() (*filter.Matcher, error) {
+	rules := filter.FromFlags(o.excludes, "--exclude")
+	for _, f := range o.excludeFiles {
+		r, err := filter.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r...)
+	}
+	return filter.New(rules)
 }
 
 func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
 	ctx := cmd.Context()
+	switch {
+	case o.stdin && o.tar:
+		return usageError{errors.New("--stdin and --tar read standard input both: give one")}
+	case o.stdin && o.name == "":
+		return usageError{errors.New("--stdin needs --name NAME")}
+	case (o.stdin || o.tar) && len(paths) > 0:
+		return usageError{errors.New("--stdin and --tar take no PATH arguments")}
+	case !o.stdin && !o.tar && len(paths) == 0:
+		return usageError{errors.New("backup: give at least one PATH, or --stdin --name NAME, or --tar")}
+	}
 	if err := snapshot.CheckName("node", o.node); err != nil {
 		return usageError{err}
+	}
+	if o.plan != "" {
+		if err := snapshot.CheckName("plan", o.plan); err != nil {
+			return usageError{err}
+		}
+	}
+	excl, err := o.matcher()
+	if err != nil {
+		return usageError{err}
+	}
+	var recorded []string
+	switch {
+	case o.stdin:
+		recorded = []string{"/" + o.name}
+	case o.tar:
+		recorded = []string{"/"}
+	default:
+		recorded = absPaths(paths)
 	}
 	r, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+
+	parent, err := o.findParent(ctx, r, recorded)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
+	prog := &backup.Progress{}
+	bo := backup.Options{
+		Params: r.ChunkerParams(), Table: r.ChunkerTable(), Loader: r, ForceRead: o.forceRead,
+		Exclude: excl, ExcludeCaches: o.excludeCaches, OneFileSystem: o.oneFS, Progress: prog,
+	}
+	var total uint64
+	if parent != nil {
+		bo.Parent = parent.Tree
+		total = parent.Summary.Bytes
+	}
+	stop := g.startProgress(func(final bool) {
+		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: total}
+		if g.json {
+			g.printJSONLine(ev)
+			return
+		}
+		g.progressLine(fmt.Sprintf("%d files, %s, %s read", ev.Files, humanBytes(ev.Bytes), humanBytes(ev.BytesRead)), ev.Bytes, total, start, final)
+	})
 	s := r.NewSession()
-	res, err := backup.Run(ctx, s, paths, backup.Options{Params: r.ChunkerParams(), Table: r.ChunkerTable()})
+	var res *backup.Result
+	switch {
+	case o.stdin:
+		res, err = backup.Stream(ctx, s, os.Stdin, o.name, bo)
+	case o.tar:
+		res, err = backup.Tar(ctx, s, os.Stdin, bo)
+	default:
+		res, err = backup.Run(ctx, s, paths, bo)
+	}
+	stop()
 	if err != nil {
 		s.Abort()
 		return err
@@ -68,31 +173,81 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	st := s.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
-	sum.Duration = time.Since(start)
 	sn := &snapshot.Snapshot{
 		Version: snapshot.Version, Time: start, Node: o.node, Plan: o.plan, Host: o.host,
-		Paths: absPaths(paths), Tags: o.tags, Tree: res.Tree, Summary: sum,
+		Paths: recorded, Tags: o.tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum,
 	}
+	if parent != nil {
+		sn.Parent = &parent.ID
+	}
+	sum.Duration = time.Since(start)
+	sn.Summary.Duration = sum.Duration
 	id, err := s.Commit(ctx, sn)
 	if err != nil {
 		return err
 	}
 	if g.json {
-		if err := g.printJSON(backupOutput{Snapshot: id, Tree: res.Tree, Summary: sum}); err != nil {
-			return err
+		ev := backupEvent{Type: "summary", Snapshot: &id, Tree: &res.Tree, Summary: &sum, Excludes: res.Excludes}
+		if parent != nil {
+			ev.Parent = &parent.ID
 		}
+		g.printJSONLine(ev)
 	} else {
 		for _, w := range sum.Warnings {
 			fmt.Fprintln(g.stderr, "warning:", w)
 		}
-		g.printf("snapshot %s saved\n", id.Short())
-		g.printf("files: %d, dirs: %d, others: %d, %s read\n", sum.Files, sum.Dirs, sum.Others, humanBytes(sum.BytesRead))
-		g.printf("added: %d blobs, %s (%s stored) in %s\n", sum.BlobsAdded, humanBytes(sum.BytesAdded), humanBytes(sum.StoredAdded), sum.Duration.Round(time.Millisecond))
+		g.printf("snapshot %s saved", id.Short())
+		if parent != nil {
+			g.printf(" (parent %s)", parent.ID.Short())
+		}
+		g.printf("\nfiles: %d new, %d changed, %d unchanged; dirs: %d; others: %d\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnchanged, sum.Dirs, sum.Others)
+		g.printf("read %s of %s; added %s after dedup, %s stored after compression; %s\n",
+			humanBytes(sum.BytesRead), humanBytes(sum.Bytes), humanBytes(sum.BytesAdded), humanBytes(sum.StoredAdded), sum.Duration.Round(time.Millisecond))
+		for _, e := range res.Excludes {
+			g.printf("excluded %d by %s\n", e.Count, e.Rule)
+		}
 	}
 	if len(sum.Warnings) > 0 {
 		return &exitError{code: exitWarnings, err: errors.New("some files could not be read")}
 	}
 	return nil
+}
+
+// findParent picks the snapshot to compare with: --parent, or the latest
+// snapshot of the same node, plan and paths.
+func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, paths []string) (*snapshot.Entry, error) {
+	if o.forceRead && o.parent == "" {
+		return nil, nil
+	}
+	if o.parent != "" {
+		e, err := r.FindSnapshot(ctx, o.parent, snapshot.Filter{})
+		if err != nil {
+			return nil, fmt.Errorf("--parent: %w", err)
+		}
+		return &e, nil
+	}
+	list, err := r.Snapshots(ctx, snapshot.Filter{Node: o.node, Plan: o.plan})
+	if err != nil {
+		return nil, err
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		if equalStrings(list[i].Paths, paths) {
+			return &list[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func absPaths(paths []string) []string {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ type globalOptions struct {
 
 	stdout io.Writer
 	stderr io.Writer
+	outMu  sync.Mutex
 }
 
 func (g *globalOptions) register(root *cobra.Command) {

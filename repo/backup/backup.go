@@ -1,6 +1,6 @@
-// Package backup turns file trees on disk into trees and blobs handed to
-// an [Uploader]: the local repository's session, or (later) a wire client
-// pushing to the appliance.
+// Package backup turns file trees on disk, a single stream, or a tar
+// stream into trees and blobs handed to an [Uploader]: the local
+// repository's session, or a client pushing to the appliance.
 //
 // # What is stored
 //
@@ -8,86 +8,121 @@
 // up /srv/data gives the root a directory "srv" holding "data", with the
 // metadata of the real directories along the way. Each file is cut into
 // chunks by the repository's chunker; its whole-file SHA-256 is computed
-// from the bytes actually read and recorded in its node.
+// from the bytes actually read and recorded in its node, with its type,
+// mode, owner IDs and names, three times, size, inode and device,
+// extended attributes (POSIX ACLs among them), symlink target, device
+// number, and a hardlink ID shared by all names of one inode. Holes of
+// sparse files are recorded as holes, not read as data.
+//
+// # Pipeline
+//
+// One walker goroutine lists directories in name order, compares each
+// file with the parent snapshot, and queues the files that must be read.
+// Workers (one per CPU) read and chunk files and compute their whole-file
+// hashes; blob workers (one per CPU) hash, deduplicate, compress and store
+// the chunks. The walker saves each directory's tree once all its entries
+// are done, in post-order, so a directory is finished after everything
+// in it.
 //
 // # Memory
 //
-// One chunk buffer of the chunker's maximum size, the chunker's read
-// buffer, and the decoded listings of the directories on the path being
-// walked: independent of the number of files and of the repository size.
-//
-// This first version walks and reads sequentially; the parallel pipeline
-// replaces Run's internals without changing its contract.
+// Bounded independently of the number of files and the repository size:
+//   - chunk buffers: 2×workers+2 buffers of the chunker's maximum chunk
+//     size (8 MiB by default: 48 MiB on 2 CPUs), allocated as needed;
+//   - one chunker read buffer (256 KiB) per file worker;
+//   - queues of fixed capacity (2×workers jobs each);
+//   - directory listings waiting to be saved: at most maxPendingNodes
+//     (65 536) nodes (about 20 MiB) beyond the directory being listed;
+//   - the uploader's own buffers (for a local session: two open packs).
 package backup
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/filter"
+	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
-	"github.com/minio/sha256-simd"
+	"golang.org/x/sync/errgroup"
 )
 
-// Uploader stores blobs. *repo.Session satisfies it.
+// Uploader stores blobs. *repo.Session satisfies it. It must be safe for
+// concurrent use.
 type Uploader interface {
 	// SaveBlob stores data as a blob of type t unless it is stored
 	// already, and returns its ID and whether it was new.
 	SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.ID, bool, error)
+	// Known reports whether blob h is stored already.
+	Known(h blob.Handle) (bool, error)
 }
 
-// Options configure Run.
+// Options configure a backup.
 type Options struct {
 	Params chunker.Params
 	Table  *chunker.Table
-	Now    func() time.Time
+	// Parent is the root tree of the snapshot to compare with: files
+	// whose size, mtime, ctime and inode match it are not read again.
+	// Loader loads its trees. Zero Parent means none.
+	Parent blob.ID
+	Loader snapfs.BlobLoader
+	// ForceRead reads every file even if the parent says it is unchanged.
+	ForceRead bool
+	// Exclude leaves out matching paths; ExcludeCaches leaves out the
+	// contents of directories holding a valid CACHEDIR.TAG;
+	// OneFileSystem does not descend into other file systems.
+	Exclude       *filter.Matcher
+	ExcludeCaches bool
+	OneFileSystem bool
+	// Workers is the number of file readers and of blob workers; zero
+	// means GOMAXPROCS.
+	Workers int
+	// Progress, if set, is updated while the backup runs.
+	Progress *Progress
+	Now      func() time.Time
 }
 
-// Result is what Run made.
+// Progress counts what a running backup has done. Read it with the
+// atomic loads while the backup runs.
+type Progress struct {
+	Files     atomic.Uint64 // files finished (read or unchanged)
+	Dirs      atomic.Uint64
+	Bytes     atomic.Uint64 // size of files finished
+	BytesRead atomic.Uint64 // bytes read from disk so far
+}
+
+// Result is what a backup made.
 type Result struct {
-	Tree    blob.ID
-	Summary snapshot.Summary
+	Tree     blob.ID
+	Summary  snapshot.Summary
+	Excludes []snapshot.Exclude
 }
 
-type backuper struct {
-	up     Uploader
-	o      Options
-	chunk  []byte
-	ch     *chunker.Chunker
-	sum    snapshot.Summary
-	users  map[uint32]string
-	groups map[uint32]string
-}
+// maxPendingNodes bounds the directory entries held while their
+// directories wait for files being read.
+const maxPendingNodes = 1 << 16
 
-// Run backs up paths (made absolute and cleaned) and returns the root
-// tree. Files that cannot be read are skipped and reported as warnings
-// in the summary; errors from the uploader or the context end the run.
+// CacheDirTagSignature starts a valid CACHEDIR.TAG file
+// (https://bford.info/cachedir/).
+const CacheDirTagSignature = "Signature: 8a477f597d28d172789f06886806bc55"
+
+// Run backs up paths (made absolute and cleaned). Files that cannot be
+// read are skipped and reported as warnings in the summary; errors from
+// the uploader or the context end the run.
 func Run(ctx context.Context, up Uploader, paths []string, o Options) (*Result, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("backup: no paths given")
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	start := o.Now()
-	b := &backuper{
-		up: up, o: o,
-		chunk:  make([]byte, 0, o.Params.Max),
-		ch:     chunker.New(nil, o.Params, o.Table),
-		users:  map[uint32]string{},
-		groups: map[uint32]string{},
 	}
 	root := &pathNode{}
 	for _, p := range paths {
@@ -100,12 +135,140 @@ func Run(ctx context.Context, up Uploader, paths []string, o Options) (*Result, 
 		}
 		root.add(abs)
 	}
-	id, err := b.virtual(ctx, root, "/")
-	if err != nil {
+	return run(ctx, up, o, func(w *walker) (blob.ID, error) {
+		var parent *tree.Tree
+		if !o.Parent.IsZero() {
+			parent = w.loadParent(ctx, o.Parent)
+		}
+		return w.virtual(ctx, root, "/", parent)
+	})
+}
+
+// run sets up the pipeline around walk, which produces the root tree.
+func run(ctx context.Context, up Uploader, o Options, walk func(*walker) (blob.ID, error)) (*Result, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Progress == nil {
+		o.Progress = &Progress{}
+	}
+	if o.Table == nil {
+		return nil, errors.New("backup: no chunker table")
+	}
+	if err := o.Params.Validate(); err != nil {
 		return nil, err
 	}
-	b.sum.Duration = o.Now().Sub(start)
-	return &Result{Tree: id, Summary: b.sum}, nil
+	start := o.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	p := newPipeline(gctx, up, o)
+	p.start(g)
+	w := &walker{p: p, o: o, owners: newOwners(), excluded: map[string]uint64{}, links: map[uint64]*future{}}
+	var root blob.ID
+	g.Go(func() error {
+		defer p.closeJobs()
+		var err error
+		root, err = walk(w)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	res := &Result{Tree: root, Summary: w.sum}
+	res.Summary.Warnings = append(res.Summary.Warnings, p.warnings()...)
+	res.Summary.BytesRead = p.bytesRead.Load()
+	sn, sc := p.skippedNew.Load(), p.skippedChanged.Load()
+	res.Summary.Files -= sn + sc
+	res.Summary.FilesNew -= sn
+	res.Summary.FilesChanged -= sc
+	res.Summary.Duration = o.Now().Sub(start)
+	rules := make([]string, 0, len(w.excluded))
+	for r := range w.excluded {
+		rules = append(rules, r)
+	}
+	slices.Sort(rules)
+	for _, r := range rules {
+		res.Excludes = append(res.Excludes, snapshot.Exclude{Rule: r, Count: w.excluded[r]})
+	}
+	return res, nil
+}
+
+// future is a node whose contents (file chunks, or a directory's tree)
+// are being produced elsewhere.
+type future struct {
+	done   chan struct{}
+	node   tree.Node
+	skip   bool    // the entry could not be read: leave it out
+	linkTo *future // a further name of a hardlinked file: take its contents
+}
+
+func newFuture(n tree.Node) *future { return &future{done: make(chan struct{}), node: n} }
+
+func resolved(n tree.Node) *future {
+	f := newFuture(n)
+	close(f.done)
+	return f
+}
+
+// pendingDir is a directory whose entries are all listed but not all done.
+type pendingDir struct {
+	abs      string
+	self     *future
+	children []*future
+}
+
+func (d *pendingDir) ready() bool {
+	for _, c := range d.children {
+		select {
+		case <-c.done:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// walker lists directories and assembles trees. It runs in one goroutine.
+type walker struct {
+	p        *pipeline
+	o        Options
+	owners   *owners
+	sum      snapshot.Summary
+	excluded map[string]uint64
+	links    map[uint64]*future // first name of each hardlinked inode
+	pending  []*pendingDir      // post-order FIFO
+	nodes    int                // entries held in pending
+	rootDev  uint64
+}
+
+func (w *walker) warn(format string, args ...any) {
+	w.sum.Warnings = append(w.sum.Warnings, fmt.Sprintf(format, args...))
+}
+
+func (w *walker) loadParent(ctx context.Context, id blob.ID) *tree.Tree {
+	if w.o.Loader == nil || id.IsZero() {
+		return nil
+	}
+	t, err := snapfs.LoadTree(ctx, w.o.Loader, id)
+	if err != nil {
+		// Without the parent's tree every file here is read again:
+		// slower, never wrong.
+		return nil
+	}
+	return t
+}
+
+func parentNode(parent *tree.Tree, name string) *tree.Node {
+	if parent == nil {
+		return nil
+	}
+	i, ok := slices.BinarySearchFunc(parent.Nodes, name, func(n tree.Node, name string) int { return strings.Compare(n.Name, name) })
+	if !ok {
+		return nil
+	}
+	return &parent.Nodes[i]
 }
 
 // pathNode is one component of the absolute paths being backed up.
@@ -116,7 +279,7 @@ type pathNode struct {
 
 func (n *pathNode) add(abs string) {
 	cur := n
-	for _, part := range strings.Split(strings.Trim(abs, "/"), "/") {
+	for part := range strings.SplitSeq(strings.Trim(abs, "/"), "/") {
 		if cur.leaf {
 			return
 		}
@@ -139,9 +302,16 @@ func (n *pathNode) add(abs string) {
 
 // virtual stores the tree of a directory on the way to the backed-up
 // paths: it holds only the components that lead to them.
-func (b *backuper) virtual(ctx context.Context, pn *pathNode, abs string) (blob.ID, error) {
+func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *tree.Tree) (blob.ID, error) {
 	if pn.leaf {
-		return b.dir(ctx, abs)
+		self := newFuture(tree.Node{Type: tree.Dir})
+		if err := w.dir(ctx, abs, parent, self); err != nil {
+			return blob.ID{}, err
+		}
+		if err := w.drain(ctx, drainAll); err != nil {
+			return blob.ID{}, err
+		}
+		return self.node.Subtree, nil
 	}
 	names := make([]string, 0, len(pn.children))
 	for name := range pn.children {
@@ -156,256 +326,290 @@ func (b *backuper) virtual(ctx context.Context, pn *pathNode, abs string) (blob.
 		if err != nil {
 			return blob.ID{}, fmt.Errorf("backup: %w", err)
 		}
-		n, err := b.node(name, fi)
+		n, err := statNode(name, fi, w.owners)
 		if err != nil {
-			return blob.ID{}, err
+			return blob.ID{}, fmt.Errorf("backup: %s: %w", p, err)
 		}
-		switch {
-		case !child.leaf && n.Type != tree.Dir:
-			return blob.ID{}, fmt.Errorf("backup: %s is not a directory", p)
-		case !child.leaf:
-			if n.Subtree, err = b.virtual(ctx, child, p); err != nil {
+		pnode := parentNode(parent, name)
+		var psub *tree.Tree
+		if pnode != nil && pnode.Type == tree.Dir {
+			psub = w.loadParent(ctx, pnode.Subtree)
+		}
+		if child.leaf {
+			w.rootDev = n.DeviceID
+			f, err := w.entry(ctx, p, n, pnode, psub)
+			if err != nil {
 				return blob.ID{}, err
 			}
-			b.sum.Dirs++
-		default:
-			if ok, err := b.fill(ctx, p, &n); err != nil || !ok {
-				if err != nil {
-					return blob.ID{}, err
-				}
-				continue
+			if err := w.drain(ctx, drainAll); err != nil {
+				return blob.ID{}, err
 			}
+			<-f.done
+			if n, ok := f.result(); ok {
+				t.Nodes = append(t.Nodes, n)
+			}
+			continue
 		}
+		if n.Type != tree.Dir {
+			return blob.ID{}, fmt.Errorf("backup: %s is not a directory", p)
+		}
+		if n.Xattrs, err = readXattrs(p); err != nil {
+			w.warn("%s: %v", p, err)
+		}
+		if n.Subtree, err = w.virtual(ctx, child, p, psub); err != nil {
+			return blob.ID{}, err
+		}
+		w.sum.Dirs++
 		t.Nodes = append(t.Nodes, n)
 	}
-	return b.saveTree(ctx, &t, abs)
+	return w.saveTree(ctx, &t, abs)
 }
 
-// dir stores the tree of a directory and everything below it.
-func (b *backuper) dir(ctx context.Context, abs string) (blob.ID, error) {
+// entry handles one directory entry at path p and returns its future.
+func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
+	var err error
+	if n.Xattrs, err = readXattrs(p); err != nil {
+		w.warn("%s: %v", p, err)
+	}
+	switch n.Type {
+	case tree.Dir:
+		f := newFuture(n)
+		if w.o.OneFileSystem && n.DeviceID != w.rootDev {
+			w.excluded["--one-file-system"]++
+			f.node.Subtree, err = w.saveTree(ctx, &tree.Tree{}, p)
+			close(f.done)
+			w.sum.Dirs++
+			return f, err
+		}
+		return f, w.dir(ctx, p, psub, f)
+	case tree.File:
+		return w.file(ctx, p, n, pnode)
+	case tree.Symlink:
+		n.LinkTarget, err = os.Readlink(p)
+		if err != nil {
+			w.warn("%s: %v", p, err)
+			return &future{done: closedChan, skip: true}, nil
+		}
+		n.Size = uint64(len(n.LinkTarget))
+	}
+	w.sum.Others++
+	return resolved(n), nil
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// file queues a regular file for reading, or resolves it from the
+// parent snapshot or from an earlier name of the same inode.
+func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.Node) (*future, error) {
+	w.sum.Files++
+	w.sum.Bytes += n.Size
+	if n.HardlinkID != 0 {
+		if first, ok := w.links[n.HardlinkID]; ok {
+			f := newFuture(n)
+			f.linkTo = first
+			close(f.done)
+			w.sum.FilesUnchanged++
+			return f, nil
+		}
+	}
+	var f *future
+	switch {
+	case pnode != nil && pnode.Type == tree.File && !w.o.ForceRead && unchanged(&n, pnode) && w.allKnown(pnode):
+		n.Content, n.FileHash = pnode.Content, pnode.FileHash
+		w.sum.FilesUnchanged++
+		w.o.Progress.Files.Add(1)
+		w.o.Progress.Bytes.Add(n.Size)
+		f = resolved(n)
+	default:
+		changed := pnode != nil && pnode.Type == tree.File
+		if changed {
+			w.sum.FilesChanged++
+		} else {
+			w.sum.FilesNew++
+		}
+		f = newFuture(n)
+		if err := w.p.submit(ctx, fileJob{path: p, f: f, changed: changed}); err != nil {
+			return nil, err
+		}
+	}
+	if n.HardlinkID != 0 {
+		w.links[n.HardlinkID] = f
+	}
+	return f, nil
+}
+
+func unchanged(n, p *tree.Node) bool {
+	return n.Size == p.Size && n.MTime == p.MTime && n.CTime == p.CTime && n.Inode == p.Inode
+}
+
+// allKnown reports whether every chunk the parent lists is stored, so
+// reusing the parent's list cannot reference missing data.
+func (w *walker) allKnown(p *tree.Node) bool {
+	for _, c := range p.Content {
+		if c.ID.IsZero() {
+			continue
+		}
+		if ok, err := w.p.up.Known(blob.Handle{ID: c.ID, Type: blob.Data}); err != nil || !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// dir lists directory abs, queues its entries and appends it to the
+// pending FIFO; self is resolved when its tree is saved.
+func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *future) error {
 	if err := ctx.Err(); err != nil {
-		return blob.ID{}, err
+		return err
 	}
-	entries, err := readDir(abs)
+	w.sum.Dirs++
+	w.o.Progress.Dirs.Add(1)
+	names, err := readDirNames(abs)
 	if err != nil {
-		b.warn("%s: %v", abs, err)
+		w.warn("%s: %v", abs, err)
 	}
-	var t tree.Tree
-	for _, e := range entries {
-		p := filepath.Join(abs, e.Name())
-		if err := tree.CheckName(e.Name()); err != nil {
-			b.warn("%s: skipped: %v", p, err)
+	pd := &pendingDir{abs: abs, self: self}
+	cacheDir := w.o.ExcludeCaches && isCacheDir(abs)
+	for _, name := range names {
+		p := filepath.Join(abs, name)
+		if cacheDir && name != "CACHEDIR.TAG" {
+			w.excluded["--exclude-caches"]++
+			continue
+		}
+		if err := tree.CheckName(name); err != nil {
+			w.warn("%s: skipped: %v", p, err)
 			continue
 		}
 		fi, err := os.Lstat(p)
 		if err != nil {
-			b.warn("%s: %v", p, err)
+			w.warn("%s: %v", p, err)
 			continue
 		}
-		n, err := b.node(e.Name(), fi)
+		if w.o.Exclude != nil {
+			if ok, rule := w.o.Exclude.Match(p, fi.IsDir()); ok {
+				w.excluded[rule.String()]++
+				continue
+			}
+		}
+		n, err := statNode(name, fi, w.owners)
 		if err != nil {
-			return blob.ID{}, err
+			w.warn("%s: %v", p, err)
+			continue
 		}
-		ok, err := b.fill(ctx, p, &n)
+		pnode := parentNode(parent, name)
+		var psub *tree.Tree
+		if n.Type == tree.Dir && pnode != nil && pnode.Type == tree.Dir {
+			psub = w.loadParent(ctx, pnode.Subtree)
+		}
+		f, err := w.entry(ctx, p, n, pnode, psub)
 		if err != nil {
-			return blob.ID{}, err
+			return err
 		}
-		if ok {
-			t.Nodes = append(t.Nodes, n)
-		}
+		pd.children = append(pd.children, f)
 	}
-	return b.saveTree(ctx, &t, abs)
+	w.pending = append(w.pending, pd)
+	w.nodes += len(pd.children)
+	mode := drainReady
+	if w.nodes > maxPendingNodes {
+		mode = drainHalf
+	}
+	return w.drain(ctx, mode)
 }
 
-// fill stores what node n at path p refers to: a file's chunks or a
-// directory's tree. It returns false when the entry is skipped.
-func (b *backuper) fill(ctx context.Context, p string, n *tree.Node) (bool, error) {
-	var err error
-	switch n.Type {
-	case tree.Dir:
-		n.Subtree, err = b.dir(ctx, p)
-		b.sum.Dirs++
-	case tree.File:
-		var ok bool
-		ok, err = b.file(ctx, p, n)
-		if err == nil && !ok {
-			return false, nil
-		}
-		b.sum.Files++
-		b.sum.FilesNew++
-		b.sum.Bytes += n.Size
-	case tree.Symlink:
-		n.LinkTarget, err = os.Readlink(p)
-		if err != nil {
-			b.warn("%s: %v", p, err)
-			return false, nil
-		}
-		n.Size = uint64(len(n.LinkTarget))
-		// Reading a link updates its access time, so recording it
-		// would make every backup's tree differ: symlinks carry none.
-		n.ATime = 0
-		b.sum.Others++
-	default:
-		b.sum.Others++
+// How far drain goes.
+const (
+	drainReady = iota // save what is ready, wait for nothing
+	drainHalf         // wait until at most half of maxPendingNodes are held
+	drainAll          // wait until nothing is pending
+)
+
+func isCacheDir(dir string) bool {
+	f, err := os.Open(filepath.Join(dir, "CACHEDIR.TAG"))
+	if err != nil {
+		return false
 	}
-	return err == nil, err
+	defer f.Close()
+	b := make([]byte, len(CacheDirTagSignature))
+	n, _ := f.Read(b)
+	return string(b[:n]) == CacheDirTagSignature
 }
 
-func (b *backuper) saveTree(ctx context.Context, t *tree.Tree, abs string) (blob.ID, error) {
+// drain saves the trees of pending directories whose entries are all
+// done, oldest first; mode says whether and how long to wait for the
+// others.
+func (w *walker) drain(ctx context.Context, mode int) error {
+	for len(w.pending) > 0 {
+		if mode == drainHalf && w.nodes <= maxPendingNodes/2 {
+			return nil
+		}
+		d := w.pending[0]
+		if !d.ready() {
+			if mode == drainReady {
+				return nil
+			}
+			for _, c := range d.children {
+				select {
+				case <-c.done:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		t := tree.Tree{Nodes: make([]tree.Node, 0, len(d.children))}
+		for _, c := range d.children {
+			if n, ok := c.result(); ok {
+				t.Nodes = append(t.Nodes, n)
+			}
+		}
+		id, err := w.saveTree(ctx, &t, d.abs)
+		if err != nil {
+			return err
+		}
+		d.self.node.Subtree = id
+		close(d.self.done)
+		w.pending = w.pending[1:]
+		w.nodes -= len(d.children)
+	}
+	return nil
+}
+
+// result returns the finished node of a done future, and false if the
+// entry is to be left out. A further name of a hardlinked inode takes the
+// contents read for its first name.
+func (f *future) result() (tree.Node, bool) {
+	if f.linkTo != nil {
+		<-f.linkTo.done
+		if f.linkTo.skip {
+			return tree.Node{}, false
+		}
+		copyContents(&f.node, &f.linkTo.node)
+	}
+	return f.node, !f.skip
+}
+
+// copyContents gives a further name of a hardlinked inode the contents
+// read for its first name.
+func copyContents(dst, src *tree.Node) {
+	dst.Content, dst.FileHash, dst.Size = src.Content, src.FileHash, src.Size
+}
+
+func (w *walker) saveTree(ctx context.Context, t *tree.Tree, abs string) (blob.ID, error) {
 	data, err := tree.Encode(nil, t)
 	if err != nil {
 		return blob.ID{}, fmt.Errorf("backup: %s: %w", abs, err)
 	}
-	id, _, err := b.up.SaveBlob(ctx, blob.Tree, data)
+	id, _, err := w.p.up.SaveBlob(ctx, blob.Tree, data)
 	return id, err
 }
 
-func (b *backuper) warn(format string, args ...any) {
-	b.sum.Warnings = append(b.sum.Warnings, fmt.Sprintf(format, args...))
+// warnings collects what the workers noticed.
+type warnings struct {
+	mu   sync.Mutex
+	list []string
 }
 
-// file reads a regular file, stores its chunks and fills Content, Size
-// and FileHash. It returns false (and a warning) if the file cannot be
-// read.
-func (b *backuper) file(ctx context.Context, p string, n *tree.Node) (bool, error) {
-	f, err := openNoAtime(p, 0)
-	if err != nil {
-		b.warn("%s: %v", p, err)
-		return false, nil
-	}
-	defer f.Close()
-	h := sha256.New()
-	b.ch.Reset(io.TeeReader(f, h))
-	n.Content = n.Content[:0]
-	var size uint64
-	for {
-		b.chunk, err = b.ch.Next(b.chunk)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			b.warn("%s: %v", p, err)
-			return false, nil
-		}
-		id, _, err := b.up.SaveBlob(ctx, blob.Data, b.chunk)
-		if err != nil {
-			return false, err
-		}
-		n.Content = append(n.Content, tree.Chunk{ID: id, Size: uint64(len(b.chunk))})
-		size += uint64(len(b.chunk))
-	}
-	if size != n.Size {
-		b.warn("%s: changed while being read (size %d at start, %d read)", p, n.Size, size)
-	}
-	n.Size = size
-	n.FileHash = blob.ID(h.Sum(nil))
-	b.sum.BytesRead += size
-	return true, nil
-}
-
-// node fills the metadata of an entry from its lstat result.
-func (b *backuper) node(name string, fi os.FileInfo) (tree.Node, error) {
-	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
-	m := fi.Mode()
-	if m&os.ModeSetuid != 0 {
-		n.Mode |= syscall.S_ISUID
-	}
-	if m&os.ModeSetgid != 0 {
-		n.Mode |= syscall.S_ISGID
-	}
-	if m&os.ModeSticky != 0 {
-		n.Mode |= syscall.S_ISVTX
-	}
-	switch {
-	case m.IsRegular():
-		n.Type = tree.File
-		n.Size = uint64(fi.Size())
-	case m.IsDir():
-		n.Type = tree.Dir
-	case m&os.ModeSymlink != 0:
-		n.Type = tree.Symlink
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		n.Type = tree.CharDevice
-	case m&os.ModeDevice != 0:
-		n.Type = tree.BlockDevice
-	case m&os.ModeNamedPipe != 0:
-		n.Type = tree.FIFO
-	case m&os.ModeSocket != 0:
-		n.Type = tree.Socket
-	default:
-		return n, fmt.Errorf("backup: %s: unknown file type %v", name, m)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		n.MTime = fi.ModTime().UnixNano()
-		return n, nil
-	}
-	n.UID, n.GID = st.Uid, st.Gid
-	n.User, n.Group = b.userName(st.Uid), b.groupName(st.Gid)
-	n.MTime = st.Mtim.Nano()
-	n.ATime = st.Atim.Nano()
-	n.CTime = st.Ctim.Nano()
-	n.Inode = st.Ino
-	n.DeviceID = st.Dev
-	n.Links = st.Nlink
-	if n.Type == tree.BlockDevice || n.Type == tree.CharDevice {
-		n.Rdev = st.Rdev
-	}
-	return n, nil
-}
-
-func (b *backuper) userName(uid uint32) string {
-	if name, ok := b.users[uid]; ok {
-		return name
-	}
-	name := ""
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		name = u.Username
-	}
-	b.users[uid] = name
-	return name
-}
-
-func (b *backuper) groupName(gid uint32) string {
-	if name, ok := b.groups[gid]; ok {
-		return name
-	}
-	name := ""
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
-		name = g.Name
-	}
-	b.groups[gid] = name
-	return name
-}
-
-// openNoAtime opens a file or directory for reading without updating its
-// access time (O_NOATIME), so that a backup does not change what the next
-// backup records. O_NOATIME is allowed only to the file's owner and root;
-// for others it falls back to a plain open.
-func openNoAtime(p string, flags int) (*os.File, error) {
-	for {
-		fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOATIME|flags, 0)
-		if err == syscall.EPERM {
-			fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|flags, 0)
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: p, Err: err}
-		}
-		return os.NewFile(uintptr(fd), p), nil
-	}
-}
-
-// readDir lists a directory sorted by name, without touching its atime.
-func readDir(p string) ([]os.DirEntry, error) {
-	f, err := openNoAtime(p, syscall.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
-	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return entries, err
+func (ws *warnings) add(format string, args ...any) {
+	ws.mu.Lock()
+	ws.list = append(ws.list, fmt.Sprintf(format, args...))
+	ws.mu.Unlock()
 }

@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -54,6 +55,7 @@ const (
 	BlobMissing     Kind = "blob-missing"     // referenced but not in the index
 	SnapshotDamaged Kind = "snapshot-damaged" // the snapshot file does not open or decode
 	TreeDamaged     Kind = "tree-damaged"     // a tree blob loads but does not decode
+	BlobUnreadable  Kind = "blob-unreadable"  // reading it failed (an I/O error)
 )
 
 // Affected names one place a problem reaches.
@@ -98,6 +100,9 @@ type Subset struct {
 	Percent float64 // or a random P% of the packs (at least one)
 }
 
+// maxSubsetGroups bounds M in N/M.
+const maxSubsetGroups = 1 << 20
+
 // ParseSubset parses "N/M" or "P%".
 func ParseSubset(s string) (Subset, error) {
 	if p, ok := strings.CutSuffix(s, "%"); ok {
@@ -110,8 +115,8 @@ func ParseSubset(s string) (Subset, error) {
 	a, b, ok := strings.Cut(s, "/")
 	n, err1 := strconv.Atoi(a)
 	m, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || m < 1 || n < 1 || n > m {
-		return Subset{}, fmt.Errorf("subset %q: want N/M with 1 ≤ N ≤ M, or P%%", s)
+	if !ok || err1 != nil || err2 != nil || m < 1 || n < 1 || n > m || m > maxSubsetGroups {
+		return Subset{}, fmt.Errorf("subset %q: want N/M with 1 ≤ N ≤ M ≤ %d, or P%%", s, maxSubsetGroups)
 	}
 	return Subset{N: n, M: m}, nil
 }
@@ -121,7 +126,7 @@ func (s Subset) pick(ids []blob.ID) []blob.ID {
 	case s.M > 0:
 		var out []blob.ID
 		for _, id := range ids {
-			if int(binary.BigEndian.Uint32(id[:4])%uint32(s.M)) == s.N-1 {
+			if uint64(binary.BigEndian.Uint32(id[:4]))%uint64(s.M) == uint64(s.N-1) {
 				out = append(out, id)
 			}
 		}
@@ -164,14 +169,14 @@ func (r *Report) Clean() bool { return len(r.Findings) == 0 }
 type checker struct {
 	r   *repo.Repository
 	rep Report
-	// bad holds the blobs found damaged or missing, by ID, with the
-	// index of their finding; the snapshot walk attaches the paths.
-	bad map[blob.ID]int
+	// bad holds the blobs found damaged or missing with the index of
+	// their finding; the snapshot walk attaches the paths.
+	bad map[blob.Handle]int
 }
 
 // Run checks the repository.
 func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
-	c := &checker{r: r, bad: map[blob.ID]int{}, rep: Report{Findings: []Finding{}}}
+	c := &checker{r: r, bad: map[blob.Handle]int{}, rep: Report{Findings: []Finding{}}}
 	packs, err := c.checkPacks(ctx)
 	if err != nil {
 		return nil, err
@@ -195,25 +200,36 @@ func (c *checker) add(f Finding) int {
 func idp(id blob.ID) *blob.ID { return &id }
 
 func (c *checker) addBlob(kind Kind, h blob.Handle, pack *blob.ID, msg string) {
-	if _, ok := c.bad[h.ID]; ok {
+	if _, ok := c.bad[h]; ok {
 		return
 	}
-	c.bad[h.ID] = c.add(Finding{Kind: kind, Blob: idp(h.ID), BlobType: h.Type.String(), Pack: pack, Message: msg})
+	c.bad[h] = c.add(Finding{Kind: kind, Blob: idp(h.ID), BlobType: h.Type.String(), Pack: pack, Message: msg})
 }
 
-// checkPacks compares the index with packs/ and returns the IDs of all
-// pack files, sorted.
+// checkPacks compares the index with packs/, reads every pack's header,
+// and returns the IDs of all pack files, sorted.
 func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	onDisk, err := c.r.PackSizes(ctx)
 	if err != nil {
 		return nil, err
 	}
+	err = c.r.LostPacks(func(id blob.ID, when time.Time) error {
+		if _, back := onDisk[id]; !back {
+			c.add(Finding{Kind: PackMissing, Pack: idp(id), Message: fmt.Sprintf("pack %s disappeared (noticed %s); its blobs are lost unless stored again", id, when.UTC().Format(time.RFC3339))})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	missing := map[blob.ID]bool{}
 	indexed := map[blob.ID]bool{}
 	err = c.r.Packs(func(id blob.ID, size int64, _ int) error {
 		indexed[id] = true
 		got, ok := onDisk[id]
 		switch {
 		case !ok:
+			missing[id] = true
 			c.add(Finding{Kind: PackMissing, Pack: idp(id), Message: fmt.Sprintf("pack %s is in the index but its file is missing", id)})
 		case got != size:
 			c.add(Finding{Kind: PackSize, Pack: idp(id), Message: fmt.Sprintf("pack %s is %d bytes, the index says %d", id, got, size)})
@@ -226,31 +242,43 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	ids := make([]blob.ID, 0, len(onDisk))
 	for id := range onDisk {
 		ids = append(ids, id)
-		if !indexed[id] {
-			// Open indexes every readable pack, so this one's header
-			// could not be read.
-			_, _, err := c.r.ReadPackHeader(ctx, id)
-			msg := fmt.Sprintf("pack %s is not in the index", id)
-			if err != nil {
-				msg = fmt.Sprintf("pack %s: header unreadable, its blobs are lost: %v", id, err)
-			}
-			c.add(Finding{Kind: PackHeader, Pack: idp(id), Message: msg})
-		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return string(ids[i][:]) < string(ids[j][:]) })
 	c.rep.Packs = len(ids)
-	// Blobs indexed in missing packs are lost: find them now, so that
-	// the snapshot walk names what they affect.
-	missing := map[blob.ID]bool{}
-	for _, f := range c.rep.Findings {
-		if f.Kind == PackMissing {
-			missing[*f.Pack] = true
+	// Every header must read: a damaged header loses the pack's blobs as
+	// soon as the index is rebuilt.
+	headerErrs := make([]error, len(ids))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(2)
+	for i, id := range ids {
+		g.Go(func() error {
+			_, _, err := c.r.ReadPackHeader(gctx, id)
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
+			headerErrs[i] = err
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, id := range ids {
+		switch {
+		case headerErrs[i] != nil && indexed[id]:
+			c.add(Finding{Kind: PackHeader, Pack: idp(id), Message: fmt.Sprintf("pack %s: header unreadable (%v); its blobs still read through the index, and cairn repair index keeps their entries", id, headerErrs[i])})
+		case headerErrs[i] != nil:
+			c.add(Finding{Kind: PackHeader, Pack: idp(id), Message: fmt.Sprintf("pack %s: header unreadable, its blobs are lost: %v", id, headerErrs[i])})
+		case !indexed[id]:
+			c.add(Finding{Kind: PackHeader, Pack: idp(id), Message: fmt.Sprintf("pack %s is not in the index; opening the repository again indexes it", id)})
 		}
 	}
+	// Blobs indexed in missing packs are lost: find them now, so that
+	// the snapshot walk names what they affect.
 	if len(missing) > 0 {
-		err := c.r.IndexedBlobs(func(id blob.ID, loc repo.Location) error {
+		err := c.r.IndexedBlobs(func(h blob.Handle, loc repo.Location) error {
 			if missing[loc.Pack] {
-				c.addBlob(BlobMissing, blob.Handle{ID: id, Type: loc.Type}, idp(loc.Pack), "its pack is missing")
+				c.addBlob(BlobMissing, h, idp(loc.Pack), "its pack is missing")
 			}
 			return nil
 		})
@@ -312,9 +340,9 @@ func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(int
 		if rep.Entries == nil && rep.Err != nil {
 			// Without a header, every blob the index places in this
 			// pack is unreadable.
-			err := c.r.IndexedBlobs(func(id blob.ID, loc repo.Location) error {
+			err := c.r.IndexedBlobs(func(h blob.Handle, loc repo.Location) error {
 				if loc.Pack == rep.ID {
-					c.addBlob(BlobDamaged, blob.Handle{ID: id, Type: loc.Type}, pid, "its pack's header is unreadable")
+					c.addBlob(BlobDamaged, h, pid, "its pack's header is unreadable")
 				}
 				return nil
 			})
@@ -338,7 +366,7 @@ func (c *checker) hasPackFinding(id blob.ID, k Kind) bool {
 // hit is a problem found below a tree, with its path relative to that tree.
 type hit struct {
 	path string
-	id   blob.ID
+	h    blob.Handle
 }
 
 // walkSnapshots loads every snapshot file and walks every tree once,
@@ -376,7 +404,7 @@ func (c *checker) walkSnapshots(ctx context.Context) error {
 			return err
 		}
 		for _, h := range hits {
-			i := c.bad[h.id]
+			i := c.bad[h.h]
 			c.rep.Findings[i].Affected = append(c.rep.Findings[i].Affected, Affected{Snapshot: e.ID, Path: h.path})
 		}
 	}
@@ -399,7 +427,7 @@ func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) 
 		return nil, err
 	}
 	if t == nil {
-		memo[id] = []hit{{path: "", id: id}}
+		memo[id] = []hit{{path: "", h: h}}
 		return memo[id], nil
 	}
 	c.rep.Trees++
@@ -412,24 +440,25 @@ func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) 
 				return nil, err
 			}
 			for _, s := range sub {
-				hits = append(hits, hit{path: path.Join(n.Name, s.path), id: s.id})
+				hits = append(hits, hit{path: path.Join(n.Name, s.path), h: s.h})
 			}
 		case tree.File:
 			for _, ch := range n.Content {
 				if ch.ID.IsZero() {
 					continue
 				}
-				if _, bad := c.bad[ch.ID]; !bad {
-					_, ok, err := c.r.Lookup(ch.ID)
+				dh := blob.Handle{ID: ch.ID, Type: blob.Data}
+				if _, bad := c.bad[dh]; !bad {
+					_, ok, err := c.r.Lookup(dh)
 					if err != nil {
 						return nil, err
 					}
 					if !ok {
-						c.addBlob(BlobMissing, blob.Handle{ID: ch.ID, Type: blob.Data}, nil, "referenced but not in the index")
+						c.addBlob(BlobMissing, dh, nil, "referenced but not in the index")
 					}
 				}
-				if _, bad := c.bad[ch.ID]; bad {
-					hits = append(hits, hit{path: n.Name, id: ch.ID})
+				if _, bad := c.bad[dh]; bad {
+					hits = append(hits, hit{path: n.Name, h: dh})
 				}
 			}
 		}
@@ -438,32 +467,34 @@ func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) 
 	return hits, nil
 }
 
-// loadTree loads a tree. If it is missing, damaged or does not decode,
-// it records a finding and returns a nil tree; errors are only those that
-// stop the check (I/O, cancellation).
+// loadTree loads a tree. If it is missing, damaged, unreadable or does not
+// decode, it records a finding and returns a nil tree; errors are only
+// those that stop the check (cancellation).
 func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*tree.Tree, error) {
-	if _, bad := c.bad[h.ID]; bad {
+	if _, bad := c.bad[h]; bad {
 		return nil, nil
 	}
 	t, err := snapfs.LoadTree(ctx, c.r, h.ID)
-	switch {
-	case err == nil:
+	if err == nil {
 		return t, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var pack *blob.ID
+	if l, ok, _ := c.r.Lookup(h); ok {
+		pack = idp(l.Pack)
+	}
+	var de *tree.DecodeError
+	switch {
 	case errors.Is(err, blob.ErrNotFound):
-		c.addBlob(BlobMissing, h, nil, err.Error())
+		c.addBlob(BlobMissing, h, pack, err.Error())
+	case errors.As(err, &de):
+		c.addBlob(TreeDamaged, h, pack, err.Error())
 	case errors.Is(err, blob.ErrCorrupt):
-		var loc *blob.ID
-		if l, ok, _ := c.r.Lookup(h.ID); ok {
-			loc = idp(l.Pack)
-		}
-		kind := BlobDamaged
-		var de *tree.DecodeError
-		if errors.As(err, &de) {
-			kind = TreeDamaged
-		}
-		c.addBlob(kind, h, loc, err.Error())
-	default:
-		return nil, err
+		c.addBlob(BlobDamaged, h, pack, err.Error())
+	default: // an I/O error: the tree cannot be read now
+		c.addBlob(BlobUnreadable, h, pack, err.Error())
 	}
 	return nil, nil
 }

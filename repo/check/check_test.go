@@ -154,7 +154,7 @@ func TestFlippedByteInDataBlob(t *testing.T) {
 	r := repotest.Open(t, f.dir)
 	n := f.node(t, r, "sub/b.bin")
 	chunk := n.Content[1].ID
-	loc, _, _ := r.Lookup(chunk)
+	loc, _, _ := r.Lookup(blob.Handle{ID: chunk, Type: blob.Data})
 	flipAt(t, f.packPath(loc.Pack), int64(loc.Offset)+40)
 
 	// The structure check does not read data: clean.
@@ -171,13 +171,13 @@ func TestFlippedByteInDataBlob(t *testing.T) {
 	}
 	// Restoring the damaged file fails loudly; nothing wrong is written.
 	sn, _ := r.LoadSnapshot(t.Context(), f.snaps[0])
-	_, err := restore.Run(t.Context(), r, sn.Tree, f.rel+"/sub/b.bin", t.TempDir())
+	_, err := restore.Run(t.Context(), r, sn.Tree, f.rel+"/sub/b.bin", t.TempDir(), restore.Options{})
 	if !errors.Is(err, blob.ErrCorrupt) {
 		t.Fatalf("restore: %v", err)
 	}
 	// The other file restores.
 	dst := t.TempDir()
-	if _, err := restore.Run(t.Context(), r, sn.Tree, f.rel+"/a.txt", dst); err != nil {
+	if _, err := restore.Run(t.Context(), r, sn.Tree, f.rel+"/a.txt", dst, restore.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "a.txt")); string(b) != "alpha" {
@@ -189,7 +189,7 @@ func TestFlippedByteInTreeBlob(t *testing.T) {
 	f := setup(t)
 	r := repotest.Open(t, f.dir)
 	sub := f.node(t, r, "sub")
-	loc, _, _ := r.Lookup(sub.Subtree)
+	loc, _, _ := r.Lookup(blob.Handle{ID: sub.Subtree, Type: blob.Tree})
 	flipAt(t, f.packPath(loc.Pack), int64(loc.Offset)+30)
 	for _, readData := range []bool{false, true} {
 		rep := runCheck(t, r, readData)
@@ -205,7 +205,7 @@ func TestMissingPack(t *testing.T) {
 	f := setup(t)
 	r := repotest.Open(t, f.dir)
 	n := f.node(t, r, "sub/b.bin")
-	loc, _, _ := r.Lookup(n.Content[0].ID)
+	loc, _, _ := r.Lookup(blob.Handle{ID: n.Content[0].ID, Type: blob.Data})
 	if err := os.Remove(f.packPath(loc.Pack)); err != nil {
 		t.Fatal(err)
 	}
@@ -228,18 +228,19 @@ func TestMissingPack(t *testing.T) {
 	if !hit {
 		t.Fatalf("the missing chunk is not reported against sub/b.bin: %v", rep.Findings)
 	}
-	// After reopening, reconcile forgets the pack: the blobs are now
-	// reported as referenced but not indexed, with the same paths.
+	// After reopening, reconcile forgets the pack but remembers it was
+	// lost: check still names it, and the blobs are reported as
+	// referenced but not indexed, with the same paths.
 	r.Close()
 	r = repotest.Open(t, f.dir)
 	rep = runCheck(t, r, false)
-	for _, fd := range rep.Findings {
-		if fd.Kind != check.BlobMissing {
+	if len(rep.Findings) < 2 || rep.Findings[0].Kind != check.PackMissing || *rep.Findings[0].Pack != loc.Pack {
+		t.Fatalf("after reopen: %v", rep.Findings)
+	}
+	for _, fd := range rep.Findings[1:] {
+		if fd.Kind != check.BlobMissing || len(fd.Affected) == 0 {
 			t.Errorf("after reopen: %s", fd)
 		}
-	}
-	if len(rep.Findings) == 0 {
-		t.Fatal("after reopen: clean")
 	}
 }
 
@@ -247,24 +248,24 @@ func TestTruncatedPack(t *testing.T) {
 	f := setup(t)
 	r := repotest.Open(t, f.dir)
 	n := f.node(t, r, "a.txt")
-	loc, _, _ := r.Lookup(n.Content[0].ID)
+	loc, _, _ := r.Lookup(blob.Handle{ID: n.Content[0].ID, Type: blob.Data})
 	p := f.packPath(loc.Pack)
 	fi, _ := os.Stat(p)
 	if err := os.Truncate(p, fi.Size()-10); err != nil {
 		t.Fatal(err)
 	}
 	rep := runCheck(t, r, false)
-	assertFindings(t, rep, []want{{kind: check.PackSize}})
+	assertFindings(t, rep, []want{{kind: check.PackSize}, {kind: check.PackHeader}})
 	want := "pack " + loc.Pack.String() + " is " + itoa(fi.Size()-10) + " bytes, the index says " + itoa(fi.Size())
 	if rep.Findings[0].Message != want {
 		t.Errorf("message %q\nwant %q", rep.Findings[0].Message, want)
 	}
 	rep = runCheck(t, r, true)
-	if rep.Findings[1].Kind != check.PackHeader {
+	if rep.Findings[1].Kind != check.PackHeader || rep.Findings[2].Kind != check.PackHeader {
 		t.Fatalf("findings %v", rep.Findings)
 	}
 	var aHit bool
-	for _, fd := range rep.Findings[2:] {
+	for _, fd := range rep.Findings[3:] {
 		if fd.Kind != check.BlobDamaged {
 			t.Errorf("finding %s", fd)
 		}
@@ -295,7 +296,7 @@ func TestSubset(t *testing.T) {
 			t.Errorf("ParseSubset(%q) = %+v, %v", s, got, err)
 		}
 	}
-	for _, bad := range []string{"0/3", "4/3", "x", "0%", "101%", "1/0"} {
+	for _, bad := range []string{"0/3", "4/3", "x", "0%", "101%", "1/0", "1/4294967296"} {
 		if _, err := check.ParseSubset(bad); err == nil {
 			t.Errorf("ParseSubset(%q) accepted", bad)
 		}

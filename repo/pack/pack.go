@@ -115,6 +115,11 @@ func (pw *Writer) Add(h blob.Handle, c Compression, payload []byte, rawLen int) 
 	if rawLen < 0 || rawLen > blob.MaxSize {
 		return Entry{}, fmt.Errorf("pack: add %s: length %d out of range", h, rawLen)
 	}
+	if len(payload) > blob.MaxSize {
+		// Readers refuse envelopes above MaxSize+MinEnvelope: never
+		// write one.
+		return Entry{}, fmt.Errorf("pack: add %s: payload of %d bytes exceeds %d", h, len(payload), blob.MaxSize)
+	}
 	e := Entry{Handle: h, Offset: uint64(pw.size), RawLength: uint32(rawLen)}
 	pw.buf, pw.scratch = SealBlob(pw.buf[:0], pw.key, h, c, payload, pw.scratch)
 	e.Length = uint32(len(pw.buf))

@@ -30,7 +30,7 @@ var DefaultKDF = KDFParams{Time: 3, MemoryKiB: 64 << 10, Threads: 2}
 // key file cannot make Unwrap allocate or spin without bound.
 const (
 	maxKDFTime   = 64
-	maxKDFMemory = 4 << 20 // KiB: 4 GiB
+	maxKDFMemory = 1 << 20 // KiB: 1 GiB, so a 2 GiB box can always open its keys
 )
 
 // ErrWrongKey is returned by [Wrapped.Unwrap] when the passphrase or key

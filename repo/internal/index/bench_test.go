@@ -38,7 +38,7 @@ func fill(tb testing.TB, x *Index, n int) {
 		pack := blobID(-p - 1)
 		entries = entries[:0]
 		for i := p * perPack; i < min(n, (p+1)*perPack); i++ {
-			entries = append(entries, BlobEntry{ID: blobID(i), Loc: Location{Pack: pack, Offset: uint64(i), Length: 1000, RawLength: 1000, Type: blob.Data}})
+			entries = append(entries, BlobEntry{Handle: blob.Handle{ID: blobID(i), Type: blob.Data}, Loc: Location{Pack: pack, Offset: uint64(i), Length: 1000, RawLength: 1000, Type: blob.Data}})
 		}
 		if err := x.AddPack(pack, PackInfo{Size: 1 << 20, Blobs: len(entries)}, entries); err != nil {
 			tb.Fatal(err)
@@ -78,7 +78,7 @@ func BenchmarkIndexLookup(b *testing.B) {
 	fill(b, x, n)
 	i := 0
 	for b.Loop() {
-		if _, ok, err := x.Lookup(blobID(i * 7919 % n)); err != nil || !ok {
+		if _, ok, err := x.Lookup(blob.Handle{ID: blobID(i * 7919 % n), Type: blob.Data}); err != nil || !ok {
 			b.Fatal(ok, err)
 		}
 		i++

@@ -12,14 +12,18 @@
 // from packs and snapshot files by the repository's RebuildIndex) or
 // disposable (losing it loses nothing that a backup depends on):
 //
-//	'b' blob ID (32)      → pack ID (32), offset (8), envelope length (4), plaintext length (4), type (1)   derivable: pack headers
-//	'p' pack ID (32)      → size (8), blob count (4)                                                        derivable: packs/
-//	's' snapshot ID (32)  → the snapshot record's plaintext encoding                                        derivable: snapshots/
-//	'v' pack ID (32)      → unix nanoseconds of the last successful read-and-verify (8)                     disposable
+//	'b' type (1) blob ID (32) → pack ID (32), offset (8), envelope length (4), plaintext length (4), type (1)   derivable: pack headers
+//	'p' pack ID (32)          → size (8), blob count (4)                                                        derivable: packs/
+//	's' snapshot ID (32)      → the snapshot record's plaintext encoding                                        derivable: snapshots/
+//	'v' pack ID (32)          → unix nanoseconds of the last successful read-and-verify (8)                     disposable
+//	'l' pack ID (32)          → unix nanoseconds when the pack was found missing (8)                            disposable
 //
-// A pack's 'p' key is written only after all of its 'b' keys, so a pack
-// with a 'p' key is completely indexed; the repository reconciles packs/
-// against 'p' keys at open and indexes what is missing.
+// Blobs are keyed by type and ID: a data chunk and a tree with the same
+// bytes are two blobs. A pack's 'p' key is written only after all of its
+// 'b' keys, so a pack with a 'p' key is completely indexed; the repository
+// reconciles packs/ against 'p' keys at open and indexes what is missing.
+// A blob stored in several packs keeps the location it was first indexed
+// with.
 //
 // # Memory
 //
@@ -47,7 +51,7 @@ import (
 )
 
 // SchemaVersion is the badger external magic of this schema.
-const SchemaVersion uint16 = 0xCA01
+const SchemaVersion uint16 = 0xCA02
 
 // Key prefixes.
 const (
@@ -55,7 +59,12 @@ const (
 	prefixPack     = 'p'
 	prefixSnapshot = 's'
 	prefixVerified = 'v'
+	prefixLost     = 'l'
 )
+
+// ErrNotOpen is returned by every method of a nil *Index: the repository
+// was opened without its index (to rebuild it), or reopening it failed.
+var ErrNotOpen = errors.New("index: not open (run cairn repair index if it is damaged)")
 
 // Location says where a blob is stored.
 type Location struct {
@@ -98,7 +107,7 @@ type PackInfo struct {
 
 // BlobEntry is one blob of a pack being added.
 type BlobEntry struct {
-	ID  blob.ID
+	blob.Handle
 	Loc Location
 }
 
@@ -155,10 +164,21 @@ func (x *Index) Close() error {
 
 // Sync makes every write so far durable.
 func (x *Index) Sync() error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	if err := x.db.Sync(); err != nil {
 		return fmt.Errorf("index: sync: %w", err)
 	}
 	return nil
+}
+
+func blobKey(h blob.Handle) []byte {
+	k := make([]byte, 2+blob.IDSize)
+	k[0] = prefixBlob
+	k[1] = byte(h.Type)
+	copy(k[2:], h.ID[:])
+	return k
 }
 
 func key(prefix byte, id blob.ID) []byte {
@@ -168,11 +188,14 @@ func key(prefix byte, id blob.ID) []byte {
 	return k
 }
 
-// Lookup returns the location of blob id. ok is false when the index does
+// Lookup returns the location of blob h. ok is false when the index does
 // not know the blob.
-func (x *Index) Lookup(id blob.ID) (loc Location, ok bool, err error) {
+func (x *Index) Lookup(h blob.Handle) (loc Location, ok bool, err error) {
+	if x == nil {
+		return Location{}, false, ErrNotOpen
+	}
 	err = x.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(prefixBlob, id))
+		item, err := txn.Get(blobKey(h))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
@@ -186,21 +209,21 @@ func (x *Index) Lookup(id blob.ID) (loc Location, ok bool, err error) {
 		})
 	})
 	if err != nil {
-		return Location{}, false, fmt.Errorf("index: lookup %s: %w", id.Short(), err)
+		return Location{}, false, fmt.Errorf("index: lookup %s: %w", h, err)
 	}
 	return loc, ok, nil
 }
 
-// Has reports for each of ids whether the index knows it, in one read
+// Has reports for each of hs whether the index knows it, in one read
 // transaction.
-func (x *Index) Has(ids []blob.ID) ([]bool, error) {
-	out := make([]bool, len(ids))
-	k := make([]byte, 1+blob.IDSize)
-	k[0] = prefixBlob
+func (x *Index) Has(hs []blob.Handle) ([]bool, error) {
+	if x == nil {
+		return nil, ErrNotOpen
+	}
+	out := make([]bool, len(hs))
 	err := x.db.View(func(txn *badger.Txn) error {
-		for i, id := range ids {
-			copy(k[1:], id[:])
-			_, err := txn.Get(k)
+		for i, h := range hs {
+			_, err := txn.Get(blobKey(h))
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue
 			}
@@ -217,15 +240,29 @@ func (x *Index) Has(ids []blob.ID) ([]bool, error) {
 	return out, nil
 }
 
-// AddPack records a pack and all its blobs: first every blob, then the
-// pack key, so a pack key always means a completely indexed pack. A blob
-// that is already indexed keeps its old location unless that location is
-// in a pack listed in replace.
+// AddPack records a pack and its blobs: first every blob, then the pack
+// key, so a pack key always means a completely indexed pack. A blob that
+// is indexed already (a duplicate stored by concurrent sessions or a
+// repack) keeps its first location; both copies are valid.
 func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	hs := make([]blob.Handle, len(blobs))
+	for i, b := range blobs {
+		hs[i] = b.Handle
+	}
+	known, err := x.Has(hs)
+	if err != nil {
+		return err
+	}
 	wb := x.db.NewWriteBatch()
 	defer wb.Cancel()
-	for _, b := range blobs {
-		if err := wb.Set(key(prefixBlob, b.ID), b.Loc.encode()); err != nil {
+	for i, b := range blobs {
+		if known[i] {
+			continue
+		}
+		if err := wb.Set(blobKey(b.Handle), b.Loc.encode()); err != nil {
 			return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
 		}
 	}
@@ -234,7 +271,13 @@ func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
 	v = binary.BigEndian.AppendUint32(v, uint32(info.Blobs))
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixPack, id), v) }); err != nil {
+	err = x.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(key(prefixLost, id)); err != nil {
+			return err
+		}
+		return txn.Set(key(prefixPack, id), v)
+	})
+	if err != nil {
 		return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
 	}
 	return nil
@@ -242,6 +285,9 @@ func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
 
 // Pack returns what the index records about pack id.
 func (x *Index) Pack(id blob.ID) (info PackInfo, ok bool, err error) {
+	if x == nil {
+		return PackInfo{}, false, ErrNotOpen
+	}
 	err = x.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key(prefixPack, id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -268,6 +314,9 @@ func decodePackInfo(v []byte) (PackInfo, error) {
 
 // Packs calls fn for every indexed pack in ID order.
 func (x *Index) Packs(fn func(id blob.ID, info PackInfo) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	return x.scan(prefixPack, func(id blob.ID, v []byte) error {
 		info, err := decodePackInfo(v)
 		if err != nil {
@@ -277,18 +326,25 @@ func (x *Index) Packs(fn func(id blob.ID, info PackInfo) error) error {
 	})
 }
 
-// Blobs calls fn for every indexed blob in ID order.
-func (x *Index) Blobs(fn func(id blob.ID, loc Location) error) error {
-	return x.scan(prefixBlob, func(id blob.ID, v []byte) error {
+// Blobs calls fn for every indexed blob, by type then ID.
+func (x *Index) Blobs(fn func(h blob.Handle, loc Location) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.scanKeys(prefixBlob, 2+blob.IDSize, func(k, v []byte) error {
 		loc, err := decodeLocation(v)
 		if err != nil {
 			return err
 		}
-		return fn(id, loc)
+		return fn(blob.Handle{Type: blob.Type(k[1]), ID: blob.ID(k[2:])}, loc)
 	})
 }
 
 func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
+	return x.scanKeys(prefix, 1+blob.IDSize, func(k, v []byte) error { return fn(blob.ID(k[1:]), v) })
+}
+
+func (x *Index) scanKeys(prefix byte, keyLen int, fn func(k, v []byte) error) error {
 	return x.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte{prefix}
@@ -298,11 +354,10 @@ func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
 			k := item.Key()
-			if len(k) != 1+blob.IDSize {
+			if len(k) != keyLen {
 				return fmt.Errorf("index: key of %d bytes under prefix %q: %w", len(k), prefix, blob.ErrCorrupt)
 			}
-			id := blob.ID(k[1:])
-			if err := item.Value(func(v []byte) error { return fn(id, v) }); err != nil {
+			if err := item.Value(func(v []byte) error { return fn(k, v) }); err != nil {
 				return err
 			}
 		}
@@ -311,44 +366,70 @@ func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
 }
 
 // RemovePacks forgets the given packs and every blob whose location is in
-// one of them. It scans all blob keys once.
-func (x *Index) RemovePacks(packs map[blob.ID]bool) error {
-	if len(packs) == 0 {
-		return nil
+// one of them, and returns those blobs. It scans all blob keys once. With
+// lost set, each pack is remembered as lost (for check to report).
+func (x *Index) RemovePacks(packs map[blob.ID]bool, lost bool, now time.Time) ([]blob.Handle, error) {
+	if x == nil {
+		return nil, ErrNotOpen
 	}
-	var stale []blob.ID
-	err := x.Blobs(func(id blob.ID, loc Location) error {
+	if len(packs) == 0 {
+		return nil, nil
+	}
+	var stale []blob.Handle
+	err := x.Blobs(func(h blob.Handle, loc Location) error {
 		if packs[loc.Pack] {
-			stale = append(stale, id)
+			stale = append(stale, h)
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wb := x.db.NewWriteBatch()
 	defer wb.Cancel()
+	ts := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 	for id := range packs {
 		if err := wb.Delete(key(prefixPack, id)); err != nil {
-			return fmt.Errorf("index: remove pack: %w", err)
+			return nil, fmt.Errorf("index: remove pack: %w", err)
 		}
 		if err := wb.Delete(key(prefixVerified, id)); err != nil {
-			return fmt.Errorf("index: remove pack: %w", err)
+			return nil, fmt.Errorf("index: remove pack: %w", err)
+		}
+		if lost {
+			if err := wb.Set(key(prefixLost, id), ts); err != nil {
+				return nil, fmt.Errorf("index: remove pack: %w", err)
+			}
 		}
 	}
-	for _, id := range stale {
-		if err := wb.Delete(key(prefixBlob, id)); err != nil {
-			return fmt.Errorf("index: remove pack: %w", err)
+	for _, h := range stale {
+		if err := wb.Delete(blobKey(h)); err != nil {
+			return nil, fmt.Errorf("index: remove pack: %w", err)
 		}
 	}
 	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("index: remove packs: %w", err)
+		return nil, fmt.Errorf("index: remove packs: %w", err)
 	}
-	return nil
+	return stale, nil
+}
+
+// LostPacks calls fn for every pack recorded as found missing.
+func (x *Index) LostPacks(fn func(id blob.ID, when time.Time) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.scan(prefixLost, func(id blob.ID, v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("index: lost-pack time of %d bytes: %w", len(v), blob.ErrCorrupt)
+		}
+		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
+	})
 }
 
 // AddSnapshot caches the plaintext record of snapshot id.
 func (x *Index) AddSnapshot(id blob.ID, record []byte) error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixSnapshot, id), record) }); err != nil {
 		return fmt.Errorf("index: add snapshot %s: %w", id.Short(), err)
 	}
@@ -357,6 +438,9 @@ func (x *Index) AddSnapshot(id blob.ID, record []byte) error {
 
 // RemoveSnapshot forgets snapshot id.
 func (x *Index) RemoveSnapshot(id blob.ID) error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixSnapshot, id)) }); err != nil {
 		return fmt.Errorf("index: remove snapshot %s: %w", id.Short(), err)
 	}
@@ -366,11 +450,17 @@ func (x *Index) RemoveSnapshot(id blob.ID) error {
 // Snapshots calls fn with every cached snapshot record in ID order. The
 // record slice is valid only during the call.
 func (x *Index) Snapshots(fn func(id blob.ID, record []byte) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	return x.scan(prefixSnapshot, fn)
 }
 
 // SetVerified records that pack id was read and verified at t.
 func (x *Index) SetVerified(id blob.ID, t time.Time) error {
+	if x == nil {
+		return ErrNotOpen
+	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixVerified, id), v) }); err != nil {
 		return fmt.Errorf("index: set verified %s: %w", id.Short(), err)
@@ -380,6 +470,9 @@ func (x *Index) SetVerified(id blob.ID, t time.Time) error {
 
 // Verified returns when pack id was last verified; ok is false if never.
 func (x *Index) Verified(id blob.ID) (t time.Time, ok bool, err error) {
+	if x == nil {
+		return time.Time{}, false, ErrNotOpen
+	}
 	err = x.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(key(prefixVerified, id))
 		if errors.Is(err, badger.ErrKeyNotFound) {

@@ -24,7 +24,8 @@ func TestPacksAndBlobs(t *testing.T) {
 	dir := t.TempDir()
 	x := open(t, dir)
 	p1, p2 := blob.Hash([]byte("p1")), blob.Hash([]byte("p2"))
-	b1, b2, b3 := blob.Hash([]byte("b1")), blob.Hash([]byte("b2")), blob.Hash([]byte("b3"))
+	d := func(s string) blob.Handle { return blob.Handle{ID: blob.Hash([]byte(s)), Type: blob.Data} }
+	b1, b2, b3 := d("b1"), blob.Handle{ID: blob.Hash([]byte("b2")), Type: blob.Tree}, d("b3")
 	loc1 := Location{Pack: p1, Offset: 12, Length: 100, RawLength: 70, Type: blob.Data}
 	if err := x.AddPack(p1, PackInfo{Size: 500, Blobs: 2}, []BlobEntry{{b1, loc1}, {b2, Location{Pack: p1, Offset: 112, Length: 50, RawLength: 50, Type: blob.Tree}}}); err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestPacksAndBlobs(t *testing.T) {
 	if err != nil || !ok || got != loc1 {
 		t.Fatalf("lookup = %+v %v %v", got, ok, err)
 	}
-	has, err := x.Has([]blob.ID{b1, blob.Hash([]byte("nope")), b3})
+	has, err := x.Has([]blob.Handle{b1, d("nope"), b3})
 	if err != nil || !has[0] || has[1] || !has[2] {
 		t.Fatalf("has = %v %v", has, err)
 	}
@@ -54,8 +55,20 @@ func TestPacksAndBlobs(t *testing.T) {
 	if info, ok, _ := x.Pack(p2); !ok || info != (PackInfo{Size: 300, Blobs: 1}) {
 		t.Fatalf("pack p2 = %+v %v", info, ok)
 	}
-	if err := x.RemovePacks(map[blob.ID]bool{p1: true}); err != nil {
-		t.Fatal(err)
+	stale, err := x.RemovePacks(map[blob.ID]bool{p1: true}, true, now)
+	if err != nil || len(stale) != 2 {
+		t.Fatal(stale, err)
+	}
+	var lost []blob.ID
+	x.LostPacks(func(id blob.ID, when time.Time) error {
+		if !when.Equal(now) {
+			t.Errorf("lost at %v", when)
+		}
+		lost = append(lost, id)
+		return nil
+	})
+	if len(lost) != 1 || lost[0] != p1 {
+		t.Fatalf("lost packs %v", lost)
 	}
 	if _, ok, _ := x.Lookup(b1); ok {
 		t.Fatal("blob of removed pack still indexed")
@@ -110,6 +123,38 @@ func TestWrongEncryptionKey(t *testing.T) {
 	open(t, dir).Close()
 	_, err := Open(dir, Options{EncryptionKey: []byte(strings.Repeat("x", 32))})
 	if err == nil || !strings.Contains(err.Error(), "index: open") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// A data blob and a tree blob with the same bytes are two blobs; a blob
+// stored twice keeps its first location.
+func TestTypedKeysAndFirstLocation(t *testing.T) {
+	x := open(t, t.TempDir())
+	defer x.Close()
+	id := blob.Hash([]byte("\x01\x00"))
+	p1, p2 := blob.Hash([]byte("p1")), blob.Hash([]byte("p2"))
+	data := blob.Handle{ID: id, Type: blob.Data}
+	tr := blob.Handle{ID: id, Type: blob.Tree}
+	x.AddPack(p1, PackInfo{Size: 1, Blobs: 1}, []BlobEntry{{tr, Location{Pack: p1, Offset: 12, Length: 40, Type: blob.Tree}}})
+	if has, _ := x.Has([]blob.Handle{data, tr}); has[0] || !has[1] {
+		t.Fatalf("has = %v, want [false true]", has)
+	}
+	x.AddPack(p2, PackInfo{Size: 1, Blobs: 2}, []BlobEntry{
+		{data, Location{Pack: p2, Offset: 12, Length: 40, Type: blob.Data}},
+		{tr, Location{Pack: p2, Offset: 52, Length: 40, Type: blob.Tree}},
+	})
+	if loc, _, _ := x.Lookup(tr); loc.Pack != p1 {
+		t.Fatalf("tree moved to %s", loc.Pack.Short())
+	}
+	if loc, _, _ := x.Lookup(data); loc.Pack != p2 || loc.Type != blob.Data {
+		t.Fatalf("data at %+v", loc)
+	}
+}
+
+func TestNilIndex(t *testing.T) {
+	var x *Index
+	if _, _, err := x.Lookup(blob.Handle{}); err != ErrNotOpen {
 		t.Fatalf("err = %v", err)
 	}
 }

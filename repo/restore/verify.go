@@ -1,0 +1,332 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/tree"
+	"github.com/minio/sha256-simd"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Difference is one way a directory differs from a snapshot.
+type Difference struct {
+	Path string `json:"path"`
+	What string `json:"what"`
+}
+
+func (d Difference) String() string { return d.Path + ": " + d.What }
+
+// Verify compares target with the node at sub of the snapshot whose root
+// tree is root, as Run would have restored it, without writing anything:
+// types, modes, sizes, modification times, symlink targets, extended
+// attributes, hardlink groups, owners (when run as root), and every
+// file's contents against its recorded SHA-256. Entries in target that
+// the snapshot does not have are reported too. Include and Exclude apply
+// as for Run.
+func Verify(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, target string, o Options) ([]Difference, error) {
+	node, err := snapfs.Lookup(ctx, l, root, sub)
+	if err != nil {
+		return nil, err
+	}
+	r, err := os.OpenRoot(target)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer r.Close()
+	if o.Workers <= 0 {
+		o.Workers = 2
+	}
+	v := &verifier{l: l, root: r, o: o, asRoot: os.Geteuid() == 0, links: map[uint64]linkSeen{}}
+	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
+	if base == "/" {
+		base = ""
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := make(chan fileJob, 2*o.Workers)
+	for range o.Workers {
+		g.Go(func() error {
+			for j := range jobs {
+				v.hash(gctx, j.p, j.node)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(jobs)
+		if node.Name == "" {
+			return v.dir(gctx, node.Subtree, ".", base, jobs)
+		}
+		return v.entry(gctx, &node, node.Name, base, jobs)
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	sort.Slice(v.diffs, func(i, j int) bool {
+		if v.diffs[i].Path != v.diffs[j].Path {
+			return v.diffs[i].Path < v.diffs[j].Path
+		}
+		return v.diffs[i].What < v.diffs[j].What
+	})
+	return v.diffs, nil
+}
+
+type linkSeen struct {
+	path  string
+	inode uint64
+}
+
+type verifier struct {
+	l      snapfs.BlobLoader
+	root   *os.Root
+	o      Options
+	asRoot bool
+
+	mu    sync.Mutex
+	diffs []Difference
+	links map[uint64]linkSeen
+}
+
+func (v *verifier) diff(p, format string, args ...any) {
+	v.mu.Lock()
+	v.diffs = append(v.diffs, Difference{Path: p, What: fmt.Sprintf(format, args...)})
+	v.mu.Unlock()
+}
+
+func (v *verifier) selected(sp string, isDir bool) (take, descend bool) {
+	rs := restorer{o: v.o}
+	return rs.selected(sp, isDir)
+}
+
+func (v *verifier) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan<- fileJob) error {
+	t, err := snapfs.LoadTree(ctx, v.l, id)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	names := map[string]bool{}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		names[n.Name] = true
+		if err := v.entry(ctx, n, path.Join(p, n.Name), sp+"/"+n.Name, jobs); err != nil {
+			return err
+		}
+	}
+	f, err := v.root.Open(p)
+	if err != nil {
+		return nil // reported by the directory's own entry
+	}
+	defer f.Close()
+	have, _ := f.Readdirnames(-1)
+	slices.Sort(have)
+	for _, name := range have {
+		if !names[name] {
+			if take, _ := v.selected(sp+"/"+name, false); take {
+				v.diff(path.Join(p, name), "not in the snapshot")
+			}
+		}
+	}
+	return nil
+}
+
+func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs chan<- fileJob) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	take, descend := v.selected(sp, n.Type == tree.Dir)
+	if !take && !descend {
+		return nil
+	}
+	fi, err := v.root.Lstat(p)
+	if err != nil {
+		v.diff(p, "missing")
+		return nil
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if got := typeOf(fi.Mode()); got != n.Type {
+		v.diff(p, "type %s, the snapshot has %s", got, n.Type)
+		return nil
+	}
+	if n.Type == tree.Dir {
+		if take {
+			v.meta(p, n, fi, st)
+		}
+		return v.dir(ctx, n.Subtree, p, sp, jobs)
+	}
+	if !take {
+		return nil
+	}
+	v.meta(p, n, fi, st)
+	switch n.Type {
+	case tree.Symlink:
+		if t, err := v.root.Readlink(p); err != nil || t != n.LinkTarget {
+			v.diff(p, "link target %q, the snapshot has %q", t, n.LinkTarget)
+		}
+	case tree.File:
+		if uint64(fi.Size()) != n.Size {
+			v.diff(p, "size %d, the snapshot has %d", fi.Size(), n.Size)
+			return nil
+		}
+		if n.HardlinkID != 0 {
+			v.mu.Lock()
+			first, ok := v.links[n.HardlinkID]
+			if !ok {
+				v.links[n.HardlinkID] = linkSeen{path: p, inode: st.Ino}
+			}
+			v.mu.Unlock()
+			if ok {
+				if first.inode != st.Ino {
+					v.diff(p, "not a hardlink of %s", first.path)
+				}
+				return nil // same contents as the first name
+			}
+		}
+		select {
+		case jobs <- fileJob{p: p, node: n}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	case tree.BlockDevice, tree.CharDevice:
+		if st.Rdev != n.Rdev {
+			v.diff(p, "device %d:%d, the snapshot has %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(n.Rdev), unix.Minor(n.Rdev))
+		}
+	}
+	return nil
+}
+
+func typeOf(m os.FileMode) tree.NodeType {
+	switch {
+	case m.IsRegular():
+		return tree.File
+	case m.IsDir():
+		return tree.Dir
+	case m&os.ModeSymlink != 0:
+		return tree.Symlink
+	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
+		return tree.CharDevice
+	case m&os.ModeDevice != 0:
+		return tree.BlockDevice
+	case m&os.ModeNamedPipe != 0:
+		return tree.FIFO
+	case m&os.ModeSocket != 0:
+		return tree.Socket
+	}
+	return 0
+}
+
+func (v *verifier) meta(p string, n *tree.Node, fi os.FileInfo, st *syscall.Stat_t) {
+	if n.Type != tree.Symlink {
+		if got := uint32(st.Mode & 0o7777); got != n.Mode {
+			v.diff(p, "mode %04o, the snapshot has %04o", got, n.Mode)
+		}
+	}
+	if v.asRoot && (st.Uid != n.UID || st.Gid != n.GID) {
+		v.diff(p, "owner %d:%d, the snapshot has %d:%d", st.Uid, st.Gid, n.UID, n.GID)
+	}
+	if mt := st.Mtim.Nano(); mt != n.MTime {
+		v.diff(p, "mtime %d, the snapshot has %d", mt, n.MTime)
+	}
+	if n.Type == tree.Socket {
+		return
+	}
+	got, err := v.xattrs(p)
+	if err != nil {
+		v.diff(p, "extended attributes unreadable: %v", err)
+		return
+	}
+	if !equalXattrs(got, n.Xattrs) {
+		v.diff(p, "extended attributes %s, the snapshot has %s", xattrNames(got), xattrNames(n.Xattrs))
+	}
+}
+
+func (v *verifier) xattrs(p string) ([]tree.Xattr, error) {
+	d, err := v.root.Open(path.Dir(p))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	lp := fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), path.Base(p))
+	if p == "." {
+		lp = fmt.Sprintf("/proc/self/fd/%d", d.Fd())
+	}
+	size, err := unix.Llistxattr(lp, nil)
+	if err != nil || size == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			err = nil
+		}
+		return nil, err
+	}
+	buf := make([]byte, size)
+	size, err = unix.Llistxattr(lp, buf)
+	if err != nil {
+		return nil, err
+	}
+	var out []tree.Xattr
+	for name := range strings.SplitSeq(string(buf[:size]), "\x00") {
+		if name == "" {
+			continue
+		}
+		val := make([]byte, tree.MaxXattrValueLen)
+		n, err := unix.Lgetxattr(lp, name, val)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tree.Xattr{Name: name, Value: val[:n]})
+	}
+	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+func equalXattrs(a, b []tree.Xattr) bool {
+	return slices.EqualFunc(a, b, func(x, y tree.Xattr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) })
+}
+
+func xattrNames(xs []tree.Xattr) string {
+	names := make([]string, len(xs))
+	for i, x := range xs {
+		names[i] = x.Name
+	}
+	return "[" + strings.Join(names, " ") + "]"
+}
+
+// hash compares a file's contents with its recorded SHA-256.
+func (v *verifier) hash(ctx context.Context, p string, n *tree.Node) {
+	f, err := v.root.Open(p)
+	if err != nil {
+		v.diff(p, "unreadable: %v", err)
+		return
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, &ctxReader{ctx: ctx, r: f}); err != nil {
+		v.diff(p, "unreadable: %v", err)
+		return
+	}
+	if got := blob.ID(h.Sum(nil)); got != n.FileHash {
+		v.diff(p, "contents hash to %s, the snapshot recorded %s", got, n.FileHash)
+	}
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -22,9 +22,12 @@ deps:
 test: deps
 	$(GO) test -race -count=1 ./...
 
-# Go benchmarks for the chunker, sealing, packs and the index; prints MB/s.
+# Go benchmarks for the chunker, sealing, packs, the index and the filter
+# (MB/s), then backup and restore of a generated ~1 GiB tree with the real
+# binary (MB/s and peak RSS per phase).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
+	$(GO) test -run '^$$' -bench BackupRestore -benchtime 1x ./integration/
 
 # The main job on a local repository under ./var: for now init (once),
 # a backup of this source tree and a full check.

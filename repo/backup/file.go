@@ -167,6 +167,9 @@ func (p *pipeline) readFile(ch *chunker.Chunker, j fileJob) error {
 	if err := p.collect(content, results); err != nil {
 		return err
 	}
+	if testHookAfterRead != nil {
+		testHookAfterRead(j.path)
+	}
 	after, err := fstat(f)
 	if err == nil && (after.Size != before.Size || after.Mtim != before.Mtim || after.Ctim != before.Ctim || uint64(after.Size) != size) {
 		p.warn.add("%s: changed while being read (size %d before, %d after, %d read)", j.path, before.Size, after.Size, size)
@@ -176,6 +179,10 @@ func (p *pipeline) readFile(ch *chunker.Chunker, j fileJob) error {
 	n.FileHash = blob.ID(h.Sum(nil))
 	return nil
 }
+
+// testHookAfterRead, set only by tests, runs after a file's contents were
+// read and before its metadata is compared with the state before.
+var testHookAfterRead func(path string)
 
 // readStream stores a stream (stdin, a tar entry) as the contents of n.
 func (p *pipeline) readStream(ch *chunker.Chunker, r io.Reader, n *tree.Node, name string) error {

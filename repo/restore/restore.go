@@ -119,6 +119,7 @@ type dirMeta struct {
 type fileJob struct {
 	p    string
 	node *tree.Node
+	f    *os.File // created (empty) by the walker, so hardlinks to it can be made at once
 }
 
 // Run restores the node at sub (a path inside the snapshot, "" or "/"
@@ -156,7 +157,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 	for range o.Workers {
 		g.Go(func() error {
 			for j := range jobs {
-				if err := rs.file(gctx, j.p, j.node); err != nil {
+				if err := rs.file(gctx, j.p, j.node, j.f); err != nil {
 					rs.fail(err)
 				}
 			}
@@ -299,9 +300,19 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 				return nil
 			}
 		}
+		if err := rs.replace(p); err != nil {
+			rs.fail(fmt.Errorf("%s: %w", p, err))
+			return nil
+		}
+		f, err := rs.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			rs.fail(fmt.Errorf("%s: %w", p, err))
+			return nil
+		}
 		select {
-		case jobs <- fileJob{p: p, node: n}:
+		case jobs <- fileJob{p: p, node: n, f: f}:
 		case <-ctx.Done():
+			f.Close()
 			return ctx.Err()
 		}
 		return nil
@@ -400,14 +411,9 @@ func (rs *restorer) atParent(p string, fn func(dirfd int, name string) error) er
 	return fn(int(d.Fd()), path.Base(p))
 }
 
-func (rs *restorer) file(ctx context.Context, p string, n *tree.Node) error {
-	if err := rs.replace(p); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	f, err := rs.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
+// file writes the contents of the file p, created empty by the walker
+// and open as f, verifies them and sets its metadata.
+func (rs *restorer) file(ctx context.Context, p string, n *tree.Node, f *os.File) error {
 	defer f.Close()
 	sf, err := snapfs.OpenFile(rs.l, n)
 	if err != nil {

@@ -194,7 +194,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 			}
 		}
 		select {
-		case jobs <- fileJob{p: p, node: n}:
+		case jobs <- fileJob{p: p, node: n}: // verify opens it itself
 		case <-ctx.Done():
 			return ctx.Err()
 		}

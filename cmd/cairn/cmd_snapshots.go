@@ -16,16 +16,18 @@ type filterOptions struct {
 	node string
 	plan string
 	tags []string
+	path string
 }
 
 func (f *filterOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node", "", "only snapshots of this node")
 	cmd.Flags().StringVar(&f.plan, "plan", "", "only snapshots of this plan")
 	cmd.Flags().StringArrayVar(&f.tags, "tag", nil, "only snapshots with this tag (repeatable: all must match)")
+	cmd.Flags().StringVar(&f.path, "path", "", "only snapshots that backed up this path (as recorded: absolute)")
 }
 
 func (f *filterOptions) filter() snapshot.Filter {
-	return snapshot.Filter{Node: f.node, Plan: f.plan, Tags: f.tags}
+	return snapshot.Filter{Node: f.node, Plan: f.plan, Tags: f.tags, Path: f.path}
 }
 
 func newSnapshotsCommand(g *globalOptions) *cobra.Command {

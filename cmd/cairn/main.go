@@ -92,7 +92,28 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newRestoreCommand(g),
 		newCheckCommand(g),
 		newRepairCommand(g),
+		newFindCommand(g),
+		newDiffCommand(g),
+		newStatsCommand(g),
+		newDumpCommand(g),
 		newVersionCommand(),
 	)
+	wrapArgs(root)
 	return root
+}
+
+// wrapArgs makes a wrong number of arguments a usage error (exit code 2)
+// on every command.
+func wrapArgs(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return usageError{fmt.Errorf("%s: %w", c.Name(), err)}
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		wrapArgs(sub)
+	}
 }

@@ -75,7 +75,7 @@ func Tar(ctx context.Context, up Uploader, r io.Reader, o Options) (*Result, err
 			}
 			tn := &tarNode{node: n}
 			switch hdr.Typeflag {
-			case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			case tar.TypeReg, tar.TypeGNUSparse: // archive/tar reports old-style (TypeRegA) files as TypeReg
 				tn.node.Type = tree.File
 				if err := w.p.readStream(ch, tr, &tn.node, hdr.Name); err != nil {
 					return blob.ID{}, err

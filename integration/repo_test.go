@@ -61,7 +61,7 @@ func (e *env) snapshots() []snapshotJSON {
 func TestInitBackupRestoreCheck(t *testing.T) {
 	e := newEnv(t)
 	out := e.ok("init")
-	if !regexp.MustCompile(`^created repository [0-9a-f]{8} at ` + regexp.QuoteMeta(e.repo) + "\n$").MatchString(out) {
+	if !regexp.MustCompile(`^created repository [0-9a-f]{8} at ` + regexp.QuoteMeta(e.repo) + "\nappliance host key: SHA256:[A-Za-z0-9+/]{43}\nappliance configuration: " + regexp.QuoteMeta(e.repo+".yaml") + "\n$").MatchString(out) {
 		t.Fatalf("init output %q", out)
 	}
 	src := filepath.Join(e.dir, "src")

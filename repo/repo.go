@@ -277,6 +277,11 @@ func (r *Repository) ChunkerParams() chunker.Params { return r.cfg.Chunker.Param
 // ChunkerTable returns the gear table derived from the repository key.
 func (r *Repository) ChunkerTable() *chunker.Table { return r.table }
 
+// ChunkerSeed returns the secret the gear table is derived from. Nodes
+// that chunk for this repository need it; it reveals nothing about the
+// data key.
+func (r *Repository) ChunkerSeed() [32]byte { return r.master.Derive(seal.PurposeChunker) }
+
 // Backend returns the storage the repository keeps its files in.
 func (r *Repository) Backend() storage.Backend { return r.be }
 

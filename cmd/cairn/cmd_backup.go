@@ -93,44 +93,54 @@ func (o *backupOptions) matcher() (*filter.Matcher, error) {
 	return filter.New(rules)
 }
 
-func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
-	ctx := cmd.Context()
+// check validates the flags and returns the paths to record in the
+// snapshot (absolute; "/NAME" for --stdin, "/" for --tar).
+func (o *backupOptions) check(g *globalOptions, paths []string) ([]string, error) {
 	switch {
 	case o.stdin && o.tar:
-		return usageError{errors.New("--stdin and --tar read standard input both: give one")}
+		return nil, usageError{errors.New("--stdin and --tar read standard input both: give one")}
 	case o.stdin && o.name == "":
-		return usageError{errors.New("--stdin needs --name NAME")}
+		return nil, usageError{errors.New("--stdin needs --name NAME")}
 	case (o.stdin || o.tar) && len(paths) > 0:
-		return usageError{errors.New("--stdin and --tar take no PATH arguments")}
+		return nil, usageError{errors.New("--stdin and --tar take no PATH arguments")}
 	case !o.stdin && !o.tar && len(paths) == 0:
-		return usageError{errors.New("backup: give at least one PATH, or --stdin --name NAME, or --tar")}
+		return nil, usageError{errors.New("give at least one PATH, or --stdin --name NAME, or --tar")}
 	}
 	if err := snapshot.CheckName("node", o.node); err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	if o.plan != "" {
 		if err := snapshot.CheckName("plan", o.plan); err != nil {
-			return usageError{err}
+			return nil, usageError{err}
 		}
+	}
+	for i, f := range o.excludeFiles {
+		o.excludeFiles[i] = g.abs(f)
+	}
+	switch {
+	case o.stdin:
+		return []string{"/" + o.name}, nil
+	case o.tar:
+		return []string{"/"}, nil
+	}
+	return g.absPaths(paths), nil
+}
+
+func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
+	ctx := cmd.Context()
+	recorded, err := o.check(g, paths)
+	if err != nil {
+		return err
 	}
 	excl, err := o.matcher()
 	if err != nil {
 		return usageError{err}
 	}
-	var recorded []string
-	switch {
-	case o.stdin:
-		recorded = []string{"/" + o.name}
-	case o.tar:
-		recorded = []string{"/"}
-	default:
-		recorded = absPaths(paths)
-	}
-	r, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer release()
 
 	parent, err := o.findParent(ctx, r, recorded)
 	if err != nil {
@@ -142,28 +152,19 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 		Params: r.ChunkerParams(), Table: r.ChunkerTable(), Loader: r, ForceRead: o.forceRead,
 		Exclude: excl, ExcludeCaches: o.excludeCaches, OneFileSystem: o.oneFS, Progress: prog,
 	}
-	var total uint64
 	if parent != nil {
 		bo.Parent = parent.Tree
-		total = parent.Summary.Bytes
 	}
-	stop := g.startProgress(func(final bool) {
-		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: total}
-		if g.json {
-			g.printJSONLine(ev)
-			return
-		}
-		g.progressLine(fmt.Sprintf("%d files, %s, %s read", ev.Files, humanBytes(ev.Bytes), humanBytes(ev.BytesRead)), ev.Bytes, total, start, final)
-	})
+	stop := g.showBackupProgress(prog, parent, start)
 	s := r.NewSession()
 	var res *backup.Result
 	switch {
 	case o.stdin:
-		res, err = backup.Stream(ctx, s, os.Stdin, o.name, bo)
+		res, err = backup.Stream(ctx, s, g.stdin, o.name, bo)
 	case o.tar:
-		res, err = backup.Tar(ctx, s, os.Stdin, bo)
+		res, err = backup.Tar(ctx, s, g.stdin, bo)
 	default:
-		res, err = backup.Run(ctx, s, paths, bo)
+		res, err = backup.Run(ctx, s, recorded, bo)
 	}
 	stop()
 	if err != nil {
@@ -173,6 +174,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	st := s.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
+	sum.Duration = time.Since(start)
 	sn := &snapshot.Snapshot{
 		Version: snapshot.Version, Time: start, Node: o.node, Plan: o.plan, Host: o.host,
 		Paths: recorded, Tags: o.tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum,
@@ -180,14 +182,35 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
-	sum.Duration = time.Since(start)
-	sn.Summary.Duration = sum.Duration
 	id, err := s.Commit(ctx, sn)
 	if err != nil {
 		return err
 	}
+	return g.report(id, res.Tree, sum, parent, res.Excludes)
+}
+
+// showBackupProgress draws progress while a backup or push runs; stop
+// ends it.
+func (g *globalOptions) showBackupProgress(prog *backup.Progress, parent *snapshot.Entry, start time.Time) (stop func()) {
+	var total uint64
+	if parent != nil {
+		total = parent.Summary.Bytes
+	}
+	return g.startProgress(func(final bool) {
+		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: total}
+		if g.json {
+			g.printJSONLine(ev)
+			return
+		}
+		g.progressLine(fmt.Sprintf("%d files, %s, %s read", ev.Files, humanBytes(ev.Bytes), humanBytes(ev.BytesRead)), ev.Bytes, total, start, final)
+	})
+}
+
+// report prints a saved snapshot's summary and returns the exit status:
+// nil, or exit code 3 when there were warnings.
+func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
 	if g.json {
-		ev := backupEvent{Type: "summary", Snapshot: &id, Tree: &res.Tree, Summary: &sum, Excludes: res.Excludes}
+		ev := backupEvent{Type: "summary", Snapshot: &id, Tree: &tree, Summary: &sum, Excludes: excludes}
 		if parent != nil {
 			ev.Parent = &parent.ID
 		}
@@ -203,7 +226,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 		g.printf("\nfiles: %d new, %d changed, %d unchanged; dirs: %d; others: %d\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnchanged, sum.Dirs, sum.Others)
 		g.printf("read %s of %s; added %s after dedup, %s stored after compression; %s\n",
 			humanBytes(sum.BytesRead), humanBytes(sum.Bytes), humanBytes(sum.BytesAdded), humanBytes(sum.StoredAdded), sum.Duration.Round(time.Millisecond))
-		for _, e := range res.Excludes {
+		for _, e := range excludes {
 			g.printf("excluded %d by %s\n", e.Count, e.Rule)
 		}
 	}
@@ -250,10 +273,10 @@ func equalStrings(a, b []string) bool {
 	return true
 }
 
-func absPaths(paths []string) []string {
+func (g *globalOptions) absPaths(paths []string) []string {
 	out := make([]string, len(paths))
 	for i, p := range paths {
-		out[i] = mustAbs(p)
+		out[i] = g.abs(p)
 	}
 	return out
 }

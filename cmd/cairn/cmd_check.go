@@ -36,11 +36,11 @@ Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 				}
 				o.Subset = s
 			}
-			r, err := g.open(cmd.Context(), repo.Options{})
+			r, release, err := g.open(cmd.Context(), repo.Options{})
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			rep, err := check.Run(cmd.Context(), r, o)
 			if err != nil {
 				return err

@@ -70,11 +70,11 @@ func (d *diffPrinter) print(kind snapfs.ChangeKind, p string) error {
 }
 
 func runDiff(ctx context.Context, g *globalOptions, f *filterOptions, arg1, arg2 string) error {
-	r, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer release()
 	var nodes [2]tree.Node
 	var subs [2]string
 	for i, arg := range []string{arg1, arg2} {

@@ -56,11 +56,11 @@ A tar stream is not written to a terminal. --node, --plan, --tag and
 }
 
 func runDump(ctx context.Context, g *globalOptions, f *filterOptions, arg string) error {
-	r, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer release()
 	ref, sub := splitRef(arg)
 	sn, err := r.FindSnapshot(ctx, ref, f.filter())
 	if err != nil {

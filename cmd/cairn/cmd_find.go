@@ -80,11 +80,11 @@ func runFind(ctx context.Context, g *globalOptions, f *filterOptions, refs []str
 	if err != nil {
 		return usageError{err}
 	}
-	r, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer release()
 	list, err := selectSnapshots(ctx, r, refs, f.filter())
 	if err != nil {
 		return err

@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
+	"os"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/spf13/cobra"
 )
 
@@ -74,13 +75,25 @@ func runInit(cmd *cobra.Command, g *globalOptions, o *initOptions) error {
 	}
 	defer r.Close()
 	cfg := r.Config()
-	abs, _ := filepath.Abs(g.repoDir)
+	abs := g.abs(g.repoDir)
+	fp, err := appliance.GenerateHostKey(appliance.HostKeyPath(abs))
+	if err != nil {
+		return err
+	}
+	confPath := appliance.ConfigPath(abs)
+	if _, err := os.Stat(confPath); os.IsNotExist(err) {
+		if err := os.WriteFile(confPath, []byte(appliance.DefaultConfigText), 0o600); err != nil {
+			return err
+		}
+	}
 	if g.json {
-		return g.printJSON(map[string]any{"id": cfg.ID, "repo": abs, "key_file": keyFile, "chunker": cfg.Chunker, "pack_size": cfg.PackSize, "compression": cfg.Compression})
+		return g.printJSON(map[string]any{"id": cfg.ID, "repo": abs, "key_file": keyFile, "chunker": cfg.Chunker, "pack_size": cfg.PackSize,
+			"compression": cfg.Compression, "host_key": fp, "config": confPath})
 	}
 	g.printf("created repository %s at %s\n", cfg.ID.Short(), abs)
 	if keyFile != "" {
 		g.printf("key file: %s\nkeep a copy of the key file off this machine: without it the backups cannot be read\n", keyFile)
 	}
+	g.printf("appliance host key: %s\nappliance configuration: %s\n", fp, confPath)
 	return nil
 }

@@ -26,11 +26,11 @@ mtime, uid, gid, sha256 for files), so huge trees stream.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			r, err := g.open(ctx, repo.Options{})
+			r, release, err := g.open(ctx, repo.Options{})
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			ref, sub := splitRef(args[0])
 			sn, err := r.FindSnapshot(ctx, ref, f.filter())
 			if err != nil {

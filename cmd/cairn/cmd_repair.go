@@ -20,11 +20,11 @@ index is damaged or missing. Packs and snapshots that cannot be read are
 named; run cairn check afterwards to see which snapshots they affect.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.open(cmd.Context(), repo.Options{SkipIndex: true})
+			r, release, err := g.open(cmd.Context(), repo.Options{SkipIndex: true})
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			rep, err := r.RebuildIndex(cmd.Context())
 			if err != nil {
 				return err

@@ -54,15 +54,16 @@ lists every difference (exit code 4 when there are any).`,
 			if o.target == "" {
 				return usageError{errors.New("restore: --target DIR is required")}
 			}
+			o.target = g.abs(o.target)
 			ro, err := o.options()
 			if err != nil {
 				return usageError{err}
 			}
-			r, err := g.open(ctx, repo.Options{})
+			r, release, err := g.open(ctx, repo.Options{})
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			ref, sub := splitRef(args[0])
 			sn, err := r.FindSnapshot(ctx, ref, f.filter())
 			if err != nil {
@@ -78,7 +79,7 @@ lists every difference (exit code 4 when there are any).`,
 					if diffs == nil {
 						diffs = []restore.Difference{}
 					}
-					if err := g.printJSON(map[string]any{"snapshot": sn.ID, "target": mustAbs(o.target), "differences": diffs}); err != nil {
+					if err := g.printJSON(map[string]any{"snapshot": sn.ID, "target": g.abs(o.target), "differences": diffs}); err != nil {
 						return err
 					}
 				} else {
@@ -86,7 +87,7 @@ lists every difference (exit code 4 when there are any).`,
 						g.printf("%s\n", d)
 					}
 					if len(diffs) == 0 {
-						g.printf("%s matches snapshot %s\n", mustAbs(o.target), sn.ID.Short())
+						g.printf("%s matches snapshot %s\n", g.abs(o.target), sn.ID.Short())
 					}
 				}
 				if len(diffs) > 0 {
@@ -115,12 +116,12 @@ lists every difference (exit code 4 when there are any).`,
 			}
 			d := time.Since(start)
 			if g.json {
-				g.printJSONLine(map[string]any{"type": "summary", "snapshot": sn.ID, "target": mustAbs(o.target), "files": res.Files,
+				g.printJSONLine(map[string]any{"type": "summary", "snapshot": sn.ID, "target": g.abs(o.target), "files": res.Files,
 					"dirs": res.Dirs, "symlinks": res.Symlinks, "hardlinks": res.Hardlinks, "others": res.Others, "bytes": res.Bytes, "duration_ns": d})
 				return nil
 			}
 			g.printf("restored snapshot %s to %s: %d files, %d dirs, %d symlinks, %d hardlinks, %d others, %s in %s (all file hashes verified)\n",
-				sn.ID.Short(), mustAbs(o.target), res.Files, res.Dirs, res.Symlinks, res.Hardlinks, res.Others, humanBytes(res.Bytes), d.Round(time.Millisecond))
+				sn.ID.Short(), g.abs(o.target), res.Files, res.Dirs, res.Symlinks, res.Hardlinks, res.Others, humanBytes(res.Bytes), d.Round(time.Millisecond))
 			return nil
 		},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,11 +36,11 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 		Short: "list snapshots, oldest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := g.open(cmd.Context(), repo.Options{})
+			r, release, err := g.open(cmd.Context(), repo.Options{})
 			if err != nil {
 				return err
 			}
-			defer r.Close()
+			defer release()
 			list, err := r.Snapshots(cmd.Context(), f.filter())
 			if err != nil {
 				return err
@@ -72,12 +71,4 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 type snapshotJSON struct {
 	ID blob.ID `json:"id"`
 	*snapshot.Snapshot
-}
-
-func mustAbs(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return p
-	}
-	return a
 }

@@ -68,11 +68,11 @@ type statsJSON struct {
 }
 
 func runStats(ctx context.Context, g *globalOptions, f *filterOptions, refs []string) error {
-	r, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer release()
 	flt := f.filter()
 	list, err := selectSnapshots(ctx, r, refs, flt)
 	if err != nil {

@@ -9,11 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // globalOptions are the flags every command takes.
@@ -24,9 +27,20 @@ type globalOptions struct {
 	json         bool
 	logLevel     string
 
+	socket string
+
 	stdout io.Writer
 	stderr io.Writer
+	stdin  io.Reader
 	outMu  sync.Mutex
+
+	// Set when the command runs inside the appliance for an operator
+	// connected to its socket: the appliance's open repository, the
+	// operator's working directory and whether they see a terminal.
+	shared    *repo.Repository
+	cwd       string
+	stderrTTY bool
+	args      []string // the command line, for forwarding to the appliance
 }
 
 func (g *globalOptions) register(root *cobra.Command) {
@@ -36,8 +50,34 @@ func (g *globalOptions) register(root *cobra.Command) {
 	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
-	g.stdout = os.Stdout
-	g.stderr = os.Stderr
+	f.StringVar(&g.socket, "socket", os.Getenv("CAIRN_SOCKET"), "the running appliance's operator socket (env CAIRN_SOCKET; default: the repository path + .sock)")
+	if g.stdout == nil {
+		g.stdout, g.stderr, g.stdin = os.Stdout, os.Stderr, os.Stdin
+		g.stderrTTY = term.IsTerminal(int(os.Stderr.Fd()))
+	}
+}
+
+// abs makes p absolute, relative to the operator's working directory.
+func (g *globalOptions) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	cwd := g.cwd
+	if cwd == "" {
+		var err error
+		if cwd, err = os.Getwd(); err != nil {
+			return p
+		}
+	}
+	return filepath.Join(cwd, p)
+}
+
+// socketPath is where a running appliance for --repo listens.
+func (g *globalOptions) socketPath() string {
+	if g.socket != "" {
+		return g.socket
+	}
+	return appliance.SocketPath(g.abs(g.repoDir))
 }
 
 func (g *globalOptions) logger() *slog.Logger {
@@ -74,16 +114,28 @@ func (g *globalOptions) credentials() (repo.Credentials, error) {
 	return c, nil
 }
 
-func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Repository, error) {
+// open opens the repository, or inside the appliance returns its shared
+// handle; release closes what open opened.
+func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Repository, func(), error) {
+	if g.shared != nil {
+		if o.SkipIndex {
+			return nil, nil, errors.New("stop the appliance (cairn serve) first: this command needs the repository to itself")
+		}
+		return g.shared, func() {}, nil
+	}
 	if err := g.requireRepo(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cred, err := g.credentials()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	o.Logger = g.logger()
-	return repo.Open(ctx, g.repoDir, cred, o)
+	r, err := repo.Open(ctx, g.repoDir, cred, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, func() { r.Close() }, nil
 }
 
 func (g *globalOptions) printJSON(v any) error {

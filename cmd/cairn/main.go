@@ -7,11 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/spf13/cobra"
 )
 
@@ -36,27 +38,35 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:])
+	code := run(ctx, &globalOptions{args: os.Args[1:]})
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string) int {
-	g := &globalOptions{}
+// run executes the command line in g.args and returns the exit code. g
+// carries the standard streams (nil: the process's own) and, inside the
+// appliance, the shared repository.
+func run(ctx context.Context, g *globalOptions) int {
 	root := newRootCommand(g)
-	root.SetArgs(args)
+	root.SetArgs(g.args)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
+	var fw *forwarded
+	if errors.As(err, &fw) {
+		return fw.code
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.code != exitWarnings && ee.code != exitDamage {
-			fmt.Fprintln(os.Stderr, "cairn:", ee.err)
+			fmt.Fprintln(g.stderr, "cairn:", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "cairn:", err)
+	fmt.Fprintln(g.stderr, "cairn:", err)
 	if errors.Is(err, repo.ErrLocked) {
 		return exitLocked
 	}
@@ -64,6 +74,46 @@ func run(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// forwarded carries the exit code of a command the running appliance ran.
+type forwarded struct{ code int }
+
+func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: exit %d", f.code) }
+
+// local lists the commands that never go to a running appliance: they
+// create or serve the repository, need it to themselves, or talk to a
+// remote appliance.
+var local = map[string]bool{"init": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true}
+
+// forward runs the command in the appliance that has the repository open,
+// if one runs; it returns false when the command should run here.
+func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
+	if g.shared != nil || g.repoDir == "" || local[cmd.Name()] {
+		return false, nil
+	}
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY}
+	var stdin io.Reader
+	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {
+		stdin = g.stdin // only commands that read standard input get it
+	}
+	code, err := appliance.Call(cmd.Context(), g.socketPath(), req, stdin, g.stdout, g.stderr)
+	if errors.Is(err, appliance.ErrNotRunning) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	return true, &forwarded{code: code}
+}
+
+// operator runs an operator's command line inside the appliance, against
+// its open repository, with the operator's streams.
+func operator(r *repo.Repository) appliance.OperatorFunc {
+	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		g := &globalOptions{args: req.Args, shared: r, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
+		return run(ctx, g)
+	}
 }
 
 type usageError struct{ error }
@@ -83,6 +133,12 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if done, err := g.forward(cmd); done {
+			return err
+		}
+		return nil
+	}
 	g.register(root)
 	root.AddCommand(
 		newInitCommand(g),
@@ -96,6 +152,8 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newDiffCommand(g),
 		newStatsCommand(g),
 		newDumpCommand(g),
+		newServeCommand(g),
+		newPushCommand(g),
 		newVersionCommand(),
 	)
 	wrapArgs(root)

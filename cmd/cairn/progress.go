@@ -3,12 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/term"
 )
 
 // progressInterval is how often progress is shown.
@@ -18,7 +15,7 @@ const progressInterval = time.Second
 // (and once more, with final set, when the returned stop is called) if
 // the output is a terminal or --json is set; otherwise it shows nothing.
 func (g *globalOptions) startProgress(show func(final bool)) (stop func()) {
-	if !g.json && !term.IsTerminal(int(os.Stderr.Fd())) {
+	if !g.json && !g.stderrTTY {
 		return func() {}
 	}
 	done := make(chan struct{})

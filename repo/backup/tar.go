@@ -31,6 +31,17 @@ type tarNode struct {
 // but does not list get mode 0755. Memory: every entry's node (not its
 // data) is held until the stream ends.
 func Tar(ctx context.Context, up Uploader, r io.Reader, o Options) (*Result, error) {
+	return TarInto(ctx, up, r, "", o)
+}
+
+// TarInto is Tar with the stream's entries placed in a directory called
+// dir at the snapshot root (mode 0755, the current time); dir "" is Tar.
+func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Options) (*Result, error) {
+	if dir != "" {
+		if err := tree.CheckName(dir); err != nil {
+			return nil, fmt.Errorf("backup: --name: %w", err)
+		}
+	}
 	return run(ctx, up, o, func(w *walker) (blob.ID, error) {
 		root := &tarNode{node: tree.Node{Type: tree.Dir, Mode: 0o755}, children: map[string]*tarNode{}}
 		tr := tar.NewReader(r)
@@ -139,6 +150,12 @@ func Tar(ctx context.Context, up Uploader, r io.Reader, o Options) (*Result, err
 				continue
 			}
 			parent.children[tn.node.Name] = tn
+		}
+		if dir != "" {
+			now := w.o.Now().UnixNano()
+			root = &tarNode{node: tree.Node{Type: tree.Dir, Mode: 0o755}, children: map[string]*tarNode{
+				dir: {node: tree.Node{Name: dir, Type: tree.Dir, Mode: 0o755, MTime: now, ATime: now, CTime: now}, children: root.children},
+			}}
 		}
 		return w.saveTarTree(ctx, root, "/")
 	})

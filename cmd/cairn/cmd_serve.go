@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+)
+
+type serveOptions struct {
+	listen string
+	config string
+	stdio  bool
+	node   string
+}
+
+func newServeCommand(g *globalOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve [--listen ADDR] | serve --stdio --node NAME",
+		Short: "run the appliance: own the repository, serve nodes over SSH and operators over a socket",
+		Long: `Run the appliance. It opens the repository (and is then its only writer),
+serves nodes on its embedded SSH server (default 127.0.0.1:2222, or
+listen: in the configuration DIR.yaml), and runs operator commands that
+other cairn invocations send over the socket DIR.sock. SIGHUP rereads
+the configuration; SIGTERM or SIGINT stop it gracefully: no new
+sessions, those in flight get 30 seconds to finish, then it exits.
+
+--stdio --node NAME serves one node session on standard input and output,
+for an OpenSSH forced command in authorized_keys:
+
+  command="cairn serve --stdio --node lyra",restrict ssh-ed25519 AAAA...
+
+It runs the command the client asked for ($SSH_ORIGINAL_COMMAND) through
+the running appliance, or opens the repository itself when none runs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.stdio {
+				return runServeStdio(cmd.Context(), g, o)
+			}
+			return runServe(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "", "SSH address (overrides listen: in the configuration)")
+	f.StringVar(&o.config, "config", "", "configuration file (default: the repository path + .yaml)")
+	f.BoolVar(&o.stdio, "stdio", false, "serve one node session on standard input and output")
+	f.StringVar(&o.node, "node", "", "with --stdio: the node the session belongs to")
+	return cmd
+}
+
+func (o *serveOptions) configPath(g *globalOptions) string {
+	if o.config != "" {
+		return g.abs(o.config)
+	}
+	return appliance.ConfigPath(g.abs(g.repoDir))
+}
+
+func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
+	r, release, err := g.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	defer release()
+	log := g.logger()
+	hostKey := appliance.HostKeyPath(g.abs(g.repoDir))
+	if _, err := os.Stat(hostKey); os.IsNotExist(err) {
+		fp, err := appliance.GenerateHostKey(hostKey)
+		if err != nil {
+			return err
+		}
+		log.Info("created the appliance's host key", "path", hostKey, "fingerprint", fp)
+	}
+	a, err := appliance.New(appliance.Options{
+		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
+		SocketPath: g.socket, Operator: operator(r), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	addr := o.listen
+	if addr == "" {
+		addr = a.Config().Listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := a.Reload(); err != nil {
+				log.Error("reloading the configuration failed; the old one stays", "err", err)
+			}
+		}
+	}()
+	log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
+		"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+	err = a.Run(ctx, ln)
+	log.Info("stopped")
+	return err
+}
+
+func runServeStdio(ctx context.Context, g *globalOptions, o *serveOptions) error {
+	if o.node == "" {
+		return usageError{errors.New("serve --stdio needs --node NAME")}
+	}
+	command := os.Getenv("SSH_ORIGINAL_COMMAND")
+	req := &appliance.Request{Kind: "node", Node: o.node, Command: command}
+	code, err := appliance.Call(ctx, g.socketPath(), req, g.stdin, g.stdout, g.stderr)
+	if err == nil {
+		return &exitError{code: code}
+	}
+	if !errors.Is(err, appliance.ErrNotRunning) {
+		return err
+	}
+	// No appliance runs: serve the session with the repository opened here.
+	r, release, err := g.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: o.configPath(g), Logger: g.logger()})
+	if err != nil {
+		return err
+	}
+	perms, isolated := wire.PermPush, false
+	if n := a.Config().Nodes[o.node]; n != nil {
+		perms, isolated = n.Perms(), n.Isolated
+	}
+	code = a.NodeSession(ctx, o.node, perms, isolated, command, g.stdin, g.stdout, g.stderr)
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}

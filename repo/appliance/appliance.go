@@ -1,0 +1,558 @@
+// Package appliance is the running appliance: it owns the open
+// repository, serves nodes over its embedded SSH server, relays node
+// sessions that arrive through OpenSSH forced commands, and runs
+// operator commands sent over a local unix socket, so that one process
+// is the only writer and coordination between pushes is in-process.
+//
+// # Nodes
+//
+// A node authenticates with its key; the SSH user name must be the node's
+// name. A session runs one command: "cairn-wire" (the framed protocol
+// spoken by cairn push, see repo/wire), or "push --tar|--stdin --name
+// NAME [--plan P] [--tag T]..." (the appliance reads the stream itself,
+// for nodes without cairn), or "snapshots" (the node's own snapshots as
+// JSON). Anything else is refused. Session counts are limited per node
+// and overall.
+//
+// # Operator socket
+//
+// The socket (mode 0600, so only the appliance's user and root reach it)
+// carries one command per connection, multiplexed: the request, standard
+// input, standard output and error, and the exit code (see mux.go).
+//
+// # Lifecycle
+//
+// Run serves until its context ends, then stops accepting, gives sessions
+// in flight a grace period to finish, cancels the rest (an interrupted
+// push leaves no snapshot) and returns; the caller closes the repository.
+// Reload rereads the configuration (nodes, keys, permissions, limits) for
+// new sessions.
+package appliance
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/backup"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/wire"
+	"golang.org/x/crypto/ssh"
+)
+
+// OperatorFunc runs an operator command line inside the appliance and
+// returns its exit code. cmd/cairn provides it.
+type OperatorFunc func(ctx context.Context, req *Request, stdin io.Reader, stdout, stderr io.Writer) int
+
+// Options configure an Appliance.
+type Options struct {
+	Repo        *repo.Repository
+	ConfigPath  string
+	HostKeyPath string
+	SocketPath  string // overrides the config's socket
+	Operator    OperatorFunc
+	Logger      *slog.Logger
+	// Grace is how long Run waits for sessions after its context ends;
+	// zero means 30 seconds.
+	Grace time.Duration
+}
+
+// Appliance serves one repository.
+type Appliance struct {
+	o       Options
+	r       *repo.Repository
+	log     *slog.Logger
+	cfg     atomic.Pointer[Config]
+	hostKey ssh.Signer
+
+	mu       sync.Mutex
+	sessions int
+	perNode  map[string]int
+	cancels  map[int]context.CancelFunc
+	nextID   int
+	wg       sync.WaitGroup
+}
+
+// Paths next to a repository directory DIR.
+func ConfigPath(repoDir string) string  { return filepath.Clean(repoDir) + ".yaml" }
+func HostKeyPath(repoDir string) string { return filepath.Clean(repoDir) + ".host_key" }
+func SocketPath(repoDir string) string  { return filepath.Clean(repoDir) + ".sock" }
+
+// New loads the configuration and host key.
+func New(o Options) (*Appliance, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{}}
+	cfg, err := LoadConfig(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	a.cfg.Store(cfg)
+	if o.HostKeyPath != "" {
+		k, err := LoadHostKey(o.HostKeyPath)
+		if err != nil {
+			return nil, err
+		}
+		a.hostKey = k
+	}
+	return a, nil
+}
+
+// Config returns the configuration in force.
+func (a *Appliance) Config() *Config { return a.cfg.Load() }
+
+// Reload rereads the configuration file; on error the old one stays.
+func (a *Appliance) Reload() error {
+	cfg, err := LoadConfig(a.o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	a.cfg.Store(cfg)
+	a.log.Info("configuration reloaded", "nodes", len(cfg.Nodes))
+	return nil
+}
+
+// GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
+// 0600) to path, which must not exist, and returns its fingerprint.
+func GenerateHostKey(path string) (string, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "cairn appliance host key")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("host key: %w", err)
+	}
+	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	return ssh.FingerprintSHA256(sp), nil
+}
+
+// LoadHostKey reads a host key written by GenerateHostKey.
+func LoadHostKey(path string) (ssh.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("host key: %w (cairn init creates it)", err)
+	}
+	k, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// HostKey returns the SSH host key.
+func (a *Appliance) HostKey() ssh.Signer { return a.hostKey }
+
+// Run serves the SSH listener ln (may be nil) and the operator socket
+// until ctx ends.
+func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
+	sock := a.o.SocketPath
+	if sock == "" {
+		sock = a.Config().Socket
+	}
+	if sock == "" {
+		sock = SocketPath(a.r.Dir())
+	}
+	sl, err := listenSocket(sock)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sock)
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	var acceptors sync.WaitGroup
+	acceptors.Add(1)
+	go func() {
+		defer acceptors.Done()
+		a.acceptSocket(serveCtx, sl)
+	}()
+	if ln != nil {
+		acceptors.Add(1)
+		go func() {
+			defer acceptors.Done()
+			a.acceptSSH(serveCtx, ln)
+		}()
+	}
+	<-ctx.Done()
+	a.log.Info("shutting down: no new sessions", "in_flight", a.active())
+	sl.Close()
+	if ln != nil {
+		ln.Close()
+	}
+	acceptors.Wait()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.o.Grace):
+		a.log.Warn("grace period over: cancelling sessions in flight", "sessions", a.active())
+		stopServing()
+		a.mu.Lock()
+		for _, c := range a.cancels {
+			c()
+		}
+		a.mu.Unlock()
+		<-done
+	}
+	return nil
+}
+
+func (a *Appliance) active() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sessions
+}
+
+// listenSocket listens on a unix socket readable only by this user. A
+// socket file left by an appliance that died is removed; one that
+// answers belongs to a running appliance.
+func listenSocket(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("an appliance already listens on %s", path)
+	}
+	os.Remove(path)
+	old := umask(0o177)
+	ln, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("operator socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// track registers a session for the limits and for cancellation at
+// shutdown; node "" is an operator command (not limited).
+func (a *Appliance) track(node string, cancel context.CancelFunc) (func(), error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg := a.Config()
+	if node != "" {
+		limit := cfg.Limits.SessionsPerNode
+		if n := cfg.Nodes[node]; n != nil && n.MaxSessions > 0 {
+			limit = n.MaxSessions
+		}
+		if a.sessions >= cfg.Limits.Sessions {
+			return nil, fmt.Errorf("the appliance serves %d sessions already (limits.sessions)", a.sessions)
+		}
+		if a.perNode[node] >= limit {
+			return nil, fmt.Errorf("node %s has %d sessions open already (the limit is %d)", node, a.perNode[node], limit)
+		}
+		a.perNode[node]++
+	}
+	a.sessions++
+	a.nextID++
+	id := a.nextID
+	a.cancels[id] = cancel
+	a.wg.Add(1)
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if node != "" {
+			a.perNode[node]--
+		}
+		a.sessions--
+		delete(a.cancels, id)
+		a.wg.Done()
+	}, nil
+}
+
+func (a *Appliance) acceptSocket(ctx context.Context, ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go a.serveSocket(ctx, conn)
+	}
+}
+
+// serveSocket runs one operator command or relayed node session.
+func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	kind, data, err := readFrame(conn, nil)
+	if err != nil || kind != frameRequest {
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(data, &req); err != nil {
+		return
+	}
+	mw := &muxWriter{w: conn}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stdinR, stdinW := io.Pipe()
+	go func() {
+		// Read the client's frames: stdin and cancellation.
+		var buf []byte
+		for {
+			kind, data, err := readFrame(conn, buf)
+			if err != nil {
+				stdinW.CloseWithError(io.ErrUnexpectedEOF)
+				cancel()
+				return
+			}
+			buf = data
+			switch kind {
+			case frameStdin:
+				if _, err := stdinW.Write(data); err != nil {
+					// The command stopped reading; drop input.
+					continue
+				}
+			case frameStdinEOF:
+				stdinW.Close()
+			case frameCancel:
+				cancel()
+			}
+		}
+	}()
+	stdout, stderr := stream{m: mw, kind: frameStdout}, stream{m: mw, kind: frameStderr}
+	var code int
+	switch req.Kind {
+	case "operator":
+		untrack, err := a.track("", cancel)
+		if err != nil {
+			fmt.Fprintln(stderr, "cairn:", err)
+			code = 1
+			break
+		}
+		if a.o.Operator == nil {
+			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
+			code = 1
+		} else {
+			code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
+		}
+		untrack()
+	case "node":
+		cfg := a.Config()
+		n := cfg.Nodes[req.Node]
+		perms := wire.PermPush
+		isolated := false
+		if n != nil {
+			perms, isolated = n.Perms(), n.Isolated
+		}
+		code = a.NodeSession(ctx, req.Node, perms, isolated, req.Command, stdinR, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
+		code = 2
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(int32(code)))
+	mw.frame(frameExit, b[:])
+}
+
+// readWriter joins a session's input and output for wire.Serve; Close
+// closes the input (ending a read blocked on it).
+type readWriter struct {
+	io.Reader
+	io.Writer
+	close func() error
+}
+
+func (rw readWriter) Close() error {
+	if rw.close != nil {
+		return rw.close()
+	}
+	return nil
+}
+
+// NodeSession runs one node command (see the package documentation) and
+// returns its exit code. Messages for the node go to stderr.
+func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	untrack, err := a.track(node, cancel)
+	if err != nil {
+		a.log.Warn("session refused", "node", node, "err", err)
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 1
+	}
+	defer untrack()
+	args := strings.Fields(command)
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots")
+		return 2
+	}
+	start := time.Now()
+	switch args[0] {
+	case "cairn-wire":
+		cfg := a.Config()
+		var closer func() error
+		if c, ok := stdin.(io.Closer); ok {
+			closer = c.Close
+		}
+		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
+			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
+		})
+		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
+		if err != nil {
+			return 1
+		}
+		return 0
+	case "push":
+		return a.pushStream(ctx, node, perms, args[1:], stdin, stdout, stderr, start)
+	case "snapshots":
+		items, err := a.backend().ListSnapshots(ctx, node, "")
+		if err != nil {
+			fmt.Fprintln(stderr, "cairn:", err)
+			return 1
+		}
+		out := []json.RawMessage{}
+		for _, it := range items {
+			out = append(out, append([]byte(`{"id":"`+it.ID.String()+`","record":`), append(it.Record, '}')...))
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		stdout.Write(append(b, '\n'))
+		return 0
+	}
+	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots\n", node, args[0])
+	return 2
+}
+
+func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, stored uint64, start time.Time, err error) {
+	attrs := []any{"node", node, "kind", kind, "blobs_sent", blobs, "bytes_sent", bytes, "blobs_stored", stored, "duration", time.Since(start).Round(time.Millisecond)}
+	for _, s := range snaps {
+		attrs = append(attrs, "snapshot", s.String())
+	}
+	if err != nil {
+		a.log.Warn("push failed", append(attrs, "err", err)...)
+		return
+	}
+	if len(snaps) == 0 {
+		a.log.Info("session ended without a snapshot", attrs...)
+		return
+	}
+	a.log.Info("push", attrs...)
+}
+
+// pushStream stores a stream the node sends on stdin: a tar stream
+// (--tar, placed under NAME if given) or one file (--stdin --name NAME).
+func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm, args []string, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
+	if !perms.Has(wire.PermPush) && !perms.Has(wire.PermAdmin) {
+		fmt.Fprintf(stderr, "cairn: node %s may not push\n", node)
+		return 1
+	}
+	var tarMode, stdinMode bool
+	var name, plan string
+	var tags []string
+	for i := 0; i < len(args); i++ {
+		next := func() (string, bool) {
+			if i+1 >= len(args) {
+				return "", false
+			}
+			i++
+			return args[i], true
+		}
+		var ok = true
+		switch args[i] {
+		case "--tar":
+			tarMode = true
+		case "--stdin":
+			stdinMode = true
+		case "--name":
+			name, ok = next()
+		case "--plan":
+			plan, ok = next()
+		case "--tag":
+			var t string
+			t, ok = next()
+			tags = append(tags, t)
+		default:
+			fmt.Fprintf(stderr, "cairn: push: unknown argument %q\n", args[i])
+			return 2
+		}
+		if !ok {
+			fmt.Fprintf(stderr, "cairn: push: %s needs a value\n", args[i])
+			return 2
+		}
+	}
+	if tarMode == stdinMode || stdinMode && name == "" {
+		fmt.Fprintln(stderr, "cairn: push: give --tar [--name NAME] or --stdin --name NAME")
+		return 2
+	}
+	if plan != "" {
+		if err := snapshot.CheckName("plan", plan); err != nil {
+			fmt.Fprintln(stderr, "cairn:", err)
+			return 2
+		}
+	}
+	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
+	s := a.r.NewSession()
+	var res *backup.Result
+	var err error
+	paths := []string{"/" + name}
+	if stdinMode {
+		res, err = backup.Stream(ctx, s, stdin, name, o)
+	} else {
+		if name == "" {
+			paths = []string{"/"}
+		}
+		res, err = backup.TarInto(ctx, s, stdin, name, o)
+	}
+	if err != nil {
+		s.Abort()
+		a.logPush(node, "push", nil, 0, 0, 0, start, err)
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 1
+	}
+	st := s.Stats()
+	sum := res.Summary
+	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
+	sum.Duration = time.Since(start)
+	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: node, Plan: plan, Paths: paths, Tags: tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
+	id, err := s.Commit(ctx, sn)
+	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, st.BlobsAdded, start, err)
+	if err != nil {
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 1
+	}
+	for _, w := range sum.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	fmt.Fprintf(stdout, "snapshot %s saved: %d files, %d bytes, %d bytes added\n", id.Short(), sum.Files, sum.Bytes, sum.BytesAdded)
+	if len(sum.Warnings) > 0 {
+		return 3
+	}
+	return 0
+}

@@ -1,0 +1,196 @@
+package appliance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/wire"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/ssh"
+)
+
+// Config is the appliance configuration file (YAML), by default DIR.yaml
+// next to the repository DIR. It names the nodes that may connect, their
+// public keys and permissions, and where the appliance listens.
+type Config struct {
+	// Listen is the SSH address; empty means DefaultListen. Listening on
+	// all interfaces must be asked for explicitly (0.0.0.0:2222).
+	Listen string `yaml:"listen"`
+	// Socket is the unix socket for operator commands; empty means
+	// DIR.sock next to the repository.
+	Socket string `yaml:"socket,omitempty"`
+	// Nodes by name.
+	Nodes map[string]*Node `yaml:"nodes"`
+	// Limits bound what nodes can make the appliance do.
+	Limits Limits `yaml:"limits"`
+}
+
+// Node is one machine allowed to connect.
+type Node struct {
+	// Keys are public keys in authorized_keys format ("ssh-ed25519 AAAA… comment").
+	Keys []string `yaml:"keys"`
+	// Permissions: push (append-only: add blobs and snapshots for this
+	// node), read (list, restore, mount this node's snapshots), admin
+	// (everything).
+	Permissions []string `yaml:"permissions"`
+	// Isolated nodes never learn whether the repository has a blob they
+	// did not send: every dedup question is answered "no" (the blob is
+	// still stored once).
+	Isolated bool `yaml:"isolated,omitempty"`
+	// MaxSessions limits concurrent sessions of this node; zero means
+	// Limits.SessionsPerNode.
+	MaxSessions int `yaml:"max_sessions,omitempty"`
+
+	perms wire.Perm
+	keys  [][]byte // marshalled public keys
+}
+
+// Limits bound resource use per session and overall.
+type Limits struct {
+	Sessions        int           `yaml:"sessions"`          // all nodes together; default 32
+	SessionsPerNode int           `yaml:"sessions_per_node"` // default 4
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // no frame for this long ends a session; default 10m
+	MaxBatch        int           `yaml:"max_batch"`         // handles per have-blobs question; default 4096
+}
+
+// DefaultListen is where the embedded SSH server listens unless told.
+const DefaultListen = "127.0.0.1:2222"
+
+// LoadConfig reads and checks a config file. A missing file gives the
+// defaults with no nodes.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		c := &Config{}
+		return c, c.check()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return ParseConfig(b, path)
+}
+
+// ParseConfig parses a config document; name is used in messages.
+func ParseConfig(b []byte, name string) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) check() error {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: %w", c.Listen, err)
+	}
+	if c.Nodes == nil {
+		c.Nodes = map[string]*Node{}
+	}
+	l := &c.Limits
+	if l.Sessions <= 0 {
+		l.Sessions = 32
+	}
+	if l.SessionsPerNode <= 0 {
+		l.SessionsPerNode = 4
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 10 * time.Minute
+	}
+	if l.MaxBatch <= 0 || l.MaxBatch > 65536 {
+		l.MaxBatch = 4096
+	}
+	seen := map[string]string{}
+	for name, n := range c.Nodes {
+		if n == nil {
+			return fmt.Errorf("node %s: empty", name)
+		}
+		if err := snapshot.CheckName("node", name); err != nil {
+			return err
+		}
+		if len(n.Keys) == 0 {
+			return fmt.Errorf("node %s: no keys", name)
+		}
+		n.perms = 0
+		for _, p := range n.Permissions {
+			switch strings.TrimSpace(p) {
+			case "push":
+				n.perms |= wire.PermPush
+			case "read":
+				n.perms |= wire.PermRead
+			case "admin":
+				n.perms |= wire.PermAdmin
+			default:
+				return fmt.Errorf("node %s: unknown permission %q (use push, read, admin)", name, p)
+			}
+		}
+		if n.perms == 0 {
+			return fmt.Errorf("node %s: no permissions (give push, read or admin)", name)
+		}
+		n.keys = n.keys[:0]
+		for i, k := range n.Keys {
+			pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+			if err != nil {
+				return fmt.Errorf("node %s: key %d: %w", name, i+1, err)
+			}
+			m := pk.Marshal()
+			if other, ok := seen[string(m)]; ok {
+				return fmt.Errorf("node %s: key %d is also the key of node %s; every node needs its own key", name, i+1, other)
+			}
+			seen[string(m)] = name
+			n.keys = append(n.keys, m)
+		}
+	}
+	return nil
+}
+
+// Perms returns the node's permissions.
+func (n *Node) Perms() wire.Perm { return n.perms }
+
+// NodeForKey returns the node that owns public key k, or "".
+func (c *Config) NodeForKey(k ssh.PublicKey) (string, *Node) {
+	m := k.Marshal()
+	for name, n := range c.Nodes {
+		if slices.ContainsFunc(n.keys, func(b []byte) bool { return bytes.Equal(b, m) }) {
+			return name, n
+		}
+	}
+	return "", nil
+}
+
+// DefaultConfigText is written by init: commented, with no nodes.
+const DefaultConfigText = `# cairn appliance configuration. Reload with SIGHUP (cairn serve keeps running).
+#
+# listen: where the embedded SSH server listens (nodes push here).
+# Use 0.0.0.0:2222 to accept other machines; the default is loopback only.
+listen: 127.0.0.1:2222
+
+# nodes: the machines allowed to connect, each with its own key(s).
+# permissions: push (append-only: add its own snapshots), read (list and
+# restore its own snapshots), admin (everything).
+nodes: {}
+#  lyra:
+#    keys:
+#      - ssh-ed25519 AAAA... root@lyra
+#    permissions: [push, read]
+
+# limits:
+#   sessions: 32            # all nodes together
+#   sessions_per_node: 4
+#   idle_timeout: 10m       # a session silent this long is closed
+`

@@ -1,0 +1,531 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/pack"
+)
+
+// Client speaks the protocol to an appliance over one stream. It is safe
+// for concurrent use: requests are pipelined and replies are matched by
+// request number.
+type Client struct {
+	rw      io.ReadWriteCloser
+	w       *Writer
+	wmu     sync.Mutex
+	welcome Welcome
+
+	mu      sync.Mutex
+	next    uint32
+	waiting map[uint32]chan reply
+	dead    error // set once the session is over
+	done    chan struct{}
+}
+
+type reply struct {
+	t    Type
+	body []byte
+}
+
+// ErrClosed is returned by calls on a client whose session ended
+// without an error from the server.
+var ErrClosed = errors.New("wire: session closed")
+
+// Dial performs the handshake on rw and starts reading replies.
+func Dial(ctx context.Context, rw io.ReadWriteCloser, client, node string) (*Client, error) {
+	c := &Client{rw: rw, w: NewWriter(rw), waiting: map[uint32]chan reply{}, done: make(chan struct{})}
+	h := &Hello{MinVersion: Version, MaxVersion: Version, Client: client, Node: node}
+	if err := c.w.WriteFrame(TypeHello, h.Append(nil)); err != nil {
+		return nil, err
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	r := NewReader(rw)
+	type result struct {
+		t    Type
+		body []byte
+		err  error
+	}
+	rc := make(chan result, 1)
+	go func() {
+		t, body, err := r.Next(nil)
+		rc <- result{t, body, err}
+	}()
+	var res result
+	select {
+	case res = <-rc:
+	case <-ctx.Done():
+		rw.Close()
+		return nil, ctx.Err()
+	}
+	if res.err != nil {
+		return nil, fmt.Errorf("wire: handshake: %w", res.err)
+	}
+	switch res.t {
+	case TypeWelcome:
+	case TypeError:
+		if m, err := DecodeError(res.body); err == nil {
+			return nil, m
+		}
+		return nil, fmt.Errorf("wire: handshake: bad error frame")
+	default:
+		return nil, fmt.Errorf("wire: handshake: expected welcome, got %s", res.t)
+	}
+	w, err := DecodeWelcome(res.body)
+	if err != nil {
+		return nil, err
+	}
+	c.welcome = *w
+	go c.readLoop(r)
+	return c, nil
+}
+
+// Welcome returns what the server said about itself and this node.
+func (c *Client) Welcome() Welcome { return c.welcome }
+
+func (c *Client) readLoop(r *Reader) {
+	var err error
+	for {
+		var t Type
+		var body []byte
+		t, body, err = r.Next(nil)
+		if err != nil {
+			break
+		}
+		if t == TypeError {
+			m, derr := DecodeError(body)
+			if derr != nil {
+				err = derr
+			} else {
+				err = m
+			}
+			break
+		}
+		req, ok := replyReq(t, body)
+		if !ok {
+			err = fmt.Errorf("wire: unexpected %s from the server: %w", t, ErrProtocol)
+			break
+		}
+		c.mu.Lock()
+		ch := c.waiting[req]
+		c.mu.Unlock()
+		if ch == nil {
+			err = fmt.Errorf("wire: reply to unknown request %d: %w", req, ErrProtocol)
+			break
+		}
+		ch <- reply{t: t, body: body}
+	}
+	if errors.Is(err, io.EOF) {
+		err = ErrClosed
+	}
+	c.mu.Lock()
+	c.dead = err
+	for req, ch := range c.waiting {
+		close(ch)
+		delete(c.waiting, req)
+	}
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// replyReq extracts the request number every reply starts with.
+func replyReq(t Type, body []byte) (uint32, bool) {
+	switch t {
+	case TypeSnapshots, TypeBlob, TypeHave, TypeCommitted:
+		if len(body) < 4 {
+			return 0, false
+		}
+		return uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3]), true
+	}
+	return 0, false
+}
+
+// start registers a request and returns its number and reply channel.
+func (c *Client) start(buffered int) (uint32, chan reply, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dead != nil {
+		return 0, nil, c.dead
+	}
+	c.next++
+	ch := make(chan reply, buffered)
+	c.waiting[c.next] = ch
+	return c.next, ch, nil
+}
+
+func (c *Client) finish(req uint32) {
+	c.mu.Lock()
+	delete(c.waiting, req)
+	c.mu.Unlock()
+}
+
+func (c *Client) send(t Type, body []byte, flush bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.w.WriteFrame(t, body); err != nil {
+		return err
+	}
+	if flush {
+		return c.w.Flush()
+	}
+	return nil
+}
+
+// wait returns the next reply on ch, or the session's error.
+func (c *Client) wait(ctx context.Context, ch chan reply) (reply, error) {
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			c.mu.Lock()
+			err := c.dead
+			c.mu.Unlock()
+			return reply{}, err
+		}
+		return r, nil
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	}
+}
+
+// ListSnapshots returns this node's snapshots of plan ("" for all).
+func (c *Client) ListSnapshots(ctx context.Context, plan string) ([]SnapshotItem, error) {
+	req, ch, err := c.start(4)
+	if err != nil {
+		return nil, err
+	}
+	defer c.finish(req)
+	if err := c.send(TypeListSnapshots, (&ListSnapshots{Req: req, Plan: plan}).Append(nil), true); err != nil {
+		return nil, err
+	}
+	var items []SnapshotItem
+	for {
+		r, err := c.wait(ctx, ch)
+		if err != nil {
+			return nil, err
+		}
+		if r.t != TypeSnapshots {
+			return nil, fmt.Errorf("wire: expected snapshots, got %s: %w", r.t, ErrProtocol)
+		}
+		m, err := DecodeSnapshots(r.body)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, m.Items...)
+		if !m.More {
+			return items, nil
+		}
+	}
+}
+
+// LoadBlob fetches a blob and checks that it hashes to its ID. It makes
+// the client a BlobLoader for parent trees.
+func (c *Client) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	req, ch, err := c.start(1)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer c.finish(req)
+	if err := c.send(TypeLoadBlob, (&LoadBlob{Req: req, Handle: h}).Append(nil), true); err != nil {
+		return buf[:0], err
+	}
+	r, err := c.wait(ctx, ch)
+	if err != nil {
+		return buf[:0], err
+	}
+	m, err := DecodeBlob(r.body)
+	if err != nil {
+		return buf[:0], err
+	}
+	if blob.Hash(m.Data) != h.ID {
+		return buf[:0], fmt.Errorf("wire: blob %s from the server does not match its id: %w", h, blob.ErrCorrupt)
+	}
+	return append(buf[:0], m.Data...), nil
+}
+
+// Commit sends the snapshot record and waits until the server reports it
+// durable.
+func (c *Client) Commit(ctx context.Context, record []byte) (blob.ID, error) {
+	req, ch, err := c.start(1)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	defer c.finish(req)
+	if err := c.send(TypeCommit, (&Commit{Req: req, Record: record}).Append(nil), true); err != nil {
+		return blob.ID{}, err
+	}
+	r, err := c.wait(ctx, ch)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	m, err := DecodeCommitted(r.body)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	return m.Snapshot, nil
+}
+
+// Close says bye and closes the stream.
+func (c *Client) Close() error {
+	c.send(TypeBye, nil, true)
+	err := c.rw.Close()
+	<-c.done
+	return err
+}
+
+// Uploader sends blobs for one push. SaveBlob only hashes the blob and
+// queues a copy; a batcher asks the server which queued blobs it lacks
+// (thousands per question, several questions in flight) and compressors
+// send only those, so there is no round trip per blob. Memory: at most
+// Budget bytes of queued plaintext, plus one compressed payload per
+// compressor.
+type Uploader struct {
+	c     *Client
+	level pack.Level
+
+	queue chan *item
+	todo  chan *item // missing on the server: compress and send
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	seen     map[blob.Handle]bool // queued or sent this push
+	budget   int                  // bytes of plaintext that may still be queued
+	pending  int                  // items queued, asked about or being sent
+	err      error
+	stats    UploadStats
+	wg       sync.WaitGroup
+	inflight chan struct{}
+}
+
+// UploadStats counts what an Uploader did.
+type UploadStats struct {
+	Blobs     uint64 // blobs handed to SaveBlob
+	Sent      uint64 // blobs the server lacked, sent
+	BytesSent uint64 // their compressed bytes
+	BytesRaw  uint64 // their plaintext bytes
+}
+
+type item struct {
+	h    blob.Handle
+	data []byte
+}
+
+// Budget bounds the plaintext an Uploader holds queued.
+const Budget = 64 << 20
+
+// NewUploader starts an uploader; Close it (after Flush) to stop its
+// goroutines.
+func (c *Client) NewUploader(level pack.Level) *Uploader {
+	u := &Uploader{
+		c: c, level: level,
+		queue:    make(chan *item, 1024),
+		todo:     make(chan *item, 64),
+		seen:     map[blob.Handle]bool{},
+		budget:   Budget,
+		inflight: make(chan struct{}, max(1, int(c.welcome.MaxInflight))),
+	}
+	u.cond = sync.NewCond(&u.mu)
+	u.wg.Add(1)
+	go u.batcher()
+	for range runtime.GOMAXPROCS(0) {
+		u.wg.Add(1)
+		go u.compressor()
+	}
+	return u
+}
+
+// Known reports true: the server checks at commit that every referenced
+// blob is stored, so reusing a parent's chunk list costs no round trip.
+func (u *Uploader) Known(blob.Handle) (bool, error) { return true, nil }
+
+// SaveBlob queues data for sending unless this push queued it already,
+// and returns its ID. It blocks while the queue is full.
+func (u *Uploader) SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.ID, bool, error) {
+	h := blob.Handle{ID: blob.Hash(data), Type: t}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err != nil {
+		return h.ID, false, u.err
+	}
+	u.stats.Blobs++
+	if u.seen[h] {
+		return h.ID, false, nil
+	}
+	for u.budget < len(data) && u.pending > 0 && u.err == nil {
+		u.cond.Wait()
+	}
+	if u.err != nil {
+		return h.ID, false, u.err
+	}
+	u.seen[h] = true
+	u.budget -= len(data)
+	u.pending++
+	it := &item{h: h, data: append([]byte(nil), data...)}
+	u.mu.Unlock()
+	select {
+	case u.queue <- it:
+	case <-ctx.Done():
+		u.mu.Lock()
+		u.done(it)
+		return h.ID, false, ctx.Err()
+	}
+	u.mu.Lock()
+	return h.ID, true, nil
+}
+
+// done releases an item's budget; u.mu is held.
+func (u *Uploader) done(it *item) {
+	u.budget += len(it.data)
+	u.pending--
+	u.cond.Broadcast()
+}
+
+func (u *Uploader) fail(err error) {
+	u.mu.Lock()
+	if u.err == nil {
+		u.err = err
+	}
+	u.cond.Broadcast()
+	u.mu.Unlock()
+}
+
+// batcher groups queued blobs into have-blobs questions.
+func (u *Uploader) batcher() {
+	defer u.wg.Done()
+	defer close(u.todo)
+	maxBatch := max(1, int(u.c.welcome.MaxBatch))
+	var inner sync.WaitGroup
+	defer inner.Wait()
+	for it := range u.queue {
+		batch := []*item{it}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case more, ok := <-u.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, more)
+			default:
+				break fill
+			}
+		}
+		u.inflight <- struct{}{}
+		inner.Add(1)
+		go func() {
+			defer inner.Done()
+			defer func() { <-u.inflight }()
+			u.ask(batch)
+		}()
+	}
+}
+
+// ask sends one have-blobs question and routes the answers.
+func (u *Uploader) ask(batch []*item) {
+	release := func(items []*item) {
+		u.mu.Lock()
+		for _, it := range items {
+			u.done(it)
+		}
+		u.mu.Unlock()
+	}
+	req, ch, err := u.c.start(1)
+	if err != nil {
+		u.fail(err)
+		release(batch)
+		return
+	}
+	defer u.c.finish(req)
+	hs := make([]blob.Handle, len(batch))
+	for i, it := range batch {
+		hs[i] = it.h
+	}
+	if err := u.c.send(TypeHaveBlobs, (&HaveBlobs{Req: req, Handles: hs}).Append(nil), true); err != nil {
+		u.fail(err)
+		release(batch)
+		return
+	}
+	r, err := u.c.wait(context.Background(), ch)
+	var have *Have
+	if err == nil {
+		have, err = DecodeHave(r.body)
+	}
+	if err == nil && len(have.Has) != len(batch) {
+		err = fmt.Errorf("wire: have answers %d of %d blobs: %w", len(have.Has), len(batch), ErrProtocol)
+	}
+	if err != nil {
+		u.fail(err)
+		release(batch)
+		return
+	}
+	var known []*item
+	for i, it := range batch {
+		if have.Has[i] {
+			known = append(known, it)
+		} else {
+			u.todo <- it
+		}
+	}
+	release(known)
+}
+
+// compressor compresses missing blobs and sends them.
+func (u *Uploader) compressor() {
+	defer u.wg.Done()
+	var payload []byte
+	for it := range u.todo {
+		var c pack.Compression
+		payload, c = pack.Compress(payload[:0], it.data, u.level)
+		m := &PutBlob{Handle: it.h, Compression: uint8(c), RawLength: uint32(len(it.data)), Payload: payload}
+		err := u.c.send(TypePutBlob, m.Append(nil), false)
+		u.mu.Lock()
+		if err == nil {
+			u.stats.Sent++
+			u.stats.BytesSent += uint64(len(payload))
+			u.stats.BytesRaw += uint64(len(it.data))
+		} else if u.err == nil {
+			u.err = err
+		}
+		u.done(it)
+		u.mu.Unlock()
+	}
+}
+
+// Flush waits until every queued blob was asked about and, if missing,
+// sent; then it flushes the stream.
+func (u *Uploader) Flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { u.fail(ctx.Err()) })
+	defer stop()
+	u.mu.Lock()
+	for u.pending > 0 && u.err == nil {
+		u.cond.Wait()
+	}
+	err := u.err
+	u.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	u.c.wmu.Lock()
+	defer u.c.wmu.Unlock()
+	return u.c.w.Flush()
+}
+
+// Close stops the uploader's goroutines. Call Flush first to send
+// everything.
+func (u *Uploader) Close() {
+	close(u.queue)
+	u.wg.Wait()
+}
+
+// Stats returns what the uploader did so far.
+func (u *Uploader) Stats() UploadStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stats
+}

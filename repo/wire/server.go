@@ -1,0 +1,537 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/tree"
+)
+
+// Backend is what a Server needs from the repository. The appliance
+// adapts *repo.Repository to it.
+type Backend interface {
+	// Info describes the repository to clients.
+	Info() Info
+	// ListSnapshots returns the snapshots of node (all nodes if node is
+	// "") and plan (all if ""), oldest first, as encoded records.
+	ListSnapshots(ctx context.Context, node, plan string) ([]SnapshotItem, error)
+	// LoadBlob returns a blob's verified plaintext.
+	LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error)
+	// Begin starts storing the blobs of one snapshot.
+	Begin() Store
+}
+
+// Store receives the blobs and the snapshot of one push. *repo.Session
+// satisfies it.
+type Store interface {
+	Known(h blob.Handle) (bool, error)
+	SavePrepared(ctx context.Context, h blob.Handle, c pack.Compression, payload []byte, rawLen int, scratch []byte) (bool, []byte, error)
+	Flush(ctx context.Context) error
+	Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error)
+	Abort()
+}
+
+// Info is what a Welcome tells a client about the repository.
+type Info struct {
+	Repo                         blob.ID
+	ChunkMin, ChunkAvg, ChunkMax uint32
+	ChunkerSeed                  [32]byte
+}
+
+// SessionConfig describes the node a server session serves.
+type SessionConfig struct {
+	Node        string
+	Perms       Perm
+	Isolated    bool
+	MaxBatch    int
+	IdleTimeout time.Duration
+	// Buffers is how many PutBlob frames may be in verification at once
+	// (each holds one frame body); zero means 3.
+	Buffers int
+}
+
+// PushStats is what a session did, for the appliance's log line.
+type PushStats struct {
+	Snapshots   []blob.ID
+	BlobsSent   uint64 // PutBlob frames received
+	BytesSent   uint64 // their payload bytes
+	BlobsStored uint64 // new to the repository
+}
+
+// Serve runs one session on rw for the node described by sc until the
+// client says Bye, the stream ends, ctx is cancelled or an error ends it.
+// Every PutBlob payload is decompressed and re-hashed before it is stored;
+// a mismatch ends the session with an Error and nothing of that blob is
+// kept. A snapshot is acknowledged only after it is durable, and only if
+// every blob its trees reference is stored. Memory: Buffers frame bodies
+// plus the IDs of the trees the node has walked.
+func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (PushStats, error) {
+	if sc.Buffers <= 0 {
+		sc.Buffers = 3
+	}
+	if sc.MaxBatch <= 0 || sc.MaxBatch > MaxHandles {
+		sc.MaxBatch = 4096
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	s := &session{
+		b: b, sc: sc, ctx: ctx, cancel: cancel,
+		r: NewReader(rw), w: NewWriter(rw),
+		trees: map[blob.ID]bool{}, data: map[blob.ID]bool{},
+		bufs: make(chan []byte, sc.Buffers),
+		sent: map[blob.Handle]bool{},
+	}
+	for range sc.Buffers {
+		s.bufs <- nil
+	}
+	s.cond = sync.NewCond(&s.mu)
+	if sc.IdleTimeout > 0 {
+		// An idle stream is closed under the reader (when it can be),
+		// so a stalled client cannot hold a session forever.
+		s.idle = time.AfterFunc(sc.IdleTimeout, func() {
+			cancel(fmt.Errorf("no frame for %s: idle timeout", sc.IdleTimeout))
+			if c, ok := rw.(io.Closer); ok {
+				c.Close()
+			}
+		})
+		defer s.idle.Stop()
+	}
+	err := s.run()
+	cancel(err)
+	s.wait()
+	if s.store != nil {
+		s.store.Abort()
+	}
+	return s.stats, err
+}
+
+type session struct {
+	b      Backend
+	sc     SessionConfig
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	r      *Reader
+	w      *Writer
+	wmu    sync.Mutex
+	idle   *time.Timer
+
+	// trees and data are the blobs this node may load: those reachable
+	// from its own snapshots, learnt as it walks them.
+	tmu   sync.Mutex
+	trees map[blob.ID]bool
+	data  map[blob.ID]bool
+
+	store Store
+	bufs  chan []byte
+
+	mu        sync.Mutex
+	cond      *sync.Cond
+	verifying int
+	failed    error
+	sent      map[blob.Handle]bool // blobs this node sent (answers for isolated nodes)
+	stats     PushStats
+}
+
+// codedError is reported to the client with its code.
+type codedError struct {
+	code ErrorCode
+	msg  string
+}
+
+func (e *codedError) Error() string { return e.msg }
+
+func coded(code ErrorCode, format string, args ...any) error {
+	return &codedError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *session) send(t Type, body []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.w.WriteFrame(t, body); err != nil {
+		return err
+	}
+	return s.w.Flush()
+}
+
+// fail reports err to the client (best effort) and returns it.
+func (s *session) fail(err error) error {
+	var ce *codedError
+	code, msg := CodeInternal, err.Error()
+	if errors.As(err, &ce) {
+		code, msg = ce.code, ce.msg
+	}
+	if len(msg) > 4000 {
+		msg = msg[:4000]
+	}
+	s.send(TypeError, (&ErrorMsg{Code: code, Message: msg}).Append(nil))
+	return err
+}
+
+func (s *session) run() error {
+	t, body, err := s.r.Next(nil)
+	if err != nil {
+		return fmt.Errorf("wire: read hello: %w", err)
+	}
+	if t != TypeHello {
+		return s.fail(coded(CodeProtocol, "expected hello, got %s", t))
+	}
+	h, err := DecodeHello(body)
+	if err != nil {
+		return s.fail(coded(CodeProtocol, "%v", err))
+	}
+	if h.MinVersion > Version || h.MaxVersion < Version {
+		return s.fail(coded(CodeUnsupported, "no common protocol version: the client speaks %d to %d, the server %d", h.MinVersion, h.MaxVersion, Version))
+	}
+	if h.Node != "" && h.Node != s.sc.Node {
+		return s.fail(coded(CodePermissionDenied, "this key belongs to node %s, not %s", s.sc.Node, h.Node))
+	}
+	info := s.b.Info()
+	wel := &Welcome{Version: Version, Node: s.sc.Node, Perms: s.sc.Perms, Repo: info.Repo,
+		ChunkMin: info.ChunkMin, ChunkAvg: info.ChunkAvg, ChunkMax: info.ChunkMax, ChunkerSeed: info.ChunkerSeed,
+		Isolated: s.sc.Isolated, MaxBatch: uint32(s.sc.MaxBatch), MaxInflight: 8}
+	if err := s.send(TypeWelcome, wel.Append(nil)); err != nil {
+		return err
+	}
+	for {
+		if s.idle != nil {
+			s.idle.Reset(s.sc.IdleTimeout)
+		}
+		if err := s.err(); err != nil {
+			return s.fail(err)
+		}
+		// A PutBlob body goes to a verification goroutine, so every
+		// frame is read into a buffer of its own from the bounded set.
+		var buf []byte
+		select {
+		case buf = <-s.bufs:
+		case <-s.ctx.Done():
+			return s.fail(context.Cause(s.ctx))
+		}
+		t, body, err := s.r.Next(buf)
+		if err != nil {
+			s.bufs <- buf
+			if cause := context.Cause(s.ctx); cause != nil {
+				return cause
+			}
+			if errors.Is(err, io.EOF) {
+				return errors.New("wire: the client went away without saying bye")
+			}
+			if errors.Is(err, ErrProtocol) {
+				return s.fail(coded(CodeProtocol, "%v", err))
+			}
+			return err
+		}
+		if t == TypePutBlob {
+			if err := s.putBlob(body); err != nil {
+				return s.fail(err)
+			}
+			continue
+		}
+		err = s.handle(t, body)
+		s.bufs <- body[:0]
+		if t == TypeBye {
+			return nil
+		}
+		if err != nil {
+			return s.fail(err)
+		}
+	}
+}
+
+func (s *session) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+func (s *session) handle(t Type, body []byte) error {
+	switch t {
+	case TypeBye:
+		return nil
+	case TypeListSnapshots:
+		m, err := DecodeListSnapshots(body)
+		if err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
+		return s.listSnapshots(m)
+	case TypeLoadBlob:
+		m, err := DecodeLoadBlob(body)
+		if err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
+		return s.loadBlob(m)
+	case TypeHaveBlobs:
+		m, err := DecodeHaveBlobs(body)
+		if err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
+		return s.haveBlobs(m)
+	case TypeCommit:
+		m, err := DecodeCommit(body)
+		if err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
+		return s.commit(m)
+	}
+	return coded(CodeProtocol, "unexpected %s from a client", t)
+}
+
+func (s *session) listSnapshots(m *ListSnapshots) error {
+	node := s.sc.Node
+	if s.sc.Perms.Has(PermAdmin) {
+		node = ""
+	}
+	items, err := s.b.ListSnapshots(s.ctx, node, m.Plan)
+	if err != nil {
+		return err
+	}
+	s.tmu.Lock()
+	for _, it := range items {
+		if sn, err := snapshot.Decode(it.Record); err == nil {
+			s.trees[sn.Tree] = true
+		}
+	}
+	s.tmu.Unlock()
+	const page = 16 << 20 // of records per frame
+	for start := 0; ; {
+		size, end := 0, start
+		for end < len(items) && (end == start || size+len(items[end].Record)+64 < page) {
+			size += len(items[end].Record) + 64
+			end++
+		}
+		msg := &Snapshots{Req: m.Req, More: end < len(items), Items: items[start:end]}
+		if err := s.send(TypeSnapshots, msg.Append(nil)); err != nil {
+			return err
+		}
+		if end >= len(items) {
+			return nil
+		}
+		start = end
+	}
+}
+
+// loadBlob serves a tree reachable from the node's own snapshots or, with
+// read permission, a data blob of such a tree. Admin may load anything.
+func (s *session) loadBlob(m *LoadBlob) error {
+	h := m.Handle
+	s.tmu.Lock()
+	allowed := s.sc.Perms.Has(PermAdmin) ||
+		h.Type == blob.Tree && s.trees[h.ID] ||
+		h.Type == blob.Data && s.sc.Perms.Has(PermRead) && s.data[h.ID]
+	s.tmu.Unlock()
+	if !allowed {
+		return coded(CodePermissionDenied, "blob %s is not part of node %s's snapshots", h, s.sc.Node)
+	}
+	data, err := s.b.LoadBlob(s.ctx, h, nil)
+	if errors.Is(err, blob.ErrNotFound) {
+		return coded(CodeNotFound, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	if h.Type == blob.Tree {
+		if t, err := tree.Decode(data); err == nil {
+			s.tmu.Lock()
+			for _, n := range t.Nodes {
+				switch n.Type {
+				case tree.Dir:
+					s.trees[n.Subtree] = true
+				case tree.File:
+					for _, c := range n.Content {
+						s.data[c.ID] = true
+					}
+				}
+			}
+			s.tmu.Unlock()
+		}
+	}
+	return s.send(TypeBlob, (&Blob{Req: m.Req, Data: data}).Append(nil))
+}
+
+func (s *session) ensureStore() error {
+	if !s.sc.Perms.Has(PermPush) && !s.sc.Perms.Has(PermAdmin) {
+		return coded(CodePermissionDenied, "node %s may not push", s.sc.Node)
+	}
+	if s.store == nil {
+		s.store = s.b.Begin()
+	}
+	return nil
+}
+
+func (s *session) haveBlobs(m *HaveBlobs) error {
+	if len(m.Handles) > s.sc.MaxBatch {
+		return coded(CodeLimitExceeded, "have-blobs of %d handles exceeds the limit %d", len(m.Handles), s.sc.MaxBatch)
+	}
+	if err := s.ensureStore(); err != nil {
+		return err
+	}
+	has := make([]bool, len(m.Handles))
+	for i, h := range m.Handles {
+		if s.sc.Isolated {
+			// An isolated node learns only about blobs it sent.
+			s.mu.Lock()
+			has[i] = s.sent[h]
+			s.mu.Unlock()
+			continue
+		}
+		ok, err := s.store.Known(h)
+		if err != nil {
+			return err
+		}
+		has[i] = ok
+	}
+	return s.send(TypeHave, (&Have{Req: m.Req, Has: has}).Append(nil))
+}
+
+// putBlob hands a blob to a verification goroutine; body is the frame's own
+// buffer and goes back to the pool when verification is done.
+func (s *session) putBlob(body []byte) error {
+	m, err := DecodePutBlob(body)
+	if err != nil {
+		s.bufs <- body[:0]
+		return coded(CodeProtocol, "%v", err)
+	}
+	if err := s.ensureStore(); err != nil {
+		s.bufs <- body[:0]
+		return err
+	}
+	s.mu.Lock()
+	s.verifying++
+	s.stats.BlobsSent++
+	s.stats.BytesSent += uint64(len(m.Payload))
+	s.mu.Unlock()
+	store := s.store
+	go func() {
+		added, _, err := store.SavePrepared(s.ctx, m.Handle, pack.Compression(m.Compression), m.Payload, int(m.RawLength), nil)
+		s.bufs <- body[:0]
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.verifying--
+		if err == nil {
+			s.sent[m.Handle] = true
+		}
+		if added {
+			s.stats.BlobsStored++
+		}
+		if err != nil && s.failed == nil {
+			if errors.Is(err, blob.ErrCorrupt) {
+				err = coded(CodeBadBlob, "%v", err)
+			}
+			s.failed = err
+			s.cancel(err)
+		}
+		s.cond.Broadcast()
+	}()
+	return nil
+}
+
+// wait blocks until no blob is being verified.
+func (s *session) wait() {
+	s.mu.Lock()
+	for s.verifying > 0 {
+		s.cond.Wait()
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) commit(m *Commit) error {
+	if err := s.ensureStore(); err != nil {
+		return err
+	}
+	s.wait()
+	if err := s.err(); err != nil {
+		return err
+	}
+	sn, err := snapshot.Decode(m.Record)
+	if err != nil {
+		return coded(CodeProtocol, "commit: %v", err)
+	}
+	if sn.Node != s.sc.Node && !s.sc.Perms.Has(PermAdmin) {
+		return coded(CodePermissionDenied, "node %s may not commit a snapshot of node %s", s.sc.Node, sn.Node)
+	}
+	// Make this push's blobs readable, then check that the snapshot is
+	// complete before it is acknowledged.
+	if err := s.store.Flush(s.ctx); err != nil {
+		return err
+	}
+	if err := s.complete(sn.Tree); err != nil {
+		return err
+	}
+	id, err := s.store.Commit(s.ctx, sn)
+	s.store = nil
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.stats.Snapshots = append(s.stats.Snapshots, id)
+	s.mu.Unlock()
+	s.tmu.Lock()
+	s.trees[sn.Tree] = true
+	s.tmu.Unlock()
+	return s.send(TypeCommitted, (&Committed{Req: m.Req, Snapshot: id}).Append(nil))
+}
+
+// complete checks that every blob reachable from root is stored, so an
+// acknowledged snapshot can always be restored. Each tree is read once.
+func (s *session) complete(root blob.ID) error {
+	seen := map[blob.ID]bool{}
+	var missing []blob.Handle
+	var walk func(id blob.ID) error
+	walk = func(id blob.ID) error {
+		if seen[id] || len(missing) > 0 {
+			return nil
+		}
+		seen[id] = true
+		h := blob.Handle{ID: id, Type: blob.Tree}
+		data, err := s.b.LoadBlob(s.ctx, h, nil)
+		if errors.Is(err, blob.ErrNotFound) {
+			missing = append(missing, h)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		t, err := tree.Decode(data)
+		if err != nil {
+			return coded(CodeBadBlob, "tree %s: %v", id.Short(), err)
+		}
+		for _, n := range t.Nodes {
+			switch n.Type {
+			case tree.Dir:
+				if err := walk(n.Subtree); err != nil {
+					return err
+				}
+			case tree.File:
+				for _, c := range n.Content {
+					if c.ID.IsZero() {
+						continue
+					}
+					dh := blob.Handle{ID: c.ID, Type: blob.Data}
+					ok, err := s.store.Known(dh)
+					if err != nil {
+						return err
+					}
+					if !ok {
+						missing = append(missing, dh)
+						return nil
+					}
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return coded(CodeNotFound, "the snapshot refers to blob %s, which the repository does not have; push again with --force-read", missing[0])
+	}
+	return nil
+}

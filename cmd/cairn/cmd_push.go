@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,9 +50,11 @@ appliance) are not read or sent.
 By default cairn speaks SSH itself: key --identity (default
 ~/.ssh/id_ed25519), host key checked against --known-hosts (default
 ~/.ssh/known_hosts) or pinned with --host-key SHA256:.... With
---ssh-command "ssh -i KEY" the system ssh client is used instead
-(for example through an OpenSSH forced command). The default port is
-2222.
+--ssh-command "ssh -i KEY" the system ssh client is used instead; it
+logs in as NODE unless the command gives -l USER (an OpenSSH forced
+command on the appliance's account names the node itself, so there use
+--ssh-command "ssh -l cairn ..." and the port of that sshd). The default
+port is 2222.
 
 Exit code 0: saved. 3: saved, with warnings. 1: failed, nothing saved
 (a push that is interrupted leaves no snapshot; the next push reuses the
@@ -101,7 +104,13 @@ func parseTarget(s string) (target, error) {
 func (o *pushOptions) connect(ctx context.Context, g *globalOptions, t target) (io.ReadWriteCloser, error) {
 	if o.sshCommand != "" {
 		argv := strings.Fields(o.sshCommand)
-		argv = append(argv, "-p", t.port, t.node+"@"+t.host, "cairn-wire")
+		dest := t.node + "@" + t.host
+		if slices.Contains(argv, "-l") {
+			// The login is the command's (the appliance's account, for
+			// an OpenSSH forced command that names the node itself).
+			dest = t.host
+		}
+		argv = append(argv, "-p", t.port, dest, "cairn-wire")
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Stderr = g.stderr
 		in, err := cmd.StdinPipe()

@@ -1,0 +1,512 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cairnbackup/cairn/integration/sshtest"
+	"golang.org/x/crypto/ssh"
+)
+
+// appliance is a running `cairn serve` child process.
+type appliance struct {
+	e       *env
+	cmd     *exec.Cmd
+	port    int
+	hostKey string // SHA256 fingerprint
+	keyLine string // "ssh-ed25519 AAAA..." of the host key
+	mu      sync.Mutex
+	log     strings.Builder
+	lines   chan string
+	exited  chan struct{}
+}
+
+// node is a machine with its own key.
+type node struct {
+	name  string
+	key   *sshtest.Key
+	perms string
+}
+
+func newNode(t *testing.T, name, perms string) *node {
+	return &node{name: name, key: sshtest.NewKey(t, "", name), perms: perms}
+}
+
+// writeConfig writes the appliance configuration for nodes.
+func (e *env) writeConfig(port int, nodes ...*node) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nnodes:\n", port)
+	for _, n := range nodes {
+		fmt.Fprintf(&b, "  %s:\n    keys: [%q]\n    permissions: [%s]\n", n.name, n.key.PublicLine, n.perms)
+	}
+	b.WriteString("limits:\n  idle_timeout: 1m\n")
+	if err := os.WriteFile(e.repo+".yaml", []byte(b.String()), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// serve starts `cairn serve` for the env's repository with nodes and waits
+// for its "serving" log line. It is stopped with SIGTERM at cleanup, and
+// must then exit 0.
+func (e *env) serve(nodes ...*node) *appliance {
+	t := e.t
+	t.Helper()
+	port := freePort(t)
+	e.writeConfig(port, nodes...)
+	a := &appliance{e: e, port: port, lines: make(chan string, 1024), exited: make(chan struct{})}
+	a.cmd = exec.Command(cairnBin, "serve")
+	a.cmd.Env = append(cleanEnviron(), e.vars...)
+	stderr, err := a.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			a.mu.Lock()
+			a.log.WriteString(sc.Text() + "\n")
+			a.mu.Unlock()
+			select {
+			case a.lines <- sc.Text():
+			default:
+			}
+		}
+		close(a.lines)
+	}()
+	go func() { a.cmd.Wait(); close(a.exited) }()
+	line := a.waitFor("msg=serving")
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, "host_key="); ok {
+			a.hostKey = v
+		}
+	}
+	signer, err := ssh.ParsePrivateKey(mustRead(t, e.repo+".host_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.keyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	t.Cleanup(func() {
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.exited:
+		case <-time.After(60 * time.Second):
+			a.cmd.Process.Kill()
+			t.Errorf("the appliance did not stop on SIGTERM")
+		}
+		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("the appliance exited %d", code)
+		}
+		if _, err := os.Stat(e.repo + ".sock"); !os.IsNotExist(err) {
+			t.Errorf("socket left behind: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("appliance log:\n%s", a.Log())
+		}
+	})
+	return a
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitFor returns the first log line (from now on) containing s.
+func (a *appliance) waitFor(s string) string {
+	a.e.t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case line, ok := <-a.lines:
+			if !ok {
+				a.e.t.Fatalf("the appliance exited before logging %q:\n%s", s, a.Log())
+			}
+			if strings.Contains(line, s) {
+				return line
+			}
+		case <-timeout:
+			a.e.t.Fatalf("no log line %q:\n%s", s, a.Log())
+		}
+	}
+}
+
+func (a *appliance) Log() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.log.String()
+}
+
+// push runs cairn push as node n with extra arguments.
+func (a *appliance) push(n *node, stdin io.Reader, args ...string) result {
+	a.e.t.Helper()
+	full := append([]string{"push", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
+	return a.e.runIn(stdin, nil, full...)
+}
+
+// sshArgs returns OpenSSH client arguments to reach the embedded server.
+func (a *appliance) sshArgs(n *node) []string {
+	return sshtest.SSHArgsFor(a.e.t, "127.0.0.1", a.port, a.keyLine, n.name, n.key)
+}
+
+// runIn runs cairn with stdin and extra environment.
+func (e *env) runIn(stdin io.Reader, extra []string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(cairnBin, args...)
+	cmd.Env = append(append(cleanEnviron(), e.vars...), extra...)
+	cmd.Stdin = stdin
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+func runSSH(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(sshtest.SSHBinary(t), args...)
+	cmd.Stdin = stdin
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestPushEmbeddedAndRestore(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra := newNode(t, "lyra", "push, read")
+	a := e.serve(lyra)
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	r := a.push(lyra, nil, "--json", "--plan", "files", src)
+	if r.code != 0 {
+		t.Fatalf("push: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	first := parseBackupJSON(t, r.stdout)
+	if first.Summary.FilesNew != 4 || first.Summary.BlobsAdded == 0 {
+		t.Fatalf("first push %+v", first.Summary)
+	}
+	a.waitFor("msg=push node=lyra kind=cairn-wire")
+	// Operator commands go through the appliance's socket.
+	list := e.snapshots()
+	if len(list) != 1 || list[0].ID != first.Snapshot || list[0].Node != "lyra" || list[0].Plan != "files" {
+		t.Fatalf("snapshots %+v", list)
+	}
+	// An unchanged re-push reads and sends nothing (before anything here
+	// touches the source or the directories above it).
+	r = a.push(lyra, nil, "--json", "--plan", "files", src)
+	second := parseBackupJSON(t, r.stdout)
+	if r.code != 0 || second.Parent != first.Snapshot || second.Summary.BytesRead != 0 || second.Summary.BlobsAdded != 0 {
+		t.Fatalf("unchanged re-push: %d %+v %s", r.code, second, r.stderr)
+	}
+	if line := a.waitFor("msg=push node=lyra kind=cairn-wire"); !strings.Contains(line, "blobs_sent=0 bytes_sent=0") {
+		t.Fatalf("log line %q", line)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.ok("restore", "latest:"+src, "--target", dst)
+	repotestAssertSame(t, src, filepath.Join(dst, "src"))
+	e.ok("check", "--read-data")
+}
+
+// Nodes without cairn stream a tar or a dump through the ssh client.
+func TestPushStreamsWithSSHClient(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	vol := newNode(t, "docker", "push")
+	a := e.serve(vol)
+	src := filepath.Join(e.dir, "volume")
+	writeSource(t, src)
+	tarCmd := exec.Command(requireProgram(t, "tar"), "--format=posix", "-C", src, "-c", ".")
+	tarOut, _ := tarCmd.StdoutPipe()
+	tarCmd.Start()
+	r := runSSH(t, tarOut, append(a.sshArgs(vol), "push", "--tar", "--name", "app-volume", "--plan", "volumes")...)
+	tarCmd.Wait()
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "snapshot ") {
+		t.Fatalf("tar push: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	dump := strings.Repeat("INSERT INTO t VALUES (1);\n", 10000)
+	r = runSSH(t, strings.NewReader(dump), append(a.sshArgs(vol), "push", "--stdin", "--name", "db.sql", "--plan", "postgres")...)
+	if r.code != 0 {
+		t.Fatalf("stdin push: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.ok("restore", "latest:/app-volume", "--plan", "volumes", "--target", dst)
+	os.Chtimes(filepath.Join(dst, "app-volume"), time0(src), time0(src))
+	os.Chmod(filepath.Join(dst, "app-volume"), mode0(src))
+	repotestAssertSame(t, src, filepath.Join(dst, "app-volume"))
+	out := e.ok("dump", "latest:/db.sql", "--plan", "postgres")
+	if out != dump {
+		t.Fatalf("dump gave %d bytes, want %d", len(out), len(dump))
+	}
+	// A push-only node may run nothing else.
+	r = runSSH(t, nil, append(a.sshArgs(vol), "forget", "--prune")...)
+	if r.code != 2 || !strings.Contains(r.stderr, `node docker may not run "forget"`) {
+		t.Fatalf("forget: %d %q", r.code, r.stderr)
+	}
+	r = runSSH(t, nil, append(a.sshArgs(vol), "sh", "-c", "id")...)
+	if r.code != 2 || r.stdout != "" {
+		t.Fatalf("shell: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestUnknownKeyAndWrongUserRefused(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra, vega := newNode(t, "lyra", "push"), newNode(t, "vega", "push")
+	stranger := newNode(t, "stranger", "push")
+	a := e.serve(lyra, vega)
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	if r := a.push(stranger, nil, src); r.code != 1 || !strings.Contains(r.stderr, "unable to authenticate") {
+		t.Fatalf("unknown key: %d %q", r.code, r.stderr)
+	}
+	// lyra's key cannot act as vega.
+	impostor := &node{name: "vega", key: lyra.key}
+	if r := a.push(impostor, nil, src); r.code != 1 || !strings.Contains(r.stderr, "unable to authenticate") {
+		t.Fatalf("impostor: %d %q", r.code, r.stderr)
+	}
+	if !strings.Contains(a.Log(), `key of node lyra used as user \"vega\"`) {
+		t.Fatalf("log: %s", a.Log())
+	}
+	// vega lists only its own snapshots.
+	if r := a.push(lyra, nil, src); r.code != 0 {
+		t.Fatalf("push: %s", r.stderr)
+	}
+	r := runSSH(t, nil, append(a.sshArgs(vega), "snapshots")...)
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("vega's snapshots: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	r = runSSH(t, nil, append(a.sshArgs(lyra), "snapshots")...)
+	var listed []struct {
+		ID     string `json:"id"`
+		Record struct {
+			Node string `json:"node"`
+		} `json:"record"`
+	}
+	if err := jsonUnmarshal(r.stdout, &listed); r.code != 0 || err != nil || len(listed) != 1 || listed[0].Record.Node != "lyra" {
+		t.Fatalf("lyra's snapshots: %d %v %q", r.code, err, r.stdout)
+	}
+}
+
+// Three nodes push at once: every snapshot is there, the data they share
+// is stored once, and the repository checks clean.
+func TestThreeNodesAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	nodes := []*node{newNode(t, "lyra", "push"), newNode(t, "vega", "push"), newNode(t, "rhea", "push")}
+	a := e.serve(nodes...)
+	shared := make([]byte, 8<<20)
+	for i := range shared {
+		shared[i] = byte(i*7>>3 ^ i>>11)
+	}
+	var srcs []string
+	for i, n := range nodes {
+		src := filepath.Join(e.dir, n.name)
+		writeSource(t, src)
+		os.WriteFile(filepath.Join(src, "shared.img"), shared, 0o644)
+		os.WriteFile(filepath.Join(src, "own"), []byte(strings.Repeat(n.name, 1000+i)), 0o644)
+		srcs = append(srcs, src)
+	}
+	var wg sync.WaitGroup
+	results := make([]result, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = a.push(n, nil, "--json", srcs[i])
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("%s: %d %s", nodes[i].name, r.code, r.stderr)
+		}
+	}
+	list := e.snapshots()
+	if len(list) != 3 {
+		t.Fatalf("%d snapshots", len(list))
+	}
+	var st struct {
+		UniqueBytes uint64 `json:"unique_bytes"`
+	}
+	if err := jsonUnmarshal(e.ok("stats", "--json"), &st); err != nil {
+		t.Fatal(err)
+	}
+	// The shared 8 MiB (and the source files, identical on all three)
+	// are stored once: the unique data is far below three copies.
+	if st.UniqueBytes > uint64(len(shared))+(6<<20) {
+		t.Fatalf("unique data %d bytes for three copies of %d shared bytes", st.UniqueBytes, len(shared))
+	}
+	e.ok("check", "--read-data")
+}
+
+// A push killed mid-stream leaves no snapshot and the appliance healthy;
+// the next push reuses what reached the appliance.
+func TestPushKilledMidStream(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra := newNode(t, "lyra", "push")
+	a := e.serve(lyra)
+	src := filepath.Join(e.dir, "src")
+	os.MkdirAll(src, 0o755)
+	f, _ := os.Create(filepath.Join(src, "big.bin"))
+	x := uint64(1)
+	buf := make([]byte, 1<<20)
+	for range 96 {
+		for i := range buf {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			buf[i] = byte(x)
+		}
+		f.Write(buf)
+	}
+	f.Close()
+	r := a.e.runIn(nil, []string{"CAIRN_CRASHPOINT=wire-put-blob:60"}, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", a.hostKey, src)
+	if r.code != -1 {
+		t.Fatalf("push was not killed: %d %s", r.code, r.stderr)
+	}
+	if line := a.waitFor("node=lyra kind=cairn-wire"); !strings.Contains(line, "msg=\"push failed\"") {
+		t.Fatalf("log line %q", line)
+	}
+	if list := e.snapshots(); len(list) != 0 {
+		t.Fatalf("snapshots after the kill: %+v", list)
+	}
+	r = a.push(lyra, nil, "--json", src)
+	if r.code != 0 {
+		t.Fatalf("second push: %s", r.stderr)
+	}
+	sum := parseBackupJSON(t, r.stdout).Summary
+	if sum.BytesAdded >= 96<<20 {
+		t.Fatalf("the second push sent everything again (%d bytes): nothing was reused", sum.BytesAdded)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.ok("restore", "latest:"+src, "--target", dst)
+	repotestAssertSame(t, src, filepath.Join(dst, "src"))
+}
+
+// SIGHUP reloads the nodes: a node added to the configuration can push
+// without a restart.
+func TestReloadOnSIGHUP(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra, vega := newNode(t, "lyra", "push"), newNode(t, "vega", "push")
+	a := e.serve(lyra)
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	if r := a.push(vega, nil, src); r.code == 0 {
+		t.Fatal("vega pushed before it was configured")
+	}
+	e.writeConfig(a.port, lyra, vega)
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	a.waitFor("configuration reloaded")
+	if r := a.push(vega, nil, src); r.code != 0 {
+		t.Fatalf("vega after reload: %s", r.stderr)
+	}
+}
+
+
+// A real OpenSSH sshd with the forced command `cairn serve --stdio --node
+// lyra`: pushes through the ssh client and through cairn push
+// --ssh-command, first with no appliance running (the forced command
+// opens the repository itself), then relayed to a running appliance.
+func TestOpenSSHForcedCommand(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	key := sshtest.NewKey(t, "", "lyra")
+	pw := strings.TrimPrefix(e.vars[1], "CAIRN_PASSWORD_FILE=")
+	forced := fmt.Sprintf(`command="%s --repo %s --password-file %s serve --stdio --node lyra",restrict %s`, cairnBin, e.repo, pw, key.PublicLine)
+	sshd := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []string{forced}})
+	login := currentLogin(t)
+	args := sshd.SSHArgs(t, login, key)
+	// The same flags without port and destination, for --ssh-command.
+	var sshCmd []string
+	for i := 0; i < len(args)-1; i++ {
+		if args[i] == "-p" {
+			i++
+			continue
+		}
+		sshCmd = append(sshCmd, args[i])
+	}
+	sshCommand := sshtest.SSHBinary(t) + " -l " + login + " " + strings.Join(sshCmd, " ")
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+
+	pushBoth := func(label string) {
+		t.Helper()
+		dump := "dump of " + label + "\n"
+		r := runSSH(t, strings.NewReader(dump), append(args, "push", "--stdin", "--name", label+".sql", "--plan", label+"-db")...)
+		if r.code != 0 {
+			t.Fatalf("%s: ssh push --stdin: %d %q %q\n%s", label, r.code, r.stdout, r.stderr, sshd.Log())
+		}
+		r = e.runIn(nil, nil, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", sshd.Port), "--ssh-command", sshCommand, "--json", "--plan", label, src)
+		if r.code != 0 {
+			t.Fatalf("%s: cairn push --ssh-command: %d %q %q\n%s", label, r.code, r.stdout, r.stderr, sshd.Log())
+		}
+		if got := e.ok("dump", "latest:/"+label+".sql", "--plan", label+"-db"); got != dump {
+			t.Fatalf("%s: dump %q", label, got)
+		}
+	}
+	pushBoth("direct")
+	a := e.serve()
+	pushBoth("relayed")
+	if !strings.Contains(a.Log(), "node=lyra kind=push") {
+		t.Fatalf("the relayed push is not in the appliance's log:\n%s", a.Log())
+	}
+	var list []snapshotJSON
+	if err := jsonUnmarshal(e.ok("snapshots", "--json", "--node", "lyra"), &list); err != nil || len(list) != 4 {
+		t.Fatalf("snapshots: %v %+v", err, list)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.ok("restore", "latest:"+src, "--plan", "relayed", "--target", dst)
+	repotestAssertSame(t, src, filepath.Join(dst, "src"))
+	// The forced command decides the node: claiming another fails.
+	r := e.runIn(nil, nil, "push", fmt.Sprintf("ssh://vega@127.0.0.1:%d", sshd.Port), "--ssh-command", sshCommand, src)
+	if r.code != 1 || !strings.Contains(r.stderr, "this key belongs to node lyra, not vega") {
+		t.Fatalf("claiming vega: %d %q", r.code, r.stderr)
+	}
+}
+
+func currentLogin(t *testing.T) string {
+	u, err := userCurrent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -441,7 +441,6 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 }
 
-
 // A real OpenSSH sshd with the forced command `cairn serve --stdio --node
 // lyra`: pushes through the ssh client and through cairn push
 // --ssh-command, first with no appliance running (the forced command

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/pack"
 )
 
@@ -484,6 +485,7 @@ func (u *Uploader) compressor() {
 		payload, c = pack.Compress(payload[:0], it.data, u.level)
 		m := &PutBlob{Handle: it.h, Compression: uint8(c), RawLength: uint32(len(it.data)), Payload: payload}
 		err := u.c.send(TypePutBlob, m.Append(nil), false)
+		crashpoint.Hit("wire-put-blob")
 		u.mu.Lock()
 		if err == nil {
 			u.stats.Sent++

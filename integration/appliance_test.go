@@ -509,3 +509,74 @@ func currentLogin(t *testing.T) string {
 	}
 	return u
 }
+
+// A plan file pushes each source as its own snapshot with its class and
+// reason recorded; disposable data is left out; a failing dump command
+// saves nothing for that source and fails the push.
+func TestPushPlanFile(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra := newNode(t, "lyra", "push")
+	a := e.serve(lyra)
+	src := filepath.Join(e.dir, "git")
+	repotestWrite(t, src, map[string]string{"repo.git/HEAD": "ref: refs/heads/main\n", "repo.git/node_modules/x.js": "junk", "work/a.tmp": "t"})
+	planFile := filepath.Join(e.dir, "plan.yaml")
+	os.WriteFile(planFile, []byte(fmt.Sprintf(`sources:
+  - name: code
+    class: git
+    why: the source of truth for our code
+    paths: [%s]
+  - name: db
+    class: database
+    why: all application data
+    command: printf 'CREATE TABLE t;\n'
+    file: db.sql
+  - name: broken
+    class: database
+    why: shows that a failed dump is not saved
+    command: echo partial; exit 3
+    file: broken.sql
+`, src)), 0o644)
+	r := a.push(lyra, nil, "--plan", planFile)
+	if r.code != 1 || !strings.Contains(r.stderr, `source broken: command "echo partial; exit 3" failed: exit status 3; nothing saved`) ||
+		!strings.Contains(r.stderr, "push: 1 of 3 sources failed") {
+		t.Fatalf("push: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	var list []struct {
+		Plan  string   `json:"plan"`
+		Paths []string `json:"paths"`
+		Scope struct {
+			PlanFile      string   `json:"plan_file"`
+			Class         string   `json:"class"`
+			Why           string   `json:"why"`
+			Command       string   `json:"command"`
+			Excludes      []string `json:"excludes"`
+			ExcludeCaches bool     `json:"exclude_caches"`
+		} `json:"scope"`
+	}
+	if err := jsonUnmarshal(e.ok("snapshots", "--json"), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Plan != "code" || list[1].Plan != "db" {
+		t.Fatalf("snapshots %+v", list)
+	}
+	if sc := list[0].Scope; sc.Class != "git" || sc.Why != "the source of truth for our code" || sc.PlanFile != planFile || !sc.ExcludeCaches || len(sc.Excludes) == 0 {
+		t.Fatalf("code scope %+v", sc)
+	}
+	if sc := list[1].Scope; sc.Class != "database" || sc.Command != `printf 'CREATE TABLE t;\n'` || !slicesEqual(list[1].Paths, []string{"/db.sql"}) {
+		t.Fatalf("db scope %+v %v", sc, list[1].Paths)
+	}
+	if out := e.ok("dump", "latest:/db.sql", "--plan", "db"); out != "CREATE TABLE t;\n" {
+		t.Fatalf("db.sql %q", out)
+	}
+	out := e.ok("ls", "latest:"+src, "--plan", "code")
+	if strings.Contains(out, "node_modules") || strings.Contains(out, "a.tmp") || !strings.Contains(out, "HEAD") {
+		t.Fatalf("disposable data backed up:\n%s", out)
+	}
+	// A plan without reasons is refused before anything is sent.
+	os.WriteFile(planFile, []byte("sources:\n  - {name: x, class: files, paths: [/etc]}\n"), 0o644)
+	r = a.push(lyra, nil, "--plan", planFile)
+	if r.code != 1 || !strings.Contains(r.stderr, `source "x": no why`) {
+		t.Fatalf("plan without why: %d %q", r.code, r.stderr)
+	}
+}

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"os/user"
+	"slices"
 	"testing"
 
 	"github.com/cairnbackup/cairn/repo/repotest"
@@ -19,3 +20,9 @@ func userCurrent() (string, error) {
 	}
 	return u.Username, nil
 }
+
+func repotestWrite(t *testing.T, dir string, files map[string]string) {
+	repotest.WriteTree(t, dir, files)
+}
+
+func slicesEqual(a, b []string) bool { return slices.Equal(a, b) }

@@ -17,7 +17,9 @@ import (
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/plan"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/spf13/cobra"
@@ -56,6 +58,12 @@ command on the appliance's account names the node itself, so there use
 --ssh-command "ssh -l cairn ..." and the port of that sshd). The default
 port is 2222.
 
+--plan FILE.yaml pushes every source of a plan file instead, one
+snapshot per source, recording each source's class and reason (see the
+README): a source without a reason is refused, caches and build output
+are left out unless the source keeps them, and a command source whose
+command fails is not saved.
+
 Exit code 0: saved. 3: saved, with warnings. 1: failed, nothing saved
 (a push that is interrupted leaves no snapshot; the next push reuses the
 blobs that reached the appliance).`,
@@ -64,7 +72,7 @@ blobs that reached the appliance).`,
 	}
 	host, _ := os.Hostname()
 	f := cmd.Flags()
-	f.StringVar(&o.plan, "plan", "", "plan or source name recorded in the snapshot")
+	f.StringVar(&o.plan, "plan", "", "plan name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to push")
 	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
 	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (an ID prefix) instead of the latest of the same plan and paths")
@@ -231,19 +239,53 @@ func (s *cmdStream) Close() error {
 	return s.cmd.Wait()
 }
 
+// pushJob is one snapshot to push: from the command line, or one source
+// of a plan.
+type pushJob struct {
+	plan          string
+	paths         []string // recorded in the snapshot
+	stream        io.Reader
+	streamName    string // --stdin / a command source: the file name
+	tar           bool
+	exclude       *filter.Matcher
+	excludeCaches bool
+	tags          []string
+	scope         *snapshot.Scope
+	command       *exec.Cmd // a command source, started; waited for before commit
+}
+
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
 	t, err := parseTarget(dest)
 	if err != nil {
 		return usageError{err}
 	}
 	o.node = t.node
-	recorded, err := o.check(g, paths)
-	if err != nil {
-		return err
-	}
-	excl, err := o.matcher()
-	if err != nil {
-		return usageError{err}
+	var jobs []func() (*pushJob, error)
+	if isPlanFile(o.plan) {
+		if len(paths) > 0 || o.stdin || o.tar {
+			return usageError{errors.New("push: a plan file names its sources: give no PATH, --stdin or --tar")}
+		}
+		pl, err := plan.Load(g.abs(o.plan))
+		if err != nil {
+			return err
+		}
+		for _, src := range pl.Sources {
+			jobs = append(jobs, func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src) })
+		}
+	} else {
+		recorded, err := o.check(g, paths)
+		if err != nil {
+			return err
+		}
+		excl, err := o.matcher()
+		if err != nil {
+			return usageError{err}
+		}
+		job := &pushJob{plan: o.plan, paths: recorded, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags, tar: o.tar}
+		if o.stdin || o.tar {
+			job.stream, job.streamName = g.stdin, o.name
+		}
+		jobs = append(jobs, func() (*pushJob, error) { return job, nil })
 	}
 	conn, err := o.connect(ctx, g, t)
 	if err != nil {
@@ -260,68 +302,138 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 	if err := params.Validate(); err != nil {
 		return fmt.Errorf("push: the appliance's chunker sizes: %w", err)
 	}
-	parent, err := o.remoteParent(ctx, c, recorded)
+	table := chunker.NewTable(w.ChunkerSeed)
+	var failed []error
+	warned := false
+	for _, mk := range jobs {
+		job, err := mk()
+		if err == nil {
+			var rep error
+			rep, err = o.push(ctx, g, c, params, table, job)
+			var ee *exitError
+			if errors.As(rep, &ee) && ee.code == exitWarnings {
+				warned = true
+			}
+		}
+		if err != nil {
+			if len(jobs) == 1 {
+				return fmt.Errorf("push: %w", err)
+			}
+			fmt.Fprintf(g.stderr, "cairn: %v\n", err)
+			failed = append(failed, err)
+			var we *wire.ErrorMsg
+			if errors.As(err, &we) || errors.Is(err, wire.ErrClosed) {
+				break // the session is over
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return &exitError{code: exitFailed, err: fmt.Errorf("push: %d of %d sources failed", len(failed), len(jobs))}
+	}
+	if warned {
+		return &exitError{code: exitWarnings, err: errors.New("some files could not be read")}
+	}
+	return nil
+}
+
+func isPlanFile(v string) bool {
+	if strings.HasSuffix(v, ".yaml") || strings.HasSuffix(v, ".yml") {
+		return true
+	}
+	fi, err := os.Stat(v)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// sourceJob prepares one source of a plan; a command source's command is
+// started here and its output streamed.
+func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source) (*pushJob, error) {
+	rules := filter.FromFlags(src.Excludes(), fmt.Sprintf("plan %s source %s", pl.Path, src.Name))
+	excl, err := filter.New(rules)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: !src.KeepDisposable, tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
+	if src.Command != "" {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", src.Command)
+		cmd.Stderr = g.stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("source %s: %w", src.Name, err)
+		}
+		job.stream, job.streamName, job.command = out, src.File, cmd
+		job.paths = []string{"/" + src.File}
+	}
+	return job, nil
+}
+
+// push sends one job as one snapshot and prints its report; rep is the
+// report's exit status (warnings), err a failure.
+func (o *pushOptions) push(ctx context.Context, g *globalOptions, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (rep, err error) {
+	parent, err := o.remoteParent(ctx, c, job.plan, job.paths)
+	if err != nil {
+		return nil, err
 	}
 	start := time.Now()
-	bo := backup.Options{Params: params, Table: chunker.NewTable(w.ChunkerSeed), Loader: c, ForceRead: o.forceRead,
-		Exclude: excl, ExcludeCaches: o.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
-	if parent != nil {
+	bo := backup.Options{Params: params, Table: table, Loader: c, ForceRead: o.forceRead,
+		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
+	if parent != nil && job.stream == nil {
 		bo.Parent = parent.Tree
 	}
 	stop := g.showBackupProgress(bo.Progress, parent, start)
-	id, res, sum, err := o.pushOnce(ctx, g, c, bo, recorded, parent, start)
-	stop()
-	if err != nil {
-		return fmt.Errorf("push: %w", err)
-	}
-	return g.report(id, res.Tree, sum, parent, res.Excludes)
-}
-
-func (o *pushOptions) pushOnce(ctx context.Context, g *globalOptions, c *wire.Client, bo backup.Options, recorded []string, parent *snapshot.Entry, start time.Time) (blob.ID, *backup.Result, snapshot.Summary, error) {
 	up := c.NewUploader(pack.LevelDefault)
-	defer up.Close()
 	var res *backup.Result
-	var err error
 	switch {
-	case o.stdin:
-		res, err = backup.Stream(ctx, up, g.stdin, o.name, bo)
-	case o.tar:
-		res, err = backup.Tar(ctx, up, g.stdin, bo)
+	case job.stream != nil && job.tar:
+		res, err = backup.Tar(ctx, up, job.stream, bo)
+	case job.stream != nil:
+		res, err = backup.Stream(ctx, up, job.stream, job.streamName, bo)
 	default:
-		res, err = backup.Run(ctx, up, recorded, bo)
+		res, err = backup.Run(ctx, up, job.paths, bo)
+	}
+	if err == nil {
+		err = up.Flush(ctx)
+	}
+	up.Close()
+	stop()
+	if job.command != nil {
+		// A dump that failed must not be saved as if it were whole.
+		if werr := job.command.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
+		}
 	}
 	if err != nil {
-		return blob.ID{}, nil, snapshot.Summary{}, err
-	}
-	if err := up.Flush(ctx); err != nil {
-		return blob.ID{}, nil, snapshot.Summary{}, err
+		return nil, err
 	}
 	st := up.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.Sent, st.BytesRaw, st.BytesSent
 	sum.Duration = time.Since(start)
-	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: o.node, Plan: o.plan, Host: o.host,
-		Paths: recorded, Tags: o.tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
+	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
+		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum}
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
 	rec, _, err := snapshot.Encode(sn)
 	if err != nil {
-		return blob.ID{}, nil, sum, err
+		return nil, err
 	}
 	id, err := c.Commit(ctx, rec)
-	return id, res, sum, err
+	if err != nil {
+		return nil, err
+	}
+	return g.report(id, res.Tree, sum, parent, res.Excludes), nil
 }
 
 // remoteParent finds the parent snapshot among the node's snapshots on
 // the appliance.
-func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, paths []string) (*snapshot.Entry, error) {
+func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName string, paths []string) (*snapshot.Entry, error) {
 	if o.forceRead && o.parent == "" {
 		return nil, nil
 	}
-	items, err := c.ListSnapshots(ctx, o.plan)
+	items, err := c.ListSnapshots(ctx, planName)
 	if err != nil {
 		return nil, fmt.Errorf("push: list snapshots: %w", err)
 	}
@@ -338,7 +450,7 @@ func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, paths []
 			}
 			continue
 		}
-		if sn.Plan == o.plan && equalStrings(sn.Paths, paths) && (best == nil || sn.Time.After(best.Time)) {
+		if sn.Plan == planName && equalStrings(sn.Paths, paths) && (best == nil || sn.Time.After(best.Time)) {
 			best = &e
 		}
 	}

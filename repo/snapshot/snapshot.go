@@ -48,7 +48,20 @@ type Snapshot struct {
 	Tree     blob.ID   `json:"tree"`             // the root tree
 	Parent   *blob.ID  `json:"parent,omitempty"` // the snapshot used to skip unchanged files
 	Excludes []Exclude `json:"excludes,omitempty"`
+	Scope    *Scope    `json:"scope,omitempty"` // from a plan: what this source is and why it is backed up
 	Summary  Summary   `json:"summary"`
+}
+
+// Scope records, for a snapshot made from a plan's source, what the
+// source holds and why it is backed up, so the reason travels with the
+// data.
+type Scope struct {
+	PlanFile      string   `json:"plan_file,omitempty"`
+	Class         string   `json:"class"`
+	Why           string   `json:"why"`
+	Command       string   `json:"command,omitempty"`
+	Excludes      []string `json:"excludes,omitempty"`
+	ExcludeCaches bool     `json:"exclude_caches,omitempty"`
 }
 
 // Exclude records one rule that left something out, and what it left out.

@@ -29,14 +29,24 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
 	$(GO) test -run '^$$' -bench BackupRestore -benchtime 1x ./integration/
 
-# The main job on a local repository under ./var: for now init (once),
-# a backup of this source tree and a full check.
+# The main job: the appliance on ./var. Creates the repository, a demo
+# node key and a configuration naming the demo node (once each), prints
+# the push command to try from another terminal, then serves until ^C.
+DEMO_KEY := $(VAR)/demo_key
 run: build
 	@mkdir -p $(VAR)
 	@if [ ! -f $(REPO)/config ]; then $(BIN) --repo $(REPO) init; fi
-	$(BIN) --repo $(REPO) backup --node demo --plan source ./cmd ./chunker ./repo ./docs ./README.md
-	$(BIN) --repo $(REPO) snapshots
-	$(BIN) --repo $(REPO) check --read-data
+	@if [ ! -f $(DEMO_KEY) ]; then $(BIN) keygen $(DEMO_KEY) >/dev/null; fi
+	@if ! grep -q '^  demo:' $(REPO).yaml 2>/dev/null; then \
+		printf 'listen: 127.0.0.1:2222\nnodes:\n  demo:\n    keys: ["%s"]\n    permissions: [push, read]\n' \
+			"$$(cat $(DEMO_KEY).pub)" > $(REPO).yaml; fi
+	@echo
+	@echo "The appliance serves $(REPO) on 127.0.0.1:2222. From another terminal, push this source tree:"
+	@echo
+	@echo "  $(BIN) push ssh://demo@127.0.0.1:2222 $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"
+	@echo "  $(BIN) --repo $(REPO) snapshots"
+	@echo
+	$(BIN) --repo $(REPO) serve
 
 lint:
 	$(GO) vet ./...

@@ -84,7 +84,7 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 // local lists the commands that never go to a running appliance: they
 // create or serve the repository, need it to themselves, or talk to a
 // remote appliance.
-var local = map[string]bool{"init": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true}
+var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true}
 
 // forward runs the command in the appliance that has the repository open,
 // if one runs; it returns false when the command should run here.
@@ -154,6 +154,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newDumpCommand(g),
 		newServeCommand(g),
 		newPushCommand(g),
+		newKeygenCommand(g),
 		newVersionCommand(),
 	)
 	wrapArgs(root)

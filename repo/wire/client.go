@@ -24,7 +24,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	next    uint32
-	waiting map[uint32]chan reply
+	waiting map[uint32]*waiter
 	dead    error // set once the session is over
 	done    chan struct{}
 }
@@ -34,13 +34,20 @@ type reply struct {
 	body []byte
 }
 
+// waiter receives the replies to one request; gone is closed when the
+// caller stopped waiting, so the reader never blocks on a full channel.
+type waiter struct {
+	ch   chan reply
+	gone chan struct{}
+}
+
 // ErrClosed is returned by calls on a client whose session ended
 // without an error from the server.
 var ErrClosed = errors.New("wire: session closed")
 
 // Dial performs the handshake on rw and starts reading replies.
 func Dial(ctx context.Context, rw io.ReadWriteCloser, client, node string) (*Client, error) {
-	c := &Client{rw: rw, w: NewWriter(rw), waiting: map[uint32]chan reply{}, done: make(chan struct{})}
+	c := &Client{rw: rw, w: NewWriter(rw), waiting: map[uint32]*waiter{}, done: make(chan struct{})}
 	h := &Hello{MinVersion: Version, MaxVersion: Version, Client: client, Node: node}
 	if err := c.w.WriteFrame(TypeHello, h.Append(nil)); err != nil {
 		return nil, err
@@ -83,6 +90,10 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, client, node string) (*Cli
 	if err != nil {
 		return nil, err
 	}
+	if w.Version != Version {
+		rw.Close()
+		return nil, fmt.Errorf("wire: the server chose protocol version %d; this client speaks %d", w.Version, Version)
+	}
 	c.welcome = *w
 	go c.readLoop(r)
 	return c, nil
@@ -115,21 +126,26 @@ func (c *Client) readLoop(r *Reader) {
 			break
 		}
 		c.mu.Lock()
-		ch := c.waiting[req]
+		w, known := c.waiting[req]
 		c.mu.Unlock()
-		if ch == nil {
+		if !known && req > c.lastReq() {
 			err = fmt.Errorf("wire: reply to unknown request %d: %w", req, ErrProtocol)
 			break
 		}
-		ch <- reply{t: t, body: body}
+		if w != nil {
+			select {
+			case w.ch <- reply{t: t, body: body}:
+			case <-w.gone: // the caller gave up: drop the reply
+			}
+		}
 	}
 	if errors.Is(err, io.EOF) {
 		err = ErrClosed
 	}
 	c.mu.Lock()
 	c.dead = err
-	for req, ch := range c.waiting {
-		close(ch)
+	for req, w := range c.waiting {
+		close(w.ch)
 		delete(c.waiting, req)
 	}
 	c.mu.Unlock()
@@ -156,14 +172,24 @@ func (c *Client) start(buffered int) (uint32, chan reply, error) {
 		return 0, nil, c.dead
 	}
 	c.next++
-	ch := make(chan reply, buffered)
-	c.waiting[c.next] = ch
-	return c.next, ch, nil
+	w := &waiter{ch: make(chan reply, buffered), gone: make(chan struct{})}
+	c.waiting[c.next] = w
+	return c.next, w.ch, nil
 }
 
+func (c *Client) lastReq() uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next
+}
+
+// finish forgets a request; replies still arriving for it are dropped.
 func (c *Client) finish(req uint32) {
 	c.mu.Lock()
-	delete(c.waiting, req)
+	if w, ok := c.waiting[req]; ok {
+		close(w.gone)
+		delete(c.waiting, req)
+	}
 	c.mu.Unlock()
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,9 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	for range sc.Buffers {
 		s.bufs <- nil
 	}
+	if c, ok := rw.(io.Closer); ok {
+		s.close = func() { c.Close() }
+	}
 	s.cond = sync.NewCond(&s.mu)
 	if sc.IdleTimeout > 0 {
 		// An idle stream is closed under the reader (when it can be),
@@ -106,6 +110,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	err := s.run()
 	cancel(err)
 	s.wait()
+	s.reporters.Wait() // the client gets the Error before the stream ends
 	if s.store != nil {
 		s.store.Abort()
 	}
@@ -130,11 +135,14 @@ type session struct {
 
 	store Store
 	bufs  chan []byte
+	close func() // closes the stream under a blocked reader; may be nil
 
 	mu        sync.Mutex
 	cond      *sync.Cond
 	verifying int
 	failed    error
+	reported  bool                 // an Error frame was sent
+	reporters sync.WaitGroup       // goroutines sending an Error frame
 	sent      map[blob.Handle]bool // blobs this node sent (answers for isolated nodes)
 	stats     PushStats
 }
@@ -160,22 +168,39 @@ func (s *session) send(t Type, body []byte) error {
 	return s.w.Flush()
 }
 
-// fail reports err to the client (best effort) and returns it.
+// fail reports err to the client (best effort, once) and returns it.
 func (s *session) fail(err error) error {
+	s.report(err)
+	return err
+}
+
+// report sends err as an Error frame unless one was sent already, and
+// says whether it sent it.
+func (s *session) report(err error) bool {
+	s.mu.Lock()
+	done := s.reported
+	s.reported = true
+	s.mu.Unlock()
+	if done {
+		return false
+	}
 	var ce *codedError
 	code, msg := CodeInternal, err.Error()
 	if errors.As(err, &ce) {
 		code, msg = ce.code, ce.msg
 	}
 	if len(msg) > 4000 {
-		msg = msg[:4000]
+		msg = strings.ToValidUTF8(msg[:4000], "")
 	}
 	s.send(TypeError, (&ErrorMsg{Code: code, Message: msg}).Append(nil))
-	return err
+	return true
 }
 
 func (s *session) run() error {
 	t, body, err := s.r.Next(nil)
+	if errors.Is(err, ErrProtocol) {
+		return s.fail(coded(CodeProtocol, "%v", err))
+	}
 	if err != nil {
 		return fmt.Errorf("wire: read hello: %w", err)
 	}
@@ -215,6 +240,11 @@ func (s *session) run() error {
 			return s.fail(context.Cause(s.ctx))
 		}
 		t, body, err := s.r.Next(buf)
+		if s.idle != nil {
+			// The limit is on silence between frames, not on how
+			// long a request (a commit's flush and walk) takes.
+			s.idle.Stop()
+		}
 		if err != nil {
 			s.bufs <- buf
 			if cause := context.Cause(s.ctx); cause != nil {
@@ -236,8 +266,12 @@ func (s *session) run() error {
 		}
 		err = s.handle(t, body)
 		s.bufs <- body[:0]
-		if t == TypeBye {
-			return nil
+		if t == TypeBye && err == nil {
+			// A blob still being verified may yet be refused.
+			s.wait()
+			if err = s.err(); err == nil {
+				return nil
+			}
 		}
 		if err != nil {
 			return s.fail(err)
@@ -254,6 +288,9 @@ func (s *session) err() error {
 func (s *session) handle(t Type, body []byte) error {
 	switch t {
 	case TypeBye:
+		if _, err := DecodeBye(body); err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
 		return nil
 	case TypeListSnapshots:
 		m, err := DecodeListSnapshots(body)
@@ -426,6 +463,15 @@ func (s *session) putBlob(body []byte) error {
 			}
 			s.failed = err
 			s.cancel(err)
+			// Tell the client now, not when its next frame arrives,
+			// and end the stream under the reader.
+			s.reporters.Add(1)
+			go func() {
+				defer s.reporters.Done()
+				if s.report(err) && s.close != nil {
+					s.close()
+				}
+			}()
 		}
 		s.cond.Broadcast()
 	}()
@@ -478,6 +524,29 @@ func (s *session) commit(m *Commit) error {
 	return s.send(TypeCommitted, (&Committed{Req: m.Req, Snapshot: id}).Append(nil))
 }
 
+// mayReference reports whether the node may refer to blob h in a
+// snapshot. Any node may refer to any stored blob, except an isolated
+// one: it may refer only to blobs it sent in this session or that are
+// part of its own snapshots (as it walked them), so it cannot learn
+// whether, or read, data that other nodes stored.
+func (s *session) mayReference(h blob.Handle) bool {
+	if !s.sc.Isolated {
+		return true
+	}
+	s.mu.Lock()
+	sent := s.sent[h]
+	s.mu.Unlock()
+	if sent {
+		return true
+	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
+	if h.Type == blob.Tree {
+		return s.trees[h.ID]
+	}
+	return s.data[h.ID]
+}
+
 // complete checks that every blob reachable from root is stored, so an
 // acknowledged snapshot can always be restored. Each tree is read once.
 func (s *session) complete(root blob.ID) error {
@@ -490,6 +559,10 @@ func (s *session) complete(root blob.ID) error {
 		}
 		seen[id] = true
 		h := blob.Handle{ID: id, Type: blob.Tree}
+		if !s.mayReference(h) {
+			missing = append(missing, h)
+			return nil
+		}
 		data, err := s.b.LoadBlob(s.ctx, h, nil)
 		if errors.Is(err, blob.ErrNotFound) {
 			missing = append(missing, h)
@@ -514,6 +587,10 @@ func (s *session) complete(root blob.ID) error {
 						continue
 					}
 					dh := blob.Handle{ID: c.ID, Type: blob.Data}
+					if !s.mayReference(dh) {
+						missing = append(missing, dh)
+						return nil
+					}
 					ok, err := s.store.Known(dh)
 					if err != nil {
 						return err

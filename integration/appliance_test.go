@@ -580,3 +580,40 @@ func TestPushPlanFile(t *testing.T) {
 		t.Fatalf("plan without why: %d %q", r.code, r.stderr)
 	}
 }
+
+// SIGTERM during a push lets it finish: the snapshot is saved, then the
+// appliance exits 0 (checked by the cleanup).
+func TestGracefulShutdownFinishesPush(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra := newNode(t, "lyra", "push")
+	a := e.serve(lyra)
+	cmd := exec.Command(cairnBin, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath,
+		"--host-key", a.hostKey, "--json", "--stdin", "--name", "dump.sql")
+	cmd.Env = append(cleanEnviron(), e.vars...)
+	var out strings.Builder
+	cmd.Stdout = &out
+	// A --stdin push is in its session until its input ends: the
+	// test's hold on it.
+	in, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(in, "first half\n")
+	a.waitFor("node session started")
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.waitFor("shutting down: no new sessions")
+	io.WriteString(in, "second half\n")
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("push during shutdown: %v\n%s", err, a.Log())
+	}
+	sum := parseBackupJSON(t, out.String())
+	<-a.exited
+	if !strings.Contains(a.Log(), "snapshot="+sum.Snapshot) {
+		t.Fatalf("the push's snapshot is not in the log:\n%s", a.Log())
+	}
+	if got := e.ok("dump", "latest:/dump.sql"); got != "first half\nsecond half\n" {
+		t.Fatalf("dump %q", got)
+	}
+}

@@ -409,6 +409,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		return 1
 	}
 	defer untrack()
+	a.log.Info("node session started", "node", node, "command", command)
 	args := strings.Fields(command)
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots")

@@ -27,6 +27,7 @@ test: deps
 # binary (MB/s and peak RSS per phase).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
+	$(GO) test -run '^$$' -bench Prune200k -benchtime 1x ./repo/prune/
 	$(GO) test -run '^$$' -bench BackupRestore -benchtime 1x ./integration/
 
 # The main job: the appliance on ./var. Creates the repository, a demo

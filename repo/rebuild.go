@@ -181,7 +181,10 @@ func (r *Repository) indexPacks(ctx context.Context, idx *index.Index, ids []blo
 				mu.Unlock()
 				return nil
 			}
-			return idx.AddPack(id, index.PackInfo{Size: size, Blobs: len(entries)}, packBlobs(id, entries))
+			// The time a pack was written is not recorded in it: a
+			// pack indexed now counts as new, which only makes prune
+			// keep it longer.
+			return idx.AddPack(id, index.PackInfo{Size: size, Blobs: len(entries), Created: r.now()}, packBlobs(id, entries))
 		})
 	}
 	return bad, g.Wait()
@@ -338,7 +341,7 @@ func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]in
 		if len(entries) == 0 {
 			continue
 		}
-		if err := idx.AddPack(id, index.PackInfo{Size: sizes[id], Blobs: len(entries)}, entries); err != nil {
+		if err := idx.AddPack(id, index.PackInfo{Size: sizes[id], Blobs: len(entries), Created: time.Now()}, entries); err != nil {
 			return kept, err
 		}
 		kept += len(entries)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/chunker"
@@ -55,6 +56,14 @@ type Repository struct {
 	lock   *lockFile
 	log    *slog.Logger
 	now    func() time.Time
+
+	// gate orders index lookups that tell a session a blob exists
+	// (read-locked) against prune dropping packs from the index
+	// (write-locked, briefly).
+	gate     sync.RWMutex
+	smu      sync.Mutex
+	sessions map[*Session]time.Time // active sessions and when they started
+	pruning  *pruneState             // set while a prune runs
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -546,3 +546,49 @@ func TestHeaderDamageSurvivesRebuild(t *testing.T) {
 		t.Fatalf("rebuild without old index: %+v %v", rb, err)
 	}
 }
+
+// A session told during a prune that a blob exists keeps the blob's pack:
+// DropPacks does not drop it.
+func TestDropPacksKeepsBlobsReliedOnDuringPrune(t *testing.T) {
+	r := repotest.New(t)
+	s := r.NewSession()
+	data := []byte(strings.Repeat("relied upon ", 1000))
+	id, _, err := s.SaveBlob(t.Context(), blob.Data, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Flush(t.Context())
+	s.Abort()
+	h := blob.Handle{ID: id, Type: blob.Data}
+	loc, _, _ := r.Lookup(h)
+	p, err := r.BeginPrune()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.BeginPrune(); !errors.Is(err, repo.ErrPruneRunning) {
+		t.Fatalf("second prune: %v", err)
+	}
+	push := r.NewSession() // starts while the prune runs
+	if ok, _ := push.Known(h); !ok {
+		t.Fatal("not known")
+	}
+	dropped, err := p.DropPacks(t.Context(), map[blob.ID]int64{loc.Pack: 1})
+	if err != nil || len(dropped) != 0 {
+		t.Fatalf("dropped %v %v", dropped, err)
+	}
+	p.End()
+	push.Abort()
+	if got, err := r.LoadBlob(t.Context(), h, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob: %v", err)
+	}
+	// Without anyone relying on it, the pack goes.
+	p, _ = r.BeginPrune()
+	dropped, err = p.DropPacks(t.Context(), map[blob.ID]int64{loc.Pack: 1})
+	p.End()
+	if err != nil || len(dropped) != 1 {
+		t.Fatalf("dropped %v %v", dropped, err)
+	}
+	if _, err := r.LoadBlob(t.Context(), h, nil); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("after drop: %v", err)
+	}
+}

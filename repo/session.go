@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
@@ -48,6 +49,8 @@ type Session struct {
 	err     error                // sticky failure
 	stats   SessionStats
 	done    bool // committed or aborted: no more adds
+	relied  map[blob.Handle]bool // blobs the repository told this session it has: prune keeps them until the session ends
+	repack  bool                 // a prune's session: blobs are added even if indexed, and their entries move to the new packs
 }
 
 // SessionStats counts what a session stored.
@@ -65,9 +68,22 @@ type openPack struct {
 
 // NewSession starts a session.
 func (r *Repository) NewSession() *Session {
-	s := &Session{r: r, pending: make(map[blob.Handle]bool)}
+	s := &Session{r: r, pending: make(map[blob.Handle]bool), relied: make(map[blob.Handle]bool)}
 	s.cond = sync.NewCond(&s.mu)
+	r.smu.Lock()
+	if r.sessions == nil {
+		r.sessions = map[*Session]time.Time{}
+	}
+	r.sessions[s] = r.now()
+	r.smu.Unlock()
 	return s
+}
+
+// end unregisters the session: prune no longer protects what it relied on.
+func (s *Session) end() {
+	s.r.smu.Lock()
+	delete(s.r.sessions, s)
+	s.r.smu.Unlock()
 }
 
 // Known reports whether the repository or this session already has blob
@@ -79,7 +95,18 @@ func (s *Session) Known(h blob.Handle) (bool, error) {
 	if ok {
 		return true, nil
 	}
+	// Looking up and recording that the session relies on the blob
+	// happen together, under the gate, so a prune cannot drop the blob
+	// in between.
+	s.r.gate.RLock()
+	defer s.r.gate.RUnlock()
 	_, ok, err := s.r.idx.Lookup(h)
+	if ok && err == nil {
+		s.mu.Lock()
+		s.relied[h] = true
+		s.mu.Unlock()
+		s.r.relyDuringPrune(h)
+	}
 	return ok, err
 }
 
@@ -174,7 +201,7 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 // writePack finishes op, stores it, indexes its blobs and drops them
 // from the pending set. The caller has counted it in s.writing.
 func (s *Session) writePack(ctx context.Context, op *openPack) error {
-	err := s.r.storePack(ctx, op)
+	err := s.r.storePack(ctx, op, s.repack)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writing--
@@ -193,7 +220,7 @@ func (s *Session) writePack(ctx context.Context, op *openPack) error {
 }
 
 // storePack finishes a pack, writes it durably and indexes it.
-func (r *Repository) storePack(ctx context.Context, op *openPack) error {
+func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) error {
 	id, size, err := op.w.Finish()
 	if err != nil {
 		return err
@@ -202,10 +229,12 @@ func (r *Repository) storePack(ctx context.Context, op *openPack) error {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
 	crashpoint.Hit("after-pack-stored")
-	if err := r.idx.AddPack(id, index.PackInfo{Size: size, Blobs: op.w.Count()}, packBlobs(id, op.w.Entries())); err != nil {
-		return err
+	info := index.PackInfo{Size: size, Blobs: op.w.Count(), Created: r.now()}
+	add := r.idx.AddPack
+	if move {
+		add = r.idx.MovePack
 	}
-	return nil
+	return add(id, info, packBlobs(id, op.w.Entries()))
 }
 
 func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {
@@ -266,6 +295,7 @@ func (s *Session) Stats() SessionStats {
 // saved. The session takes no more blobs afterwards, even if Commit
 // fails.
 func (s *Session) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	defer s.end()
 	if err := s.flush(ctx, true); err != nil {
 		return blob.ID{}, err
 	}
@@ -276,7 +306,8 @@ func (s *Session) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, e
 // written are dropped; packs already written stay and are reused later.
 func (s *Session) Abort() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.done = true
 	s.open = [3]*openPack{}
+	s.mu.Unlock()
+	s.end()
 }

@@ -84,7 +84,7 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 // local lists the commands that never go to a running appliance: they
 // create or serve the repository, need it to themselves, or talk to a
 // remote appliance.
-var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true}
+var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true, "umount": true}
 
 // forward runs the command in the appliance that has the repository open,
 // if one runs; it returns false when the command should run here.
@@ -152,10 +152,13 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newDiffCommand(g),
 		newStatsCommand(g),
 		newDumpCommand(g),
+		newForgetCommand(g),
+		newPruneCommand(g),
 		newServeCommand(g),
 		newPushCommand(g),
 		newKeygenCommand(g),
 		newVersionCommand(),
+		newMountCommand(g), newUmountCommand(g),
 	)
 	wrapArgs(root)
 	return root

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"go.yaml.in/yaml/v3"
@@ -31,6 +32,40 @@ type Config struct {
 	Nodes map[string]*Node `yaml:"nodes"`
 	// Limits bound what nodes can make the appliance do.
 	Limits Limits `yaml:"limits"`
+	// Retention is what cairn forget (and the scheduled prune) keeps.
+	Retention Retention `yaml:"retention"`
+}
+
+// Retention holds the forget policies: by "node/plan", by "node", and
+// "default" for the rest; the first that exists applies. Groups without
+// any are never forgotten.
+type Retention struct {
+	// TimeZone buckets snapshots into days, weeks and months; empty is
+	// the appliance's local zone.
+	TimeZone string                  `yaml:"timezone,omitempty"`
+	Policies map[string]prune.Policy `yaml:"policies,omitempty"`
+}
+
+// Location returns the retention time zone.
+func (r Retention) Location() (*time.Location, error) {
+	if r.TimeZone == "" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(r.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("retention timezone: %w", err)
+	}
+	return loc, nil
+}
+
+// PolicyFor returns the policy for a node and plan.
+func (r Retention) PolicyFor(g prune.Group) (prune.Policy, bool) {
+	for _, k := range []string{g.Node + "/" + g.Plan, g.Node, "default"} {
+		if p, ok := r.Policies[k]; ok {
+			return p, true
+		}
+	}
+	return prune.Policy{}, false
 }
 
 // Node is one machine allowed to connect.
@@ -115,6 +150,14 @@ func (c *Config) check() error {
 	if l.MaxBatch <= 0 || l.MaxBatch > 65536 {
 		l.MaxBatch = 4096
 	}
+	if _, err := c.Retention.Location(); err != nil {
+		return err
+	}
+	for k, p := range c.Retention.Policies {
+		if p.Empty() {
+			return fmt.Errorf("retention policy %s keeps nothing; give at least one keep_* rule", k)
+		}
+	}
 	seen := map[string]string{}
 	for name, n := range c.Nodes {
 		if n == nil {
@@ -188,6 +231,13 @@ nodes: {}
 #    keys:
 #      - ssh-ed25519 AAAA... root@lyra
 #    permissions: [push, read]
+
+# retention: what cairn forget keeps (by node/plan, node, or default).
+# retention:
+#   timezone: Europe/Berlin
+#   policies:
+#     default: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 12}
+#     lyra/git: {keep_daily: 30, keep_within: 7d}
 
 # limits:
 #   sessions: 32            # all nodes together

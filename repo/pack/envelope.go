@@ -173,3 +173,23 @@ func VerifyPayload(dst []byte, h blob.Handle, c Compression, rawLen int, payload
 }
 
 var errMismatch = errors.Join(errors.New("plaintext does not match its id"), blob.ErrCorrupt)
+
+// OpenEnvelope authenticates an envelope of blob h, checks (by
+// decompressing and re-hashing) that it holds the blob, and returns its
+// compression and payload as stored, for copying into another pack
+// without compressing again.
+func OpenEnvelope(key *seal.Key, h blob.Handle, rawLen int, envelope []byte) (Compression, []byte, error) {
+	aad := envelopeAAD(h)
+	pt, err := key.Open(nil, envelope, aad[:])
+	if err != nil {
+		return 0, nil, fmt.Errorf("blob %s: %w", h, err)
+	}
+	if len(pt) < 1 {
+		return 0, nil, fmt.Errorf("blob %s: empty envelope: %w", h, blob.ErrCorrupt)
+	}
+	c := Compression(pt[0])
+	if _, err := VerifyPayload(nil, h, c, rawLen, pt[1:]); err != nil {
+		return 0, nil, err
+	}
+	return c, pt[1:], nil
+}

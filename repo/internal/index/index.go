@@ -13,7 +13,7 @@
 // disposable (losing it loses nothing that a backup depends on):
 //
 //	'b' type (1) blob ID (32) → pack ID (32), offset (8), envelope length (4), plaintext length (4), type (1)   derivable: pack headers
-//	'p' pack ID (32)          → size (8), blob count (4)                                                        derivable: packs/
+//	'p' pack ID (32)          → size (8), blob count (4), unix ns when written (8)                              derivable: packs/ (time: file mtime)
 //	's' snapshot ID (32)      → the snapshot record's plaintext encoding                                        derivable: snapshots/
 //	'v' pack ID (32)          → unix nanoseconds of the last successful read-and-verify (8)                     disposable
 //	'l' pack ID (32)          → unix nanoseconds when the pack was found missing (8)                            disposable
@@ -51,7 +51,7 @@ import (
 )
 
 // SchemaVersion is the badger external magic of this schema.
-const SchemaVersion uint16 = 0xCA02
+const SchemaVersion uint16 = 0xCA03
 
 // Key prefixes.
 const (
@@ -101,8 +101,9 @@ func decodeLocation(b []byte) (Location, error) {
 
 // PackInfo is what the index records about a pack.
 type PackInfo struct {
-	Size  int64
-	Blobs int
+	Size    int64
+	Blobs   int
+	Created time.Time // when the pack was written (for a rebuilt index: when it was indexed)
 }
 
 // BlobEntry is one blob of a pack being added.
@@ -242,9 +243,22 @@ func (x *Index) Has(hs []blob.Handle) ([]bool, error) {
 
 // AddPack records a pack and its blobs: first every blob, then the pack
 // key, so a pack key always means a completely indexed pack. A blob that
-// is indexed already (a duplicate stored by concurrent sessions or a
-// repack) keeps its first location; both copies are valid.
+// is indexed already (a duplicate stored by concurrent sessions) keeps its
+// first location; both copies are valid.
 func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
+	return x.addPack(id, info, blobs, false)
+}
+
+// MovePack is AddPack for a pack written by a repack: its blobs' entries
+// move to it, so the packs they came from can be deleted.
+func (x *Index) MovePack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.addPack(id, info, blobs, true)
+}
+
+func (x *Index) addPack(id blob.ID, info PackInfo, blobs []BlobEntry, move bool) error {
 	if x == nil {
 		return ErrNotOpen
 	}
@@ -255,6 +269,9 @@ func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
 	known, err := x.Has(hs)
 	if err != nil {
 		return err
+	}
+	if move {
+		clear(known)
 	}
 	wb := x.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -271,6 +288,7 @@ func (x *Index) AddPack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
 	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
 	v = binary.BigEndian.AppendUint32(v, uint32(info.Blobs))
+	v = binary.BigEndian.AppendUint64(v, uint64(info.Created.UnixNano()))
 	err = x.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete(key(prefixLost, id)); err != nil {
 			return err
@@ -306,10 +324,11 @@ func (x *Index) Pack(id blob.ID) (info PackInfo, ok bool, err error) {
 }
 
 func decodePackInfo(v []byte) (PackInfo, error) {
-	if len(v) != 12 {
-		return PackInfo{}, fmt.Errorf("index: pack record of %d bytes, want 12: %w", len(v), blob.ErrCorrupt)
+	if len(v) != 20 {
+		return PackInfo{}, fmt.Errorf("index: pack record of %d bytes, want 20: %w", len(v), blob.ErrCorrupt)
 	}
-	return PackInfo{Size: int64(binary.BigEndian.Uint64(v)), Blobs: int(binary.BigEndian.Uint32(v[8:]))}, nil
+	return PackInfo{Size: int64(binary.BigEndian.Uint64(v)), Blobs: int(binary.BigEndian.Uint32(v[8:])),
+		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[12:])))}, nil
 }
 
 // Packs calls fn for every indexed pack in ID order.

@@ -1,0 +1,204 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/internal/index"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// pruneState is what the repository tracks while a prune runs.
+type pruneState struct {
+	mu     sync.Mutex
+	start  time.Time
+	relied map[blob.Handle]bool // blobs sessions were told exist since the prune started
+}
+
+// ErrPruneRunning is returned by BeginPrune while another prune runs.
+var ErrPruneRunning = errors.New("a prune is running already")
+
+// Pruning is a prune in progress: what it may and may not delete. Sessions
+// keep pushing while it runs; see [Repository.BeginPrune].
+type Pruning struct {
+	r  *Repository
+	st *pruneState
+	// Cutoff: packs written at or after it are never deleted (they may
+	// hold blobs of sessions still in flight).
+	Cutoff time.Time
+	// Protected are the blobs that sessions in flight at the start rely
+	// on or added.
+	Protected []blob.Handle
+}
+
+// BeginPrune starts a prune. From now until End, every blob any session
+// is told exists is recorded, and DropPacks keeps the packs holding them;
+// packs written after the oldest session still in flight began are kept;
+// and what sessions in flight relied on or added is returned in
+// Protected.
+func (r *Repository) BeginPrune() (*Pruning, error) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	if r.pruning != nil {
+		return nil, ErrPruneRunning
+	}
+	st := &pruneState{start: r.now(), relied: map[blob.Handle]bool{}}
+	p := &Pruning{r: r, st: st, Cutoff: st.start}
+	for s, started := range r.sessions {
+		if started.Before(p.Cutoff) {
+			p.Cutoff = started
+		}
+		s.mu.Lock()
+		for h := range s.relied {
+			p.Protected = append(p.Protected, h)
+		}
+		for h := range s.pending {
+			p.Protected = append(p.Protected, h)
+		}
+		s.mu.Unlock()
+	}
+	r.pruning = st
+	return p, nil
+}
+
+// End finishes the prune.
+func (p *Pruning) End() {
+	p.r.smu.Lock()
+	p.r.pruning = nil
+	p.r.smu.Unlock()
+}
+
+func (r *Repository) relyDuringPrune(h blob.Handle) {
+	r.smu.Lock()
+	st := r.pruning
+	r.smu.Unlock()
+	if st != nil {
+		st.mu.Lock()
+		st.relied[h] = true
+		st.mu.Unlock()
+	}
+}
+
+// PackRecord is what the index says about one pack.
+type PackRecord struct {
+	ID      blob.ID
+	Size    int64
+	Blobs   int
+	Created time.Time
+}
+
+// PackRecords calls fn for every indexed pack.
+func (r *Repository) PackRecords(fn func(PackRecord) error) error {
+	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error {
+		return fn(PackRecord{ID: id, Size: info.Size, Blobs: info.Blobs, Created: info.Created})
+	})
+}
+
+// NewRepackSession returns a session for a prune: CopyBlob adds blobs to
+// it even though they are indexed, and when its packs are written the
+// index entries of their blobs move to them.
+func (r *Repository) NewRepackSession() *Session {
+	s := r.NewSession()
+	s.repack = true
+	return s
+}
+
+// CopyBlob reads blob h (authenticated and re-hashed) from its current
+// pack and adds it, compressed as it was, to the repack session s.
+func (r *Repository) CopyBlob(ctx context.Context, s *Session, h blob.Handle) error {
+	loc, ok, err := r.idx.Lookup(h)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
+	}
+	f, err := r.be.Open(ctx, r.packHandle(loc.Pack))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	env := make([]byte, loc.Length)
+	if _, err := f.ReadAt(env, int64(loc.Offset)); err != nil {
+		return fmt.Errorf("blob %s: read pack %s: %w", h, loc.Pack.Short(), err)
+	}
+	c, payload, err := pack.OpenEnvelope(r.key, h, int(loc.RawLength), env)
+	if err != nil {
+		return fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
+	}
+	_, err = s.add(ctx, h, c, payload, int(loc.RawLength))
+	return err
+}
+
+// FinishRepack writes the repack session's packs and makes the index
+// durable, so their blobs' entries point to the new packs before any old
+// pack is deleted.
+func (r *Repository) FinishRepack(ctx context.Context, s *Session) error {
+	if err := s.flush(ctx, true); err != nil {
+		return err
+	}
+	s.end()
+	return r.idx.Sync()
+}
+
+// DropPacks removes packs from the repository: first from the index, then
+// their files. A pack that holds a blob some session was told exists
+// since the prune began (and whose entry still points to that pack) is
+// kept, and so is one written at or after the cutoff; DropPacks returns
+// the packs it dropped. The index change happens under the gate, so no
+// session is told a blob exists while its pack is going.
+func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropped map[blob.ID]int64, err error) {
+	r := p.r
+	r.gate.Lock()
+	p.st.mu.Lock()
+	keep := map[blob.ID]bool{}
+	for h := range p.st.relied {
+		if loc, ok, _ := r.idx.Lookup(h); ok {
+			keep[loc.Pack] = true
+		}
+	}
+	p.st.mu.Unlock()
+	dropped = map[blob.ID]int64{}
+	drop := map[blob.ID]bool{}
+	for id, size := range packs {
+		if !keep[id] {
+			dropped[id] = size
+			drop[id] = true
+		}
+	}
+	_, err = r.idx.RemovePacks(drop, false, r.now())
+	if err == nil {
+		err = r.idx.Sync()
+	}
+	r.gate.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	crashpoint.Hit("prune-after-index")
+	n := 0
+	for id := range dropped {
+		if err := r.be.Delete(ctx, r.packHandle(id)); err != nil {
+			return dropped, err
+		}
+		n++
+		if n == 1 {
+			crashpoint.Hit("prune-mid-delete")
+		}
+	}
+	return dropped, nil
+}
+
+// DeleteSnapshot removes a snapshot: its file (the truth) first, then
+// its index entry.
+func (r *Repository) DeleteSnapshot(ctx context.Context, id blob.ID) error {
+	if err := r.be.Delete(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}); err != nil {
+		return err
+	}
+	return r.idx.RemoveSnapshot(id)
+}

@@ -1,0 +1,195 @@
+package prune
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/snapshot"
+)
+
+// Policy says which snapshots of one node and plan to keep. A snapshot
+// is kept if any rule keeps it; the rules are those of restic and borg:
+//   - Last: the newest N snapshots;
+//   - Hourly, Daily, Weekly, Monthly, Yearly: the newest snapshot in each
+//     of the newest N hours, days, ISO weeks, months or years that have
+//     snapshots, counted in the policy's time zone (calendar fields, so
+//     daylight saving changes do not shift days);
+//   - Within: every snapshot taken within that span before the newest
+//     snapshot (not before now: a node that stopped backing up keeps its
+//     last ones);
+//   - Tags: every snapshot carrying one of the tags.
+type Policy struct {
+	Last    int      `yaml:"keep_last,omitempty" json:"keep_last,omitempty"`
+	Hourly  int      `yaml:"keep_hourly,omitempty" json:"keep_hourly,omitempty"`
+	Daily   int      `yaml:"keep_daily,omitempty" json:"keep_daily,omitempty"`
+	Weekly  int      `yaml:"keep_weekly,omitempty" json:"keep_weekly,omitempty"`
+	Monthly int      `yaml:"keep_monthly,omitempty" json:"keep_monthly,omitempty"`
+	Yearly  int      `yaml:"keep_yearly,omitempty" json:"keep_yearly,omitempty"`
+	Within  Span     `yaml:"keep_within,omitempty" json:"keep_within,omitzero"`
+	Tags    []string `yaml:"keep_tag,omitempty" json:"keep_tag,omitempty"`
+}
+
+// Empty reports whether the policy keeps nothing (and so must not be
+// applied: forgetting everything is never what an operator meant).
+func (p Policy) Empty() bool {
+	return p.Last <= 0 && p.Hourly <= 0 && p.Daily <= 0 && p.Weekly <= 0 && p.Monthly <= 0 && p.Yearly <= 0 && p.Within.IsZero() && len(p.Tags) == 0
+}
+
+// Span is a calendar duration: years, months, days and hours, written
+// like "1y6m", "30d", "12h" or "2y3m4d5h" ("m" is months).
+type Span struct{ Years, Months, Days, Hours int }
+
+// IsZero reports whether the span is empty.
+func (s Span) IsZero() bool { return s == Span{} }
+
+// ParseSpan parses "1y2m3d4h" style spans.
+func ParseSpan(v string) (Span, error) {
+	var s Span
+	rest := strings.TrimSpace(v)
+	if rest == "" {
+		return s, errors.New("empty span")
+	}
+	for rest != "" {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(rest) {
+			return Span{}, fmt.Errorf("span %q: want numbers with units y, m, d, h (for example 7d or 1y6m)", v)
+		}
+		n, err := strconv.Atoi(rest[:i])
+		if err != nil {
+			return Span{}, fmt.Errorf("span %q: %w", v, err)
+		}
+		switch rest[i] {
+		case 'y':
+			s.Years += n
+		case 'm':
+			s.Months += n
+		case 'd':
+			s.Days += n
+		case 'h':
+			s.Hours += n
+		default:
+			return Span{}, fmt.Errorf("span %q: unknown unit %q (use y, m, d, h)", v, rest[i])
+		}
+		rest = rest[i+1:]
+	}
+	return s, nil
+}
+
+func (s Span) String() string {
+	var b strings.Builder
+	for _, p := range []struct {
+		n int
+		u string
+	}{{s.Years, "y"}, {s.Months, "m"}, {s.Days, "d"}, {s.Hours, "h"}} {
+		if p.n != 0 {
+			fmt.Fprintf(&b, "%d%s", p.n, p.u)
+		}
+	}
+	return b.String()
+}
+
+// MarshalText and UnmarshalText let spans appear in YAML and JSON.
+func (s Span) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a span.
+func (s *Span) UnmarshalText(b []byte) error {
+	v, err := ParseSpan(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// before returns t minus the span, by the calendar.
+func (s Span) before(t time.Time) time.Time {
+	return t.AddDate(-s.Years, -s.Months, -s.Days).Add(-time.Duration(s.Hours) * time.Hour)
+}
+
+// Decision is what a policy says about one snapshot.
+type Decision struct {
+	snapshot.Entry
+	Keep    bool
+	Reasons []string // why it is kept, e.g. "daily 2026-11-26", "last 1", "within 7d", "tag important"
+}
+
+// Group is the node and plan a policy applies to.
+type Group struct{ Node, Plan string }
+
+// GroupOf returns the group a snapshot belongs to.
+func GroupOf(s *snapshot.Snapshot) Group { return Group{Node: s.Node, Plan: s.Plan} }
+
+func (g Group) String() string {
+	if g.Plan == "" {
+		return g.Node
+	}
+	return g.Node + "/" + g.Plan
+}
+
+// Apply decides, for the snapshots of one group, which the policy keeps,
+// bucketing in loc. It returns decisions newest first.
+func Apply(list []snapshot.Entry, p Policy, loc *time.Location) []Decision {
+	sorted := slices.Clone(list)
+	slices.SortStableFunc(sorted, func(a, b snapshot.Entry) int {
+		if c := b.Time.Compare(a.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID.String(), a.ID.String())
+	})
+	type bucket struct {
+		name  string
+		count int
+		key   func(t time.Time) string
+		last  string
+	}
+	buckets := []*bucket{
+		{name: "hourly", count: p.Hourly, key: func(t time.Time) string { return t.Format("2006-01-02 15h") }},
+		{name: "daily", count: p.Daily, key: func(t time.Time) string { return t.Format("2006-01-02") }},
+		{name: "weekly", count: p.Weekly, key: func(t time.Time) string {
+			y, w := t.ISOWeek()
+			return fmt.Sprintf("%d-W%02d", y, w)
+		}},
+		{name: "monthly", count: p.Monthly, key: func(t time.Time) string { return t.Format("2006-01") }},
+		{name: "yearly", count: p.Yearly, key: func(t time.Time) string { return t.Format("2006") }},
+	}
+	var withinFrom time.Time
+	if !p.Within.IsZero() && len(sorted) > 0 {
+		withinFrom = p.Within.before(sorted[0].Time)
+	}
+	out := make([]Decision, len(sorted))
+	for i, e := range sorted {
+		d := Decision{Entry: e}
+		t := e.Time.In(loc)
+		if i < p.Last {
+			d.Reasons = append(d.Reasons, fmt.Sprintf("last %d", i+1))
+		}
+		for _, b := range buckets {
+			if b.count <= 0 {
+				continue
+			}
+			if k := b.key(t); k != b.last {
+				b.last = k
+				b.count--
+				d.Reasons = append(d.Reasons, b.name+" "+k)
+			}
+		}
+		if !withinFrom.IsZero() && !e.Time.Before(withinFrom) {
+			d.Reasons = append(d.Reasons, "within "+p.Within.String())
+		}
+		for _, tag := range p.Tags {
+			if slices.Contains(e.Tags, tag) {
+				d.Reasons = append(d.Reasons, "tag "+tag)
+			}
+		}
+		d.Keep = len(d.Reasons) > 0
+		out[i] = d
+	}
+	return out
+}

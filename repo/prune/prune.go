@@ -1,0 +1,349 @@
+// Package prune decides which snapshots to forget (retention policies)
+// and removes data no snapshot uses, while nodes keep pushing.
+//
+// # Prune
+//
+// Run marks every blob reachable from the remaining snapshots, plus what
+// sessions in flight rely on, in a Bloom filter (a false positive only
+// keeps a little garbage). Packs whose blobs are all unused are deleted;
+// packs with more than MaxUnused of their bytes unused are repacked: their
+// used blobs are copied (authenticated and re-hashed, not recompressed)
+// into new packs whose index entries replace the old ones, and only after
+// those packs and the index are durable are the old packs dropped.
+//
+// # Concurrent pushes
+//
+// Packs written after the oldest session in flight began are never
+// deleted (they may hold blobs of a snapshot not committed yet). Blobs a
+// session was told exist, before or during the prune, keep their packs
+// (repo.Pruning.DropPacks). The only moment a push waits is while the
+// index drops the packs.
+//
+// # Crash safety
+//
+// Each step leaves a consistent repository: new packs are durable and
+// indexed before old ones leave the index, which is synced before any
+// file is deleted; a pack file left behind by a crash is indexed again at
+// the next open and deleted by the next prune.
+//
+// # Memory
+//
+// The Bloom filter (about 1.8 bytes per blob, at most 64 MiB), the set of
+// tree IDs visited (about 40 bytes per distinct directory listing), one
+// counter per pack, and the list of blobs to repack (bounded by
+// MaxRepack).
+package prune
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/seal"
+	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/tree"
+)
+
+// Options configure Run.
+type Options struct {
+	DryRun bool
+	// MaxUnused is the fraction of a pack's bytes that may be unused
+	// before the pack is repacked; default 0.05 (5 %), like restic.
+	MaxUnused float64
+	// MaxRepack bounds the bytes copied by one run; zero is no bound.
+	MaxRepack int64
+}
+
+// Report says what a prune did (or, with DryRun, would do).
+type Report struct {
+	DryRun          bool          `json:"dry_run"`
+	Snapshots       int           `json:"snapshots"`
+	Packs           int           `json:"packs"`
+	PacksDeleted    int           `json:"packs_deleted"`
+	PacksRepacked   int           `json:"packs_repacked"`
+	PacksKept       int           `json:"packs_kept_for_pushes"` // would go, but hold blobs of pushes in flight
+	BlobsRepacked   int           `json:"blobs_repacked"`
+	BytesBefore     int64         `json:"bytes_before"`
+	BytesRepacked   int64         `json:"bytes_repacked"`
+	BytesFreed      int64         `json:"bytes_freed"`
+	UnusedRemaining int64         `json:"unused_bytes_remaining"`
+	BloomBytes      int           `json:"bloom_bytes"`
+	Duration        time.Duration `json:"duration_ns"`
+}
+
+type packStat struct {
+	size    int64
+	created time.Time
+	used    int64 // bytes of used blobs indexed in this pack
+	nUsed   int
+	blobs   int
+}
+
+// unused is the bytes of blobs no snapshot uses (the pack's own
+// structure, prefix, header and footer, does not count).
+func (st *packStat) unused() int64 {
+	overhead := int64(pack.PrefixSize + pack.FooterSize + seal.Overhead + pack.EntrySize*st.blobs)
+	return max(st.size-overhead-st.used, 0)
+}
+
+// Run prunes the repository.
+func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
+	start := time.Now()
+	if o.MaxUnused <= 0 {
+		o.MaxUnused = 0.05
+	}
+	p, err := r.BeginPrune()
+	if err != nil {
+		return nil, err
+	}
+	defer p.End()
+	rep := &Report{DryRun: o.DryRun}
+
+	packs := map[blob.ID]*packStat{}
+	var nBlobs int
+	err = r.PackRecords(func(pr repo.PackRecord) error {
+		packs[pr.ID] = &packStat{size: pr.Size, created: pr.Created, blobs: pr.Blobs}
+		nBlobs += pr.Blobs
+		rep.BytesBefore += pr.Size
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Packs = len(packs)
+
+	used, err := mark(ctx, r, nBlobs, p.Protected, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.BloomBytes = used.bytes()
+	err = r.IndexedBlobs(func(h blob.Handle, loc repo.Location) error {
+		if st := packs[loc.Pack]; st != nil && used.has(h) {
+			st.used += int64(loc.Length)
+			st.nUsed++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	// Decide: delete packs with nothing used, repack the emptiest of the
+	// rest while the budget lasts. Packs as new as the oldest push in
+	// flight are left alone.
+	drop := map[blob.ID]int64{}
+	type cand struct {
+		id      blob.ID
+		unused  float64
+		usedLen int64
+	}
+	var cands []cand
+	for id, st := range packs {
+		if !st.created.Before(p.Cutoff) {
+			continue
+		}
+		switch {
+		case st.nUsed == 0:
+			drop[id] = st.size
+		case float64(st.unused())/float64(st.size) > o.MaxUnused:
+			cands = append(cands, cand{id: id, unused: float64(st.unused()) / float64(st.size), usedLen: st.used})
+		}
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].unused > cands[j].unused })
+	repack := map[blob.ID]bool{}
+	for _, c := range cands {
+		if o.MaxRepack > 0 && rep.BytesRepacked+c.usedLen > o.MaxRepack {
+			continue
+		}
+		repack[c.id] = true
+		rep.BytesRepacked += c.usedLen
+	}
+	if o.DryRun {
+		for id := range drop {
+			rep.PacksDeleted++
+			rep.BytesFreed += packs[id].size
+		}
+		for id := range repack {
+			rep.PacksRepacked++
+			rep.BytesFreed += packs[id].unused()
+		}
+		rep.UnusedRemaining = unusedRemaining(packs, drop, repack)
+		rep.Duration = time.Since(start)
+		return rep, nil
+	}
+
+	if len(repack) > 0 {
+		var move []blob.Handle
+		err := r.IndexedBlobs(func(h blob.Handle, loc repo.Location) error {
+			if repack[loc.Pack] && used.has(h) {
+				move = append(move, h)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		s := r.NewRepackSession()
+		for _, h := range move {
+			if err := ctx.Err(); err != nil {
+				s.Abort()
+				return nil, err
+			}
+			if err := r.CopyBlob(ctx, s, h); err != nil {
+				s.Abort()
+				return nil, fmt.Errorf("prune: repack: %w", err)
+			}
+		}
+		if err := r.FinishRepack(ctx, s); err != nil {
+			return nil, fmt.Errorf("prune: repack: %w", err)
+		}
+		rep.BlobsRepacked = len(move)
+		crashpoint.Hit("prune-after-repack")
+		for id := range repack {
+			drop[id] = packs[id].size
+		}
+	}
+	dropped, err := p.DropPacks(ctx, drop)
+	for id, size := range dropped {
+		if repack[id] {
+			rep.PacksRepacked++
+		} else {
+			rep.PacksDeleted++
+		}
+		rep.BytesFreed += size
+	}
+	rep.PacksKept = len(drop) - len(dropped)
+	if err != nil {
+		return rep, err
+	}
+	rep.BytesFreed -= rep.BytesRepacked // the copies take room again
+	rep.UnusedRemaining = unusedRemaining(packs, dropped, nil)
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+func unusedRemaining(packs map[blob.ID]*packStat, gone map[blob.ID]int64, repacked map[blob.ID]bool) int64 {
+	var n int64
+	for id, st := range packs {
+		if _, ok := gone[id]; ok || repacked[id] {
+			continue
+		}
+		n += st.unused()
+	}
+	return n
+}
+
+// mark returns the blobs used by every snapshot and by sessions in flight.
+// It refuses to go on if any tree cannot be read: what such a tree uses
+// is unknown, so nothing could be deleted safely.
+func mark(ctx context.Context, r *repo.Repository, nBlobs int, protected []blob.Handle, rep *Report) (*bloom, error) {
+	used := newBloom(nBlobs, 0.001)
+	for _, h := range protected {
+		used.add(h)
+	}
+	list, err := r.Snapshots(ctx, snapshot.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	rep.Snapshots = len(list)
+	visited := map[blob.ID]struct{}{}
+	var walk func(id blob.ID) error
+	walk = func(id blob.ID) error {
+		if _, ok := visited[id]; ok {
+			return nil
+		}
+		visited[id] = struct{}{}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		used.add(blob.Handle{ID: id, Type: blob.Tree})
+		t, err := snapfs.LoadTree(ctx, r, id)
+		if err != nil {
+			return fmt.Errorf("prune: tree %s cannot be read (%w); run cairn check: nothing is deleted while a snapshot cannot be read", id.Short(), err)
+		}
+		for _, n := range t.Nodes {
+			switch n.Type {
+			case tree.Dir:
+				if err := walk(n.Subtree); err != nil {
+					return err
+				}
+			case tree.File:
+				for _, c := range n.Content {
+					if !c.ID.IsZero() {
+						used.add(blob.Handle{ID: c.ID, Type: blob.Data})
+					}
+				}
+			}
+		}
+		return nil
+	}
+	for _, e := range list {
+		if err := walk(e.Tree); err != nil {
+			return nil, err
+		}
+	}
+	return used, nil
+}
+
+// Forget applies policies to the snapshots that pass filter: policyFor
+// returns the policy of a group (ok false: leave the group alone). Unless
+// dryRun, the snapshots not kept are deleted. Decisions are returned per
+// group, newest first, groups in name order.
+func Forget(ctx context.Context, r *repo.Repository, filter snapshot.Filter, policyFor func(Group) (Policy, bool), loc *time.Location, dryRun bool) (map[Group][]Decision, error) {
+	list, err := r.Snapshots(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	groups := map[Group][]snapshot.Entry{}
+	for _, e := range list {
+		g := GroupOf(e.Snapshot)
+		groups[g] = append(groups[g], e)
+	}
+	out := map[Group][]Decision{}
+	names := make([]Group, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	slices.SortFunc(names, func(a, b Group) int {
+		if a.Node != b.Node {
+			return compare(a.Node, b.Node)
+		}
+		return compare(a.Plan, b.Plan)
+	})
+	for _, g := range names {
+		p, ok := policyFor(g)
+		if !ok || p.Empty() {
+			continue
+		}
+		ds := Apply(groups[g], p, loc)
+		out[g] = ds
+		if dryRun {
+			continue
+		}
+		for _, d := range ds {
+			if !d.Keep {
+				if err := r.DeleteSnapshot(ctx, d.ID); err != nil {
+					return out, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

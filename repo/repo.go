@@ -63,7 +63,7 @@ type Repository struct {
 	gate     sync.RWMutex
 	smu      sync.Mutex
 	sessions map[*Session]time.Time // active sessions and when they started
-	pruning  *pruneState             // set while a prune runs
+	pruning  *pruneState            // set while a prune runs
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -48,7 +48,7 @@ type Session struct {
 	writing int                  // pack writes in flight
 	err     error                // sticky failure
 	stats   SessionStats
-	done    bool // committed or aborted: no more adds
+	done    bool                 // committed or aborted: no more adds
 	relied  map[blob.Handle]bool // blobs the repository told this session it has: prune keeps them until the session ends
 	repack  bool                 // a prune's session: blobs are added even if indexed, and their entries move to the new packs
 }

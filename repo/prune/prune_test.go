@@ -207,4 +207,3 @@ func (f uploaderFunc) SaveBlob(_ context.Context, t blob.Type, d []byte) (blob.I
 }
 
 func (f uploaderFunc) Known(blob.Handle) (bool, error) { return false, nil }
-

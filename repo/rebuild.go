@@ -454,3 +454,18 @@ func (r *Repository) IndexedBlobs(fn func(h blob.Handle, loc Location) error) er
 func (r *Repository) LostPacks(fn func(id blob.ID, when time.Time) error) error {
 	return r.idx.LostPacks(fn)
 }
+
+// PutJobRun records a run of a scheduled job (disposable history).
+func (r *Repository) PutJobRun(job string, start time.Time, value []byte) error {
+	return r.idx.PutJobRun(job, start, value)
+}
+
+// JobRuns calls fn with recorded runs, newest first per job.
+func (r *Repository) JobRuns(job string, limit int, fn func(job string, value []byte) bool) error {
+	return r.idx.JobRuns(job, limit, fn)
+}
+
+// VerifiedTimes calls fn with each pack's last full verification time.
+func (r *Repository) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
+	return r.idx.VerifiedTimes(fn)
+}

@@ -149,6 +149,9 @@ func (s Subset) pick(ids []blob.ID) []blob.ID {
 type Options struct {
 	ReadData bool
 	Subset   Subset
+	// Packs, if not empty, are the packs ReadData reads (instead of
+	// Subset): the verify job picks the least recently verified ones.
+	Packs []blob.ID
 	// Progress, if set, is called after each pack read.
 	Progress func(done, total int)
 }
@@ -182,7 +185,11 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
 		return nil, err
 	}
 	if o.ReadData {
-		if err := c.readData(ctx, o.Subset.pick(packs), o.Progress); err != nil {
+		chosen := o.Subset.pick(packs)
+		if len(o.Packs) > 0 {
+			chosen = o.Packs
+		}
+		if err := c.readData(ctx, chosen, o.Progress); err != nil {
 			return nil, err
 		}
 	}

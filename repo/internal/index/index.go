@@ -17,6 +17,7 @@
 //	's' snapshot ID (32)      → the snapshot record's plaintext encoding                                        derivable: snapshots/
 //	'v' pack ID (32)          → unix nanoseconds of the last successful read-and-verify (8)                     disposable
 //	'l' pack ID (32)          → unix nanoseconds when the pack was found missing (8)                            disposable
+//	'j' len, job, start (8)   → one scheduled job run, as the scheduler encodes it                              disposable
 //
 // Blobs are keyed by type and ID: a data chunk and a tree with the same
 // bytes are two blobs. A pack's 'p' key is written only after all of its
@@ -533,4 +534,86 @@ func trim(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// Job history ('j' prefix, disposable): key 'j', job name length (1),
+// job name, unix nanoseconds of the run's start (8, big-endian, so runs of
+// a job sort by time); value: the run as the scheduler encodes it.
+const prefixJob = 'j'
+
+func jobKey(job string, start time.Time) []byte {
+	k := make([]byte, 0, 2+len(job)+8)
+	k = append(k, prefixJob, byte(len(job)))
+	k = append(k, job...)
+	return binary.BigEndian.AppendUint64(k, uint64(start.UnixNano()))
+}
+
+// PutJobRun records one run of a job.
+func (x *Index) PutJobRun(job string, start time.Time, value []byte) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	if job == "" || len(job) > 255 {
+		return fmt.Errorf("index: job name %q", job)
+	}
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(jobKey(job, start), value) }); err != nil {
+		return fmt.Errorf("index: job run: %w", err)
+	}
+	return nil
+}
+
+// JobRuns calls fn with the runs of job (all jobs if ""), newest first
+// within each job, until fn returns false or limit runs per job were
+// given (limit <= 0: all).
+func (x *Index) JobRuns(job string, limit int, fn func(job string, value []byte) bool) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{prefixJob}
+		if job != "" {
+			prefix = append(prefix, byte(len(job)))
+			prefix = append(prefix, job...)
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse = true
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		count := map[string]int{}
+		seek := append(append([]byte{}, prefix...), 0xff)
+		for it.Seek(seek); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < 2 || len(k) != 2+int(k[1])+8 {
+				return fmt.Errorf("index: job key of %d bytes: %w", len(k), blob.ErrCorrupt)
+			}
+			name := string(k[2 : 2+int(k[1])])
+			if limit > 0 && count[name] >= limit {
+				continue
+			}
+			count[name]++
+			var stop bool
+			err := it.Item().Value(func(v []byte) error {
+				stop = !fn(name, v)
+				return nil
+			})
+			if err != nil || stop {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// VerifiedTimes calls fn with every pack's last verification time.
+func (x *Index) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.scan(prefixVerified, func(id blob.ID, v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("index: verification time of %d bytes: %w", len(v), blob.ErrCorrupt)
+		}
+		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
+	})
 }

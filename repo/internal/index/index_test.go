@@ -158,3 +158,29 @@ func TestNilIndex(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestJobRuns(t *testing.T) {
+	x := open(t, t.TempDir())
+	defer x.Close()
+	t0 := time.Unix(1800000000, 0)
+	for i := range 5 {
+		x.PutJobRun("verify", t0.Add(time.Duration(i)*time.Hour), []byte{byte('a' + i)})
+	}
+	x.PutJobRun("drill", t0, []byte("d"))
+	var got []string
+	x.JobRuns("verify", 3, func(job string, v []byte) bool { got = append(got, job+":"+string(v)); return true })
+	if strings.Join(got, ",") != "verify:e,verify:d,verify:c" {
+		t.Fatalf("verify runs %v", got)
+	}
+	got = nil
+	x.JobRuns("", 1, func(job string, v []byte) bool { got = append(got, job+":"+string(v)); return true })
+	if strings.Join(got, ",") != "verify:e,drill:d" {
+		t.Fatalf("all jobs, one each: %v", got)
+	}
+	// "verif" is a prefix of "verify" but not the same job.
+	got = nil
+	x.JobRuns("verif", 0, func(job string, v []byte) bool { got = append(got, job); return true })
+	if len(got) != 0 {
+		t.Fatalf("verif: %v", got)
+	}
+}

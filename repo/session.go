@@ -120,10 +120,19 @@ func (s *Session) SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.
 	if len(data) > blob.MaxSize {
 		return h.ID, false, fmt.Errorf("blob %s: %d bytes is more than the limit of %d", h, len(data), blob.MaxSize)
 	}
-	payload, c := pack.Compress(nil, data, s.r.level)
+	bp := payloadPool.Get().(*[]byte)
+	payload, c := pack.Compress((*bp)[:0], data, s.r.level)
 	added, err := s.add(ctx, h, c, payload, len(data))
+	*bp = payload
+	if cap(payload) <= 16<<20 {
+		payloadPool.Put(bp)
+	}
 	return h.ID, added, err
 }
+
+// payloadPool recycles compression output: add copies the payload into
+// the pack, so the buffer is free again once add returns.
+var payloadPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // SavePrepared stores a blob that a node already compressed: payload is
 // the blob's data compressed as c says, rawLen its plaintext length. The

@@ -159,6 +159,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newKeygenCommand(g),
 		newVersionCommand(),
 		newMountCommand(g), newUmountCommand(g),
+		newDrillCommand(g), newDrillsCommand(g),
 	)
 	wrapArgs(root)
 	return root

@@ -27,8 +27,8 @@
 // # Memory
 //
 // Bounded independently of the number of files and the repository size:
-//   - chunk buffers: 2×workers+2 buffers of the chunker's maximum chunk
-//     size (8 MiB by default: 48 MiB on 2 CPUs), allocated as needed;
+//   - chunk buffers: workers+2 buffers of the chunker's maximum chunk
+//     size (8 MiB by default: 32 MiB on 2 CPUs), allocated as needed;
 //   - one chunker read buffer (256 KiB) per file worker;
 //   - queues of fixed capacity (2×workers jobs each);
 //   - directory listings waiting to be saved: at most maxPendingNodes

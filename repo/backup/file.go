@@ -56,7 +56,7 @@ func newPipeline(ctx context.Context, up Uploader, o Options) *pipeline {
 		o:     o,
 		files: make(chan fileJob, 2*o.Workers),
 		blobs: make(chan blobJob, 2*o.Workers),
-		bufs:  make(chan *[]byte, 2*o.Workers+2),
+		bufs:  make(chan *[]byte, o.Workers+2),
 	}
 	for range cap(p.bufs) {
 		p.bufs <- new([]byte)

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/spf13/cobra"
+)
+
+type drillOptions struct {
+	scratch string
+	sample  int
+}
+
+func newDrillCommand(g *globalOptions) *cobra.Command {
+	f := &filterOptions{}
+	o := &drillOptions{}
+	cmd := &cobra.Command{
+		Use:   "drill SNAPSHOT [--scratch DIR] [--sample N]",
+		Short: "prove a snapshot restores: restore, verify, probe, time, and keep a report",
+		Long: `Restore SNAPSHOT (an ID prefix or "latest") into a scratch directory,
+compare every file with the SHA-256 and metadata recorded at backup
+time, run the data's own checks (git fsck on git repositories, sqlite3
+PRAGMA integrity_check on SQLite files, pg_restore --list on PostgreSQL
+custom-format dumps), measure how long the restore took, and save a
+sealed report in the repository (cairn drills lists them). The scratch
+directory is removed afterwards.
+
+--scratch DIR restores in a new directory inside DIR (default: a new
+cairn-drill-* directory in the system's temporary directory).
+--sample N restores only N files, chosen at random but always the same
+for a snapshot, plus every git repository and database file whole.
+
+Exit code 0: the drill passed. 4: it failed (each failure is listed
+with the file it concerns). 1: the drill could not run.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if o.sample < 0 {
+				return usageError{fmt.Errorf("drill: --sample %d: give a number of files, or 0 for all", o.sample)}
+			}
+			r, release, err := g.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			sn, err := r.FindSnapshot(ctx, args[0], f.filter())
+			if err != nil {
+				return err
+			}
+			scratch := g.abs(o.scratch)
+			if o.scratch == "" {
+				if scratch, err = os.MkdirTemp("", "cairn-drill-"); err != nil {
+					return fmt.Errorf("drill: %w", err)
+				}
+				defer os.RemoveAll(scratch)
+			}
+			rep, err := drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample})
+			if err != nil {
+				return err
+			}
+			id, saveErr := drill.Save(ctx, r, rep)
+			if g.json {
+				if err := g.printJSON(drill.Saved{ID: id, Report: rep}); err != nil {
+					return err
+				}
+			} else {
+				g.printDrill(rep)
+				if saveErr == nil {
+					g.printf("report %s saved\n", id.Short())
+				}
+			}
+			if saveErr != nil {
+				return fmt.Errorf("the drill %s, but its report could not be saved: %w", rep.Result, saveErr)
+			}
+			if !rep.OK() {
+				return &exitError{code: exitDamage, err: fmt.Errorf("drill failed: %d failures", len(rep.Failures))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.scratch, "scratch", "", "restore in a new directory inside DIR (default: in the system's temporary directory)")
+	cmd.Flags().IntVar(&o.sample, "sample", 0, "restore only N files (plus what the probes need); 0 restores everything")
+	f.register(cmd)
+	return cmd
+}
+
+// printDrill prints a report for people.
+func (g *globalOptions) printDrill(rep *drill.Report) {
+	name := rep.Node
+	if rep.Plan != "" {
+		name += "/" + rep.Plan
+	}
+	if rep.Class != "" {
+		name += ", class " + rep.Class
+	}
+	g.printf("drill of snapshot %s (%s): %s\n", rep.Snapshot.Short(), name, rep.Result)
+	g.printf("restored and verified %d files, %s in %.3f s (%.1f MB/s)", rep.Files, humanBytes(rep.Bytes), rep.RestoreSeconds, rep.MBPerSecond)
+	if rep.Sampled {
+		g.printf(", a sample of the snapshot's %d files", rep.SnapshotFiles)
+	}
+	g.printf("\n")
+	if len(rep.Probes) > 0 {
+		g.printf("probes:\n")
+		tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		for _, p := range rep.Probes {
+			status := "OK"
+			if !p.OK {
+				status = "FAIL"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%.2f s\n", status, p.Name, p.Target, p.Seconds)
+		}
+		tw.Flush()
+	}
+	if len(rep.Failures) > 0 {
+		g.printf("failures:\n")
+		for _, f := range rep.Failures {
+			g.printf("  %s\n", f)
+		}
+		for _, p := range rep.Probes {
+			if p.OK || p.Output == "" {
+				continue
+			}
+			g.printf("output of %s %s:\n", p.Name, p.Target)
+			lines := strings.Split(p.Output, "\n")
+			if len(lines) > 20 {
+				lines = append([]string{"…"}, lines[len(lines)-20:]...)
+			}
+			for _, l := range lines {
+				g.printf("  | %s\n", l)
+			}
+		}
+	}
+	for _, w := range rep.Warnings {
+		g.printf("warning: %s\n", w)
+	}
+}
+
+func newDrillsCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "drills",
+		Short: "list saved drill reports, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, release, err := g.open(cmd.Context(), repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			list, listErr := drill.List(cmd.Context(), r)
+			if list == nil && listErr != nil {
+				return listErr
+			}
+			if g.json {
+				if list == nil {
+					list = []drill.Saved{}
+				}
+				if err := g.printJSON(list); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				tw.Write([]byte("ID\tTIME\tSNAPSHOT\tNODE/PLAN\tRESULT\tSECONDS\tFILES\n"))
+				for _, s := range list {
+					np := s.Node
+					if s.Plan != "" {
+						np += "/" + s.Plan
+					}
+					files := fmt.Sprint(s.Files)
+					if s.Sampled {
+						files += fmt.Sprintf(" of %d", s.SnapshotFiles)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n", s.ID.Short(), s.Finished.Local().Format(time.DateTime),
+						s.Snapshot.Short(), np, s.Result, s.RestoreSeconds, files)
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			if listErr != nil {
+				return errors.New(strings.ReplaceAll(listErr.Error(), "\n", "\ncairn: "))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cairnbackup/cairn/repo/repotest"
+)
+
+// drillSource writes a tree with a git work tree (one commit), a SQLite
+// database with rows, a plain SQL dump and an incompressible file.
+func drillSource(t *testing.T, src string) {
+	t.Helper()
+	git := requireProgram(t, "git")
+	sqlite := requireProgram(t, "sqlite3")
+	noise := make([]byte, 256<<10)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range noise {
+		noise[i] = byte(rng.Uint32())
+	}
+	repotest.WriteTree(t, src, map[string]string{
+		"code/app/README": "the app\n",
+		"db/dump.sql":     strings.Repeat("INSERT INTO t VALUES (1, 'x');\n", 1000),
+		"media/noise.bin": string(noise),
+	})
+	run := func(dir, stdin, prog string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(prog, args...)
+		cmd.Dir = dir
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+			"GIT_AUTHOR_NAME=drill", "GIT_AUTHOR_EMAIL=drill@example.org", "GIT_COMMITTER_NAME=drill", "GIT_COMMITTER_EMAIL=drill@example.org")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", prog, args, err, out)
+		}
+	}
+	app := filepath.Join(src, "code", "app")
+	run(app, "", git, "init", "-q")
+	run(app, "", git, "add", "README")
+	run(app, "", git, "commit", "-q", "-m", "first")
+	var sql strings.Builder
+	sql.WriteString("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT);\nBEGIN;\n")
+	for i := range 3000 {
+		fmt.Fprintf(&sql, "INSERT INTO items (name) VALUES ('item %d %x');\n", i, rng.Uint64())
+	}
+	sql.WriteString("COMMIT;\n")
+	run(src, sql.String(), sqlite, filepath.Join(src, "db", "app.sqlite"))
+}
+
+type drillJSON struct {
+	ID       string `json:"id"`
+	Snapshot string `json:"snapshot"`
+	Node     string `json:"node"`
+	Plan     string `json:"plan"`
+	Result   string `json:"result"`
+	Files    uint64 `json:"files"`
+	Failures []struct {
+		Path   string `json:"path"`
+		Reason string `json:"reason"`
+	} `json:"failures"`
+	Probes []struct {
+		Name   string `json:"name"`
+		Target string `json:"target"`
+		OK     bool   `json:"ok"`
+	} `json:"probes"`
+}
+
+// cairn drill restores, verifies and probes a snapshot and keeps a
+// report; after a pack is damaged it fails with exit code 4 naming the
+// file; cairn drills lists both reports.
+func TestDrill(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	drillSource(t, src)
+	e.ok("backup", "--node", "lyra", "--plan", "srv", src)
+	snap := e.snapshots()[0].ID
+	tmp := t.TempDir() // the default scratch goes in TMPDIR
+	files := 0
+	filepath.Walk(src, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			files++
+		}
+		return nil
+	})
+
+	r := e.run([]string{"TMPDIR=" + tmp}, "drill", "latest", "--node", "lyra")
+	if r.code != 0 {
+		t.Fatalf("drill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	want := regexp.MustCompile(`^drill of snapshot ` + snap[:8] + ` \(lyra/srv\): ok
+restored and verified ` + fmt.Sprint(files) + ` files, [0-9.]+ KiB in [0-9.]+ s \([0-9.]+ MB/s\)
+probes:
+  OK  git fsck +` + regexp.QuoteMeta(src) + `/code/app +[0-9.]+ s
+  OK  sqlite integrity_check  ` + regexp.QuoteMeta(src) + `/db/app.sqlite  [0-9.]+ s
+report [0-9a-f]{8} saved
+$`)
+	if !want.MatchString(r.stdout) || r.stderr != "" {
+		t.Errorf("summary:\n%s\nstderr: %s", r.stdout, r.stderr)
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("scratch left behind: %v", entries)
+	}
+
+	// Flip a byte every KiB of the data pack (the largest): every file
+	// blob of more than a KiB is damaged, the trees are not.
+	var biggest string
+	var size int64
+	filepath.Walk(filepath.Join(e.repo, "packs"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			biggest, size = p, fi.Size()
+		}
+		return nil
+	})
+	os.Chmod(biggest, 0o600)
+	data, err := os.ReadFile(biggest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 100; i < len(data)-100; i += 1 << 10 {
+		data[i] ^= 0x20
+	}
+	if err := os.WriteFile(biggest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run([]string{"TMPDIR=" + tmp}, "drill", snap[:8])
+	if r.code != 4 || !strings.HasPrefix(r.stdout, "drill of snapshot "+snap[:8]+" (lyra/srv): failed\n") || r.stderr != "" {
+		t.Fatalf("damaged drill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, f := range []string{"/db/app.sqlite", "/media/noise.bin"} {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(src+f) + `: pack [0-9a-f]{8} offset \d+: blob data/[0-9a-f]{8}: message authentication failed: corrupt$`).MatchString(r.stdout) {
+			t.Errorf("%s not named:\n%s", f, r.stdout)
+		}
+	}
+	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
+		t.Errorf("scratch left behind: %v", entries)
+	}
+
+	// --scratch: the restore happens in a new directory inside it.
+	own := t.TempDir()
+	if r := e.run(nil, "drill", "latest", "--scratch", own, "--sample", "1"); r.code != 4 {
+		t.Errorf("sampled drill: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if entries, _ := os.ReadDir(own); len(entries) != 0 {
+		t.Errorf("scratch left behind: %v", entries)
+	}
+
+	var list []drillJSON
+	if err := jsonUnmarshal(e.ok("drills", "--json"), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("%d reports listed", len(list))
+	}
+	newest, failed, ok := list[0], list[1], list[2]
+	if ok.Result != "ok" || ok.Snapshot != snap || ok.Node != "lyra" || ok.Plan != "srv" || ok.Files != uint64(files) ||
+		len(ok.Failures) != 0 || len(ok.Probes) != 2 || !ok.Probes[0].OK || !ok.Probes[1].OK {
+		t.Errorf("ok report %+v", ok)
+	}
+	if failed.Result != "failed" || failed.Snapshot != snap || len(failed.Failures) == 0 || newest.Result != "failed" {
+		t.Errorf("failed reports %+v %+v", failed, newest)
+	}
+	named := false
+	for _, f := range failed.Failures {
+		named = named || f.Path == src+"/db/app.sqlite" && strings.Contains(f.Reason, "message authentication failed")
+	}
+	if !named {
+		t.Errorf("failures %+v", failed.Failures)
+	}
+
+	table := e.ok("drills")
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") ||
+		!regexp.MustCompile(`^`+ok.ID[:8]+` +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +`+snap[:8]+` +lyra/srv +ok +[0-9.]+ +`+fmt.Sprint(files)+`$`).MatchString(lines[3]) {
+		t.Errorf("drills:\n%s", table)
+	}
+}

@@ -42,14 +42,21 @@ func newNode(t *testing.T, name, perms string) *node {
 	return &node{name: name, key: sshtest.NewKey(t, "", name), perms: perms}
 }
 
-// writeConfig writes the appliance configuration for nodes.
-func (e *env) writeConfig(port int, nodes ...*node) {
+// writeConfig writes the appliance configuration for nodes, with extra
+// YAML appended.
+func (e *env) writeConfig(port int, nodes ...*node) { e.writeConfigExtra(port, "", nodes...) }
+
+func (e *env) writeConfigExtra(port int, extra string, nodes ...*node) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nnodes:\n", port)
+	if len(nodes) == 0 {
+		b.WriteString("  {}\n")
+	}
 	for _, n := range nodes {
 		fmt.Fprintf(&b, "  %s:\n    keys: [%q]\n    permissions: [%s]\n", n.name, n.key.PublicLine, n.perms)
 	}
 	b.WriteString("limits:\n  idle_timeout: 1m\n")
+	b.WriteString(extra)
 	if err := os.WriteFile(e.repo+".yaml", []byte(b.String()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -67,11 +74,14 @@ func freePort(t *testing.T) int {
 // serve starts `cairn serve` for the env's repository with nodes and waits
 // for its "serving" log line. It is stopped with SIGTERM at cleanup, and
 // must then exit 0.
-func (e *env) serve(nodes ...*node) *appliance {
+func (e *env) serve(nodes ...*node) *appliance { return e.serveWith("", nodes...) }
+
+// serveWith is serve with extra configuration YAML.
+func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 	t := e.t
 	t.Helper()
 	port := freePort(t)
-	e.writeConfig(port, nodes...)
+	e.writeConfigExtra(port, extra, nodes...)
 	a := &appliance{e: e, port: port, lines: make(chan string, 1024), exited: make(chan struct{})}
 	a.cmd = exec.Command(cairnBin, "serve")
 	a.cmd.Env = append(cleanEnviron(), e.vars...)

@@ -9,6 +9,8 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +30,11 @@ type mountOptions struct {
 	logFile    string
 	debug      bool
 }
+
+// mountMemoryHeadroom is what a standalone mount may use beyond its
+// cache before the garbage collector works harder: read-ahead windows,
+// decoded trees, the index.
+const mountMemoryHeadroom = 256 << 20
 
 // daemonReadyTimeout bounds how long mount --daemon waits for the
 // detached mount to be ready.
@@ -52,9 +59,10 @@ each file's recorded SHA-256. Every chunk read is authenticated and
 re-hashed: damaged data gives EIO (and a log line naming the pack and
 blob), never wrong bytes. New snapshots appear within a second.
 
-While the mount runs outside an appliance it holds the repository, so
-other commands wait for it to end; run the appliance (cairn serve) to
-keep backing up while mounted: cairn mount then runs inside it.
+While the mount runs outside an appliance it holds the repository:
+other commands are refused ("repository is in use") until it ends. Run
+the appliance (cairn serve) to keep backing up while mounted: cairn
+mount then runs inside it.
 
 --daemon detaches: it starts the mount in the background, waits until
 it is ready, prints the ready line and the PID, and exits. Its log goes
@@ -83,7 +91,7 @@ to --log FILE (default: discarded once the mount is ready).`,
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users in, with the recorded owners and modes enforced by the kernel")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted; prints the PID")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append the mount's log to FILE")
-	f.BoolVar(&o.debug, "debug", false, "log every FUSE request (with --log-level debug)")
+	f.BoolVar(&o.debug, "debug", false, "log every FUSE request (implies --log-level debug)")
 	return cmd
 }
 
@@ -114,6 +122,14 @@ func (s mountSource) Snapshots(ctx context.Context) ([]snapshot.Entry, error) {
 }
 
 func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions) error {
+	if g.shared == nil {
+		// A closed terminal (SIGHUP) unmounts cleanly too, instead of
+		// killing the server under a mount that would stay behind.
+		// (Inside the appliance SIGHUP rereads its configuration.)
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, syscall.SIGHUP)
+		defer stop()
+	}
 	dir = g.abs(dir)
 	size, err := parseSize(o.cacheSize)
 	if err != nil || size < 1<<20 || size > math.MaxInt {
@@ -132,8 +148,18 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 	if err != nil {
 		return err
 	}
+	if o.debug {
+		g.logLevel = "debug"
+	}
 	log := g.logger()
-	m, err := fuse.Mount(ctx, dir, src, fuse.Options{CacheSize: int(size), AllowOther: o.allowOther, Logger: log, Debug: o.debug})
+	if g.shared == nil && os.Getenv("GOMEMLIMIT") == "" {
+		// This process only serves the mount: keep the garbage of
+		// chunks passing through the cache from doubling the heap.
+		debug.SetMemoryLimit(size + mountMemoryHeadroom)
+	}
+	// The mount's loads outlive ctx: after ^C, files still open on a
+	// busy mount keep reading while it is detached.
+	m, err := fuse.Mount(context.WithoutCancel(ctx), dir, src, fuse.Options{CacheSize: int(size), AllowOther: o.allowOther, Logger: log, Debug: o.debug})
 	if err != nil {
 		return err
 	}

@@ -80,9 +80,10 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		}
 		log.Info("created the appliance's host key", "path", hostKey, "fingerprint", fp)
 	}
-	a, err := appliance.New(appliance.Options{
+	var a *appliance.Appliance
+	a, err = appliance.New(appliance.Options{
 		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
-		SocketPath: g.socket, Operator: operator(r), Logger: log,
+		SocketPath: g.socket, Operator: operator(r, &a), Logger: log,
 	})
 	if err != nil {
 		return err

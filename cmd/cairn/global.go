@@ -38,6 +38,7 @@ type globalOptions struct {
 	// connected to its socket: the appliance's open repository, the
 	// operator's working directory and whether they see a terminal.
 	shared    *repo.Repository
+	appliance *appliance.Appliance // the running appliance, inside it
 	cwd       string
 	stderrTTY bool
 	args      []string // the command line, for forwarding to the appliance

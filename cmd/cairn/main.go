@@ -19,12 +19,13 @@ import (
 
 // Exit codes. Scripts rely on them; they are listed in the README.
 const (
-	exitOK       = 0
-	exitFailed   = 1
-	exitUsage    = 2
-	exitWarnings = 3  // backup: the snapshot was saved, but some files could not be read
-	exitDamage   = 4  // check: the repository has damage
-	exitLocked   = 11 // the repository is in use by another process
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitWarnings  = 3  // backup: the snapshot was saved, but some files could not be read
+	exitDamage    = 4  // check: the repository has damage
+	exitAttention = 5  // status: something needs an operator's attention
+	exitLocked    = 11 // the repository is in use by another process
 )
 
 // exitError carries an exit code other than exitFailed.
@@ -109,9 +110,9 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 
 // operator runs an operator's command line inside the appliance, against
 // its open repository, with the operator's streams.
-func operator(r *repo.Repository) appliance.OperatorFunc {
+func operator(r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
 	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
-		g := &globalOptions{args: req.Args, shared: r, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
+		g := &globalOptions{args: req.Args, shared: r, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
 		return run(ctx, g)
 	}
 }
@@ -152,6 +153,9 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newDiffCommand(g),
 		newStatsCommand(g),
 		newDumpCommand(g),
+		newStatusCommand(g),
+		newJobsCommand(g),
+		newRunbookCommand(g),
 		newForgetCommand(g),
 		newPruneCommand(g),
 		newServeCommand(g),

@@ -52,6 +52,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/scheduler"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -79,6 +80,10 @@ type Appliance struct {
 	log     *slog.Logger
 	cfg     atomic.Pointer[Config]
 	hostKey ssh.Signer
+
+	sched     atomic.Pointer[scheduler.Scheduler]
+	stopSched context.CancelFunc
+	schedDone chan struct{}
 
 	mu       sync.Mutex
 	sessions int
@@ -120,15 +125,54 @@ func New(o Options) (*Appliance, error) {
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
 
-// Reload rereads the configuration file; on error the old one stays.
+// Reload rereads the configuration file (nodes, limits, jobs); on error
+// the old one stays. Jobs restart with the new schedules; a job running
+// at that moment is cancelled.
 func (a *Appliance) Reload() error {
 	cfg, err := LoadConfig(a.o.ConfigPath)
 	if err != nil {
 		return err
 	}
 	a.cfg.Store(cfg)
+	if a.stopSched != nil {
+		a.stopScheduler()
+		if err := a.startScheduler(); err != nil {
+			return err
+		}
+	}
 	a.log.Info("configuration reloaded", "nodes", len(cfg.Nodes))
 	return nil
+}
+
+// Scheduler returns the running job scheduler, or nil.
+func (a *Appliance) Scheduler() *scheduler.Scheduler { return a.sched.Load() }
+
+func (a *Appliance) startScheduler() error {
+	cfg := a.Config()
+	s, err := scheduler.New(a.jobs(cfg), History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	a.sched.Store(s)
+	a.stopSched, a.schedDone = cancel, done
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			a.log.Error("scheduler", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (a *Appliance) stopScheduler() {
+	if a.stopSched != nil {
+		a.stopSched()
+		<-a.schedDone
+		a.stopSched = nil
+		a.sched.Store(nil)
+	}
 }
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
@@ -195,6 +239,19 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer os.Remove(sock)
+	if err := a.startScheduler(); err != nil {
+		sl.Close()
+		return err
+	}
+	defer a.stopScheduler()
+	if addr := a.Config().Metrics; addr != "" {
+		stop, err := a.serveMetrics(addr)
+		if err != nil {
+			sl.Close()
+			return err
+		}
+		defer stop()
+	}
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	var acceptors sync.WaitGroup

@@ -34,6 +34,68 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Retention is what cairn forget (and the scheduled prune) keeps.
 	Retention Retention `yaml:"retention"`
+	// Jobs are the scheduled jobs; a job without a schedule does not run.
+	Jobs Jobs `yaml:"jobs"`
+	// Expect is how often each node/plan ("node/plan", "node" or
+	// "default") must back up; older means a missed backup.
+	Expect map[string]prune.Span `yaml:"expect,omitempty"`
+	// Notify is a command run (with sh -c) when a job fails or needs
+	// attention, with the run as JSON on its standard input.
+	Notify string `yaml:"notify,omitempty"`
+	// Metrics is the address of the Prometheus endpoint (/metrics);
+	// empty is off.
+	Metrics string `yaml:"metrics,omitempty"`
+}
+
+// Jobs configure the scheduled jobs.
+type Jobs struct {
+	Verify    VerifyJob `yaml:"verify"`
+	Drill     DrillJob  `yaml:"drill"`
+	Prune     Job       `yaml:"prune"`
+	Staleness Job       `yaml:"staleness"`
+}
+
+// Job is a schedule: cron syntax ("0 3 * * *") or a descriptor
+// ("@daily", "@every 6h"), and a random delay.
+type Job struct {
+	Schedule string        `yaml:"schedule,omitempty"`
+	Jitter   time.Duration `yaml:"jitter,omitempty"`
+}
+
+// VerifyJob re-reads data so that all of it is verified once per cycle.
+type VerifyJob struct {
+	Job   `yaml:",inline"`
+	Cycle prune.Span `yaml:"cycle,omitempty"` // default 30d
+}
+
+// DrillJob restores the newest snapshot of every node/plan.
+type DrillJob struct {
+	Job         `yaml:",inline"`
+	Scratch     string            `yaml:"scratch,omitempty"`      // default the system's temporary directory
+	SampleFiles int               `yaml:"sample_files,omitempty"` // 0: every file
+	Probes      map[string]string `yaml:"probes,omitempty"`       // extra checks by "node/plan" or plan
+}
+
+// Duration approximates a span (months of 30 days, years of 365).
+func Duration(s prune.Span) time.Duration {
+	return time.Duration(s.Years*365+s.Months*30+s.Days)*24*time.Hour + time.Duration(s.Hours)*time.Hour
+}
+
+// CycleDuration is the verification cycle.
+func (v VerifyJob) CycleDuration() time.Duration {
+	if v.Cycle.IsZero() {
+		return 30 * 24 * time.Hour
+	}
+	return Duration(v.Cycle)
+}
+
+// ExpectDurations returns Expect as durations.
+func (c *Config) ExpectDurations() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for k, s := range c.Expect {
+		out[k] = Duration(s)
+	}
+	return out
 }
 
 // Retention holds the forget policies: by "node/plan", by "node", and
@@ -238,6 +300,16 @@ nodes: {}
 #   policies:
 #     default: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 12}
 #     lyra/git: {keep_daily: 30, keep_within: 7d}
+
+# jobs: the appliance's schedule (cron syntax or @daily, @every 6h).
+# jobs:
+#   verify:    {schedule: "@daily", cycle: 30d}     # all data re-read once per cycle
+#   drill:     {schedule: "0 4 * * *", jitter: 30m} # restore and check every plan's newest snapshot
+#   prune:     {schedule: "0 5 * * 0"}              # the retention policies, then prune
+#   staleness: {schedule: "@hourly"}                # report missed backups
+# expect: {default: 26h, lyra/git: 8d}              # how often each node/plan must back up
+# notify: /usr/local/bin/cairn-notify               # gets a failing job's report as JSON on stdin
+# metrics: 127.0.0.1:9100                           # Prometheus /metrics (off by default)
 
 # limits:
 #   sessions: 32            # all nodes together

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/status"
+	"github.com/cairnbackup/cairn/scheduler"
+	"github.com/spf13/cobra"
+)
+
+// local appliance: outside a running appliance, the status, jobs and
+// runbook commands build one around the opened repository (not serving).
+func (g *globalOptions) applianceFor(ctx context.Context, r *repo.Repository, config string) (*appliance.Appliance, error) {
+	if g.appliance != nil {
+		return g.appliance, nil
+	}
+	path := config
+	if path == "" {
+		path = appliance.ConfigPath(g.abs(g.repoDir))
+	}
+	return appliance.New(appliance.Options{Repo: r, ConfigPath: g.abs(path), Logger: g.logger()})
+}
+
+func newStatusCommand(g *globalOptions) *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "per node and plan: last backup, drills, verification, failing jobs; exit 5 when something needs attention",
+		Long: `Show, per node and plan, the newest snapshot and its age and size,
+whether a backup is missing (older than expect: in DIR.yaml), the last
+drill's result and measured recovery time, and the newest snapshot that
+passed a drill; then how much data was verified within the cycle, the
+oldest verification, and the scheduled jobs with their last runs.
+
+Exit code 0: all well. 5: something needs attention (listed at the end):
+usable as a monitoring check.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, release, err := g.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			a, err := g.applianceFor(ctx, r, config)
+			if err != nil {
+				return err
+			}
+			st, err := a.Status(ctx, a.Config())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if err := g.printJSON(st); err != nil {
+					return err
+				}
+			} else {
+				g.printStatus(st)
+			}
+			if len(st.Attention) > 0 {
+				return &exitError{code: exitAttention, err: errors.New("needs attention")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
+	return cmd
+}
+
+func (g *globalOptions) printStatus(st *status.Status) {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE/PLAN\tLAST BACKUP\tAGE\tSIZE\tSNAPSHOTS\tLAST DRILL\tRECOVERY\tDRILLED OK")
+	for _, grp := range st.Groups {
+		age := shortDuration(grp.Age)
+		if grp.Missing {
+			age += " (late)"
+		}
+		drillCol, rec, ok := "never", "-", "-"
+		if grp.Drill != nil {
+			drillCol = grp.Drill.Result + " " + grp.Drill.Time.Local().Format(time.DateTime)
+			rec = fmt.Sprintf("%.1f s", grp.Drill.RestoreSeconds)
+		}
+		if grp.DrilledOK != nil {
+			ok = grp.DrilledOK.ID.Short()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", grp.Name(), grp.Last.Time.Local().Format(time.DateTime), age,
+			humanBytes(grp.Last.Bytes), grp.Snapshots, drillCol, rec, ok)
+	}
+	tw.Flush()
+	oldest := "never"
+	if !st.OldestVerified.IsZero() {
+		oldest = st.OldestVerified.Local().Format(time.DateTime)
+	}
+	g.printf("\nverification: %.0f%% of %s verified within the cycle; oldest %s; %d of %d packs never verified\n",
+		st.VerifiedFraction*100, humanBytes(uint64(st.StoredBytes)), oldest, st.NeverVerified, st.Packs)
+	if len(st.Jobs) > 0 {
+		g.printf("\n")
+		tw = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tSCHEDULE\tLAST RUN\tSTATUS\tNEXT\tSUMMARY")
+		for _, j := range st.Jobs {
+			last, next := "-", "-"
+			if !j.LastStart.IsZero() {
+				last = j.LastStart.Local().Format(time.DateTime)
+			}
+			if !j.Next.IsZero() {
+				next = j.Next.Local().Format(time.DateTime)
+			}
+			sum := j.Summary
+			if j.Error != "" {
+				sum = j.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Schedule, last, j.Status, next, sum)
+		}
+		tw.Flush()
+	}
+	if len(st.Attention) > 0 {
+		g.printf("\nneeds attention:\n")
+		for _, a := range st.Attention {
+			g.printf("  - %s\n", a)
+		}
+	} else {
+		g.printf("\nall well\n")
+	}
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%.1fh", d.Hours())
+	}
+	return fmt.Sprintf("%.1fd", d.Hours()/24)
+}
+
+func newJobsCommand(g *globalOptions) *cobra.Command {
+	var config string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "jobs [run NAME]",
+		Short: "list the scheduled jobs and their recorded runs, or run one now",
+		Long: `List the appliance's scheduled jobs (verify, drill, prune, staleness, as
+configured under jobs: in DIR.yaml) with their recorded runs, newest
+first. "cairn jobs run NAME" runs one now (in the running appliance, or
+here when none runs) and records it like a scheduled run.`,
+		Args: cobra.MaximumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			r, release, err := g.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			a, err := g.applianceFor(ctx, r, config)
+			if err != nil {
+				return err
+			}
+			if len(args) > 0 {
+				if args[0] != "run" || len(args) != 2 {
+					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
+				}
+				run, err := a.RunJob(ctx, args[1])
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return g.printJSON(run)
+				}
+				g.printf("%s: %s (%s) %s\n", run.Job, run.Status, run.End.Sub(run.Start).Round(time.Millisecond), firstNonEmpty(run.Error, run.Result.Summary))
+				if run.Status == scheduler.StatusFailed {
+					return &exitError{code: exitFailed}
+				}
+				if run.Status == scheduler.StatusAttention {
+					return &exitError{code: exitAttention}
+				}
+				return nil
+			}
+			runs, err := appliance.History{R: r}.List("", limit)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				if runs == nil {
+					runs = []scheduler.Run{}
+				}
+				return g.printJSON(runs)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JOB\tSTART\tDURATION\tSTATUS\tSUMMARY")
+			for _, run := range runs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", run.Job, run.Start.Local().Format(time.DateTime), run.End.Sub(run.Start).Round(time.Millisecond),
+					run.Status, firstNonEmpty(run.Error, run.Result.Summary))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
+	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many runs")
+	return cmd
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func newRunbookCommand(g *globalOptions) *cobra.Command {
+	var config, node, output string
+	cmd := &cobra.Command{
+		Use:   "runbook [--node N] [--output FILE]",
+		Short: "write a Markdown recovery runbook from the real state",
+		Long: `Write a recovery runbook in Markdown: for each node and plan, what it
+covers and why, the newest snapshot that passed a drill with its measured
+recovery time, and the exact commands to restore it (files to a
+directory, a database dump piped into its restore tool, a volume restored
+before its containers are recreated). The scheduled drill job keeps a
+copy in the repository directory (runbook.md).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, release, err := g.open(ctx, repo.Options{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			a, err := g.applianceFor(ctx, r, config)
+			if err != nil {
+				return err
+			}
+			st, err := a.Status(ctx, a.Config())
+			if err != nil {
+				return err
+			}
+			keyFile := ""
+			if _, err := os.Stat(r.Dir() + ".key"); err == nil {
+				keyFile = r.Dir() + ".key"
+			}
+			var b strings.Builder
+			if err := status.WriteRunbook(&b, st, status.RunbookOptions{Repo: r.Dir(), KeyFile: keyFile, Node: node}); err != nil {
+				return err
+			}
+			if output != "" {
+				return os.WriteFile(g.abs(output), []byte(b.String()), 0o644)
+			}
+			_, err = fmt.Fprint(g.stdout, b.String())
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
+	cmd.Flags().StringVar(&node, "node", "", "only this node")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
+	return cmd
+}

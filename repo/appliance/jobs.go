@@ -1,0 +1,399 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/check"
+	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/status"
+	"github.com/cairnbackup/cairn/scheduler"
+	"github.com/robfig/cron/v3"
+)
+
+// History keeps the scheduler's runs in the repository's index
+// (disposable: losing it only forgets when jobs last ran).
+type History struct{ R *repo.Repository }
+
+// Record implements scheduler.History.
+func (h History) Record(r scheduler.Run) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return h.R.PutJobRun(r.Job, r.Start, b)
+}
+
+// Last implements scheduler.History.
+func (h History) Last(job string) (scheduler.Run, bool, error) {
+	runs, err := h.List(job, 1)
+	if err != nil || len(runs) == 0 {
+		return scheduler.Run{}, false, err
+	}
+	return runs[0], true, nil
+}
+
+// List implements scheduler.History: newest first across jobs.
+func (h History) List(job string, limit int) ([]scheduler.Run, error) {
+	var out []scheduler.Run
+	var derr error
+	err := h.R.JobRuns(job, limit, func(_ string, v []byte) bool {
+		var r scheduler.Run
+		if err := json.Unmarshal(v, &r); err != nil {
+			derr = err
+			return false
+		}
+		out = append(out, r)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("job history: %w", derr)
+	}
+	slices.SortStableFunc(out, func(a, b scheduler.Run) int { return b.Start.Compare(a.Start) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// JobStates returns the last run of every job that ever ran (and, given
+// a scheduler, every configured job with its next time), for status.
+func JobStates(h scheduler.History, s *scheduler.Scheduler) ([]status.Job, error) {
+	byName := map[string]*status.Job{}
+	var order []string
+	get := func(name string) *status.Job {
+		if j := byName[name]; j != nil {
+			return j
+		}
+		byName[name] = &status.Job{Name: name}
+		order = append(order, name)
+		return byName[name]
+	}
+	if s != nil {
+		for _, js := range s.Jobs() {
+			j := get(js.Name)
+			j.Schedule, j.Next = js.Schedule, js.Next
+		}
+	}
+	runs, err := h.List("", 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs { // newest first
+		j := get(r.Job)
+		if j.LastStart.IsZero() {
+			j.LastStart, j.LastEnd, j.Status, j.Summary, j.Error = r.Start, r.End, r.Status, r.Result.Summary, r.Error
+		}
+		if r.Status == scheduler.StatusFailed {
+			j.Failures++
+		}
+	}
+	slices.Sort(order)
+	out := make([]status.Job, 0, len(order))
+	for _, n := range order {
+		out = append(out, *byName[n])
+	}
+	return out, nil
+}
+
+// jobs builds the scheduled jobs of the configuration.
+func (a *Appliance) jobs(cfg *Config) []scheduler.Job {
+	var out []scheduler.Job
+	add := func(name string, j Job, run func(context.Context) (scheduler.Result, error)) {
+		if j.Schedule != "" {
+			out = append(out, scheduler.Job{Name: name, Kind: name, Schedule: j.Schedule, Jitter: j.Jitter, Run: run})
+		}
+	}
+	add("verify", cfg.Jobs.Verify.Job, func(ctx context.Context) (scheduler.Result, error) { return a.VerifyJob(ctx, cfg) })
+	add("drill", cfg.Jobs.Drill.Job, func(ctx context.Context) (scheduler.Result, error) { return a.DrillJob(ctx, cfg) })
+	add("prune", cfg.Jobs.Prune, func(ctx context.Context) (scheduler.Result, error) { return a.PruneJob(ctx, cfg) })
+	add("staleness", cfg.Jobs.Staleness, func(ctx context.Context) (scheduler.Result, error) { return a.StalenessJob(ctx, cfg) })
+	return out
+}
+
+// interval is the time between two runs of a schedule (a day for
+// @daily), used to size each verify run's share of the cycle.
+func interval(schedule string, now time.Time) time.Duration {
+	sched, err := cron.ParseStandard(schedule)
+	if err != nil {
+		return 24 * time.Hour
+	}
+	first := sched.Next(now)
+	return sched.Next(first).Sub(first)
+}
+
+// VerifyJob reads the least recently verified packs, so all data is read
+// once per cycle, and reports damage with the snapshots and paths it
+// affects.
+func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
+	r := a.r
+	verified := map[blob.ID]time.Time{}
+	if err := r.VerifiedTimes(func(id blob.ID, t time.Time) error { verified[id] = t; return nil }); err != nil {
+		return scheduler.Result{}, err
+	}
+	var packs []check.PackAge
+	err := r.PackRecords(func(p repo.PackRecord) error {
+		packs = append(packs, check.PackAge{ID: p.ID, Size: p.Size, Verified: verified[p.ID]})
+		return nil
+	})
+	if err != nil {
+		return scheduler.Result{}, err
+	}
+	cycle := cfg.Jobs.Verify.CycleDuration()
+	share := float64(interval(cfg.Jobs.Verify.Schedule, time.Now())) / float64(cycle)
+	chosen := check.Rotation(packs, time.Now(), cycle, min(share, 1))
+	res := scheduler.Result{Figures: map[string]float64{"packs_chosen": float64(len(chosen))}}
+	if len(chosen) == 0 {
+		res.Summary = "nothing to verify"
+		return res, nil
+	}
+	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen})
+	if err != nil {
+		return res, err
+	}
+	res.Figures["packs_verified"] = float64(rep.PacksRead)
+	res.Figures["bytes_verified"] = float64(rep.BytesRead)
+	res.Figures["problems"] = float64(len(rep.Findings))
+	res.Detail, _ = json.Marshal(rep)
+	res.Summary = fmt.Sprintf("verified %d packs (%d bytes): %d problems", rep.PacksRead, rep.BytesRead, len(rep.Findings))
+	res.Attention = !rep.Clean()
+	return res, nil
+}
+
+// DrillJob drills the newest snapshot of every node/plan, saves the
+// reports and refreshes the runbook.
+func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
+	r := a.r
+	list, err := r.Snapshots(ctx, snapshot.Filter{})
+	if err != nil {
+		return scheduler.Result{}, err
+	}
+	newest := map[[2]string]snapshot.Entry{}
+	for _, e := range list { // oldest first: the last one wins
+		newest[[2]string{e.Node, e.Plan}] = e
+	}
+	keys := make([][2]string, 0, len(newest))
+	for k := range newest {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y [2]string) int { return strings.Compare(x[0]+"/"+x[1], y[0]+"/"+y[1]) })
+	scratch := cfg.Jobs.Drill.Scratch
+	if scratch == "" {
+		scratch = os.TempDir()
+	}
+	res := scheduler.Result{Figures: map[string]float64{}}
+	type item struct {
+		Group  string  `json:"group"`
+		Report blob.ID `json:"report"`
+		Result string  `json:"result"`
+		Secs   float64 `json:"restore_seconds"`
+	}
+	var items []item
+	failed := 0
+	var total float64
+	for _, k := range keys {
+		e := newest[k]
+		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes})
+		if err != nil {
+			return res, fmt.Errorf("drill of %s: %w", groupName(k), err)
+		}
+		id, err := drill.Save(ctx, r, rep)
+		if err != nil {
+			return res, err
+		}
+		if rep.Result != drill.ResultOK {
+			failed++
+		}
+		total += rep.RestoreSeconds
+		items = append(items, item{Group: groupName(k), Report: id, Result: rep.Result, Secs: rep.RestoreSeconds})
+	}
+	res.Figures["drills"] = float64(len(items))
+	res.Figures["failed"] = float64(failed)
+	res.Figures["restore_seconds"] = total
+	res.Detail, _ = json.Marshal(items)
+	res.Summary = fmt.Sprintf("%d drills, %d failed, %.1f s of restores", len(items), failed, total)
+	res.Attention = failed > 0
+	if err := a.WriteRunbook(ctx, cfg); err != nil {
+		return res, fmt.Errorf("runbook: %w", err)
+	}
+	return res, nil
+}
+
+func groupName(k [2]string) string {
+	if k[1] == "" {
+		return k[0]
+	}
+	return k[0] + "/" + k[1]
+}
+
+// RunbookPath is where the drill job keeps the runbook: in the repository
+// directory, readable without cairn.
+func RunbookPath(repoDir string) string { return filepath.Join(repoDir, "runbook.md") }
+
+// WriteRunbook regenerates the repository's runbook.md from the current
+// state.
+func (a *Appliance) WriteRunbook(ctx context.Context, cfg *Config) error {
+	st, err := a.Status(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	keyFile := ""
+	if _, err := os.Stat(a.r.Dir() + ".key"); err == nil {
+		keyFile = a.r.Dir() + ".key"
+	}
+	if err := status.WriteRunbook(&b, st, status.RunbookOptions{Repo: a.r.Dir(), KeyFile: keyFile}); err != nil {
+		return err
+	}
+	path := RunbookPath(a.r.Dir())
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Status gathers the appliance's state with the configured expectations.
+func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, error) {
+	jobs, err := JobStates(History{R: a.r}, a.Scheduler())
+	if err != nil {
+		return nil, err
+	}
+	return status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs})
+}
+
+// PruneJob applies the retention policies, then prunes.
+func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
+	res := scheduler.Result{Figures: map[string]float64{}}
+	forgotten := 0
+	if len(cfg.Retention.Policies) > 0 {
+		loc, err := cfg.Retention.Location()
+		if err != nil {
+			return res, err
+		}
+		ds, err := prune.Forget(ctx, a.r, snapshot.Filter{}, cfg.Retention.PolicyFor, loc, false)
+		if err != nil {
+			return res, err
+		}
+		for _, g := range ds {
+			for _, d := range g {
+				if !d.Keep {
+					forgotten++
+				}
+			}
+		}
+	}
+	rep, err := prune.Run(ctx, a.r, prune.Options{})
+	if err != nil {
+		return res, err
+	}
+	res.Figures["snapshots_forgotten"] = float64(forgotten)
+	res.Figures["packs_deleted"] = float64(rep.PacksDeleted)
+	res.Figures["packs_repacked"] = float64(rep.PacksRepacked)
+	res.Figures["bytes_freed"] = float64(rep.BytesFreed)
+	res.Detail, _ = json.Marshal(rep)
+	res.Summary = fmt.Sprintf("forgot %d snapshots; %d packs deleted, %d repacked, %d bytes freed", forgotten, rep.PacksDeleted, rep.PacksRepacked, rep.BytesFreed)
+	return res, nil
+}
+
+// StalenessJob reports node/plans whose newest snapshot is older than
+// expected.
+func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
+	st, err := status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations()})
+	if err != nil {
+		return scheduler.Result{}, err
+	}
+	var missing []string
+	for _, g := range st.Groups {
+		if g.Missing {
+			missing = append(missing, fmt.Sprintf("%s (last %s)", g.Name(), g.Last.Time.UTC().Format(time.RFC3339)))
+		}
+	}
+	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing))}, Attention: len(missing) > 0}
+	res.Detail, _ = json.Marshal(missing)
+	if len(missing) == 0 {
+		res.Summary = fmt.Sprintf("all %d node/plans backed up on time", len(st.Groups))
+	} else {
+		res.Summary = "missed backups: " + strings.Join(missing, ", ")
+	}
+	return res, nil
+}
+
+// notify runs the configured notify command with the run as JSON on its
+// standard input.
+func (a *Appliance) notify(ctx context.Context, run scheduler.Run) {
+	cmdline := a.Config().Notify
+	if cmdline == "" {
+		return
+	}
+	b, _ := json.Marshal(run)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", cmdline)
+	cmd.Stdin = bytes.NewReader(b)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		a.log.Error("notify command failed", "job", run.Job, "err", err, "output", strings.TrimSpace(string(out)))
+		return
+	}
+	a.log.Info("notified", "job", run.Job, "status", run.Status)
+}
+
+// RunJob runs a job now: through the running scheduler (which keeps jobs
+// of a kind from overlapping), or, when the appliance is not serving,
+// through a scheduler made for this one run. Either way it is recorded.
+func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, error) {
+	if s := a.Scheduler(); s != nil {
+		return s.Trigger(ctx, name)
+	}
+	cfg := a.Config()
+	jobs := a.jobs(cfg)
+	// A job without a schedule can still be run by hand.
+	have := map[string]bool{}
+	for _, j := range jobs {
+		have[j.Name] = true
+	}
+	for _, j := range a.jobs(withAllSchedules(cfg)) {
+		if !have[j.Name] {
+			jobs = append(jobs, j)
+		}
+	}
+	s, err := scheduler.New(jobs, History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
+	if err != nil {
+		return scheduler.Run{}, err
+	}
+	return s.Trigger(ctx, name)
+}
+
+// withAllSchedules returns a copy of cfg in which every job has a
+// schedule (for running unscheduled jobs by hand).
+func withAllSchedules(cfg *Config) *Config {
+	c := *cfg
+	if c.Jobs.Verify.Schedule == "" {
+		c.Jobs.Verify.Schedule = "@daily"
+	}
+	if c.Jobs.Drill.Schedule == "" {
+		c.Jobs.Drill.Schedule = "@daily"
+	}
+	if c.Jobs.Prune.Schedule == "" {
+		c.Jobs.Prune.Schedule = "@weekly"
+	}
+	if c.Jobs.Staleness.Schedule == "" {
+		c.Jobs.Staleness.Schedule = "@hourly"
+	}
+	return &c
+}

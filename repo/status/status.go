@@ -76,8 +76,8 @@ type Group struct {
 	Last      Snapshot      `json:"last"`
 	Age       time.Duration `json:"age_ns"`
 	Expected  time.Duration `json:"expected_ns,omitempty"`
-	Missing   bool          `json:"missing"`           // older than expected
-	Drill     *Drill        `json:"drill,omitempty"`   // the newest drill of any of its snapshots
+	Missing   bool          `json:"missing"`              // older than expected
+	Drill     *Drill        `json:"drill,omitempty"`      // the newest drill of any of its snapshots
 	DrilledOK *Snapshot     `json:"drilled_ok,omitempty"` // the newest snapshot with a passing drill
 	OKDrill   *Drill        `json:"ok_drill,omitempty"`   // that passing drill
 }

@@ -28,7 +28,7 @@ test: deps
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
 	$(GO) test -run '^$$' -bench Prune200k -benchtime 1x ./repo/prune/
-	$(GO) test -run '^$$' -bench BackupRestore -benchtime 1x ./integration/
+	$(GO) test -run '^$$' -bench 'BackupRestore|FUSE' -benchtime 1x ./integration/
 
 # The main job: the appliance on ./var. Creates the repository, a demo
 # node key and a configuration naming the demo node (once each), prints
@@ -66,3 +66,12 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# Compares cairn with restic and borg on the same generated ~2 GiB tree
+# (integration/peers/README.md): every phase under /usr/bin/time -v with
+# the page cache dropped (as root); installs restic, borgbackup and time
+# when missing. Prints a Markdown table; results in /tmp/cairn-peers.
+# PEERS_FLAGS=--quick for a smoke run on a small tree.
+.PHONY: bench-peers
+bench-peers:
+	$(GO) run ./integration/peers $(PEERS_FLAGS)

@@ -7,10 +7,11 @@ import (
 	"github.com/cairnbackup/cairn/repo/tree"
 )
 
-func TestInodeNumbers(t *testing.T) {
+func TestFuseInodeNumbers(t *testing.T) {
 	a, b := blob.Hash([]byte("snapshot a")), blob.Hash([]byte("snapshot b"))
 	// Deterministic: the same inputs give the same number, in any mount.
-	if treeIno(a, "srv/git") != treeIno(a, "srv/git") || hardlinkIno(a, 7) != hardlinkIno(a, 7) || metaIno("nodes/lyra") != metaIno("nodes/lyra") {
+	p, n := "srv/git", "nodes/lyra"
+	if treeIno(a, p) != treeIno(a, "srv/"+"git") || hardlinkIno(a, 7) != hardlinkIno(a, 3+4) || metaIno(n) != metaIno("nodes/"+"lyra") {
 		t.Fatal("inode numbers are not deterministic")
 	}
 	// Pinned values: changing the derivation changes every mount's
@@ -51,7 +52,7 @@ func TestInodeNumbers(t *testing.T) {
 
 // All names of a hardlinked file share an inode; other entries get one
 // per path; a directory never uses its hardlink ID.
-func TestChildIno(t *testing.T) {
+func TestFuseChildIno(t *testing.T) {
 	id := blob.Hash([]byte("snap"))
 	f1 := &tree.Node{Name: "a", Type: tree.File, HardlinkID: 42}
 	f2 := &tree.Node{Name: "b", Type: tree.File, HardlinkID: 42}
@@ -65,5 +66,21 @@ func TestChildIno(t *testing.T) {
 	}
 	if childIno(id, "c", plain) != treeIno(id, "c") || childIno(id, "d", dir) != treeIno(id, "d") {
 		t.Error("plain entries must use their path")
+	}
+}
+
+// A synthetic symlink whose target moves (latest) becomes another
+// inode, so the kernel's cached target of the old one is never used;
+// directories keep theirs.
+func TestFuseMetaEntryIno(t *testing.T) {
+	old := &metaEntry{kind: metaLink, target: "2026-01-01T00:00:00Z"}
+	moved := &metaEntry{kind: metaLink, target: "2026-01-02T00:00:00Z"}
+	p := "nodes/lyra/etc/latest"
+	if old.ino(p) == moved.ino(p) || old.ino(p) != (&metaEntry{kind: metaLink, target: old.target}).ino(p) {
+		t.Error("link inodes must follow (path, target)")
+	}
+	dir := &metaEntry{kind: metaDir}
+	if dir.ino("nodes/lyra") != metaIno("nodes/lyra") {
+		t.Error("directory inode")
 	}
 }

@@ -36,7 +36,7 @@ func dump(l *layout) []string {
 	return out
 }
 
-func TestLayout(t *testing.T) {
+func TestFuseLayout(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 13, 20, 37, 500, time.UTC)
 	list := []snapshot.Entry{
 		snap("\xbb\x00\x00\x01", "lyra", "", t0.Add(time.Hour), "daily"),
@@ -125,7 +125,7 @@ func TestLayout(t *testing.T) {
 
 // A short ID shared by two snapshots is written out in full, and the
 // suffix for a second snapshot in the same second uses the short ID.
-func TestLayoutSharedShortID(t *testing.T) {
+func TestFuseLayoutSharedShortID(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	a := snap("\x01\x02\x03\x04\xaa", "n", "p", t0)
 	b := snap("\x01\x02\x03\x04\xbb", "n", "p", t0)
@@ -151,7 +151,7 @@ func TestLayoutSharedShortID(t *testing.T) {
 	}
 }
 
-func TestLayoutEmpty(t *testing.T) {
+func TestFuseLayoutEmpty(t *testing.T) {
 	mounted := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 	l := buildLayout(nil, mounted)
 	if got := dump(l); !slices.Equal(got, []string{"/", "nodes/", "snapshots/", "tags/"}) {

@@ -21,12 +21,15 @@ type metaNode struct {
 }
 
 // metaLinkNode is a synthetic symlink (latest, snapshots/<id>,
-// tags/…/<time>). Its target is read from the current layout at each
-// readlink: latest moves when a newer snapshot arrives.
+// tags/…/<time>). Its inode number covers its target as well as its
+// path (see [metaEntry.ino]): when latest moves to a newer snapshot it
+// becomes another inode, so the target the kernel caches for the old
+// one is never shown again.
 type metaLinkNode struct {
 	readOnly
-	fsys *filesys
-	path string
+	fsys   *filesys
+	path   string
+	target string
 }
 
 var (
@@ -50,7 +53,7 @@ func (n *metaNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut
 	if e == nil {
 		return syscall.ENOENT
 	}
-	n.fsys.metaAttr(&out.Attr, e, metaIno(n.path))
+	n.fsys.metaAttr(&out.Attr, e, n.StableAttr().Ino)
 	out.SetTimeout(metaTimeout)
 	return 0
 }
@@ -61,19 +64,18 @@ func (n *metaNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		return nil, syscall.ENOENT
 	}
 	p := path.Join(n.path, name)
+	ino := e.ino(p)
 	switch e.kind {
 	case metaDir:
-		ino := metaIno(p)
 		n.fsys.metaAttr(&out.Attr, e, ino)
 		out.SetEntryTimeout(metaTimeout)
 		out.SetAttrTimeout(metaTimeout)
 		return n.NewInode(ctx, &metaNode{fsys: n.fsys, path: p}, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: ino}), 0
 	case metaLink:
-		ino := metaIno(p)
 		n.fsys.metaAttr(&out.Attr, e, ino)
 		out.SetEntryTimeout(metaTimeout)
 		out.SetAttrTimeout(metaTimeout)
-		return n.NewInode(ctx, &metaLinkNode{fsys: n.fsys, path: p}, fs.StableAttr{Mode: syscall.S_IFLNK, Ino: ino}), 0
+		return n.NewInode(ctx, &metaLinkNode{fsys: n.fsys, path: p, target: e.target}, fs.StableAttr{Mode: syscall.S_IFLNK, Ino: ino}), 0
 	default: // metaSnap
 		d := newSnapRoot(n.fsys, e.snap)
 		d.attr(&out.Attr)
@@ -90,34 +92,40 @@ func (n *metaNode) Readdir(context.Context) (fs.DirStream, syscall.Errno) {
 	entries := l.dirs[n.path]
 	return &dirStream{n: len(entries), at: func(i int) fuse.DirEntry {
 		e := entries[i]
-		p := path.Join(n.path, e.name)
-		switch e.kind {
-		case metaDir:
-			return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: metaIno(p)}
-		case metaLink:
-			return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFLNK, Ino: metaIno(p)}
-		default:
-			return fuse.DirEntry{Name: e.name, Mode: syscall.S_IFDIR, Ino: treeIno(e.snap.ID, "")}
+		mode := uint32(syscall.S_IFDIR)
+		if e.kind == metaLink {
+			mode = syscall.S_IFLNK
 		}
+		return fuse.DirEntry{Name: e.name, Mode: mode, Ino: e.ino(path.Join(n.path, e.name))}
 	}}, 0
+}
+
+// ino is the inode number of the entry at path p: ("cairn-meta", p)
+// for a directory, ("cairn-meta", p, target) for a symlink, and the
+// root of its snapshot for a snapshot's directory.
+func (e *metaEntry) ino(p string) uint64 {
+	switch e.kind {
+	case metaLink:
+		return metaIno(p + "\x00" + e.target)
+	case metaSnap:
+		return treeIno(e.snap.ID, "")
+	}
+	return metaIno(p)
 }
 
 func (n *metaLinkNode) Getattr(_ context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	e := n.fsys.current().entries[n.path]
-	if e == nil {
-		return syscall.ENOENT
+	if e == nil || e.kind != metaLink || e.target != n.target {
+		// Gone, or moved on: this inode keeps its old target.
+		e = &metaEntry{kind: metaLink, target: n.target, mtime: n.fsys.mtime}
 	}
-	n.fsys.metaAttr(&out.Attr, e, metaIno(n.path))
+	n.fsys.metaAttr(&out.Attr, e, n.StableAttr().Ino)
 	out.SetTimeout(metaTimeout)
 	return 0
 }
 
 func (n *metaLinkNode) Readlink(context.Context) ([]byte, syscall.Errno) {
-	e := n.fsys.current().entries[n.path]
-	if e == nil || e.kind != metaLink {
-		return nil, syscall.ENOENT
-	}
-	return []byte(e.target), 0
+	return []byte(n.target), 0
 }
 
 // metaAttr describes a synthetic entry: owned by the user who mounted,

@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"syscall"
@@ -14,12 +15,13 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// handle is one open file. Reads go through a snapfs.File whose blob
-// loader is the handle itself: it keeps a small window of whole chunks
-// (the one being read, the one before, and those fetched ahead), so a
-// chunk read in many small requests is taken from the shared cache
-// once, and chunks fetched ahead are handed to the reader without
-// another copy.
+// handle is one open file. The blob loader of its snapfs.File is the
+// handle itself, which keeps a small window of whole chunks (those
+// fetched ahead, the one being read and the one before it), so a chunk
+// read in many requests comes out of the shared cache once. A read that
+// lies inside one stored chunk is answered straight from the window,
+// without a copy; the others (across chunks, holes) are assembled by
+// [snapfs.File.ReadAt].
 //
 // Every load goes through the shared [snapfs.Cache] with the mount's
 // context, never a request's: an interrupted request must not fail the
@@ -38,7 +40,7 @@ type handle struct {
 	closed   bool
 	slots    []*slot // at most window() of them
 	tick     uint64
-	failures int // read errors not logged (only the first is)
+	failures int // failed reads; only the first is logged
 	wg       sync.WaitGroup
 }
 
@@ -99,18 +101,57 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	seq := off == h.next
 	h.next = off + int64(len(dest))
 	h.mu.Unlock()
+	i := chunkAt(h.offs, off)
 	if seq {
-		h.readAhead(chunkAt(h.offs, off))
+		h.readAhead(i)
+	}
+	if data, ok, err := h.within(ctx, i, off, len(dest)); ok {
+		return fuse.ReadResultData(data), 0
+	} else if err != nil {
+		return nil, h.readError(ctx, off, err)
 	}
 	n, err := h.file.ReadAt(ctx, dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {
-		if ctx.Err() != nil {
-			return nil, syscall.EINTR
-		}
-		h.fail(off, err)
-		return nil, syscall.EIO
+		return nil, h.readError(ctx, off, err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+// within serves a read that lies inside one stored chunk straight from
+// the window, without copying: the reply points into the chunk, which
+// is never written to again. ok is false when the read spans chunks or
+// falls in a hole; [snapfs.File.ReadAt] then assembles it.
+func (h *handle) within(ctx context.Context, i int, off int64, n int) (data []byte, ok bool, err error) {
+	if i >= len(h.content) || h.content[i].ID.IsZero() {
+		return nil, false, nil
+	}
+	c := h.content[i]
+	start := off - h.offs[i]
+	end := min(start+int64(n), int64(c.Size))
+	if start+int64(n) > int64(c.Size) && h.offs[i+1] < h.file.Size() {
+		return nil, false, nil // continues into the next chunk
+	}
+	data, err = h.LoadBlob(ctx, blob.Handle{ID: c.ID, Type: blob.Data}, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if uint64(len(data)) != c.Size {
+		return nil, false, fmt.Errorf("chunk %s is %d bytes, the tree says %d: %w", c.ID.Short(), len(data), c.Size, blob.ErrCorrupt)
+	}
+	return data[start:end], true, nil
+}
+
+// readError turns a failed read into EINTR when the request was
+// interrupted, and otherwise logs it and answers EIO.
+func (h *handle) readError(ctx context.Context, off int64, err error) syscall.Errno {
+	if ctx.Err() != nil {
+		return syscall.EINTR
+	}
+	if h.fsys.ctx.Err() != nil {
+		return syscall.EIO // the mount is stopping: nothing is damaged
+	}
+	h.fail(off, err)
+	return syscall.EIO
 }
 
 // fail logs the first read error of the handle; Release reports how

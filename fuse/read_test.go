@@ -127,7 +127,7 @@ func read(t *testing.T, ctx context.Context, h *handle, off int64, n int) ([]byt
 // A sequential reader gets every chunk loaded exactly once although it
 // reads in pieces smaller than a chunk, with up to ReadAhead chunks
 // loading ahead of it in parallel.
-func TestSequentialReadAhead(t *testing.T) {
+func TestFuseSequentialReadAhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -196,7 +196,7 @@ func TestSequentialReadAhead(t *testing.T) {
 
 // A read anywhere loads only the chunks it touches and fetches nothing
 // ahead; reading on sequentially from there does.
-func TestRandomAccess(t *testing.T) {
+func TestFuseRandomAccess(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -242,7 +242,7 @@ func TestRandomAccess(t *testing.T) {
 	})
 }
 
-func TestHolesReadAsZeros(t *testing.T) {
+func TestFuseHolesReadAsZeros(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -267,7 +267,7 @@ func TestHolesReadAsZeros(t *testing.T) {
 
 // A damaged chunk fails the reads that touch it with EIO and is logged
 // once with the error naming pack and blob; the rest of the file reads.
-func TestDamagedChunk(t *testing.T) {
+func TestFuseDamagedChunk(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -308,7 +308,7 @@ func TestDamagedChunk(t *testing.T) {
 
 // Release returns only once the handle's read-ahead loads have ended,
 // and the mount's stop waits for those of handles never released.
-func TestReleaseWaitsForReadAhead(t *testing.T) {
+func TestFuseReleaseWaitsForReadAhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -373,7 +373,7 @@ func TestReleaseWaitsForReadAhead(t *testing.T) {
 
 // An interrupted read waiting for a chunk fetched ahead returns EINTR;
 // the load goes on, and the next read takes its result.
-func TestInterruptedRead(t *testing.T) {
+func TestFuseInterruptedRead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -413,7 +413,7 @@ func TestInterruptedRead(t *testing.T) {
 
 // The window never holds more than ReadAhead+2 chunks, whatever the
 // access pattern.
-func TestWindowBounded(t *testing.T) {
+func TestFuseWindowBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newFakeSource()
 		var logs bytes.Buffer
@@ -448,7 +448,7 @@ func TestWindowBounded(t *testing.T) {
 	})
 }
 
-func TestReadEOFAndErrors(t *testing.T) {
+func TestFuseReadEOFAndErrors(t *testing.T) {
 	src := newFakeSource()
 	var logs bytes.Buffer
 	f := testFS(src, 1, &logs)

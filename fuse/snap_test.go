@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestNodeAttr(t *testing.T) {
+func TestFuseNodeAttr(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		node   tree.Node
@@ -55,7 +55,7 @@ func TestNodeAttr(t *testing.T) {
 	}
 }
 
-func TestXattrs(t *testing.T) {
+func TestFuseXattrs(t *testing.T) {
 	sum := blob.Hash([]byte("contents"))
 	e := &entry{node: &tree.Node{Type: tree.File, FileHash: sum, Xattrs: []tree.Xattr{
 		{Name: "user.comment", Value: []byte("hello")},
@@ -101,7 +101,7 @@ func TestXattrs(t *testing.T) {
 	}
 }
 
-func TestSeekDataHole(t *testing.T) {
+func TestFuseSeekDataHole(t *testing.T) {
 	d := blob.Hash([]byte("d"))
 	// data 0-100, hole 100-300, data 300-350, hole 350-400
 	content := []tree.Chunk{{ID: d, Size: 100}, {Size: 200}, {ID: d, Size: 50}, {Size: 50}}
@@ -140,7 +140,7 @@ func TestSeekDataHole(t *testing.T) {
 	}
 }
 
-func TestChunkAt(t *testing.T) {
+func TestFuseChunkAt(t *testing.T) {
 	offs := []int64{0, 10, 30, 31}
 	for off, want := range map[int64]int{0: 0, 9: 0, 10: 1, 29: 1, 30: 2, 31: 3, 1000: 3} {
 		if got := chunkAt(offs, off); got != want {
@@ -152,7 +152,7 @@ func TestChunkAt(t *testing.T) {
 	}
 }
 
-func TestCopyOut(t *testing.T) {
+func TestFuseCopyOut(t *testing.T) {
 	if n, errno := copyOut(nil, []byte("abc")); n != 3 || errno != 0 {
 		t.Error("probe")
 	}

@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 )
@@ -287,9 +288,14 @@ func (x *Index) addPack(id blob.ID, info PackInfo, blobs []BlobEntry, move bool)
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("index: add pack %s: %w", id.Short(), err)
 	}
+	crashpoint.Hit("index-before-pack-key")
 	v := binary.BigEndian.AppendUint64(nil, uint64(info.Size))
 	v = binary.BigEndian.AppendUint32(v, uint32(info.Blobs))
-	v = binary.BigEndian.AppendUint64(v, uint64(info.Created.UnixNano()))
+	var created uint64 // zero time stays zero
+	if !info.Created.IsZero() {
+		created = uint64(info.Created.UnixNano())
+	}
+	v = binary.BigEndian.AppendUint64(v, created)
 	err = x.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete(key(prefixLost, id)); err != nil {
 			return err
@@ -328,8 +334,11 @@ func decodePackInfo(v []byte) (PackInfo, error) {
 	if len(v) != 20 {
 		return PackInfo{}, fmt.Errorf("index: pack record of %d bytes, want 20: %w", len(v), blob.ErrCorrupt)
 	}
-	return PackInfo{Size: int64(binary.BigEndian.Uint64(v)), Blobs: int(binary.BigEndian.Uint32(v[8:])),
-		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[12:])))}, nil
+	info := PackInfo{Size: int64(binary.BigEndian.Uint64(v)), Blobs: int(binary.BigEndian.Uint32(v[8:]))}
+	if c := binary.BigEndian.Uint64(v[12:]); c != 0 {
+		info.Created = time.Unix(0, int64(c))
+	}
+	return info, nil
 }
 
 // Packs calls fn for every indexed pack in ID order.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 
@@ -42,6 +43,43 @@ type globalOptions struct {
 	cwd       string
 	stderrTTY bool
 	args      []string // the command line, for forwarding to the appliance
+
+	cpuProfile  string // write a CPU profile (pprof) of this command
+	memProfile  string // write a heap profile at the end
+	profileStop func()
+}
+
+// startProfile starts the profiles asked for with --cpuprofile and
+// --memprofile (for finding what bounds a phase before optimising it).
+func (g *globalOptions) startProfile() error {
+	if g.cpuProfile == "" && g.memProfile == "" {
+		return nil
+	}
+	var cpu *os.File
+	if g.cpuProfile != "" {
+		f, err := os.Create(g.abs(g.cpuProfile))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		cpu = f
+	}
+	g.profileStop = func() {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			cpu.Close()
+		}
+		if g.memProfile != "" {
+			if f, err := os.Create(g.abs(g.memProfile)); err == nil {
+				pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+	}
+	return nil
 }
 
 func (g *globalOptions) register(root *cobra.Command) {
@@ -51,6 +89,10 @@ func (g *globalOptions) register(root *cobra.Command) {
 	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	f.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the command to FILE")
+	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile (pprof) at the end of the command to FILE")
+	f.MarkHidden("cpuprofile")
+	f.MarkHidden("memprofile")
 	f.StringVar(&g.socket, "socket", os.Getenv("CAIRN_SOCKET"), "the running appliance's operator socket (env CAIRN_SOCKET; default: the repository path + .sock)")
 	if g.stdout == nil {
 		g.stdout, g.stderr, g.stdin = os.Stdout, os.Stderr, os.Stdin

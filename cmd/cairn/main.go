@@ -53,6 +53,9 @@ func run(ctx context.Context, g *globalOptions) int {
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	err := root.ExecuteContext(ctx)
+	if g.profileStop != nil {
+		g.profileStop()
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -138,7 +141,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		if done, err := g.forward(cmd); done {
 			return err
 		}
-		return nil
+		return g.startProfile()
 	}
 	g.register(root)
 	root.AddCommand(

@@ -80,12 +80,24 @@ type Writer struct {
 
 // NewWriter starts a pack on w and writes its prefix.
 func NewWriter(w io.Writer, key *seal.Key) *Writer {
-	pw := &Writer{w: w, key: key, hash: sha256.New()}
+	pw := &Writer{hash: sha256.New()}
+	pw.Reset(w, key)
+	return pw
+}
+
+// Reset starts a new pack on w as NewWriter does, keeping the Writer's
+// buffers (which grow to the largest blob sealed) for reuse.
+func (pw *Writer) Reset(w io.Writer, key *seal.Key) {
+	pw.w, pw.key = w, key
+	pw.hash.Reset()
+	pw.size = 0
+	pw.entries = pw.entries[:0]
+	pw.err = nil
+	pw.done = false
 	var p [PrefixSize]byte
 	copy(p[:], Magic)
 	binary.BigEndian.PutUint32(p[len(Magic):], Version)
 	pw.write(p[:])
-	return pw
 }
 
 func (pw *Writer) write(b []byte) {

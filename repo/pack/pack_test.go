@@ -136,6 +136,48 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestReset writes two packs with one Writer: the second holds only its
+// own blobs, at offsets of its own, and reads back whole.
+func TestReset(t *testing.T) {
+	key := fixtureKey(t)
+	blobs, types := fixtureInput()
+	var first, second bytes.Buffer
+	w := NewWriter(&first, key)
+	for i, b := range blobs {
+		payload, c := Compress(nil, b, LevelDefault)
+		if _, err := w.Add(blob.Handle{ID: blob.Hash(b), Type: types[i]}, c, payload, len(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := w.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	w.Reset(&second, key)
+	last := []byte("only in the second pack")
+	h := blob.Handle{ID: blob.Hash(last), Type: blob.Data}
+	if _, err := w.Add(h, Raw, last, len(last)); err != nil {
+		t.Fatal(err)
+	}
+	id, size, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != int64(second.Len()) || id != blob.Hash(second.Bytes()) {
+		t.Fatalf("second pack: size %d id %s for %d bytes", size, id.Short(), second.Len())
+	}
+	entries, err := DecodeHeader(second.Bytes(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Handle != h || entries[0].Offset != PrefixSize {
+		t.Fatalf("second pack entries %+v", entries)
+	}
+	got, _, err := OpenBlob(nil, key, h, len(last), second.Bytes()[PrefixSize:PrefixSize+int(entries[0].Length)], nil)
+	if err != nil || string(got) != string(last) {
+		t.Fatalf("second pack blob %q, %v", got, err)
+	}
+}
+
 func TestEmptyPack(t *testing.T) {
 	p := buildPack(t, fixtureKey(t), nil, nil)
 	if len(p.data) != PrefixSize+seal.Overhead+FooterSize {

@@ -181,15 +181,11 @@ func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropp
 		return nil, err
 	}
 	crashpoint.Hit("prune-after-index")
-	n := 0
 	for id := range dropped {
 		if err := r.be.Delete(ctx, r.packHandle(id)); err != nil {
 			return dropped, err
 		}
-		n++
-		if n == 1 {
-			crashpoint.Hit("prune-mid-delete")
-		}
+		crashpoint.Hit("prune-mid-delete")
 	}
 	return dropped, nil
 }
@@ -200,5 +196,6 @@ func (r *Repository) DeleteSnapshot(ctx context.Context, id blob.ID) error {
 	if err := r.be.Delete(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}); err != nil {
 		return err
 	}
+	crashpoint.Hit("forget-before-index")
 	return r.idx.RemoveSnapshot(id)
 }

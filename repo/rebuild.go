@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/internal/index"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/storage"
@@ -198,6 +200,9 @@ type RebuildReport struct {
 	UnreadablePacks     []UnreadablePack // header unreadable
 	KeptBlobs           int              // blobs of unreadable packs carried over from the old index
 	UnreadableSnapshots []UnreadablePack
+	// RecoveredSnapshots had a damaged file that was rewritten from the
+	// old index's copy of the record (which hashes to the snapshot's ID).
+	RecoveredSnapshots []UnreadablePack
 }
 
 // RebuildIndex builds a fresh index from the packs and snapshot files, in
@@ -263,9 +268,11 @@ func (r *Repository) swapIndex() error {
 	if err := os.RemoveAll(oldDir); err != nil {
 		return err
 	}
+	crashpoint.Hit("rebuild-before-swap")
 	if err := os.Rename(r.indexDir(), oldDir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	crashpoint.Hit("rebuild-mid-swap")
 	if err := os.Rename(newDir, r.indexDir()); err != nil {
 		return err
 	}
@@ -309,8 +316,13 @@ func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*Reb
 	for id := range files {
 		plain, err := r.readSnapshotFile(ctx, id)
 		if err != nil {
-			rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: err})
-			continue
+			rec, rerr := r.recoverSnapshot(ctx, old, id)
+			if rerr != nil {
+				rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: errors.Join(err, rerr)})
+				continue
+			}
+			rep.RecoveredSnapshots = append(rep.RecoveredSnapshots, UnreadablePack{ID: id, Err: err})
+			plain = rec
 		}
 		if err := idx.AddSnapshot(id, plain); err != nil {
 			return nil, err
@@ -318,6 +330,28 @@ func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*Reb
 		rep.Snapshots++
 	}
 	return rep, idx.Sync()
+}
+
+// recoverSnapshot rewrites the damaged file of snapshot id from the old
+// index's copy of its record, if there is one that hashes to id (so it is
+// exactly the record that was saved), and returns the record. The file is
+// replaced atomically: a crash leaves the damaged file or the good one.
+func (r *Repository) recoverSnapshot(ctx context.Context, old *index.Index, id blob.ID) ([]byte, error) {
+	if old == nil {
+		return nil, errors.New("no index to recover it from")
+	}
+	rec, ok, err := old.Snapshot(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || blob.Hash(rec) != id {
+		return nil, errors.New("the index has no intact copy of it")
+	}
+	sealed := r.key.Seal(nil, rec, snapshotAAD(id))
+	if err := r.be.Replace(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed)); err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
 
 // carryOver copies the old index's entries for packs whose headers cannot

@@ -249,7 +249,7 @@ func (r *Repository) indexDir() string { return filepath.Join(r.dir, "index") }
 
 func (r *Repository) indexOptions() index.Options {
 	k := r.master.Derive(PurposeIndex)
-	return index.Options{EncryptionKey: k[:], Logger: r.log}
+	return index.Options{EncryptionKey: k[:], Logger: r.log, MinFree: IndexReserve / 2}
 }
 
 // PurposeIndex derives the key that encrypts the index at rest.

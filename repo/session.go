@@ -77,6 +77,11 @@ var freePacks = make(chan *openPack, 2)
 // of a few thousand entries; packs of many tiny blobs grow once.
 const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelope
 
+// openPackSize is the capacity an open pack starts with.
+func (r *Repository) openPackSize() int {
+	return r.cfg.PackSize + r.cfg.Chunker.Max + pack.MinEnvelope + packHeaderReserve
+}
+
 // newOpenPack returns an empty pack whose buffer holds a typical full
 // pack without growing: up to PackSize, one more chunk of the largest
 // size the chunker makes, and the header.
@@ -88,7 +93,7 @@ func (r *Repository) newOpenPack() *openPack {
 		op = &openPack{}
 	}
 	op.buf.Reset()
-	op.buf.Grow(r.cfg.PackSize + r.cfg.Chunker.Max + pack.MinEnvelope + packHeaderReserve)
+	op.buf.Grow(r.openPackSize())
 	if op.w == nil {
 		op.w = pack.NewWriter(&op.buf, r.key)
 	} else {
@@ -179,8 +184,11 @@ func (s *Session) SavePrepared(ctx context.Context, h blob.Handle, c pack.Compre
 	if c == pack.Zstd && len(payload) >= rawLen {
 		return false, scratch, fmt.Errorf("blob %s: compressed payload of %d bytes is not smaller than its %d-byte plaintext: %w", h, len(payload), rawLen, blob.ErrCorrupt)
 	}
-	scratch, err = pack.VerifyPayload(scratch[:0], h, c, rawLen, payload)
-	if err != nil {
+	if c == pack.Raw && len(payload) == rawLen && blob.Hash(payload) == h.ID {
+		// A raw payload is its plaintext: verified where it is, not
+		// copied (a 64 MiB blob would cost 64 MiB more). Anything
+		// else is verified, and refused, by VerifyPayload.
+	} else if scratch, err = pack.VerifyPayload(scratch[:0], h, c, rawLen, payload); err != nil {
 		return false, scratch, err
 	}
 	if known, err := s.Known(h); err != nil || known {
@@ -254,9 +262,14 @@ func (s *Session) writePack(ctx context.Context, op *openPack) error {
 	for _, e := range op.w.Entries() {
 		delete(s.pending, e.Handle)
 	}
-	select {
-	case freePacks <- op:
-	default:
+	// A pack that grew past the usual size held an unusually large
+	// blob (up to 64 MiB, which a hostile node can send at will): its
+	// buffers, and the writer's, would stay that large for good.
+	if op.buf.Cap() <= s.r.openPackSize() {
+		select {
+		case freePacks <- op:
+		default:
+		}
 	}
 	return nil
 }
@@ -266,6 +279,9 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 	id, size, err := op.w.Finish()
 	if err != nil {
 		return err
+	}
+	if err := r.checkSpace(size); err != nil {
+		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
 	if err := r.be.Put(ctx, r.packHandle(id), bytes.NewReader(op.buf.Bytes())); err != nil && !errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)

@@ -72,10 +72,21 @@ func (r *Repository) readSnapshotFile(ctx context.Context, id blob.ID) ([]byte, 
 }
 
 // Snapshots returns every snapshot that passes f, oldest first. It reads
-// the index's cached records.
+// the index's cached records, each checked against its ID; a damaged one
+// is read from its snapshot file instead.
 func (r *Repository) Snapshots(ctx context.Context, f snapshot.Filter) ([]snapshot.Entry, error) {
 	var list []snapshot.Entry
 	err := r.idx.Snapshots(func(id blob.ID, rec []byte) error {
+		if blob.Hash(rec) != id {
+			// The index's copy is damaged (a cache is not trusted
+			// blindly): read the snapshot file, which authenticates.
+			plain, err := r.readSnapshotFile(ctx, id)
+			if err != nil {
+				return fmt.Errorf("index: snapshot %s: the cached record does not match its id, and the file: %w", id.Short(), err)
+			}
+			r.log.Warn("the index's copy of a snapshot record is damaged; read the snapshot file instead (cairn repair index rewrites the index)", "snapshot", id.Short())
+			rec = plain
+		}
 		sn, err := snapshot.Decode(rec)
 		if err != nil {
 			return fmt.Errorf("index: snapshot %s: %w", id.Short(), err)

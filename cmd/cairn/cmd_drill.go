@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -32,8 +31,9 @@ custom-format dumps), measure how long the restore took, and save a
 sealed report in the repository (cairn drills lists them). The scratch
 directory is removed afterwards.
 
---scratch DIR restores in a new directory inside DIR (default: a new
-cairn-drill-* directory in the system's temporary directory).
+--scratch DIR restores in a new directory cairn-drill-* inside DIR
+(default: in the system's temporary directory). Directories left there
+by drills that were killed are removed by the next drill.
 --sample N restores only N files, chosen at random but always the same
 for a snapshot, plus every git repository and database file whole.
 
@@ -54,12 +54,9 @@ with the file it concerns). 1: the drill could not run.`,
 			if err != nil {
 				return err
 			}
-			scratch := g.abs(o.scratch)
-			if o.scratch == "" {
-				if scratch, err = os.MkdirTemp("", "cairn-drill-"); err != nil {
-					return fmt.Errorf("drill: %w", err)
-				}
-				defer os.RemoveAll(scratch)
+			scratch := "" // the system's temporary directory
+			if o.scratch != "" {
+				scratch = g.abs(o.scratch)
 			}
 			rep, err := drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample})
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -65,7 +66,18 @@ func (o *serveOptions) configPath(g *globalOptions) string {
 	return appliance.ConfigPath(g.abs(g.repoDir))
 }
 
+// serveMemoryLimit is the heap the appliance asks the Go runtime to stay
+// near (GOMEMLIMIT overrides it): the blobs in flight
+// (appliance.BlobBytesInFlight) plus room for open packs, the index's
+// caches and operator commands. Without it, the garbage that a few of
+// the largest blobs leave behind lets the heap double before the
+// collector runs.
+const serveMemoryLimit = appliance.BlobBytesInFlight + 64<<20
+
 func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(serveMemoryLimit)
+	}
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err

@@ -85,6 +85,8 @@ type Appliance struct {
 	stopSched context.CancelFunc
 	schedDone chan struct{}
 
+	blobs *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+
 	mu       sync.Mutex
 	sessions int
 	perNode  map[string]int
@@ -92,6 +94,13 @@ type Appliance struct {
 	nextID   int
 	wg       sync.WaitGroup
 }
+
+// BlobBytesInFlight bounds the memory that PutBlob frames of all node
+// sessions together take while they are read, verified and stored: one
+// of the largest blobs (64 MiB, which costs up to six times that while
+// it is handled), or many ordinary ones at once. Hostile nodes, or simply
+// many nodes, cannot make the appliance use more for blobs.
+const BlobBytesInFlight = 6 * 64 << 20
 
 // Paths next to a repository directory DIR.
 func ConfigPath(repoDir string) string  { return filepath.Clean(repoDir) + ".yaml" }
@@ -106,7 +115,8 @@ func New(o Options) (*Appliance, error) {
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
 	}
-	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{}}
+	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
+		blobs: wire.NewBlobBudget(BlobBytesInFlight)}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -482,6 +492,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		}
 		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
 			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
+			Blobs: a.blobs,
 		})
 		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
 		if err != nil {
@@ -489,7 +500,14 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		}
 		return 0
 	case "push":
-		return a.pushStream(ctx, node, perms, args[1:], stdin, stdout, stderr, start)
+		// A stream that sends nothing for idle_timeout is ended, even
+		// while the push still works on what it sent: a tiny tar can
+		// announce a sparse file of exabytes of zeros.
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		in := newIdleReader(stdin, a.Config().Limits.IdleTimeout, cancel)
+		defer in.stop()
+		return a.pushStream(ctx, node, perms, args[1:], in, stdout, stderr, start)
 	case "snapshots":
 		items, err := a.backend().ListSnapshots(ctx, node, "")
 		if err != nil {
@@ -507,6 +525,43 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots\n", node, args[0])
 	return 2
 }
+
+// idleReader ends a stream that stays silent for d, as the wire
+// protocol's idle timeout ends a silent session: it cancels the push
+// (with the idle timeout as the cause) and closes the stream (when it can
+// be closed, which ends a read blocked on it); reads then fail with the
+// idle-timeout error.
+type idleReader struct {
+	r     io.Reader
+	d     time.Duration
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+func newIdleReader(r io.Reader, d time.Duration, cancel context.CancelCauseFunc) *idleReader {
+	ir := &idleReader{r: r, d: d}
+	ir.timer = time.AfterFunc(d, func() {
+		ir.fired.Store(true)
+		cancel(ir.err())
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+	})
+	return ir
+}
+
+func (ir *idleReader) err() error { return fmt.Errorf("no data for %s: idle timeout", ir.d) }
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if ir.fired.Load() {
+		return n, ir.err()
+	}
+	ir.timer.Reset(ir.d)
+	return n, err
+}
+
+func (ir *idleReader) stop() { ir.timer.Stop() }
 
 func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, stored uint64, start time.Time, err error) {
 	attrs := []any{"node", node, "kind", kind, "blobs_sent", blobs, "bytes_sent", bytes, "blobs_stored", stored, "duration", time.Since(start).Round(time.Millisecond)}
@@ -590,6 +645,9 @@ func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm
 	}
 	if err != nil {
 		s.Abort()
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause // the idle timeout
+		}
 		a.logPush(node, "push", nil, 0, 0, 0, start, err)
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -61,6 +63,16 @@ func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.Server
 	defer sc.Close()
 	node := sc.Permissions.Extensions["node"]
 	go ssh.DiscardRequests(reqs)
+	// A connection with no session channel open for idle_timeout is
+	// closed: an authenticated node cannot hold connections for nothing.
+	timeout := a.Config().Limits.IdleTimeout
+	var mu sync.Mutex
+	open := 0
+	idle := time.AfterFunc(timeout, func() {
+		a.log.Warn("ssh connection closed: no session", "node", node, "idle_timeout", timeout)
+		sc.Close()
+	})
+	defer idle.Stop()
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session channels")
@@ -70,19 +82,54 @@ func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.Server
 		if err != nil {
 			continue
 		}
-		go a.sshSession(ctx, node, ch, chReqs)
+		mu.Lock()
+		open++
+		idle.Stop()
+		mu.Unlock()
+		go func() {
+			a.sshSession(ctx, node, ch, chReqs)
+			mu.Lock()
+			if open--; open == 0 {
+				idle.Reset(timeout)
+			}
+			mu.Unlock()
+		}()
 	}
 }
 
-// sshSession waits for the exec request and runs the node command.
+// sessionInput relays a channel's data through a pipe, so that a session
+// can stop reading (by closing what it returns: an Error sent, an idle
+// timeout) while the channel stays open for the exit status. The relay
+// ends when the channel is closed.
+func sessionInput(ch ssh.Channel) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, ch)
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
+// sshSession waits for the exec request and runs the node command. A
+// channel that asks for no command within idle_timeout is closed.
 func (a *Appliance) sshSession(ctx context.Context, node string, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
+	timeout := a.Config().Limits.IdleTimeout
+	idle := time.AfterFunc(timeout, func() {
+		a.log.Warn("session closed: no command", "node", node, "idle_timeout", timeout)
+		ch.Close()
+	})
+	defer idle.Stop()
 	for req := range reqs {
 		switch req.Type {
 		case "exec":
+			if !idle.Stop() {
+				return // closed for idleness meanwhile
+			}
 			var cmd struct{ Command string }
 			if err := ssh.Unmarshal(req.Payload, &cmd); err != nil {
 				req.Reply(false, nil)
+				idle.Reset(timeout)
 				continue
 			}
 			req.Reply(true, nil)
@@ -94,7 +141,9 @@ func (a *Appliance) sshSession(ctx context.Context, node string, ch ssh.Channel,
 				exit(ch, 1)
 				return
 			}
-			code := a.NodeSession(ctx, node, n.Perms(), n.Isolated, cmd.Command, ch, ch, ch.Stderr())
+			in := sessionInput(ch)
+			code := a.NodeSession(ctx, node, n.Perms(), n.Isolated, cmd.Command, in, ch, ch.Stderr())
+			in.Close() // ends the relay even if the node sends more
 			ch.CloseWrite()
 			exit(ch, code)
 			return

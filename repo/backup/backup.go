@@ -135,7 +135,7 @@ func Run(ctx context.Context, up Uploader, paths []string, o Options) (*Result, 
 		}
 		root.add(abs)
 	}
-	return run(ctx, up, o, func(w *walker) (blob.ID, error) {
+	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
 		var parent *tree.Tree
 		if !o.Parent.IsZero() {
 			parent = w.loadParent(ctx, o.Parent)
@@ -145,7 +145,9 @@ func Run(ctx context.Context, up Uploader, paths []string, o Options) (*Result, 
 }
 
 // run sets up the pipeline around walk, which produces the root tree.
-func run(ctx context.Context, up Uploader, o Options, walk func(*walker) (blob.ID, error)) (*Result, error) {
+// walk gets the pipeline's context, which ends when any stage fails: a
+// walker waiting for a stage that has stopped must not wait forever.
+func run(ctx context.Context, up Uploader, o Options, walk func(ctx context.Context, w *walker) (blob.ID, error)) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -170,7 +172,7 @@ func run(ctx context.Context, up Uploader, o Options, walk func(*walker) (blob.I
 	g.Go(func() error {
 		defer p.closeJobs()
 		var err error
-		root, err = walk(w)
+		root, err = walk(gctx, w)
 		return err
 	})
 	if err := g.Wait(); err != nil {

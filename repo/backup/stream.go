@@ -19,7 +19,7 @@ func Stream(ctx context.Context, up Uploader, r io.Reader, name string, o Option
 	if err := tree.CheckName(name); err != nil {
 		return nil, fmt.Errorf("backup: --name: %w", err)
 	}
-	return run(ctx, up, o, func(w *walker) (blob.ID, error) {
+	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
 		now := w.o.Now().UnixNano()
 		uid, gid := uint32(os.Getuid()), uint32(os.Getgid())
 		n := tree.Node{Name: name, Type: tree.File, Mode: 0o600, UID: uid, GID: gid,

@@ -42,7 +42,7 @@ func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Option
 			return nil, fmt.Errorf("backup: --name: %w", err)
 		}
 	}
-	return run(ctx, up, o, func(w *walker) (blob.ID, error) {
+	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
 		root := &tarNode{node: tree.Node{Type: tree.Dir, Mode: 0o755}, children: map[string]*tarNode{}}
 		tr := tar.NewReader(r)
 		ch := chunker.New(nil, w.o.Params, w.o.Table)

@@ -345,16 +345,29 @@ func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(int
 			c.addBlob(BlobDamaged, d.Handle, pid, d.Err.Error())
 		}
 		if rep.Entries == nil && rep.Err != nil {
-			// Without a header, every blob the index places in this
-			// pack is unreadable.
+			// Without a header the pack could not be read blob by
+			// blob: read each blob the index places in it instead.
+			// Those that authenticate and re-hash are intact (and
+			// repair index keeps their entries); the rest are damaged.
+			var hs []blob.Handle
 			err := c.r.IndexedBlobs(func(h blob.Handle, loc repo.Location) error {
 				if loc.Pack == rep.ID {
-					c.addBlob(BlobDamaged, h, pid, "its pack's header is unreadable")
+					hs = append(hs, h)
 				}
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			var buf []byte
+			for _, h := range hs {
+				buf, err = c.r.LoadBlob(ctx, h, buf)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					c.addBlob(BlobDamaged, h, pid, fmt.Sprintf("its pack's header is unreadable, and so is the blob: %v", err))
+				}
 			}
 		}
 	}

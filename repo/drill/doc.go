@@ -8,10 +8,14 @@
 //
 // [Run]:
 //
-//  1. Makes a fresh directory inside [Options.Scratch]. It is removed at
-//     the end, whatever happened (read-only directories are made writable
-//     first); if it cannot be removed the report says so in
-//     [Report.Warnings].
+//  1. Makes a fresh directory cairn-drill-<snapshot>-<digits> inside
+//     [Options.Scratch], held with flock(2) while the drill runs. It is
+//     removed at the end, whatever happened (read-only directories are
+//     made writable first); if it cannot be removed the report says so in
+//     [Report.Warnings]. A drill that is killed cannot remove it: the
+//     next drill in the same scratch directory removes every such
+//     directory whose lock no running drill holds, and says so in its
+//     warnings.
 //  2. With [Options.SampleFiles] N > 0 and more than N files in the
 //     snapshot, chooses what to restore by walking the snapshot's trees:
 //     N regular files picked uniformly at random with a generator seeded

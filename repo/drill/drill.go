@@ -146,15 +146,26 @@ func Run(ctx context.Context, r *repo.Repository, snap blob.ID, o Options) (*Rep
 	if sn.Scope != nil {
 		rep.Class = sn.Scope.Class
 	}
-	dir, err := os.MkdirTemp(o.Scratch, "drill-"+snap.Short()+"-")
+	// Scratch directories of drills that were killed are removed first,
+	// so they cannot accumulate.
+	swept, errs := sweepScratch(o.Scratch)
+	for _, p := range swept {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("removed the scratch directory %s left by an interrupted drill", p))
+	}
+	for _, err := range errs {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("a scratch directory left by an interrupted drill could not be removed: %v", err))
+	}
+	sc, err := newScratch(o.Scratch, snap.Short())
 	if err != nil {
 		return nil, fmt.Errorf("drill: scratch directory: %w", err)
 	}
+	dir := sc.dir
 	d := &drill{r: r, o: o, sn: sn, id: snap, dir: dir, rep: rep}
 	err = d.run(ctx)
 	if rerr := removeAll(dir); rerr != nil {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the scratch directory %s could not be removed: %v", dir, rerr))
 	}
+	sc.release()
 	if err != nil {
 		return nil, fmt.Errorf("drill of snapshot %s: %w", snap.Short(), err)
 	}

@@ -9,7 +9,9 @@
 // Every blob is authenticated and re-hashed by the loader; every file's
 // whole-file SHA-256 is recomputed from the bytes written and compared
 // with the hash recorded at backup time. A mismatch is an error naming the
-// file, never a silent difference. [Verify] compares an existing directory
+// file, never a silent difference, and a file that cannot be restored
+// (damaged or missing data, a mismatch) is removed from the target with
+// every hardlink made to it: what a restore leaves is verified. [Verify] compares an existing directory
 // with a snapshot without writing anything.
 //
 // # What is restored
@@ -44,6 +46,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
+	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/minio/sha256-simd"
@@ -104,11 +107,13 @@ type restorer struct {
 	o      Options
 	asRoot bool
 
-	mu    sync.Mutex
-	res   Result
-	errs  []error
-	links map[uint64]string // hardlink ID → first restored path
-	dirs  []dirMeta         // in creation order; metadata set in reverse
+	mu     sync.Mutex
+	res    Result
+	errs   []error
+	links  map[uint64]string   // hardlink ID → first restored path
+	linked map[uint64][]string // hardlink ID → the further names linked to it
+	failed map[uint64]bool     // hardlink IDs whose file could not be restored
+	dirs   []dirMeta           // in creation order; metadata set in reverse
 }
 
 type dirMeta struct {
@@ -146,7 +151,8 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer r.Close()
-	rs := &restorer{l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: os.Geteuid() == 0, links: map[uint64]string{}}
+	rs := &restorer{l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: os.Geteuid() == 0,
+		links: map[uint64]string{}, linked: map[uint64][]string{}, failed: map[uint64]bool{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
 	if base == "/" {
 		base = ""
@@ -159,6 +165,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 			for j := range jobs {
 				if err := rs.file(gctx, j.p, j.node, j.f); err != nil {
 					rs.fail(err)
+					rs.discard(j.p, j.node)
 				}
 			}
 			return nil
@@ -279,23 +286,32 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 			return nil
 		}
 		if n.HardlinkID != 0 {
+			// Linking happens under the lock that discard takes, so a
+			// name is never linked to a file being removed.
 			rs.mu.Lock()
 			first, ok := rs.links[n.HardlinkID]
-			if !ok {
+			var err error
+			switch {
+			case !ok:
 				rs.links[n.HardlinkID] = p
-			}
-			rs.mu.Unlock()
-			if ok {
-				err := rs.replace(p)
+			case rs.failed[n.HardlinkID]:
+				err = fmt.Errorf("%s: not restored: a hardlink of %s, which could not be restored", p, first)
+			default:
+				err = rs.replace(p)
 				if err == nil {
 					err = rs.root.Link(first, p)
 				}
 				if err != nil {
-					rs.fail(fmt.Errorf("%s: hardlink to %s: %w", p, first, err))
+					err = fmt.Errorf("%s: hardlink to %s: %w", p, first, err)
 				} else {
-					rs.mu.Lock()
+					rs.linked[n.HardlinkID] = append(rs.linked[n.HardlinkID], p)
 					rs.res.Hardlinks++
-					rs.mu.Unlock()
+				}
+			}
+			rs.mu.Unlock()
+			if ok {
+				if err != nil {
+					rs.fail(err)
 				}
 				return nil
 			}
@@ -324,6 +340,27 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 		rs.fail(err)
 	}
 	return nil
+}
+
+// discard removes file p, which could not be restored, and the hardlinks
+// made to it, so that no name in the target holds bytes that were not
+// verified; each removed hardlink is reported too.
+func (rs *restorer) discard(p string, n *tree.Node) {
+	rs.mu.Lock()
+	rs.root.Remove(p)
+	var names []string
+	if n.HardlinkID != 0 {
+		rs.failed[n.HardlinkID] = true
+		names = rs.linked[n.HardlinkID]
+		for _, q := range names {
+			rs.root.Remove(q)
+			rs.res.Hardlinks--
+		}
+	}
+	rs.mu.Unlock()
+	for _, q := range names {
+		rs.fail(fmt.Errorf("%s: not restored: a hardlink of %s, which could not be restored", q, p))
+	}
 }
 
 // replace removes whatever is at p (but a directory), so that a new
@@ -453,6 +490,7 @@ func (rs *restorer) file(ctx context.Context, p string, n *tree.Node, f *os.File
 	rs.res.Bytes += n.Size
 	rs.mu.Unlock()
 	rs.o.Progress.Files.Add(1)
+	crashpoint.Hit("restore-file-done")
 	return nil
 }
 

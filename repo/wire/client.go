@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
@@ -195,14 +196,36 @@ func (c *Client) finish(req uint32) {
 
 func (c *Client) send(t Type, body []byte, flush bool) error {
 	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.w.WriteFrame(t, body); err != nil {
-		return err
+	err := c.w.WriteFrame(t, body)
+	if err == nil && flush {
+		err = c.w.Flush()
 	}
-	if flush {
-		return c.w.Flush()
+	c.wmu.Unlock()
+	if err != nil {
+		return c.why(err)
 	}
 	return nil
+}
+
+// whyWait bounds how long a failed write waits for the server's reason.
+const whyWait = 5 * time.Second
+
+// why explains a failed write. A server that ends a session sends an
+// Error frame and then closes the stream, so a client still sending gets
+// a write error ("EOF", "closed pipe") that says nothing; the server's
+// Error, read by then or just after, is the reason to report.
+func (c *Client) why(err error) error {
+	select {
+	case <-c.done:
+	case <-time.After(whyWait):
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var m *ErrorMsg
+	if errors.As(c.dead, &m) {
+		return m
+	}
+	return err
 }
 
 // wait returns the next reply on ch, or the session's error.
@@ -540,8 +563,12 @@ func (u *Uploader) Flush(ctx context.Context) error {
 		return err
 	}
 	u.c.wmu.Lock()
-	defer u.c.wmu.Unlock()
-	return u.c.w.Flush()
+	err = u.c.w.Flush()
+	u.c.wmu.Unlock()
+	if err != nil {
+		return u.c.why(err)
+	}
+	return nil
 }
 
 // Close stops the uploader's goroutines. Call Flush first to send

@@ -190,6 +190,47 @@ func (r *Reader) Next(buf []byte) (Type, []byte, error) {
 	return t, body, nil
 }
 
+// Peek waits for the header of the next frame and returns its type and
+// body length, checked as [Reader.Next] checks them, without consuming
+// anything: a server can decide whether to read the body now (a memory
+// budget) before any of it is buffered. On error the caller calls Next,
+// which reports the same problem.
+func (r *Reader) Peek() (Type, int, error) {
+	if r.err != nil {
+		return 0, 0, r.err
+	}
+	h, err := r.br.Peek(4)
+	if err != nil {
+		return 0, 0, err
+	}
+	length := uint64(binary.BigEndian.Uint32(h))
+	if length == 0 {
+		return 0, 0, checkFrame(0, 0)
+	}
+	if h, err = r.br.Peek(HeaderSize); err != nil {
+		return 0, 0, err
+	}
+	t := Type(h[4])
+	if err := checkFrame(t, length); err != nil {
+		return 0, 0, err
+	}
+	return t, int(length - 1), nil
+}
+
+// PeekBody returns the first k bytes of the next frame's body (fewer if
+// the body is shorter) without consuming anything; call it after Peek.
+func (r *Reader) PeekBody(k int) ([]byte, error) {
+	_, n, err := r.Peek()
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.br.Peek(HeaderSize + min(k, n))
+	if err != nil {
+		return nil, err
+	}
+	return b[HeaderSize:], nil
+}
+
 func (r *Reader) next(body []byte) (Type, []byte, error) {
 	// The length first, on its own: a zero length has no type byte, and
 	// reading one would take a byte of the next frame.

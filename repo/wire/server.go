@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
+	"golang.org/x/sync/semaphore"
 )
 
 // Backend is what a Server needs from the repository. The appliance
@@ -56,6 +58,71 @@ type SessionConfig struct {
 	// Buffers is how many PutBlob frames may be in verification at once
 	// (each holds one frame body); zero means 3.
 	Buffers int
+	// Blobs, if set, is shared by every session of a process: it bounds
+	// the memory of PutBlob frames being read, verified and stored across
+	// all of them, so many nodes sending the largest blobs at once cannot
+	// exhaust the appliance's memory.
+	Blobs *BlobBudget
+}
+
+// BlobBudget bounds the memory that PutBlob frames of the sessions sharing
+// it take at once: a frame's cost (its body and the copies made while it
+// is verified and stored, estimated from its header) is taken before its
+// body is read and given back when the blob is stored. A session waiting
+// for budget reads nothing more, so its node is paced by the stream's
+// flow control.
+type BlobBudget struct {
+	sem  *semaphore.Weighted
+	size int64
+}
+
+// NewBlobBudget returns a BlobBudget of size bytes; it is raised to what
+// the largest frame costs, so any single frame fits.
+func NewBlobBudget(size int64) *BlobBudget {
+	size = max(size, 4*MaxBlobBody+2*blob.MaxSize)
+	return &BlobBudget{sem: semaphore.NewWeighted(size), size: size}
+}
+
+// acquire takes n bytes, waiting until they are free or ctx ends.
+func (b *BlobBudget) acquire(ctx context.Context, n int) (release func(), err error) {
+	if b == nil {
+		return func() {}, nil
+	}
+	w := min(int64(n), b.size)
+	if err := b.sem.Acquire(ctx, w); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { b.sem.Release(w) }) }, nil
+}
+
+// putBlobCost estimates the memory a PutBlob frame of n body bytes takes
+// until it is stored: the body and three more copies of the payload as it
+// is sealed (plaintext envelope, sealed envelope) and copied into its
+// pack; for a compressed payload also the plaintext it is decompressed to
+// for verification and the decoder's window, each up to its RawLength
+// (read from the body's header before the body is).
+func putBlobCost(r *Reader, n int) int {
+	h, err := r.PeekBody(putBlobHeader)
+	if err != nil || len(h) < putBlobHeader {
+		return 4*n + 2*blob.MaxSize
+	}
+	if h[HandleSize] == CompressionRaw {
+		return 4 * n
+	}
+	return 4*n + 2*min(int(binary.BigEndian.Uint32(h[HandleSize+1:])), blob.MaxSize)
+}
+
+// keepBufMax is the largest frame buffer a session keeps for the next
+// frame; a larger one (a rare large blob) is left to the garbage
+// collector rather than held for the rest of the session.
+const keepBufMax = 4 << 20
+
+func recycle(body []byte) []byte {
+	if cap(body) > keepBufMax {
+		return nil
+	}
+	return body[:0]
 }
 
 // PushStats is what a session did, for the appliance's log line.
@@ -72,7 +139,10 @@ type PushStats struct {
 // a mismatch ends the session with an Error and nothing of that blob is
 // kept. A snapshot is acknowledged only after it is durable, and only if
 // every blob its trees reference is stored. Memory: Buffers frame bodies
-// plus the IDs of the trees the node has walked.
+// (those above 4 MiB are not kept between frames; with sc.Blobs, what all
+// sessions' blobs take together is bounded) plus the IDs of the trees the
+// node has walked. A session silent for sc.IdleTimeout, between frames or
+// inside one, is ended.
 func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (PushStats, error) {
 	if sc.Buffers <= 0 {
 		sc.Buffers = 3
@@ -202,6 +272,9 @@ func (s *session) run() error {
 		return s.fail(coded(CodeProtocol, "%v", err))
 	}
 	if err != nil {
+		if cause := context.Cause(s.ctx); cause != nil {
+			return s.fail(cause) // the idle timeout
+		}
 		return fmt.Errorf("wire: read hello: %w", err)
 	}
 	if t != TypeHello {
@@ -239,6 +312,21 @@ func (s *session) run() error {
 		case <-s.ctx.Done():
 			return s.fail(context.Cause(s.ctx))
 		}
+		release := func() {}
+		if pt, n, err := s.r.Peek(); err == nil && pt == TypePutBlob {
+			// A blob's memory is budgeted before its body is read;
+			// waiting for budget is not silence.
+			if s.idle != nil {
+				s.idle.Stop()
+			}
+			if release, err = s.sc.Blobs.acquire(s.ctx, putBlobCost(s.r, n)); err != nil {
+				s.bufs <- buf
+				return s.fail(context.Cause(s.ctx))
+			}
+			if s.idle != nil {
+				s.idle.Reset(s.sc.IdleTimeout) // the body must come
+			}
+		}
 		t, body, err := s.r.Next(buf)
 		if s.idle != nil {
 			// The limit is on silence between frames, not on how
@@ -246,6 +334,7 @@ func (s *session) run() error {
 			s.idle.Stop()
 		}
 		if err != nil {
+			release()
 			s.bufs <- buf
 			if cause := context.Cause(s.ctx); cause != nil {
 				return cause
@@ -259,13 +348,14 @@ func (s *session) run() error {
 			return err
 		}
 		if t == TypePutBlob {
-			if err := s.putBlob(body); err != nil {
+			if err := s.putBlob(body, release); err != nil {
 				return s.fail(err)
 			}
 			continue
 		}
+		release()
 		err = s.handle(t, body)
-		s.bufs <- body[:0]
+		s.bufs <- recycle(body)
 		if t == TypeBye && err == nil {
 			// A blob still being verified may yet be refused.
 			s.wait()
@@ -428,15 +518,18 @@ func (s *session) haveBlobs(m *HaveBlobs) error {
 }
 
 // putBlob hands a blob to a verification goroutine; body is the frame's own
-// buffer and goes back to the pool when verification is done.
-func (s *session) putBlob(body []byte) error {
+// buffer and goes back to the pool, and its budget is released, when
+// verification is done.
+func (s *session) putBlob(body []byte, release func()) error {
 	m, err := DecodePutBlob(body)
 	if err != nil {
-		s.bufs <- body[:0]
+		release()
+		s.bufs <- recycle(body)
 		return coded(CodeProtocol, "%v", err)
 	}
 	if err := s.ensureStore(); err != nil {
-		s.bufs <- body[:0]
+		release()
+		s.bufs <- recycle(body)
 		return err
 	}
 	s.mu.Lock()
@@ -447,7 +540,8 @@ func (s *session) putBlob(body []byte) error {
 	store := s.store
 	go func() {
 		added, _, err := store.SavePrepared(s.ctx, m.Handle, pack.Compression(m.Compression), m.Payload, int(m.RawLength), nil)
-		s.bufs <- body[:0]
+		s.bufs <- recycle(body)
+		release()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.verifying--

@@ -44,12 +44,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"golang.org/x/sys/unix"
 )
 
 // SchemaVersion is the badger external magic of this schema.
@@ -120,11 +123,19 @@ type Options struct {
 	EncryptionKey []byte
 	// Logger receives badger's warnings and errors; nil discards them.
 	Logger *slog.Logger
+	// MinFree, if not zero, is the free space the index's file system
+	// must have for a write to be tried: badger writes through memory
+	// maps, and a mapped page the file system has no room for kills the
+	// process (SIGBUS) instead of failing the write. Below it, writes
+	// fail with an error wrapping ENOSPC.
+	MinFree int64
 }
 
 // Index is the open database.
 type Index struct {
-	db *badger.DB
+	db      *badger.DB
+	dir     string
+	minFree int64
 }
 
 func badgerOptions(dir string, o Options) badger.Options {
@@ -139,6 +150,7 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
 		WithCompression(options.None).
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithLogger(logAdapter{o.Logger})
@@ -150,17 +162,99 @@ func badgerOptions(dir string, o Options) badger.Options {
 
 // Open opens or creates the index in dir.
 func Open(dir string, o Options) (*Index, error) {
+	if err := checkTables(dir); err != nil {
+		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	}
 	db, err := badger.Open(badgerOptions(dir, o))
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
-	return &Index{db: db}, nil
+	return &Index{db: db, dir: dir, minFree: o.MinFree}, nil
+}
+
+// checkTables refuses table files whose trailer badger would read out
+// of bounds or that have no index: it reads the trailer (from the end: checksum length, the
+// checksum, index length, the index) in a goroutine of its own and
+// panics on such a file, which ends the process and makes even cairn
+// repair index unusable. A trailer that is in bounds but damaged fails
+// badger's checksum of the index, which it reports as an error.
+func checkTables(dir string) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := checkTable(p); err != nil {
+			return fmt.Errorf("table %s is damaged: %w: %w", filepath.Base(p), err, blob.ErrCorrupt)
+		}
+	}
+	return nil
+}
+
+func checkTable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	var b [4]byte
+	if size < 8 {
+		return fmt.Errorf("%d bytes, too short for a table", size)
+	}
+	if _, err := f.ReadAt(b[:], size-4); err != nil {
+		return err
+	}
+	// Every table has a checksum and an index; a zeroed trailer, whose
+	// empty index "matches" its empty checksum, would panic too.
+	checksumLen := int64(binary.BigEndian.Uint32(b[:]))
+	if checksumLen == 0 || checksumLen > size-8 {
+		return fmt.Errorf("checksum of %d bytes in a file of %d", checksumLen, size)
+	}
+	if _, err := f.ReadAt(b[:], size-8-checksumLen); err != nil {
+		return err
+	}
+	if indexLen := int64(binary.BigEndian.Uint32(b[:])); indexLen == 0 || indexLen > size-8-checksumLen {
+		return fmt.Errorf("index of %d bytes in a file of %d", indexLen, size)
+	}
+	return nil
 }
 
 // Close flushes and closes the database.
 func (x *Index) Close() error {
 	if err := x.db.Close(); err != nil {
 		return fmt.Errorf("index: close: %w", err)
+	}
+	return nil
+}
+
+// view runs fn in a read transaction. badger panics on some damaged
+// table blocks (it decodes a block's offsets before it checks the
+// block), in the reading goroutine; view turns that into an error.
+func (x *Index) view(fn func(txn *badger.Txn) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("index: a damaged table (%v); cairn repair index rebuilds the index from the packs: %w", p, blob.ErrCorrupt)
+		}
+	}()
+	return x.db.View(fn)
+}
+
+// room refuses a write when the file system has less than MinFree free.
+func (x *Index) room() error {
+	if x.minFree == 0 {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(x.dir, &st); err != nil {
+		return nil // cannot tell: try
+	}
+	if free := int64(st.Bavail) * int64(st.Bsize); free < x.minFree {
+		return fmt.Errorf("index: %d MiB free, less than the %d MiB it keeps for its own writes: %w", free>>20, x.minFree>>20, unix.ENOSPC)
 	}
 	return nil
 }
@@ -197,7 +291,7 @@ func (x *Index) Lookup(h blob.Handle) (loc Location, ok bool, err error) {
 	if x == nil {
 		return Location{}, false, ErrNotOpen
 	}
-	err = x.db.View(func(txn *badger.Txn) error {
+	err = x.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(blobKey(h))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -224,7 +318,7 @@ func (x *Index) Has(hs []blob.Handle) ([]bool, error) {
 		return nil, ErrNotOpen
 	}
 	out := make([]bool, len(hs))
-	err := x.db.View(func(txn *badger.Txn) error {
+	err := x.view(func(txn *badger.Txn) error {
 		for i, h := range hs {
 			_, err := txn.Get(blobKey(h))
 			if errors.Is(err, badger.ErrKeyNotFound) {
@@ -263,6 +357,9 @@ func (x *Index) MovePack(id blob.ID, info PackInfo, blobs []BlobEntry) error {
 func (x *Index) addPack(id blob.ID, info PackInfo, blobs []BlobEntry, move bool) error {
 	if x == nil {
 		return ErrNotOpen
+	}
+	if err := x.room(); err != nil {
+		return err
 	}
 	hs := make([]blob.Handle, len(blobs))
 	for i, b := range blobs {
@@ -313,7 +410,7 @@ func (x *Index) Pack(id blob.ID) (info PackInfo, ok bool, err error) {
 	if x == nil {
 		return PackInfo{}, false, ErrNotOpen
 	}
-	err = x.db.View(func(txn *badger.Txn) error {
+	err = x.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(key(prefixPack, id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -374,7 +471,7 @@ func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
 }
 
 func (x *Index) scanKeys(prefix byte, keyLen int, fn func(k, v []byte) error) error {
-	return x.db.View(func(txn *badger.Txn) error {
+	return x.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.Prefix = []byte{prefix}
 		opts.PrefetchValues = false
@@ -400,6 +497,9 @@ func (x *Index) scanKeys(prefix byte, keyLen int, fn func(k, v []byte) error) er
 func (x *Index) RemovePacks(packs map[blob.ID]bool, lost bool, now time.Time) ([]blob.Handle, error) {
 	if x == nil {
 		return nil, ErrNotOpen
+	}
+	if err := x.room(); err != nil {
+		return nil, err
 	}
 	if len(packs) == 0 {
 		return nil, nil
@@ -459,6 +559,9 @@ func (x *Index) AddSnapshot(id blob.ID, record []byte) error {
 	if x == nil {
 		return ErrNotOpen
 	}
+	if err := x.room(); err != nil {
+		return err
+	}
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixSnapshot, id), record) }); err != nil {
 		return fmt.Errorf("index: add snapshot %s: %w", id.Short(), err)
 	}
@@ -470,10 +573,37 @@ func (x *Index) RemoveSnapshot(id blob.ID) error {
 	if x == nil {
 		return ErrNotOpen
 	}
+	if err := x.room(); err != nil {
+		return err
+	}
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixSnapshot, id)) }); err != nil {
 		return fmt.Errorf("index: remove snapshot %s: %w", id.Short(), err)
 	}
 	return nil
+}
+
+// Snapshot returns the cached record of snapshot id; ok is false when
+// the index has none.
+func (x *Index) Snapshot(id blob.ID) (record []byte, ok bool, err error) {
+	if x == nil {
+		return nil, false, ErrNotOpen
+	}
+	err = x.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(key(prefixSnapshot, id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		record, err = item.ValueCopy(nil)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("index: snapshot %s: %w", id.Short(), err)
+	}
+	return record, ok, nil
 }
 
 // Snapshots calls fn with every cached snapshot record in ID order. The
@@ -490,6 +620,9 @@ func (x *Index) SetVerified(id blob.ID, t time.Time) error {
 	if x == nil {
 		return ErrNotOpen
 	}
+	if err := x.room(); err != nil {
+		return err
+	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
 	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixVerified, id), v) }); err != nil {
 		return fmt.Errorf("index: set verified %s: %w", id.Short(), err)
@@ -502,7 +635,7 @@ func (x *Index) Verified(id blob.ID) (t time.Time, ok bool, err error) {
 	if x == nil {
 		return time.Time{}, false, ErrNotOpen
 	}
-	err = x.db.View(func(txn *badger.Txn) error {
+	err = x.view(func(txn *badger.Txn) error {
 		item, err := txn.Get(key(prefixVerified, id))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -562,6 +695,9 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte) error {
 	if x == nil {
 		return ErrNotOpen
 	}
+	if err := x.room(); err != nil {
+		return err
+	}
 	if job == "" || len(job) > 255 {
 		return fmt.Errorf("index: job name %q", job)
 	}
@@ -578,7 +714,7 @@ func (x *Index) JobRuns(job string, limit int, fn func(job string, value []byte)
 	if x == nil {
 		return ErrNotOpen
 	}
-	return x.db.View(func(txn *badger.Txn) error {
+	return x.view(func(txn *badger.Txn) error {
 		prefix := []byte{prefixJob}
 		if job != "" {
 			prefix = append(prefix, byte(len(job)))

@@ -100,30 +100,21 @@ func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
 	if _, err := os.Lstat(final); err == nil {
 		return fmt.Errorf("storage: put %s: %w", h, ErrExist)
 	}
-	tmp, err := createTemp(dir)
+	tmp, err := writeTemp(dir, r, h)
 	if err != nil {
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	if err := writeSync(tmp, r, h); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
 		return fmt.Errorf("storage: put %s: %w", h, err)
 	}
 	crashpoint.Hit("storage-before-rename")
 	// Link instead of rename: it fails if the final name exists, so a
 	// concurrent Put of the same name can never replace an object.
-	if err := os.Link(tmp.Name(), final); err != nil {
-		os.Remove(tmp.Name())
+	if err := os.Link(tmp, final); err != nil {
+		os.Remove(tmp)
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
 		}
 		return fmt.Errorf("storage: put %s: %w", h, err)
 	}
-	if err := os.Remove(tmp.Name()); err != nil {
+	if err := os.Remove(tmp); err != nil {
 		return fmt.Errorf("storage: put %s: %w", h, err)
 	}
 	if err := syncDir(dir); err != nil {
@@ -146,27 +137,37 @@ func (l *Local) Replace(ctx context.Context, h Handle, r io.Reader) error {
 	}
 	final := l.Path(h)
 	dir := filepath.Dir(final)
-	tmp, err := createTemp(dir)
+	tmp, err := writeTemp(dir, r, h)
 	if err != nil {
 		return fmt.Errorf("storage: replace %s: %w", h, err)
 	}
-	if err := writeSync(tmp, r, h); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return fmt.Errorf("storage: replace %s: %w", h, err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("storage: replace %s: %w", h, err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		os.Remove(tmp.Name())
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("storage: replace %s: %w", h, err)
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("storage: replace %s: %w", h, err)
 	}
 	return nil
+}
+
+// writeTemp writes r, synced, to a new temporary file in dir and returns
+// its name; on error nothing is left behind.
+func writeTemp(dir string, r io.Reader, h Handle) (string, error) {
+	tmp, err := createTemp(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := writeSync(tmp, r, h); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
 }
 
 func writeSync(f *os.File, r io.Reader, h Handle) error {

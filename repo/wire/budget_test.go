@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"net"
@@ -96,20 +97,22 @@ func TestServeBlobBudgetIsShared(t *testing.T) {
 func TestServeIdleTimeoutMidBlob(t *testing.T) {
 	r := repotest.New(t)
 	sc := config(wire.PermPush)
-	sc.IdleTimeout = 100 * time.Millisecond
+	sc.IdleTimeout = 500 * time.Millisecond
 	sc.Blobs = wire.NewBlobBudget(0)
+	// The blob is made before the session starts: under the race
+	// detector making it can take longer than the timeout.
+	data := bigBlob(3, 1<<20)
+	body := (&wire.PutBlob{Handle: dataHandle(data), Compression: wire.CompressionRaw, RawLength: uint32(len(data)), Payload: data}).Append(nil)
 	s := serve(t, r, sc)
 	c := newRawClient(t, s)
 	c.hello("lyra")
-	data := bigBlob(3, 1<<20)
-	body := (&wire.PutBlob{Handle: dataHandle(data), Compression: wire.CompressionRaw, RawLength: uint32(len(data)), Payload: data}).Append(nil)
 	frame := append(header(wire.TypePutBlob, len(body)), body[:1000]...)
 	c.sendBytes(frame)
 	done := make(chan error, 1)
 	go func() { _, err := s.wait(); done <- err }()
 	select {
 	case err := <-done:
-		if err == nil || err.Error() != "no frame for 100ms: idle timeout" {
+		if err == nil || err.Error() != "no frame for 500ms: idle timeout" {
 			t.Fatalf("serve: %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -136,4 +139,36 @@ func serveBackend(t *testing.T, b wire.Backend, sc wire.SessionConfig) *session 
 
 func header(t wire.Type, n int) []byte {
 	return []byte{byte((n + 1) >> 24), byte((n + 1) >> 16), byte((n + 1) >> 8), byte(n + 1), byte(t)}
+}
+
+// The idle timeout is on silence: a blob whose bytes arrive steadily but
+// take longer than the timeout in all (a slow link) is received whole.
+func TestServeSlowBlobIsNotIdle(t *testing.T) {
+	r := repotest.New(t)
+	sc := config(wire.PermPush)
+	sc.IdleTimeout = time.Second
+	sc.Blobs = wire.NewBlobBudget(0)
+	data := bigBlob(4, 1<<20)
+	body := (&wire.PutBlob{Handle: dataHandle(data), Compression: wire.CompressionRaw, RawLength: uint32(len(data)), Payload: data}).Append(nil)
+	frame := append(header(wire.TypePutBlob, len(body)), body...)
+	s := serve(t, r, sc)
+	c := newRawClient(t, s)
+	c.hello("lyra")
+	// Eight pieces a quarter of the timeout apart: two timeouts in all,
+	// never silent for one. net.Pipe returns when the server has read.
+	piece := len(frame)/8 + 1
+	for off := 0; off < len(frame); off += piece {
+		if off > 0 {
+			time.Sleep(sc.IdleTimeout / 4) // the slowness under test, not synchronisation
+		}
+		c.sendBytes(frame[off:min(off+piece, len(frame))])
+	}
+	c.send(wire.TypeBye, nil)
+	st, err := s.wait()
+	if err != nil || st.BlobsSent != 1 || st.BlobsStored != 1 {
+		t.Fatalf("serve: %+v %v", st, err)
+	}
+	if got, err := r.LoadBlob(t.Context(), dataHandle(data), nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the slow blob was not stored: %v", err)
+	}
 }

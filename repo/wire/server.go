@@ -154,7 +154,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	defer cancel(nil)
 	s := &session{
 		b: b, sc: sc, ctx: ctx, cancel: cancel,
-		r: NewReader(rw), w: NewWriter(rw),
+		w:     NewWriter(rw),
 		trees: map[blob.ID]bool{}, data: map[blob.ID]bool{},
 		bufs: make(chan []byte, sc.Buffers),
 		sent: map[blob.Handle]bool{},
@@ -165,6 +165,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	if c, ok := rw.(io.Closer); ok {
 		s.close = func() { c.Close() }
 	}
+	s.r = NewReader(&aliveReader{r: rw, s: s})
 	s.cond = sync.NewCond(&s.mu)
 	if sc.IdleTimeout > 0 {
 		// An idle stream is closed under the reader (when it can be),
@@ -236,6 +237,24 @@ func (s *session) send(t Type, body []byte) error {
 		return err
 	}
 	return s.w.Flush()
+}
+
+// aliveReader restarts the session's idle timer whenever bytes arrive,
+// so that the idle timeout is on silence: a large frame that arrives
+// slowly but steadily is not cut off. Only the session's run goroutine
+// reads, and only while the timer runs (waiting for a frame or inside
+// one), so restarting it here never re-arms a stopped timer.
+type aliveReader struct {
+	r io.Reader
+	s *session
+}
+
+func (a *aliveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 && a.s.idle != nil {
+		a.s.idle.Reset(a.s.sc.IdleTimeout)
+	}
+	return n, err
 }
 
 // fail reports err to the client (best effort, once) and returns it.
@@ -324,7 +343,7 @@ func (s *session) run() error {
 				return s.fail(context.Cause(s.ctx))
 			}
 			if s.idle != nil {
-				s.idle.Reset(s.sc.IdleTimeout) // the body must come
+				s.idle.Reset(s.sc.IdleTimeout) // the body must keep coming
 			}
 		}
 		t, body, err := s.r.Next(buf)

@@ -671,12 +671,12 @@ func TestServeMaxBatch(t *testing.T) {
 func TestServeIdleTimeout(t *testing.T) {
 	r := repotest.New(t)
 	sc := config(wire.PermPush)
-	sc.IdleTimeout = 50 * time.Millisecond
+	sc.IdleTimeout = 300 * time.Millisecond
 	s := serve(t, r, sc)
 	c := newRawClient(t, s)
 	c.hello("lyra")
 	_, err := s.wait()
-	if err == nil || err.Error() != "no frame for 50ms: idle timeout" {
+	if err == nil || err.Error() != "no frame for 300ms: idle timeout" {
 		t.Fatalf("serve: %v", err)
 	}
 	c.expectEOF()

@@ -54,6 +54,11 @@ func readKeyFile(path string) (*KeyFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
+	return decodeKeyFile(b, path)
+}
+
+// decodeKeyFile parses a key file's contents; path is for messages.
+func decodeKeyFile(b []byte, path string) (*KeyFile, error) {
 	var kf KeyFile
 	if err := json.Unmarshal(b, &kf); err != nil {
 		return nil, fmt.Errorf("key file %s: %w", path, err)

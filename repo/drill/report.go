@@ -40,6 +40,11 @@ func Load(ctx context.Context, r *repo.Repository, id blob.ID) (*Report, error) 
 	if err != nil {
 		return nil, fmt.Errorf("drill report: %w", err)
 	}
+	return decodeReport(b, id)
+}
+
+// decodeReport parses a report's authenticated contents.
+func decodeReport(b []byte, id blob.ID) (*Report, error) {
 	var rep Report
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("drill report %s: %w: %w", id.Short(), err, blob.ErrCorrupt)

@@ -32,6 +32,15 @@ bench:
 	$(GO) test -run '^$$' -bench Prune200k -benchtime 1x ./repo/prune/
 	$(GO) test -run '^$$' -bench 'BackupRestore|FUSE' -benchtime 1x ./integration/
 
+# Memory as the repository grows: fills a repository's index with
+# BLOBS (default 5 000 000) entries, then measures the peak RSS of a
+# backup, an unchanged backup and mounts (integration/largeindex_bench_test.go).
+# About two minutes.
+BLOBS ?= 5000000
+.PHONY: bench-large-index
+bench-large-index:
+	CAIRN_BENCH_BLOBS=$(BLOBS) $(GO) test -run '^$$' -bench LargeIndex -benchtime 1x -timeout 60m ./integration/
+
 # The main job: the appliance on ./var. Creates the repository, a demo
 # node key and a configuration naming the demo node (once each), prints
 # the push command to try from another terminal, then serves until ^C.

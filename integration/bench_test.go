@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -34,15 +35,17 @@ func BenchmarkBackupRestore(b *testing.B) {
 	run := func(b *testing.B, args ...string) float64 {
 		cmd := exec.Command(cairnBin, args...)
 		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
 		start := time.Now()
-		out, err := cmd.CombinedOutput()
+		peak, err := runPeakRSS(cmd)
 		el := time.Since(start)
 		if err != nil {
-			b.Fatalf("cairn %v: %v\n%s", args, err, out)
+			b.Fatalf("cairn %v: %v\n%s", args, err, out.String())
 		}
 		mbs := float64(st.Bytes) / el.Seconds() / 1e6
 		b.ReportMetric(mbs, "MB/s")
-		b.ReportMetric(float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss)/1024, "peak-RSS-MiB")
+		b.ReportMetric(peak.peak, "peak-RSS-MiB")
 		b.ReportMetric(el.Seconds(), "s")
 		return mbs
 	}

@@ -42,7 +42,8 @@ bench-large-index:
 	CAIRN_BENCH_BLOBS=$(BLOBS) $(GO) test -run '^$$' -bench LargeIndex -benchtime 1x -timeout 60m ./integration/
 
 # The main job: the appliance on ./var. Creates the repository, a demo
-# node key and a configuration naming the demo node (once each), prints
+# node key and a configuration naming the demo node and serving metrics
+# on loopback (once each), prints
 # the push command to try from another terminal, then serves until ^C.
 DEMO_KEY := $(VAR)/demo_key
 run: build
@@ -50,13 +51,14 @@ run: build
 	@if [ ! -f $(REPO)/config ]; then $(BIN) --repo $(REPO) init; fi
 	@if [ ! -f $(DEMO_KEY) ]; then $(BIN) keygen $(DEMO_KEY) >/dev/null; fi
 	@if ! grep -q '^  demo:' $(REPO).yaml 2>/dev/null; then \
-		printf 'listen: 127.0.0.1:2222\nnodes:\n  demo:\n    keys: ["%s"]\n    permissions: [push, read]\n' \
+		printf 'listen: 127.0.0.1:2222\nmetrics: 127.0.0.1:9100\nnodes:\n  demo:\n    keys: ["%s"]\n    permissions: [push, read]\n' \
 			"$$(cat $(DEMO_KEY).pub)" > $(REPO).yaml; fi
 	@echo
 	@echo "The appliance serves $(REPO) on 127.0.0.1:2222. From another terminal, push this source tree:"
 	@echo
 	@echo "  $(BIN) push ssh://demo@127.0.0.1:2222 $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"
 	@echo "  $(BIN) --repo $(REPO) snapshots"
+	@echo "  curl -s http://127.0.0.1:9100/metrics | grep ^cairn_"
 	@echo
 	$(BIN) --repo $(REPO) serve
 

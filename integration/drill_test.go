@@ -68,6 +68,7 @@ type drillJSON struct {
 		Name   string `json:"name"`
 		Target string `json:"target"`
 		OK     bool   `json:"ok"`
+		Output string `json:"output"`
 	} `json:"probes"`
 }
 
@@ -179,5 +180,41 @@ $`)
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") ||
 		!regexp.MustCompile(`^`+ok.ID[:8]+` +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +`+snap[:8]+` +lyra/srv +ok +[0-9.]+ +`+fmt.Sprint(files)+`$`).MatchString(lines[3]) {
 		t.Errorf("drills:\n%s", table)
+	}
+}
+
+// cairn drill by hand runs the probes: the configuration names for the
+// snapshot's node/plan, as the scheduled drill job does; --config names
+// another configuration.
+func TestDrillRunsConfiguredProbes(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("backup", "--node", "lyra", "--plan", "srv", src)
+	conf := "jobs:\n  drill:\n    probes:\n      lyra/srv: \"echo probe-says-no; false\"\n"
+	if err := os.WriteFile(e.repo+".yaml", []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(nil, "drill", "latest", "--json")
+	var rep drillJSON
+	if err := jsonUnmarshal(r.stdout, &rep); r.code != 4 || err != nil {
+		t.Fatalf("drill: exit %d %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if rep.Result != "failed" || len(rep.Probes) != 1 || rep.Probes[0].OK || rep.Probes[0].Output != "probe-says-no" || rep.Probes[0].Target != "echo probe-says-no; false" {
+		t.Fatalf("report %+v", rep)
+	}
+	// Another configuration without probes: the drill passes.
+	other := filepath.Join(e.dir, "other.yaml")
+	if err := os.WriteFile(other, []byte("jobs: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(nil, "drill", "latest", "--config", other); r.code != 0 {
+		t.Fatalf("drill --config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

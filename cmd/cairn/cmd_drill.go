@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/spf13/cobra"
 )
@@ -15,13 +16,14 @@ import (
 type drillOptions struct {
 	scratch string
 	sample  int
+	config  string
 }
 
 func newDrillCommand(g *globalOptions) *cobra.Command {
 	f := &filterOptions{}
 	o := &drillOptions{}
 	cmd := &cobra.Command{
-		Use:   "drill SNAPSHOT [--scratch DIR] [--sample N]",
+		Use:   "drill SNAPSHOT [--scratch DIR] [--sample N] [--config FILE]",
 		Short: "prove a snapshot restores: restore, verify, probe, time, and keep a report",
 		Long: `Restore SNAPSHOT (an ID prefix or "latest") into a scratch directory,
 compare every file with the SHA-256 and metadata recorded at backup
@@ -29,7 +31,9 @@ time, run the data's own checks (git fsck on git repositories, sqlite3
 PRAGMA integrity_check on SQLite files, pg_restore --list on PostgreSQL
 custom-format dumps), measure how long the restore took, and save a
 sealed report in the repository (cairn drills lists them). The scratch
-directory is removed afterwards.
+directory is removed afterwards. The probes: commands configured for the
+snapshot's node/plan in the appliance configuration (DIR.yaml, or
+--config FILE) run too, as in the scheduled drill job.
 
 --scratch DIR restores in a new directory cairn-drill-* inside DIR
 (default: in the system's temporary directory). Directories left there
@@ -45,6 +49,14 @@ with the file it concerns). 1: the drill could not run.`,
 			if o.sample < 0 {
 				return usageError{fmt.Errorf("drill: --sample %d: give a number of files, or 0 for all", o.sample)}
 			}
+			path := o.config
+			if path == "" {
+				path = appliance.ConfigPath(g.abs(g.repoDir))
+			}
+			cfg, err := appliance.LoadConfig(g.abs(path))
+			if err != nil {
+				return err
+			}
 			r, release, err := g.open(ctx, repo.Options{})
 			if err != nil {
 				return err
@@ -58,7 +70,7 @@ with the file it concerns). 1: the drill could not run.`,
 			if o.scratch != "" {
 				scratch = g.abs(o.scratch)
 			}
-			rep, err := drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample})
+			rep, err := drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample, Probes: cfg.Jobs.Drill.Probes})
 			if err != nil {
 				return err
 			}
@@ -84,6 +96,7 @@ with the file it concerns). 1: the drill could not run.`,
 	}
 	cmd.Flags().StringVar(&o.scratch, "scratch", "", "restore in a new directory inside DIR (default: in the system's temporary directory)")
 	cmd.Flags().IntVar(&o.sample, "sample", 0, "restore only N files (plus what the probes need); 0 restores everything")
+	cmd.Flags().StringVar(&o.config, "config", "", "the appliance configuration whose probes: to run (default: DIR.yaml beside the repository)")
 	f.register(cmd)
 	return cmd
 }

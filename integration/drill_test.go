@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -214,7 +215,34 @@ func TestDrillRunsConfiguredProbes(t *testing.T) {
 	if err := os.WriteFile(other, []byte("jobs: {}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if r := e.run(nil, "drill", "latest", "--config", other); r.code != 0 {
-		t.Fatalf("drill --config: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	snap := e.snapshots()[0].ID
+	markOf := func() (string, string) {
+		var list []struct {
+			ID    string `json:"id"`
+			Drill *struct {
+				Result string `json:"result"`
+				Report string `json:"report"`
+			} `json:"drill"`
+		}
+		if err := jsonUnmarshal(e.ok("snapshots", "--json"), &list); err != nil || len(list) != 1 || list[0].Drill == nil {
+			t.Fatalf("snapshots --json: %v %+v", err, list)
+		}
+		return list[0].Drill.Result, list[0].Drill.Report
+	}
+	if res, report := markOf(); res != "drilled-failed" || report != rep.ID {
+		t.Errorf("after the failed drill: %s %s, want drilled-failed %s", res, report, rep.ID)
+	}
+	r = e.run(nil, "drill", "latest", "--config", other, "--json")
+	var passed drillJSON
+	if err := jsonUnmarshal(r.stdout, &passed); r.code != 0 || err != nil || passed.Result != "ok" {
+		t.Fatalf("drill --config: exit %d %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if res, report := markOf(); res != "drilled-ok" || report != passed.ID {
+		t.Errorf("after the passing drill: %s %s, want drilled-ok %s", res, report, passed.ID)
+	}
+	table := strings.Split(strings.TrimSpace(e.ok("snapshots")), "\n")
+	if len(table) != 2 || !slices.Equal(strings.Fields(table[0]), []string{"ID", "TIME", "NODE", "PLAN", "SIZE", "PATHS", "DRILL"}) ||
+		!strings.HasSuffix(table[1], " "+src+"  drilled-ok "+passed.ID[:8]) || !strings.HasPrefix(table[1], snap[:8]+" ") {
+		t.Errorf("snapshots:\n%s", strings.Join(table, "\n"))
 	}
 }

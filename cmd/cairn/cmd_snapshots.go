@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -33,8 +36,12 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	f := &filterOptions{}
 	cmd := &cobra.Command{
 		Use:   "snapshots",
-		Short: "list snapshots, oldest first",
-		Args:  cobra.NoArgs,
+		Short: "list snapshots, oldest first, with their newest drill's result",
+		Long: `List snapshots, oldest first. DRILL is the result of the newest drill of
+each snapshot with its report's ID (cairn drills shows the reports):
+drilled-ok, drilled-failed, or nothing when it was never drilled. With
+--json each snapshot has "drill": {"result", "report"} when it was.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, release, err := g.open(cmd.Context(), repo.Options{})
 			if err != nil {
@@ -45,30 +52,77 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			marks, marksErr := drillMarks(cmd.Context(), r)
+			if marks == nil && marksErr != nil {
+				return marksErr
+			}
 			if g.json {
 				out := make([]snapshotJSON, len(list))
 				for i, e := range list {
-					out[i] = snapshotJSON{ID: e.ID, Snapshot: e.Snapshot}
+					out[i] = snapshotJSON{ID: e.ID, Snapshot: e.Snapshot, Drill: marks[e.ID]}
 				}
-				return g.printJSON(out)
+				if err := g.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tPATHS\tDRILL\n"))
+				for _, e := range list {
+					mark := ""
+					if m := marks[e.ID]; m != nil {
+						mark = m.Result + " " + m.Report.Short()
+					}
+					tw.Write([]byte(strings.Join([]string{
+						e.ID.Short(), e.Time.Local().Format(time.DateTime), e.Node, e.Plan,
+						humanBytes(e.Summary.Bytes), strings.Join(e.Paths, ","), mark,
+					}, "\t") + "\n"))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
 			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tPATHS\n"))
-			for _, e := range list {
-				tw.Write([]byte(strings.Join([]string{
-					e.ID.Short(), e.Time.Local().Format(time.DateTime), e.Node, e.Plan,
-					humanBytes(e.Summary.Bytes), strings.Join(e.Paths, ","),
-				}, "\t") + "\n"))
+			if marksErr != nil {
+				return errors.New(strings.ReplaceAll(marksErr.Error(), "\n", "\ncairn: "))
 			}
-			return tw.Flush()
+			return nil
 		},
 	}
 	f.register(cmd)
 	return cmd
 }
 
-// snapshotJSON is a snapshot with its ID, as printed by --json.
+// snapshotJSON is a snapshot with its ID and its newest drill's result,
+// as printed by --json.
 type snapshotJSON struct {
 	ID blob.ID `json:"id"`
 	*snapshot.Snapshot
+	Drill *drillMark `json:"drill,omitempty"`
+}
+
+// drillMark is how a snapshot's newest drill went.
+type drillMark struct {
+	Result string  `json:"result"` // drilled-ok or drilled-failed
+	Report blob.ID `json:"report"`
+}
+
+// drillMarks returns the newest drill's mark of every drilled snapshot.
+// Reports that cannot be read are named in the error, which comes with
+// the marks of those that could.
+func drillMarks(ctx context.Context, r *repo.Repository) (map[blob.ID]*drillMark, error) {
+	list, err := drill.List(ctx, r) // newest first
+	if list == nil && err != nil {
+		return nil, err
+	}
+	marks := map[blob.ID]*drillMark{}
+	for _, s := range list {
+		if marks[s.Snapshot] != nil {
+			continue
+		}
+		m := &drillMark{Result: "drilled-failed", Report: s.ID}
+		if s.OK() {
+			m.Result = "drilled-ok"
+		}
+		marks[s.Snapshot] = m
+	}
+	return marks, err
 }

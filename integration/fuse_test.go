@@ -754,7 +754,7 @@ func TestFUSEDamagedPack(t *testing.T) {
 		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	affected := map[string]bool{}
-	for _, m := range regexp.MustCompile(`affects snapshot [0-9a-f]{8}: (\S+)`).FindAllStringSubmatch(r.stdout, -1) {
+	for _, m := range regexp.MustCompile(`affects snapshot [0-9a-f]{8} \([^)]*\): (\S+)`).FindAllStringSubmatch(r.stdout, -1) {
 		affected[m[1]] = true
 	}
 	if len(affected) == 0 {

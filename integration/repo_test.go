@@ -351,7 +351,7 @@ func TestCheckDamageExitCode(t *testing.T) {
 	if r.code != 4 {
 		t.Fatalf("exit %d, want 4: %s %s", r.code, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stdout, "affects snapshot "+id[:8]+": "+src+"/var/lib/") ||
+	if !strings.Contains(r.stdout, "affects snapshot "+id[:8]+" (lyra): "+src+"/var/lib/") ||
 		!strings.Contains(r.stdout, "problems found\n") {
 		t.Fatalf("report:\n%s", r.stdout)
 	}

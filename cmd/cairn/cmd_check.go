@@ -20,7 +20,8 @@ indexed and every indexed pack exists with the right size. With
 each blob must authenticate and re-hash to its ID. --subset N/M reads
 one of M groups of packs; --subset P% reads a random P% of them.
 
-Every problem is reported with the snapshots and paths it affects.
+Every problem is reported with the snapshots (and their node/plan) and
+paths it affects.
 Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -138,8 +138,8 @@ func interval(schedule string, now time.Time) time.Duration {
 }
 
 // VerifyJob reads the least recently verified packs, so all data is read
-// once per cycle, and reports damage with the snapshots and paths it
-// affects.
+// once per cycle, and reports damage with the nodes, snapshots and
+// paths it affects.
 func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
 	r := a.r
 	verified := map[blob.ID]time.Time{}

@@ -58,10 +58,21 @@ const (
 	BlobUnreadable  Kind = "blob-unreadable"  // reading it failed (an I/O error)
 )
 
-// Affected names one place a problem reaches.
+// Affected names one place a problem reaches: a path in a snapshot, and
+// the node and plan the snapshot belongs to.
 type Affected struct {
+	Node     string  `json:"node"`
+	Plan     string  `json:"plan,omitempty"`
 	Snapshot blob.ID `json:"snapshot"`
 	Path     string  `json:"path"`
+}
+
+// Owner is "node" or "node/plan".
+func (a Affected) Owner() string {
+	if a.Plan == "" {
+		return a.Node
+	}
+	return a.Node + "/" + a.Plan
 }
 
 // Finding is one problem.
@@ -89,7 +100,7 @@ func (f Finding) String() string {
 	b.WriteString(": ")
 	b.WriteString(f.Message)
 	for _, a := range f.Affected {
-		fmt.Fprintf(&b, "\n    affects snapshot %s: /%s", a.Snapshot.Short(), a.Path)
+		fmt.Fprintf(&b, "\n    affects snapshot %s (%s): /%s", a.Snapshot.Short(), a.Owner(), a.Path)
 	}
 	return b.String()
 }
@@ -425,7 +436,7 @@ func (c *checker) walkSnapshots(ctx context.Context) error {
 		}
 		for _, h := range hits {
 			i := c.bad[h.h]
-			c.rep.Findings[i].Affected = append(c.rep.Findings[i].Affected, Affected{Snapshot: e.ID, Path: h.path})
+			c.rep.Findings[i].Affected = append(c.rep.Findings[i].Affected, Affected{Node: e.Node, Plan: e.Plan, Snapshot: e.ID, Path: h.path})
 		}
 	}
 	return nil

@@ -83,7 +83,7 @@ func (f *fixture) packPath(id blob.ID) string {
 }
 
 func (f *fixture) both(p string) []check.Affected {
-	return []check.Affected{{Snapshot: f.snaps[0], Path: p}, {Snapshot: f.snaps[1], Path: p}}
+	return []check.Affected{{Node: "lyra", Snapshot: f.snaps[0], Path: p}, {Node: "lyra", Snapshot: f.snaps[1], Path: p}}
 }
 
 func flipAt(t *testing.T, path string, off int64) {

@@ -625,3 +625,43 @@ func TestGracefulShutdownFinishesPush(t *testing.T) {
 		t.Fatalf("dump %q", got)
 	}
 }
+
+// A node with the admin permission can run forget and prune over SSH; a
+// node with push is append-only and is refused.
+func TestAdminNodeForgetsAndPrunes(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra, boss := newNode(t, "lyra", "push, read"), newNode(t, "boss", "admin")
+	a := e.serve(lyra, boss)
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	for i := range 3 {
+		if err := os.WriteFile(filepath.Join(src, "changing"), []byte(strings.Repeat("x", 1000*(i+1))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := a.push(lyra, nil, src); r.code != 0 {
+			t.Fatalf("push %d: %s", i, r.stderr)
+		}
+	}
+	r := runSSH(t, nil, append(a.sshArgs(lyra), "forget", "--keep-last", "1")...)
+	if r.code != 2 || r.stderr != "cairn: node lyra may not run \"forget\": it needs the admin permission (push and read are append-only)\n" {
+		t.Fatalf("lyra's forget: %d %q", r.code, r.stderr)
+	}
+	a.waitFor(`msg="command refused" node=lyra command=forget`)
+	if n := len(e.snapshots()); n != 3 {
+		t.Fatalf("%d snapshots after the refused forget", n)
+	}
+	r = runSSH(t, nil, append(a.sshArgs(boss), "forget", "--keep-last", "1", "--prune")...)
+	if r.code != 0 {
+		t.Fatalf("boss's forget: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	a.waitFor(`msg="admin command" node=boss command="forget --keep-last 1 --prune" exit=0`)
+	list := e.snapshots()
+	if len(list) != 1 || list[0].Node != "lyra" {
+		t.Fatalf("after forget: %+v", list)
+	}
+	if r := runSSH(t, nil, append(a.sshArgs(boss), "prune", "--dry-run")...); r.code != 0 {
+		t.Fatalf("boss's prune: %d %q", r.code, r.stderr)
+	}
+	e.ok("check", "--read-data")
+}

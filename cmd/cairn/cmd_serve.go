@@ -39,9 +39,10 @@ sessions, those in flight get 30 seconds to finish, then it exits.
 --stdio --node NAME serves one node session on standard input and output,
 for an OpenSSH forced command in authorized_keys:
 
-  command="cairn serve --stdio --node lyra",restrict ssh-ed25519 AAAA...
+  command="cairn --repo /srv/cairn/repo serve --stdio --node lyra",restrict ssh-ed25519 AAAA...
 
-It runs the command the client asked for ($SSH_ORIGINAL_COMMAND) through
+(--repo, or CAIRN_REPO in the environment sshd gives the command, says
+which repository: a forced command has no other way to know.) It runs the command the client asked for ($SSH_ORIGINAL_COMMAND) through
 the running appliance, or opens the repository itself when none runs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

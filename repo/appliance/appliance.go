@@ -479,7 +479,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 	a.log.Info("node session started", "node", node, "command", command)
 	args := strings.Fields(command)
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots")
+		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune")
 		return 2
 	}
 	start := time.Now()
@@ -521,8 +521,24 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		b, _ := json.MarshalIndent(out, "", "  ")
 		stdout.Write(append(b, '\n'))
 		return 0
+	case "forget", "prune":
+		// Retention is for admin keys only: a node with push (and
+		// read) is append-only, so a stolen node key cannot delete
+		// backups.
+		if perms&wire.PermAdmin == 0 {
+			a.log.Warn("command refused", "node", node, "command", args[0], "why", "needs the admin permission")
+			fmt.Fprintf(stderr, "cairn: node %s may not run %q: it needs the admin permission (push and read are append-only)\n", node, args[0])
+			return 2
+		}
+		if a.o.Operator == nil {
+			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
+			return 1
+		}
+		code := a.o.Operator(ctx, &Request{Kind: "operator", Args: args}, stdin, stdout, stderr)
+		a.log.Info("admin command", "node", node, "command", command, "exit", code, "duration", time.Since(start).Round(time.Millisecond))
+		return code
 	}
-	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots\n", node, args[0])
+	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune\n", node, args[0])
 	return 2
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,4 +174,31 @@ func time0(p string) time.Time {
 func mode0(p string) os.FileMode {
 	fi, _ := os.Stat(p)
 	return fi.Mode().Perm()
+}
+
+// backup --tar --name NAME stores the archive's tree under /NAME, as
+// push --tar --name does.
+func TestTarIngestName(t *testing.T) {
+	tarBin := requireProgram(t, "tar")
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	repotest.WriteTree(t, src, map[string]string{"data/app.db": "rows\n"})
+	tarOut, err := exec.Command(tarBin, "-C", src, "-c", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := exec.Command(cairnBin, "backup", "--node", "vol", "--tar", "--name", "app-volume")
+	back.Env = append(cleanEnviron(), e.vars...)
+	back.Stdin = bytes.NewReader(tarOut)
+	if out, err := back.CombinedOutput(); err != nil {
+		t.Fatalf("backup --tar --name: %v\n%s", err, out)
+	}
+	list := e.snapshots()
+	if len(list) != 1 || !slices.Equal(list[0].Paths, []string{"/app-volume"}) {
+		t.Fatalf("snapshots: %+v", list)
+	}
+	if got := e.ok("dump", "latest:/app-volume/data/app.db"); got != "rows\n" {
+		t.Fatalf("dump: %q", got)
+	}
 }

@@ -57,7 +57,7 @@ Exit code 0: saved, complete. 3: saved, but some files could not be read
 	f.StringVar(&o.parent, "parent", "", "compare with this snapshot instead of the latest of the same node, plan and paths")
 	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
 	f.BoolVar(&o.stdin, "stdin", false, "back up standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin")
+	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
 	f.BoolVar(&o.tar, "tar", false, "back up a tar stream read from standard input")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see README)")
 	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
@@ -94,7 +94,8 @@ func (o *backupOptions) matcher() (*filter.Matcher, error) {
 }
 
 // check validates the flags and returns the paths to record in the
-// snapshot (absolute; "/NAME" for --stdin, "/" for --tar).
+// snapshot (absolute; "/NAME" for --stdin and --tar --name, "/" for
+// --tar).
 func (o *backupOptions) check(g *globalOptions, paths []string) ([]string, error) {
 	switch {
 	case o.stdin && o.tar:
@@ -119,6 +120,8 @@ func (o *backupOptions) check(g *globalOptions, paths []string) ([]string, error
 	}
 	switch {
 	case o.stdin:
+		return []string{"/" + o.name}, nil
+	case o.tar && o.name != "":
 		return []string{"/" + o.name}, nil
 	case o.tar:
 		return []string{"/"}, nil
@@ -162,7 +165,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	case o.stdin:
 		res, err = backup.Stream(ctx, s, g.stdin, o.name, bo)
 	case o.tar:
-		res, err = backup.Tar(ctx, s, g.stdin, bo)
+		res, err = backup.TarInto(ctx, s, g.stdin, o.name, bo)
 	default:
 		res, err = backup.Run(ctx, s, recorded, bo)
 	}

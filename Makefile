@@ -95,7 +95,7 @@ bench-peers:
 # input; 8 nodes pushing under drills and prunes. Then every fuzz target
 # for TORTURE_FUZZTIME. Prints the results table (fault, runs, detected,
 # data lost), also kept in TORTURE_REPORT; TORTURE_SEED=N replays a run.
-# About 15 minutes on 2 cores (14m15s on 2026-11-26). (make test runs a bounded subset.)
+# About 15 minutes on 2 cores (14m06s on 2026-11-26). (make test runs a bounded subset.)
 TORTURE_FUZZTIME ?= 20s
 TORTURE_REPORT ?= /tmp/cairn-torture.md
 .PHONY: torture

@@ -665,3 +665,47 @@ func TestAdminNodeForgetsAndPrunes(t *testing.T) {
 	}
 	e.ok("check", "--read-data")
 }
+
+// A node with read restores its own snapshots from the appliance over
+// SSH (restore --from): bit-identical, every blob re-hashed. A node
+// without read is refused its data, and nobody gets another node's
+// snapshots.
+func TestRestoreFromAppliance(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	lyra, vega := newNode(t, "lyra", "push, read"), newNode(t, "vega", "push")
+	a := e.serve(lyra, vega)
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	if r := a.push(lyra, nil, src); r.code != 0 {
+		t.Fatalf("push: %s", r.stderr)
+	}
+	from := func(n *node, args ...string) result {
+		full := append([]string{"restore", "--from", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
+		return e.runIn(nil, nil, full...)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	if r := from(lyra, "latest", "--target", dst); r.code != 0 || !strings.Contains(r.stdout, "(all file hashes verified)") {
+		t.Fatalf("restore --from: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	repotestAssertSame(t, src, filepath.Join(dst, src))
+	if r := from(lyra, "latest", "--target", dst, "--verify-only"); r.code != 0 {
+		t.Fatalf("restore --from --verify-only: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// vega has no read, and no snapshot of its own.
+	if r := from(vega, "latest", "--target", filepath.Join(e.dir, "vega")); r.code == 0 || !strings.Contains(r.stderr, "no snapshot matches") {
+		t.Fatalf("vega's restore: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := a.push(vega, nil, src); r.code != 0 {
+		t.Fatalf("vega's push: %s", r.stderr)
+	}
+	r := from(vega, "latest", "--target", filepath.Join(e.dir, "vega"))
+	if r.code != 1 || !strings.Contains(r.stderr, "wire: remote error (permission denied): node vega may not load data blobs: it needs the read permission") {
+		t.Fatalf("vega's restore without read: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// lyra cannot name vega's snapshot.
+	vegaID := strings.Fields(strings.TrimSpace(strings.Split(e.ok("snapshots", "--node", "vega"), "\n")[1]))[0]
+	if r := from(lyra, vegaID, "--target", filepath.Join(e.dir, "x")); r.code == 0 || !strings.Contains(r.stderr, "snapshot "+vegaID+": not found") {
+		t.Fatalf("lyra restoring vega's snapshot: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -3,10 +3,8 @@ package repo
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
@@ -110,30 +108,5 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref string, f snapshot.Fi
 	if err != nil {
 		return snapshot.Entry{}, err
 	}
-	if ref == "latest" {
-		if len(list) == 0 {
-			return snapshot.Entry{}, fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
-		}
-		return list[len(list)-1], nil
-	}
-	ref = strings.ToLower(ref)
-	if len(ref) < 4 || len(ref) > 2*blob.IDSize {
-		return snapshot.Entry{}, fmt.Errorf("snapshot %q: give at least 4 hex digits of its id, or latest", ref)
-	}
-	if _, err := hex.DecodeString(ref[:len(ref)&^1]); err != nil {
-		return snapshot.Entry{}, fmt.Errorf("snapshot %q: not a hex id", ref)
-	}
-	var found []snapshot.Entry
-	for _, e := range list {
-		if strings.HasPrefix(e.ID.String(), ref) {
-			found = append(found, e)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return snapshot.Entry{}, fmt.Errorf("snapshot %s: %w", ref, blob.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	return snapshot.Entry{}, fmt.Errorf("snapshot %s is ambiguous: %d snapshots start with it", ref, len(found))
+	return snapshot.Find(list, ref)
 }

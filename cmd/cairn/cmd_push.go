@@ -23,16 +23,30 @@ import (
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 type pushOptions struct {
 	backupOptions
+	sshOptions
+}
+
+// sshOptions say how to reach an appliance over SSH (push, and restore
+// --from).
+type sshOptions struct {
 	identity   string
 	knownHosts string
 	hostKey    string
 	sshCommand string
+}
+
+func (o *sshOptions) register(f *pflag.FlagSet) {
+	f.StringVarP(&o.identity, "identity", "i", "", "SSH private key (default ~/.ssh/id_ed25519)")
+	f.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file for the appliance's host key (default ~/.ssh/known_hosts)")
+	f.StringVar(&o.hostKey, "host-key", "", "the appliance's host key fingerprint (SHA256:...), instead of known_hosts")
+	f.StringVar(&o.sshCommand, "ssh-command", "", "use this ssh client command (e.g. \"ssh -i key\") instead of the built-in one")
 }
 
 func newPushCommand(g *globalOptions) *cobra.Command {
@@ -84,10 +98,7 @@ blobs that reached the appliance).`,
 	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
 	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
 	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
-	f.StringVarP(&o.identity, "identity", "i", "", "SSH private key (default ~/.ssh/id_ed25519)")
-	f.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file for the appliance's host key (default ~/.ssh/known_hosts)")
-	f.StringVar(&o.hostKey, "host-key", "", "the appliance's host key fingerprint (SHA256:...), instead of known_hosts")
-	f.StringVar(&o.sshCommand, "ssh-command", "", "use this ssh client command (e.g. \"ssh -i key\") instead of the built-in one")
+	o.sshOptions.register(f)
 	return cmd
 }
 
@@ -99,7 +110,7 @@ type target struct {
 func parseTarget(s string) (target, error) {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "ssh" || u.User == nil || u.User.Username() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
-		return target{}, fmt.Errorf("push: %q is not ssh://NODE@HOST[:PORT]", s)
+		return target{}, fmt.Errorf("%q is not ssh://NODE@HOST[:PORT]", s)
 	}
 	t := target{node: u.User.Username(), host: u.Hostname(), port: u.Port()}
 	if t.port == "" {
@@ -109,7 +120,7 @@ func parseTarget(s string) (target, error) {
 }
 
 // connect opens the SSH stream to the appliance and runs cairn-wire on it.
-func (o *pushOptions) connect(ctx context.Context, g *globalOptions, t target) (io.ReadWriteCloser, error) {
+func (o *sshOptions) connect(ctx context.Context, g *globalOptions, t target) (io.ReadWriteCloser, error) {
 	if o.sshCommand != "" {
 		argv := strings.Fields(o.sshCommand)
 		dest := t.node + "@" + t.host
@@ -183,7 +194,7 @@ func (o *pushOptions) connect(ctx context.Context, g *globalOptions, t target) (
 	return &sshStream{r: out, w: in, sess: sess, client: client}, nil
 }
 
-func (o *pushOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKeyCallback, error) {
+func (o *sshOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKeyCallback, error) {
 	if o.hostKey != "" {
 		want := o.hostKey
 		return func(host string, _ net.Addr, key ssh.PublicKey) error {
@@ -257,7 +268,7 @@ type pushJob struct {
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
 	t, err := parseTarget(dest)
 	if err != nil {
-		return usageError{err}
+		return usageError{fmt.Errorf("push: %w", err)}
 	}
 	o.node = t.node
 	var jobs []func() (*pushJob, error)

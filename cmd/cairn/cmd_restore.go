@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/restore"
+	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -16,6 +21,8 @@ type restoreOptions struct {
 	includes   []string
 	excludes   []string
 	verifyOnly bool
+	from       string // ssh://NODE@HOST[:PORT]: restore from an appliance, as that node
+	sshOptions
 }
 
 func (o *restoreOptions) options() (restore.Options, error) {
@@ -34,7 +41,7 @@ func newRestoreCommand(g *globalOptions) *cobra.Command {
 	f := &filterOptions{}
 	o := &restoreOptions{}
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT[:PATH] --target DIR",
+		Use:   "restore SNAPSHOT[:PATH] --target DIR [--from ssh://NODE@HOST[:PORT]]",
 		Short: "restore a snapshot (or a path in it) into a directory",
 		Long: `Restore SNAPSHOT (an ID prefix or "latest"), or only PATH inside it,
 into DIR: files, directories, symlinks, hardlinks, FIFOs, and as root
@@ -47,7 +54,13 @@ and names the file. Nothing is written outside DIR.
 against paths inside the snapshot (with a leading /).
 
 --verify-only compares DIR with the snapshot without writing anything and
-lists every difference (exit code 4 when there are any).`,
+lists every difference (exit code 4 when there are any).
+
+--from ssh://NODE@HOST[:PORT] restores from an appliance over SSH, on the
+node, as NODE: only that node's snapshots, and only with the read
+permission (the same -i, --known-hosts, --host-key and --ssh-command as
+push). Every blob is re-hashed on arrival and every file against its
+recorded SHA-256, as in a local restore.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -59,15 +72,29 @@ lists every difference (exit code 4 when there are any).`,
 			if err != nil {
 				return usageError{err}
 			}
-			r, release, err := g.open(ctx, repo.Options{})
-			if err != nil {
-				return err
-			}
-			defer release()
 			ref, sub := splitRef(args[0])
-			sn, err := r.FindSnapshot(ctx, ref, f.filter())
-			if err != nil {
-				return err
+			var r snapfs.BlobLoader
+			var sn snapshot.Entry
+			if o.from != "" {
+				c, err := o.dial(ctx, g)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				if sn, err = findRemote(ctx, c, ref, f.filter()); err != nil {
+					return fmt.Errorf("restore: %s: %w", o.from, err)
+				}
+				r = c
+			} else {
+				local, release, err := g.open(ctx, repo.Options{})
+				if err != nil {
+					return err
+				}
+				defer release()
+				if sn, err = local.FindSnapshot(ctx, ref, f.filter()); err != nil {
+					return err
+				}
+				r = local
 			}
 			start := time.Now()
 			if o.verifyOnly {
@@ -129,6 +156,52 @@ lists every difference (exit code 4 when there are any).`,
 	cmd.Flags().StringArrayVar(&o.includes, "include", nil, "restore only paths matching PATTERN (repeatable)")
 	cmd.Flags().StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable)")
 	cmd.Flags().BoolVar(&o.verifyOnly, "verify-only", false, "compare DIR with the snapshot without writing")
+	cmd.Flags().StringVar(&o.from, "from", "", "restore from the appliance at ssh://NODE@HOST[:PORT], as NODE (needs the read permission)")
+	o.sshOptions.register(cmd.Flags())
 	f.register(cmd)
 	return cmd
+}
+
+// dial connects to the appliance named by --from and starts a wire
+// session as its node.
+func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*wire.Client, error) {
+	t, err := parseTarget(o.from)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("restore --from: %w", err)}
+	}
+	conn, err := o.connect(ctx, g, t)
+	if err != nil {
+		return nil, err
+	}
+	c, err := wire.Dial(ctx, conn, "cairn "+version, t.node)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	return c, nil
+}
+
+// findRemote resolves ref among the snapshots the appliance lists for
+// this node, as FindSnapshot does locally. Each record must hash to its
+// ID: the node trusts nothing it did not check.
+func findRemote(ctx context.Context, c *wire.Client, ref string, f snapshot.Filter) (snapshot.Entry, error) {
+	items, err := c.ListSnapshots(ctx, "")
+	if err != nil {
+		return snapshot.Entry{}, err
+	}
+	var list []snapshot.Entry
+	for _, it := range items {
+		if blob.Hash(it.Record) != it.ID {
+			return snapshot.Entry{}, fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
+		}
+		sn, err := snapshot.Decode(it.Record)
+		if err != nil {
+			return snapshot.Entry{}, fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
+		}
+		if f.Match(sn) {
+			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
+		}
+	}
+	snapshot.Sort(list)
+	return snapshot.Find(list, ref)
 }

@@ -105,6 +105,9 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 	if g.shared != nil || g.repoDir == "" || local[cmd.Name()] {
 		return false, nil
 	}
+	if f := cmd.Flags().Lookup("from"); f != nil && f.Changed {
+		return false, nil // restore --from: from an appliance over SSH, not this repository
+	}
 	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY}
 	var stdin io.Reader
 	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {

@@ -19,6 +19,7 @@ package snapshot
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,6 +197,38 @@ func Sort(list []Entry) {
 		}
 		return bytes.Compare(a.ID[:], b.ID[:])
 	})
+}
+
+// Find returns the snapshot of list (sorted by [Sort]) that ref names:
+// "latest" (the last), or a prefix of at least 4 hex digits of its ID
+// that no other snapshot of list shares.
+func Find(list []Entry, ref string) (Entry, error) {
+	if ref == "latest" {
+		if len(list) == 0 {
+			return Entry{}, fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
+		}
+		return list[len(list)-1], nil
+	}
+	ref = strings.ToLower(ref)
+	if len(ref) < 4 || len(ref) > 2*blob.IDSize {
+		return Entry{}, fmt.Errorf("snapshot %q: give at least 4 hex digits of its id, or latest", ref)
+	}
+	if _, err := hex.DecodeString(ref[:len(ref)&^1]); err != nil {
+		return Entry{}, fmt.Errorf("snapshot %q: not a hex id", ref)
+	}
+	var found []Entry
+	for _, e := range list {
+		if strings.HasPrefix(e.ID.String(), ref) {
+			found = append(found, e)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Entry{}, fmt.Errorf("snapshot %s: %w", ref, blob.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return Entry{}, fmt.Errorf("snapshot %s is ambiguous: %d snapshots start with it", ref, len(found))
 }
 
 // Filter selects snapshots. Empty fields match everything.

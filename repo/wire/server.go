@@ -472,6 +472,9 @@ func (s *session) loadBlob(m *LoadBlob) error {
 		h.Type == blob.Tree && s.trees[h.ID] ||
 		h.Type == blob.Data && s.sc.Perms.Has(PermRead) && s.data[h.ID]
 	s.tmu.Unlock()
+	if !allowed && h.Type == blob.Data && !s.sc.Perms.Has(PermRead) {
+		return coded(CodePermissionDenied, "node %s may not load data blobs: it needs the read permission", s.sc.Node)
+	}
 	if !allowed {
 		return coded(CodePermissionDenied, "blob %s is not part of node %s's snapshots", h, s.sc.Node)
 	}

@@ -87,21 +87,36 @@ func raiseReadAhead(dir string, kb int) error {
 	return os.WriteFile("/sys/class/bdi/"+dev+"/read_ahead_kb", []byte(strconv.Itoa(kb)), 0)
 }
 
-// mountDevice returns the device number ("0:42") of the file system
-// mounted last at dir, or "" when dir is no mount point. It reads
-// /proc/self/mountinfo and never touches the mount itself.
-func mountDevice(dir string) string {
+// MountedAt reports whether dir is a mount point in this process's mount
+// namespace, with the device number ("0:42") and file system type of
+// the file system mounted there last. It reads /proc/self/mountinfo and
+// never touches the mount itself.
+func MountedAt(dir string) (dev, fstype string, ok bool) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return ""
+		return "", "", false
 	}
-	dev := ""
 	for _, line := range strings.Split(string(b), "\n") {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT …
-		if f := strings.Fields(line); len(f) > 4 && unescapeOctal(f[4]) == dir {
-			dev = f[2]
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		f := strings.Fields(line)
+		if len(f) < 5 || unescapeOctal(f[4]) != dir {
+			continue
+		}
+		dev, fstype, ok = f[2], "", true
+		for i := 5; i+1 < len(f); i++ {
+			if f[i] == "-" {
+				fstype = f[i+1]
+				break
+			}
 		}
 	}
+	return dev, fstype, ok
+}
+
+// mountDevice returns the device number of the file system mounted last
+// at dir, or "" when dir is no mount point.
+func mountDevice(dir string) string {
+	dev, _, _ := MountedAt(dir)
 	return dev
 }
 

@@ -449,16 +449,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 		if out, err := exec.Command("tar", "--xattrs", "--xattrs-include=user.*", "-C", dst, "-xpf", archive).CombinedOutput(); err != nil {
 			t.Fatalf("tar x: %v\n%s", err, out)
 		}
-		back, err := datagen.Walk(dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range back {
-			delete(back[i].Xattrs, "user.cairn.sha256")
-			if len(back[i].Xattrs) == 0 {
-				back[i].Xattrs = nil
-			}
-		}
+		back := walkCopy(t, dst)
 		// tar keeps contents, modes, targets, mtimes, xattrs and
 		// hardlinks; the root directory is restored by tar -C as is.
 		if d := datagen.Diff(want[1:], back[1:], true); len(d) != 0 {
@@ -466,24 +457,12 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 		}
 	})
 	t.Run("rsync", func(t *testing.T) {
-		rsync, err := exec.LookPath("rsync")
-		if err != nil {
-			t.Skip("rsync is not installed (it is not in .ci/packages)")
-		}
+		rsync := requireProgram(t, "rsync")
 		dst := t.TempDir()
 		if out, err := exec.Command(rsync, "-aHX", root+"/", dst+"/").CombinedOutput(); err != nil {
 			t.Fatalf("rsync -a: %v\n%s", err, out)
 		}
-		back, err := datagen.Walk(dst)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range back {
-			delete(back[i].Xattrs, "user.cairn.sha256")
-			if len(back[i].Xattrs) == 0 {
-				back[i].Xattrs = nil
-			}
-		}
+		back := walkCopy(t, dst)
 		if d := datagen.Diff(want, back, true); len(d) != 0 {
 			t.Fatalf("rsync of the mount differs from the source:\n%s", strings.Join(d, "\n"))
 		}
@@ -492,6 +471,23 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 	if isMounted(mnt) {
 		t.Fatal("still mounted")
 	}
+}
+
+// walkCopy walks a tree copied out of a mount, without the
+// user.cairn.sha256 attribute the mount adds to every file.
+func walkCopy(t *testing.T, dir string) []datagen.Entry {
+	t.Helper()
+	back, err := datagen.Walk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range back {
+		delete(back[i].Xattrs, "user.cairn.sha256")
+		if len(back[i].Xattrs) == 0 {
+			back[i].Xattrs = nil
+		}
+	}
+	return back
 }
 
 // Every call that would change something fails with EROFS, in snapshot

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -49,11 +48,7 @@ with the file it concerns). 1: the drill could not run.`,
 			if o.sample < 0 {
 				return usageError{fmt.Errorf("drill: --sample %d: give a number of files, or 0 for all", o.sample)}
 			}
-			path := o.config
-			if path == "" {
-				path = appliance.ConfigPath(g.abs(g.repoDir))
-			}
-			cfg, err := appliance.LoadConfig(g.abs(path))
+			cfg, err := appliance.LoadConfig(g.configPath(o.config))
 			if err != nil {
 				return err
 			}
@@ -194,7 +189,7 @@ func newDrillsCommand(g *globalOptions) *cobra.Command {
 				}
 			}
 			if listErr != nil {
-				return errors.New(strings.ReplaceAll(listErr.Error(), "\n", "\ncairn: "))
+				return eachLine(listErr)
 			}
 			return nil
 		},

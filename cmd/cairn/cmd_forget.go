@@ -96,11 +96,8 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 	policyFor := func(prune.Group) (prune.Policy, bool) { return o.policy, true }
 	loc := time.Local
 	if o.policy.Empty() {
-		path := o.config
-		if path == "" {
-			path = appliance.ConfigPath(g.abs(g.repoDir))
-		}
-		cfg, err := appliance.LoadConfig(g.abs(path))
+		path := g.configPath(o.config)
+		cfg, err := appliance.LoadConfig(path)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -198,7 +197,7 @@ func checkMountPoint(dir string) error {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return fmt.Errorf("mount point %s is not a directory", dir)
 	}
-	if fstype, ok := mountedAt(dir); ok && fstype == "fuse.cairn" {
+	if _, fstype, ok := fuse.MountedAt(dir); ok && fstype == "fuse.cairn" {
 		return fmt.Errorf("%s is a cairn mount already", dir)
 	}
 	return nil
@@ -291,7 +290,7 @@ func runMountDaemon(ctx context.Context, g *globalOptions, dir string, o *mountO
 
 func runUmount(g *globalOptions, dir string) error {
 	dir = g.abs(dir)
-	fstype, ok := mountedAt(dir)
+	_, fstype, ok := fuse.MountedAt(dir)
 	if !ok {
 		return fmt.Errorf("%s is not mounted", dir)
 	}
@@ -318,47 +317,4 @@ func runUmount(g *globalOptions, dir string) error {
 	}
 	g.printf("unmounted %s\n", dir)
 	return nil
-}
-
-// mountedAt reports whether dir is a mount point in this process's mount
-// namespace, and its file system type (the last one mounted there).
-func mountedAt(dir string) (fstype string, ok bool) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return "", false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-		f := strings.Fields(line)
-		if len(f) < 5 || unescapeMountinfo(f[4]) != dir {
-			continue
-		}
-		for i := 5; i+1 < len(f); i++ {
-			if f[i] == "-" {
-				fstype, ok = f[i+1], true
-				break
-			}
-		}
-	}
-	return fstype, ok
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space, \011,
-// \012, \134) of /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -60,12 +60,7 @@ the running appliance, or opens the repository itself when none runs.`,
 	return cmd
 }
 
-func (o *serveOptions) configPath(g *globalOptions) string {
-	if o.config != "" {
-		return g.abs(o.config)
-	}
-	return appliance.ConfigPath(g.abs(g.repoDir))
-}
+func (o *serveOptions) configPath(g *globalOptions) string { return g.configPath(o.config) }
 
 // serveMemoryLimit is the heap the appliance asks the Go runtime to stay
 // near (GOMEMLIMIT overrides it): the blobs in flight

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -82,7 +81,7 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 				}
 			}
 			if marksErr != nil {
-				return errors.New(strings.ReplaceAll(marksErr.Error(), "\n", "\ncairn: "))
+				return eachLine(marksErr)
 			}
 			return nil
 		},

@@ -16,17 +16,24 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// local appliance: outside a running appliance, the status, jobs and
-// runbook commands build one around the opened repository (not serving).
-func (g *globalOptions) applianceFor(ctx context.Context, r *repo.Repository, config string) (*appliance.Appliance, error) {
+// openAppliance opens the repository and returns the appliance around
+// it: the running one inside an appliance; outside, the status, jobs and
+// runbook commands build one around the opened repository (not
+// serving). release closes what was opened.
+func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appliance.Appliance, *repo.Repository, func(), error) {
+	r, release, err := g.open(ctx, repo.Options{})
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if g.appliance != nil {
-		return g.appliance, nil
+		return g.appliance, r, release, nil
 	}
-	path := config
-	if path == "" {
-		path = appliance.ConfigPath(g.abs(g.repoDir))
+	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: g.configPath(config), Logger: g.logger()})
+	if err != nil {
+		release()
+		return nil, nil, nil, err
 	}
-	return appliance.New(appliance.Options{Repo: r, ConfigPath: g.abs(path), Logger: g.logger()})
+	return a, r, release, nil
 }
 
 func newStatusCommand(g *globalOptions) *cobra.Command {
@@ -45,15 +52,11 @@ usable as a monitoring check.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, release, err := g.open(ctx, repo.Options{})
+			a, _, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			a, err := g.applianceFor(ctx, r, config)
-			if err != nil {
-				return err
-			}
 			st, err := a.Status(ctx, a.Config())
 			if err != nil {
 				return err
@@ -154,15 +157,11 @@ here when none runs) and records it like a scheduled run.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			r, release, err := g.open(ctx, repo.Options{})
+			a, r, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			a, err := g.applianceFor(ctx, r, config)
-			if err != nil {
-				return err
-			}
 			if len(args) > 0 {
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
@@ -230,15 +229,11 @@ copy in the repository directory (runbook.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, release, err := g.open(ctx, repo.Options{})
+			a, r, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			a, err := g.applianceFor(ctx, r, config)
-			if err != nil {
-				return err
-			}
 			st, err := a.Status(ctx, a.Config())
 			if err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -197,16 +198,20 @@ func splitRef(s string) (ref, sub string) {
 	return ref, sub
 }
 
-// humanBytes formats a byte count with binary units.
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+// configPath is the appliance configuration to read: config when given,
+// else DIR.yaml beside the repository; absolute.
+func (g *globalOptions) configPath(config string) string {
+	if config != "" {
+		return g.abs(config)
 	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return appliance.ConfigPath(g.abs(g.repoDir))
 }
+
+// eachLine makes an error of several lines (errors.Join) print each with
+// the "cairn: " prefix the first line gets.
+func eachLine(err error) error {
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", "\ncairn: "))
+}
+
+// humanBytes formats a byte count with binary units.
+func humanBytes(n uint64) string { return status.HumanBytes(n) }

@@ -10,18 +10,19 @@ import (
 	"github.com/cairnbackup/cairn/repo/wire"
 )
 
-// backend adapts the repository to what a wire session needs.
-type backend struct{ r *repo.Repository }
+// Backend adapts a repository to what a wire session needs (the wire
+// package's tests serve sessions with it too).
+type Backend struct{ R *repo.Repository }
 
-func (a *Appliance) backend() backend { return backend{a.r} }
+func (a *Appliance) backend() Backend { return Backend{a.r} }
 
-func (b backend) Info() wire.Info {
-	p := b.r.ChunkerParams()
-	return wire.Info{Repo: b.r.Config().ID, ChunkMin: uint32(p.Min), ChunkAvg: uint32(p.Avg), ChunkMax: uint32(p.Max), ChunkerSeed: b.r.ChunkerSeed()}
+func (b Backend) Info() wire.Info {
+	p := b.R.ChunkerParams()
+	return wire.Info{Repo: b.R.Config().ID, ChunkMin: uint32(p.Min), ChunkAvg: uint32(p.Avg), ChunkMax: uint32(p.Max), ChunkerSeed: b.R.ChunkerSeed()}
 }
 
-func (b backend) ListSnapshots(ctx context.Context, node, plan string) ([]wire.SnapshotItem, error) {
-	list, err := b.r.Snapshots(ctx, snapshot.Filter{Node: node, Plan: plan})
+func (b Backend) ListSnapshots(ctx context.Context, node, plan string) ([]wire.SnapshotItem, error) {
+	list, err := b.R.Snapshots(ctx, snapshot.Filter{Node: node, Plan: plan})
 	if err != nil {
 		return nil, err
 	}
@@ -36,10 +37,10 @@ func (b backend) ListSnapshots(ctx context.Context, node, plan string) ([]wire.S
 	return out, nil
 }
 
-func (b backend) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
-	return b.r.LoadBlob(ctx, h, buf)
+func (b Backend) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	return b.R.LoadBlob(ctx, h, buf)
 }
 
-func (b backend) Begin() wire.Store { return b.r.NewSession() }
+func (b Backend) Begin() wire.Store { return b.R.NewSession() }
 
 func umask(m int) int { return syscall.Umask(m) }

@@ -78,7 +78,7 @@ func writeGroup(b *strings.Builder, g Group, cairn string) {
 	if sc != nil && sc.Command != "" {
 		fmt.Fprintf(b, "- Made by: `%s`\n", sc.Command)
 	}
-	fmt.Fprintf(b, "- Newest snapshot: %s (%s, %s)\n", g.Last.ID.Short(), g.Last.Time.UTC().Format(time.RFC3339), size(g.Last.Bytes))
+	fmt.Fprintf(b, "- Newest snapshot: %s (%s, %s)\n", g.Last.ID.Short(), g.Last.Time.UTC().Format(time.RFC3339), HumanBytes(g.Last.Bytes))
 	use := g.Last
 	if g.DrilledOK == nil {
 		fmt.Fprintf(b, "- **No snapshot of this plan has passed a drill.** Run `%s drill %s` before relying on it.\n", cairn, g.Last.ID.Short())
@@ -152,7 +152,8 @@ func quoteAll(ps []string) []string {
 	return out
 }
 
-func size(n uint64) string {
+// HumanBytes formats a byte count with binary units ("1.5 GiB").
+func HumanBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -25,7 +25,7 @@ type gatedBackend struct {
 }
 
 func (b gatedBackend) Begin() wire.Store {
-	return gatedStore{Session: b.r.NewSession(), b: b}
+	return gatedStore{Session: b.R.NewSession(), b: b}
 }
 
 type gatedStore struct {
@@ -57,7 +57,7 @@ func bigBlob(seed uint64, n int) []byte {
 func TestServeBlobBudgetIsShared(t *testing.T) {
 	r := repotest.New(t)
 	budget := wire.NewBlobBudget(0) // the minimum: one of the largest frames
-	b := gatedBackend{backend: backend{r}, started: make(chan blob.Handle, 4), gate: make(chan struct{})}
+	b := gatedBackend{backend: backend{R: r}, started: make(chan blob.Handle, 4), gate: make(chan struct{})}
 	sc := config(wire.PermPush)
 	sc.Blobs = budget
 	// A raw blob costs four times its size: two 60 MiB blobs do not

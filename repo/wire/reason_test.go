@@ -17,7 +17,7 @@ import (
 // disk does.
 type failingBackend struct{ backend }
 
-func (b failingBackend) Begin() wire.Store { return failingStore{b.r.NewSession()} }
+func (b failingBackend) Begin() wire.Store { return failingStore{b.R.NewSession()} }
 
 type failingStore struct{ *repo.Session }
 
@@ -32,7 +32,7 @@ func (failingStore) SavePrepared(context.Context, blob.Handle, pack.Compression,
 // the server's Error.
 func TestClientReportsTheServersReason(t *testing.T) {
 	r := repotest.New(t)
-	s := serveBackend(t, failingBackend{backend{r}}, config(wire.PermPush))
+	s := serveBackend(t, failingBackend{backend{R: r}}, config(wire.PermPush))
 	c := dial(t, s)
 	up := c.NewUploader(pack.LevelFastest)
 	var err error

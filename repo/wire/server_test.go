@@ -2,7 +2,6 @@ package wire_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/pack"
@@ -24,36 +24,8 @@ import (
 	"github.com/cairnbackup/cairn/repo/wire"
 )
 
-// backend adapts the repository to wire.Backend the way the appliance
-// does (repo/appliance/backend.go).
-type backend struct{ r *repo.Repository }
-
-func (b backend) Info() wire.Info {
-	p := b.r.ChunkerParams()
-	return wire.Info{Repo: b.r.Config().ID, ChunkMin: uint32(p.Min), ChunkAvg: uint32(p.Avg), ChunkMax: uint32(p.Max), ChunkerSeed: b.r.ChunkerSeed()}
-}
-
-func (b backend) ListSnapshots(ctx context.Context, node, plan string) ([]wire.SnapshotItem, error) {
-	list, err := b.r.Snapshots(ctx, snapshot.Filter{Node: node, Plan: plan})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]wire.SnapshotItem, 0, len(list))
-	for _, e := range list {
-		rec, _, err := snapshot.Encode(e.Snapshot)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, wire.SnapshotItem{ID: e.ID, Record: rec})
-	}
-	return out, nil
-}
-
-func (b backend) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
-	return b.r.LoadBlob(ctx, h, buf)
-}
-
-func (b backend) Begin() wire.Store { return b.r.NewSession() }
+// backend is the appliance's adapter of a repository to wire.Backend.
+type backend = appliance.Backend
 
 // config is the session configuration of most tests: node lyra, a small
 // MaxBatch, and an idle timeout long enough never to fire.
@@ -78,7 +50,7 @@ func serve(t *testing.T, r *repo.Repository, sc wire.SessionConfig) *session {
 	s := &session{conn: cli, srv: &countingConn{Conn: srv}, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		s.stats, s.err = wire.Serve(t.Context(), s.srv, backend{r}, sc)
+		s.stats, s.err = wire.Serve(t.Context(), s.srv, backend{R: r}, sc)
 		// Like the appliance, end the stream with the session.
 		srv.Close()
 	}()

@@ -7,18 +7,21 @@
 // # Nodes
 //
 // A node authenticates with its key; the SSH user name must be the node's
-// name. A session runs one command: "cairn-wire" (the framed protocol
-// spoken by cairn push, see repo/wire), or "push --tar|--stdin --name
-// NAME [--plan P] [--tag T]..." (the appliance reads the stream itself,
-// for nodes without cairn), or "snapshots" (the node's own snapshots as
-// JSON). Anything else is refused. Session counts are limited per node
-// and overall.
+// name. A session runs one command from the table in nodecmd.go:
+// "cairn-wire" (the framed protocol spoken by cairn push, see
+// repo/wire), "push --tar|--stdin --name NAME [--plan P] [--tag T]..."
+// (the appliance reads the stream itself, for nodes without cairn),
+// "snapshots" (the node's own snapshots as JSON), and for admin nodes
+// "forget" and "prune". Each command parses only its own flags; anything
+// else is refused. Session counts are limited per node and overall.
 //
 // # Operator socket
 //
 // The socket (mode 0600, so only the appliance's user and root reach it)
 // carries one command per connection, multiplexed: the request, standard
-// input, standard output and error, and the exit code (see mux.go).
+// input, standard output and error, and the exit code (see mux.go). A
+// request runs only if it names the repository directory this appliance
+// serves (relay.go).
 //
 // # Lifecycle
 //
@@ -42,7 +45,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -390,8 +392,10 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stdinR, stdinW := io.Pipe()
+	fed := make(chan struct{})
 	go func() {
 		// Read the client's frames: stdin and cancellation.
+		defer close(fed)
 		var buf []byte
 		for {
 			kind, data, err := readFrame(conn, buf)
@@ -414,35 +418,42 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			}
 		}
 	}()
+	// When the command is over, so is the goroutine above: closing the
+	// pipe ends a write to a command that never read its input, closing
+	// the connection ends the wait for the client's next frame.
+	defer func() {
+		stdinR.Close()
+		conn.Close()
+		<-fed
+	}()
 	stdout, stderr := stream{m: mw, kind: frameStdout}, stream{m: mw, kind: frameStderr}
 	var code int
-	switch req.Kind {
-	case "operator":
-		untrack, err := a.track("", cancel)
-		if err != nil {
-			fmt.Fprintln(stderr, "cairn:", err)
-			code = 1
-			break
-		}
-		if a.o.Operator == nil {
-			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
-			code = 1
-		} else {
-			code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
-		}
-		untrack()
-	case "node":
-		cfg := a.Config()
-		n := cfg.Nodes[req.Node]
-		perms := wire.PermPush
-		isolated := false
-		if n != nil {
-			perms, isolated = n.Perms(), n.Isolated
-		}
-		code = a.NodeSession(ctx, req.Node, perms, isolated, req.Command, stdinR, stdout, stderr)
-	default:
-		fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
+	if err := a.checkRepo(req.Repo); err != nil {
+		a.log.Warn("request refused", "kind", req.Kind, "node", req.Node, "repo", req.Repo, "why", err)
+		fmt.Fprintln(stderr, "cairn:", err)
 		code = 2
+	} else {
+		switch req.Kind {
+		case "operator":
+			untrack, err := a.track("", cancel)
+			if err != nil {
+				fmt.Fprintln(stderr, "cairn:", err)
+				code = 1
+				break
+			}
+			if a.o.Operator == nil {
+				fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
+				code = 1
+			} else {
+				code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
+			}
+			untrack()
+		case "node":
+			code = a.RelayedSession(ctx, req.Node, req.Command, stdinR, stdout, stderr)
+		default:
+			fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
+			code = 2
+		}
 	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(int32(code)))
@@ -462,84 +473,6 @@ func (rw readWriter) Close() error {
 		return rw.close()
 	}
 	return nil
-}
-
-// NodeSession runs one node command (see the package documentation) and
-// returns its exit code. Messages for the node go to stderr.
-func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	untrack, err := a.track(node, cancel)
-	if err != nil {
-		a.log.Warn("session refused", "node", node, "err", err)
-		fmt.Fprintln(stderr, "cairn:", err)
-		return 1
-	}
-	defer untrack()
-	a.log.Info("node session started", "node", node, "command", command)
-	args := strings.Fields(command)
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune")
-		return 2
-	}
-	start := time.Now()
-	switch args[0] {
-	case "cairn-wire":
-		cfg := a.Config()
-		var closer func() error
-		if c, ok := stdin.(io.Closer); ok {
-			closer = c.Close
-		}
-		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
-			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-			Blobs: a.blobs,
-		})
-		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
-		if err != nil {
-			return 1
-		}
-		return 0
-	case "push":
-		// A stream that sends nothing for idle_timeout is ended, even
-		// while the push still works on what it sent: a tiny tar can
-		// announce a sparse file of exabytes of zeros.
-		ctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		in := newIdleReader(stdin, a.Config().Limits.IdleTimeout, cancel)
-		defer in.stop()
-		return a.pushStream(ctx, node, perms, args[1:], in, stdout, stderr, start)
-	case "snapshots":
-		items, err := a.backend().ListSnapshots(ctx, node, "")
-		if err != nil {
-			fmt.Fprintln(stderr, "cairn:", err)
-			return 1
-		}
-		out := []json.RawMessage{}
-		for _, it := range items {
-			out = append(out, append([]byte(`{"id":"`+it.ID.String()+`","record":`), append(it.Record, '}')...))
-		}
-		b, _ := json.MarshalIndent(out, "", "  ")
-		stdout.Write(append(b, '\n'))
-		return 0
-	case "forget", "prune":
-		// Retention is for admin keys only: a node with push (and
-		// read) is append-only, so a stolen node key cannot delete
-		// backups.
-		if perms&wire.PermAdmin == 0 {
-			a.log.Warn("command refused", "node", node, "command", args[0], "why", "needs the admin permission")
-			fmt.Fprintf(stderr, "cairn: node %s may not run %q: it needs the admin permission (push and read are append-only)\n", node, args[0])
-			return 2
-		}
-		if a.o.Operator == nil {
-			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
-			return 1
-		}
-		code := a.o.Operator(ctx, &Request{Kind: "operator", Args: args}, stdin, stdout, stderr)
-		a.log.Info("admin command", "node", node, "command", command, "exit", code, "duration", time.Since(start).Round(time.Millisecond))
-		return code
-	}
-	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune\n", node, args[0])
-	return 2
 }
 
 // idleReader ends a stream that stays silent for d, as the wire
@@ -596,62 +529,16 @@ func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, st
 }
 
 // pushStream stores a stream the node sends on stdin: a tar stream
-// (--tar, placed under NAME if given) or one file (--stdin --name NAME).
-func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm, args []string, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
-	if !perms.Has(wire.PermPush) && !perms.Has(wire.PermAdmin) {
-		fmt.Fprintf(stderr, "cairn: node %s may not push\n", node)
-		return 1
-	}
-	var tarMode, stdinMode bool
-	var name, plan string
-	var tags []string
-	for i := 0; i < len(args); i++ {
-		next := func() (string, bool) {
-			if i+1 >= len(args) {
-				return "", false
-			}
-			i++
-			return args[i], true
-		}
-		var ok = true
-		switch args[i] {
-		case "--tar":
-			tarMode = true
-		case "--stdin":
-			stdinMode = true
-		case "--name":
-			name, ok = next()
-		case "--plan":
-			plan, ok = next()
-		case "--tag":
-			var t string
-			t, ok = next()
-			tags = append(tags, t)
-		default:
-			fmt.Fprintf(stderr, "cairn: push: unknown argument %q\n", args[i])
-			return 2
-		}
-		if !ok {
-			fmt.Fprintf(stderr, "cairn: push: %s needs a value\n", args[i])
-			return 2
-		}
-	}
-	if tarMode == stdinMode || stdinMode && name == "" {
-		fmt.Fprintln(stderr, "cairn: push: give --tar [--name NAME] or --stdin --name NAME")
-		return 2
-	}
-	if plan != "" {
-		if err := snapshot.CheckName("plan", plan); err != nil {
-			fmt.Fprintln(stderr, "cairn:", err)
-			return 2
-		}
-	}
+// (p.Tar, placed under p.Name if given) or one file (p.Stdin, named
+// p.Name). The push command's flags are parsed and checked in nodecmd.go.
+func (a *Appliance) pushStream(ctx context.Context, node string, p pushArgs, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
+	name, plan, tags := p.Name, p.Plan, p.Tags
 	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
 	s := a.r.NewSession()
 	var res *backup.Result
 	var err error
 	paths := []string{"/" + name}
-	if stdinMode {
+	if p.Stdin {
 		res, err = backup.Stream(ctx, s, stdin, name, o)
 	} else {
 		if name == "" {

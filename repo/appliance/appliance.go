@@ -429,8 +429,13 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	stdout, stderr := stream{m: mw, kind: frameStdout}, stream{m: mw, kind: frameStderr}
 	var code int
 	if err := a.checkRepo(req.Repo); err != nil {
-		a.log.Warn("request refused", "kind", req.Kind, "node", req.Node, "repo", req.Repo, "why", err)
-		fmt.Fprintln(stderr, "cairn:", err)
+		a.log.Warn("request refused", "kind", req.Kind, "node", req.Node, "why", err)
+		if req.Kind == "node" {
+			// The node learns no paths of the appliance.
+			fmt.Fprintln(stderr, "cairn: the forced command names a repository this appliance does not serve (its log says which)")
+		} else {
+			fmt.Fprintln(stderr, "cairn:", err)
+		}
 		code = 2
 	} else {
 		switch req.Kind {

@@ -263,7 +263,11 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		return 1
 	}
 	defer untrack()
-	a.log.Info("node session started", "node", node, "command", command)
+	logged := command
+	if len(logged) > maxNodeCommand {
+		logged = logged[:maxNodeCommand] + "…"
+	}
+	a.log.Info("node session started", "node", node, "command", logged)
 	s := &nodeSession{node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
 	refuse := func(name, why, message string) int {
 		a.log.Warn("command refused", "node", node, "command", name, "why", why)

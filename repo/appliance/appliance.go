@@ -45,6 +45,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -428,7 +429,8 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	}()
 	stdout, stderr := stream{m: mw, kind: frameStdout}, stream{m: mw, kind: frameStderr}
 	var code int
-	if err := a.checkRepo(req.Repo); err != nil {
+	switch err := a.checkRepo(req.Repo); {
+	case err != nil:
 		a.log.Warn("request refused", "kind", req.Kind, "node", req.Node, "why", err)
 		if req.Kind == "node" {
 			// The node learns no paths of the appliance.
@@ -437,28 +439,25 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			fmt.Fprintln(stderr, "cairn:", err)
 		}
 		code = 2
-	} else {
-		switch req.Kind {
-		case "operator":
-			untrack, err := a.track("", cancel)
-			if err != nil {
-				fmt.Fprintln(stderr, "cairn:", err)
-				code = 1
-				break
-			}
-			if a.o.Operator == nil {
-				fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
-				code = 1
-			} else {
-				code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
-			}
-			untrack()
-		case "node":
-			code = a.RelayedSession(ctx, req.Node, req.Command, stdinR, stdout, stderr)
-		default:
-			fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
-			code = 2
+	case req.Kind == "operator":
+		untrack, err := a.track("", cancel)
+		if err != nil {
+			fmt.Fprintln(stderr, "cairn:", err)
+			code = 1
+			break
 		}
+		if a.o.Operator == nil {
+			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
+			code = 1
+		} else {
+			code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
+		}
+		untrack()
+	case req.Kind == "node":
+		code = a.RelayedSession(ctx, req.Node, req.Command, stdinR, stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
+		code = 2
 	}
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(int32(code)))
@@ -478,6 +477,56 @@ func (rw readWriter) Close() error {
 		return rw.close()
 	}
 	return nil
+}
+
+// NodeSession runs one node command (see the package documentation and
+// nodecmd.go) and returns its exit code. Messages for the node go to
+// stderr. Every refusal is exit 2 with a log line.
+func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	untrack, err := a.track(node, cancel)
+	if err != nil {
+		a.log.Warn("session refused", "node", node, "err", err)
+		fmt.Fprintln(stderr, "cairn:", err)
+		return 1
+	}
+	defer untrack()
+	logged := command
+	if len(logged) > maxNodeCommand {
+		logged = logged[:maxNodeCommand] + "…"
+	}
+	a.log.Info("node session started", "node", node, "command", logged)
+	s := &nodeSession{node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
+	refuse := func(name, why, message string) int {
+		a.log.Warn("command refused", "node", node, "command", name, "why", why)
+		fmt.Fprint(stderr, "cairn: ", message, "\n")
+		return 2
+	}
+	if len(command) > maxNodeCommand {
+		return refuse("", "command too long", fmt.Sprintf("the command is %d bytes long; a node's command is at most %d", len(command), maxNodeCommand))
+	}
+	words := strings.Fields(command)
+	if len(words) == 0 {
+		return refuse("", "no command", "no command given; "+nodeCommandList())
+	}
+	c := lookupNodeCommand(words[0])
+	if c == nil {
+		return refuse(words[0], "unknown command", fmt.Sprintf("node %s may not run %q; %s", node, words[0], nodeCommandList()))
+	}
+	if c.perm != 0 && !perms.Has(c.perm) && !perms.Has(wire.PermAdmin) {
+		p := c.perm.String()
+		message := fmt.Sprintf("node %s may not run %q: it needs the %s permission", node, c.name, p)
+		if c.perm == wire.PermAdmin {
+			message += " (push and read are append-only)"
+		}
+		return refuse(c.name, "needs the "+p+" permission", message)
+	}
+	s.cmd = c
+	if s.args, err = parseNodeFlags(c, words[1:]); err != nil {
+		return refuse(c.name, err.Error(), fmt.Sprintf("%s: %v\nusage: %s", c.name, err, c.usage()))
+	}
+	return c.run(a, ctx, s)
 }
 
 // idleReader ends a stream that stays silent for d, as the wire

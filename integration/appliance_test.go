@@ -459,6 +459,9 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	key := sshtest.NewKey(t, "", "lyra")
+	// The forced command's node must be in the configuration.
+	lyra := &node{name: "lyra", key: key, perms: "push"}
+	e.writeConfig(freePort(t), lyra)
 	pw := strings.TrimPrefix(e.vars[1], "CAIRN_PASSWORD_FILE=")
 	forced := fmt.Sprintf(`command="%s --repo %s --password-file %s serve --stdio --node lyra",restrict %s`, cairnBin, e.repo, pw, key.PublicLine)
 	sshd := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []string{forced}})
@@ -493,7 +496,7 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 		}
 	}
 	pushBoth("direct")
-	a := e.serve()
+	a := e.serve(lyra)
 	pushBoth("relayed")
 	a.waitFor("node=lyra kind=push")
 	var list []snapshotJSON

@@ -12,7 +12,6 @@ import (
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
-	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 )
@@ -127,6 +126,9 @@ func runServeStdio(ctx context.Context, g *globalOptions, o *serveOptions) error
 	}
 	command := os.Getenv("SSH_ORIGINAL_COMMAND")
 	req := &appliance.Request{Kind: "node", Node: o.node, Command: command}
+	if g.repoDir != "" {
+		req.Repo = g.abs(g.repoDir)
+	}
 	code, err := appliance.Call(ctx, g.socketPath(), req, g.stdin, g.stdout, g.stderr)
 	if err == nil {
 		return &exitError{code: code}
@@ -144,11 +146,7 @@ func runServeStdio(ctx context.Context, g *globalOptions, o *serveOptions) error
 	if err != nil {
 		return err
 	}
-	perms, isolated := wire.PermPush, false
-	if n := a.Config().Nodes[o.node]; n != nil {
-		perms, isolated = n.Perms(), n.Isolated
-	}
-	code = a.NodeSession(ctx, o.node, perms, isolated, command, g.stdin, g.stdout, g.stderr)
+	code = a.RelayedSession(ctx, o.node, command, g.stdin, g.stdout, g.stderr)
 	if code != 0 {
 		return &exitError{code: code}
 	}

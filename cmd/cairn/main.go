@@ -108,7 +108,7 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 	if f := cmd.Flags().Lookup("from"); f != nil && f.Changed {
 		return false, nil // restore --from: from an appliance over SSH, not this repository
 	}
-	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY}
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir)}
 	var stdin io.Reader
 	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {
 		stdin = g.stdin // only commands that read standard input get it

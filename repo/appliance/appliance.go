@@ -7,18 +7,21 @@
 // # Nodes
 //
 // A node authenticates with its key; the SSH user name must be the node's
-// name. A session runs one command: "cairn-wire" (the framed protocol
-// spoken by cairn push, see repo/wire), or "push --tar|--stdin --name
-// NAME [--plan P] [--tag T]..." (the appliance reads the stream itself,
-// for nodes without cairn), or "snapshots" (the node's own snapshots as
-// JSON). Anything else is refused. Session counts are limited per node
-// and overall.
+// name. A session runs one command from the table in nodecmd.go:
+// "cairn-wire" (the framed protocol spoken by cairn push, see
+// repo/wire), "push --tar|--stdin --name NAME [--plan P] [--tag T]..."
+// (the appliance reads the stream itself, for nodes without cairn),
+// "snapshots" (the node's own snapshots as JSON), and for admin nodes
+// "forget" and "prune". Each command parses only its own flags; anything
+// else is refused. Session counts are limited per node and overall.
 //
 // # Operator socket
 //
 // The socket (mode 0600, so only the appliance's user and root reach it)
 // carries one command per connection, multiplexed: the request, standard
-// input, standard output and error, and the exit code (see mux.go).
+// input, standard output and error, and the exit code (see mux.go). A
+// request runs only if it names the repository directory this appliance
+// serves (relay.go).
 //
 // # Lifecycle
 //
@@ -390,8 +393,10 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stdinR, stdinW := io.Pipe()
+	fed := make(chan struct{})
 	go func() {
 		// Read the client's frames: stdin and cancellation.
+		defer close(fed)
 		var buf []byte
 		for {
 			kind, data, err := readFrame(conn, buf)
@@ -414,10 +419,27 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			}
 		}
 	}()
+	// When the command is over, so is the goroutine above: closing the
+	// pipe ends a write to a command that never read its input, closing
+	// the connection ends the wait for the client's next frame.
+	defer func() {
+		stdinR.Close()
+		conn.Close()
+		<-fed
+	}()
 	stdout, stderr := stream{m: mw, kind: frameStdout}, stream{m: mw, kind: frameStderr}
 	var code int
-	switch req.Kind {
-	case "operator":
+	switch err := a.checkRepo(req.Repo); {
+	case err != nil:
+		a.log.Warn("request refused", "kind", req.Kind, "node", req.Node, "why", err)
+		if req.Kind == "node" {
+			// The node learns no paths of the appliance.
+			fmt.Fprintln(stderr, "cairn: the forced command names a repository this appliance does not serve (its log says which)")
+		} else {
+			fmt.Fprintln(stderr, "cairn:", err)
+		}
+		code = 2
+	case req.Kind == "operator":
 		untrack, err := a.track("", cancel)
 		if err != nil {
 			fmt.Fprintln(stderr, "cairn:", err)
@@ -431,15 +453,8 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			code = a.o.Operator(ctx, &req, stdinR, stdout, stderr)
 		}
 		untrack()
-	case "node":
-		cfg := a.Config()
-		n := cfg.Nodes[req.Node]
-		perms := wire.PermPush
-		isolated := false
-		if n != nil {
-			perms, isolated = n.Perms(), n.Isolated
-		}
-		code = a.NodeSession(ctx, req.Node, perms, isolated, req.Command, stdinR, stdout, stderr)
+	case req.Kind == "node":
+		code = a.RelayedSession(ctx, req.Node, req.Command, stdinR, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "cairn: unknown request kind %q\n", req.Kind)
 		code = 2
@@ -464,8 +479,9 @@ func (rw readWriter) Close() error {
 	return nil
 }
 
-// NodeSession runs one node command (see the package documentation) and
-// returns its exit code. Messages for the node go to stderr.
+// NodeSession runs one node command (see the package documentation and
+// nodecmd.go) and returns its exit code. Messages for the node go to
+// stderr. Every refusal is exit 2 with a log line.
 func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -476,70 +492,41 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		return 1
 	}
 	defer untrack()
-	a.log.Info("node session started", "node", node, "command", command)
-	args := strings.Fields(command)
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "cairn: no command given; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune")
+	logged := command
+	if len(logged) > maxNodeCommand {
+		logged = logged[:maxNodeCommand] + "…"
+	}
+	a.log.Info("node session started", "node", node, "command", logged)
+	s := &nodeSession{node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
+	refuse := func(name, why, message string) int {
+		a.log.Warn("command refused", "node", node, "command", name, "why", why)
+		fmt.Fprint(stderr, "cairn: ", message, "\n")
 		return 2
 	}
-	start := time.Now()
-	switch args[0] {
-	case "cairn-wire":
-		cfg := a.Config()
-		var closer func() error
-		if c, ok := stdin.(io.Closer); ok {
-			closer = c.Close
-		}
-		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
-			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-			Blobs: a.blobs,
-		})
-		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
-		if err != nil {
-			return 1
-		}
-		return 0
-	case "push":
-		// A stream that sends nothing for idle_timeout is ended, even
-		// while the push still works on what it sent: a tiny tar can
-		// announce a sparse file of exabytes of zeros.
-		ctx, cancel := context.WithCancelCause(ctx)
-		defer cancel(nil)
-		in := newIdleReader(stdin, a.Config().Limits.IdleTimeout, cancel)
-		defer in.stop()
-		return a.pushStream(ctx, node, perms, args[1:], in, stdout, stderr, start)
-	case "snapshots":
-		items, err := a.backend().ListSnapshots(ctx, node, "")
-		if err != nil {
-			fmt.Fprintln(stderr, "cairn:", err)
-			return 1
-		}
-		out := []json.RawMessage{}
-		for _, it := range items {
-			out = append(out, append([]byte(`{"id":"`+it.ID.String()+`","record":`), append(it.Record, '}')...))
-		}
-		b, _ := json.MarshalIndent(out, "", "  ")
-		stdout.Write(append(b, '\n'))
-		return 0
-	case "forget", "prune":
-		// Retention is for admin keys only: a node with push (and
-		// read) is append-only, so a stolen node key cannot delete
-		// backups.
-		if perms&wire.PermAdmin == 0 {
-			a.log.Warn("command refused", "node", node, "command", args[0], "why", "needs the admin permission")
-			fmt.Fprintf(stderr, "cairn: node %s may not run %q: it needs the admin permission (push and read are append-only)\n", node, args[0])
-			return 2
-		}
-		if a.o.Operator == nil {
-			fmt.Fprintln(stderr, "cairn: this appliance runs no operator commands")
-			return 1
-		}
-		code := a.o.Operator(ctx, &Request{Kind: "operator", Args: args}, stdin, stdout, stderr)
-		a.log.Info("admin command", "node", node, "command", command, "exit", code, "duration", time.Since(start).Round(time.Millisecond))
-		return code
+	if len(command) > maxNodeCommand {
+		return refuse("", "command too long", fmt.Sprintf("the command is %d bytes long; a node's command is at most %d", len(command), maxNodeCommand))
 	}
-	fmt.Fprintf(stderr, "cairn: node %s may not run %q; nodes may run: cairn-wire, push --tar|--stdin --name NAME, snapshots, and with admin forget, prune\n", node, args[0])
-	return 2
+	words := strings.Fields(command)
+	if len(words) == 0 {
+		return refuse("", "no command", "no command given; "+nodeCommandList())
+	}
+	c := lookupNodeCommand(words[0])
+	if c == nil {
+		return refuse(words[0], "unknown command", fmt.Sprintf("node %s may not run %q; %s", node, words[0], nodeCommandList()))
+	}
+	if c.perm != 0 && !perms.Has(c.perm) && !perms.Has(wire.PermAdmin) {
+		p := c.perm.String()
+		message := fmt.Sprintf("node %s may not run %q: it needs the %s permission", node, c.name, p)
+		if c.perm == wire.PermAdmin {
+			message += " (push and read are append-only)"
+		}
+		return refuse(c.name, "needs the "+p+" permission", message)
+	}
+	s.cmd = c
+	if s.args, err = parseNodeFlags(c, words[1:]); err != nil {
+		return refuse(c.name, err.Error(), fmt.Sprintf("%s: %v\nusage: %s", c.name, err, c.usage()))
+	}
+	return c.run(a, ctx, s)
 }
 
 // idleReader ends a stream that stays silent for d, as the wire
@@ -596,62 +583,16 @@ func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, st
 }
 
 // pushStream stores a stream the node sends on stdin: a tar stream
-// (--tar, placed under NAME if given) or one file (--stdin --name NAME).
-func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm, args []string, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
-	if !perms.Has(wire.PermPush) && !perms.Has(wire.PermAdmin) {
-		fmt.Fprintf(stderr, "cairn: node %s may not push\n", node)
-		return 1
-	}
-	var tarMode, stdinMode bool
-	var name, plan string
-	var tags []string
-	for i := 0; i < len(args); i++ {
-		next := func() (string, bool) {
-			if i+1 >= len(args) {
-				return "", false
-			}
-			i++
-			return args[i], true
-		}
-		var ok = true
-		switch args[i] {
-		case "--tar":
-			tarMode = true
-		case "--stdin":
-			stdinMode = true
-		case "--name":
-			name, ok = next()
-		case "--plan":
-			plan, ok = next()
-		case "--tag":
-			var t string
-			t, ok = next()
-			tags = append(tags, t)
-		default:
-			fmt.Fprintf(stderr, "cairn: push: unknown argument %q\n", args[i])
-			return 2
-		}
-		if !ok {
-			fmt.Fprintf(stderr, "cairn: push: %s needs a value\n", args[i])
-			return 2
-		}
-	}
-	if tarMode == stdinMode || stdinMode && name == "" {
-		fmt.Fprintln(stderr, "cairn: push: give --tar [--name NAME] or --stdin --name NAME")
-		return 2
-	}
-	if plan != "" {
-		if err := snapshot.CheckName("plan", plan); err != nil {
-			fmt.Fprintln(stderr, "cairn:", err)
-			return 2
-		}
-	}
+// (p.Tar, placed under p.Name if given) or one file (p.Stdin, named
+// p.Name). The push command's flags are parsed and checked in nodecmd.go.
+func (a *Appliance) pushStream(ctx context.Context, node string, p pushArgs, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
+	name, plan, tags := p.Name, p.Plan, p.Tags
 	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
 	s := a.r.NewSession()
 	var res *backup.Result
 	var err error
 	paths := []string{"/" + name}
-	if stdinMode {
+	if p.Stdin {
 		res, err = backup.Stream(ctx, s, stdin, name, o)
 	} else {
 		if name == "" {

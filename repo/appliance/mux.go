@@ -42,6 +42,12 @@ type Request struct {
 	// ($SSH_ORIGINAL_COMMAND).
 	Node    string `json:"node,omitempty"`
 	Command string `json:"command,omitempty"`
+	// Repo is the repository directory the caller named (--repo or
+	// CAIRN_REPO), absolute. The appliance runs the request only if it
+	// serves that directory (the same directory, not just the same
+	// path): a socket given with --socket or CAIRN_SOCKET that belongs
+	// to another repository's appliance is refused.
+	Repo string `json:"repo,omitempty"`
 }
 
 type muxWriter struct {

@@ -507,7 +507,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		defer cancel(nil)
 		in := newIdleReader(stdin, a.Config().Limits.IdleTimeout, cancel)
 		defer in.stop()
-		return a.pushStream(ctx, node, perms, args[1:], in, stdout, stderr, start)
+		return a.pushStream(ctx, node, perms, isolated, args[1:], in, stdout, stderr, start)
 	case "snapshots":
 		items, err := a.backend().ListSnapshots(ctx, node, "")
 		if err != nil {
@@ -597,7 +597,8 @@ func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, st
 
 // pushStream stores a stream the node sends on stdin: a tar stream
 // (--tar, placed under NAME if given) or one file (--stdin --name NAME).
-func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm, args []string, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
+// The summary of an isolated node's push counts what it sent.
+func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm, isolated bool, args []string, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
 	if !perms.Has(wire.PermPush) && !perms.Has(wire.PermAdmin) {
 		fmt.Fprintf(stderr, "cairn: node %s may not push\n", node)
 		return 1
@@ -648,16 +649,17 @@ func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm
 	}
 	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
 	s := a.r.NewSession()
+	up := newStreamUploader(s, isolated)
 	var res *backup.Result
 	var err error
 	paths := []string{"/" + name}
 	if stdinMode {
-		res, err = backup.Stream(ctx, s, stdin, name, o)
+		res, err = backup.Stream(ctx, up, stdin, name, o)
 	} else {
 		if name == "" {
 			paths = []string{"/"}
 		}
-		res, err = backup.TarInto(ctx, s, stdin, name, o)
+		res, err = backup.TarInto(ctx, up, stdin, name, o)
 	}
 	if err != nil {
 		s.Abort()
@@ -668,13 +670,13 @@ func (a *Appliance) pushStream(ctx context.Context, node string, perms wire.Perm
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
-	st := s.Stats()
+	st := up.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
 	sum.Duration = time.Since(start)
 	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: node, Plan: plan, Paths: paths, Tags: tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
 	id, err := s.Commit(ctx, sn)
-	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, st.BlobsAdded, start, err)
+	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
 	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1

@@ -222,7 +222,8 @@ func TestClientHonestPushesUnderTheTrustRules(t *testing.T) {
 	}
 
 	// An isolated node is told nothing: it sends every blob, the
-	// repository keeps one copy of each chunk.
+	// repository keeps one copy of each chunk. Its summary's figures,
+	// which cairn push takes from these upload stats, count them all.
 	iso, _ := pushAs(t, "iso", true, nil)
 	isoTrees := uint64(len(treesOf(t, r, iso.res.Tree)))
 	if iso.stats.Sent != chunks+isoTrees {

@@ -401,7 +401,7 @@ func (h *hostile) isolatedProbe(t *testing.T) (bool, string) {
 	}
 	rec, _, _ := snapshot.Encode(&snapshot.Snapshot{Version: snapshot.Version, Time: time.Now(), Node: "iso", Paths: []string{"/x"}, Tree: h.tree})
 	r.frame(wire.TypeCommit, (&wire.Commit{Req: 2, Record: rec}).Append(nil))
-	ok, note := h.refusedWith(t, r, wire.CodeNotFound)
+	ok, note := h.refusedWith(t, r, wire.CodePermissionDenied)
 	return ok && !hv.Has[0] && !hv.Has[1], "told nothing exists; " + note
 }
 

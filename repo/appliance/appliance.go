@@ -585,20 +585,22 @@ func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, st
 // pushStream stores a stream the node sends on stdin: a tar stream
 // (p.Tar, placed under p.Name if given) or one file (p.Stdin, named
 // p.Name). The push command's flags are parsed and checked in nodecmd.go.
-func (a *Appliance) pushStream(ctx context.Context, node string, p pushArgs, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
+// The summary of an isolated node's push counts what it sent.
+func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, p pushArgs, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
 	name, plan, tags := p.Name, p.Plan, p.Tags
 	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
 	s := a.r.NewSession()
+	up := newStreamUploader(s, isolated)
 	var res *backup.Result
 	var err error
 	paths := []string{"/" + name}
 	if p.Stdin {
-		res, err = backup.Stream(ctx, s, stdin, name, o)
+		res, err = backup.Stream(ctx, up, stdin, name, o)
 	} else {
 		if name == "" {
 			paths = []string{"/"}
 		}
-		res, err = backup.TarInto(ctx, s, stdin, name, o)
+		res, err = backup.TarInto(ctx, up, stdin, name, o)
 	}
 	if err != nil {
 		s.Abort()
@@ -609,13 +611,13 @@ func (a *Appliance) pushStream(ctx context.Context, node string, p pushArgs, std
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
-	st := s.Stats()
+	st := up.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
 	sum.Duration = time.Since(start)
 	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: node, Plan: plan, Paths: paths, Tags: tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
 	id, err := s.Commit(ctx, sn)
-	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, st.BlobsAdded, start, err)
+	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
 	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1

@@ -140,7 +140,8 @@ type Node struct {
 	Permissions []string `yaml:"permissions"`
 	// Isolated nodes never learn whether the repository has a blob they
 	// did not send: every dedup question is answered "no" (the blob is
-	// still stored once).
+	// still stored once), and the summaries of their push --stdin and
+	// --tar count what they sent.
 	Isolated bool `yaml:"isolated,omitempty"`
 	// MaxSessions limits concurrent sessions of this node; zero means
 	// Limits.SessionsPerNode.

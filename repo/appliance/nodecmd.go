@@ -296,7 +296,7 @@ func runPush(a *Appliance, ctx context.Context, s *nodeSession) int {
 	in := newIdleReader(s.stdin, a.Config().Limits.IdleTimeout, cancel)
 	defer in.stop()
 	p := pushArgs{Tar: s.args.bool("tar"), Stdin: s.args.bool("stdin"), Name: s.args.str("name"), Plan: s.args.str("plan"), Tags: s.args.list("tag")}
-	return a.pushStream(ctx, s.node, p, in, s.stdout, s.stderr, s.start)
+	return a.pushStream(ctx, s.node, s.isolated, p, in, s.stdout, s.stderr, s.start)
 }
 
 func runNodeSnapshots(a *Appliance, ctx context.Context, s *nodeSession) int {

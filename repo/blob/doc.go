@@ -1,6 +1,7 @@
 // Package blob defines the identifiers shared by every layer of the
 // repository: the content hash [ID], the blob [Type], the [Handle] that
-// combines both, and the marker errors [ErrNotFound] and [ErrCorrupt].
+// combines both, the marker errors [ErrNotFound] and [ErrCorrupt], and
+// [IDSet], a compact set of IDs.
 //
 // # Invariants
 //
@@ -9,5 +10,6 @@
 // reported as an error wrapping [ErrCorrupt], never returned as data.
 //
 // The package allocates nothing beyond the values it returns and is safe
-// for concurrent use.
+// for concurrent use, except [IDSet], a compact set of IDs that its owner
+// guards.
 package blob

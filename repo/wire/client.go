@@ -392,6 +392,8 @@ func (c *Client) NewUploader(level pack.Level) *Uploader {
 
 // Known reports true: the server checks at commit that every referenced
 // blob is stored, so reusing a parent's chunk list costs no round trip.
+// The node may reference those chunks: it loaded the parent's trees from
+// the server in this session, which makes them its own there.
 func (u *Uploader) Known(blob.Handle) (bool, error) { return true, nil }
 
 // SaveBlob queues data for sending unless this push queued it already,

@@ -138,11 +138,13 @@ type PushStats struct {
 // Every PutBlob payload is decompressed and re-hashed before it is stored;
 // a mismatch ends the session with an Error and nothing of that blob is
 // kept. A snapshot is acknowledged only after it is durable, and only if
-// every blob its trees reference is stored. Memory: Buffers frame bodies
-// (those above 4 MiB are not kept between frames; with sc.Blobs, what all
-// sessions' blobs take together is bounded) plus the IDs of the trees the
-// node has walked. A session silent for sc.IdleTimeout, between frames or
-// inside one, is ended.
+// every blob its trees reference is stored and the node may reference
+// (see trust.go). Memory: Buffers frame bodies (those above 4 MiB are not
+// kept between frames; with sc.Blobs, what all sessions' blobs take
+// together is bounded) plus the blob IDs the node may reference: whole
+// IDs of trees, 8-byte prefixes of chunks (see [blob.IDSet]); each set
+// holds only IDs of blobs the repository has. A session silent for
+// sc.IdleTimeout, between frames or inside one, is ended.
 func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (PushStats, error) {
 	if sc.Buffers <= 0 {
 		sc.Buffers = 3
@@ -155,9 +157,8 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	s := &session{
 		b: b, sc: sc, ctx: ctx, cancel: cancel,
 		w:     NewWriter(rw),
-		trees: map[blob.ID]bool{}, data: map[blob.ID]bool{},
-		bufs: make(chan []byte, sc.Buffers),
-		sent: map[blob.Handle]bool{},
+		trees: map[blob.ID]bool{},
+		bufs:  make(chan []byte, sc.Buffers),
 	}
 	for range sc.Buffers {
 		s.bufs <- nil
@@ -199,10 +200,13 @@ type session struct {
 	idle   *time.Timer
 
 	// trees and data are the blobs this node may load: those reachable
-	// from its own snapshots, learnt as it walks them.
-	tmu   sync.Mutex
-	trees map[blob.ID]bool
-	data  map[blob.ID]bool
+	// from its own snapshots, learnt as it lists and walks them. present
+	// are the chunks have-blobs told it the repository has (never for an
+	// isolated node). See trust.go for what each lets the node reference.
+	tmu     sync.Mutex
+	trees   map[blob.ID]bool
+	data    blob.IDSet
+	present blob.IDSet
 
 	store Store
 	bufs  chan []byte
@@ -212,9 +216,9 @@ type session struct {
 	cond      *sync.Cond
 	verifying int
 	failed    error
-	reported  bool                 // an Error frame was sent
-	reporters sync.WaitGroup       // goroutines sending an Error frame
-	sent      map[blob.Handle]bool // blobs this node sent (answers for isolated nodes)
+	reported  bool           // an Error frame was sent
+	reporters sync.WaitGroup // goroutines sending an Error frame
+	sent      sentSet        // blobs this node sent in this session
 	stats     PushStats
 }
 
@@ -470,7 +474,7 @@ func (s *session) loadBlob(m *LoadBlob) error {
 	s.tmu.Lock()
 	allowed := s.sc.Perms.Has(PermAdmin) ||
 		h.Type == blob.Tree && s.trees[h.ID] ||
-		h.Type == blob.Data && s.sc.Perms.Has(PermRead) && s.data[h.ID]
+		h.Type == blob.Data && s.sc.Perms.Has(PermRead) && s.data.Has(h.ID)
 	s.tmu.Unlock()
 	if !allowed && h.Type == blob.Data && !s.sc.Perms.Has(PermRead) {
 		return coded(CodePermissionDenied, "node %s may not load data blobs: it needs the read permission", s.sc.Node)
@@ -494,7 +498,7 @@ func (s *session) loadBlob(m *LoadBlob) error {
 					s.trees[n.Subtree] = true
 				case tree.File:
 					for _, c := range n.Content {
-						s.data[c.ID] = true
+						s.data.Add(c.ID)
 					}
 				}
 			}
@@ -523,14 +527,7 @@ func (s *session) haveBlobs(m *HaveBlobs) error {
 	}
 	has := make([]bool, len(m.Handles))
 	for i, h := range m.Handles {
-		if s.sc.Isolated {
-			// An isolated node learns only about blobs it sent.
-			s.mu.Lock()
-			has[i] = s.sent[h]
-			s.mu.Unlock()
-			continue
-		}
-		ok, err := s.store.Known(h)
+		ok, err := s.have(h)
 		if err != nil {
 			return err
 		}
@@ -568,7 +565,7 @@ func (s *session) putBlob(body []byte, release func()) error {
 		defer s.mu.Unlock()
 		s.verifying--
 		if err == nil {
-			s.sent[m.Handle] = true
+			s.sent.add(m.Handle)
 		}
 		if added {
 			s.stats.BlobsStored++
@@ -638,93 +635,4 @@ func (s *session) commit(m *Commit) error {
 	s.trees[sn.Tree] = true
 	s.tmu.Unlock()
 	return s.send(TypeCommitted, (&Committed{Req: m.Req, Snapshot: id}).Append(nil))
-}
-
-// mayReference reports whether the node may refer to blob h in a
-// snapshot. Any node may refer to any stored blob, except an isolated
-// one: it may refer only to blobs it sent in this session or that are
-// part of its own snapshots (as it walked them), so it cannot learn
-// whether, or read, data that other nodes stored.
-func (s *session) mayReference(h blob.Handle) bool {
-	if !s.sc.Isolated {
-		return true
-	}
-	s.mu.Lock()
-	sent := s.sent[h]
-	s.mu.Unlock()
-	if sent {
-		return true
-	}
-	s.tmu.Lock()
-	defer s.tmu.Unlock()
-	if h.Type == blob.Tree {
-		return s.trees[h.ID]
-	}
-	return s.data[h.ID]
-}
-
-// complete checks that every blob reachable from root is stored, so an
-// acknowledged snapshot can always be restored. Each tree is read once.
-func (s *session) complete(root blob.ID) error {
-	seen := map[blob.ID]bool{}
-	var missing []blob.Handle
-	var walk func(id blob.ID) error
-	walk = func(id blob.ID) error {
-		if seen[id] || len(missing) > 0 {
-			return nil
-		}
-		seen[id] = true
-		h := blob.Handle{ID: id, Type: blob.Tree}
-		if !s.mayReference(h) {
-			missing = append(missing, h)
-			return nil
-		}
-		data, err := s.b.LoadBlob(s.ctx, h, nil)
-		if errors.Is(err, blob.ErrNotFound) {
-			missing = append(missing, h)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		t, err := tree.Decode(data)
-		if err != nil {
-			return coded(CodeBadBlob, "tree %s: %v", id.Short(), err)
-		}
-		for _, n := range t.Nodes {
-			switch n.Type {
-			case tree.Dir:
-				if err := walk(n.Subtree); err != nil {
-					return err
-				}
-			case tree.File:
-				for _, c := range n.Content {
-					if c.ID.IsZero() {
-						continue
-					}
-					dh := blob.Handle{ID: c.ID, Type: blob.Data}
-					if !s.mayReference(dh) {
-						missing = append(missing, dh)
-						return nil
-					}
-					ok, err := s.store.Known(dh)
-					if err != nil {
-						return err
-					}
-					if !ok {
-						missing = append(missing, dh)
-						return nil
-					}
-				}
-			}
-		}
-		return nil
-	}
-	if err := walk(root); err != nil {
-		return err
-	}
-	if len(missing) > 0 {
-		return coded(CodeNotFound, "the snapshot refers to blob %s, which the repository does not have; push again with --force-read", missing[0])
-	}
-	return nil
 }

@@ -656,10 +656,13 @@ func TestServeIdleTimeout(t *testing.T) {
 
 // An isolated node cannot refer to a blob another node stored: a tree it
 // sends that points at vega's chunk is refused at commit (it would learn
-// that the chunk exists, and with read permission could load it).
+// that the chunk exists, and with read permission could load it), with
+// the same refusal as for a chunk nobody stored, so the refusal tells it
+// nothing either.
 func TestServeIsolatedCannotReferenceOthers(t *testing.T) {
 	r := repotest.New(t)
 	secret := []byte("vega's secret chunk")
+	nobodys := []byte("a chunk nobody stored")
 	s0 := r.NewSession()
 	if _, _, err := s0.SaveBlob(t.Context(), blob.Data, secret); err != nil {
 		t.Fatal(err)
@@ -667,21 +670,23 @@ func TestServeIsolatedCannotReferenceOthers(t *testing.T) {
 	if err := s0.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	sc := config(wire.PermPush | wire.PermRead)
-	sc.Isolated = true
-	s := serve(t, r, sc)
-	c := newRawClient(t, s)
-	c.hello("lyra")
-	dir := fileTree(t, secret)
-	c.putBlob(treeHandle(dir), dir)
-	before := repoState(t, r)
-	c.send(wire.TypeCommit, (&wire.Commit{Req: 1, Record: record(t, "lyra", treeHandle(dir).ID)}).Append(nil))
-	c.expectError(wire.CodeNotFound, "the snapshot refers to blob "+dataHandle(secret).String()+", which the repository does not have; push again with --force-read")
-	if _, err := s.wait(); err == nil {
-		t.Fatal("serve returned no error")
-	}
-	after := repoState(t, r)
-	if len(after.snapshots) != len(before.snapshots) {
-		t.Fatal("a snapshot was stored")
+	for _, chunk := range [][]byte{secret, nobodys} {
+		sc := config(wire.PermPush | wire.PermRead)
+		sc.Isolated = true
+		s := serve(t, r, sc)
+		c := newRawClient(t, s)
+		c.hello("lyra")
+		dir := fileTree(t, chunk)
+		c.putBlob(treeHandle(dir), dir)
+		before := repoState(t, r)
+		c.send(wire.TypeCommit, (&wire.Commit{Req: 1, Record: record(t, "lyra", treeHandle(dir).ID)}).Append(nil))
+		c.expectError(wire.CodePermissionDenied, "data blob "+blob.Hash(chunk).Short()+" is not part of node lyra's snapshots and was not sent in this session")
+		if _, err := s.wait(); err == nil {
+			t.Fatal("serve returned no error")
+		}
+		after := repoState(t, r)
+		if len(after.snapshots) != len(before.snapshots) {
+			t.Fatal("a snapshot was stored")
+		}
 	}
 }

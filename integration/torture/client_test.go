@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/integration/sshtest"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"golang.org/x/crypto/ssh"
 )
@@ -35,6 +37,7 @@ const (
 	silentList   = "list"   // welcomes the node, never answers the snapshot list
 	silentUpload = "upload" // lists no snapshots, never answers a have-blobs question
 	silentCommit = "commit" // takes every blob, never answers the commit
+	silentLoad   = "load"   // lists one snapshot, never answers the load of its tree
 )
 
 // fakeAppliance listens on 127.0.0.1 and plays an appliance up to the
@@ -192,9 +195,22 @@ func (f *fakeAppliance) wire(ch ssh.Channel) {
 				return
 			}
 			m, _ := wire.DecodeListSnapshots(body)
-			if !send(wire.TypeSnapshots, (&wire.Snapshots{Req: m.Req}).Append(nil)) {
+			answer := &wire.Snapshots{Req: m.Req}
+			if f.silentAt == silentLoad {
+				rec, id, err := snapshot.Encode(&snapshot.Snapshot{Version: snapshot.Version, Time: time.Now(), Node: "lyra",
+					Paths: []string{"/etc"}, Tree: blob.Hash([]byte("a tree the fake never sends"))})
+				if err != nil {
+					f.t.Error(err)
+					return
+				}
+				answer.Items = []wire.SnapshotItem{{ID: id, Record: rec}}
+			}
+			if !send(wire.TypeSnapshots, answer.Append(nil)) {
 				return
 			}
+		case wire.TypeLoadBlob:
+			f.silent(silentLoad)
+			return
 		case wire.TypeHaveBlobs:
 			if f.silentAt == silentUpload {
 				f.silent(silentUpload)
@@ -332,8 +348,10 @@ func TestSilentApplianceRestore(t *testing.T) {
 		{silentExec, "timeout", "while starting cairn-wire"},
 		{silentHello, "timeout", "during the wire handshake"},
 		{silentList, "timeout", "while listing snapshots"},
+		{silentLoad, "timeout", "during the restore"},
 		{silentHello, "SIGTERM", "during the wire handshake"},
 		{silentList, "SIGINT", "while listing snapshots"},
+		{silentLoad, "SIGINT", "during the restore"},
 	}
 	var mu sync.Mutex
 	runs, detected := 0, 0
@@ -345,13 +363,17 @@ func TestSilentApplianceRestore(t *testing.T) {
 			f := newFakeAppliance(t, c.at)
 			addr := fmt.Sprintf("127.0.0.1:%d", f.port)
 			args := []string{"restore", "latest", "--target", filepath.Join(e.dir, "out"), "--from", "ssh://lyra@" + addr, "-i", lyra.key.PrivatePath, "--host-key", f.hostKey}
+			outcome := "nothing was restored"
+			if c.at == silentLoad {
+				outcome = "the files in " + filepath.Join(e.dir, "out") + " are incomplete"
+			}
 			var want string
 			code := 1
 			var p *running
 			if c.how == "timeout" {
 				p = e.start(append(args, "--timeout", "1s")...)
 				f.waitSilent(p)
-				want = fmt.Sprintf("cairn: restore: the appliance %s was silent for 1s %s (--timeout): nothing was restored\n", addr, c.phase)
+				want = fmt.Sprintf("cairn: restore: the appliance %s was silent for 1s %s (--timeout): %s\n", addr, c.phase, outcome)
 			} else {
 				p = e.start(args...)
 				f.waitSilent(p)
@@ -361,7 +383,7 @@ func TestSilentApplianceRestore(t *testing.T) {
 					sig, code = syscall.SIGTERM, 143
 				}
 				p.cmd.Process.Signal(sig)
-				want = fmt.Sprintf("cairn: restore interrupted by %s %s (appliance %s): nothing was restored\n", c.how, c.phase, addr)
+				want = fmt.Sprintf("cairn: restore interrupted by %s %s (appliance %s): %s\n", c.how, c.phase, addr, outcome)
 			}
 			r := p.wait(t)
 			if r.code == code && r.stderr == want {

@@ -105,8 +105,9 @@ func run(ctx context.Context, g *globalOptions) int {
 	if g.profileStop != nil {
 		g.profileStop()
 	}
-	if err == nil {
-		return exitOK
+	var fw *forwarded
+	if err == nil || errors.As(err, &fw) && fw.code == exitOK {
+		return exitOK // a command the appliance ran carries its exit code as an error
 	}
 	var sig *interrupted
 	if errors.As(context.Cause(ctx), &sig) {
@@ -116,7 +117,6 @@ func run(ctx context.Context, g *globalOptions) int {
 		if c, _, ferr := root.Find(g.args); ferr == nil && c != root {
 			name = c.Name()
 		}
-		var fw *forwarded
 		var said *interrupted
 		switch {
 		case errors.As(err, &said):
@@ -128,7 +128,6 @@ func run(ctx context.Context, g *globalOptions) int {
 		}
 		return sig.code()
 	}
-	var fw *forwarded
 	if errors.As(err, &fw) {
 		return fw.code
 	}

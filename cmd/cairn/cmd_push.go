@@ -40,6 +40,7 @@ type sshOptions struct {
 	knownHosts string
 	hostKey    string
 	sshCommand string
+	timeout    time.Duration
 }
 
 func (o *sshOptions) register(f *pflag.FlagSet) {
@@ -47,6 +48,7 @@ func (o *sshOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file for the appliance's host key (default ~/.ssh/known_hosts)")
 	f.StringVar(&o.hostKey, "host-key", "", "the appliance's host key fingerprint (SHA256:...), instead of known_hosts")
 	f.StringVar(&o.sshCommand, "ssh-command", "", "use this ssh client command (e.g. \"ssh -i key\") instead of the built-in one")
+	f.DurationVar(&o.timeout, "timeout", defaultTimeout, "give up when the appliance is silent this long: in each phase of connecting, and while waiting for its answers")
 }
 
 func newPushCommand(g *globalOptions) *cobra.Command {
@@ -78,9 +80,16 @@ README): a source without a reason is refused, caches and build output
 are left out unless the source keeps them, and a command source whose
 command fails is not saved.
 
+--timeout (default 2m) bounds each phase: connecting, the SSH and wire
+handshakes, and every wait for the appliance's answer (a commit's
+answer comes after the appliance checked the whole snapshot: raise it
+for snapshots of tens of millions of files).
+
 Exit code 0: saved. 3: saved, with warnings. 1: failed, nothing saved
 (a push that is interrupted leaves no snapshot; the next push reuses the
-blobs that reached the appliance).`,
+blobs that reached the appliance). 130, 143: interrupted by SIGINT,
+SIGTERM. When the session ends early the message names the phase and
+the snapshots (of a plan) acknowledged before.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args[0], args[1:]) },
 	}
@@ -119,8 +128,36 @@ func parseTarget(s string) (target, error) {
 	return t, snapshot.CheckName("node", t.node)
 }
 
+// session connects to the appliance at t over SSH and starts a wire
+// session as its node. Every phase (TCP connect, SSH handshake, starting
+// cairn-wire, the wire handshake) ends when the appliance is silent for
+// the timeout, and at once when ctx ends; so does the session itself.
+func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t target) (*wire.Client, error) {
+	if o.timeout <= 0 {
+		return nil, usageError{fmt.Errorf("%s: --timeout %s: give a positive duration", l.verb, o.timeout)}
+	}
+	conn, err := o.connect(ctx, g, l, t)
+	if err != nil {
+		return nil, err
+	}
+	l.phase = phaseHello
+	c, err := wire.DialTimeout(ctx, conn, "cairn "+version, t.node, o.timeout)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	l.client = c
+	return c, nil
+}
+
+// stream is the byte stream to cairn-wire on the appliance.
+type stream interface {
+	io.ReadWriteCloser
+	wire.Aborter
+}
+
 // connect opens the SSH stream to the appliance and runs cairn-wire on it.
-func (o *sshOptions) connect(ctx context.Context, g *globalOptions, t target) (io.ReadWriteCloser, error) {
+func (o *sshOptions) connect(ctx context.Context, g *globalOptions, l *link, t target) (stream, error) {
 	if o.sshCommand != "" {
 		argv := strings.Fields(o.sshCommand)
 		dest := t.node + "@" + t.host
@@ -130,7 +167,10 @@ func (o *sshOptions) connect(ctx context.Context, g *globalOptions, t target) (i
 			dest = t.host
 		}
 		argv = append(argv, "-p", t.port, dest, "cairn-wire")
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		// No CommandContext: the wire client aborts (kills) ssh when
+		// ctx ends or the appliance is silent, in the wire handshake
+		// (which covers ssh's connecting) or later.
+		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stderr = g.stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -141,9 +181,9 @@ func (o *sshOptions) connect(ctx context.Context, g *globalOptions, t target) (i
 			return nil, err
 		}
 		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("push: %w", err)
+			return nil, fmt.Errorf("%s: %w", l.verb, err)
 		}
-		return &cmdStream{r: out, w: in, cmd: cmd}, nil
+		return &cmdStream{r: out, w: in, cmd: cmd, timeout: o.timeout}, nil
 	}
 	home, _ := os.UserHomeDir()
 	keyPath := o.identity
@@ -152,46 +192,57 @@ func (o *sshOptions) connect(ctx context.Context, g *globalOptions, t target) (i
 	}
 	kb, err := os.ReadFile(g.abs(keyPath))
 	if err != nil {
-		return nil, fmt.Errorf("push: identity: %w", err)
+		return nil, fmt.Errorf("%s: identity: %w", l.verb, err)
 	}
 	signer, err := ssh.ParsePrivateKey(kb)
 	if err != nil {
-		return nil, fmt.Errorf("push: identity %s: %w", keyPath, err)
+		return nil, fmt.Errorf("%s: identity %s: %w", l.verb, keyPath, err)
 	}
 	check, err := o.hostKeyCallback(g, home)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &ssh.ClientConfig{
-		User: t.node, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check,
-		Timeout: 30 * time.Second,
-	}
+	cfg := &ssh.ClientConfig{User: t.node, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check}
 	cfg.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
-	client, err := ssh.Dial("tcp", net.JoinHostPort(t.host, t.port), cfg)
+	l.phase = phaseConnect
+	d := net.Dialer{Timeout: o.timeout}
+	conn, err := d.DialContext(ctx, "tcp", l.addr)
 	if err != nil {
-		return nil, fmt.Errorf("push: %w", err)
+		return nil, err
 	}
-	sess, err := client.NewSession()
+	// x/crypto/ssh bounds none of the phases below: the connection is
+	// closed under them when the appliance is silent or ctx ends.
+	var client *ssh.Client
+	err = l.bounded(ctx, phaseSSH, conn, func() error {
+		sc, chans, reqs, err := ssh.NewClientConn(conn, l.addr, cfg)
+		if err == nil {
+			client = ssh.NewClient(sc, chans, reqs)
+		}
+		return err
+	})
 	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("push: %w", err)
+		conn.Close()
+		return nil, err
 	}
-	sess.Stderr = g.stderr
-	in, err := sess.StdinPipe()
+	s := &sshStream{client: client, conn: conn, timeout: o.timeout}
+	err = l.bounded(ctx, phaseStart, conn, func() error {
+		if s.sess, err = client.NewSession(); err != nil {
+			return err
+		}
+		s.sess.Stderr = g.stderr
+		if s.w, err = s.sess.StdinPipe(); err != nil {
+			return err
+		}
+		if s.r, err = s.sess.StdoutPipe(); err != nil {
+			return err
+		}
+		return s.sess.Start("cairn-wire")
+	})
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	out, err := sess.StdoutPipe()
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	if err := sess.Start("cairn-wire"); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("push: %w", err)
-	}
-	return &sshStream{r: out, w: in, sess: sess, client: client}, nil
+	return s, nil
 }
 
 func (o *sshOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKeyCallback, error) {
@@ -223,32 +274,52 @@ func (o *sshOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKey
 }
 
 type sshStream struct {
-	r      io.Reader
-	w      io.WriteCloser
-	sess   *ssh.Session
-	client *ssh.Client
+	r       io.Reader
+	w       io.WriteCloser
+	sess    *ssh.Session
+	client  *ssh.Client
+	conn    net.Conn
+	timeout time.Duration
 }
 
 func (s *sshStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
 func (s *sshStream) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// Close ends the session in order (the appliance's last words on
+// standard error and its exit status arrive); an appliance that does not
+// end it within the timeout gets the connection closed.
 func (s *sshStream) Close() error {
+	t := time.AfterFunc(s.timeout, func() { s.conn.Close() })
+	defer t.Stop()
 	s.w.Close()
 	s.sess.Wait()
 	return s.client.Close()
 }
 
+// Abort closes the connection at once.
+func (s *sshStream) Abort() error { return s.conn.Close() }
+
 type cmdStream struct {
-	r   io.Reader
-	w   io.WriteCloser
-	cmd *exec.Cmd
+	r       io.Reader
+	w       io.WriteCloser
+	cmd     *exec.Cmd
+	timeout time.Duration
 }
 
 func (s *cmdStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
 func (s *cmdStream) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// Close ends ssh's standard input and waits for it to exit, at most the
+// timeout.
 func (s *cmdStream) Close() error {
+	t := time.AfterFunc(s.timeout, func() { s.cmd.Process.Kill() })
+	defer t.Stop()
 	s.w.Close()
 	return s.cmd.Wait()
 }
+
+// Abort kills ssh.
+func (s *cmdStream) Abort() error { return s.cmd.Process.Kill() }
 
 // pushJob is one snapshot to push: from the command line, or one source
 // of a plan.
@@ -298,13 +369,13 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		}
 		jobs = append(jobs, func() (*pushJob, error) { return job, nil })
 	}
-	conn, err := o.connect(ctx, g, t)
-	if err != nil {
-		return err
+	var saved []string // the snapshots acknowledged, for the message if the session ends early
+	l := &link{verb: "push", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
+	c, err := o.session(ctx, g, l, t)
+	if e := l.explain(ctx, err); e != nil {
+		return e
 	}
-	c, err := wire.Dial(ctx, conn, "cairn "+version, t.node)
 	if err != nil {
-		conn.Close()
 		return fmt.Errorf("push: %w", err)
 	}
 	defer c.Close()
@@ -320,11 +391,18 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		job, err := mk()
 		if err == nil {
 			var rep error
-			rep, err = o.push(ctx, g, c, params, table, job)
+			var id blob.ID
+			id, rep, err = o.push(ctx, g, l, c, params, table, job)
+			if err == nil {
+				saved = append(saved, savedName(id, job.plan))
+			}
 			var ee *exitError
 			if errors.As(rep, &ee) && ee.code == exitWarnings {
 				warned = true
 			}
+		}
+		if e := l.explain(ctx, err); e != nil {
+			return e // the session is over: say what of the push stands
 		}
 		if err != nil {
 			if len(jobs) == 1 {
@@ -380,13 +458,24 @@ func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.
 	return job, nil
 }
 
-// push sends one job as one snapshot and prints its report; rep is the
-// report's exit status (warnings), err a failure.
-func (o *pushOptions) push(ctx context.Context, g *globalOptions, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (rep, err error) {
+// savedName names an acknowledged snapshot in messages.
+func savedName(id blob.ID, plan string) string {
+	if plan == "" {
+		return id.Short()
+	}
+	return fmt.Sprintf("%s (plan %s)", id.Short(), plan)
+}
+
+// push sends one job as one snapshot and prints its report; id is the
+// snapshot, rep the report's exit status (warnings), err a failure. It
+// keeps l's phase current.
+func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (id blob.ID, rep, err error) {
+	l.phase = phaseList
 	parent, err := o.remoteParent(ctx, c, job.plan, job.paths)
 	if err != nil {
-		return nil, err
+		return id, nil, err
 	}
+	l.phase = phaseUpload
 	start := time.Now()
 	bo := backup.Options{Params: params, Table: table, Loader: c, ForceRead: o.forceRead,
 		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
@@ -416,7 +505,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, c *wire.Client
 		}
 	}
 	if err != nil {
-		return nil, err
+		return id, nil, err
 	}
 	st := up.Stats()
 	sum := res.Summary
@@ -429,13 +518,13 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, c *wire.Client
 	}
 	rec, _, err := snapshot.Encode(sn)
 	if err != nil {
-		return nil, err
+		return id, nil, err
 	}
-	id, err := c.Commit(ctx, rec)
-	if err != nil {
-		return nil, err
+	l.phase = phaseCommit
+	if id, err = c.Commit(ctx, rec); err != nil {
+		return id, nil, err
 	}
-	return g.report(id, res.Tree, sum, parent, res.Excludes), nil
+	return id, g.report(id, res.Tree, sum, parent, res.Excludes), nil
 }
 
 // remoteParent finds the parent snapshot among the node's snapshots on

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -58,12 +59,22 @@ lists every difference (exit code 4 when there are any).
 
 --from ssh://NODE@HOST[:PORT] restores from an appliance over SSH, on the
 node, as NODE: only that node's snapshots, and only with the read
-permission (the same -i, --known-hosts, --host-key and --ssh-command as
-push). Every blob is re-hashed on arrival and every file against its
+permission (the same -i, --known-hosts, --host-key, --ssh-command and
+--timeout as push). Every blob is re-hashed on arrival and every file against its
 recorded SHA-256, as in a local restore.`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			ctx := cmd.Context()
+			var l *link // restoring from an appliance
+			defer func() {
+				if l != nil {
+					// Explained before the session is closed.
+					if e := l.explain(ctx, err); e != nil {
+						err = e
+					}
+					l.client.Close()
+				}
+			}()
 			if o.target == "" {
 				return usageError{errors.New("restore: --target DIR is required")}
 			}
@@ -76,11 +87,11 @@ recorded SHA-256, as in a local restore.`,
 			var r snapfs.BlobLoader
 			var sn snapshot.Entry
 			if o.from != "" {
-				c, err := o.dial(ctx, g)
-				if err != nil {
+				var c *wire.Client
+				if l, c, err = o.dial(ctx, g); err != nil {
 					return err
 				}
-				defer c.Close()
+				l.phase = phaseList
 				if sn, err = findRemote(ctx, c, ref, f.filter()); err != nil {
 					return fmt.Errorf("restore: %s: %w", o.from, err)
 				}
@@ -98,6 +109,9 @@ recorded SHA-256, as in a local restore.`,
 			}
 			start := time.Now()
 			if o.verifyOnly {
+				if l != nil {
+					l.phase = phaseVerify
+				}
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
 					return err
@@ -131,6 +145,9 @@ recorded SHA-256, as in a local restore.`,
 				}
 				g.progressLine(fmt.Sprintf("%d files, %s", prog.Files.Load(), humanBytes(prog.Bytes.Load())), prog.Bytes.Load(), sn.Summary.Bytes, start, final)
 			})
+			if l != nil {
+				l.phase = phaseRestore
+			}
 			res, err := restore.Run(ctx, r, sn.Tree, sub, o.target, ro)
 			stop()
 			if res != nil {
@@ -164,21 +181,29 @@ recorded SHA-256, as in a local restore.`,
 
 // dial connects to the appliance named by --from and starts a wire
 // session as its node.
-func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*wire.Client, error) {
+func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*link, *wire.Client, error) {
 	t, err := parseTarget(o.from)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("restore --from: %w", err)}
+		return nil, nil, usageError{fmt.Errorf("restore --from: %w", err)}
 	}
-	conn, err := o.connect(ctx, g, t)
+	l := &link{verb: "restore", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect}
+	l.done = func() string {
+		switch l.phase {
+		case phaseRestore:
+			return "the files in " + o.target + " are incomplete"
+		case phaseVerify:
+			return "the comparison with " + o.target + " is incomplete"
+		}
+		return "nothing was restored"
+	}
+	c, err := o.session(ctx, g, l, t)
 	if err != nil {
-		return nil, err
+		if e := l.explain(ctx, err); e != nil {
+			return nil, nil, e
+		}
+		return nil, nil, fmt.Errorf("restore: %w", err)
 	}
-	c, err := wire.Dial(ctx, conn, "cairn "+version, t.node)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("restore: %w", err)
-	}
-	return c, nil
+	return l, c, nil
 }
 
 // findRemote resolves ref among the snapshots the appliance lists for

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -47,10 +48,49 @@ func main() {
 		// (331 to 270 MiB on the peers data set).
 		debug.SetGCPercent(50)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := withSignals(context.Background())
 	code := run(ctx, &globalOptions{args: os.Args[1:]})
 	stop()
 	os.Exit(code)
+}
+
+// interrupted is the cause of the command's context once SIGINT or
+// SIGTERM asked it to stop. A command that then fails exits 128 plus the
+// signal's number, as a shell reports a process the signal killed: 130
+// for SIGINT, 143 for SIGTERM.
+type interrupted struct{ sig syscall.Signal }
+
+func (i *interrupted) Error() string { return "interrupted by " + i.name() }
+
+func (i *interrupted) name() string {
+	if i.sig == syscall.SIGINT {
+		return "SIGINT"
+	}
+	return "SIGTERM"
+}
+
+func (i *interrupted) code() int { return 128 + int(i.sig) }
+
+// withSignals returns a context that SIGINT or SIGTERM cancels with an
+// *interrupted cause naming the signal. Later signals are caught too, so
+// a second Ctrl-C does not kill a command that is cleaning up.
+func withSignals(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(&interrupted{sig: s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // run executes the command line in g.args and returns the exit code. g
@@ -65,10 +105,29 @@ func run(ctx context.Context, g *globalOptions) int {
 	if g.profileStop != nil {
 		g.profileStop()
 	}
-	if err == nil {
-		return exitOK
-	}
 	var fw *forwarded
+	if err == nil || errors.As(err, &fw) && fw.code == exitOK {
+		return exitOK // a command the appliance ran carries its exit code as an error
+	}
+	var sig *interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		// A signal stopped the command. Errors that say so (a push
+		// that names what was acknowledged) are printed as they are.
+		name := "command"
+		if c, _, ferr := root.Find(g.args); ferr == nil && c != root {
+			name = c.Name()
+		}
+		var said *interrupted
+		switch {
+		case errors.As(err, &said):
+			fmt.Fprintln(g.stderr, "cairn:", err)
+		case errors.As(err, &fw):
+			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s\n", name, sig.name())
+		default:
+			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s: %s\n", name, sig.name(), strings.TrimPrefix(err.Error(), name+": "))
+		}
+		return sig.code()
+	}
 	if errors.As(err, &fw) {
 		return fw.code
 	}
@@ -118,7 +177,7 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return true, err
+		return true, fmt.Errorf("%s: %w", cmd.Name(), err)
 	}
 	return true, &forwarded{code: code}
 }

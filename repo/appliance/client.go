@@ -8,15 +8,29 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"syscall"
+	"time"
 )
 
 // ErrNotRunning is returned by Call when no appliance listens on the socket.
 var ErrNotRunning = errors.New("no appliance is running")
 
+// ErrGone is matched by the error of Call when the appliance closed the
+// connection before the command finished.
+var ErrGone = errors.New("the appliance closed the connection before the command finished (it may have stopped or crashed): " +
+	"the command's outcome is unknown; check `cairn snapshots` and the appliance's log")
+
+// CancelWait bounds how long Call waits, once ctx is cancelled, for the
+// appliance to stop the command and send its exit code.
+const CancelWait = 10 * time.Second
+
 // Call sends req over the operator socket at path, copies stdin to the
 // appliance and its output to stdout and stderr, and returns the
 // command's exit code. Cancelling ctx asks the appliance to stop the
-// command. A socket with no appliance behind it gives ErrNotRunning.
+// command; one that does not within CancelWait is given up on. A socket
+// with no appliance behind it gives ErrNotRunning, an appliance that
+// closes the connection before it sends the exit code ErrGone.
 func Call(ctx context.Context, path string, req *Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	conn, err := net.Dial("unix", path)
 	if err != nil {
@@ -33,9 +47,14 @@ func call(ctx context.Context, conn net.Conn, req *Request, stdin io.Reader, std
 		return 0, err
 	}
 	if err := mw.frame(frameRequest, b); err != nil {
-		return 0, err
+		return 0, gone(err)
 	}
-	stop := context.AfterFunc(ctx, func() { mw.frame(frameCancel, nil) })
+	stop := context.AfterFunc(ctx, func() {
+		// Whatever the command was doing, the appliance now has
+		// CancelWait to stop it and say so.
+		conn.SetReadDeadline(time.Now().Add(CancelWait))
+		mw.frame(frameCancel, nil)
+	})
 	defer stop()
 	if stdin != nil {
 		go func() {
@@ -48,8 +67,11 @@ func call(ctx context.Context, conn net.Conn, req *Request, stdin io.Reader, std
 	var buf []byte
 	for {
 		kind, data, err := readFrame(conn, buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+			return 0, fmt.Errorf("the appliance did not stop the command within %s of being asked: its outcome is unknown; check the appliance's log", CancelWait)
+		}
 		if err != nil {
-			return 0, fmt.Errorf("appliance: %w", err)
+			return 0, gone(err)
 		}
 		buf = data
 		switch kind {
@@ -68,4 +90,12 @@ func call(ctx context.Context, conn net.Conn, req *Request, stdin io.Reader, std
 			return 0, fmt.Errorf("appliance: unexpected frame %q", kind)
 		}
 	}
+}
+
+// gone turns the end of the connection into ErrGone.
+func gone(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return ErrGone
+	}
+	return fmt.Errorf("appliance: %w", err)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -18,7 +19,7 @@ import (
 // for concurrent use: requests are pipelined and replies are matched by
 // request number.
 type Client struct {
-	rw      io.ReadWriteCloser
+	rw      io.ReadWriteCloser // the stream itself (Close, Abort)
 	w       *Writer
 	wmu     sync.Mutex
 	welcome Welcome
@@ -28,6 +29,15 @@ type Client struct {
 	waiting map[uint32]*waiter
 	dead    error // set once the session is over
 	done    chan struct{}
+
+	// The bound on the server's silence (see DialTimeout).
+	timeout time.Duration
+	epoch   time.Time
+	heard   atomic.Int64 // since epoch: when the server last sent or took bytes
+	waits   int          // writes in progress, and the handshake; under mu
+	watch   *time.Timer
+	cut     error       // why the client ended the session itself; under mu
+	stopCtx func() bool // stops the abort on ctx
 }
 
 type reply struct {
@@ -43,12 +53,73 @@ type waiter struct {
 }
 
 // ErrClosed is returned by calls on a client whose session ended
-// without an error from the server.
+// without an error from the server: the stream ended (the server closed
+// it, or went away), at a frame boundary or inside a frame.
 var ErrClosed = errors.New("wire: session closed")
 
-// Dial performs the handshake on rw and starts reading replies.
+// ErrSilent is matched (errors.Is) by the error of a session the client
+// ended because the server was silent for longer than the timeout given
+// to DialTimeout while the client waited for it.
+var ErrSilent = errors.New("the server was silent")
+
+// Aborter is a stream that can also be torn down at once (a network
+// connection closed, a process killed), where Close may wait for an
+// orderly end. A client ends a session it cuts short (a timeout, a
+// cancelled context) with Abort when its stream has one, else with
+// Close.
+type Aborter interface {
+	Abort() error
+}
+
+// Dial is DialTimeout without a bound on the server's silence.
 func Dial(ctx context.Context, rw io.ReadWriteCloser, client, node string) (*Client, error) {
-	c := &Client{rw: rw, w: NewWriter(rw), waiting: map[uint32]*waiter{}, done: make(chan struct{})}
+	return DialTimeout(ctx, rw, client, node, 0)
+}
+
+// DialTimeout performs the handshake on rw and starts reading replies.
+//
+// Whenever the client waits for the server (for the Welcome, for a reply
+// to a request, for the stream to take a write) and the server neither
+// sends a byte nor takes one for timeout, the client ends the session:
+// every call returns an error matching ErrSilent. While the client waits
+// for nothing (it reads files, compresses) there is no limit, and a
+// server that answers or reads slowly but steadily is not cut off. Zero
+// means no limit.
+//
+// Cancelling ctx ends the session at once, in the handshake or later:
+// the stream is aborted and every call returns ctx's error. The caller
+// closes rw if DialTimeout fails.
+func DialTimeout(ctx context.Context, rw io.ReadWriteCloser, client, node string, timeout time.Duration) (*Client, error) {
+	c := &Client{rw: rw, waiting: map[uint32]*waiter{}, done: make(chan struct{}), timeout: timeout, epoch: time.Now()}
+	c.w = NewWriter(progress{c})
+	r := NewReader(progress{c})
+	c.begin() // waiting for the Welcome
+	if timeout > 0 {
+		c.mu.Lock() // check reads c.watch under mu
+		c.watch = time.AfterFunc(timeout, c.check)
+		c.mu.Unlock()
+	}
+	c.stopCtx = context.AfterFunc(ctx, func() { c.abort(ctx.Err()) })
+	w, err := c.handshake(r, client, node)
+	c.end()
+	if err != nil {
+		c.mu.Lock()
+		if c.cut != nil {
+			err = c.cut
+		}
+		c.dead = err
+		c.mu.Unlock()
+		c.stopCtx()
+		close(c.done)
+		return nil, err
+	}
+	c.welcome = *w
+	go c.readLoop(r)
+	return c, nil
+}
+
+// handshake sends Hello and reads the server's Welcome.
+func (c *Client) handshake(r *Reader, client, node string) (*Welcome, error) {
 	h := &Hello{MinVersion: Version, MaxVersion: Version, Client: client, Node: node}
 	if err := c.w.WriteFrame(TypeHello, h.Append(nil)); err != nil {
 		return nil, err
@@ -56,48 +127,138 @@ func Dial(ctx context.Context, rw io.ReadWriteCloser, client, node string) (*Cli
 	if err := c.w.Flush(); err != nil {
 		return nil, err
 	}
-	r := NewReader(rw)
-	type result struct {
-		t    Type
-		body []byte
-		err  error
+	t, body, err := r.Next(nil)
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("wire: handshake: %w", err)
 	}
-	rc := make(chan result, 1)
-	go func() {
-		t, body, err := r.Next(nil)
-		rc <- result{t, body, err}
-	}()
-	var res result
-	select {
-	case res = <-rc:
-	case <-ctx.Done():
-		rw.Close()
-		return nil, ctx.Err()
-	}
-	if res.err != nil {
-		return nil, fmt.Errorf("wire: handshake: %w", res.err)
-	}
-	switch res.t {
+	switch t {
 	case TypeWelcome:
 	case TypeError:
-		if m, err := DecodeError(res.body); err == nil {
+		if m, err := DecodeError(body); err == nil {
 			return nil, m
 		}
 		return nil, fmt.Errorf("wire: handshake: bad error frame")
 	default:
-		return nil, fmt.Errorf("wire: handshake: expected welcome, got %s", res.t)
+		return nil, fmt.Errorf("wire: handshake: expected welcome, got %s", t)
 	}
-	w, err := DecodeWelcome(res.body)
+	w, err := DecodeWelcome(body)
 	if err != nil {
 		return nil, err
 	}
 	if w.Version != Version {
-		rw.Close()
 		return nil, fmt.Errorf("wire: the server chose protocol version %d; this client speaks %d", w.Version, Version)
 	}
-	c.welcome = *w
-	go c.readLoop(r)
-	return c, nil
+	return w, nil
+}
+
+// progress is the stream as the client's reader and writer see it: every
+// byte read, and every piece of a write the stream takes, shows that the
+// server is alive. A write is cut into pieces so that a large frame
+// taken slowly but steadily shows progress.
+type progress struct{ c *Client }
+
+// writePiece is the most written to the stream at once.
+const writePiece = 64 << 10
+
+func (p progress) Read(b []byte) (int, error) {
+	n, err := p.c.rw.Read(b)
+	if n > 0 {
+		p.c.alive()
+	}
+	return n, err
+}
+
+func (p progress) Write(b []byte) (int, error) {
+	p.c.begin()
+	defer p.c.end()
+	n := 0
+	for n < len(b) {
+		k, err := p.c.rw.Write(b[n:min(len(b), n+writePiece)])
+		n += k
+		if k > 0 {
+			p.c.alive()
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (c *Client) now() int64 { return int64(time.Since(c.epoch)) }
+
+// alive records that the server sent or took bytes.
+func (c *Client) alive() { c.heard.Store(c.now()) }
+
+// busy reports whether the client waits for the server; c.mu is held.
+func (c *Client) busy() bool { return c.waits > 0 || len(c.waiting) > 0 }
+
+// begin marks a wait for the server that is not a request (a write, the
+// handshake); the server's silence counts from the first wait.
+func (c *Client) begin() {
+	c.mu.Lock()
+	if !c.busy() {
+		c.alive()
+	}
+	c.waits++
+	c.mu.Unlock()
+}
+
+func (c *Client) end() {
+	c.mu.Lock()
+	c.waits--
+	c.mu.Unlock()
+}
+
+// check runs when the silence timer fires: it ends a session whose
+// server has been silent for the timeout while the client waited, and
+// otherwise sets the timer for the earliest moment that could happen.
+func (c *Client) check() {
+	c.mu.Lock()
+	if c.dead != nil || c.cut != nil {
+		c.mu.Unlock()
+		return
+	}
+	next := c.timeout
+	if c.busy() {
+		quiet := time.Duration(c.now() - c.heard.Load())
+		if quiet >= c.timeout {
+			c.mu.Unlock()
+			c.abort(fmt.Errorf("wire: %w for %s", ErrSilent, c.timeout))
+			return
+		}
+		next = c.timeout - quiet
+	}
+	c.watch.Reset(next)
+	c.mu.Unlock()
+}
+
+// abort ends the session at once with err, unless it ended already.
+func (c *Client) abort(err error) {
+	c.mu.Lock()
+	over := c.dead != nil || c.cut != nil
+	if !over {
+		c.cut = err
+	}
+	c.mu.Unlock()
+	if over {
+		return
+	}
+	if a, ok := c.rw.(Aborter); ok {
+		a.Abort()
+	} else {
+		c.rw.Close()
+	}
+}
+
+// Err returns why the session ended, or nil while it lasts.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead
 }
 
 // Welcome returns what the server said about itself and this node.
@@ -140,10 +301,13 @@ func (c *Client) readLoop(r *Reader) {
 			}
 		}
 	}
-	if errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		err = ErrClosed
 	}
 	c.mu.Lock()
+	if c.cut != nil {
+		err = c.cut // the stream ended because the client cut it
+	}
 	c.dead = err
 	for req, w := range c.waiting {
 		close(w.ch)
@@ -171,6 +335,9 @@ func (c *Client) start(buffered int) (uint32, chan reply, error) {
 	defer c.mu.Unlock()
 	if c.dead != nil {
 		return 0, nil, c.dead
+	}
+	if !c.busy() {
+		c.alive()
 	}
 	c.next++
 	w := &waiter{ch: make(chan reply, buffered), gone: make(chan struct{})}
@@ -212,8 +379,9 @@ const whyWait = 5 * time.Second
 
 // why explains a failed write. A server that ends a session sends an
 // Error frame and then closes the stream, so a client still sending gets
-// a write error ("EOF", "closed pipe") that says nothing; the server's
-// Error, read by then or just after, is the reason to report.
+// a write error ("EOF", "closed pipe") that says nothing; the reason the
+// session ended (the server's Error, read by then or just after, the
+// stream's end, a timeout) is the one to report.
 func (c *Client) why(err error) error {
 	select {
 	case <-c.done:
@@ -221,9 +389,8 @@ func (c *Client) why(err error) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var m *ErrorMsg
-	if errors.As(c.dead, &m) {
-		return m
+	if c.dead != nil {
+		return c.dead
 	}
 	return err
 }
@@ -321,11 +488,15 @@ func (c *Client) Commit(ctx context.Context, record []byte) (blob.ID, error) {
 	return m.Snapshot, nil
 }
 
-// Close says bye and closes the stream.
+// Close says bye and closes the stream; a silent server holds it no
+// longer than the timeout.
 func (c *Client) Close() error {
+	c.begin()
 	c.send(TypeBye, nil, true)
 	err := c.rw.Close()
 	<-c.done
+	c.end()
+	c.stopCtx()
 	return err
 }
 

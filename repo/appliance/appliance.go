@@ -492,8 +492,9 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		}
 		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
 			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-			Blobs: a.blobs,
+			Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew,
 		})
+		a.logRedated(node, st.Redated)
 		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
 		if err != nil {
 			return 1

@@ -88,7 +88,7 @@ metrics: 127.0.0.1:%d
 		t.Fatalf("notified run %+v", run)
 	}
 	st := e.run(nil, "status")
-	if st.code != 5 || !strings.Contains(st.stdout, "lyra/files: the last drill") {
+	if st.code != 5 || !strings.Contains(st.stdout, "lyra/files ["+src+"]: the last drill") {
 		t.Fatalf("status after damage: %d\n%s", st.code, st.stdout)
 	}
 	if m := scrape(t, metricsPort); !strings.Contains(m, `cairn_drill_last_success{node="lyra",paths="`+src+`",plan="files"} 0`+"\n") {

@@ -18,7 +18,7 @@ func TestForgetGroupsBySource(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	lyra := newNode(t, "lyra", "push")
-	a := e.serve(lyra)
+	a := e.serveWith("jobs:\n  drill: {schedule: \"0 4 * * *\"}\n", lyra)
 	etc := filepath.Join(e.dir, "etc")
 	git := filepath.Join(e.dir, "srv", "git")
 	repotestWrite(t, etc, map[string]string{"hosts": "127.0.0.1 localhost\n"})

@@ -109,10 +109,19 @@ func TestForgetKeepsProvenAndFutureDated(t *testing.T) {
 	before, _ := r.Snapshots(t.Context(), snapshot.Filter{})
 	_, err = prune.Forget(t.Context(), r, prune.ForgetOptions{GroupBy: prune.DefaultGroupBy,
 		PolicyFor: func(prune.Group) (prune.Policy, bool) { return prune.Policy{Last: 1}, true }, Loc: time.UTC, Now: now})
-	if err == nil || !strings.Contains(err.Error(), "nothing forgotten (a report that cannot be read may name a group's proven snapshot)") {
+	if err == nil || !strings.Contains(err.Error(), "nothing forgotten (a report that cannot be read may name a group's proven snapshot; with keep_drilled 0 forget does not need them)") {
 		t.Fatalf("forget with a damaged report: %v", err)
 	}
 	if after, _ := r.Snapshots(t.Context(), snapshot.Filter{}); len(after) != len(before) {
 		t.Fatalf("%d snapshots before, %d after", len(before), len(after))
+	}
+	// Without keep_drilled, the reports are not needed.
+	res, err = prune.Forget(t.Context(), r, prune.ForgetOptions{GroupBy: prune.DefaultGroupBy,
+		PolicyFor: func(prune.Group) (prune.Policy, bool) { return prune.Policy{Last: 1, Drilled: new(int)}, true }, Loc: time.UTC, Now: now})
+	if err != nil || len(res[prune.DefaultGroupBy.Of(&snapshot.Snapshot{Node: "lyra", Paths: data})]) != 3 {
+		t.Fatalf("forget with keep_drilled 0: %v %+v", err, res)
+	}
+	if after, _ := r.Snapshots(t.Context(), snapshot.Filter{}); len(after) != len(before)-1 {
+		t.Fatalf("%d snapshots before, %d after forgetting the proven one", len(before), len(after))
 	}
 }

@@ -306,17 +306,18 @@ type ForgetOptions struct {
 
 // Forget applies policies to the snapshots that pass the filter, group
 // by group, against the drill marks of the repository's reports. Unless
-// DryRun, the snapshots not kept are deleted. Decisions are returned per
-// group, newest first. A drill report that cannot be read stops Forget
-// before it deletes anything: it may be the one that proves a snapshot.
+// DryRun, the snapshots not kept are then deleted. Decisions are
+// returned per group, newest first. When a drill report cannot be read
+// and a policy keeps drilled snapshots, Forget deletes nothing: the
+// report may be the one that proves a snapshot.
 func Forget(ctx context.Context, r *repo.Repository, o ForgetOptions) (map[Group][]Decision, error) {
 	list, err := r.Snapshots(ctx, o.Filter)
 	if err != nil {
 		return nil, err
 	}
-	reports, err := drill.List(ctx, r)
-	if err != nil {
-		return nil, fmt.Errorf("forget: %w; nothing forgotten (a report that cannot be read may name a group's proven snapshot)", err)
+	reports, reportsErr := drill.List(ctx, r)
+	if reports == nil && reportsErr != nil && ctx.Err() != nil {
+		return nil, reportsErr
 	}
 	env := Env{Now: o.Now, Loc: o.Loc, Marks: drill.Marks(reports)}
 	keys, groups := o.GroupBy.Split(list)
@@ -326,12 +327,16 @@ func Forget(ctx context.Context, r *repo.Repository, o ForgetOptions) (map[Group
 		if !ok || p.Empty() {
 			continue
 		}
-		ds := Apply(groups[g], p, env)
-		out[g] = ds
-		if o.DryRun {
-			continue
+		if reportsErr != nil && p.KeepDrilled() > 0 {
+			return nil, fmt.Errorf("forget: %w; nothing forgotten (a report that cannot be read may name a group's proven snapshot; with keep_drilled 0 forget does not need them)", reportsErr)
 		}
-		for _, d := range ds {
+		out[g] = Apply(groups[g], p, env)
+	}
+	if o.DryRun {
+		return out, nil
+	}
+	for _, g := range keys {
+		for _, d := range out[g] {
 			if !d.Keep {
 				if err := r.DeleteSnapshot(ctx, d.ID); err != nil {
 					return out, err

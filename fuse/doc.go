@@ -8,7 +8,7 @@
 // # Layout
 //
 //	nodes/<node>/<plan>/<time>/…          a snapshot's root tree (it mirrors absolute paths: srv/git/…)
-//	nodes/<node>/<plan>/latest            -> <time> of the newest snapshot of that node and plan
+//	nodes/<node>/<plan>/latest            -> <time> of the newest snapshot of that node and plan (snapshot.Latest: never a future-dated one over another)
 //	snapshots/<id8>                       -> ../nodes/<node>/<plan>/<time>
 //	tags/<tag>/<node>/<plan>/<time>       -> ../../../../nodes/<node>/<plan>/<time>
 //

@@ -356,6 +356,6 @@ func (f *filesys) layout() (*layout, error) {
 		f.layAt = now
 		return f.lay, nil
 	}
-	f.lay, f.layAt = buildLayout(list, f.mtime), now
+	f.lay, f.layAt = buildLayout(list, f.mtime, now), now
 	return f.lay, nil
 }

@@ -80,8 +80,10 @@ func validTag(t string) bool {
 //
 // Snapshots of one node and plan that fall in the same second get
 // "_<id8>" appended to all but the first (ordered by time, then ID);
-// short IDs shared by two snapshots are written out in full.
-func buildLayout(list []snapshot.Entry, empty time.Time) *layout {
+// short IDs shared by two snapshots are written out in full. latest is
+// chosen by [snapshot.Latest] at now: never a future-dated snapshot over
+// one that is not.
+func buildLayout(list []snapshot.Entry, empty, now time.Time) *layout {
 	list = slices.Clone(list)
 	snapshot.Sort(list)
 	l := &layout{dirs: map[string][]*metaEntry{}, entries: map[string]*metaEntry{}, snapshots: len(list)}
@@ -96,7 +98,12 @@ func buildLayout(list []snapshot.Entry, empty time.Time) *layout {
 	// Canonical names, in time order.
 	canon := make([]string, len(list))
 	used := map[string]bool{}
-	latest := map[string]int{} // plan directory → index of its newest snapshot
+	// Each plan directory's snapshots, oldest first, and their indexes in list.
+	type planSnaps struct {
+		list []snapshot.Entry
+		at   []int
+	}
+	byDir := map[string]*planSnaps{}
 	for i := range list {
 		sn := &list[i]
 		dir := path.Join("nodes", sn.Node, planName(sn.Snapshot))
@@ -109,11 +116,17 @@ func buildLayout(list []snapshot.Entry, empty time.Time) *layout {
 		}
 		used[dir+"/"+name] = true
 		canon[i] = dir + "/" + name
-		latest[dir] = i
+		ps := byDir[dir]
+		if ps == nil {
+			ps = &planSnaps{}
+			byDir[dir] = ps
+		}
+		ps.list, ps.at = append(ps.list, *sn), append(ps.at, i)
 		l.mkdirAll(dir, sn.Time)
 		l.add(dir, &metaEntry{name: name, kind: metaSnap, snap: sn, mtime: sn.Time})
 	}
-	for dir, i := range latest {
+	for dir, ps := range byDir {
+		i := ps.at[snapshot.Latest(ps.list, now)]
 		l.add(dir, &metaEntry{name: latestName, kind: metaLink, target: path.Base(canon[i]), snap: &list[i], mtime: list[i].Time})
 	}
 

@@ -44,7 +44,7 @@ func TestFuseLayout(t *testing.T) {
 		snap("\xcc\x00\x00\x01", "lyra", "etc", t0.Add(100*time.Millisecond), "weekly"), // same second
 		snap("\xdd\x00\x00\x01", "rhea", "git", t0.In(time.FixedZone("CET", 3600)).Add(-time.Hour)),
 	}
-	l := buildLayout(list, time.Unix(0, 0))
+	l := buildLayout(list, time.Unix(0, 0), t0.Add(24*time.Hour))
 	want := []string{
 		"/",
 		"nodes/",
@@ -130,7 +130,7 @@ func TestFuseLayoutSharedShortID(t *testing.T) {
 	a := snap("\x01\x02\x03\x04\xaa", "n", "p", t0)
 	b := snap("\x01\x02\x03\x04\xbb", "n", "p", t0)
 	c := snap("\x01\x02\x03\x04\xcc", "n", "p", t0)
-	l := buildLayout([]snapshot.Entry{c, b, a}, t0)
+	l := buildLayout([]snapshot.Entry{c, b, a}, t0, t0)
 	var names []string
 	for _, e := range l.dirs["snapshots"] {
 		names = append(names, e.name)
@@ -151,9 +151,30 @@ func TestFuseLayoutSharedShortID(t *testing.T) {
 	}
 }
 
+// latest never points at a future-dated snapshot while the plan has one
+// that is not (issue 12, item 1); with only future-dated ones it points
+// at the newest of them.
+func TestFuseLayoutLatestSkipsFutureDated(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	list := []snapshot.Entry{
+		snap("\x01", "bob", "p", now.Add(-time.Hour)),
+		snap("\x02", "bob", "p", now.Add(snapshot.ClockSkew)), // within the skew: not future-dated
+		snap("\x03", "bob", "p", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)),
+		snap("\x04", "bob", "q", time.Date(2098, 1, 1, 0, 0, 0, 0, time.UTC)),
+		snap("\x05", "bob", "q", time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)),
+	}
+	l := buildLayout(list, now, now)
+	if got, want := l.entries["nodes/bob/p/latest"].target, "2026-12-07T12:05:00Z"; got != want {
+		t.Errorf("bob/p latest -> %s, want %s", got, want)
+	}
+	if got, want := l.entries["nodes/bob/q/latest"].target, "2099-01-01T00:00:00Z"; got != want {
+		t.Errorf("bob/q latest -> %s, want %s", got, want)
+	}
+}
+
 func TestFuseLayoutEmpty(t *testing.T) {
 	mounted := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
-	l := buildLayout(nil, mounted)
+	l := buildLayout(nil, mounted, mounted)
 	if got := dump(l); !slices.Equal(got, []string{"/", "nodes/", "snapshots/", "tags/"}) {
 		t.Fatalf("empty layout: %v", got)
 	}
@@ -174,6 +195,6 @@ func BenchmarkLayout10k(b *testing.B) {
 		list = append(list, snap(fmt.Sprintf("%08d", i), fmt.Sprintf("node%d", i%20), fmt.Sprintf("plan%d", i%3), t0.Add(time.Duration(i)*time.Minute), "daily"))
 	}
 	for b.Loop() {
-		buildLayout(list, t0)
+		buildLayout(list, t0, t0.Add(10000*time.Minute))
 	}
 }

@@ -40,14 +40,14 @@ metrics: 127.0.0.1:%d
 	e.ok("jobs", "run", "verify")
 	metrics := scrape(t, metricsPort)
 	for _, want := range []string{
-		`cairn_snapshots{node="lyra",plan="files"} 1`,
-		`cairn_backup_missing{node="lyra",plan="files"} 0`,
-		`cairn_drill_last_success{node="lyra",plan="files"} 1`,
+		`cairn_snapshots{node="lyra",paths="` + src + `",plan="files"} 1`,
+		`cairn_backup_missing{node="lyra",paths="` + src + `",plan="files"} 0`,
+		`cairn_drill_last_success{node="lyra",paths="` + src + `",plan="files"} 1`,
 		`cairn_job_last_success{job="drill"} 1`,
 		`cairn_job_last_success{job="verify"} 1`,
 		`cairn_verify_coverage_ratio 1`,
 		`cairn_verify_never_packs 0`,
-		`cairn_snapshot_last_size_bytes{node="lyra",plan="files"} 3.765751e+06`,
+		`cairn_snapshot_last_size_bytes{node="lyra",paths="` + src + `",plan="files"} 3.765751e+06`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
@@ -59,7 +59,7 @@ metrics: 127.0.0.1:%d
 		t.Fatalf("status:\n%s", out)
 	}
 	book := string(mustRead(t, filepath.Join(e.repo, "runbook.md")))
-	if !strings.Contains(book, "Newest drilled snapshot: "+snap[:8]) || !strings.Contains(book, "restore "+snap[:12]+":"+src+" --target /srv/restore") {
+	if !strings.Contains(book, "Proven restore point (retention keeps it): "+snap[:8]) || !strings.Contains(book, "restore "+snap[:12]+":"+src+" --target /srv/restore") {
 		t.Fatalf("runbook:\n%s", book)
 	}
 	if rb := e.ok("runbook"); rb[strings.Index(rb, "## Before"):] != book[strings.Index(book, "## Before"):] {
@@ -88,10 +88,10 @@ metrics: 127.0.0.1:%d
 		t.Fatalf("notified run %+v", run)
 	}
 	st := e.run(nil, "status")
-	if st.code != 5 || !strings.Contains(st.stdout, "lyra/files: the last drill") {
+	if st.code != 5 || !strings.Contains(st.stdout, "lyra/files ["+src+"]: the last drill") {
 		t.Fatalf("status after damage: %d\n%s", st.code, st.stdout)
 	}
-	if m := scrape(t, metricsPort); !strings.Contains(m, `cairn_drill_last_success{node="lyra",plan="files"} 0`+"\n") {
+	if m := scrape(t, metricsPort); !strings.Contains(m, `cairn_drill_last_success{node="lyra",paths="`+src+`",plan="files"} 0`+"\n") {
 		t.Fatalf("metrics after damage:\n%s", m)
 	}
 }

@@ -49,7 +49,7 @@ func TestForgetPruneCLI(t *testing.T) {
 	}
 	// Dry run with --explain changes nothing.
 	out := e.ok("forget", "--keep-last", "2", "--keep-tag", "v0", "--dry-run", "--explain")
-	want := fmt.Sprintf("lyra/data: keep 3, would forget 1\n  keep   %s", ids[3][:8])
+	want := fmt.Sprintf("lyra/data [%s]: keep 3, would forget 1\n  keep   %s", filepath.Join(e.dir, "src"), ids[3][:8])
 	if !strings.HasPrefix(out, want) || !strings.Contains(out, "(last 1)") || !strings.Contains(out, "(tag v0)") || !strings.Contains(out, "forget "+ids[1][:8]) {
 		t.Fatalf("dry run:\n%s", out)
 	}

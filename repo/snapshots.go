@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
@@ -102,11 +103,12 @@ func (r *Repository) Snapshots(ctx context.Context, f snapshot.Filter) ([]snapsh
 }
 
 // FindSnapshot resolves a snapshot reference: a full ID, a unique prefix
-// of at least 4 hex digits, or "latest" (the newest snapshot passing f).
+// of at least 4 hex digits, or "latest" (the newest snapshot passing f
+// that is not dated after the clock, see [snapshot.Latest]).
 func (r *Repository) FindSnapshot(ctx context.Context, ref string, f snapshot.Filter) (snapshot.Entry, error) {
 	list, err := r.Snapshots(ctx, f)
 	if err != nil {
 		return snapshot.Entry{}, err
 	}
-	return snapshot.Find(list, ref)
+	return snapshot.Find(list, ref, time.Now())
 }

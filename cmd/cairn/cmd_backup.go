@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -256,10 +257,9 @@ func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, path
 	if err != nil {
 		return nil, err
 	}
-	for i := len(list) - 1; i >= 0; i-- {
-		if equalStrings(list[i].Paths, paths) {
-			return &list[i], nil
-		}
+	same := slices.DeleteFunc(list, func(e snapshot.Entry) bool { return !equalStrings(e.Paths, paths) })
+	if i := snapshot.Latest(same, time.Now()); i >= 0 {
+		return &same[i], nil
 	}
 	return nil, nil
 }

@@ -25,14 +25,17 @@ type forgetOptions struct {
 	config    string
 	maxUnused string
 	maxRepack string
+	groupBy   string
+	drilled   int
 }
 
 func newForgetCommand(g *globalOptions) *cobra.Command {
 	o := &forgetOptions{}
 	cmd := &cobra.Command{
-		Use:   "forget [--keep-* N]... [--dry-run] [--explain] [--prune]",
+		Use:   "forget [--keep-* N]... [--group-by LIST] [--dry-run] [--explain] [--prune]",
 		Short: "remove snapshots that retention policies do not keep (data stays until prune)",
-		Long: `Apply retention policies per node and plan: the --keep-* flags, or,
+		Long: `Apply retention policies to each group of snapshots (by default one
+node, plan and set of paths: one source): the --keep-* flags, or,
 without them, the policies in the appliance configuration (retention:
 in DIR.yaml). A snapshot is kept if any rule keeps it:
 
@@ -42,13 +45,19 @@ in DIR.yaml). A snapshot is kept if any rule keeps it:
   --keep-weekly N
   --keep-monthly N
   --keep-yearly N
-  --keep-within SPAN every snapshot within SPAN (1y2m3d4h) before the newest one
+  --keep-within SPAN every snapshot within SPAN (1y2m3d4h) before the newest one (or now)
   --keep-tag TAG     every snapshot with TAG
+  --keep-drilled N   the newest N whose newest drill passed (default 1; 0: off)
+
+A snapshot dated after now is kept and counts for none of the rules.
+--group-by takes a comma list of node, plan and paths (default all
+three; "" puts every snapshot in one group).
 
 Forget removes snapshot records only; cairn prune (or --prune) then
 removes the data no snapshot uses. --explain says why each snapshot is
-kept. A policy that keeps nothing is refused. Nodes cannot forget: only
-operators (through the socket, or with the repository) can.`,
+kept. A policy that keeps nothing (keep-drilled alone included) is
+refused. Nodes cannot forget: only operators (through the socket, or
+with the repository) and nodes with admin can.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runForget(cmd, g, o) },
 	}
@@ -62,6 +71,8 @@ operators (through the socket, or with the repository) can.`,
 	f.IntVar(&o.policy.Yearly, "keep-yearly", 0, "… years")
 	f.StringVar(&o.within, "keep-within", "", "keep snapshots within SPAN (e.g. 7d, 1y6m) before the newest")
 	f.StringArrayVar(&o.policy.Tags, "keep-tag", nil, "keep snapshots with TAG (repeatable)")
+	f.IntVar(&o.drilled, "keep-drilled", prune.DefaultKeepDrilled, "keep the newest N snapshots of each group whose newest drill passed (0: off)")
+	f.StringVar(&o.groupBy, "group-by", prune.DefaultGroupBy.String(), "group snapshots by a comma list of node, plan, paths (\"\" for one group)")
 	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "say what would be forgotten, change nothing")
 	f.BoolVar(&o.explain, "explain", false, "print why each snapshot is kept")
 	f.BoolVar(&o.prune, "prune", false, "prune afterwards")
@@ -74,6 +85,8 @@ operators (through the socket, or with the repository) can.`,
 type forgetJSON struct {
 	Node   string           `json:"node"`
 	Plan   string           `json:"plan"`
+	Paths  []string         `json:"paths"`
+	Proven []blob.ID        `json:"proven"` // the proven restore points kept by keep_drilled, newest first
 	Keep   []forgetSnapJSON `json:"keep"`
 	Forget []forgetSnapJSON `json:"forget"`
 }
@@ -93,9 +106,24 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 		}
 		o.policy.Within = s
 	}
+	if o.drilled < 0 {
+		return usageError{fmt.Errorf("--keep-drilled %d: give 0 or more", o.drilled)}
+	}
+	flags := cmd.Flags()
+	drilledSet := flags.Changed("keep-drilled")
+	if drilledSet {
+		o.policy.Drilled = &o.drilled
+	}
+	groupBy, err := prune.ParseGroupBy(o.groupBy)
+	if err != nil {
+		return usageError{fmt.Errorf("--group-by: %w", err)}
+	}
 	policyFor := func(prune.Group) (prune.Policy, bool) { return o.policy, true }
 	loc := time.Local
 	if o.policy.Empty() {
+		if drilledSet {
+			return usageError{errors.New("forget: --keep-drilled alone keeps nothing until a drill passes; give another --keep-* option")}
+		}
 		path := g.configPath(o.config)
 		cfg, err := appliance.LoadConfig(path)
 		if err != nil {
@@ -106,27 +134,35 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 		}
 		loc, _ = cfg.Retention.Location()
 		policyFor = cfg.Retention.PolicyFor
+		if !flags.Changed("group-by") {
+			groupBy = cfg.Retention.Grouping()
+		}
 	}
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
 	defer release()
-	res, err := prune.Forget(ctx, r, o.filter(), policyFor, loc, o.dryRun)
+	res, err := prune.Forget(ctx, r, prune.ForgetOptions{Filter: o.filter(), GroupBy: groupBy, PolicyFor: policyFor, Loc: loc, Now: time.Now(), DryRun: o.dryRun})
 	if err != nil {
 		return err
 	}
 	var out []forgetJSON
-	forgotten := 0
-	for grp, ds := range sortedGroups(res) {
-		fj := forgetJSON{Node: grp.Node, Plan: grp.Plan, Keep: []forgetSnapJSON{}, Forget: []forgetSnapJSON{}}
+	for _, grp := range slices.SortedFunc(maps.Keys(res), prune.Group.Compare) {
+		ds := res[grp]
+		fj := forgetJSON{Node: grp.Node, Plan: grp.Plan, Paths: grp.PathList(), Proven: []blob.ID{}, Keep: []forgetSnapJSON{}, Forget: []forgetSnapJSON{}}
+		if fj.Paths == nil {
+			fj.Paths = []string{}
+		}
 		for _, d := range ds {
 			s := forgetSnapJSON{ID: d.ID, Time: d.Time, Reasons: d.Reasons}
 			if d.Keep {
 				fj.Keep = append(fj.Keep, s)
 			} else {
 				fj.Forget = append(fj.Forget, s)
-				forgotten++
+			}
+			if d.Proven {
+				fj.Proven = append(fj.Proven, d.ID)
 			}
 		}
 		out = append(out, fj)
@@ -138,19 +174,23 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 			verb = "would forget"
 		}
 		g.printf("%s: keep %d, %s %d\n", grp, len(fj.Keep), verb, len(fj.Forget))
+		line := func(mark string, d prune.Decision) string {
+			return fmt.Sprintf("  %s %s %s", mark, d.ID.Short(), d.Time.Local().Format(time.DateTime))
+		}
+		// The proven restore points first: what a drill restored and
+		// checked, and what keep_drilled holds on to.
 		for _, d := range ds {
-			mark := "keep  "
-			if !d.Keep {
-				mark = "forget"
+			if d.Proven {
+				g.printf("%s  (%s)\n", line("proven", d), d.Reasons[len(d.Reasons)-1])
 			}
-			line := fmt.Sprintf("  %s %s %s", mark, d.ID.Short(), d.Time.Local().Format(time.DateTime))
-			if o.explain && d.Keep {
-				line += "  (" + strings.Join(d.Reasons, ", ") + ")"
+		}
+		for _, d := range ds {
+			switch {
+			case !d.Keep:
+				g.printf("%s\n", line("forget", d))
+			case o.explain:
+				g.printf("%s  (%s)\n", line("keep  ", d), strings.Join(d.Reasons, ", "))
 			}
-			if d.Keep && !o.explain {
-				continue
-			}
-			g.printf("%s\n", line)
 		}
 	}
 	if g.json && !o.prune {
@@ -167,18 +207,6 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 		return runPruneWith(cmd, g, r, po)
 	}
 	return nil
-}
-
-// sortedGroups iterates groups in node/plan order.
-func sortedGroups(m map[prune.Group][]prune.Decision) func(func(prune.Group, []prune.Decision) bool) {
-	return func(yield func(prune.Group, []prune.Decision) bool) {
-		keys := slices.SortedFunc(maps.Keys(m), func(a, b prune.Group) int { return strings.Compare(a.String(), b.String()) })
-		for _, k := range keys {
-			if !yield(k, m[k]) {
-				return
-			}
-		}
-	}
 }
 
 func newPruneCommand(g *globalOptions) *cobra.Command {

@@ -516,7 +516,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
-	rec, _, err := snapshot.Encode(sn)
+	rec, sent, err := snapshot.Encode(sn)
 	if err != nil {
 		return id, nil, err
 	}
@@ -524,7 +524,31 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if id, err = c.Commit(ctx, rec); err != nil {
 		return id, nil, err
 	}
+	if id != sent {
+		warnRedated(ctx, g, c, job.plan, id, start)
+	}
 	return id, g.report(id, res.Tree, sum, parent, res.Excludes), nil
+}
+
+// warnRedated tells the node that the appliance stored snapshot id with
+// another time than this node's clock gave (start): the appliance dates a
+// snapshot itself when the node's clock is off by more than its
+// clock_skew. The snapshot is saved either way.
+func warnRedated(ctx context.Context, g *globalOptions, c *wire.Client, plan string, id blob.ID, start time.Time) {
+	items, err := c.ListSnapshots(ctx, plan)
+	if err == nil {
+		for _, it := range items {
+			if it.ID != id || blob.Hash(it.Record) != id {
+				continue
+			}
+			if sn, err := snapshot.Decode(it.Record); err == nil {
+				fmt.Fprintf(g.stderr, "cairn: warning: this node's clock is %s of the appliance's: the appliance dated snapshot %s %s instead of %s; set the node's clock right (NTP)\n",
+					wire.DescribeOffset(start.Sub(sn.Time)), id.Short(), sn.Time.UTC().Format(time.RFC3339), start.UTC().Format(time.RFC3339))
+				return
+			}
+		}
+	}
+	fmt.Fprintf(g.stderr, "cairn: warning: the appliance stored snapshot %s with another time than this node's clock gave: the node's clock is probably off\n", id.Short())
 }
 
 // remoteParent finds the parent snapshot among the node's snapshots on
@@ -537,7 +561,7 @@ func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName
 	if err != nil {
 		return nil, fmt.Errorf("push: list snapshots: %w", err)
 	}
-	var best *snapshot.Entry
+	var same []snapshot.Entry
 	for _, it := range items {
 		sn, err := snapshot.Decode(it.Record)
 		if err != nil || blob.Hash(it.Record) != it.ID {
@@ -550,12 +574,16 @@ func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName
 			}
 			continue
 		}
-		if sn.Plan == planName && equalStrings(sn.Paths, paths) && (best == nil || sn.Time.After(best.Time)) {
-			best = &e
+		if sn.Plan == planName && equalStrings(sn.Paths, paths) {
+			same = append(same, e)
 		}
 	}
 	if o.parent != "" {
 		return nil, fmt.Errorf("push: --parent %s: no such snapshot of node %s", o.parent, o.node)
 	}
-	return best, nil
+	snapshot.Sort(same)
+	if i := snapshot.Latest(same, time.Now()); i >= 0 {
+		return &same[i], nil
+	}
+	return nil, nil
 }

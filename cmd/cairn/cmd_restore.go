@@ -228,5 +228,5 @@ func findRemote(ctx context.Context, c *wire.Client, ref string, f snapshot.Filt
 		}
 	}
 	snapshot.Sort(list)
-	return snapshot.Find(list, ref)
+	return snapshot.Find(list, ref, time.Now())
 }

@@ -95,33 +95,20 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 type snapshotJSON struct {
 	ID blob.ID `json:"id"`
 	*snapshot.Snapshot
-	Drill *drillMark `json:"drill,omitempty"`
+	Drill *drill.Mark `json:"drill,omitempty"`
 }
 
-// drillMark is how a snapshot's newest drill went.
-type drillMark struct {
-	Result string  `json:"result"` // drilled-ok or drilled-failed
-	Report blob.ID `json:"report"`
-}
-
-// drillMarks returns the newest drill's mark of every drilled snapshot.
+// drillMarks returns the mark of every drilled snapshot (drill.Marks).
 // Reports that cannot be read are named in the error, which comes with
 // the marks of those that could.
-func drillMarks(ctx context.Context, r *repo.Repository) (map[blob.ID]*drillMark, error) {
+func drillMarks(ctx context.Context, r *repo.Repository) (map[blob.ID]*drill.Mark, error) {
 	list, err := drill.List(ctx, r) // newest first
 	if list == nil && err != nil {
 		return nil, err
 	}
-	marks := map[blob.ID]*drillMark{}
-	for _, s := range list {
-		if marks[s.Snapshot] != nil {
-			continue
-		}
-		m := &drillMark{Result: "drilled-failed", Report: s.ID}
-		if s.OK() {
-			m.Result = "drilled-ok"
-		}
-		marks[s.Snapshot] = m
+	marks := map[blob.ID]*drill.Mark{}
+	for id, m := range drill.Marks(list) {
+		marks[id] = &m
 	}
 	return marks, err
 }

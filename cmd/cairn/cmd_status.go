@@ -80,7 +80,7 @@ usable as a monitoring check.`,
 
 func (g *globalOptions) printStatus(st *status.Status) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE/PLAN\tLAST BACKUP\tAGE\tSIZE\tSNAPSHOTS\tLAST DRILL\tRECOVERY\tDRILLED OK")
+	fmt.Fprintln(tw, "NODE/PLAN [PATHS]\tLAST BACKUP\tAGE\tSIZE\tSNAPSHOTS\tLAST DRILL\tRECOVERY\tPROVEN")
 	for _, grp := range st.Groups {
 		age := shortDuration(grp.Age)
 		if grp.Missing {

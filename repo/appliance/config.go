@@ -106,6 +106,18 @@ type Retention struct {
 	// the appliance's local zone.
 	TimeZone string                  `yaml:"timezone,omitempty"`
 	Policies map[string]prune.Policy `yaml:"policies,omitempty"`
+	// GroupBy is what tells groups of snapshots apart, for retention,
+	// drills, staleness, status and the runbook alike: a comma list of
+	// node, plan and paths; unset is all three (prune.DefaultGroupBy).
+	GroupBy *prune.GroupBy `yaml:"group_by,omitempty"`
+}
+
+// Grouping returns how snapshots are grouped.
+func (r Retention) Grouping() prune.GroupBy {
+	if r.GroupBy == nil {
+		return prune.DefaultGroupBy
+	}
+	return *r.GroupBy
 }
 
 // Location returns the retention time zone.
@@ -120,7 +132,8 @@ func (r Retention) Location() (*time.Location, error) {
 	return loc, nil
 }
 
-// PolicyFor returns the policy for a node and plan.
+// PolicyFor returns the policy for a group: the one of its node and
+// plan (every path group of a node/plan has the same policy).
 func (r Retention) PolicyFor(g prune.Group) (prune.Policy, bool) {
 	for _, k := range []string{g.Node + "/" + g.Plan, g.Node, "default"} {
 		if p, ok := r.Policies[k]; ok {
@@ -157,6 +170,10 @@ type Limits struct {
 	SessionsPerNode int           `yaml:"sessions_per_node"` // default 4
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // no frame for this long ends a session; default 10m
 	MaxBatch        int           `yaml:"max_batch"`         // handles per have-blobs question; default 4096
+	// ClockSkew is how far a node's clock may be off before the
+	// appliance dates the node's snapshots itself; default
+	// snapshot.ClockSkew (5m).
+	ClockSkew time.Duration `yaml:"clock_skew"`
 }
 
 // DefaultListen is where the embedded SSH server listens unless told.
@@ -213,12 +230,21 @@ func (c *Config) check() error {
 	if l.MaxBatch <= 0 || l.MaxBatch > 65536 {
 		l.MaxBatch = 4096
 	}
+	if l.ClockSkew < 0 {
+		return fmt.Errorf("limits: clock_skew %s is negative", l.ClockSkew)
+	}
+	if l.ClockSkew == 0 {
+		l.ClockSkew = snapshot.ClockSkew
+	}
 	if _, err := c.Retention.Location(); err != nil {
 		return err
 	}
 	for k, p := range c.Retention.Policies {
 		if p.Empty() {
-			return fmt.Errorf("retention policy %s keeps nothing; give at least one keep_* rule", k)
+			return fmt.Errorf("retention policy %s keeps nothing; give at least one keep_* rule (keep_drilled alone keeps nothing until a drill passes)", k)
+		}
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("retention policy %s: %w", k, err)
 		}
 	}
 	seen := map[string]string{}
@@ -295,12 +321,15 @@ nodes: {}
 #      - ssh-ed25519 AAAA... root@lyra
 #    permissions: [push, read]
 
-# retention: what cairn forget keeps (by node/plan, node, or default).
+# retention: what cairn forget keeps (by node/plan, node, or default), in
+# each group of snapshots of one node, plan and set of paths. Every policy
+# also keeps the newest snapshot that passed a drill (keep_drilled: 1).
 # retention:
 #   timezone: Europe/Berlin
+#   group_by: node,plan,paths
 #   policies:
 #     default: {keep_last: 3, keep_daily: 7, keep_weekly: 4, keep_monthly: 12}
-#     lyra/git: {keep_daily: 30, keep_within: 7d}
+#     lyra/git: {keep_daily: 30, keep_within: 7d, keep_drilled: 2}
 
 # jobs: the appliance's schedule (cron syntax or @daily, @every 6h).
 # jobs:
@@ -316,4 +345,5 @@ nodes: {}
 #   sessions: 32            # all nodes together
 #   sessions_per_node: 4
 #   idle_timeout: 10m       # a session silent this long is closed
+#   clock_skew: 5m          # a node's snapshot time further off than this is replaced by the appliance's
 `

@@ -175,23 +175,18 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 	return res, nil
 }
 
-// DrillJob drills the newest snapshot of every node/plan, saves the
-// reports and refreshes the runbook.
+// DrillJob drills the newest snapshot of every group (node, plan and
+// paths by default: retention's groups), saves the reports and
+// refreshes the runbook. A future-dated snapshot is not the newest
+// (snapshot.Latest).
 func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
 	r := a.r
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return scheduler.Result{}, err
 	}
-	newest := map[[2]string]snapshot.Entry{}
-	for _, e := range list { // oldest first: the last one wins
-		newest[[2]string{e.Node, e.Plan}] = e
-	}
-	keys := make([][2]string, 0, len(newest))
-	for k := range newest {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(x, y [2]string) int { return strings.Compare(x[0]+"/"+x[1], y[0]+"/"+y[1]) })
+	keys, groups := cfg.Retention.Grouping().Split(list)
+	now := time.Now()
 	scratch := cfg.Jobs.Drill.Scratch
 	if scratch == "" {
 		scratch = os.TempDir()
@@ -207,10 +202,11 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 	failed := 0
 	var total float64
 	for _, k := range keys {
-		e := newest[k]
+		g := groups[k]
+		e := g[snapshot.Latest(g, now)]
 		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes})
 		if err != nil {
-			return res, fmt.Errorf("drill of %s: %w", groupName(k), err)
+			return res, fmt.Errorf("drill of %s: %w", k, err)
 		}
 		id, err := drill.Save(ctx, r, rep)
 		if err != nil {
@@ -220,7 +216,7 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 			failed++
 		}
 		total += rep.RestoreSeconds
-		items = append(items, item{Group: groupName(k), Report: id, Result: rep.Result, Secs: rep.RestoreSeconds})
+		items = append(items, item{Group: k.String(), Report: id, Result: rep.Result, Secs: rep.RestoreSeconds})
 	}
 	res.Figures["drills"] = float64(len(items))
 	res.Figures["failed"] = float64(failed)
@@ -232,13 +228,6 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 		return res, fmt.Errorf("runbook: %w", err)
 	}
 	return res, nil
-}
-
-func groupName(k [2]string) string {
-	if k[1] == "" {
-		return k[0]
-	}
-	return k[0] + "/" + k[1]
 }
 
 // RunbookPath is where the drill job keeps the runbook: in the repository
@@ -274,7 +263,7 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	if err != nil {
 		return nil, err
 	}
-	return status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs})
+	return status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs, GroupBy: cfg.Retention.GroupBy})
 }
 
 // PruneJob applies the retention policies, then prunes.
@@ -286,7 +275,7 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 		if err != nil {
 			return res, err
 		}
-		ds, err := prune.Forget(ctx, a.r, snapshot.Filter{}, cfg.Retention.PolicyFor, loc, false)
+		ds, err := prune.Forget(ctx, a.r, prune.ForgetOptions{GroupBy: cfg.Retention.Grouping(), PolicyFor: cfg.Retention.PolicyFor, Loc: loc, Now: time.Now()})
 		if err != nil {
 			return res, err
 		}
@@ -314,20 +303,22 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 // StalenessJob reports node/plans whose newest snapshot is older than
 // expected.
 func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	st, err := status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations()})
+	st, err := status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), GroupBy: cfg.Retention.GroupBy})
 	if err != nil {
 		return scheduler.Result{}, err
 	}
 	var missing []string
+	for _, l := range st.Late {
+		missing = append(missing, fmt.Sprintf("%s (last %s)", l.Name(), l.Last.UTC().Format(time.RFC3339)))
+	}
+	plans := map[[2]string]bool{}
 	for _, g := range st.Groups {
-		if g.Missing {
-			missing = append(missing, fmt.Sprintf("%s (last %s)", g.Name(), g.Last.Time.UTC().Format(time.RFC3339)))
-		}
+		plans[[2]string{g.Node, g.Plan}] = true
 	}
 	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing))}, Attention: len(missing) > 0}
 	res.Detail, _ = json.Marshal(missing)
 	if len(missing) == 0 {
-		res.Summary = fmt.Sprintf("all %d node/plans backed up on time", len(st.Groups))
+		res.Summary = fmt.Sprintf("all %d node/plans backed up on time", len(plans))
 	} else {
 		res.Summary = "missed backups: " + strings.Join(missing, ", ")
 	}

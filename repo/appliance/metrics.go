@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ type collector struct {
 }
 
 var (
-	labels  = []string{"node", "plan"}
+	labels  = []string{"node", "plan", "paths"} // one source: status.Group
 	descs   = map[string]*prometheus.Desc{}
 	metrics = []struct {
 		name, help string
@@ -100,15 +101,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	var logical float64
 	for _, grp := range st.Groups {
 		n, p := grp.Node, grp.Plan
-		g("cairn_snapshot_last_timestamp_seconds", float64(grp.Last.Time.Unix()), n, p)
-		g("cairn_snapshot_last_size_bytes", float64(grp.Last.Bytes), n, p)
-		g("cairn_snapshot_last_duration_seconds", grp.Last.Duration.Seconds(), n, p)
-		g("cairn_snapshots", float64(grp.Snapshots), n, p)
-		g("cairn_backup_missing", b2f(grp.Missing), n, p)
+		paths := strings.Join(grp.Paths, " ")
+		g("cairn_snapshot_last_timestamp_seconds", float64(grp.Last.Time.Unix()), n, p, paths)
+		g("cairn_snapshot_last_size_bytes", float64(grp.Last.Bytes), n, p, paths)
+		g("cairn_snapshot_last_duration_seconds", grp.Last.Duration.Seconds(), n, p, paths)
+		g("cairn_snapshots", float64(grp.Snapshots), n, p, paths)
+		g("cairn_backup_missing", b2f(grp.Missing), n, p, paths)
 		if grp.Drill != nil {
-			g("cairn_drill_last_success", b2f(grp.Drill.Result == drill.ResultOK), n, p)
-			g("cairn_drill_last_timestamp_seconds", float64(grp.Drill.Time.Unix()), n, p)
-			g("cairn_drill_last_restore_seconds", grp.Drill.RestoreSeconds, n, p)
+			g("cairn_drill_last_success", b2f(grp.Drill.Result == drill.ResultOK), n, p, paths)
+			g("cairn_drill_last_timestamp_seconds", float64(grp.Drill.Time.Unix()), n, p, paths)
+			g("cairn_drill_last_restore_seconds", grp.Drill.RestoreSeconds, n, p, paths)
 		}
 	}
 	list, err := c.a.r.Snapshots(ctx, snapshotAll)

@@ -258,8 +258,9 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 	}
 	st, err := wire.Serve(ctx, readWriter{Reader: s.stdin, Writer: s.stdout, close: closer}, a.backend(), wire.SessionConfig{
 		Node: s.node, Perms: s.perms, Isolated: s.isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-		Blobs: a.blobs,
+		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew,
 	})
+	a.logRedated(s.node, st.Redated)
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
 	if err != nil {
 		return 1

@@ -8,20 +8,32 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 )
 
-// Policy says which snapshots of one node and plan to keep. A snapshot
-// is kept if any rule keeps it; the rules are those of restic and borg:
+// Policy says which snapshots of one group (by default: one node, plan
+// and set of paths, see [GroupBy]) to keep. A snapshot is kept if any
+// rule keeps it; the rules are those of restic and borg:
 //   - Last: the newest N snapshots;
 //   - Hourly, Daily, Weekly, Monthly, Yearly: the newest snapshot in each
 //     of the newest N hours, days, ISO weeks, months or years that have
 //     snapshots, counted in the policy's time zone (calendar fields, so
 //     daylight saving changes do not shift days);
 //   - Within: every snapshot taken within that span before the newest
-//     snapshot (not before now: a node that stopped backing up keeps its
-//     last ones);
-//   - Tags: every snapshot carrying one of the tags.
+//     snapshot or now, whichever is earlier (not simply before now: a
+//     node that stopped backing up keeps its last ones);
+//   - Tags: every snapshot carrying one of the tags;
+//
+// and one of cairn's own:
+//   - Drilled: the newest N snapshots whose newest drill passed (see
+//     [drill.Proven]); 1 unless set, so the last proven restore point of
+//     a group is never forgotten unless a policy says keep_drilled: 0.
+//
+// A snapshot dated after now (more than [snapshot.ClockSkew]) is always
+// kept, and counts for none of the rules: it takes no keep-last or
+// calendar slot from the real ones.
 type Policy struct {
 	Last    int      `yaml:"keep_last,omitempty" json:"keep_last,omitempty"`
 	Hourly  int      `yaml:"keep_hourly,omitempty" json:"keep_hourly,omitempty"`
@@ -31,12 +43,45 @@ type Policy struct {
 	Yearly  int      `yaml:"keep_yearly,omitempty" json:"keep_yearly,omitempty"`
 	Within  Span     `yaml:"keep_within,omitempty" json:"keep_within,omitzero"`
 	Tags    []string `yaml:"keep_tag,omitempty" json:"keep_tag,omitempty"`
+	// Drilled is nil when the policy does not say: [DefaultKeepDrilled].
+	Drilled *int `yaml:"keep_drilled,omitempty" json:"keep_drilled,omitempty"`
 }
 
-// Empty reports whether the policy keeps nothing (and so must not be
-// applied: forgetting everything is never what an operator meant).
+// DefaultKeepDrilled is keep_drilled of a policy that does not set it.
+const DefaultKeepDrilled = 1
+
+// KeepDrilled returns how many proven snapshots the policy keeps.
+func (p Policy) KeepDrilled() int {
+	if p.Drilled == nil {
+		return DefaultKeepDrilled
+	}
+	return max(*p.Drilled, 0)
+}
+
+// Empty reports whether the policy keeps nothing by itself (and so must
+// not be applied: forgetting everything is never what an operator
+// meant). keep_drilled does not count: it keeps a snapshot only once a
+// drill passed, and not at all in a repository nobody drills.
 func (p Policy) Empty() bool {
 	return p.Last <= 0 && p.Hourly <= 0 && p.Daily <= 0 && p.Weekly <= 0 && p.Monthly <= 0 && p.Yearly <= 0 && p.Within.IsZero() && len(p.Tags) == 0
+}
+
+// Check refuses negative counts.
+func (p Policy) Check() error {
+	drilled := 0
+	if p.Drilled != nil {
+		drilled = *p.Drilled
+	}
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"keep_last", p.Last}, {"keep_hourly", p.Hourly}, {"keep_daily", p.Daily}, {"keep_weekly", p.Weekly},
+		{"keep_monthly", p.Monthly}, {"keep_yearly", p.Yearly}, {"keep_drilled", drilled}} {
+		if c.n < 0 {
+			return fmt.Errorf("%s is %d; give 0 or more", c.name, c.n)
+		}
+	}
+	return nil
 }
 
 // Span is a calendar duration: years, months, days and hours, written
@@ -117,25 +162,25 @@ func (s Span) before(t time.Time) time.Time {
 type Decision struct {
 	snapshot.Entry
 	Keep    bool
-	Reasons []string // why it is kept, e.g. "daily 2026-11-26", "last 1", "within 7d", "tag important"
+	Reasons []string // why it is kept, e.g. "daily 2026-11-26", "last 1", "within 7d", "tag important", "drilled-ok 1a2b3c4d", "future-dated"
+	// Proven is set on the group's proven restore points (keep_drilled).
+	Proven bool
 }
 
-// Group is the node and plan a policy applies to.
-type Group struct{ Node, Plan string }
-
-// GroupOf returns the group a snapshot belongs to.
-func GroupOf(s *snapshot.Snapshot) Group { return Group{Node: s.Node, Plan: s.Plan} }
-
-func (g Group) String() string {
-	if g.Plan == "" {
-		return g.Node
-	}
-	return g.Node + "/" + g.Plan
+// Env is what a policy is applied against.
+type Env struct {
+	// Now is the appliance's clock: snapshots dated after it (beyond
+	// snapshot.ClockSkew) are future-dated.
+	Now time.Time
+	// Loc is the time zone of the calendar rules.
+	Loc *time.Location
+	// Marks are the drill marks of the snapshots (drill.Marks).
+	Marks map[blob.ID]drill.Mark
 }
 
-// Apply decides, for the snapshots of one group, which the policy keeps,
-// bucketing in loc. It returns decisions newest first.
-func Apply(list []snapshot.Entry, p Policy, loc *time.Location) []Decision {
+// Apply decides, for the snapshots of one group, which the policy keeps.
+// It returns decisions newest first.
+func Apply(list []snapshot.Entry, p Policy, env Env) []Decision {
 	sorted := slices.Clone(list)
 	slices.SortStableFunc(sorted, func(a, b snapshot.Entry) int {
 		if c := b.Time.Compare(a.Time); c != 0 {
@@ -143,6 +188,13 @@ func Apply(list []snapshot.Entry, p Policy, loc *time.Location) []Decision {
 		}
 		return strings.Compare(b.ID.String(), a.ID.String())
 	})
+	// Future-dated snapshots first in sorted order: the real ones follow,
+	// and only they take part in the rules.
+	future := 0
+	for future < len(sorted) && snapshot.FutureDated(sorted[future].Time, env.Now) {
+		future++
+	}
+	present := sorted[future:]
 	type bucket struct {
 		name  string
 		count int
@@ -160,13 +212,24 @@ func Apply(list []snapshot.Entry, p Policy, loc *time.Location) []Decision {
 		{name: "yearly", count: p.Yearly, key: func(t time.Time) string { return t.Format("2006") }},
 	}
 	var withinFrom time.Time
-	if !p.Within.IsZero() && len(sorted) > 0 {
-		withinFrom = p.Within.before(sorted[0].Time)
+	if !p.Within.IsZero() && len(present) > 0 {
+		from := present[0].Time
+		if from.After(env.Now) {
+			from = env.Now
+		}
+		withinFrom = p.Within.before(from)
+	}
+	proven := map[int]drill.Proof{}
+	for _, pr := range drill.Proven(present, env.Marks, p.KeepDrilled(), env.Now) {
+		proven[pr.Index] = pr
 	}
 	out := make([]Decision, len(sorted))
-	for i, e := range sorted {
+	for i, e := range sorted[:future] {
+		out[i] = Decision{Entry: e, Keep: true, Reasons: []string{"future-dated"}}
+	}
+	for i, e := range present {
 		d := Decision{Entry: e}
-		t := e.Time.In(loc)
+		t := e.Time.In(env.Loc)
 		if i < p.Last {
 			d.Reasons = append(d.Reasons, fmt.Sprintf("last %d", i+1))
 		}
@@ -188,8 +251,12 @@ func Apply(list []snapshot.Entry, p Policy, loc *time.Location) []Decision {
 				d.Reasons = append(d.Reasons, "tag "+tag)
 			}
 		}
+		if pr, ok := proven[i]; ok {
+			d.Proven = true
+			d.Reasons = append(d.Reasons, pr.Reason())
+		}
 		d.Keep = len(d.Reasons) > 0
-		out[i] = d
+		out[future+i] = d
 	}
 	return out
 }

@@ -37,12 +37,12 @@ package prune
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/seal"
@@ -292,42 +292,51 @@ func mark(ctx context.Context, r *repo.Repository, nBlobs int, protected []blob.
 	return used, nil
 }
 
-// Forget applies policies to the snapshots that pass filter: policyFor
-// returns the policy of a group (ok false: leave the group alone). Unless
-// dryRun, the snapshots not kept are deleted. Decisions are returned per
-// group, newest first, groups in name order.
-func Forget(ctx context.Context, r *repo.Repository, filter snapshot.Filter, policyFor func(Group) (Policy, bool), loc *time.Location, dryRun bool) (map[Group][]Decision, error) {
-	list, err := r.Snapshots(ctx, filter)
+// ForgetOptions say what Forget applies to what.
+type ForgetOptions struct {
+	Filter  snapshot.Filter // the snapshots to consider
+	GroupBy GroupBy         // how they are grouped (DefaultGroupBy, usually)
+	// PolicyFor returns the policy of a group (ok false: leave the group
+	// alone).
+	PolicyFor func(Group) (Policy, bool)
+	Loc       *time.Location // the time zone of the calendar rules
+	Now       time.Time      // the appliance's clock
+	DryRun    bool
+}
+
+// Forget applies policies to the snapshots that pass the filter, group
+// by group, against the drill marks of the repository's reports. Unless
+// DryRun, the snapshots not kept are then deleted. Decisions are
+// returned per group, newest first. When a drill report cannot be read
+// and a policy keeps drilled snapshots, Forget deletes nothing: the
+// report may be the one that proves a snapshot.
+func Forget(ctx context.Context, r *repo.Repository, o ForgetOptions) (map[Group][]Decision, error) {
+	list, err := r.Snapshots(ctx, o.Filter)
 	if err != nil {
 		return nil, err
 	}
-	groups := map[Group][]snapshot.Entry{}
-	for _, e := range list {
-		g := GroupOf(e.Snapshot)
-		groups[g] = append(groups[g], e)
+	reports, reportsErr := drill.List(ctx, r)
+	if reports == nil && reportsErr != nil && ctx.Err() != nil {
+		return nil, reportsErr
 	}
+	env := Env{Now: o.Now, Loc: o.Loc, Marks: drill.Marks(reports)}
+	keys, groups := o.GroupBy.Split(list)
 	out := map[Group][]Decision{}
-	names := make([]Group, 0, len(groups))
-	for g := range groups {
-		names = append(names, g)
-	}
-	slices.SortFunc(names, func(a, b Group) int {
-		if a.Node != b.Node {
-			return compare(a.Node, b.Node)
-		}
-		return compare(a.Plan, b.Plan)
-	})
-	for _, g := range names {
-		p, ok := policyFor(g)
+	for _, g := range keys {
+		p, ok := o.PolicyFor(g)
 		if !ok || p.Empty() {
 			continue
 		}
-		ds := Apply(groups[g], p, loc)
-		out[g] = ds
-		if dryRun {
-			continue
+		if reportsErr != nil && p.KeepDrilled() > 0 {
+			return nil, fmt.Errorf("forget: %w; nothing forgotten (a report that cannot be read may name a group's proven snapshot; with keep_drilled 0 forget does not need them)", reportsErr)
 		}
-		for _, d := range ds {
+		out[g] = Apply(groups[g], p, env)
+	}
+	if o.DryRun {
+		return out, nil
+	}
+	for _, g := range keys {
+		for _, d := range out[g] {
 			if !d.Keep {
 				if err := r.DeleteSnapshot(ctx, d.ID); err != nil {
 					return out, err
@@ -336,14 +345,4 @@ func Forget(ctx context.Context, r *repo.Repository, filter snapshot.Filter, pol
 		}
 	}
 	return out, nil
-}
-
-func compare(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -89,7 +89,9 @@ func TestForgetAndPrune(t *testing.T) {
 	s2 := snap(t, r, t0.Add(time.Hour), map[string][]byte{"common.bin": common, "new.txt": []byte("second")})
 	s3 := snap(t, r, t0.Add(2*time.Hour), map[string][]byte{"common.bin": common, "new.txt": []byte("third")})
 
-	res, err := prune.Forget(t.Context(), r, snapshot.Filter{}, func(prune.Group) (prune.Policy, bool) { return prune.Policy{Last: 2}, true }, time.UTC, false)
+	// Each snapshot has its own source directory: group by node and plan.
+	res, err := prune.Forget(t.Context(), r, prune.ForgetOptions{GroupBy: prune.GroupBy{Node: true, Plan: true},
+		PolicyFor: func(prune.Group) (prune.Policy, bool) { return prune.Policy{Last: 2}, true }, Loc: time.UTC, Now: t0.Add(24 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

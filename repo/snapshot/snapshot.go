@@ -200,14 +200,15 @@ func Sort(list []Entry) {
 }
 
 // Find returns the snapshot of list (sorted by [Sort]) that ref names:
-// "latest" (the last), or a prefix of at least 4 hex digits of its ID
-// that no other snapshot of list shares.
-func Find(list []Entry, ref string) (Entry, error) {
+// "latest" (the newest that is not future-dated at now, see [Latest]),
+// or a prefix of at least 4 hex digits of its ID that no other snapshot
+// of list shares.
+func Find(list []Entry, ref string, now time.Time) (Entry, error) {
 	if ref == "latest" {
 		if len(list) == 0 {
 			return Entry{}, fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
 		}
-		return list[len(list)-1], nil
+		return list[Latest(list, now)], nil
 	}
 	ref = strings.ToLower(ref)
 	if len(ref) < 4 || len(ref) > 2*blob.IDSize {

@@ -17,9 +17,10 @@ type RunbookOptions struct {
 	Node    string // only this node ("" for all)
 }
 
-// WriteRunbook writes a Markdown recovery runbook from st: for each node
-// and plan what it covers and why, the newest snapshot that passed a
-// drill, the measured recovery time, and the exact commands to restore
+// WriteRunbook writes a Markdown recovery runbook from st: for each group
+// (node, plan and paths: one source) what it covers and why, its proven
+// restore point (the newest snapshot that passed a drill, which retention
+// keeps), the measured recovery time, and the exact commands to restore
 // it. It depends on nothing but st, so the same state gives the same
 // text.
 func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
@@ -70,22 +71,21 @@ func writeGroup(b *strings.Builder, g Group, cairn string) {
 	if sc != nil {
 		class = sc.Class
 	}
-	fmt.Fprintf(b, "### %s / %s (%s)\n\n", g.Node, plan, class)
+	fmt.Fprintf(b, "### %s / %s: %s (%s)\n\n", g.Node, plan, strings.Join(quoteAll(g.Paths), ", "), class)
 	if sc != nil {
 		fmt.Fprintf(b, "Why: %s\n\n", sc.Why)
 	}
-	fmt.Fprintf(b, "- Covers: %s\n", strings.Join(quoteAll(g.Last.Paths), ", "))
 	if sc != nil && sc.Command != "" {
 		fmt.Fprintf(b, "- Made by: `%s`\n", sc.Command)
 	}
 	fmt.Fprintf(b, "- Newest snapshot: %s (%s, %s)\n", g.Last.ID.Short(), g.Last.Time.UTC().Format(time.RFC3339), HumanBytes(g.Last.Bytes))
 	use := g.Last
 	if g.DrilledOK == nil {
-		fmt.Fprintf(b, "- **No snapshot of this plan has passed a drill.** Run `%s drill %s` before relying on it.\n", cairn, g.Last.ID.Short())
+		fmt.Fprintf(b, "- **No snapshot of this source has passed a drill.** Run `%s drill %s` before relying on it.\n", cairn, g.Last.ID.Short())
 	} else {
 		use = *g.DrilledOK
 		d := g.OKDrill
-		fmt.Fprintf(b, "- Newest drilled snapshot: %s (%s), drill %s passed %s: %d files restored and verified in %.1f s (%.0f MB/s)\n",
+		fmt.Fprintf(b, "- Proven restore point (retention keeps it): %s (%s), drill %s passed %s: %d files restored and verified in %.1f s (%.0f MB/s)\n",
 			use.ID.Short(), use.Time.UTC().Format(time.RFC3339), d.Report.Short(), d.Time.UTC().Format(time.RFC3339), d.Files, d.RestoreSeconds, d.MBPerSecond)
 	}
 	if g.Drill != nil && g.Drill.Result != "ok" {

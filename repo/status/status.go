@@ -9,13 +9,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 )
 
@@ -30,6 +30,9 @@ type Options struct {
 	Cycle time.Duration
 	// Jobs are the scheduled jobs and their last runs.
 	Jobs []Job
+	// GroupBy groups snapshots as retention does; nil is
+	// prune.DefaultGroupBy (node, plan and paths).
+	GroupBy *prune.GroupBy
 }
 
 // Job is a scheduled job's state.
@@ -68,32 +71,51 @@ type Drill struct {
 	Failures       []string  `json:"failures,omitempty"`
 }
 
-// Group is one node and plan.
+// Group is one group of snapshots, as retention groups them (by
+// default one node, plan and set of paths: one source).
 type Group struct {
 	Node      string        `json:"node"`
 	Plan      string        `json:"plan"`
+	Paths     []string      `json:"paths"` // sorted; nil when the grouping ignores paths
 	Snapshots int           `json:"snapshots"`
-	Last      Snapshot      `json:"last"`
+	Last      Snapshot      `json:"last"` // the newest that is not future-dated (snapshot.Latest)
 	Age       time.Duration `json:"age_ns"`
 	Expected  time.Duration `json:"expected_ns,omitempty"`
-	Missing   bool          `json:"missing"`              // older than expected
-	Drill     *Drill        `json:"drill,omitempty"`      // the newest drill of any of its snapshots
-	DrilledOK *Snapshot     `json:"drilled_ok,omitempty"` // the newest snapshot with a passing drill
-	OKDrill   *Drill        `json:"ok_drill,omitempty"`   // that passing drill
+	// Missing is set when the group's node/plan is late: none of the
+	// node/plan's groups has a snapshot within Expected.
+	Missing   bool      `json:"missing"`
+	Future    int       `json:"future_dated,omitempty"` // snapshots dated after now
+	Drill     *Drill    `json:"drill,omitempty"`        // the newest drill of any of its snapshots
+	DrilledOK *Snapshot `json:"drilled_ok,omitempty"`   // the proven restore point (drill.Proven): what keep_drilled keeps
+	OKDrill   *Drill    `json:"ok_drill,omitempty"`     // the drill that proved it
+}
+
+// Key is the group's key as retention knows it.
+func (g Group) Key() prune.Group {
+	return prune.Group{Node: g.Node, Plan: g.Plan, Paths: strings.Join(g.Paths, "\x00")}
+}
+
+// Name is the group's name: "node/plan [path path]" (prune.Group).
+func (g Group) Name() string { return g.Key().String() }
+
+// Late is a node/plan whose newest snapshot, in any of its groups, is
+// older than expected.
+type Late struct {
+	Node     string        `json:"node"`
+	Plan     string        `json:"plan"`
+	Last     time.Time     `json:"last"`
+	Age      time.Duration `json:"age_ns"`
+	Expected time.Duration `json:"expected_ns"`
 }
 
 // Name is "node/plan", or "node" without a plan.
-func (g Group) Name() string {
-	if g.Plan == "" {
-		return g.Node
-	}
-	return g.Node + "/" + g.Plan
-}
+func (l Late) Name() string { return prune.Group{Node: l.Node, Plan: l.Plan}.String() }
 
 // Status is the whole picture.
 type Status struct {
 	Time             time.Time `json:"time"`
 	Groups           []Group   `json:"groups"`
+	Late             []Late    `json:"late"` // node/plans that missed a backup
 	Packs            int       `json:"packs"`
 	StoredBytes      int64     `json:"stored_bytes"`
 	VerifiedFraction float64   `json:"verified_fraction"` // of stored bytes verified within the cycle
@@ -117,11 +139,22 @@ func ExpectFor(expect map[string]time.Duration, node, plan string) time.Duration
 // Gather reads the repository's state. It reads snapshot records (from
 // the index), drill reports, pack records and verification times; it
 // reads no data.
+//
+// Staleness: expectations are set per node/plan (expect: in the
+// configuration), and a node/plan may have several groups (a plan-less
+// node pushes /etc and a dump; a plan's paths change). The expectation
+// is met by the newest snapshot of any of its groups, so a one-off push
+// does not raise an alarm for ever after; every group's row is marked
+// when its node/plan is late, and Late lists each late node/plan once.
 func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}}
+	by := prune.DefaultGroupBy
+	if o.GroupBy != nil {
+		by = *o.GroupBy
+	}
+	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}}
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return nil, err
@@ -131,48 +164,57 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		return nil, err
 	}
 	bySnap := map[blob.ID][]drill.Saved{}
+	byID := map[blob.ID]drill.Saved{}
 	for _, d := range drills { // newest first
 		bySnap[d.Snapshot] = append(bySnap[d.Snapshot], d)
+		byID[d.ID] = d
 	}
-	groups := map[[2]string]*Group{}
-	var order [][2]string
-	for i := len(list) - 1; i >= 0; i-- { // newest first
-		e := list[i]
-		k := [2]string{e.Node, e.Plan}
-		g := groups[k]
-		if g == nil {
-			g = &Group{Node: e.Node, Plan: e.Plan, Last: snap(e), Age: o.Now.Sub(e.Time)}
-			g.Expected = ExpectFor(o.Expect, e.Node, e.Plan)
-			g.Missing = g.Expected > 0 && g.Age > g.Expected
-			groups[k] = g
-			order = append(order, k)
-		}
-		g.Snapshots++
-		for _, d := range bySnap[e.ID] {
-			dr := drillOf(d)
-			if g.Drill == nil || dr.Time.After(g.Drill.Time) {
-				g.Drill = dr
-			}
-			if d.Result == drill.ResultOK && g.DrilledOK == nil {
-				s := snap(e)
-				g.DrilledOK, g.OKDrill = &s, dr
-			}
+	marks := drill.Marks(drills)
+
+	// Staleness per node/plan, over all of its groups.
+	npKeys, byNP := prune.GroupBy{Node: true, Plan: true}.Split(list)
+	late := map[prune.Group]bool{}
+	for _, k := range npKeys {
+		g := byNP[k]
+		last := g[snapshot.Latest(g, o.Now)]
+		l := Late{Node: k.Node, Plan: k.Plan, Last: last.Time, Age: o.Now.Sub(last.Time), Expected: ExpectFor(o.Expect, k.Node, k.Plan)}
+		if l.Expected > 0 && l.Age > l.Expected {
+			late[k] = true
+			st.Late = append(st.Late, l)
+			st.Attention = append(st.Attention, fmt.Sprintf("%s: last backup %s ago, expected every %s", l.Name(), round(l.Age), round(l.Expected)))
 		}
 	}
-	sort.Slice(order, func(i, j int) bool {
-		if order[i][0] != order[j][0] {
-			return order[i][0] < order[j][0]
+
+	keys, groups := by.Split(list)
+	for _, k := range keys {
+		snaps := groups[k] // oldest first
+		last := snaps[snapshot.Latest(snaps, o.Now)]
+		g := Group{Node: k.Node, Plan: k.Plan, Paths: k.PathList(), Snapshots: len(snaps), Last: snap(last), Age: o.Now.Sub(last.Time)}
+		g.Expected = ExpectFor(o.Expect, last.Node, last.Plan)
+		g.Missing = late[prune.Group{Node: last.Node, Plan: last.Plan}]
+		newestFirst := slices.Clone(snaps)
+		slices.Reverse(newestFirst)
+		for _, e := range newestFirst {
+			if snapshot.FutureDated(e.Time, o.Now) {
+				g.Future++
+			}
+			for _, d := range bySnap[e.ID] {
+				if dr := drillOf(d); g.Drill == nil || dr.Time.After(g.Drill.Time) {
+					g.Drill = dr
+				}
+			}
 		}
-		return order[i][1] < order[j][1]
-	})
-	for _, k := range order {
-		g := groups[k]
-		st.Groups = append(st.Groups, *g)
-		if g.Missing {
-			st.Attention = append(st.Attention, fmt.Sprintf("%s: last backup %s ago, expected every %s", g.Name(), round(g.Age), round(g.Expected)))
+		if p := drill.Proven(newestFirst, marks, 1, o.Now); len(p) > 0 {
+			s := snap(newestFirst[p[0].Index])
+			g.DrilledOK, g.OKDrill = &s, drillOf(byID[p[0].Mark.Passed])
 		}
+		st.Groups = append(st.Groups, g)
 		if g.Drill != nil && g.Drill.Result != drill.ResultOK {
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed", g.Name(), g.Drill.Report.Short(), g.Drill.Snapshot.Short()))
+		}
+		if g.Future > 0 {
+			st.Attention = append(st.Attention, fmt.Sprintf("%s: %d snapshots are dated after now (the newest %s); retention keeps them and counts them for nothing until then",
+				g.Name(), g.Future, snaps[len(snaps)-1].Time.UTC().Format(time.RFC3339)))
 		}
 	}
 	if err := verification(r, st, o); err != nil {

@@ -40,9 +40,9 @@ func goldenStatus() *status.Status {
 	return &status.Status{
 		Time: t0.Add(2 * time.Hour),
 		Groups: []status.Group{
-			{Node: "lyra", Plan: "db", Snapshots: 2, Last: db, Drill: dbBad, DrilledOK: &dbOld, OKDrill: dbOK},
-			{Node: "lyra", Plan: "git", Snapshots: 1, Last: git, Drill: okDrill, DrilledOK: &git, OKDrill: okDrill},
-			{Node: "lyra", Plan: "volumes", Snapshots: 1, Last: vol},
+			{Node: "lyra", Plan: "db", Paths: db.Paths, Snapshots: 2, Last: db, Drill: dbBad, DrilledOK: &dbOld, OKDrill: dbOK},
+			{Node: "lyra", Plan: "git", Paths: git.Paths, Snapshots: 1, Last: git, Drill: okDrill, DrilledOK: &git, OKDrill: okDrill},
+			{Node: "lyra", Plan: "volumes", Paths: vol.Paths, Snapshots: 1, Last: vol},
 		},
 		Attention: []string{"lyra/db: the last drill (report " + id("r3").Short() + ", snapshot " + id("db2").Short() + ") failed"},
 	}
@@ -108,7 +108,7 @@ func TestGather(t *testing.T) {
 	for _, g := range st.Groups {
 		names = append(names, g.Name())
 	}
-	if !slices.Equal(names, []string{"lyra/docs", "lyra/old"}) {
+	if !slices.Equal(names, []string{"lyra/docs [" + src + "]", "lyra/old [" + src + "]"}) {
 		t.Fatalf("groups %v", names)
 	}
 	docs, old := st.Groups[0], st.Groups[1]

@@ -63,6 +63,12 @@ type SessionConfig struct {
 	// all of them, so many nodes sending the largest blobs at once cannot
 	// exhaust the appliance's memory.
 	Blobs *BlobBudget
+	// Now is the server's clock (nil: time.Now). A committed snapshot's
+	// time must lie within [session start − ClockSkew, Now + ClockSkew];
+	// otherwise the server dates it at the session's start (see
+	// PushStats.Redated). ClockSkew zero means snapshot.ClockSkew.
+	Now       func() time.Time
+	ClockSkew time.Duration
 }
 
 // BlobBudget bounds the memory that PutBlob frames of the sessions sharing
@@ -131,6 +137,10 @@ type PushStats struct {
 	BlobsSent   uint64 // PutBlob frames received
 	BytesSent   uint64 // their payload bytes
 	BlobsStored uint64 // new to the repository
+
+	// Redated are the snapshots the server dated itself: the node's
+	// clock is off.
+	Redated []Redated
 }
 
 // Serve runs one session on rw for the node described by sc until the
@@ -160,6 +170,7 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 		trees: map[blob.ID]bool{},
 		bufs:  make(chan []byte, sc.Buffers),
 	}
+	s.start = s.now()
 	for range sc.Buffers {
 		s.bufs <- nil
 	}
@@ -198,6 +209,7 @@ type session struct {
 	w      *Writer
 	wmu    sync.Mutex
 	idle   *time.Timer
+	start  time.Time // when the session began, by the server's clock
 
 	// trees and data are the blobs this node may load: those reachable
 	// from its own snapshots, learnt as it lists and walks them. present
@@ -615,6 +627,7 @@ func (s *session) commit(m *Commit) error {
 	if sn.Node != s.sc.Node && !s.sc.Perms.Has(PermAdmin) {
 		return coded(CodePermissionDenied, "node %s may not commit a snapshot of node %s", s.sc.Node, sn.Node)
 	}
+	nodeTime, redated := s.boundTime(sn)
 	// Make this push's blobs readable, then check that the snapshot is
 	// complete before it is acknowledged.
 	if err := s.store.Flush(s.ctx); err != nil {
@@ -627,6 +640,9 @@ func (s *session) commit(m *Commit) error {
 	s.store = nil
 	if err != nil {
 		return err
+	}
+	if redated {
+		s.noteRedated(id, nodeTime, sn)
 	}
 	s.mu.Lock()
 	s.stats.Snapshots = append(s.stats.Snapshots, id)

@@ -56,6 +56,10 @@ func TestOpenRefusesTruncatedTable(t *testing.T) {
 		if !errors.Is(err, blob.ErrCorrupt) {
 			t.Errorf("cut at %d: %v, want an error wrapping ErrCorrupt", cut, err)
 		}
+		// The table the MANIFEST names is back in place, as it was.
+		if b, err := os.ReadFile(tables[0]); err != nil || len(b) != len(damaged) {
+			t.Errorf("cut at %d: table after the refused open: %d bytes, %v", cut, len(b), err)
+		}
 	}
 }
 
@@ -117,6 +121,62 @@ func TestDamagedTableNeverPanicsOrLies(t *testing.T) {
 		x.Close()
 		if found < len(want) {
 			t.Logf("zeroed 4 KiB at %d: %d of %d blobs found, %d errors", off, found, len(want), errs)
+		}
+	}
+}
+
+// A process killed while badger writes a new table (a flush or a
+// compaction) leaves that table file short or empty, and not yet in the
+// MANIFEST; badger removes such a file itself when it opens. Open
+// refused it as damage, so the repository did not open after a SIGKILL
+// until cairn repair index ran (found by the torture suite's prune kills).
+// An unreferenced table is now left to badger; every entry stays.
+func TestOpenIgnoresUnreferencedPartialTable(t *testing.T) {
+	dir := t.TempDir()
+	x := open(t, dir)
+	var handles []blob.Handle
+	for i := range 2000 {
+		p := blob.Hash([]byte(fmt.Sprint("pack", i)))
+		h := blob.Handle{ID: blob.Hash([]byte(fmt.Sprint("blob", i))), Type: blob.Data}
+		handles = append(handles, h)
+		if err := x.AddPack(p, PackInfo{Size: 100, Blobs: 1}, []BlobEntry{{h, Location{Pack: p, Length: 10, RawLength: 10, Type: blob.Data}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no table written")
+	}
+	orig, err := os.ReadFile(tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, partial := range [][]byte{nil, orig[:7], orig[:len(orig)/2]} {
+		orphan := filepath.Join(dir, "999999.sst")
+		if err := os.WriteFile(orphan, partial, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		x, err := Open(dir, Options{EncryptionKey: testKey})
+		if err != nil {
+			t.Fatalf("orphan table of %d bytes: %v", len(partial), err)
+		}
+		for _, h := range handles {
+			if _, ok, err := x.Lookup(h); err != nil || !ok {
+				t.Fatalf("orphan table of %d bytes: blob %s: found %v, %v", len(partial), h, ok, err)
+			}
+		}
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("orphan table of %d bytes still there: %v", len(partial), err)
+		}
+		left, _ := filepath.Glob(filepath.Join(dir, "*.damaged"))
+		if len(left) != 0 {
+			t.Fatalf("left behind: %v", left)
 		}
 	}
 }

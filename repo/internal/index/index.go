@@ -162,15 +162,42 @@ func badgerOptions(dir string, o Options) badger.Options {
 
 // Open opens or creates the index in dir.
 func Open(dir string, o Options) (*Index, error) {
-	if err := checkTables(dir); err != nil {
-		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	damaged, checkErr := checkTables(dir)
+	// A table that fails the check is set aside while badger opens. A
+	// process killed while badger wrote a table (a flush or a
+	// compaction) leaves it short or empty and not yet in the MANIFEST;
+	// badger opens without it and it is removed. A table the MANIFEST
+	// names is missing to badger, which refuses to open: then it goes
+	// back and the damage is reported.
+	for _, p := range damaged {
+		if err := os.Rename(p, p+quarantine); err != nil {
+			return nil, fmt.Errorf("index: open %s: %w", dir, checkErr)
+		}
 	}
 	db, err := badger.Open(badgerOptions(dir, o))
+	if len(damaged) > 0 {
+		if err != nil {
+			for _, p := range damaged {
+				os.Rename(p+quarantine, p)
+			}
+			return nil, fmt.Errorf("index: open %s: %w", dir, checkErr)
+		}
+		for _, p := range damaged {
+			os.Remove(p + quarantine)
+		}
+		if o.Logger != nil {
+			o.Logger.Warn("index: removed table files an interrupted write left behind", "dir", dir, "tables", len(damaged), "why", checkErr)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
 	return &Index{db: db, dir: dir, minFree: o.MinFree}, nil
 }
+
+// quarantine is appended to the name of a table that fails checkTable
+// while badger opens without it.
+const quarantine = ".damaged"
 
 // checkTables refuses table files whose trailer badger would read out
 // of bounds or that have no index: it reads the trailer (from the end: checksum length, the
@@ -178,17 +205,29 @@ func Open(dir string, o Options) (*Index, error) {
 // panics on such a file, which ends the process and makes even cairn
 // repair index unusable. A trailer that is in bounds but damaged fails
 // badger's checksum of the index, which it reports as an error.
-func checkTables(dir string) error {
+// It returns the tables that fail and an error naming them.
+func checkTables(dir string) ([]string, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var damaged []string
+	var first error
 	for _, p := range paths {
 		if err := checkTable(p); err != nil {
-			return fmt.Errorf("table %s is damaged: %w: %w", filepath.Base(p), err, blob.ErrCorrupt)
+			if first == nil {
+				first = fmt.Errorf("table %s is damaged: %w", filepath.Base(p), err)
+			}
+			damaged = append(damaged, p)
 		}
 	}
-	return nil
+	if first == nil {
+		return nil, nil
+	}
+	if len(damaged) > 1 {
+		first = fmt.Errorf("%w (and %d more tables)", first, len(damaged)-1)
+	}
+	return damaged, fmt.Errorf("%w: %w", first, blob.ErrCorrupt)
 }
 
 func checkTable(path string) error {

@@ -52,7 +52,7 @@ func (o *sshOptions) register(f *pflag.FlagSet) {
 func newPushCommand(g *globalOptions) *cobra.Command {
 	o := &pushOptions{}
 	cmd := &cobra.Command{
-		Use:   "push ssh://NODE@HOST[:PORT] PATH... | --stdin --name NAME | --tar",
+		Use:   "push ssh://NODE@HOST[:PORT] PATH... | --stdin --name NAME | --tar [--name NAME]",
 		Short: "back up to an appliance over SSH",
 		Long: `Back up PATHs (or standard input with --stdin --name NAME, or a tar
 stream with --tar) to the appliance at HOST as NODE. This machine chunks,
@@ -92,7 +92,7 @@ blobs that reached the appliance).`,
 	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (an ID prefix) instead of the latest of the same plan and paths")
 	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
 	f.BoolVar(&o.stdin, "stdin", false, "push standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin")
+	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
 	f.BoolVar(&o.tar, "tar", false, "push a tar stream read from standard input")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable)")
 	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
@@ -398,7 +398,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, c *wire.Client
 	var res *backup.Result
 	switch {
 	case job.stream != nil && job.tar:
-		res, err = backup.Tar(ctx, up, job.stream, bo)
+		res, err = backup.TarInto(ctx, up, job.stream, job.streamName, bo)
 	case job.stream != nil:
 		res, err = backup.Stream(ctx, up, job.stream, job.streamName, bo)
 	default:

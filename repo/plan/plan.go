@@ -29,7 +29,6 @@
 package plan
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,8 +37,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
-	"go.yaml.in/yaml/v3"
 )
 
 // Classes of data a source may hold; drills choose their probes by class.
@@ -89,10 +88,8 @@ func Load(path string) (*Plan, error) {
 
 // Parse parses and checks a plan document.
 func Parse(b []byte) (*Plan, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var p Plan
-	if err := dec.Decode(&p); err != nil {
+	if err := yamldoc.Decode(b, &p); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("no sources")
 		}

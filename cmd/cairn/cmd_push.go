@@ -74,9 +74,11 @@ port is 2222.
 
 --plan FILE.yaml pushes every source of a plan file instead, one
 snapshot per source, recording each source's class and reason (see the
-README): a source without a reason is refused, caches and build output
-are left out unless the source keeps them, and a command source whose
-command fails is not saved.
+README): a source without a reason is refused, CACHEDIR.TAG caches are
+left out, build output and temporary files only from git sources and
+sources with exclude_disposable, and a command source whose command
+fails is not saved. Each snapshot records how many entries each exclude
+rule left out.
 
 Exit code 0: saved. 3: saved, with warnings. 1: failed, nothing saved
 (a push that is interrupted leaves no snapshot; the next push reuses the
@@ -358,12 +360,11 @@ func isPlanFile(v string) bool {
 // sourceJob prepares one source of a plan; a command source's command is
 // started here and its output streamed.
 func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source) (*pushJob, error) {
-	rules := filter.FromFlags(src.Excludes(), fmt.Sprintf("plan %s source %s", pl.Path, src.Name))
-	excl, err := filter.New(rules)
+	excl, err := filter.New(src.Rules(pl.Path))
 	if err != nil {
 		return nil, err
 	}
-	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: !src.KeepDisposable, tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
+	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
 	if src.Command != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", src.Command)
 		cmd.Stderr = g.stderr

@@ -86,4 +86,3 @@ func TestDeletedSnapshotFile(t *testing.T) {
 		}
 	}
 }
-

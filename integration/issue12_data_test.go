@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"os"
@@ -195,5 +196,39 @@ func TestPlanKeepsFilesAndCountsExcludes(t *testing.T) {
 		"`, 1 entry by `" + src + `"*.tmp"` + "`, 1 entry by `" + src + `"node_modules/"` + "`\n"
 	if !strings.Contains(rb, wantRB) {
 		t.Errorf("runbook:\n%s\nwant\n%s", rb, wantRB)
+	}
+}
+
+// A tar member with a name no file system holds (a component over 255
+// bytes) was stored with exit 0, and every restore and drill of the
+// snapshot then failed. The push skips it with a warning naming it (exit
+// 3, saved with warnings); the snapshot restores and drills.
+func TestTarPushSkipsNameTooLong(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	vol := newNode(t, "docker", "push")
+	a := e.serve(vol)
+	long := strings.Repeat("n", 256)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{"./ok.txt", "./" + long} {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3, ModTime: time.Unix(1e9, 0)})
+		tw.Write([]byte("abc"))
+	}
+	tw.Close()
+	r := runSSH(t, &buf, append(a.sshArgs(vol), "push", "--tar", "--name", "vol")...)
+	want := "warning: tar: \"./" + long + "\": skipped: the name \"" + long + "\" is 256 bytes, longer than a file system allows (255)\n"
+	if r.code != 3 || r.stderr != want || !strings.HasPrefix(r.stdout, "snapshot ") {
+		t.Fatalf("push: exit %d\nstdout %q\nstderr %q\nwant   %q", r.code, r.stdout, r.stderr, want)
+	}
+	dst := filepath.Join(e.dir, "dst")
+	e.ok("restore", "latest", "--target", dst)
+	if b, err := os.ReadFile(filepath.Join(dst, "vol", "ok.txt")); err != nil || string(b) != "abc" {
+		t.Fatalf("ok.txt: %q %v", b, err)
+	}
+	scratch := filepath.Join(e.dir, "scratch")
+	os.Mkdir(scratch, 0o700)
+	if out := e.ok("drill", "latest", "--scratch", scratch); !strings.Contains(out, ": ok") {
+		t.Fatalf("drill: %s", out)
 	}
 }

@@ -1,6 +1,8 @@
 package torture
 
 import (
+	"archive/tar"
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -91,4 +93,42 @@ func deleteSnapshotFile(t *testing.T, g *golden, id string) (detected, lost int,
 	}
 	return detected, lost, fmt.Sprintf("detected by %s; repair wrote it back; after repair %d of %d snapshots restore whole",
 		strings.Join(detectedBy, ", "), restored, len(g.snaps))
+}
+
+// A tar member whose name has a component over NAME_MAX (255 bytes) was
+// stored, and every restore and drill of the snapshot then failed: the
+// backup now skips it with a warning (exit 3), and the snapshot restores
+// and drills.
+func TestTarNameOverNameMax(t *testing.T) {
+	e := newEnv(t)
+	e.initRepo()
+	long := strings.Repeat("z", 256)
+	stream := tarStream(t, []member{
+		{tar.Header{Name: "d/" + long, Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "too long"},
+		{tar.Header{Name: "d/" + long + "/below", Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "below"},
+		{tar.Header{Name: "d/" + long[:255], Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "255"},
+	})
+	r := e.run(nil, bytes.NewReader(stream), "backup", "--tar", "--name", "vol", "--node", "tar", "--plan", "names")
+	warn := `: skipped: the name "` + long + `" is 256 bytes, longer than a file system allows (255)`
+	d, lost := 0, 0
+	if r.code == 3 && strings.Count(r.stderr, warn) == 2 {
+		d = 1
+	} else {
+		t.Errorf("backup: %s", r)
+	}
+	target := filepath.Join(e.dir, "target")
+	if rr := e.run(nil, nil, "restore", "latest", "--plan", "names", "--target", target); rr.code != 0 {
+		t.Errorf("restore: %s", rr)
+		lost = 1
+	} else if got := readTree(t, target); !mapsEqual(got, map[string]string{"vol/d/" + long[:255]: "255"}) {
+		t.Errorf("restored %v", got)
+		lost = 1
+	}
+	scratch := filepath.Join(e.dir, "scratch")
+	os.Mkdir(scratch, 0o700)
+	if rr := e.run(nil, nil, "drill", "latest", "--scratch", scratch); rr.code != 0 {
+		t.Errorf("drill: %s", rr)
+		lost = 1
+	}
+	record("hostile input: tar with a name over NAME_MAX", 1, d, lost, "skipped with a warning (exit 3); the snapshot restores and drills")
 }

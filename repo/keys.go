@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -103,9 +104,12 @@ func writeKeyFile(path string, kf *KeyFile) error {
 }
 
 // unlock finds the wrapped key the credentials open and returns the
-// master key. It only reads.
+// master key. It only reads. A key file in keys/ that is damaged is named
+// as damaged, not taken for a wrong credential: keys are named by the
+// SHA-256 of their contents (see [keyName]).
 func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Credentials) (seal.MasterKey, error) {
 	var zero seal.MasterKey
+	keysDir := filepath.Join(repoDir, "keys")
 	if len(cred.Password) > 0 {
 		var names []string
 		err := be.List(ctx, storage.Keys, func(name string, _ int64) error {
@@ -118,7 +122,7 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 		tried := 0
 		var broken []error
 		for _, name := range names {
-			w, err := loadWrapped(ctx, be, name)
+			w, err := loadWrapped(ctx, be, keysDir, name)
 			if err != nil {
 				// A damaged or foreign file in keys/ must not lock
 				// the repository: try the others.
@@ -134,16 +138,20 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 				return m, nil
 			}
 			if !errors.Is(err, seal.ErrWrongKey) {
-				broken = append(broken, fmt.Errorf("key %s: %w", name, err))
+				broken = append(broken, fmt.Errorf("key %s: %w", filepath.Join(keysDir, name), err))
 			}
 		}
-		if len(broken) > 0 {
-			return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s; unusable key files: %w", ErrWrongKey, tried, filepath.Join(repoDir, "keys"), errors.Join(broken...))
-		}
-		if tried == 0 {
+		switch {
+		case tried == 0 && len(broken) > 0:
+			// No intact passphrase key: whether the passphrase is
+			// right cannot be known, but the damage can.
+			return zero, joinLines(broken)
+		case len(broken) > 0:
+			return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s; damaged: %w", ErrWrongKey, tried, keysDir, joinLines(broken))
+		case tried == 0:
 			return zero, fmt.Errorf("%w: the repository has no passphrase keys (use its key file)", ErrWrongKey)
 		}
-		return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s", ErrWrongKey, tried, filepath.Join(repoDir, "keys"))
+		return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s", ErrWrongKey, tried, keysDir)
 	}
 	path := cred.KeyFile
 	if path == "" {
@@ -156,7 +164,7 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 	if err != nil {
 		return zero, err
 	}
-	w, err := loadWrapped(ctx, be, kf.Key)
+	w, err := loadWrapped(ctx, be, keysDir, kf.Key)
 	if errors.Is(err, storage.ErrNotExist) {
 		return zero, fmt.Errorf("%w: key file %s names key %s, which this repository does not have", ErrWrongKey, path, kf.Key)
 	}
@@ -170,19 +178,38 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 	return m, err
 }
 
-func loadWrapped(ctx context.Context, be storage.Backend, name string) (*seal.Wrapped, error) {
+// joinLines joins errors on one line, separated by "; ".
+func joinLines(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return blob.Corrupt(errors.New(strings.Join(msgs, "; ")))
+}
+
+// loadWrapped reads and decodes keys/<name>. A key named by a SHA-256
+// (every key made since keys were named so) must hash to its name: one
+// that does not is damaged, which a wrong credential could not be told
+// from once its sealed bytes changed. Errors name the file (in dir).
+func loadWrapped(ctx context.Context, be storage.Backend, dir, name string) (*seal.Wrapped, error) {
 	b, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Keys, Name: name}, seal.MaxWrappedSize)
 	if err != nil {
 		return nil, err
 	}
+	if id, err := blob.ParseID(name); err == nil && blob.Hash(b) != id {
+		return nil, blob.Corrupt(fmt.Errorf("key %s is damaged: its contents do not hash to its name (put back a copy of the file)", filepath.Join(dir, name)))
+	}
 	w, err := seal.DecodeWrapped(b)
 	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", name, err)
+		return nil, fmt.Errorf("key %s is damaged (put back a copy of the file): %w", filepath.Join(dir, name), blob.Corrupt(err))
 	}
 	return w, nil
 }
 
-// newKeyName returns a random name for a wrapped key.
+// newKeyName returns a random name, for temporary files.
 func newKeyName() string {
 	id, err := seal.NewMasterKey() // 32 random bytes
 	if err != nil {
@@ -191,11 +218,17 @@ func newKeyName() string {
 	return blob.ID(id).String()[:16]
 }
 
+// keyName is the name of a wrapped key in keys/: the SHA-256 of its
+// encoding, so that damage to the file is found before the key is tried.
+// (Repositories made before keys were named so have random 16-digit
+// names; damage to those still looks like a wrong credential.)
+func keyName(enc []byte) string { return blob.Hash(enc).String() }
+
 // addKey wraps m with cred and stores it in keys/. In key file mode it
 // also writes the key file, which must not exist yet.
 func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, repoDir string, m seal.MasterKey, cred Credentials, now time.Time) (keyFile string, err error) {
-	name := newKeyName()
 	var w *seal.Wrapped
+	var secret seal.MasterKey
 	if len(cred.Password) > 0 {
 		p := cred.KDF
 		if p == (seal.KDFParams{}) {
@@ -213,21 +246,22 @@ func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, repoDir str
 		if _, err := os.Lstat(keyFile); err == nil {
 			return "", fmt.Errorf("key file %s exists already; move it away or name another with --key-file", keyFile)
 		}
-		secret, err := seal.NewMasterKey()
-		if err != nil {
+		if secret, err = seal.NewMasterKey(); err != nil {
 			return "", err
 		}
-		w, err = seal.WrapWithSecret(m, secret[:], now)
-		if err != nil {
-			return "", err
-		}
-		if err := writeKeyFile(keyFile, &KeyFile{Version: 1, Repository: repoID, Key: name, Secret: secret[:]}); err != nil {
+		if w, err = seal.WrapWithSecret(m, secret[:], now); err != nil {
 			return "", err
 		}
 	}
 	enc, err := w.Encode()
 	if err != nil {
 		return "", err
+	}
+	name := keyName(enc)
+	if keyFile != "" {
+		if err := writeKeyFile(keyFile, &KeyFile{Version: 1, Repository: repoID, Key: name, Secret: secret[:]}); err != nil {
+			return "", err
+		}
 	}
 	if err := be.Put(ctx, storage.Handle{Kind: storage.Keys, Name: name}, bytesReader(enc)); err != nil {
 		return "", err

@@ -190,12 +190,36 @@ func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropp
 	return dropped, nil
 }
 
-// DeleteSnapshot removes a snapshot: its file (the truth) first, then
-// its index entry.
+// DeleteSnapshot removes a snapshot: it marks the snapshot in the index
+// as being forgotten (durably), deletes its file (the truth), then removes
+// its index entry and the mark. An index entry without a file is
+// otherwise a lost snapshot (see [Repository.MissingSnapshots]); with the
+// mark it is a forget that a crash interrupted, which the next open
+// finishes. A crash before the file is deleted leaves the snapshot whole:
+// the next open clears the mark.
 func (r *Repository) DeleteSnapshot(ctx context.Context, id blob.ID) error {
-	if err := r.be.Delete(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}); err != nil {
+	if err := r.deleteSnapshotFile(ctx, id); err != nil {
 		return err
 	}
 	crashpoint.Hit("forget-before-index")
 	return r.idx.RemoveSnapshot(id)
+}
+
+// deleteSnapshotFile marks snapshot id as being forgotten and deletes its
+// file: the first two steps of DeleteSnapshot.
+func (r *Repository) deleteSnapshotFile(ctx context.Context, id blob.ID) error {
+	if err := r.idx.MarkForgetting(id, r.now()); err != nil {
+		return err
+	}
+	if err := r.idx.Sync(); err != nil {
+		return err
+	}
+	crashpoint.Hit("forget-before-delete")
+	if err := r.be.Delete(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}); err != nil {
+		if cerr := r.idx.ClearForgetting(id); cerr != nil {
+			r.log.Warn("snapshot not deleted, and its forget mark not cleared (the next open clears it)", "snapshot", id.Short(), "err", cerr)
+		}
+		return err
+	}
+	return nil
 }

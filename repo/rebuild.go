@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/internal/index"
 	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/storage"
 	"github.com/minio/sha256-simd"
 	"golang.org/x/sync/errgroup"
@@ -120,27 +122,55 @@ func (r *Repository) reconcile(ctx context.Context) error {
 	return r.reconcileSnapshots(ctx, r.idx)
 }
 
+// reconcileSnapshots brings the index's snapshot list in line with
+// snapshots/: a file without an entry is added from the file. An entry
+// without a file is removed only when the snapshot was being forgotten
+// (a forget interrupted between deleting the file and the entry); any
+// other such entry is a snapshot whose file was lost, and its entry (the
+// full record) is kept so that check reports it and repair index writes
+// the file back. A forget mark whose file is still there is cleared: that
+// forget did not happen.
 func (r *Repository) reconcileSnapshots(ctx context.Context, idx *index.Index) error {
 	files, err := r.listSnapshotFiles(ctx)
 	if err != nil {
 		return err
 	}
-	var stale []blob.ID
+	forgetting := map[blob.ID]bool{}
+	err = idx.Forgetting(func(id blob.ID, _ time.Time) error {
+		forgetting[id] = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var forgotten, lost []blob.ID
 	err = idx.Snapshots(func(id blob.ID, _ []byte) error {
-		if files[id] {
+		switch {
+		case files[id]:
 			delete(files, id)
-		} else {
-			stale = append(stale, id)
+		case forgetting[id]:
+			forgotten = append(forgotten, id)
+		default:
+			lost = append(lost, id)
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, id := range stale {
+	for _, id := range forgotten {
 		if err := idx.RemoveSnapshot(id); err != nil {
 			return err
 		}
+		delete(forgetting, id)
+	}
+	for id := range forgetting { // the file is still there, or nothing is
+		if err := idx.ClearForgetting(id); err != nil {
+			return err
+		}
+	}
+	for _, id := range lost {
+		r.log.Error("a snapshot in the index is missing its file; run cairn check, and cairn repair index to write it back from the index", "snapshot", id.String())
 	}
 	for id := range files {
 		plain, err := r.readSnapshotFile(ctx, id)
@@ -153,6 +183,50 @@ func (r *Repository) reconcileSnapshots(ctx context.Context, idx *index.Index) e
 		}
 	}
 	return nil
+}
+
+// MissingSnapshot is a snapshot the index knows whose file is missing.
+type MissingSnapshot struct {
+	ID blob.ID
+	// Snapshot is the index's copy of the record, nil when that copy is
+	// damaged (does not hash to ID or does not decode): then the
+	// snapshot is lost.
+	Snapshot *snapshot.Snapshot
+}
+
+// MissingSnapshots returns the snapshots the index lists whose files are
+// missing, except those being forgotten. It lists the files before it
+// reads the index, so a forget running meanwhile is never taken for a
+// loss.
+func (r *Repository) MissingSnapshots(ctx context.Context) ([]MissingSnapshot, error) {
+	files, err := r.listSnapshotFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []MissingSnapshot
+	err = r.idx.Snapshots(func(id blob.ID, rec []byte) error {
+		if files[id] {
+			return nil
+		}
+		m := MissingSnapshot{ID: id}
+		if blob.Hash(rec) == id {
+			m.Snapshot, _ = snapshot.Decode(rec)
+		}
+		out = append(out, m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	forgetting := map[blob.ID]bool{}
+	err = r.idx.Forgetting(func(id blob.ID, _ time.Time) error {
+		forgetting[id] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(out, func(m MissingSnapshot) bool { return forgetting[m.ID] }), nil
 }
 
 // UnreadablePack names a pack whose header could not be read.
@@ -318,10 +392,10 @@ func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*Reb
 		if err != nil {
 			rec, rerr := r.recoverSnapshot(ctx, old, id)
 			if rerr != nil {
-				rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: errors.Join(err, rerr)})
+				rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: fmt.Errorf("%w; %w", err, rerr)})
 				continue
 			}
-			rep.RecoveredSnapshots = append(rep.RecoveredSnapshots, UnreadablePack{ID: id, Err: err})
+			rep.RecoveredSnapshots = append(rep.RecoveredSnapshots, UnreadablePack{ID: id, Err: fmt.Errorf("its file was damaged: %w", err)})
 			plain = rec
 		}
 		if err := idx.AddSnapshot(id, plain); err != nil {
@@ -329,13 +403,44 @@ func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*Reb
 		}
 		rep.Snapshots++
 	}
+	// Snapshots the old index lists whose files are missing: written back
+	// from the index's copy, unless they were being forgotten.
+	if old != nil {
+		forgetting := map[blob.ID]bool{}
+		if err := old.Forgetting(func(id blob.ID, _ time.Time) error { forgetting[id] = true; return nil }); err != nil {
+			r.log.Warn("the old index's forget marks do not read; snapshots it lists without a file are written back", "err", err)
+		}
+		var missing []blob.ID
+		err := old.Snapshots(func(id blob.ID, _ []byte) error {
+			if !files[id] && !forgetting[id] {
+				missing = append(missing, id)
+			}
+			return nil
+		})
+		if err != nil {
+			r.log.Warn("the old index's snapshot list does not read; snapshots whose files are missing cannot be written back", "err", err)
+		}
+		for _, id := range missing {
+			rec, rerr := r.recoverSnapshot(ctx, old, id)
+			if rerr != nil {
+				rep.UnreadableSnapshots = append(rep.UnreadableSnapshots, UnreadablePack{ID: id, Err: fmt.Errorf("its file is missing, and %w", rerr)})
+				continue
+			}
+			rep.RecoveredSnapshots = append(rep.RecoveredSnapshots, UnreadablePack{ID: id, Err: errors.New("its file was missing")})
+			if err := idx.AddSnapshot(id, rec); err != nil {
+				return nil, err
+			}
+			rep.Snapshots++
+		}
+	}
 	return rep, idx.Sync()
 }
 
-// recoverSnapshot rewrites the damaged file of snapshot id from the old
-// index's copy of its record, if there is one that hashes to id (so it is
-// exactly the record that was saved), and returns the record. The file is
-// replaced atomically: a crash leaves the damaged file or the good one.
+// recoverSnapshot rewrites the damaged or missing file of snapshot id
+// from the old index's copy of its record, if there is one that hashes to
+// id (so it is exactly the record that was saved), and returns the
+// record. The file is replaced atomically: a crash leaves the damaged
+// file (or none) or the good one.
 func (r *Repository) recoverSnapshot(ctx context.Context, old *index.Index, id blob.ID) ([]byte, error) {
 	if old == nil {
 		return nil, errors.New("no index to recover it from")

@@ -498,7 +498,7 @@ func TestBadKeyFileIgnored(t *testing.T) {
 	r := repotest.Open(t, dir)
 	r.Close()
 	_, err := repo.Open(t.Context(), dir, repo.Credentials{Password: []byte("wrong")}, repo.Options{})
-	if !errors.Is(err, repo.ErrWrongKey) || !strings.Contains(err.Error(), "unusable key files: key 0000:") {
+	if !errors.Is(err, repo.ErrWrongKey) || !strings.Contains(err.Error(), "; damaged: key "+filepath.Join(dir, "keys", "0000")+" is damaged (put back a copy of the file): seal: wrapped key: invalid character") {
 		t.Fatalf("err = %v", err)
 	}
 }

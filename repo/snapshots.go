@@ -80,6 +80,12 @@ func (r *Repository) Snapshots(ctx context.Context, f snapshot.Filter) ([]snapsh
 			// The index's copy is damaged (a cache is not trusted
 			// blindly): read the snapshot file, which authenticates.
 			plain, err := r.readSnapshotFile(ctx, id)
+			if errors.Is(err, blob.ErrNotFound) {
+				// No file and no intact copy: the snapshot is lost,
+				// which check reports. The others are listed.
+				r.log.Error("a snapshot is lost: its file is missing and the index's copy of its record is damaged; cairn check names it", "snapshot", id.String())
+				return nil
+			}
 			if err != nil {
 				return fmt.Errorf("index: snapshot %s: the cached record does not match its id, and the file: %w", id.Short(), err)
 			}

@@ -54,7 +54,7 @@ func (o *sshOptions) register(f *pflag.FlagSet) {
 func newPushCommand(g *globalOptions) *cobra.Command {
 	o := &pushOptions{}
 	cmd := &cobra.Command{
-		Use:   "push ssh://NODE@HOST[:PORT] PATH... | --stdin --name NAME | --tar",
+		Use:   "push ssh://NODE@HOST[:PORT] PATH... | --stdin --name NAME | --tar [--name NAME]",
 		Short: "back up to an appliance over SSH",
 		Long: `Back up PATHs (or standard input with --stdin --name NAME, or a tar
 stream with --tar) to the appliance at HOST as NODE. This machine chunks,
@@ -76,9 +76,11 @@ port is 2222.
 
 --plan FILE.yaml pushes every source of a plan file instead, one
 snapshot per source, recording each source's class and reason (see the
-README): a source without a reason is refused, caches and build output
-are left out unless the source keeps them, and a command source whose
-command fails is not saved.
+README): a source without a reason is refused, CACHEDIR.TAG caches are
+left out, build output and temporary files only from git sources and
+sources with exclude_disposable, and a command source whose command
+fails is not saved. Each snapshot records how many entries each exclude
+rule left out.
 
 --timeout (default 2m) bounds each phase: connecting, the SSH and wire
 handshakes, and every wait for the appliance's answer (a commit's
@@ -101,7 +103,7 @@ the snapshots (of a plan) acknowledged before.`,
 	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (an ID prefix) instead of the latest of the same plan and paths")
 	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
 	f.BoolVar(&o.stdin, "stdin", false, "push standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin")
+	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
 	f.BoolVar(&o.tar, "tar", false, "push a tar stream read from standard input")
 	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable)")
 	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
@@ -436,12 +438,11 @@ func isPlanFile(v string) bool {
 // sourceJob prepares one source of a plan; a command source's command is
 // started here and its output streamed.
 func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source) (*pushJob, error) {
-	rules := filter.FromFlags(src.Excludes(), fmt.Sprintf("plan %s source %s", pl.Path, src.Name))
-	excl, err := filter.New(rules)
+	excl, err := filter.New(src.Rules(pl.Path))
 	if err != nil {
 		return nil, err
 	}
-	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: !src.KeepDisposable, tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
+	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
 	if src.Command != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", src.Command)
 		cmd.Stderr = g.stderr
@@ -487,7 +488,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	var res *backup.Result
 	switch {
 	case job.stream != nil && job.tar:
-		res, err = backup.Tar(ctx, up, job.stream, bo)
+		res, err = backup.TarInto(ctx, up, job.stream, job.streamName, bo)
 	case job.stream != nil:
 		res, err = backup.Stream(ctx, up, job.stream, job.streamName, bo)
 	default:

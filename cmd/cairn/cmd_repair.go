@@ -16,9 +16,10 @@ func newRepairCommand(g *globalOptions) *cobra.Command {
 		Short: "rebuild the index from the packs and snapshot files alone",
 		Long: `Rebuild the index (a cache) from the packs and snapshot files, in a new
 directory that replaces the old one only when complete. Works when the
-index is damaged or missing. A snapshot file that does not authenticate
-is rewritten from the index's copy of its record when that copy hashes
-to the snapshot's ID. Packs and snapshots that cannot be read are
+index is damaged or missing. A snapshot file that does not authenticate,
+or that is missing while the index lists the snapshot, is written back
+from the index's copy of its record when that copy hashes to the
+snapshot's ID (a snapshot being forgotten is not). Packs and snapshots that cannot be read are
 named; run cairn check afterwards to see which snapshots they affect.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,7 +40,7 @@ named; run cairn check afterwards to see which snapshots they affect.`,
 				g.printf("unreadable pack %s (its blobs are lost): %v\n", p.ID, p.Err)
 			}
 			for _, s := range rep.RecoveredSnapshots {
-				g.printf("snapshot %s: its file was damaged (%v); rewritten from the index's copy of the record\n", s.ID, s.Err)
+				g.printf("snapshot %s: %v; rewritten from the index's copy of the record\n", s.ID, s.Err)
 			}
 			for _, s := range rep.UnreadableSnapshots {
 				g.printf("unreadable snapshot %s (not listed): %v\n", s.ID, s.Err)

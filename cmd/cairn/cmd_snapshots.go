@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -36,10 +37,13 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshots",
 		Short: "list snapshots, oldest first, with their newest drill's result",
-		Long: `List snapshots, oldest first. DRILL is the result of the newest drill of
-each snapshot with its report's ID (cairn drills shows the reports):
-drilled-ok, drilled-failed, or nothing when it was never drilled. With
---json each snapshot has "drill": {"result", "report"} when it was.`,
+		Long: `List snapshots, oldest first. EXCLUDED is how many entries exclude rules
+(--exclude, plan excludes, CACHEDIR.TAG caches) left out of the snapshot;
+--json lists each rule with its count ("excludes": [{"rule", "count"}]).
+DRILL is the result of the newest drill of each snapshot with its
+report's ID (cairn drills shows the reports): drilled-ok, drilled-failed,
+or nothing when it was never drilled. With --json each snapshot has
+"drill": {"result", "report"} when it was.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, release, err := g.open(cmd.Context(), repo.Options{})
@@ -65,7 +69,7 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 				}
 			} else {
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tPATHS\tDRILL\n"))
+				tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tEXCLUDED\tPATHS\tDRILL\n"))
 				for _, e := range list {
 					mark := ""
 					if m := marks[e.ID]; m != nil {
@@ -73,7 +77,7 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 					}
 					tw.Write([]byte(strings.Join([]string{
 						e.ID.Short(), e.Time.Local().Format(time.DateTime), e.Node, e.Plan,
-						humanBytes(e.Summary.Bytes), strings.Join(e.Paths, ","), mark,
+						humanBytes(e.Summary.Bytes), strconv.FormatUint(excludedCount(e.Excludes), 10), strings.Join(e.Paths, ","), mark,
 					}, "\t") + "\n"))
 				}
 				if err := tw.Flush(); err != nil {
@@ -88,6 +92,15 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// excludedCount is how many entries a snapshot's exclude rules left out.
+func excludedCount(ex []snapshot.Exclude) uint64 {
+	var n uint64
+	for _, e := range ex {
+		n += e.Count
+	}
+	return n
 }
 
 // snapshotJSON is a snapshot with its ID and its newest drill's result,

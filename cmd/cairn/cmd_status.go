@@ -98,6 +98,7 @@ func (g *globalOptions) printStatus(st *status.Status) {
 			humanBytes(grp.Last.Bytes), grp.Snapshots, drillCol, rec, ok)
 	}
 	tw.Flush()
+	g.printExcluded(st)
 	oldest := "never"
 	if !st.OldestVerified.IsZero() {
 		oldest = st.OldestVerified.Local().Format(time.DateTime)
@@ -131,6 +132,25 @@ func (g *globalOptions) printStatus(st *status.Status) {
 		}
 	} else {
 		g.printf("\nall well\n")
+	}
+}
+
+// printExcluded lists, for each node/plan whose newest snapshot left
+// entries out, how many each exclude rule left out.
+func (g *globalOptions) printExcluded(st *status.Status) {
+	var tw *tabwriter.Writer
+	for _, grp := range st.Groups {
+		for _, e := range grp.Last.Excludes {
+			if tw == nil {
+				g.printf("\nleft out of the newest snapshots by exclude rules:\n")
+				tw = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NODE/PLAN\tENTRIES\tRULE")
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", grp.Name(), e.Count, e.Rule)
+		}
+	}
+	if tw != nil {
+		tw.Flush()
 	}
 }
 

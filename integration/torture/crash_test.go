@@ -314,7 +314,7 @@ func TestCrash(t *testing.T) {
 			},
 		},
 		{
-			kind: "forget", deliberate: []string{"forget-before-index"}, kills: scale(3, 30),
+			kind: "forget", deliberate: []string{"forget-before-delete", "forget-before-index"}, kills: scale(3, 30),
 			prepare: func(c *chain) {
 				for len(c.acked) < 4 {
 					c.backup()

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -195,10 +195,8 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig parses a config document; name is used in messages.
 func ParseConfig(b []byte, name string) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var c Config
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamldoc.Decode(b, &c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	if err := c.check(); err != nil {

@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 
@@ -16,8 +15,8 @@ import (
 // mode 0600 (dumps hold secrets), the current user as owner and the
 // current time.
 func Stream(ctx context.Context, up Uploader, r io.Reader, name string, o Options) (*Result, error) {
-	if err := tree.CheckName(name); err != nil {
-		return nil, fmt.Errorf("backup: --name: %w", err)
+	if err := checkRootName(name); err != nil {
+		return nil, err
 	}
 	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
 		now := w.o.Now().UnixNano()

@@ -27,19 +27,27 @@ type tarNode struct {
 // and extended attributes as SCHILY.xattr records) as a tree: the entries
 // become the snapshot's root. A leading "/" is removed from names; an
 // entry whose name has a ".." component, or a hardlink to an entry not
-// seen before, is skipped with a warning. Directories the stream implies
-// but does not list get mode 0755. Memory: every entry's node (not its
-// data) is held until the stream ends.
+// seen before, is skipped with a warning, and so is one with a name no
+// file system holds (a component over NAME_MAX, 255 bytes): every restore
+// of it would fail. Paths longer than PATH_MAX are kept: restores create
+// them one directory at a time. Directories the stream implies but does
+// not list get mode 0755. Memory: every entry's node (not its data) is
+// held until the stream ends.
 func Tar(ctx context.Context, up Uploader, r io.Reader, o Options) (*Result, error) {
 	return TarInto(ctx, up, r, "", o)
 }
 
 // TarInto is Tar with the stream's entries placed in a directory called
-// dir at the snapshot root (mode 0755, the current time); dir "" is Tar.
+// dir at the snapshot root; dir "" is Tar. The directory takes the owner,
+// mode, times and extended attributes of the archive's root member ("./"
+// or ".", as `tar c -C DIR .` writes it), or without one mode 0755, owner
+// 0:0 and the current time. Without dir the stream's entries are the
+// snapshot's root, which has no metadata of its own, so a root member's is
+// not kept.
 func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Options) (*Result, error) {
 	if dir != "" {
-		if err := tree.CheckName(dir); err != nil {
-			return nil, fmt.Errorf("backup: --name: %w", err)
+		if err := checkRootName(dir); err != nil {
+			return nil, err
 		}
 	}
 	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
@@ -47,6 +55,7 @@ func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Option
 		tr := tar.NewReader(r)
 		ch := chunker.New(nil, w.o.Params, w.o.Table)
 		links := map[*tarNode]uint64{}
+		var rootMeta *tree.Node // the archive's root member, "./"
 		strippedSlash := false
 		for {
 			if err := ctx.Err(); err != nil {
@@ -71,8 +80,22 @@ func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Option
 				w.warn("tar: %q: skipped: %v", hdr.Name, err)
 				continue
 			}
-			if name == "" {
-				continue // the archive's root directory itself
+			if name == "" { // the archive's root directory itself
+				if hdr.Typeflag != tar.TypeDir {
+					w.warn("tar: %q: skipped: the archive's root is not a directory", hdr.Name)
+					continue
+				}
+				n, err := tarMeta(hdr, dir, w)
+				if err != nil {
+					w.warn("tar: %q: skipped: %v", hdr.Name, err)
+					continue
+				}
+				rootMeta = &n
+				continue
+			}
+			if err := fsName(name); err != nil {
+				w.warn("tar: %q: skipped: %v", hdr.Name, err)
+				continue
 			}
 			n, err := tarMeta(hdr, path.Base(name), w)
 			if err != nil {
@@ -153,8 +176,13 @@ func TarInto(ctx context.Context, up Uploader, r io.Reader, dir string, o Option
 		}
 		if dir != "" {
 			now := w.o.Now().UnixNano()
+			top := tree.Node{Name: dir, Type: tree.Dir, Mode: 0o755, MTime: now, ATime: now, CTime: now}
+			if rootMeta != nil {
+				top = *rootMeta
+				top.Name, top.Type = dir, tree.Dir
+			}
 			root = &tarNode{node: tree.Node{Type: tree.Dir, Mode: 0o755}, children: map[string]*tarNode{
-				dir: {node: tree.Node{Name: dir, Type: tree.Dir, Mode: 0o755, MTime: now, ATime: now, CTime: now}, children: root.children},
+				dir: {node: top, children: root.children},
 			}}
 		}
 		return w.saveTarTree(ctx, root, "/")
@@ -180,6 +208,32 @@ func tarName(name string) (string, bool, error) {
 		parts = append(parts, part)
 	}
 	return strings.Join(parts, "/"), stripped, nil
+}
+
+// fsName refuses a member name (cleaned, relative) with a component
+// longer than NAME_MAX, which no Linux file system holds. The tree format
+// allows longer names (up to [tree.MaxNameLen]), but a snapshot whose
+// files cannot be restored is no backup.
+func fsName(name string) error {
+	for part := range strings.SplitSeq(name, "/") {
+		if len(part) > unix.NAME_MAX {
+			return fmt.Errorf("the name %q is %d bytes, longer than a file system allows (%d)", part, len(part), unix.NAME_MAX)
+		}
+	}
+	return nil
+}
+
+// checkRootName checks the --name of a stream or tar stream: one name,
+// not "." or "..", that a file system can hold.
+func checkRootName(name string) error {
+	err := tree.CheckName(name)
+	if err == nil {
+		err = fsName(name)
+	}
+	if err != nil {
+		return fmt.Errorf("backup: --name: %w", err)
+	}
+	return nil
 }
 
 func tarMeta(hdr *tar.Header, name string, w *walker) (tree.Node, error) {

@@ -111,3 +111,14 @@ var ErrNotFound = errors.New("not found")
 // ErrCorrupt is returned (wrapped) when stored data fails authentication,
 // does not decode, or does not hash to its ID.
 var ErrCorrupt = errors.New("corrupt")
+
+// Corrupt marks err as corruption: the result has err's message, and
+// errors.Is finds both err (and what it wraps) and [ErrCorrupt]. Use it
+// rather than errors.Join(err, ErrCorrupt), whose message would end with
+// a line of its own saying "corrupt".
+func Corrupt(err error) error { return &corruptError{err} }
+
+type corruptError struct{ err error }
+
+func (e *corruptError) Error() string   { return e.err.Error() }
+func (e *corruptError) Unwrap() []error { return []error{e.err, ErrCorrupt} }

@@ -5,8 +5,10 @@
 //
 // Structure (always): every indexed pack exists with the recorded size;
 // every pack file has a readable header; every snapshot file opens,
-// authenticates and decodes; every tree of every snapshot loads and
-// decodes; every data blob a file references is in the index.
+// authenticates and decodes; every snapshot the index lists has its file
+// (one that does not is SnapshotMissing, unless a forget is removing it);
+// every tree of every snapshot loads and decodes; every data blob a file
+// references is in the index.
 //
 // Data (with ReadData): the chosen packs are read completely once: the
 // file must hash to its name, and every blob must authenticate,
@@ -54,6 +56,7 @@ const (
 	BlobDamaged     Kind = "blob-damaged"     // fails authentication, decompression or re-hash
 	BlobMissing     Kind = "blob-missing"     // referenced but not in the index
 	SnapshotDamaged Kind = "snapshot-damaged" // the snapshot file does not open or decode
+	SnapshotMissing Kind = "snapshot-missing" // the index lists the snapshot, its file is gone
 	TreeDamaged     Kind = "tree-damaged"     // a tree blob loads but does not decode
 	BlobUnreadable  Kind = "blob-unreadable"  // reading it failed (an I/O error)
 )
@@ -425,6 +428,24 @@ func (c *checker) walkSnapshots(ctx context.Context) error {
 			continue
 		}
 		snaps = append(snaps, snapshot.Entry{ID: id, Snapshot: sn})
+	}
+	missing, err := c.r.MissingSnapshots(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range missing {
+		if m.Snapshot == nil {
+			c.add(Finding{Kind: SnapshotMissing, Snapshot: idp(m.ID), Message: fmt.Sprintf(
+				"snapshot %s is in the index, but its file snapshots/%s is missing, and the index's copy of its record is damaged: the snapshot is lost", m.ID, m.ID)})
+			continue
+		}
+		owner := Affected{Node: m.Snapshot.Node, Plan: m.Snapshot.Plan}.Owner()
+		c.add(Finding{Kind: SnapshotMissing, Snapshot: idp(m.ID), Message: fmt.Sprintf(
+			"snapshot %s (%s, %s) is in the index, but its file snapshots/%s is missing; cairn repair index writes it back from the index's copy of its record",
+			m.ID, owner, m.Snapshot.Time.UTC().Format(time.RFC3339), m.ID)})
+		// Its data is still there (prune keeps it): walk it too, so
+		// damage in it is named.
+		snaps = append(snaps, snapshot.Entry{ID: m.ID, Snapshot: m.Snapshot})
 	}
 	snapshot.Sort(snaps) // findings list affected snapshots oldest first
 	memo := map[blob.ID][]hit{}

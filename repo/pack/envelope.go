@@ -172,7 +172,7 @@ func VerifyPayload(dst []byte, h blob.Handle, c Compression, rawLen int, payload
 	return out, nil
 }
 
-var errMismatch = errors.Join(errors.New("plaintext does not match its id"), blob.ErrCorrupt)
+var errMismatch = blob.Corrupt(errors.New("plaintext does not match its id"))
 
 // OpenEnvelope authenticates an envelope of blob h, checks (by
 // decompressing and re-hashing) that it holds the blob, and returns its

@@ -21,15 +21,30 @@
 //	    why: container state that is not in git
 //	    paths: [/var/lib/docker/volumes]
 //	    exclude: ["*.sock"]
-//	    keep_disposable: false          # the default: leave out caches, build output, temp files
+//	  - name: home
+//	    class: files
+//	    why: what people work on
+//	    paths: [/home]
+//	    exclude_disposable: true        # also leave out build output, caches, temp files
 //
 // A source without a why is refused. Every source becomes one snapshot
 // whose record carries the source's class, reason, command and the
 // exclude rules applied.
+//
+// # What is left out
+//
+// A path source leaves out the contents of directories holding a valid
+// CACHEDIR.TAG (a cache says so itself). The [Disposable] patterns (build
+// output, caches, temporary and editor files) are left out only where
+// they are safe: in git sources, whose build output the repository
+// rebuilds, and in sources that say exclude_disposable: true. A files,
+// volume, database or config source keeps them: a file named like build
+// output there (crt1.o in a C runtime, a node_modules/ a container
+// serves) is data. keep_disposable: true keeps everything, CACHEDIR.TAG
+// caches too.
 package plan
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -38,16 +53,17 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairnbackup/cairn/repo/filter"
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
-	"go.yaml.in/yaml/v3"
 )
 
 // Classes of data a source may hold; drills choose their probes by class.
 var Classes = []string{"git", "database", "config", "volume", "files"}
 
-// Disposable lists what is left out of a source unless it says
-// keep_disposable: caches, build output, temporary and editor files.
-// Directories holding a CACHEDIR.TAG are left out too.
+// Disposable lists what is left out of git sources, and of sources that
+// say exclude_disposable: caches, build output, temporary and editor
+// files.
 var Disposable = []string{
 	".cache/", "__pycache__/", "node_modules/", ".gradle/", ".npm/", ".cargo/registry/",
 	"*.pyc", "*.o", "*.tmp", "*.temp", "*.swp", "*~", ".Trash-*/", "lost+found/",
@@ -62,15 +78,20 @@ type Plan struct {
 
 // Source is one thing to back up.
 type Source struct {
-	Name           string   `yaml:"name"`
-	Class          string   `yaml:"class"`
-	Why            string   `yaml:"why"`
-	Paths          []string `yaml:"paths,omitempty"`
-	Command        string   `yaml:"command,omitempty"`
-	File           string   `yaml:"file,omitempty"`
-	Exclude        []string `yaml:"exclude,omitempty"`
-	KeepDisposable bool     `yaml:"keep_disposable,omitempty"`
-	Tags           []string `yaml:"tags,omitempty"`
+	Name    string   `yaml:"name"`
+	Class   string   `yaml:"class"`
+	Why     string   `yaml:"why"`
+	Paths   []string `yaml:"paths,omitempty"`
+	Command string   `yaml:"command,omitempty"`
+	File    string   `yaml:"file,omitempty"`
+	Exclude []string `yaml:"exclude,omitempty"`
+	// KeepDisposable keeps what a git source leaves out by default, and
+	// the contents of CACHEDIR.TAG directories.
+	KeepDisposable bool `yaml:"keep_disposable,omitempty"`
+	// ExcludeDisposable leaves out the [Disposable] patterns from a
+	// source of any class (git sources do by default).
+	ExcludeDisposable bool     `yaml:"exclude_disposable,omitempty"`
+	Tags              []string `yaml:"tags,omitempty"`
 }
 
 // Load reads and checks a plan file.
@@ -89,10 +110,8 @@ func Load(path string) (*Plan, error) {
 
 // Parse parses and checks a plan document.
 func Parse(b []byte) (*Plan, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
 	var p Plan
-	if err := dec.Decode(&p); err != nil {
+	if err := yamldoc.Decode(b, &p); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("no sources")
 		}
@@ -136,24 +155,55 @@ func Parse(b []byte) (*Plan, error) {
 				return nil, fmt.Errorf("%s: path %q is not absolute", where, p)
 			}
 		}
+		switch {
+		case s.KeepDisposable && s.ExcludeDisposable:
+			return nil, fmt.Errorf("%s: keep_disposable and exclude_disposable contradict each other: give one", where)
+		case s.ExcludeDisposable && s.Command != "":
+			return nil, fmt.Errorf("%s: exclude_disposable applies to paths; a command source has none", where)
+		}
 	}
 	return &p, nil
 }
 
+// disposable reports whether the [Disposable] patterns apply to s.
+func (s *Source) disposable() bool {
+	return s.Command == "" && !s.KeepDisposable && (s.Class == "git" || s.ExcludeDisposable)
+}
+
 // Excludes returns the exclude patterns applied to s: its own, then the
-// disposable ones unless it keeps them.
+// disposable ones where they apply.
 func (s *Source) Excludes() []string {
 	out := slices.Clone(s.Exclude)
-	if !s.KeepDisposable && s.Command == "" {
+	if s.disposable() {
 		out = append(out, Disposable...)
 	}
 	return out
+}
+
+// Rules returns the exclude rules of s as a backup applies them, each
+// with where it came from ("plan FILE source NAME", and "… disposable"
+// for the [Disposable] ones), so a snapshot's record of what each rule
+// left out names the rule.
+func (s *Source) Rules(planPath string) []filter.Rule {
+	where := fmt.Sprintf("plan %s source %s", planPath, s.Name)
+	rules := filter.FromFlags(s.Exclude, where)
+	if s.disposable() {
+		rules = append(rules, filter.FromFlags(Disposable, where+" disposable")...)
+	}
+	return rules
+}
+
+// ExcludeCaches reports whether the contents of directories holding a
+// valid CACHEDIR.TAG are left out: for every path source that does not
+// keep disposable data.
+func (s *Source) ExcludeCaches() bool {
+	return s.Command == "" && !s.KeepDisposable
 }
 
 // Scope is what a snapshot records about the source that made it.
 func (s *Source) Scope(planPath string) *snapshot.Scope {
 	return &snapshot.Scope{
 		PlanFile: planPath, Class: s.Class, Why: s.Why, Command: s.Command,
-		Excludes: s.Excludes(), ExcludeCaches: !s.KeepDisposable && s.Command == "",
+		Excludes: s.Excludes(), ExcludeCaches: s.ExcludeCaches(),
 	}
 }

@@ -270,6 +270,12 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 	if !take && !descend {
 		return nil
 	}
+	if len(n.Name) > unix.NAME_MAX {
+		// The tree format allows names up to tree.MaxNameLen; older
+		// versions stored tar members no file system can hold.
+		rs.fail(fmt.Errorf("%s: not restored: the name is %d bytes, longer than a file system allows (%d)", p, len(n.Name), unix.NAME_MAX))
+		return nil
+	}
 	switch n.Type {
 	case tree.Dir:
 		if err := rs.mkdir(p); err != nil {

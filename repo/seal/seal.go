@@ -70,7 +70,7 @@ func (k *Key) Open(dst, sealed, aad []byte) ([]byte, error) {
 	}
 	out, err := k.aead.Open(dst, sealed[:NonceSize], sealed[NonceSize:], aad)
 	if err != nil {
-		return dst, errors.Join(ErrAuth, blob.ErrCorrupt)
+		return dst, blob.Corrupt(ErrAuth)
 	}
 	return out, nil
 }

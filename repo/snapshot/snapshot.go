@@ -121,7 +121,7 @@ func Decode(b []byte) (*Snapshot, error) {
 		return nil, fmt.Errorf("snapshot: trailing data after the record: %w", blob.ErrCorrupt)
 	}
 	if err := s.Validate(); err != nil {
-		return nil, errors.Join(err, blob.ErrCorrupt)
+		return nil, blob.Corrupt(err)
 	}
 	return &s, nil
 }

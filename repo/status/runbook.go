@@ -88,6 +88,9 @@ func writeGroup(b *strings.Builder, g Group, cairn string) {
 		fmt.Fprintf(b, "- Proven restore point (retention keeps it): %s (%s), drill %s passed %s: %d files restored and verified in %.1f s (%.0f MB/s)\n",
 			use.ID.Short(), use.Time.UTC().Format(time.RFC3339), d.Report.Short(), d.Time.UTC().Format(time.RFC3339), d.Files, d.RestoreSeconds, d.MBPerSecond)
 	}
+	if len(use.Excludes) > 0 {
+		fmt.Fprintf(b, "- Left out of snapshot %s by exclude rules (not restored below): %s\n", use.ID.Short(), ExcludedText(use.Excludes, "`"))
+	}
 	if g.Drill != nil && g.Drill.Result != "ok" {
 		fmt.Fprintf(b, "- The last drill (%s, snapshot %s) FAILED: %s\n", g.Drill.Report.Short(), g.Drill.Snapshot.Short(), strings.Join(g.Drill.Failures, "; "))
 	}
@@ -142,6 +145,20 @@ func dumpTool(cmd string) string {
 		return "mysql"
 	}
 	return ""
+}
+
+// ExcludedText says how many entries each rule left out: "2 entries by
+// R1, 1 entry by R2", each rule between quote and quote.
+func ExcludedText(ex []snapshot.Exclude, quote string) string {
+	parts := make([]string, len(ex))
+	for i, e := range ex {
+		noun := "entries"
+		if e.Count == 1 {
+			noun = "entry"
+		}
+		parts[i] = fmt.Sprintf("%d %s by %s%s%s", e.Count, noun, quote, e.Rule, quote)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func quoteAll(ps []string) []string {

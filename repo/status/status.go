@@ -57,6 +57,9 @@ type Snapshot struct {
 	Duration time.Duration   `json:"duration_ns"`
 	Paths    []string        `json:"paths"`
 	Scope    *snapshot.Scope `json:"scope,omitempty"`
+	// Excludes are the rules that left entries out of the snapshot,
+	// with how many each left out.
+	Excludes []snapshot.Exclude `json:"excludes,omitempty"`
 }
 
 // Drill is a drill in a status.
@@ -229,7 +232,8 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 }
 
 func snap(e snapshot.Entry) Snapshot {
-	return Snapshot{ID: e.ID, Time: e.Time, Bytes: e.Summary.Bytes, Files: e.Summary.Files, Duration: e.Summary.Duration, Paths: slices.Clone(e.Paths), Scope: e.Scope}
+	return Snapshot{ID: e.ID, Time: e.Time, Bytes: e.Summary.Bytes, Files: e.Summary.Files, Duration: e.Summary.Duration, Paths: slices.Clone(e.Paths), Scope: e.Scope,
+		Excludes: slices.Clone(e.Excludes)}
 }
 
 func drillOf(d drill.Saved) *Drill {

@@ -411,7 +411,7 @@ func TestServeRefusesBadBlob(t *testing.T) {
 	if c != pack.Zstd {
 		t.Fatal("test data does not compress")
 	}
-	mismatch := fmt.Sprintf("blob %s: plaintext does not match its id\ncorrupt", h)
+	mismatch := fmt.Sprintf("blob %s: plaintext does not match its id", h)
 	for _, tc := range []struct {
 		name string
 		put  wire.PutBlob

@@ -21,6 +21,7 @@
 //	index-before-pack-key  a pack's blob keys written, its pack key not yet
 //	before-snapshot-write  a commit's packs and index durable, the snapshot file not written
 //	after-snapshot-write   the snapshot file durable, not yet cached in the index
+//	forget-before-delete   a snapshot marked as being forgotten (index synced), its file not yet deleted
 //	forget-before-index    a forgotten snapshot's file deleted, its index entry not yet
 //	prune-after-repack     repacked packs durable and indexed, old packs still indexed
 //	prune-after-index      dropped packs gone from the (synced) index, files not yet deleted

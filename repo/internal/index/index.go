@@ -17,6 +17,7 @@
 //	's' snapshot ID (32)      → the snapshot record's plaintext encoding                                        derivable: snapshots/
 //	'v' pack ID (32)          → unix nanoseconds of the last successful read-and-verify (8)                     disposable
 //	'l' pack ID (32)          → unix nanoseconds when the pack was found missing (8)                            disposable
+//	'f' snapshot ID (32)      → unix nanoseconds when forgetting the snapshot began (8)                         disposable
 //	'j' len, job, start (8)   → one scheduled job run, as the scheduler encodes it                              disposable
 //
 // Blobs are keyed by type and ID: a data chunk and a tree with the same
@@ -65,6 +66,7 @@ const (
 	prefixSnapshot = 's'
 	prefixVerified = 'v'
 	prefixLost     = 'l'
+	prefixForget   = 'f'
 )
 
 // ErrNotOpen is returned by every method of a nil *Index: the repository
@@ -615,10 +617,60 @@ func (x *Index) RemoveSnapshot(id blob.ID) error {
 	if err := x.room(); err != nil {
 		return err
 	}
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixSnapshot, id)) }); err != nil {
+	err := x.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(key(prefixSnapshot, id)); err != nil {
+			return err
+		}
+		return txn.Delete(key(prefixForget, id))
+	})
+	if err != nil {
 		return fmt.Errorf("index: remove snapshot %s: %w", id.Short(), err)
 	}
 	return nil
+}
+
+// MarkForgetting records that forgetting snapshot id began at t: its file
+// is about to be deleted, so an entry without a file is not a lost
+// snapshot. RemoveSnapshot clears the mark; so does ClearForgetting.
+func (x *Index) MarkForgetting(id blob.ID, t time.Time) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	if err := x.room(); err != nil {
+		return err
+	}
+	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixForget, id), v) }); err != nil {
+		return fmt.Errorf("index: mark snapshot %s as being forgotten: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// ClearForgetting removes the mark MarkForgetting set.
+func (x *Index) ClearForgetting(id blob.ID) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	if err := x.room(); err != nil {
+		return err
+	}
+	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixForget, id)) }); err != nil {
+		return fmt.Errorf("index: clear the forget mark of snapshot %s: %w", id.Short(), err)
+	}
+	return nil
+}
+
+// Forgetting calls fn for every snapshot marked as being forgotten.
+func (x *Index) Forgetting(fn func(id blob.ID, since time.Time) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.scan(prefixForget, func(id blob.ID, v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("index: forget mark of %d bytes: %w", len(v), blob.ErrCorrupt)
+		}
+		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
+	})
 }
 
 // Snapshot returns the cached record of snapshot id; ok is false when

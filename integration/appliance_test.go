@@ -243,7 +243,8 @@ func TestPushEmbeddedAndRestore(t *testing.T) {
 	r = a.push(lyra, nil, "--json", "--plan", "files", src)
 	second := parseBackupJSON(t, r.stdout)
 	if r.code != 0 || second.Parent != first.Snapshot || second.Summary.BytesRead != 0 || second.Summary.BlobsAdded != 0 {
-		t.Fatalf("unchanged re-push: %d %+v %s", r.code, second, r.stderr)
+		d := e.run(nil, "diff", first.Snapshot.String(), second.Snapshot.String())
+		t.Fatalf("unchanged re-push: %d %+v %s\nDIFF %s %s", r.code, second, r.stderr, d.stdout, d.stderr)
 	}
 	if line := a.waitFor("msg=push node=lyra kind=cairn-wire"); !strings.Contains(line, "blobs_sent=0 bytes_sent=0") {
 		t.Fatalf("log line %q", line)

@@ -29,6 +29,7 @@ type appliance struct {
 	log     strings.Builder
 	lines   chan string
 	exited  chan struct{}
+	stopped bool // the test stopped it and checked how it exited
 }
 
 // node is a machine with its own key.
@@ -118,6 +119,9 @@ func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 	}
 	a.keyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 	t.Cleanup(func() {
+		if a.stopped {
+			return
+		}
 		a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-a.exited:

@@ -118,6 +118,11 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
 	err = a.Run(ctx, ln)
 	log.Info("stopped")
+	// Closing flushes the index; its error (a repository directory
+	// deleted under the appliance) is the appliance's last word.
+	if cerr := r.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing the repository %s: %w", r.Dir(), cerr))
+	}
 	return err
 }
 

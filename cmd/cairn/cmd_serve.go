@@ -114,9 +114,19 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 			}
 		}
 	}()
-	log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
-		"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+	// "serving" is logged once the socket and the SSH listener accept and
+	// the jobs are planned: scripts and tests wait for it.
+	ran := make(chan struct{})
+	go func() {
+		select {
+		case <-a.Ready():
+			log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
+				"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+		case <-ran:
+		}
+	}()
 	err = a.Run(ctx, ln)
+	close(ran)
 	log.Info("stopped")
 	// Closing flushes the index; its error (a repository directory
 	// deleted under the appliance) is the appliance's last word.

@@ -25,8 +25,8 @@
 // Run serves until its context ends, then stops accepting, gives sessions
 // in flight a grace period to finish, cancels the rest (an interrupted
 // push leaves no snapshot) and returns; the caller closes the repository.
-// Reload rereads the configuration (nodes, keys, permissions, limits) for
-// new sessions.
+// Reload rereads the configuration and swaps it in whole, or changes
+// nothing (see [Appliance.Reload]).
 package appliance
 
 import (
@@ -81,9 +81,12 @@ type Appliance struct {
 	cfg     atomic.Pointer[Config]
 	hostKey ssh.Signer
 
+	// schedMu serialises reloads and the scheduler's start and stop.
+	schedMu   sync.Mutex
 	sched     atomic.Pointer[scheduler.Scheduler]
 	stopSched context.CancelFunc
 	schedDone chan struct{}
+	ready     chan struct{} // closed once Run serves
 
 	blobs *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
 
@@ -116,7 +119,7 @@ func New(o Options) (*Appliance, error) {
 		o.Grace = 30 * time.Second
 	}
 	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
-		blobs: wire.NewBlobBudget(BlobBytesInFlight)}
+		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{})}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -134,56 +137,6 @@ func New(o Options) (*Appliance, error) {
 
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
-
-// Reload rereads the configuration file (nodes, limits, jobs); on error
-// the old one stays. Jobs restart with the new schedules; a job running
-// at that moment is cancelled.
-func (a *Appliance) Reload() error {
-	cfg, err := LoadConfig(a.o.ConfigPath)
-	if err != nil {
-		return err
-	}
-	a.cfg.Store(cfg)
-	if a.stopSched != nil {
-		a.stopScheduler()
-		if err := a.startScheduler(); err != nil {
-			return err
-		}
-	}
-	a.log.Info("configuration reloaded", "nodes", len(cfg.Nodes))
-	return nil
-}
-
-// Scheduler returns the running job scheduler, or nil.
-func (a *Appliance) Scheduler() *scheduler.Scheduler { return a.sched.Load() }
-
-func (a *Appliance) startScheduler() error {
-	cfg := a.Config()
-	s, err := scheduler.New(a.jobs(cfg), History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	a.sched.Store(s)
-	a.stopSched, a.schedDone = cancel, done
-	go func() {
-		defer close(done)
-		if err := s.Run(ctx); err != nil {
-			a.log.Error("scheduler", "err", err)
-		}
-	}()
-	return nil
-}
-
-func (a *Appliance) stopScheduler() {
-	if a.stopSched != nil {
-		a.stopSched()
-		<-a.schedDone
-		a.stopSched = nil
-		a.sched.Store(nil)
-	}
-}
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
 // 0600) to path, which must not exist, and returns its fingerprint.
@@ -249,7 +202,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer os.Remove(sock)
-	if err := a.startScheduler(); err != nil {
+	if err := a.startScheduler(a.Config()); err != nil {
 		sl.Close()
 		return err
 	}
@@ -277,6 +230,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 			a.acceptSSH(serveCtx, ln)
 		}()
 	}
+	close(a.ready)
 	<-ctx.Done()
 	a.log.Info("shutting down: no new sessions", "in_flight", a.active())
 	sl.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/scheduler"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 )
@@ -220,6 +221,9 @@ func (c *Config) check() error {
 			return fmt.Errorf("retention policy %s keeps nothing; give at least one keep_* rule", k)
 		}
 	}
+	if err := c.Jobs.check(); err != nil {
+		return err
+	}
 	seen := map[string]string{}
 	for name, n := range c.Nodes {
 		if n == nil {
@@ -259,6 +263,33 @@ func (c *Config) check() error {
 			}
 			seen[string(m)] = name
 			n.keys = append(n.keys, m)
+		}
+	}
+	return nil
+}
+
+// check refuses what the scheduler would refuse, naming the key, so that
+// a configuration is whole before anything of it is used.
+func (j *Jobs) check() error {
+	for _, x := range []struct {
+		name string
+		job  Job
+	}{{"verify", j.Verify.Job}, {"drill", j.Drill.Job}, {"prune", j.Prune}, {"staleness", j.Staleness}} {
+		if x.job.Schedule != "" {
+			if err := scheduler.CheckSchedule(x.job.Schedule); err != nil {
+				return fmt.Errorf("jobs.%s.schedule %q: %w", x.name, x.job.Schedule, err)
+			}
+		}
+		if x.job.Jitter < 0 {
+			return fmt.Errorf("jobs.%s.jitter %s: negative", x.name, x.job.Jitter)
+		}
+	}
+	if j.Drill.SampleFiles < 0 {
+		return fmt.Errorf("jobs.drill.sample_files %d: negative", j.Drill.SampleFiles)
+	}
+	for k, cmd := range j.Drill.Probes {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(cmd) == "" {
+			return fmt.Errorf("jobs.drill.probes %q: give a node/plan or plan and a command", k)
 		}
 	}
 	return nil

@@ -88,7 +88,8 @@ type Appliance struct {
 	schedDone chan struct{}
 	ready     chan struct{} // closed once Run serves
 
-	blobs *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+	blobs      *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+	handshakes handshakes       // SSH connections not authenticated yet
 
 	mu       sync.Mutex
 	sessions int
@@ -320,13 +321,7 @@ func (a *Appliance) track(node string, cancel context.CancelFunc) (func(), error
 }
 
 func (a *Appliance) acceptSocket(ctx context.Context, ln net.Listener) {
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go a.serveSocket(ctx, conn)
-	}
+	a.acceptLoop(ln, "socket", func(conn net.Conn) { go a.serveSocket(ctx, conn) })
 }
 
 // serveSocket runs one operator command or relayed node session.

@@ -157,6 +157,13 @@ type Limits struct {
 	SessionsPerNode int           `yaml:"sessions_per_node"` // default 4
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // no frame for this long ends a session; default 10m
 	MaxBatch        int           `yaml:"max_batch"`         // handles per have-blobs question; default 4096
+	// SSH connections that have not authenticated yet, all together and
+	// from one source address; more are closed at once. Defaults 64, 10.
+	Unauthenticated           int `yaml:"unauthenticated"`
+	UnauthenticatedPerAddress int `yaml:"unauthenticated_per_address"`
+	// HandshakeTimeout bounds an SSH connection's handshake and
+	// authentication; default 20s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // DefaultListen is where the embedded SSH server listens unless told.
@@ -212,6 +219,15 @@ func (c *Config) check() error {
 	}
 	if l.MaxBatch <= 0 || l.MaxBatch > 65536 {
 		l.MaxBatch = 4096
+	}
+	if l.Unauthenticated <= 0 {
+		l.Unauthenticated = 64
+	}
+	if l.UnauthenticatedPerAddress <= 0 {
+		l.UnauthenticatedPerAddress = 10
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = 20 * time.Second
 	}
 	if _, err := c.Retention.Location(); err != nil {
 		return err
@@ -346,4 +362,7 @@ nodes: {}
 #   sessions: 32            # all nodes together
 #   sessions_per_node: 4
 #   idle_timeout: 10m       # a session silent this long is closed
+#   unauthenticated: 64     # SSH connections still logging in, all together;
+#   unauthenticated_per_address: 10  # and from one address; more are closed at once
+#   handshake_timeout: 20s  # to finish logging in
 `

@@ -41,15 +41,24 @@ func (n *testNode) keyLine() string {
 }
 
 // syncBuffer is a log destination the test reads while the appliance
-// writes.
+// writes; every line also goes to lines (dropped when it is full).
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	lines chan string
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, l := range strings.SplitAfter(string(p), "\n") {
+		if l != "" {
+			select {
+			case s.lines <- strings.TrimSuffix(l, "\n"):
+			default:
+			}
+		}
+	}
 	return s.b.Write(p)
 }
 
@@ -88,7 +97,7 @@ func serveTest(t *testing.T, config string) *running {
 	t.Helper()
 	r := repotest.New(t)
 	dir := t.TempDir()
-	rn := &running{t: t, dir: dir, log: &syncBuffer{}}
+	rn := &running{t: t, dir: dir, log: &syncBuffer{lines: make(chan string, 4096)}}
 	rn.write(config)
 	if _, err := GenerateHostKey(filepath.Join(dir, "host_key")); err != nil {
 		t.Fatal(err)
@@ -157,4 +166,34 @@ func (rn *running) run(n *testNode, command string) (int, string, error) {
 		return ee.ExitStatus(), out.String(), nil
 	}
 	return 0, out.String(), err
+}
+
+// waitFor returns the first log line from now on that contains every
+// one of subs; it fails the test after a minute.
+func (rn *running) waitFor(subs ...string) string {
+	rn.t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case l := <-rn.log.lines:
+			all := true
+			for _, s := range subs {
+				all = all && strings.Contains(l, s)
+			}
+			if all {
+				return l
+			}
+		case <-timeout:
+			rn.t.Fatalf("no log line with %q", subs)
+		}
+	}
+}
+
+// reload rewrites the configuration and reloads it.
+func (rn *running) reload(config string) {
+	rn.t.Helper()
+	rn.write(config)
+	if err := rn.a.Reload(); err != nil {
+		rn.t.Fatal(err)
+	}
 }

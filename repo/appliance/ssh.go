@@ -3,9 +3,11 @@ package appliance
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -39,23 +41,27 @@ func (a *Appliance) sshConfig() *ssh.ServerConfig {
 
 func (a *Appliance) acceptSSH(ctx context.Context, ln net.Listener) {
 	cfg := a.sshConfig()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go a.serveSSH(ctx, conn, cfg)
-	}
+	a.acceptLoop(ln, "ssh", func(conn net.Conn) {
+		a.admitSSH(conn, func(conn net.Conn, handshakeDone func()) { a.serveSSH(ctx, conn, cfg, handshakeDone) })
+	})
 }
 
-// serveSSH authenticates one connection and runs its session channels.
-func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.ServerConfig) {
+// serveSSH authenticates one connection and runs its session channels;
+// handshakeDone is called as soon as the handshake has ended, whether the
+// node logged in or not (the connection then no longer counts as
+// unauthenticated).
+func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.ServerConfig, handshakeDone func()) {
 	defer conn.Close()
 	// The handshake must finish quickly; sessions then set their own
 	// idle limits.
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	timeout := a.Config().Limits.HandshakeTimeout
+	conn.SetDeadline(time.Now().Add(timeout))
 	sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+	handshakeDone()
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: no login within %s (limits.handshake_timeout)", err, timeout)
+		}
 		a.log.Warn("ssh connection refused", "remote", conn.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -65,7 +71,7 @@ func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.Server
 	go ssh.DiscardRequests(reqs)
 	// A connection with no session channel open for idle_timeout is
 	// closed: an authenticated node cannot hold connections for nothing.
-	timeout := a.Config().Limits.IdleTimeout
+	timeout = a.Config().Limits.IdleTimeout
 	var mu sync.Mutex
 	open := 0
 	idle := time.AfterFunc(timeout, func() {

@@ -3,17 +3,22 @@ package torture
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/wire"
 )
 
 // The appliance staying up: a flood of connections that never log in,
@@ -272,4 +277,163 @@ func TestConnectionFlood(t *testing.T) {
 		}
 	}
 	record("connection flood", 2, detected, lost, note)
+}
+
+// jobPlan is the running appliance's job list (name, schedule and next
+// time), from status --json.
+func (l *lifecycle) jobPlan() []string {
+	l.t.Helper()
+	r := l.e.run(nil, nil, "status", "--json")
+	var st struct {
+		Jobs []struct {
+			Name, Schedule string
+			Next           time.Time
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		l.t.Fatalf("status --json: %v: %s", err, r)
+	}
+	var out []string
+	for _, j := range st.Jobs {
+		out = append(out, fmt.Sprintf("%s %q next %s", j.Name, j.Schedule, j.Next.Format(time.RFC3339)))
+	}
+	return out
+}
+
+// TestRevocationAndReload attacks through reloads. A node whose key is
+// replaced while it holds a connection with a wire session and a tar
+// stream running: its next request and read end them, its connection
+// gets no new channel. A reload that is wrong in one place (a cron
+// schedule) and would add a node and restore the revoked key: nothing of
+// it applies and the jobs keep their plan. A node whose push permission
+// is taken away mid-session: its next blob is refused. After each, lyra
+// pushes and everything acknowledged restores.
+func TestRevocationAndReload(t *testing.T) {
+	e := newEnv(t)
+	e.initRepo()
+	l := &lifecycle{t: t, e: e, lyra: newNode(t, "lyra", "push, read"), acked: map[string]string{}}
+	l.src = filepath.Join(e.dir, "lyra-src")
+	newSource(t, l.src, seed^0x7e, smallSpec, 0)
+	mallory, vega := newNode(t, "mallory", "push"), newNode(t, "vega", "push, read")
+	extra := "limits:\n  idle_timeout: 1m\njobs:\n  verify: {schedule: \"@daily\"}\n  staleness: {schedule: \"@hourly\"}\n"
+	l.a = e.serve(nil, extra, l.lyra, mallory, vega)
+	if err := l.pushLyra(); err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	detected := 0
+
+	// 1. mallory's key is replaced while it is connected.
+	c, err := l.a.dial(mallory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ws, err := openOn(c, "cairn-wire")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.hello("mallory"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openOn(c, "push --tar --name loot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarData, err := runCmd("tar", "-C", l.src, "-c", ".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.in.Write(tarData[:len(tarData)/2])
+	l.a.waitFor(`msg="node session started" node=mallory command="push --tar --name loot"`)
+	oldKey := mallory.key
+	mallory.key = newNode(t, "mallory2", "push").key
+	if line := l.reload(extra, l.lyra, mallory, vega); !strings.Contains(line, "configuration reloaded") {
+		t.Fatalf("reload: %s", line)
+	}
+	_, chErr := openOn(c, "cairn-wire")
+	ws.frame(wire.TypeHaveBlobs, (&wire.HaveBlobs{Req: 1, Handles: []blob.Handle{{ID: blob.Hash([]byte("loot")), Type: blob.Data}}}).Append(nil))
+	e1, _ := ws.refusal(30 * time.Second)
+	st1, _ := ws.exit(30 * time.Second)
+	st.in.Write(tarData[len(tarData)/2:])
+	st.in.Close()
+	st2, _ := st.exit(30 * time.Second)
+	revoked := l.a.logCount(`msg="ssh connection revoked" node=mallory`) == 1 && chErr != nil && strings.Contains(chErr.Error(), "administratively prohibited") &&
+		e1 != nil && e1.Code == wire.CodePermissionDenied && strings.HasPrefix(e1.Message, "the key SHA256:") && strings.HasSuffix(e1.Message, " of node mallory was revoked") && st1 == 1 &&
+		st2 == 1 && strings.HasPrefix(st.Stderr(), "cairn: the key SHA256:") &&
+		strings.TrimSpace(e.ok("snapshots", "--json", "--node", "mallory")) == "[]"
+	if !revoked {
+		t.Errorf("revoked key: new channel %v; wire session %v exit %d; tar stream exit %d stderr %q", chErr, e1, st1, st2, st.Stderr())
+	} else {
+		detected++
+	}
+	if err := l.pushLyra(); err != nil {
+		t.Errorf("after the revocation: %v", err)
+	}
+	notes = append(notes, "key replaced under an open connection: new channel refused, wire session ended at its next request, tar stream at its next read, nothing saved")
+
+	// 2. A reload that is wrong in one place changes nothing.
+	plan := l.jobPlan()
+	nova := newNode(t, "nova", "push")
+	mallory.key, oldKey = oldKey, mallory.key
+	line := l.reload(extra+"  drill: {schedule: \"0 4 * *\"}\n", l.lyra, mallory, vega, nova)
+	_, novaErr := l.a.dial(nova)
+	_, malloryErr := l.a.dial(mallory)
+	after := l.jobPlan()
+	unchanged := strings.Contains(line, `msg="reloading the configuration failed; the old one stays"`) &&
+		strings.Contains(line, `jobs.drill.schedule \"0 4 * *\": expected exactly 5 fields, found 4`) &&
+		novaErr != nil && malloryErr != nil && len(plan) == 2 && slices.Equal(plan, after)
+	if !unchanged {
+		t.Errorf("failed reload: %s; nova %v; mallory's revoked key %v; jobs %q then %q", line, novaErr, malloryErr, plan, after)
+	} else {
+		detected++
+	}
+	mallory.key = oldKey
+	if err := l.pushLyra(); err != nil {
+		t.Errorf("after the failed reload: %v", err)
+	}
+	notes = append(notes, "reload with a bad cron schedule, a new node and the revoked key back: refused whole, jobs kept their plan")
+
+	// 3. vega loses push in the middle of a session.
+	vs := func() *raw {
+		r, err := l.a.open(vega, "cairn-wire")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.close)
+		if _, err := r.hello("vega"); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}()
+	vega.perms = "read"
+	if line := l.reload(extra, l.lyra, mallory, vega); !strings.Contains(line, "configuration reloaded") {
+		t.Fatalf("reload: %s", line)
+	}
+	data := []byte("vega's blob after losing push")
+	vs.frame(wire.TypePutBlob, (&wire.PutBlob{Handle: blob.Handle{ID: blob.Hash(data), Type: blob.Data}, Compression: wire.CompressionRaw, RawLength: uint32(len(data)), Payload: data}).Append(nil))
+	e3, _ := vs.refusal(30 * time.Second)
+	st3, _ := vs.exit(30 * time.Second)
+	list, lerr := l.a.open(vega, "snapshots")
+	lst := -1
+	if lerr == nil {
+		list.in.Close()
+		lst, _ = list.exit(30 * time.Second)
+		list.close()
+	}
+	shrunk := e3 != nil && e3.Code == wire.CodePermissionDenied && e3.Message == "node vega lost the push permission" && st3 == 1 && lst == 0
+	if !shrunk {
+		t.Errorf("permissions shrunk: %v exit %d; a new read session %v exit %d", e3, st3, lerr, lst)
+	} else {
+		detected++
+	}
+	if err := l.pushLyra(); err != nil {
+		t.Errorf("after the permissions shrank: %v", err)
+	}
+	notes = append(notes, "push taken from a node mid-session: its next blob refused, reading still allowed")
+
+	if l.a.dead() {
+		t.Fatalf("the appliance died:\n%s", tail(l.a.Log(), 30))
+	}
+	record("revocation and reload", 3, detected, l.lost(), strings.Join(notes, "; "))
 }

@@ -26,7 +26,9 @@
 // in flight a grace period to finish, cancels the rest (an interrupted
 // push leaves no snapshot) and returns; the caller closes the repository.
 // Reload rereads the configuration and swaps it in whole, or changes
-// nothing (see [Appliance.Reload]).
+// nothing (see [Appliance.Reload]); connections and sessions it no longer
+// grants end (see revoke.go). Accept errors are retried, and connections
+// still logging in are limited (see listen.go).
 package appliance
 
 import (
@@ -97,6 +99,8 @@ type Appliance struct {
 	cancels  map[int]context.CancelFunc
 	nextID   int
 	wg       sync.WaitGroup
+	conns    map[*sshConn]bool // authenticated SSH connections, for revocation
+	live     map[*session]bool // node sessions, for revocation
 }
 
 // BlobBytesInFlight bounds the memory that PutBlob frames of all node
@@ -120,7 +124,8 @@ func New(o Options) (*Appliance, error) {
 		o.Grace = 30 * time.Second
 	}
 	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
-		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{})}
+		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
+		conns: map[*sshConn]bool{}, live: map[*session]bool{}}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -416,15 +421,13 @@ func (rw readWriter) Close() error {
 // NodeSession runs one node command (see the package documentation) and
 // returns its exit code. Messages for the node go to stderr.
 func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	untrack, err := a.track(node, cancel)
+	ctx, sess, err := a.openSession(ctx, node, perms, isolated, command)
 	if err != nil {
 		a.log.Warn("session refused", "node", node, "err", err)
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
-	defer untrack()
+	defer sess.close()
 	a.log.Info("node session started", "node", node, "command", command)
 	args := strings.Fields(command)
 	if len(args) == 0 {
@@ -441,7 +444,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		}
 		st, err := wire.Serve(ctx, readWriter{Reader: stdin, Writer: stdout, close: closer}, a.backend(), wire.SessionConfig{
 			Node: node, Perms: perms, Isolated: isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-			Blobs: a.blobs,
+			Blobs: a.blobs, Authorized: sess.authorized,
 		})
 		a.logPush(node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, start, err)
 		if err != nil {
@@ -454,7 +457,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 		// announce a sparse file of exabytes of zeros.
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
-		in := newIdleReader(stdin, a.Config().Limits.IdleTimeout, cancel)
+		in := newIdleReader(sess.input(stdin), a.Config().Limits.IdleTimeout, cancel)
 		defer in.stop()
 		return a.pushStream(ctx, node, perms, args[1:], in, stdout, stderr, start)
 	case "snapshots":

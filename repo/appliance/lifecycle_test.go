@@ -172,21 +172,36 @@ func (rn *running) run(n *testNode, command string) (int, string, error) {
 // one of subs; it fails the test after a minute.
 func (rn *running) waitFor(subs ...string) string {
 	rn.t.Helper()
+	return rn.waitLines(subs)[0]
+}
+
+// waitLines consumes log lines until, for every group of subs, a line
+// containing all of them has gone by, in any order, and returns those
+// lines in the order of the groups. It fails the test after a minute.
+func (rn *running) waitLines(groups ...[]string) []string {
+	rn.t.Helper()
+	found := make([]string, len(groups))
+	left := len(groups)
 	timeout := time.After(time.Minute)
-	for {
+	for left > 0 {
 		select {
 		case l := <-rn.log.lines:
-			all := true
-			for _, s := range subs {
-				all = all && strings.Contains(l, s)
-			}
-			if all {
-				return l
+			for i, g := range groups {
+				all := found[i] == ""
+				for _, s := range g {
+					all = all && strings.Contains(l, s)
+				}
+				if all {
+					found[i] = l
+					left--
+					break
+				}
 			}
 		case <-timeout:
-			rn.t.Fatalf("no log line with %q", subs)
+			rn.t.Fatalf("no log lines with %q (found %q)", groups, found)
 		}
 	}
+	return found
 }
 
 // reload rewrites the configuration and reloads it.

@@ -14,7 +14,8 @@ import (
 // scheduler made from it. Only then does the running scheduler stop (a
 // job running at that moment is cancelled), the configuration is
 // swapped, and the new scheduler starts; Reload returns once its plan is
-// in force. The listen address, the socket and the metrics address are
+// in force. Connections and sessions the new configuration no longer
+// grants are revoked (see revoke.go). The listen address, the socket and the metrics address are
 // read at start only: a change to them is logged and waits for a restart.
 func (a *Appliance) Reload() error {
 	a.schedMu.Lock()
@@ -34,6 +35,7 @@ func (a *Appliance) Reload() error {
 		a.stopSchedulerLocked()
 	}
 	a.cfg.Store(cfg)
+	a.revoke(cfg)
 	if s != nil {
 		a.runScheduler(s)
 	}

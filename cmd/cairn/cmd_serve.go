@@ -33,8 +33,11 @@ func newServeCommand(g *globalOptions) *cobra.Command {
 serves nodes on its embedded SSH server (default 127.0.0.1:2222, or
 listen: in the configuration DIR.yaml), and runs operator commands that
 other cairn invocations send over the socket DIR.sock. SIGHUP rereads
-the configuration; SIGTERM or SIGINT stop it gracefully: no new
-sessions, those in flight get 30 seconds to finish, then it exits.
+the configuration and applies all of it or, if anything in it is wrong,
+none of it; connections and sessions of revoked keys, removed nodes and
+lost permissions end at their next request. SIGTERM or SIGINT stop it
+gracefully: no new sessions, those in flight get 30 seconds to finish,
+then it exits.
 
 --stdio --node NAME serves one node session on standard input and output,
 for an OpenSSH forced command in authorized_keys:

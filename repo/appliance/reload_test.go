@@ -67,3 +67,28 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 		t.Errorf("the plan after the reload: %q", got)
 	}
 }
+
+// Everything a reload would otherwise find wrong only when it builds the
+// scheduler is refused by the configuration check, naming the key, so
+// that a configuration is whole before any of it is used; the new limits
+// have their defaults.
+func TestConfigChecksJobsAndLimits(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"jobs:\n  prune: {schedule: \"@fortnightly\"}\n", `config t: jobs.prune.schedule "@fortnightly": unrecognized descriptor: @fortnightly`},
+		{"jobs:\n  staleness: {schedule: \"@every 0s\"}\n", `config t: jobs.staleness.schedule "@every 0s": @every 0s: interval below one second`},
+		{"jobs:\n  verify: {schedule: \"@daily\", jitter: -1m}\n", `config t: jobs.verify.jitter -1m0s: negative`},
+		{"jobs:\n  drill: {probes: {\"lyra/db\": \" \"}}\n", `config t: jobs.drill.probes "lyra/db": give a node/plan or plan and a command`},
+		{"jobs:\n  drill: {sample_files: -2}\n", `config t: jobs.drill.sample_files -2: negative`},
+	} {
+		if _, err := ParseConfig([]byte(tc.yaml), "t"); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v\nwant %s", tc.yaml, err, tc.want)
+		}
+	}
+	c, err := ParseConfig(nil, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Limits; l.Unauthenticated != 64 || l.UnauthenticatedPerAddress != 10 || l.HandshakeTimeout != 20*time.Second {
+		t.Errorf("limits %+v", l)
+	}
+}

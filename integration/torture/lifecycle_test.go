@@ -38,6 +38,33 @@ type lifecycle struct {
 	acked map[string]string // lyra's snapshots → copies of their source
 }
 
+// run runs cairn like env.run, but kills it after two minutes: a broken
+// appliance can leave a client waiting for ever (the test then fails
+// instead of hanging).
+func (l *lifecycle) run(args ...string) result {
+	l.t.Helper()
+	cmd := cairnCommand(args...)
+	cmd.Env = append(cleanEnviron(), l.e.vars...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	timer := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Run()
+	if !timer.Stop() {
+		l.t.Errorf("cairn %s did not finish within two minutes", strings.Join(args, " "))
+	}
+	return finish(l.t, cmd, err, args, &out, &errb)
+}
+
+// ok is run that must exit 0.
+func (l *lifecycle) ok(args ...string) string {
+	l.t.Helper()
+	r := l.run(args...)
+	if r.code != 0 {
+		l.t.Fatalf("%s", r)
+	}
+	return r.stdout
+}
+
 // pushLyra pushes lyra's source (changed a little each time) and keeps a
 // copy of it.
 func (l *lifecycle) pushLyra() error {
@@ -49,7 +76,7 @@ func (l *lifecycle) pushLyra() error {
 	if out, err := runCmd("cp", "-a", l.src, cp); err != nil {
 		l.t.Fatalf("cp: %v %s", err, out)
 	}
-	r := l.a.push(l.lyra, nil, nil, "--json", "--plan", "files", l.src)
+	r := l.run("push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", l.a.port), "-i", l.lyra.key.PrivatePath, "--host-key", l.a.hostKey, "--json", "--plan", "files", l.src)
 	s, ok := summaryOf(r.stdout)
 	if r.code != 0 || !ok {
 		return fmt.Errorf("lyra's push: %s", r)
@@ -202,7 +229,7 @@ func TestConnectionFlood(t *testing.T) {
 	if err := l.pushLyra(); err != nil {
 		t.Fatal(err)
 	}
-	listing := e.ok("snapshots", "--json")
+	listing := l.ok("snapshots", "--json")
 
 	// The limits hold the flood off.
 	f := l.a.flood(n)
@@ -211,7 +238,7 @@ func TestConnectionFlood(t *testing.T) {
 		t.Errorf("%d connections: %d admitted, %d closed at once, %d neither; want 10, %d, 0", n, admitted, closed, other, n-10)
 	}
 	l.a.waitLines([]string{`msg="ssh connection refused"`, "limits.unauthenticated_per_address"})
-	if got := e.ok("snapshots", "--json"); got != listing {
+	if got := l.ok("snapshots", "--json"); got != listing {
 		t.Errorf("snapshots during the flood:\n%s\nwant\n%s", got, listing)
 	}
 	f.release()
@@ -226,7 +253,7 @@ func TestConnectionFlood(t *testing.T) {
 	if err := l.pushLyra(); err != nil {
 		t.Errorf("after the first flood: %v", err)
 	}
-	listing = e.ok("snapshots", "--json")
+	listing = l.ok("snapshots", "--json")
 	note := fmt.Sprintf("%d connections at the default limits: %d admitted, %d closed at once, operator answered during the flood", n, admitted, closed)
 
 	// Past the file descriptor limit.
@@ -283,7 +310,7 @@ func TestConnectionFlood(t *testing.T) {
 // time), from status --json.
 func (l *lifecycle) jobPlan() []string {
 	l.t.Helper()
-	r := l.e.run(nil, nil, "status", "--json")
+	r := l.run("status", "--json")
 	var st struct {
 		Jobs []struct {
 			Name, Schedule string
@@ -361,7 +388,7 @@ func TestRevocationAndReload(t *testing.T) {
 	revoked := l.a.logCount(`msg="ssh connection revoked" node=mallory`) == 1 && chErr != nil && strings.Contains(chErr.Error(), "administratively prohibited") &&
 		e1 != nil && e1.Code == wire.CodePermissionDenied && strings.HasPrefix(e1.Message, "the key SHA256:") && strings.HasSuffix(e1.Message, " of node mallory was revoked") && st1 == 1 &&
 		st2 == 1 && strings.HasPrefix(st.Stderr(), "cairn: the key SHA256:") &&
-		strings.TrimSpace(e.ok("snapshots", "--json", "--node", "mallory")) == "[]"
+		strings.TrimSpace(l.ok("snapshots", "--json", "--node", "mallory")) == "[]"
 	if !revoked {
 		t.Errorf("revoked key: new channel %v; wire session %v exit %d; tar stream exit %d stderr %q", chErr, e1, st1, st2, st.Stderr())
 	} else {

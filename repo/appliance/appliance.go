@@ -89,6 +89,7 @@ type Appliance struct {
 	stopSched context.CancelFunc
 	schedDone chan struct{}
 	ready     chan struct{} // closed once Run serves
+	readyOnce sync.Once
 
 	blobs      *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
 	handshakes handshakes       // SSH connections not authenticated yet
@@ -236,7 +237,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 			a.acceptSSH(serveCtx, ln)
 		}()
 	}
-	close(a.ready)
+	a.readyOnce.Do(func() { close(a.ready) })
 	<-ctx.Done()
 	a.log.Info("shutting down: no new sessions", "in_flight", a.active())
 	sl.Close()

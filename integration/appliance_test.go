@@ -29,6 +29,7 @@ type appliance struct {
 	log     strings.Builder
 	lines   chan string
 	exited  chan struct{}
+	stopped bool // the test stopped it and checked how it exited
 }
 
 // node is a machine with its own key.
@@ -118,6 +119,9 @@ func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 	}
 	a.keyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 	t.Cleanup(func() {
+		if a.stopped {
+			return
+		}
 		a.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-a.exited:
@@ -243,7 +247,7 @@ func TestPushEmbeddedAndRestore(t *testing.T) {
 	r = a.push(lyra, nil, "--json", "--plan", "files", src)
 	second := parseBackupJSON(t, r.stdout)
 	if r.code != 0 || second.Parent != first.Snapshot || second.Summary.BytesRead != 0 || second.Summary.BlobsAdded != 0 {
-		d := e.run(nil, "diff", first.Snapshot.String(), second.Snapshot.String())
+		d := e.run(nil, "diff", first.Snapshot, second.Snapshot)
 		t.Fatalf("unchanged re-push: %d %+v %s\nDIFF %s %s", r.code, second, r.stderr, d.stdout, d.stderr)
 	}
 	if line := a.waitFor("msg=push node=lyra kind=cairn-wire"); !strings.Contains(line, "blobs_sent=0 bytes_sent=0") {

@@ -8,6 +8,14 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
+// CheckSchedule reports why spec is not a schedule [New] would accept, or
+// nil; the error is the reason alone (New adds the job and the
+// expression).
+func CheckSchedule(spec string) error {
+	_, err := parse(spec, time.Now())
+	return err
+}
+
 // parse reads a schedule the way robfig/cron's standard parser does (five
 // fields or a descriptor, with an optional CRON_TZ= or TZ= prefix) and
 // rejects what that parser would accept silently but that is never what

@@ -144,7 +144,9 @@ type Scheduler struct {
 	jobs   []*entry // in the order given to New; fixed after New
 	byName map[string]*entry
 
-	looping atomic.Bool // Run is going
+	looping   atomic.Bool   // Run is going
+	started   chan struct{} // closed once Run has planned every job
+	startOnce sync.Once
 
 	mu   sync.Mutex
 	busy map[string]string // kind → name of the job whose run is going
@@ -169,15 +171,16 @@ func New(jobs []Job, h History, o Options) (*Scheduler, error) {
 		h = NewMemoryHistory()
 	}
 	s := &Scheduler{
-		h:      h,
-		now:    o.Now,
-		rand:   o.Rand,
-		loc:    o.Location,
-		log:    o.Logger,
-		notify: o.Notify,
-		after:  o.After,
-		byName: make(map[string]*entry, len(jobs)),
-		busy:   make(map[string]string),
+		h:       h,
+		now:     o.Now,
+		rand:    o.Rand,
+		loc:     o.Location,
+		log:     o.Logger,
+		notify:  o.Notify,
+		after:   o.After,
+		byName:  make(map[string]*entry, len(jobs)),
+		busy:    make(map[string]string),
+		started: make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -265,6 +268,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			s.plan(e, e.sched.Next(after))
 		}
 	}
+	s.startOnce.Do(func() { close(s.started) })
 
 	for {
 		if ctx.Err() != nil {
@@ -303,6 +307,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Started is closed once [Scheduler.Run] has planned every job (and
+// started the runs missed while it was stopped): from then on
+// [Scheduler.Next] and [Scheduler.Jobs] report the plan. It stays closed
+// after Run returns.
+func (s *Scheduler) Started() <-chan struct{} { return s.started }
 
 // lastScheduled returns the latest Scheduled time among the job's two
 // newest runs. Runs of a job never overlap and its scheduled times are

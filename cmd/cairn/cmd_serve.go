@@ -32,8 +32,11 @@ func newServeCommand(g *globalOptions) *cobra.Command {
 serves nodes on its embedded SSH server (default 127.0.0.1:2222, or
 listen: in the configuration DIR.yaml), and runs operator commands that
 other cairn invocations send over the socket DIR.sock. SIGHUP rereads
-the configuration; SIGTERM or SIGINT stop it gracefully: no new
-sessions, those in flight get 30 seconds to finish, then it exits.
+the configuration and applies all of it or, if anything in it is wrong,
+none of it; connections and sessions of revoked keys, removed nodes and
+lost permissions end at their next request. SIGTERM or SIGINT stop it
+gracefully: no new sessions, those in flight get 30 seconds to finish,
+then it exits.
 
 --stdio --node NAME serves one node session on standard input and output,
 for an OpenSSH forced command in authorized_keys:
@@ -113,10 +116,25 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 			}
 		}
 	}()
-	log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
-		"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+	// "serving" is logged once the socket and the SSH listener accept and
+	// the jobs are planned: scripts and tests wait for it.
+	ran := make(chan struct{})
+	go func() {
+		select {
+		case <-a.Ready():
+			log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
+				"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+		case <-ran:
+		}
+	}()
 	err = a.Run(ctx, ln)
+	close(ran)
 	log.Info("stopped")
+	// Closing flushes the index; its error (a repository directory
+	// deleted under the appliance) is the appliance's last word.
+	if cerr := r.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("closing the repository %s: %w", r.Dir(), cerr))
+	}
 	return err
 }
 

@@ -41,6 +41,9 @@ type env struct {
 	repo string
 	tmp  string
 	vars []string
+	// files, if not zero, is the open file limit (soft and hard) of the
+	// appliances serve starts.
+	files int
 }
 
 // newEnv prepares a repository path (not initialised) under t.TempDir().
@@ -210,6 +213,10 @@ func (e *env) serve(extraEnv []string, extraConfig string, nodes ...*node) *appl
 	e.writeConfig(port, extraConfig, nodes...)
 	a := &appliance{e: e, port: port, lines: make(chan string, 4096), exited: make(chan struct{})}
 	a.cmd = cairnCommand("serve")
+	if e.files > 0 {
+		// The shell sets the limit and becomes the appliance.
+		a.cmd.Path, a.cmd.Args = "/bin/sh", []string{"sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" serve`, e.files), cairnBin}
+	}
 	a.cmd.Env = append(append(cleanEnviron(), e.vars...), extraEnv...)
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {

@@ -28,8 +28,10 @@
 // Run serves until its context ends, then stops accepting, gives sessions
 // in flight a grace period to finish, cancels the rest (an interrupted
 // push leaves no snapshot) and returns; the caller closes the repository.
-// Reload rereads the configuration (nodes, keys, permissions, limits) for
-// new sessions.
+// Reload rereads the configuration and swaps it in whole, or changes
+// nothing (see [Appliance.Reload]); connections and sessions it no longer
+// grants end (see revoke.go). Accept errors are retried, and connections
+// still logging in are limited (see listen.go).
 package appliance
 
 import (
@@ -84,11 +86,16 @@ type Appliance struct {
 	cfg     atomic.Pointer[Config]
 	hostKey ssh.Signer
 
+	// schedMu serialises reloads and the scheduler's start and stop.
+	schedMu   sync.Mutex
 	sched     atomic.Pointer[scheduler.Scheduler]
 	stopSched context.CancelFunc
 	schedDone chan struct{}
+	ready     chan struct{} // closed once Run serves
+	readyOnce sync.Once
 
-	blobs *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+	blobs      *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+	handshakes handshakes       // SSH connections not authenticated yet
 
 	mu       sync.Mutex
 	sessions int
@@ -96,6 +103,8 @@ type Appliance struct {
 	cancels  map[int]context.CancelFunc
 	nextID   int
 	wg       sync.WaitGroup
+	conns    map[*sshConn]bool // authenticated SSH connections, for revocation
+	live     map[*session]bool // node sessions, for revocation
 }
 
 // BlobBytesInFlight bounds the memory that PutBlob frames of all node
@@ -119,7 +128,8 @@ func New(o Options) (*Appliance, error) {
 		o.Grace = 30 * time.Second
 	}
 	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
-		blobs: wire.NewBlobBudget(BlobBytesInFlight)}
+		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
+		conns: map[*sshConn]bool{}, live: map[*session]bool{}}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if err != nil {
 		return nil, err
@@ -137,56 +147,6 @@ func New(o Options) (*Appliance, error) {
 
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
-
-// Reload rereads the configuration file (nodes, limits, jobs); on error
-// the old one stays. Jobs restart with the new schedules; a job running
-// at that moment is cancelled.
-func (a *Appliance) Reload() error {
-	cfg, err := LoadConfig(a.o.ConfigPath)
-	if err != nil {
-		return err
-	}
-	a.cfg.Store(cfg)
-	if a.stopSched != nil {
-		a.stopScheduler()
-		if err := a.startScheduler(); err != nil {
-			return err
-		}
-	}
-	a.log.Info("configuration reloaded", "nodes", len(cfg.Nodes))
-	return nil
-}
-
-// Scheduler returns the running job scheduler, or nil.
-func (a *Appliance) Scheduler() *scheduler.Scheduler { return a.sched.Load() }
-
-func (a *Appliance) startScheduler() error {
-	cfg := a.Config()
-	s, err := scheduler.New(a.jobs(cfg), History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	a.sched.Store(s)
-	a.stopSched, a.schedDone = cancel, done
-	go func() {
-		defer close(done)
-		if err := s.Run(ctx); err != nil {
-			a.log.Error("scheduler", "err", err)
-		}
-	}()
-	return nil
-}
-
-func (a *Appliance) stopScheduler() {
-	if a.stopSched != nil {
-		a.stopSched()
-		<-a.schedDone
-		a.stopSched = nil
-		a.sched.Store(nil)
-	}
-}
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
 // 0600) to path, which must not exist, and returns its fingerprint.
@@ -252,7 +212,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer os.Remove(sock)
-	if err := a.startScheduler(); err != nil {
+	if err := a.startScheduler(a.Config()); err != nil {
 		sl.Close()
 		return err
 	}
@@ -280,6 +240,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 			a.acceptSSH(serveCtx, ln)
 		}()
 	}
+	a.readyOnce.Do(func() { close(a.ready) })
 	<-ctx.Done()
 	a.log.Info("shutting down: no new sessions", "in_flight", a.active())
 	sl.Close()
@@ -369,13 +330,7 @@ func (a *Appliance) track(node string, cancel context.CancelFunc) (func(), error
 }
 
 func (a *Appliance) acceptSocket(ctx context.Context, ln net.Listener) {
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go a.serveSocket(ctx, conn)
-	}
+	a.acceptLoop(ln, "socket", func(conn net.Conn) { go a.serveSocket(ctx, conn) })
 }
 
 // serveSocket runs one operator command or relayed node session.
@@ -483,21 +438,19 @@ func (rw readWriter) Close() error {
 // nodecmd.go) and returns its exit code. Messages for the node go to
 // stderr. Every refusal is exit 2 with a log line.
 func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	untrack, err := a.track(node, cancel)
+	ctx, sess, err := a.openSession(ctx, node, perms, isolated, command)
 	if err != nil {
 		a.log.Warn("session refused", "node", node, "err", err)
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
-	defer untrack()
+	defer sess.close()
 	logged := command
 	if len(logged) > maxNodeCommand {
 		logged = logged[:maxNodeCommand] + "…"
 	}
 	a.log.Info("node session started", "node", node, "command", logged)
-	s := &nodeSession{node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
+	s := &nodeSession{sess: sess, node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
 	refuse := func(name, why, message string) int {
 		a.log.Warn("command refused", "node", node, "command", name, "why", why)
 		fmt.Fprint(stderr, "cairn: ", message, "\n")

@@ -15,6 +15,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/scheduler"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -174,6 +175,13 @@ type Limits struct {
 	// appliance dates the node's snapshots itself; default
 	// snapshot.ClockSkew (5m).
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// SSH connections that have not authenticated yet, all together and
+	// from one source address; more are closed at once. Defaults 64, 10.
+	Unauthenticated           int `yaml:"unauthenticated"`
+	UnauthenticatedPerAddress int `yaml:"unauthenticated_per_address"`
+	// HandshakeTimeout bounds an SSH connection's handshake and
+	// authentication; default 20s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // DefaultListen is where the embedded SSH server listens unless told.
@@ -234,6 +242,15 @@ func (c *Config) check() error {
 	if l.ClockSkew == 0 {
 		l.ClockSkew = snapshot.ClockSkew
 	}
+	if l.Unauthenticated <= 0 {
+		l.Unauthenticated = 64
+	}
+	if l.UnauthenticatedPerAddress <= 0 {
+		l.UnauthenticatedPerAddress = 10
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = 20 * time.Second
+	}
 	if _, err := c.Retention.Location(); err != nil {
 		return err
 	}
@@ -244,6 +261,9 @@ func (c *Config) check() error {
 		if err := p.Check(); err != nil {
 			return fmt.Errorf("retention policy %s: %w", k, err)
 		}
+	}
+	if err := c.Jobs.check(); err != nil {
+		return err
 	}
 	seen := map[string]string{}
 	for name, n := range c.Nodes {
@@ -284,6 +304,33 @@ func (c *Config) check() error {
 			}
 			seen[string(m)] = name
 			n.keys = append(n.keys, m)
+		}
+	}
+	return nil
+}
+
+// check refuses what the scheduler would refuse, naming the key, so that
+// a configuration is whole before anything of it is used.
+func (j *Jobs) check() error {
+	for _, x := range []struct {
+		name string
+		job  Job
+	}{{"verify", j.Verify.Job}, {"drill", j.Drill.Job}, {"prune", j.Prune}, {"staleness", j.Staleness}} {
+		if x.job.Schedule != "" {
+			if err := scheduler.CheckSchedule(x.job.Schedule); err != nil {
+				return fmt.Errorf("jobs.%s.schedule %q: %w", x.name, x.job.Schedule, err)
+			}
+		}
+		if x.job.Jitter < 0 {
+			return fmt.Errorf("jobs.%s.jitter %s: negative", x.name, x.job.Jitter)
+		}
+	}
+	if j.Drill.SampleFiles < 0 {
+		return fmt.Errorf("jobs.drill.sample_files %d: negative", j.Drill.SampleFiles)
+	}
+	for k, cmd := range j.Drill.Probes {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(cmd) == "" {
+			return fmt.Errorf("jobs.drill.probes %q: give a node/plan or plan and a command", k)
 		}
 	}
 	return nil
@@ -344,4 +391,7 @@ nodes: {}
 #   sessions_per_node: 4
 #   idle_timeout: 10m       # a session silent this long is closed
 #   clock_skew: 5m          # a node's snapshot time further off than this is replaced by the appliance's
+#   unauthenticated: 64     # SSH connections still logging in, all together;
+#   unauthenticated_per_address: 10  # and from one address; more are closed at once
+#   handshake_timeout: 20s  # to finish logging in
 `

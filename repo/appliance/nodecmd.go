@@ -70,6 +70,7 @@ type nodeCommand struct {
 
 // nodeSession is one node command about to run.
 type nodeSession struct {
+	sess     *session // the tracked session: revocation, its input
 	node     string
 	perms    wire.Perm
 	isolated bool
@@ -258,7 +259,7 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 	}
 	st, err := wire.Serve(ctx, readWriter{Reader: s.stdin, Writer: s.stdout, close: closer}, a.backend(), wire.SessionConfig{
 		Node: s.node, Perms: s.perms, Isolated: s.isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
-		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew,
+		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew, Authorized: s.sess.authorized,
 	})
 	a.logRedated(s.node, st.Redated)
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
@@ -294,7 +295,7 @@ func runPush(a *Appliance, ctx context.Context, s *nodeSession) int {
 	// sparse file of exabytes of zeros.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	in := newIdleReader(s.stdin, a.Config().Limits.IdleTimeout, cancel)
+	in := newIdleReader(s.sess.input(s.stdin), a.Config().Limits.IdleTimeout, cancel)
 	defer in.stop()
 	p := pushArgs{Tar: s.args.bool("tar"), Stdin: s.args.bool("stdin"), Name: s.args.str("name"), Plan: s.args.str("plan"), Tags: s.args.list("tag")}
 	return a.pushStream(ctx, s.node, s.isolated, p, in, s.stdout, s.stderr, s.start)

@@ -51,24 +51,6 @@ func (o *opRecorder) taken() [][]string {
 	return c
 }
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testAppliance is an appliance on a real repository with three nodes:
 // lyra (push), reader (read) and boss (admin). It logs without times,
 // so tests can look for exact lines.

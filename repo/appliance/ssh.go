@@ -3,10 +3,11 @@ package appliance
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
-	"sync"
+	"os"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -27,7 +28,7 @@ func (a *Appliance) sshConfig() *ssh.ServerConfig {
 			if meta.User() != name {
 				return nil, fmt.Errorf("key of node %s used as user %q", name, meta.User())
 			}
-			return &ssh.Permissions{Extensions: map[string]string{"node": name}}, nil
+			return &ssh.Permissions{Extensions: map[string]string{"node": name, "key": string(key.Marshal()), "fp": ssh.FingerprintSHA256(key)}}, nil
 		},
 		ServerVersion: "SSH-2.0-cairn",
 		MaxAuthTries:  6,
@@ -39,60 +40,74 @@ func (a *Appliance) sshConfig() *ssh.ServerConfig {
 
 func (a *Appliance) acceptSSH(ctx context.Context, ln net.Listener) {
 	cfg := a.sshConfig()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go a.serveSSH(ctx, conn, cfg)
-	}
+	a.acceptLoop(ln, "ssh", func(conn net.Conn) {
+		a.admitSSH(conn, func(conn net.Conn, handshakeDone func()) { a.serveSSH(ctx, conn, cfg, handshakeDone) })
+	})
 }
 
-// serveSSH authenticates one connection and runs its session channels.
-func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.ServerConfig) {
+// serveSSH authenticates one connection and runs its session channels;
+// handshakeDone is called as soon as the handshake has ended, whether the
+// node logged in or not (the connection then no longer counts as
+// unauthenticated).
+func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.ServerConfig, handshakeDone func()) {
 	defer conn.Close()
 	// The handshake must finish quickly; sessions then set their own
 	// idle limits.
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	timeout := a.Config().Limits.HandshakeTimeout
+	conn.SetDeadline(time.Now().Add(timeout))
 	sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
+	handshakeDone()
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w: no login within %s (limits.handshake_timeout)", err, timeout)
+		}
 		a.log.Warn("ssh connection refused", "remote", conn.RemoteAddr().String(), "err", err)
 		return
 	}
 	conn.SetDeadline(time.Time{})
 	defer sc.Close()
-	node := sc.Permissions.Extensions["node"]
+	ext := sc.Permissions.Extensions
+	c := &sshConn{g: grant{node: ext["node"], key: ext["key"], fp: ext["fp"]}, sc: sc}
+	node := c.g.node
 	go ssh.DiscardRequests(reqs)
 	// A connection with no session channel open for idle_timeout is
 	// closed: an authenticated node cannot hold connections for nothing.
-	timeout := a.Config().Limits.IdleTimeout
-	var mu sync.Mutex
-	open := 0
-	idle := time.AfterFunc(timeout, func() {
+	timeout = a.Config().Limits.IdleTimeout
+	c.idle = time.AfterFunc(timeout, func() {
 		a.log.Warn("ssh connection closed: no session", "node", node, "idle_timeout", timeout)
 		sc.Close()
 	})
-	defer idle.Stop()
+	defer c.idle.Stop()
+	c.idleTimeout = timeout
+	// Registered for revocation; a reload between the login and here is
+	// caught by the check of each channel.
+	a.mu.Lock()
+	a.conns[c] = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.conns, c)
+		a.mu.Unlock()
+	}()
+	ctx = context.WithValue(ctx, connKey{}, c)
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
 			nc.Reject(ssh.UnknownChannelType, "only session channels")
 			continue
 		}
-		ch, chReqs, err := nc.Accept()
-		if err != nil {
+		if err := c.channel(a.Config()); err != nil {
+			a.log.Warn("session channel refused", "node", node, "key", c.g.fp, "why", err)
+			nc.Reject(ssh.Prohibited, err.Error())
 			continue
 		}
-		mu.Lock()
-		open++
-		idle.Stop()
-		mu.Unlock()
+		ch, chReqs, err := nc.Accept()
+		if err != nil {
+			c.ended()
+			continue
+		}
 		go func() {
-			a.sshSession(ctx, node, ch, chReqs)
-			mu.Lock()
-			if open--; open == 0 {
-				idle.Reset(timeout)
-			}
-			mu.Unlock()
+			a.sshSession(ctx, c, ch, chReqs)
+			c.ended()
 		}()
 	}
 }
@@ -112,8 +127,9 @@ func sessionInput(ch ssh.Channel) io.ReadCloser {
 
 // sshSession waits for the exec request and runs the node command. A
 // channel that asks for no command within idle_timeout is closed.
-func (a *Appliance) sshSession(ctx context.Context, node string, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (a *Appliance) sshSession(ctx context.Context, c *sshConn, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer ch.Close()
+	node := c.g.node
 	timeout := a.Config().Limits.IdleTimeout
 	idle := time.AfterFunc(timeout, func() {
 		a.log.Warn("session closed: no command", "node", node, "idle_timeout", timeout)
@@ -135,12 +151,12 @@ func (a *Appliance) sshSession(ctx context.Context, node string, ch ssh.Channel,
 			req.Reply(true, nil)
 			go ssh.DiscardRequests(reqs)
 			cfg := a.Config()
-			n := cfg.Nodes[node]
-			if n == nil {
-				fmt.Fprintf(ch.Stderr(), "cairn: node %s was removed from the configuration\n", node)
+			if err := c.g.checkKey(cfg); err != nil {
+				fmt.Fprintf(ch.Stderr(), "cairn: %v\n", err)
 				exit(ch, 1)
 				return
 			}
+			n := cfg.Nodes[node]
 			in := sessionInput(ch)
 			code := a.NodeSession(ctx, node, n.Perms(), n.Isolated, cmd.Command, in, ch, ch.Stderr())
 			in.Close() // ends the relay even if the node sends more

@@ -69,6 +69,12 @@ type SessionConfig struct {
 	// PushStats.Redated). ClockSkew zero means snapshot.ClockSkew.
 	Now       func() time.Time
 	ClockSkew time.Duration
+	// Authorized, if set, is asked before each request (Hello included)
+	// whether the node may still make it: the appliance revokes a
+	// session whose key or permissions a reloaded configuration took
+	// away. Its error ends the session with a permission error. It must
+	// be cheap: it runs once per frame.
+	Authorized func() error
 }
 
 // BlobBudget bounds the memory that PutBlob frames of the sessions sharing
@@ -315,6 +321,9 @@ func (s *session) run() error {
 	if t != TypeHello {
 		return s.fail(coded(CodeProtocol, "expected hello, got %s", t))
 	}
+	if err := s.authorized(); err != nil {
+		return s.fail(err)
+	}
 	h, err := DecodeHello(body)
 	if err != nil {
 		return s.fail(coded(CodeProtocol, "%v", err))
@@ -382,6 +391,11 @@ func (s *session) run() error {
 			}
 			return err
 		}
+		if err := s.authorized(); err != nil {
+			release()
+			s.bufs <- recycle(body)
+			return s.fail(err)
+		}
 		if t == TypePutBlob {
 			if err := s.putBlob(body, release); err != nil {
 				return s.fail(err)
@@ -402,6 +416,18 @@ func (s *session) run() error {
 			return s.fail(err)
 		}
 	}
+}
+
+// authorized asks SessionConfig.Authorized whether the node may still
+// make requests.
+func (s *session) authorized() error {
+	if s.sc.Authorized == nil {
+		return nil
+	}
+	if err := s.sc.Authorized(); err != nil {
+		return coded(CodePermissionDenied, "%v", err)
+	}
+	return nil
 }
 
 func (s *session) err() error {

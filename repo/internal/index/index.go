@@ -137,8 +137,26 @@ type Options struct {
 type Index struct {
 	db      *badger.DB
 	dir     string
+	dirID   dirID // dir as it was opened
 	minFree int64
+	closing chan error // receives db.Close's result (an abandoned close's too)
 }
+
+// dirID tells a directory from another of the same name.
+type dirID struct{ dev, ino uint64 }
+
+func statDir(dir string) (dirID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return dirID{}, err
+	}
+	return dirID{uint64(st.Dev), st.Ino}, nil
+}
+
+// closeTimeout bounds Close: flushing two 8 MiB memtables and stopping
+// the compactors takes seconds, but badger retries a flush that fails
+// (a directory it cannot write) once a second for ever.
+var closeTimeout = time.Minute
 
 func badgerOptions(dir string, o Options) badger.Options {
 	opts := badger.DefaultOptions(dir).
@@ -194,7 +212,12 @@ func Open(dir string, o Options) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
-	return &Index{db: db, dir: dir, minFree: o.MinFree}, nil
+	id, err := statDir(dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index: open %s: %w", dir, err)
+	}
+	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree}, nil
 }
 
 // quarantine is appended to the name of a table that fails checkTable
@@ -265,12 +288,32 @@ func checkTable(path string) error {
 	return nil
 }
 
-// Close flushes and closes the database.
+// Close flushes and closes the database. It returns an error, without
+// waiting for badger, when the directory was removed or replaced while
+// open (badger would retry flushing into it for ever), and when closing
+// takes longer than closeTimeout; the database is then left as it is
+// (the process is expected to end) and what it had not flushed is lost.
+// The index is a cache: the next open reconciles it with packs/.
 func (x *Index) Close() error {
-	if err := x.db.Close(); err != nil {
-		return fmt.Errorf("index: close: %w", err)
+	switch id, err := statDir(x.dir); {
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("index: close %s: the directory was removed while the index was open; its unflushed updates are lost", x.dir)
+	case err == nil && id != x.dirID:
+		return fmt.Errorf("index: close %s: the directory was replaced by another while the index was open; its unflushed updates are lost", x.dir)
 	}
-	return nil
+	x.closing = make(chan error, 1)
+	go func() { x.closing <- x.db.Close() }()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-x.closing:
+		if err != nil {
+			return fmt.Errorf("index: close %s: %w", x.dir, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("index: close %s: the database did not finish closing within %s (badger's errors are in the log); its unflushed updates are lost", x.dir, closeTimeout)
+	}
 }
 
 // view runs fn in a read transaction. badger panics on some damaged

@@ -71,7 +71,7 @@ func TestAdminNodeFlagAbuseRefused(t *testing.T) {
 	// command gets --keep-tag=--cpuprofile=…, a tag nothing has.
 	r := runSSH(t, nil, append(a.sshArgs(boss), "forget", "--dry-run", "--keep-last", "1", "--keep-tag=--cpuprofile="+filepath.Join(profiles, "cpu3"))...)
 	seen.WriteString(r.stdout + r.stderr)
-	if r.code != 0 || !strings.Contains(r.stdout, "lyra: keep 1, would forget 1\n") {
+	if r.code != 0 || !strings.Contains(r.stdout, "lyra ["+src+"]: keep 1, would forget 1\n") {
 		t.Errorf("dry run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	a.waitFor(`msg="admin command" node=boss`)

@@ -93,6 +93,12 @@ func withSignals(parent context.Context) (context.Context, func()) {
 	}
 }
 
+// stopsOnSignal lists the commands for which SIGINT and SIGTERM are the
+// normal way to stop (the appliance, a mount in the foreground): they
+// exit 0 when they stop cleanly, and an error while stopping is a failure
+// (exit 1), not an interruption.
+var stopsOnSignal = map[string]bool{"serve": true, "mount": true}
+
 // run executes the command line in g.args and returns the exit code. g
 // carries the standard streams (nil: the process's own) and, inside the
 // appliance, the shared repository.
@@ -109,14 +115,14 @@ func run(ctx context.Context, g *globalOptions) int {
 	if err == nil || errors.As(err, &fw) && fw.code == exitOK {
 		return exitOK // a command the appliance ran carries its exit code as an error
 	}
+	name := "command"
+	if c, _, ferr := root.Find(g.args); ferr == nil && c != root {
+		name = c.Name()
+	}
 	var sig *interrupted
-	if errors.As(context.Cause(ctx), &sig) {
+	if errors.As(context.Cause(ctx), &sig) && !stopsOnSignal[name] {
 		// A signal stopped the command. Errors that say so (a push
 		// that names what was acknowledged) are printed as they are.
-		name := "command"
-		if c, _, ferr := root.Find(g.args); ferr == nil && c != root {
-			name = c.Name()
-		}
 		var said *interrupted
 		switch {
 		case errors.As(err, &said):

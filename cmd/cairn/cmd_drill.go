@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -133,11 +132,7 @@ func (g *globalOptions) printDrill(rep *drill.Report) {
 				continue
 			}
 			g.printf("output of %s %s:\n", p.Name, p.Target)
-			lines := strings.Split(p.Output, "\n")
-			if len(lines) > 20 {
-				lines = append([]string{"…"}, lines[len(lines)-20:]...)
-			}
-			for _, l := range lines {
+			for _, l := range drill.Excerpt(p.Output) {
 				g.printf("  | %s\n", l)
 			}
 		}

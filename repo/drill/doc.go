@@ -41,7 +41,8 @@
 //     system refuses): those become warnings.
 //  5. The time of steps 3 and 4 is [Report.RestoreSeconds], the measured
 //     recovery time.
-//  6. Runs the probes (below) and records each with its output.
+//  6. Runs the probes (below) and records each with its command line,
+//     its exit code and its output.
 //  7. The result is "ok" if and only if there is no failure.
 //
 // [Save] stores the report as a sealed record (drills/<id>); [List] and

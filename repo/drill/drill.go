@@ -113,8 +113,15 @@ type Probe struct {
 	Name string `json:"name"`
 	// Target is the path checked (in the snapshot, with a leading "/");
 	// for a command probe, the command.
-	Target  string  `json:"target"`
-	OK      bool    `json:"ok"`
+	Target string `json:"target"`
+	// Command is the command line that ran, its words quoted for a POSIX
+	// shell (empty in reports written before it was recorded).
+	Command string `json:"command,omitempty"`
+	OK      bool   `json:"ok"`
+	// Exit is the command's exit code; nil when it did not exit by
+	// itself (killed at its timeout, not installed) or in reports
+	// written before it was recorded.
+	Exit    *int    `json:"exit,omitempty"`
 	Error   string  `json:"error,omitempty"` // why it failed: exit status, wrong output, timeout, program missing
 	Output  string  `json:"output"`          // standard output and error together, at most MaxOutput bytes
 	Seconds float64 `json:"seconds"`

@@ -256,6 +256,7 @@ func (d *drill) run1(ctx context.Context, t target) (p Probe) {
 		args = []string{"-c", t.cmd}
 	}
 	p.Target = t.display
+	p.Command = shellQuote(append([]string{prog}, args...))
 
 	start := time.Now()
 	defer func() { p.Seconds = time.Since(start).Seconds() }()
@@ -288,7 +289,25 @@ func (d *drill) run1(ctx context.Context, t target) (p Probe) {
 	}
 	p.OK, p.Error = why == "", why
 	p.Output = out.String()
+	if ps := cmd.ProcessState; ps != nil && ps.Exited() {
+		code := ps.ExitCode()
+		p.Exit = &code
+	}
 	return p
+}
+
+// shellQuote joins a command's words as a POSIX shell would read them
+// back, quoting those that need it.
+func shellQuote(words []string) string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+			out[i] = w
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
 
 // probeEnv is the probes' environment: the drill's, without GIT_*

@@ -263,7 +263,13 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	if err != nil {
 		return nil, err
 	}
-	return status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs, GroupBy: cfg.Retention.GroupBy})
+	return status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+}
+
+// statusOptions are the options of status.Gather for cfg: what status,
+// metrics, the runbook and the staleness job expect.
+func statusOptions(cfg *Config, jobs []status.Job) status.Options {
+	return status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs, GroupBy: cfg.Retention.GroupBy, Nodes: cfg.BackupNodes()}
 }
 
 // PruneJob applies the retention policies, then prunes.
@@ -301,15 +307,19 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 }
 
 // StalenessJob reports node/plans whose newest snapshot is older than
-// expected.
+// expected, and configured nodes and expected node/plans that never
+// backed up.
 func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	st, err := status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), GroupBy: cfg.Retention.GroupBy})
+	st, err := status.Gather(ctx, a.r, statusOptions(cfg, nil))
 	if err != nil {
 		return scheduler.Result{}, err
 	}
 	var missing []string
 	for _, l := range st.Late {
 		missing = append(missing, fmt.Sprintf("%s (last %s)", l.Name(), l.Last.UTC().Format(time.RFC3339)))
+	}
+	for _, n := range st.Never {
+		missing = append(missing, n.Name()+" (never backed up)")
 	}
 	plans := map[[2]string]bool{}
 	for _, g := range st.Groups {

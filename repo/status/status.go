@@ -33,6 +33,10 @@ type Options struct {
 	// GroupBy groups snapshots as retention does; nil is
 	// prune.DefaultGroupBy (node, plan and paths).
 	GroupBy *prune.GroupBy
+	// Nodes are the nodes configured to back up (nodes: in the
+	// appliance configuration, those that may push): one with no
+	// snapshot at all needs attention.
+	Nodes []string
 }
 
 // Job is a scheduled job's state.
@@ -111,11 +115,23 @@ type Late struct {
 // Name is "node/plan", or "node" without a plan.
 func (l Late) Name() string { return prune.Group{Node: l.Node, Plan: l.Plan}.String() }
 
+// Never is a configured node, or a node/plan (or node) with an
+// expectation, that has no snapshot at all.
+type Never struct {
+	Node     string        `json:"node"`
+	Plan     string        `json:"plan,omitempty"`        // empty for a whole node
+	Expected time.Duration `json:"expected_ns,omitempty"` // 0: no expectation, but a configured node
+}
+
+// Name is "node/plan", or "node".
+func (n Never) Name() string { return prune.Group{Node: n.Node, Plan: n.Plan}.String() }
+
 // Status is the whole picture.
 type Status struct {
 	Time             time.Time `json:"time"`
 	Groups           []Group   `json:"groups"`
-	Late             []Late    `json:"late"` // node/plans that missed a backup
+	Late             []Late    `json:"late"`  // node/plans that missed a backup
+	Never            []Never   `json:"never"` // nodes and node/plans that never backed up
 	Packs            int       `json:"packs"`
 	StoredBytes      int64     `json:"stored_bytes"`
 	VerifiedFraction float64   `json:"verified_fraction"` // of stored bytes verified within the cycle
@@ -154,7 +170,7 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if o.GroupBy != nil {
 		by = *o.GroupBy
 	}
-	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}}
+	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}, Never: []Never{}}
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return nil, err
@@ -163,10 +179,8 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	bySnap := map[blob.ID][]drill.Saved{}
 	byID := map[blob.ID]drill.Saved{}
-	for _, d := range drills { // newest first
-		bySnap[d.Snapshot] = append(bySnap[d.Snapshot], d)
+	for _, d := range drills {
 		byID[d.ID] = d
 	}
 	marks := drill.Marks(drills)
@@ -184,6 +198,17 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: last backup %s ago, expected every %s", l.Name(), round(l.Age), round(l.Expected)))
 		}
 	}
+	st.Never = never(list, o)
+	for _, n := range st.Never {
+		why := fmt.Sprintf("expected every %s", round(n.Expected))
+		if n.Plan == "" && slices.Contains(o.Nodes, n.Node) {
+			why = "a node in the configuration"
+			if n.Expected > 0 {
+				why += fmt.Sprintf("; expected every %s", round(n.Expected))
+			}
+		}
+		st.Attention = append(st.Attention, fmt.Sprintf("%s: never backed up (%s)", n.Name(), why))
+	}
 
 	keys, groups := by.Split(list)
 	for _, k := range keys {
@@ -192,25 +217,33 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		g := Group{Node: k.Node, Plan: k.Plan, Paths: k.PathList(), Snapshots: len(snaps), Last: snap(last), Age: o.Now.Sub(last.Time)}
 		g.Expected = ExpectFor(o.Expect, last.Node, last.Plan)
 		g.Missing = late[prune.Group{Node: last.Node, Plan: last.Plan}]
-		newestFirst := slices.Clone(snaps)
-		slices.Reverse(newestFirst)
-		for _, e := range newestFirst {
+		// Every snapshot has one answer, its mark (its newest drill):
+		// the group's drill is the newest drilled snapshot's, and the
+		// proven restore point is the newest whose newest drill passed.
+		// Future-dated snapshots count for neither (snapshot.Latest).
+		for i := len(snaps) - 1; i >= 0; i-- {
+			e := snaps[i]
 			if snapshot.FutureDated(e.Time, o.Now) {
 				g.Future++
+				continue
 			}
-			for _, d := range bySnap[e.ID] {
-				if dr := drillOf(d); g.Drill == nil || dr.Time.After(g.Drill.Time) {
-					g.Drill = dr
-				}
+			m, ok := marks[e.ID]
+			if !ok {
+				continue
 			}
-		}
-		if p := drill.Proven(newestFirst, marks, 1, o.Now); len(p) > 0 {
-			s := snap(newestFirst[p[0].Index])
-			g.DrilledOK, g.OKDrill = &s, drillOf(byID[p[0].Mark.Passed])
+			if g.Drill == nil {
+				g.Drill = drillOf(byID[m.Report])
+			}
+			if m.OK() {
+				s := snap(e)
+				g.DrilledOK, g.OKDrill = &s, drillOf(byID[m.Report])
+				break
+			}
 		}
 		st.Groups = append(st.Groups, g)
-		if g.Drill != nil && g.Drill.Result != drill.ResultOK {
-			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed", g.Name(), g.Drill.Report.Short(), g.Drill.Snapshot.Short()))
+		if d := g.Drill; d != nil && d.Result != drill.ResultOK {
+			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed%s (cairn drills %s)",
+				g.Name(), d.Report.Short(), d.Snapshot.Short(), firstFailure(d.Failures), d.Report.Short()))
 		}
 		if g.Future > 0 {
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: %d snapshots are dated after now (the newest %s); retention keeps them and counts them for nothing until then",
@@ -226,6 +259,48 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		}
 	}
 	return st, nil
+}
+
+// never returns the configured nodes and the expectations (by
+// "node/plan" or "node") that no snapshot of list meets at all, by name.
+func never(list []snapshot.Entry, o Options) []Never {
+	nodes, plans := map[string]bool{}, map[prune.Group]bool{}
+	for _, e := range list {
+		nodes[e.Node] = true
+		plans[prune.Group{Node: e.Node, Plan: e.Plan}] = true
+	}
+	out := []Never{}
+	listed := map[string]bool{} // nodes with an entry
+	for k, d := range o.Expect {
+		node, plan, hasPlan := strings.Cut(k, "/")
+		switch {
+		case k == "default":
+			continue
+		case hasPlan && !plans[prune.Group{Node: node, Plan: plan}], !hasPlan && !nodes[node]:
+			out = append(out, Never{Node: node, Plan: plan, Expected: d})
+			listed[node] = true
+		}
+	}
+	for _, node := range o.Nodes {
+		if !nodes[node] && !listed[node] {
+			out = append(out, Never{Node: node, Expected: ExpectFor(o.Expect, node, "")})
+			listed[node] = true
+		}
+	}
+	slices.SortFunc(out, func(a, b Never) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
+// firstFailure is ": " and the first of a drill's failures (with how many
+// more there are), or "".
+func firstFailure(fs []string) string {
+	switch len(fs) {
+	case 0:
+		return ""
+	case 1:
+		return ": " + fs[0]
+	}
+	return fmt.Sprintf(": %s, and %d more", fs[0], len(fs)-1)
 }
 
 func snap(e snapshot.Entry) Snapshot {

@@ -193,10 +193,12 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 	}
 	res := scheduler.Result{Figures: map[string]float64{}}
 	type item struct {
-		Group  string  `json:"group"`
-		Report blob.ID `json:"report"`
-		Result string  `json:"result"`
-		Secs   float64 `json:"restore_seconds"`
+		Group    string  `json:"group"`
+		Snapshot blob.ID `json:"snapshot"`
+		Report   blob.ID `json:"report"`
+		Result   string  `json:"result"`
+		Reason   string  `json:"reason,omitempty"` // why it failed: drill.Report.Reason
+		Secs     float64 `json:"restore_seconds"`
 	}
 	var items []item
 	failed := 0
@@ -216,7 +218,7 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 			failed++
 		}
 		total += rep.RestoreSeconds
-		items = append(items, item{Group: k.String(), Report: id, Result: rep.Result, Secs: rep.RestoreSeconds})
+		items = append(items, item{Group: k.String(), Snapshot: e.ID, Report: id, Result: rep.Result, Reason: rep.Reason(), Secs: rep.RestoreSeconds})
 	}
 	res.Figures["drills"] = float64(len(items))
 	res.Figures["failed"] = float64(failed)

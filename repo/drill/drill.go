@@ -28,6 +28,10 @@ const (
 	ResultFailed = "failed"
 )
 
+// noGitRepo is the failure of a snapshot of class git without a git
+// repository.
+const noGitRepo = "the snapshot's class is git, but no git repository was found in it"
+
 // DefaultTimeout is the time a probe gets when [Options.Timeout] is zero.
 const DefaultTimeout = 10 * time.Minute
 
@@ -259,7 +263,7 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	if d.rep.Class == "git" && !slices.ContainsFunc(targets, func(t target) bool { return t.kind == gitRepo }) {
-		d.probeFails = append(d.probeFails, Failure{Path: "/", Reason: "the snapshot's class is git, but no git repository was found in it"})
+		d.probeFails = append(d.probeFails, Failure{Path: "/", Reason: noGitRepo})
 	}
 	return nil
 }

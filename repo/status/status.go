@@ -73,6 +73,7 @@ type Drill struct {
 	MBPerSecond    float64   `json:"mb_per_second"`
 	Files          uint64    `json:"files"`
 	Failures       []string  `json:"failures,omitempty"`
+	Reason         string    `json:"reason,omitempty"` // why it failed: the first failure, and how many more (drill.Report.Reason)
 }
 
 // Group is one group of snapshots, as retention groups them (by
@@ -242,8 +243,12 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		}
 		st.Groups = append(st.Groups, g)
 		if d := g.Drill; d != nil && d.Result != drill.ResultOK {
+			why := ""
+			if d.Reason != "" {
+				why = ": " + d.Reason
+			}
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed%s (cairn drills %s)",
-				g.Name(), d.Report.Short(), d.Snapshot.Short(), firstFailure(d.Failures), d.Report.Short()))
+				g.Name(), d.Report.Short(), d.Snapshot.Short(), why, d.Report.Short()))
 		}
 		if g.Future > 0 {
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: %d snapshots are dated after now (the newest %s); retention keeps them and counts them for nothing until then",
@@ -291,24 +296,12 @@ func never(list []snapshot.Entry, o Options) []Never {
 	return out
 }
 
-// firstFailure is ": " and the first of a drill's failures (with how many
-// more there are), or "".
-func firstFailure(fs []string) string {
-	switch len(fs) {
-	case 0:
-		return ""
-	case 1:
-		return ": " + fs[0]
-	}
-	return fmt.Sprintf(": %s, and %d more", fs[0], len(fs)-1)
-}
-
 func snap(e snapshot.Entry) Snapshot {
 	return Snapshot{ID: e.ID, Time: e.Time, Bytes: e.Summary.Bytes, Files: e.Summary.Files, Duration: e.Summary.Duration, Paths: slices.Clone(e.Paths), Scope: e.Scope}
 }
 
 func drillOf(d drill.Saved) *Drill {
-	out := &Drill{Report: d.ID, Snapshot: d.Snapshot, Time: d.Finished, Result: d.Result, RestoreSeconds: d.RestoreSeconds, MBPerSecond: d.MBPerSecond, Files: d.Files}
+	out := &Drill{Report: d.ID, Snapshot: d.Snapshot, Time: d.Finished, Result: d.Result, RestoreSeconds: d.RestoreSeconds, MBPerSecond: d.MBPerSecond, Files: d.Files, Reason: d.Reason()}
 	for _, f := range d.Failures {
 		out.Failures = append(out.Failures, f.String())
 	}

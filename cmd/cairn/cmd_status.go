@@ -171,7 +171,20 @@ here when none runs) and records it like a scheduled run.`,
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
 				}
-				run, err := a.RunJob(ctx, args[1])
+				p := &appliance.JobProgress{}
+				stop := g.startTerminalProgress(func(final bool) {
+					text, done, total, start := p.Current()
+					if text == "" {
+						return
+					}
+					line := text + ": " + humanBytes(done)
+					if total > 0 {
+						line += " of " + humanBytes(total)
+					}
+					g.progressLine(line, done, total, start, final)
+				})
+				run, err := a.RunJob(appliance.WithProgress(ctx, p), args[1])
+				stop()
 				if err != nil {
 					return err
 				}

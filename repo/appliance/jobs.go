@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -17,6 +18,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/scheduler"
@@ -162,7 +164,17 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 		res.Summary = "nothing to verify"
 		return res, nil
 	}
-	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen})
+	size := make(map[blob.ID]int64, len(packs))
+	for _, p := range packs {
+		size[p.ID] = p.Size
+	}
+	var total uint64
+	for _, id := range chosen {
+		total += uint64(size[id])
+	}
+	var read atomic.Uint64
+	progressOf(ctx).Step(fmt.Sprintf("verify %d packs", len(chosen)), total, read.Load)
+	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen, Progress: func(p check.ReadProgress) { read.Store(uint64(p.Bytes)) }})
 	if err != nil {
 		return res, err
 	}
@@ -203,10 +215,17 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 	var items []item
 	failed := 0
 	var total float64
-	for _, k := range keys {
+	progress := progressOf(ctx)
+	for i, k := range keys {
 		g := groups[k]
 		e := g[snapshot.Latest(g, now)]
-		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes})
+		restored := &restore.Progress{}
+		size := e.Summary.Bytes
+		if cfg.Jobs.Drill.SampleFiles > 0 {
+			size = 0 // a sample: how much is not known beforehand
+		}
+		progress.Step(fmt.Sprintf("drill %d of %d: %s", i+1, len(keys), k), size, restored.Bytes.Load)
+		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes, Progress: restored})
 		if err != nil {
 			return res, fmt.Errorf("drill of %s: %w", k, err)
 		}

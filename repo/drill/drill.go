@@ -59,6 +59,8 @@ type Options struct {
 	// Now is the clock for Started and Finished; nil means time.Now.
 	// Durations are measured with the monotonic clock.
 	Now func() time.Time
+	// Progress, if set, counts the files and bytes restored so far.
+	Progress *restore.Progress
 }
 
 // Report is what a drill found. It is stored as JSON by [Save].
@@ -200,7 +202,7 @@ type drill struct {
 }
 
 func (d *drill) run(ctx context.Context) error {
-	ro := restore.Options{Workers: runtime.GOMAXPROCS(0)}
+	ro := restore.Options{Workers: runtime.GOMAXPROCS(0), Progress: d.o.Progress}
 	if d.o.SampleFiles > 0 {
 		sel, err := choose(ctx, d.r, d.sn.Tree, d.o.SampleFiles, d.id, d.rep.Class)
 		if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/check"
@@ -42,7 +44,32 @@ Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 				return err
 			}
 			defer release()
+			stop := func() {}
+			if readData {
+				var mu sync.Mutex
+				var read check.ReadProgress
+				var start time.Time
+				o.Progress = func(p check.ReadProgress) {
+					mu.Lock()
+					defer mu.Unlock()
+					if start.IsZero() {
+						start = time.Now()
+					}
+					read = p
+				}
+				stop = g.startTerminalProgress(func(final bool) {
+					mu.Lock()
+					p, start := read, start
+					mu.Unlock()
+					if p.TotalPacks == 0 {
+						return // still checking the structure
+					}
+					g.progressLine(fmt.Sprintf("read %d of %d packs, %s of %s", p.Packs, p.TotalPacks, humanBytes(uint64(p.Bytes)), humanBytes(uint64(p.TotalBytes))),
+						uint64(p.Bytes), uint64(p.TotalBytes), start, final)
+				})
+			}
 			rep, err := check.Run(cmd.Context(), r, o)
+			stop()
 			if err != nil {
 				return err
 			}

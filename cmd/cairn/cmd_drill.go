@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -133,11 +132,7 @@ func (g *globalOptions) printDrill(rep *drill.Report) {
 				continue
 			}
 			g.printf("output of %s %s:\n", p.Name, p.Target)
-			lines := strings.Split(p.Output, "\n")
-			if len(lines) > 20 {
-				lines = append([]string{"…"}, lines[len(lines)-20:]...)
-			}
-			for _, l := range lines {
+			for _, l := range drill.Excerpt(p.Output) {
 				g.printf("  | %s\n", l)
 			}
 		}
@@ -149,15 +144,25 @@ func (g *globalOptions) printDrill(rep *drill.Report) {
 
 func newDrillsCommand(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
-		Use:   "drills",
-		Short: "list saved drill reports, newest first",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "drills [ID]",
+		Short: "list saved drill reports, newest first; or show one whole",
+		Long: `List the saved drill reports, newest first. With ID (an ID prefix of at
+least 4 hex digits, or latest), show that report whole: the snapshot
+with its node/plan and paths, when the drill ran, the measured recovery
+time, how the files compared, each probe with its command, exit code and
+the lines of its output that say what failed, the failures, and the
+verdict (and, when a later drill of the snapshot decided otherwise, the
+snapshot's verdict).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			r, release, err := g.open(cmd.Context(), repo.Options{})
 			if err != nil {
 				return err
 			}
 			defer release()
+			if len(args) == 1 {
+				return g.showDrillReport(cmd.Context(), r, args[0])
+			}
 			list, listErr := drill.List(cmd.Context(), r)
 			if list == nil && listErr != nil {
 				return listErr

@@ -43,9 +43,11 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 		Short: "per node and plan: last backup, drills, verification, failing jobs; exit 5 when something needs attention",
 		Long: `Show, per node and plan, the newest snapshot and its age and size,
 whether a backup is missing (older than expect: in DIR.yaml), the last
-drill's result and measured recovery time, and the newest snapshot that
-passed a drill; then how much data was verified within the cycle, the
-oldest verification, and the scheduled jobs with their last runs.
+drill's result and measured recovery time, and the newest snapshot whose
+newest drill passed; a row "never" for each configured node and expected
+node/plan without any snapshot; then how much data was verified within
+the cycle, the oldest verification, and the scheduled jobs with their
+last runs.
 
 Exit code 0: all well. 5: something needs attention (listed at the end):
 usable as a monitoring check.`,
@@ -96,6 +98,9 @@ func (g *globalOptions) printStatus(st *status.Status) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", grp.Name(), grp.Last.Time.Local().Format(time.DateTime), age,
 			humanBytes(grp.Last.Bytes), grp.Snapshots, drillCol, rec, ok)
+	}
+	for _, n := range st.Never {
+		fmt.Fprintf(tw, "%s\tnever\t-\t-\t0\t-\t-\t-\n", n.Name())
 	}
 	tw.Flush()
 	g.printExcluded(st)
@@ -186,7 +191,20 @@ here when none runs) and records it like a scheduled run.`,
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
 				}
-				run, err := a.RunJob(ctx, args[1])
+				p := &appliance.JobProgress{}
+				stop := g.startTerminalProgress(func(final bool) {
+					text, done, total, start := p.Current()
+					if text == "" {
+						return
+					}
+					line := text + ": " + humanBytes(done)
+					if total > 0 {
+						line += " of " + humanBytes(total)
+					}
+					g.progressLine(line, done, total, start, final)
+				})
+				run, err := a.RunJob(appliance.WithProgress(ctx, p), args[1])
+				stop()
 				if err != nil {
 					return err
 				}

@@ -18,6 +18,21 @@ func (g *globalOptions) startProgress(show func(final bool)) (stop func()) {
 	if !g.json && !g.stderrTTY {
 		return func() {}
 	}
+	return runProgress(show)
+}
+
+// startTerminalProgress is startProgress for commands whose progress has
+// no JSON form (check, jobs run): it shows only on a terminal.
+func (g *globalOptions) startTerminalProgress(show func(final bool)) (stop func()) {
+	if !g.stderrTTY {
+		return func() {}
+	}
+	return runProgress(show)
+}
+
+// runProgress calls show every progressInterval until stop is called,
+// then once more with final set.
+func runProgress(show func(final bool)) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

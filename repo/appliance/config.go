@@ -336,6 +336,19 @@ func (j *Jobs) check() error {
 	return nil
 }
 
+// BackupNodes returns the names of the nodes that may push (push or
+// admin permission), sorted: status expects a backup from each.
+func (c *Config) BackupNodes() []string {
+	var out []string
+	for name, n := range c.Nodes {
+		if n.perms.Has(wire.PermPush) || n.perms.Has(wire.PermAdmin) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Perms returns the node's permissions.
 func (n *Node) Perms() wire.Perm { return n.perms }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -17,6 +18,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/scheduler"
@@ -162,7 +164,17 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 		res.Summary = "nothing to verify"
 		return res, nil
 	}
-	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen})
+	size := make(map[blob.ID]int64, len(packs))
+	for _, p := range packs {
+		size[p.ID] = p.Size
+	}
+	var total uint64
+	for _, id := range chosen {
+		total += uint64(size[id])
+	}
+	var read atomic.Uint64
+	progressOf(ctx).Step(fmt.Sprintf("verify %d packs", len(chosen)), total, read.Load)
+	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen, Progress: func(p check.ReadProgress) { read.Store(uint64(p.Bytes)) }})
 	if err != nil {
 		return res, err
 	}
@@ -193,18 +205,27 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 	}
 	res := scheduler.Result{Figures: map[string]float64{}}
 	type item struct {
-		Group  string  `json:"group"`
-		Report blob.ID `json:"report"`
-		Result string  `json:"result"`
-		Secs   float64 `json:"restore_seconds"`
+		Group    string  `json:"group"`
+		Snapshot blob.ID `json:"snapshot"`
+		Report   blob.ID `json:"report"`
+		Result   string  `json:"result"`
+		Reason   string  `json:"reason,omitempty"` // why it failed: drill.Report.Reason
+		Secs     float64 `json:"restore_seconds"`
 	}
 	var items []item
 	failed := 0
 	var total float64
-	for _, k := range keys {
+	progress := progressOf(ctx)
+	for i, k := range keys {
 		g := groups[k]
 		e := g[snapshot.Latest(g, now)]
-		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes})
+		restored := &restore.Progress{}
+		size := e.Summary.Bytes
+		if cfg.Jobs.Drill.SampleFiles > 0 {
+			size = 0 // a sample: how much is not known beforehand
+		}
+		progress.Step(fmt.Sprintf("drill %d of %d: %s", i+1, len(keys), k), size, restored.Bytes.Load)
+		rep, err := drill.Run(ctx, r, e.ID, drill.Options{Scratch: scratch, SampleFiles: cfg.Jobs.Drill.SampleFiles, Probes: cfg.Jobs.Drill.Probes, Progress: restored})
 		if err != nil {
 			return res, fmt.Errorf("drill of %s: %w", k, err)
 		}
@@ -216,7 +237,7 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 			failed++
 		}
 		total += rep.RestoreSeconds
-		items = append(items, item{Group: k.String(), Report: id, Result: rep.Result, Secs: rep.RestoreSeconds})
+		items = append(items, item{Group: k.String(), Snapshot: e.ID, Report: id, Result: rep.Result, Reason: rep.Reason(), Secs: rep.RestoreSeconds})
 	}
 	res.Figures["drills"] = float64(len(items))
 	res.Figures["failed"] = float64(failed)
@@ -263,7 +284,13 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	if err != nil {
 		return nil, err
 	}
-	return status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs, GroupBy: cfg.Retention.GroupBy})
+	return status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+}
+
+// statusOptions are the options of status.Gather for cfg: what status,
+// metrics, the runbook and the staleness job expect.
+func statusOptions(cfg *Config, jobs []status.Job) status.Options {
+	return status.Options{Expect: cfg.ExpectDurations(), Cycle: cfg.Jobs.Verify.CycleDuration(), Jobs: jobs, GroupBy: cfg.Retention.GroupBy, Nodes: cfg.BackupNodes()}
 }
 
 // PruneJob applies the retention policies, then prunes.
@@ -301,15 +328,19 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 }
 
 // StalenessJob reports node/plans whose newest snapshot is older than
-// expected.
+// expected, and configured nodes and expected node/plans that never
+// backed up.
 func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	st, err := status.Gather(ctx, a.r, status.Options{Expect: cfg.ExpectDurations(), GroupBy: cfg.Retention.GroupBy})
+	st, err := status.Gather(ctx, a.r, statusOptions(cfg, nil))
 	if err != nil {
 		return scheduler.Result{}, err
 	}
 	var missing []string
 	for _, l := range st.Late {
 		missing = append(missing, fmt.Sprintf("%s (last %s)", l.Name(), l.Last.UTC().Format(time.RFC3339)))
+	}
+	for _, n := range st.Never {
+		missing = append(missing, n.Name()+" (never backed up)")
 	}
 	plans := map[[2]string]bool{}
 	for _, g := range st.Groups {

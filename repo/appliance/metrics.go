@@ -56,7 +56,7 @@ var (
 		{"cairn_snapshot_last_size_bytes", "Size of the files in the newest snapshot.", labels},
 		{"cairn_snapshot_last_duration_seconds", "How long the newest snapshot's backup took.", labels},
 		{"cairn_snapshots", "Snapshots kept.", labels},
-		{"cairn_backup_missing", "1 if the newest snapshot is older than expected.", labels},
+		{"cairn_backup_missing", "1 if the newest snapshot is older than expected, or there is none (a configured node or an expected node/plan that never backed up).", labels},
 		{"cairn_drill_last_success", "1 if the newest drill passed, 0 if it failed.", labels},
 		{"cairn_drill_last_timestamp_seconds", "When the newest drill finished.", labels},
 		{"cairn_drill_last_restore_seconds", "Measured recovery time of the newest drill.", labels},
@@ -112,6 +112,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			g("cairn_drill_last_timestamp_seconds", float64(grp.Drill.Time.Unix()), n, p, paths)
 			g("cairn_drill_last_restore_seconds", grp.Drill.RestoreSeconds, n, p, paths)
 		}
+	}
+	for _, n := range st.Never {
+		g("cairn_snapshots", 0, n.Node, n.Plan, "")
+		g("cairn_backup_missing", 1, n.Node, n.Plan, "")
 	}
 	list, err := c.a.r.Snapshots(ctx, snapshotAll)
 	if err == nil {

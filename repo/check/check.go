@@ -166,8 +166,15 @@ type Options struct {
 	// Packs, if not empty, are the packs ReadData reads (instead of
 	// Subset): the verify job picks the least recently verified ones.
 	Packs []blob.ID
-	// Progress, if set, is called after each pack read.
-	Progress func(done, total int)
+	// Progress, if set, is called when ReadData starts reading and after
+	// each pack it read, from one goroutine at a time.
+	Progress func(ReadProgress)
+}
+
+// ReadProgress is how far the data read of a check is.
+type ReadProgress struct {
+	Packs, TotalPacks int
+	Bytes, TotalBytes int64 // of the packs read, of all to read
 }
 
 // Report is the result of a check.
@@ -184,8 +191,9 @@ type Report struct {
 func (r *Report) Clean() bool { return len(r.Findings) == 0 }
 
 type checker struct {
-	r   *repo.Repository
-	rep Report
+	r     *repo.Repository
+	rep   Report
+	sizes map[blob.ID]int64 // of the pack files
 	// bad holds the blobs found damaged or missing with the index of
 	// their finding; the snapshot walk attaches the paths.
 	bad map[blob.Handle]int
@@ -234,6 +242,7 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.sizes = onDisk
 	err = c.r.LostPacks(func(id blob.ID, when time.Time) error {
 		if _, back := onDisk[id]; !back {
 			c.add(Finding{Kind: PackMissing, Pack: idp(id), Message: fmt.Sprintf("pack %s disappeared (noticed %s); its blobs are lost unless stored again", id, when.UTC().Format(time.RFC3339))})
@@ -310,10 +319,16 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	return ids, nil
 }
 
-func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(int, int)) error {
+func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(ReadProgress)) error {
 	var mu sync.Mutex
 	reports := make([]repo.PackReport, len(ids))
-	done := 0
+	done := ReadProgress{TotalPacks: len(ids)}
+	for _, id := range ids {
+		done.TotalBytes += c.sizes[id]
+	}
+	if progress != nil {
+		progress(done)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(2)
 	for i, id := range ids {
@@ -329,9 +344,10 @@ func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(int
 			}
 			mu.Lock()
 			reports[i] = rep
-			done++
+			done.Packs++
+			done.Bytes += c.sizes[id]
 			if progress != nil {
-				progress(done, len(ids))
+				progress(done)
 			}
 			mu.Unlock()
 			return nil

@@ -41,7 +41,8 @@
 //     system refuses): those become warnings.
 //  5. The time of steps 3 and 4 is [Report.RestoreSeconds], the measured
 //     recovery time.
-//  6. Runs the probes (below) and records each with its output.
+//  6. Runs the probes (below) and records each with its command line,
+//     its exit code and its output.
 //  7. The result is "ok" if and only if there is no failure.
 //
 // [Save] stores the report as a sealed record (drills/<id>); [List] and
@@ -73,7 +74,13 @@
 // silently skipped. Each probe has [Options.Timeout] (default 10
 // minutes); its process group is killed when the time is up. Output
 // (standard output and error together) is kept, at most [MaxOutput]
-// bytes: the beginning and the end.
+// bytes: the beginning, the end, and from the part between them the
+// first few lines that look like errors (error, fatal, mismatch,
+// corrupt, fail, in any case). A failed probe's [Failure] reason is the
+// probe, how it failed (exit status, timeout, missing program) and
+// [Excerpt] of its output: the first error-looking lines and the last
+// lines, each bounded, since a tool often says what failed first (git
+// fsck's "pack checksum mismatch") and ends with harmless warnings.
 //
 // Probes run with the drill's privileges on data that came from nodes,
 // which the appliance does not trust. The built-in git probe names the

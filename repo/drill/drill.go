@@ -28,6 +28,10 @@ const (
 	ResultFailed = "failed"
 )
 
+// noGitRepo is the failure of a snapshot of class git without a git
+// repository.
+const noGitRepo = "the snapshot's class is git, but no git repository was found in it"
+
 // DefaultTimeout is the time a probe gets when [Options.Timeout] is zero.
 const DefaultTimeout = 10 * time.Minute
 
@@ -55,6 +59,8 @@ type Options struct {
 	// Now is the clock for Started and Finished; nil means time.Now.
 	// Durations are measured with the monotonic clock.
 	Now func() time.Time
+	// Progress, if set, counts the files and bytes restored so far.
+	Progress *restore.Progress
 }
 
 // Report is what a drill found. It is stored as JSON by [Save].
@@ -113,8 +119,15 @@ type Probe struct {
 	Name string `json:"name"`
 	// Target is the path checked (in the snapshot, with a leading "/");
 	// for a command probe, the command.
-	Target  string  `json:"target"`
-	OK      bool    `json:"ok"`
+	Target string `json:"target"`
+	// Command is the command line that ran, its words quoted for a POSIX
+	// shell (empty in reports written before it was recorded).
+	Command string `json:"command,omitempty"`
+	OK      bool   `json:"ok"`
+	// Exit is the command's exit code; nil when it did not exit by
+	// itself (killed at its timeout, not installed) or in reports
+	// written before it was recorded.
+	Exit    *int    `json:"exit,omitempty"`
 	Error   string  `json:"error,omitempty"` // why it failed: exit status, wrong output, timeout, program missing
 	Output  string  `json:"output"`          // standard output and error together, at most MaxOutput bytes
 	Seconds float64 `json:"seconds"`
@@ -189,7 +202,7 @@ type drill struct {
 }
 
 func (d *drill) run(ctx context.Context) error {
-	ro := restore.Options{Workers: runtime.GOMAXPROCS(0)}
+	ro := restore.Options{Workers: runtime.GOMAXPROCS(0), Progress: d.o.Progress}
 	if d.o.SampleFiles > 0 {
 		sel, err := choose(ctx, d.r, d.sn.Tree, d.o.SampleFiles, d.id, d.rep.Class)
 		if err != nil {
@@ -252,7 +265,7 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	if d.rep.Class == "git" && !slices.ContainsFunc(targets, func(t target) bool { return t.kind == gitRepo }) {
-		d.probeFails = append(d.probeFails, Failure{Path: "/", Reason: "the snapshot's class is git, but no git repository was found in it"})
+		d.probeFails = append(d.probeFails, Failure{Path: "/", Reason: noGitRepo})
 	}
 	return nil
 }

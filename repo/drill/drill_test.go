@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -403,8 +404,15 @@ func TestDrillCommandProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Result != drill.ResultOK || len(rep.Probes) != 3 || rep.Probes[2] != (drill.Probe{Name: "command", Target: pass, OK: true, Output: "fine", Seconds: rep.Probes[2].Seconds}) {
+	zero := 0
+	if rep.Result != drill.ResultOK || len(rep.Probes) != 3 || rep.Probes[2].Exit == nil || *rep.Probes[2].Exit != 0 ||
+		rep.Probes[2] != (drill.Probe{Name: "command", Target: pass, Command: "sh -c '" + pass + "'", OK: true, Exit: rep.Probes[2].Exit, Output: "fine", Seconds: rep.Probes[2].Seconds}) {
 		t.Fatalf("result %s, failures %v, probes %+v", rep.Result, rep.Failures, rep.Probes)
+	}
+	// The built-in probes record the command they ran and its exit code.
+	if p := rep.Probes[0]; p.Name != "git fsck" || p.Exit == nil || *p.Exit != zero ||
+		!regexp.MustCompile(`^git -c core.fsmonitor=false --git-dir=`+regexp.QuoteMeta(sc)+`/cairn-drill-[0-9a-f]{8}-[0-9]+`+regexp.QuoteMeta(src)+`/code/app/.git fsck --full$`).MatchString(p.Command) {
+		t.Errorf("git probe %+v", p)
 	}
 	// Failing, chosen by plan name.
 	fail := "echo checking; echo 'table items: 3 rows missing' >&2; exit 1"
@@ -413,7 +421,7 @@ func TestDrillCommandProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := rep.Probes[len(rep.Probes)-1]
-	if p.Name != "command" || p.OK || p.Error != "exit status 1" || p.Output != "checking\ntable items: 3 rows missing" {
+	if p.Name != "command" || p.OK || p.Error != "exit status 1" || p.Output != "checking\ntable items: 3 rows missing" || p.Exit == nil || *p.Exit != 1 {
 		t.Errorf("probe %+v", p)
 	}
 	want := []drill.Failure{{Path: "/", Reason: `command "` + fail + `": exit status 1: checking | table items: 3 rows missing`}}
@@ -426,7 +434,7 @@ func TestDrillCommandProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := rep.Probes[len(rep.Probes)-1]; p.OK || p.Error != "timed out after 300ms" || time.Since(start) > 20*time.Second {
+	if p := rep.Probes[len(rep.Probes)-1]; p.OK || p.Error != "timed out after 300ms" || p.Exit != nil || time.Since(start) > 20*time.Second {
 		t.Errorf("probe %+v after %v", p, time.Since(start))
 	}
 }

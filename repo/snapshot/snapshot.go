@@ -19,7 +19,6 @@ package snapshot
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -210,26 +209,15 @@ func Find(list []Entry, ref string, now time.Time) (Entry, error) {
 		}
 		return list[Latest(list, now)], nil
 	}
-	ref = strings.ToLower(ref)
-	if len(ref) < 4 || len(ref) > 2*blob.IDSize {
-		return Entry{}, fmt.Errorf("snapshot %q: give at least 4 hex digits of its id, or latest", ref)
+	ids := make([]blob.ID, len(list))
+	for i, e := range list {
+		ids[i] = e.ID
 	}
-	if _, err := hex.DecodeString(ref[:len(ref)&^1]); err != nil {
-		return Entry{}, fmt.Errorf("snapshot %q: not a hex id", ref)
+	i, err := blob.MatchPrefix("snapshot", ref, ids)
+	if err != nil {
+		return Entry{}, err
 	}
-	var found []Entry
-	for _, e := range list {
-		if strings.HasPrefix(e.ID.String(), ref) {
-			found = append(found, e)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return Entry{}, fmt.Errorf("snapshot %s: %w", ref, blob.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	return Entry{}, fmt.Errorf("snapshot %s is ambiguous: %d snapshots start with it", ref, len(found))
+	return list[i], nil
 }
 
 // Filter selects snapshots. Empty fields match everything.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,16 +40,17 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 	fmt.Fprintf(b, "- The commands work with the appliance running (they go through its socket) or stopped.\n")
 	fmt.Fprintf(b, "- First check what you are about to restore from: `%s check`\n", cairn)
 	fmt.Fprintf(b, "- List what there is: `%s snapshots`\n\n", cairn)
-	node := ""
-	for _, g := range st.Groups {
-		if o.Node != "" && g.Node != o.Node {
+	for _, node := range nodes(st) {
+		if o.Node != "" && node != o.Node {
 			continue
 		}
-		if g.Node != node {
-			node = g.Node
-			fmt.Fprintf(b, "## Node %s\n\n", node)
+		fmt.Fprintf(b, "## Node %s\n\n", node)
+		for _, g := range st.Groups {
+			if g.Node == node {
+				writeGroup(b, g, cairn)
+			}
 		}
-		writeGroup(b, g, cairn)
+		writeNever(b, st.Never, node)
 	}
 	if len(st.Attention) > 0 {
 		fmt.Fprintf(b, "## Needs attention now\n\n")
@@ -80,9 +82,12 @@ func writeGroup(b *strings.Builder, g Group, cairn string) {
 	}
 	fmt.Fprintf(b, "- Newest snapshot: %s (%s, %s)\n", g.Last.ID.Short(), g.Last.Time.UTC().Format(time.RFC3339), HumanBytes(g.Last.Bytes))
 	use := g.Last
-	if g.DrilledOK == nil {
+	switch {
+	case g.DrilledOK == nil && g.Drill != nil:
+		fmt.Fprintf(b, "- **No snapshot of this source passed its newest drill.** Run `%s drill %s` before relying on it.\n", cairn, g.Last.ID.Short())
+	case g.DrilledOK == nil:
 		fmt.Fprintf(b, "- **No snapshot of this source has passed a drill.** Run `%s drill %s` before relying on it.\n", cairn, g.Last.ID.Short())
-	} else {
+	default:
 		use = *g.DrilledOK
 		d := g.OKDrill
 		fmt.Fprintf(b, "- Proven restore point (retention keeps it): %s (%s), drill %s passed %s: %d files restored and verified in %.1f s (%.0f MB/s)\n",
@@ -97,6 +102,35 @@ func writeGroup(b *strings.Builder, g Group, cairn string) {
 	fmt.Fprintf(b, "\nRestore:\n\n```sh\n")
 	writeCommands(b, class, sc, use, cairn)
 	fmt.Fprintf(b, "```\n\n")
+}
+
+// nodes returns the nodes of st's groups and of what never backed up,
+// sorted.
+func nodes(st *Status) []string {
+	var out []string
+	for _, g := range st.Groups {
+		out = append(out, g.Node)
+	}
+	for _, n := range st.Never {
+		out = append(out, n.Node)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// writeNever lists node's node/plans that never backed up: there is
+// nothing to restore.
+func writeNever(b *strings.Builder, never []Never, node string) {
+	some := false
+	for _, n := range never {
+		if n.Node == node {
+			fmt.Fprintf(b, "- **%s has never backed up**: there is no snapshot to restore.\n", n.Name())
+			some = true
+		}
+	}
+	if some {
+		fmt.Fprintln(b)
+	}
 }
 
 func writeCommands(b *strings.Builder, class string, sc *snapshot.Scope, s Snapshot, cairn string) {

@@ -33,6 +33,10 @@ type Options struct {
 	// GroupBy groups snapshots as retention does; nil is
 	// prune.DefaultGroupBy (node, plan and paths).
 	GroupBy *prune.GroupBy
+	// Nodes are the nodes configured to back up (nodes: in the
+	// appliance configuration, those that may push): one with no
+	// snapshot at all needs attention.
+	Nodes []string
 }
 
 // Job is a scheduled job's state.
@@ -72,6 +76,7 @@ type Drill struct {
 	MBPerSecond    float64   `json:"mb_per_second"`
 	Files          uint64    `json:"files"`
 	Failures       []string  `json:"failures,omitempty"`
+	Reason         string    `json:"reason,omitempty"` // why it failed: the first failure, and how many more (drill.Report.Reason)
 }
 
 // Group is one group of snapshots, as retention groups them (by
@@ -114,11 +119,23 @@ type Late struct {
 // Name is "node/plan", or "node" without a plan.
 func (l Late) Name() string { return prune.Group{Node: l.Node, Plan: l.Plan}.String() }
 
+// Never is a configured node, or a node/plan (or node) with an
+// expectation, that has no snapshot at all.
+type Never struct {
+	Node     string        `json:"node"`
+	Plan     string        `json:"plan,omitempty"`        // empty for a whole node
+	Expected time.Duration `json:"expected_ns,omitempty"` // 0: no expectation, but a configured node
+}
+
+// Name is "node/plan", or "node".
+func (n Never) Name() string { return prune.Group{Node: n.Node, Plan: n.Plan}.String() }
+
 // Status is the whole picture.
 type Status struct {
 	Time             time.Time `json:"time"`
 	Groups           []Group   `json:"groups"`
-	Late             []Late    `json:"late"` // node/plans that missed a backup
+	Late             []Late    `json:"late"`  // node/plans that missed a backup
+	Never            []Never   `json:"never"` // nodes and node/plans that never backed up
 	Packs            int       `json:"packs"`
 	StoredBytes      int64     `json:"stored_bytes"`
 	VerifiedFraction float64   `json:"verified_fraction"` // of stored bytes verified within the cycle
@@ -157,7 +174,7 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if o.GroupBy != nil {
 		by = *o.GroupBy
 	}
-	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}}
+	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}, Never: []Never{}}
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return nil, err
@@ -166,10 +183,8 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	bySnap := map[blob.ID][]drill.Saved{}
 	byID := map[blob.ID]drill.Saved{}
-	for _, d := range drills { // newest first
-		bySnap[d.Snapshot] = append(bySnap[d.Snapshot], d)
+	for _, d := range drills {
 		byID[d.ID] = d
 	}
 	marks := drill.Marks(drills)
@@ -187,6 +202,17 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: last backup %s ago, expected every %s", l.Name(), round(l.Age), round(l.Expected)))
 		}
 	}
+	st.Never = never(list, o)
+	for _, n := range st.Never {
+		why := fmt.Sprintf("expected every %s", round(n.Expected))
+		if n.Plan == "" && slices.Contains(o.Nodes, n.Node) {
+			why = "a node in the configuration"
+			if n.Expected > 0 {
+				why += fmt.Sprintf("; expected every %s", round(n.Expected))
+			}
+		}
+		st.Attention = append(st.Attention, fmt.Sprintf("%s: never backed up (%s)", n.Name(), why))
+	}
 
 	keys, groups := by.Split(list)
 	for _, k := range keys {
@@ -195,25 +221,37 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		g := Group{Node: k.Node, Plan: k.Plan, Paths: k.PathList(), Snapshots: len(snaps), Last: snap(last), Age: o.Now.Sub(last.Time)}
 		g.Expected = ExpectFor(o.Expect, last.Node, last.Plan)
 		g.Missing = late[prune.Group{Node: last.Node, Plan: last.Plan}]
-		newestFirst := slices.Clone(snaps)
-		slices.Reverse(newestFirst)
-		for _, e := range newestFirst {
+		// Every snapshot has one answer, its mark (its newest drill):
+		// the group's drill is the newest drilled snapshot's, and the
+		// proven restore point is the newest whose newest drill passed.
+		// Future-dated snapshots count for neither (snapshot.Latest).
+		for i := len(snaps) - 1; i >= 0; i-- {
+			e := snaps[i]
 			if snapshot.FutureDated(e.Time, o.Now) {
 				g.Future++
+				continue
 			}
-			for _, d := range bySnap[e.ID] {
-				if dr := drillOf(d); g.Drill == nil || dr.Time.After(g.Drill.Time) {
-					g.Drill = dr
-				}
+			m, ok := marks[e.ID]
+			if !ok {
+				continue
 			}
-		}
-		if p := drill.Proven(newestFirst, marks, 1, o.Now); len(p) > 0 {
-			s := snap(newestFirst[p[0].Index])
-			g.DrilledOK, g.OKDrill = &s, drillOf(byID[p[0].Mark.Passed])
+			if g.Drill == nil {
+				g.Drill = drillOf(byID[m.Report])
+			}
+			if m.OK() {
+				s := snap(e)
+				g.DrilledOK, g.OKDrill = &s, drillOf(byID[m.Report])
+				break
+			}
 		}
 		st.Groups = append(st.Groups, g)
-		if g.Drill != nil && g.Drill.Result != drill.ResultOK {
-			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed", g.Name(), g.Drill.Report.Short(), g.Drill.Snapshot.Short()))
+		if d := g.Drill; d != nil && d.Result != drill.ResultOK {
+			why := ""
+			if d.Reason != "" {
+				why = ": " + d.Reason
+			}
+			st.Attention = append(st.Attention, fmt.Sprintf("%s: the last drill (report %s, snapshot %s) failed%s (cairn drills %s)",
+				g.Name(), d.Report.Short(), d.Snapshot.Short(), why, d.Report.Short()))
 		}
 		if g.Future > 0 {
 			st.Attention = append(st.Attention, fmt.Sprintf("%s: %d snapshots are dated after now (the newest %s); retention keeps them and counts them for nothing until then",
@@ -231,13 +269,43 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	return st, nil
 }
 
+// never returns the configured nodes and the expectations (by
+// "node/plan" or "node") that no snapshot of list meets at all, by name.
+func never(list []snapshot.Entry, o Options) []Never {
+	nodes, plans := map[string]bool{}, map[prune.Group]bool{}
+	for _, e := range list {
+		nodes[e.Node] = true
+		plans[prune.Group{Node: e.Node, Plan: e.Plan}] = true
+	}
+	out := []Never{}
+	listed := map[string]bool{} // nodes with an entry
+	for k, d := range o.Expect {
+		node, plan, hasPlan := strings.Cut(k, "/")
+		switch {
+		case k == "default":
+			continue
+		case hasPlan && !plans[prune.Group{Node: node, Plan: plan}], !hasPlan && !nodes[node]:
+			out = append(out, Never{Node: node, Plan: plan, Expected: d})
+			listed[node] = true
+		}
+	}
+	for _, node := range o.Nodes {
+		if !nodes[node] && !listed[node] {
+			out = append(out, Never{Node: node, Expected: ExpectFor(o.Expect, node, "")})
+			listed[node] = true
+		}
+	}
+	slices.SortFunc(out, func(a, b Never) int { return strings.Compare(a.Name(), b.Name()) })
+	return out
+}
+
 func snap(e snapshot.Entry) Snapshot {
 	return Snapshot{ID: e.ID, Time: e.Time, Bytes: e.Summary.Bytes, Files: e.Summary.Files, Duration: e.Summary.Duration, Paths: slices.Clone(e.Paths), Scope: e.Scope,
 		Excludes: slices.Clone(e.Excludes)}
 }
 
 func drillOf(d drill.Saved) *Drill {
-	out := &Drill{Report: d.ID, Snapshot: d.Snapshot, Time: d.Finished, Result: d.Result, RestoreSeconds: d.RestoreSeconds, MBPerSecond: d.MBPerSecond, Files: d.Files}
+	out := &Drill{Report: d.ID, Snapshot: d.Snapshot, Time: d.Finished, Result: d.Result, RestoreSeconds: d.RestoreSeconds, MBPerSecond: d.MBPerSecond, Files: d.Files, Reason: d.Reason()}
 	for _, f := range d.Failures {
 		out.Failures = append(out.Failures, f.String())
 	}

@@ -47,6 +47,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -797,9 +798,23 @@ func (a logAdapter) Errorf(f string, args ...any) {
 }
 
 func (a logAdapter) Warningf(f string, args ...any) {
-	if a.l != nil {
-		a.l.Warn("badger: " + trim(fmt.Sprintf(f, args...)))
+	if a.l == nil {
+		return
 	}
+	msg := "badger: " + trim(fmt.Sprintf(f, args...))
+	if cacheStats(f) {
+		a.l.Debug(msg)
+		return
+	}
+	a.l.Warn(msg)
+}
+
+// cacheStats reports whether a badger warning format is one of its cache
+// monitor's: every minute under load it says a cache "might be too
+// small" and prints histograms. Our caches are small on purpose (see
+// badgerOptions), so these are statistics, not warnings.
+func cacheStats(format string) bool {
+	return strings.Contains(format, " might be too small. Metrics: ") || strings.HasPrefix(format, "Cache life expectancy")
 }
 
 func (logAdapter) Infof(string, ...any)  {}

@@ -92,9 +92,11 @@ recorded SHA-256, as in a local restore.`,
 					return err
 				}
 				l.phase = phaseList
-				if sn, err = findRemote(ctx, c, ref, f.filter()); err != nil {
+				var note string
+				if sn, note, err = findRemote(ctx, c, ref, sub, f.filter()); err != nil {
 					return fmt.Errorf("restore: %s: %w", o.from, err)
 				}
+				g.note(note)
 				r = c
 			} else {
 				local, release, err := g.open(ctx, repo.Options{})
@@ -102,16 +104,21 @@ recorded SHA-256, as in a local restore.`,
 					return err
 				}
 				defer release()
-				if sn, err = local.FindSnapshot(ctx, ref, f.filter()); err != nil {
+				if sn, sub, err = g.findSnapshot(ctx, local, args[0], f.filter()); err != nil {
 					return err
 				}
 				r = local
+			}
+			// A path the snapshot lacks is named with the snapshot.
+			if _, err := snapfs.Lookup(ctx, r, sn.Tree, sub); err != nil {
+				return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 			}
 			start := time.Now()
 			if o.verifyOnly {
 				if l != nil {
 					l.phase = phaseVerify
 				}
+				ro.Paths = sn.Paths // compare only what the snapshot holds, not all of the target
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
 					return err
@@ -127,8 +134,13 @@ recorded SHA-256, as in a local restore.`,
 					for _, d := range diffs {
 						g.printf("%s\n", d)
 					}
-					if len(diffs) == 0 {
-						g.printf("%s matches snapshot %s\n", g.abs(o.target), sn.ID.Short())
+					switch len(diffs) {
+					case 0:
+						g.printf("%s matches snapshot %s\n", o.target, sn.ID.Short())
+					case 1:
+						g.printf("1 difference between %s and snapshot %s\n", o.target, sn.ID.Short())
+					default:
+						g.printf("%d differences between %s and snapshot %s\n", len(diffs), o.target, sn.ID.Short())
 					}
 				}
 				if len(diffs) > 0 {
@@ -206,27 +218,28 @@ func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*link, *wi
 	return l, c, nil
 }
 
-// findRemote resolves ref among the snapshots the appliance lists for
-// this node, as FindSnapshot does locally. Each record must hash to its
-// ID: the node trusts nothing it did not check.
-func findRemote(ctx context.Context, c *wire.Client, ref string, f snapshot.Filter) (snapshot.Entry, error) {
+// findRemote resolves ref (with sub, the PATH of SNAPSHOT:PATH) among
+// the snapshots the appliance lists for this node, with snapshot.Find as
+// FindSnapshot does locally. Each record must hash to its ID: the node
+// trusts nothing it did not check.
+func findRemote(ctx context.Context, c *wire.Client, ref, sub string, f snapshot.Filter) (snapshot.Entry, string, error) {
 	items, err := c.ListSnapshots(ctx, "")
 	if err != nil {
-		return snapshot.Entry{}, err
+		return snapshot.Entry{}, "", err
 	}
 	var list []snapshot.Entry
 	for _, it := range items {
 		if blob.Hash(it.Record) != it.ID {
-			return snapshot.Entry{}, fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
+			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
 		}
 		sn, err := snapshot.Decode(it.Record)
 		if err != nil {
-			return snapshot.Entry{}, fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
+			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
 		}
 		if f.Match(sn) {
 			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
 		}
 	}
 	snapshot.Sort(list)
-	return snapshot.Find(list, ref, time.Now())
+	return snapshot.Find(list, ref, sub, time.Now())
 }

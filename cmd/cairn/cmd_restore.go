@@ -109,10 +109,6 @@ recorded SHA-256, as in a local restore.`,
 				}
 				r = local
 			}
-			// A path the snapshot lacks is named with the snapshot.
-			if _, err := snapfs.Lookup(ctx, r, sn.Tree, sub); err != nil {
-				return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
-			}
 			start := time.Now()
 			if o.verifyOnly {
 				if l != nil {
@@ -121,7 +117,7 @@ recorded SHA-256, as in a local restore.`,
 				ro.Paths = sn.Paths // compare only what the snapshot holds, not all of the target
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
-					return err
+					return inSnapshot(sn, err)
 				}
 				if g.json {
 					if diffs == nil {
@@ -168,7 +164,7 @@ recorded SHA-256, as in a local restore.`,
 				}
 			}
 			if err != nil {
-				return err
+				return inSnapshot(sn, err)
 			}
 			d := time.Since(start)
 			if g.json {
@@ -189,6 +185,17 @@ recorded SHA-256, as in a local restore.`,
 	o.sshOptions.register(cmd.Flags())
 	f.register(cmd)
 	return cmd
+}
+
+// inSnapshot names the snapshot in an error that says something is not
+// in it (a PATH it lacks, a tree it cannot find); a restore's list of
+// files it could not restore names them already.
+func inSnapshot(sn snapshot.Entry, err error) error {
+	var re *restore.Error
+	if errors.Is(err, blob.ErrNotFound) && !errors.As(err, &re) {
+		return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+	}
+	return err
 }
 
 // dial connects to the appliance named by --from and starts a wire

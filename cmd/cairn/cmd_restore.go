@@ -54,8 +54,14 @@ and names the file. Nothing is written outside DIR.
 --include and --exclude take the patterns of backup --exclude, matched
 against paths inside the snapshot (with a leading /).
 
+"latest:PATH" is the newest snapshot that holds PATH (a note on standard
+error names it when newer snapshots hold other paths).
+
 --verify-only compares DIR with the snapshot without writing anything and
-lists every difference (exit code 4 when there are any).
+lists every difference, then their count (exit code 4 when there are
+any). Only the snapshot's own paths are compared: DIR may hold other
+things (--target / on a node), and the directories leading to the paths
+need only exist.
 
 --from ssh://NODE@HOST[:PORT] restores from an appliance over SSH, on the
 node, as NODE: only that node's snapshots, and only with the read

@@ -76,8 +76,10 @@ needs attention:
 
 	book := e.ok("runbook")
 	for _, want := range []string{
-		"## Node orion\n\n- **orion/db has never backed up**: there is no snapshot to restore.\n\n",
-		"## Node vega\n\n- **vega has never backed up**: there is no snapshot to restore.\n\n",
+		"## Node orion\n\n",
+		"\n- **orion/db has never backed up**: there is no snapshot to restore.\n\n",
+		"## Node vega\n\n",
+		"\n- **vega has never backed up**: there is no snapshot to restore.\n\n",
 		"\n- orion/db: never backed up (expected every 1d)\n",
 	} {
 		if !strings.Contains(book, want) {

@@ -59,7 +59,7 @@ metrics: 127.0.0.1:%d
 		t.Fatalf("status:\n%s", out)
 	}
 	book := string(mustRead(t, filepath.Join(e.repo, "runbook.md")))
-	if !strings.Contains(book, "Proven restore point (retention keeps it): "+snap[:8]) || !strings.Contains(book, "restore "+snap[:12]+":"+src+" --target /srv/restore") {
+	if !strings.Contains(book, "Proven restore point (retention keeps it): "+snap[:8]) || !strings.Contains(book, "cairn --repo "+e.repo+" restore "+snap[:12]+` --target "$STAGE"`) {
 		t.Fatalf("runbook:\n%s", book)
 	}
 	if rb := e.ok("runbook"); rb[strings.Index(rb, "## Before"):] != book[strings.Index(book, "## Before"):] {

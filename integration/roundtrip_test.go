@@ -84,7 +84,8 @@ func TestRoundTripEveryKind(t *testing.T) {
 			recorded = w.SHA256
 		}
 	}
-	wantOut := "src/" + victim + ": contents hash to " + repoHash(changed) + ", the snapshot recorded " + recorded + "\n"
+	wantOut := "src/" + victim + ": contents hash to " + repoHash(changed) + ", the snapshot recorded " + recorded + "\n" +
+		"1 difference between " + dst + " and snapshot " + bk.Snapshot[:8] + "\n"
 	if r.code != 4 || r.stdout != wantOut {
 		t.Fatalf("verify-only after a change: exit %d\n%q\nwant %q\n%s", r.code, r.stdout, wantOut, r.stderr)
 	}

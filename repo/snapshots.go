@@ -108,13 +108,15 @@ func (r *Repository) Snapshots(ctx context.Context, f snapshot.Filter) ([]snapsh
 	return list, nil
 }
 
-// FindSnapshot resolves a snapshot reference: a full ID, a unique prefix
-// of at least 4 hex digits, or "latest" (the newest snapshot passing f
-// that is not dated after the clock, see [snapshot.Latest]).
-func (r *Repository) FindSnapshot(ctx context.Context, ref string, f snapshot.Filter) (snapshot.Entry, error) {
+// FindSnapshot resolves a snapshot reference among the snapshots
+// passing f with [snapshot.Find]: a full ID, a unique prefix of at least
+// 4 hex digits, or "latest" (the newest not dated after the clock; with
+// sub, the PATH of "latest:PATH", the newest that holds it). note, when
+// not empty, tells the user which snapshot "latest" named and why.
+func (r *Repository) FindSnapshot(ctx context.Context, ref, sub string, f snapshot.Filter) (e snapshot.Entry, note string, err error) {
 	list, err := r.Snapshots(ctx, f)
 	if err != nil {
-		return snapshot.Entry{}, err
+		return snapshot.Entry{}, "", err
 	}
-	return snapshot.Find(list, ref, time.Now())
+	return snapshot.Find(list, ref, sub, time.Now())
 }

@@ -247,7 +247,7 @@ func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, path
 		return nil, nil
 	}
 	if o.parent != "" {
-		e, err := r.FindSnapshot(ctx, o.parent, snapshot.Filter{})
+		e, _, err := r.FindSnapshot(ctx, o.parent, "", snapshot.Filter{})
 		if err != nil {
 			return nil, fmt.Errorf("--parent: %w", err)
 		}

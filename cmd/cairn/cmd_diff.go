@@ -78,8 +78,7 @@ func runDiff(ctx context.Context, g *globalOptions, f *filterOptions, arg1, arg2
 	var nodes [2]tree.Node
 	var subs [2]string
 	for i, arg := range []string{arg1, arg2} {
-		ref, sub := splitRef(arg)
-		sn, err := r.FindSnapshot(ctx, ref, f.filter())
+		sn, sub, err := g.findSnapshot(ctx, r, arg, f.filter())
 		if err != nil {
 			return err
 		}

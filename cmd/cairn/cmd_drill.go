@@ -56,7 +56,7 @@ with the file it concerns). 1: the drill could not run.`,
 				return err
 			}
 			defer release()
-			sn, err := r.FindSnapshot(ctx, args[0], f.filter())
+			sn, _, err := r.FindSnapshot(ctx, args[0], "", f.filter())
 			if err != nil {
 				return err
 			}

@@ -61,14 +61,13 @@ func runDump(ctx context.Context, g *globalOptions, f *filterOptions, arg string
 		return err
 	}
 	defer release()
-	ref, sub := splitRef(arg)
-	sn, err := r.FindSnapshot(ctx, ref, f.filter())
+	sn, sub, err := g.findSnapshot(ctx, r, arg, f.filter())
 	if err != nil {
 		return err
 	}
 	n, err := snapfs.Lookup(ctx, r, sn.Tree, sub)
 	if err != nil {
-		return err
+		return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 	}
 	full := path.Clean("/" + sub)
 	if n.Type != tree.File {

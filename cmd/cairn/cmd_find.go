@@ -175,7 +175,7 @@ func selectSnapshots(ctx context.Context, r *repo.Repository, refs []string, f s
 	seen := map[blob.ID]bool{}
 	var out []snapshot.Entry
 	for _, ref := range refs {
-		e, err := r.FindSnapshot(ctx, ref, f)
+		e, _, err := r.FindSnapshot(ctx, ref, "", f)
 		if err != nil {
 			return nil, err
 		}

@@ -31,14 +31,13 @@ mtime, uid, gid, sha256 for files), so huge trees stream.`,
 				return err
 			}
 			defer release()
-			ref, sub := splitRef(args[0])
-			sn, err := r.FindSnapshot(ctx, ref, f.filter())
+			sn, sub, err := g.findSnapshot(ctx, r, args[0], f.filter())
 			if err != nil {
 				return err
 			}
 			start, err := snapfs.Lookup(ctx, r, sn.Tree, sub)
 			if err != nil {
-				return err
+				return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 			}
 			base := path.Clean("/" + sub)
 			if start.Type != tree.Dir {

@@ -54,8 +54,14 @@ and names the file. Nothing is written outside DIR.
 --include and --exclude take the patterns of backup --exclude, matched
 against paths inside the snapshot (with a leading /).
 
+"latest:PATH" is the newest snapshot that holds PATH (a note on standard
+error names it when newer snapshots hold other paths).
+
 --verify-only compares DIR with the snapshot without writing anything and
-lists every difference (exit code 4 when there are any).
+lists every difference, then their count (exit code 4 when there are
+any). Only the snapshot's own paths are compared: DIR may hold other
+things (--target / on a node), and the directories leading to the paths
+need only exist.
 
 --from ssh://NODE@HOST[:PORT] restores from an appliance over SSH, on the
 node, as NODE: only that node's snapshots, and only with the read
@@ -92,9 +98,11 @@ recorded SHA-256, as in a local restore.`,
 					return err
 				}
 				l.phase = phaseList
-				if sn, err = findRemote(ctx, c, ref, f.filter()); err != nil {
+				var note string
+				if sn, note, err = findRemote(ctx, c, ref, sub, f.filter()); err != nil {
 					return fmt.Errorf("restore: %s: %w", o.from, err)
 				}
+				g.note(note)
 				r = c
 			} else {
 				local, release, err := g.open(ctx, repo.Options{})
@@ -102,7 +110,7 @@ recorded SHA-256, as in a local restore.`,
 					return err
 				}
 				defer release()
-				if sn, err = local.FindSnapshot(ctx, ref, f.filter()); err != nil {
+				if sn, sub, err = g.findSnapshot(ctx, local, args[0], f.filter()); err != nil {
 					return err
 				}
 				r = local
@@ -112,9 +120,10 @@ recorded SHA-256, as in a local restore.`,
 				if l != nil {
 					l.phase = phaseVerify
 				}
+				ro.Paths = sn.Paths // compare only what the snapshot holds, not all of the target
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
-					return err
+					return inSnapshot(sn, err)
 				}
 				if g.json {
 					if diffs == nil {
@@ -127,8 +136,13 @@ recorded SHA-256, as in a local restore.`,
 					for _, d := range diffs {
 						g.printf("%s\n", d)
 					}
-					if len(diffs) == 0 {
-						g.printf("%s matches snapshot %s\n", g.abs(o.target), sn.ID.Short())
+					switch len(diffs) {
+					case 0:
+						g.printf("%s matches snapshot %s\n", o.target, sn.ID.Short())
+					case 1:
+						g.printf("1 difference between %s and snapshot %s\n", o.target, sn.ID.Short())
+					default:
+						g.printf("%d differences between %s and snapshot %s\n", len(diffs), o.target, sn.ID.Short())
 					}
 				}
 				if len(diffs) > 0 {
@@ -156,7 +170,7 @@ recorded SHA-256, as in a local restore.`,
 				}
 			}
 			if err != nil {
-				return err
+				return inSnapshot(sn, err)
 			}
 			d := time.Since(start)
 			if g.json {
@@ -177,6 +191,17 @@ recorded SHA-256, as in a local restore.`,
 	o.sshOptions.register(cmd.Flags())
 	f.register(cmd)
 	return cmd
+}
+
+// inSnapshot names the snapshot in an error that says something is not
+// in it (a PATH it lacks, a tree it cannot find); a restore's list of
+// files it could not restore names them already.
+func inSnapshot(sn snapshot.Entry, err error) error {
+	var re *restore.Error
+	if errors.Is(err, blob.ErrNotFound) && !errors.As(err, &re) {
+		return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+	}
+	return err
 }
 
 // dial connects to the appliance named by --from and starts a wire
@@ -206,27 +231,28 @@ func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*link, *wi
 	return l, c, nil
 }
 
-// findRemote resolves ref among the snapshots the appliance lists for
-// this node, as FindSnapshot does locally. Each record must hash to its
-// ID: the node trusts nothing it did not check.
-func findRemote(ctx context.Context, c *wire.Client, ref string, f snapshot.Filter) (snapshot.Entry, error) {
+// findRemote resolves ref (with sub, the PATH of SNAPSHOT:PATH) among
+// the snapshots the appliance lists for this node, with snapshot.Find as
+// FindSnapshot does locally. Each record must hash to its ID: the node
+// trusts nothing it did not check.
+func findRemote(ctx context.Context, c *wire.Client, ref, sub string, f snapshot.Filter) (snapshot.Entry, string, error) {
 	items, err := c.ListSnapshots(ctx, "")
 	if err != nil {
-		return snapshot.Entry{}, err
+		return snapshot.Entry{}, "", err
 	}
 	var list []snapshot.Entry
 	for _, it := range items {
 		if blob.Hash(it.Record) != it.ID {
-			return snapshot.Entry{}, fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
+			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
 		}
 		sn, err := snapshot.Decode(it.Record)
 		if err != nil {
-			return snapshot.Entry{}, fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
+			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
 		}
 		if f.Match(sn) {
 			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
 		}
 	}
 	snapshot.Sort(list)
-	return snapshot.Find(list, ref, time.Now())
+	return snapshot.Find(list, ref, sub, time.Now())
 }

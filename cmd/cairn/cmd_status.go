@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -258,36 +257,39 @@ func newRunbookCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runbook [--node N] [--output FILE]",
 		Short: "write a Markdown recovery runbook from the real state",
-		Long: `Write a recovery runbook in Markdown: for each node and plan, what it
+		Long: `Write a recovery runbook in Markdown: for each node and source, what it
 covers and why, the newest snapshot that passed a drill with its measured
-recovery time, and the exact commands to restore it (files to a
-directory, a database dump piped into its restore tool, a volume restored
-before its containers are recreated). The scheduled drill job keeps a
-copy in the repository directory (runbook.md).`,
+recovery time, and the exact commands to restore it, in the order of a
+rebuild (configuration, databases, volumes, the rest): on the rebuilt
+node (cairn restore --from with the node's key and the appliance's
+pinned host key) and on the appliance (then rsync to the node); a
+database dump loaded into a fresh server; git fsck for every repository
+the snapshot holds. Commands are in fenced sh blocks that begin with
+the variables to set. The scheduled drill job keeps a copy in the
+repository directory (runbook.md).
+
+--node N writes only N's sources and the attention items about N or no
+node in particular; a node that is neither configured nor has snapshots
+is a usage error (exit 2) naming the nodes there are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, r, release, err := g.openAppliance(ctx, config)
+			a, _, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			st, err := a.Status(ctx, a.Config())
+			b, err := a.Runbook(ctx, a.Config(), node)
+			if errors.Is(err, status.ErrUnknownNode) {
+				return usageError{err} // names nothing there is: nothing was attempted
+			}
 			if err != nil {
 				return err
 			}
-			keyFile := ""
-			if _, err := os.Stat(r.Dir() + ".key"); err == nil {
-				keyFile = r.Dir() + ".key"
-			}
-			var b strings.Builder
-			if err := status.WriteRunbook(&b, st, status.RunbookOptions{Repo: r.Dir(), KeyFile: keyFile, Node: node}); err != nil {
-				return err
-			}
 			if output != "" {
-				return os.WriteFile(g.abs(output), []byte(b.String()), 0o644)
+				return os.WriteFile(g.abs(output), b, 0o644)
 			}
-			_, err = fmt.Fprint(g.stdout, b.String())
+			_, err = g.stdout.Write(b)
 			return err
 		},
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -196,6 +197,24 @@ func (g *globalOptions) printf(format string, args ...any) {
 func splitRef(s string) (ref, sub string) {
 	ref, sub, _ = strings.Cut(s, ":")
 	return ref, sub
+}
+
+// findSnapshot resolves the argument SNAPSHOT[:PATH] among the snapshots
+// passing f (snapshot.Find: "latest:PATH" is the newest that holds PATH)
+// and returns the snapshot and PATH. What Find notes about its choice
+// goes to standard error.
+func (g *globalOptions) findSnapshot(ctx context.Context, r *repo.Repository, arg string, f snapshot.Filter) (snapshot.Entry, string, error) {
+	ref, sub := splitRef(arg)
+	e, note, err := r.FindSnapshot(ctx, ref, sub, f)
+	g.note(note)
+	return e, sub, err
+}
+
+// note prints a note about a choice made for the user on standard error.
+func (g *globalOptions) note(s string) {
+	if s != "" {
+		fmt.Fprintln(g.stderr, "note:", s)
+	}
 }
 
 // configPath is the appliance configuration to read: config when given,

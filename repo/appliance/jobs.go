@@ -256,23 +256,15 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 func RunbookPath(repoDir string) string { return filepath.Join(repoDir, "runbook.md") }
 
 // WriteRunbook regenerates the repository's runbook.md from the current
-// state.
+// state (Runbook, for all nodes).
 func (a *Appliance) WriteRunbook(ctx context.Context, cfg *Config) error {
-	st, err := a.Status(ctx, cfg)
+	b, err := a.Runbook(ctx, cfg, "")
 	if err != nil {
-		return err
-	}
-	var b bytes.Buffer
-	keyFile := ""
-	if _, err := os.Stat(a.r.Dir() + ".key"); err == nil {
-		keyFile = a.r.Dir() + ".key"
-	}
-	if err := status.WriteRunbook(&b, st, status.RunbookOptions{Repo: a.r.Dir(), KeyFile: keyFile}); err != nil {
 		return err
 	}
 	path := RunbookPath(a.r.Dir())
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

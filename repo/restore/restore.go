@@ -64,6 +64,12 @@ type Options struct {
 	Workers int
 	// Progress, if set, is updated as files are restored.
 	Progress *Progress
+	// Paths, for Verify, are the snapshot's own paths (what was backed
+	// up, absolute). Entries the snapshot lacks are reported, and
+	// directories' metadata compared, only at and below them: the
+	// directories leading to them (a node's /, /srv above /srv/git) are
+	// the target's business. Nil compares everything below the target.
+	Paths []string
 }
 
 // Progress counts what a running restore has done.

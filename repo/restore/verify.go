@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapfs"
@@ -35,8 +36,8 @@ func (d Difference) String() string { return d.Path + ": " + d.What }
 // types, modes, sizes, modification times, symlink targets, extended
 // attributes, hardlink groups, owners (when run as root), and every
 // file's contents against its recorded SHA-256. Entries in target that
-// the snapshot does not have are reported too. Include and Exclude apply
-// as for Run.
+// the snapshot does not have are reported too, inside o.Paths (see
+// [Options]). Include and Exclude apply as for Run.
 func Verify(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, target string, o Options) ([]Difference, error) {
 	node, err := snapfs.Lookup(ctx, l, root, sub)
 	if err != nil {
@@ -49,6 +50,13 @@ func Verify(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, 
 	defer r.Close()
 	if o.Workers <= 0 {
 		o.Workers = 2
+	}
+	if o.Paths != nil {
+		own := make([]string, len(o.Paths))
+		for i, p := range o.Paths {
+			own[i] = path.Clean("/" + p)
+		}
+		o.Paths = own
 	}
 	v := &verifier{l: l, root: r, o: o, asRoot: os.Geteuid() == 0, links: map[uint64]linkSeen{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
@@ -106,6 +114,21 @@ func (v *verifier) diff(p, format string, args ...any) {
 	v.mu.Unlock()
 }
 
+// own reports whether snapshot path sp ("" for the root) is one of the
+// snapshot's own paths or lies below one.
+func (v *verifier) own(sp string) bool {
+	if v.o.Paths == nil {
+		return true
+	}
+	sp = path.Clean("/" + sp)
+	for _, p := range v.o.Paths {
+		if sp == p || p == "/" || strings.HasPrefix(sp, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *verifier) selected(sp string, isDir bool) (take, descend bool) {
 	rs := restorer{o: v.o}
 	return rs.selected(sp, isDir)
@@ -123,6 +146,9 @@ func (v *verifier) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan<
 		if err := v.entry(ctx, n, path.Join(p, n.Name), sp+"/"+n.Name, jobs); err != nil {
 			return err
 		}
+	}
+	if !v.own(sp) {
+		return nil // a directory leading to the snapshot's paths: its other entries are not the snapshot's
 	}
 	f, err := v.root.Open(p)
 	if err != nil {
@@ -160,7 +186,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 		return nil
 	}
 	if n.Type == tree.Dir {
-		if take {
+		if take && v.own(sp) {
 			v.meta(p, n, fi, st)
 		}
 		return v.dir(ctx, n.Subtree, p, sp, jobs)
@@ -206,6 +232,10 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 	return nil
 }
 
+// stamp shows a time in nanoseconds since 1970 as UTC RFC 3339 with as
+// many fractional digits as it has.
+func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+
 func typeOf(m os.FileMode) tree.NodeType {
 	switch {
 	case m.IsRegular():
@@ -236,7 +266,7 @@ func (v *verifier) meta(p string, n *tree.Node, fi os.FileInfo, st *syscall.Stat
 		v.diff(p, "owner %d:%d, the snapshot has %d:%d", st.Uid, st.Gid, n.UID, n.GID)
 	}
 	if mt := st.Mtim.Nano(); mt != n.MTime {
-		v.diff(p, "mtime %d, the snapshot has %d", mt, n.MTime)
+		v.diff(p, "mtime %s, the snapshot has %s", stamp(mt), stamp(n.MTime))
 	}
 	if n.Type == tree.Socket {
 		return

@@ -32,7 +32,7 @@ func TestLatestSkipsFutureDated(t *testing.T) {
 			t.Errorf("%s: Latest = %d, want %d", c.name, got, c.want)
 		}
 	}
-	got, err := snapshot.Find([]snapshot.Entry{past, later, future}, "latest", now)
+	got, _, err := snapshot.Find([]snapshot.Entry{past, later, future}, "latest", "", now)
 	if err != nil || got.ID != past.ID {
 		t.Fatalf("Find latest = %v %v, want the past one", got.ID.Short(), err)
 	}

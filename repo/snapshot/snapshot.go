@@ -201,13 +201,52 @@ func Sort(list []Entry) {
 // Find returns the snapshot of list (sorted by [Sort]) that ref names:
 // "latest" (the newest that is not future-dated at now, see [Latest]),
 // or a prefix of at least 4 hex digits of its ID that no other snapshot
-// of list shares.
-func Find(list []Entry, ref string, now time.Time) (Entry, error) {
+// of list shares. Every command that takes SNAPSHOT[:PATH] resolves it
+// here.
+//
+// sub is the PATH of "latest:PATH" ("" or "/" for none). With a path,
+// "latest" is the newest snapshot that holds it (one of its paths is
+// the path, lies above it or below it: see [Snapshot.Holds]), so that
+// `latest:/etc/ssh` names the newest backup of /etc even when a database
+// dump was pushed since. When that is not the newest snapshot of list,
+// note says which one was taken and why (for the user's standard error);
+// when none holds the path, the error names the newest snapshot and what
+// it holds. An ID prefix is taken as it is, whatever sub.
+func Find(list []Entry, ref, sub string, now time.Time) (e Entry, note string, err error) {
 	if ref == "latest" {
 		if len(list) == 0 {
-			return Entry{}, fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
+			return Entry{}, "", fmt.Errorf("no snapshot matches: %w", blob.ErrNotFound)
 		}
-		return list[Latest(list, now)], nil
+		newest := list[Latest(list, now)]
+		p := path.Clean("/" + sub)
+		if p == "/" {
+			return newest, "", nil
+		}
+		holding := make([]Entry, 0, len(list))
+		for _, e := range list {
+			if e.Holds(p) {
+				holding = append(holding, e)
+			}
+		}
+		if len(holding) == 0 {
+			return Entry{}, "", fmt.Errorf("latest:%s: %w in any snapshot; the newest is %s, which holds %s",
+				p, blob.ErrNotFound, newest.describe(), strings.Join(newest.Paths, " "))
+		}
+		e := holding[Latest(holding, now)]
+		if e.ID == newest.ID {
+			return e, "", nil
+		}
+		newer := 0
+		for _, o := range list {
+			if !o.Holds(p) && !FutureDated(o.Time, now) && o.Time.After(e.Time) {
+				newer++
+			}
+		}
+		plural := "snapshot holds"
+		if newer != 1 {
+			plural = "snapshots hold"
+		}
+		return e, fmt.Sprintf("latest:%s is snapshot %s, the newest that holds %s (%d newer %s other paths)", p, e.describe(), p, newer, plural), nil
 	}
 	ids := make([]blob.ID, len(list))
 	for i, e := range list {
@@ -215,9 +254,34 @@ func Find(list []Entry, ref string, now time.Time) (Entry, error) {
 	}
 	i, err := blob.MatchPrefix("snapshot", ref, ids)
 	if err != nil {
-		return Entry{}, err
+		return Entry{}, "", err
 	}
-	return list[i], nil
+	return list[i], "", nil
+}
+
+// describe names e for messages: "1a2b3c4d (lyra/etc, 2026-11-26T03:00:00Z)".
+func (e Entry) describe() string {
+	who := e.Node
+	if e.Plan != "" {
+		who += "/" + e.Plan
+	}
+	return fmt.Sprintf("%s (%s, %s)", e.ID.Short(), who, e.Time.UTC().Format(time.RFC3339))
+}
+
+// Holds reports whether the snapshot's tree has the absolute path p by
+// its record: p is one of its paths, lies below one, or is a directory
+// above one (the directories leading to a backed-up path are in the
+// tree too). Whether a file below a path still existed at backup time
+// only the tree says.
+func (s *Snapshot) Holds(p string) bool {
+	p = path.Clean("/" + p)
+	for _, q := range s.Paths {
+		q = path.Clean("/" + q)
+		if q == p || q == "/" || p == "/" || strings.HasPrefix(p, q+"/") || strings.HasPrefix(q, p+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // Filter selects snapshots. Empty fields match everything.

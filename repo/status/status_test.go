@@ -48,9 +48,19 @@ func goldenStatus() *status.Status {
 	}
 }
 
+// goldenOptions point the golden runbook at an appliance rhea that
+// lyra reaches with its key and the read permission; its git source
+// holds a work tree and a bare repository.
+func goldenOptions() status.RunbookOptions {
+	return status.RunbookOptions{Repo: "/srv/cairn/repo", KeyFile: "/srv/cairn/repo.key",
+		SSH: "rhea:2222", HostKey: "SHA256:hQ5f1Hq0lqSZt2R0nYVZb8o0a3Zkq4GwJXo0mX5Zc2E",
+		Nodes:    map[string]status.NodeAccess{"lyra": {Read: true, Keys: []string{"SHA256:lyra0key0fingerprint"}}},
+		Contents: map[blob.ID]status.Contents{id("git2"): {GitDirs: []string{"srv/git/app/.git", "srv/git/site.git"}}}}
+}
+
 func TestRunbookGolden(t *testing.T) {
 	var b bytes.Buffer
-	if err := status.WriteRunbook(&b, goldenStatus(), status.RunbookOptions{Repo: "/srv/cairn/repo", KeyFile: "/srv/cairn/repo.key"}); err != nil {
+	if err := status.WriteRunbook(&b, goldenStatus(), goldenOptions()); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "runbook.golden")

@@ -78,13 +78,20 @@ func (e *env) serve(nodes ...*node) *appliance { return e.serveWith("", nodes...
 
 // serveWith is serve with extra configuration YAML.
 func (e *env) serveWith(extra string, nodes ...*node) *appliance {
+	e.t.Helper()
+	return e.serveCommand(extra, e.vars, []string{"serve"}, nodes...)
+}
+
+// serveCommand is serveWith running cairn with args (which must start
+// the appliance) and the environment variables vars.
+func (e *env) serveCommand(extra string, vars, args []string, nodes ...*node) *appliance {
 	t := e.t
 	t.Helper()
 	port := freePort(t)
 	e.writeConfigExtra(port, extra, nodes...)
 	a := &appliance{e: e, port: port, lines: make(chan string, 1024), exited: make(chan struct{})}
-	a.cmd = exec.Command(cairnBin, "serve")
-	a.cmd.Env = append(cleanEnviron(), e.vars...)
+	a.cmd = exec.Command(cairnBin, args...)
+	a.cmd.Env = append(cleanEnviron(), vars...)
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -167,6 +167,9 @@ here when none runs) and records it like a scheduled run.`,
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
 				}
 				run, err := a.RunJob(ctx, args[1])
+				if errors.Is(err, scheduler.ErrUnknownJob) {
+					return usageError{fmt.Errorf("jobs run: %w", err)}
+				}
 				if err != nil {
 					return err
 				}

@@ -156,16 +156,45 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 // local lists the commands that never go to a running appliance: they
 // create or serve the repository, need it to themselves, or talk to a
 // remote appliance.
-var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true, "umount": true}
+var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "help": true, "completion": true, "umount": true, "key": true}
+
+// isLocal reports whether cmd, or the group it belongs to, is local.
+func isLocal(cmd *cobra.Command) bool {
+	for c := cmd; c != nil && c.HasParent(); c = c.Parent() {
+		if local[c.Name()] {
+			return true
+		}
+	}
+	return false
+}
+
+// remote reports whether cmd works on an appliance elsewhere, not on a
+// repository here (restore --from).
+func remote(cmd *cobra.Command) bool {
+	f := cmd.Flags().Lookup("from")
+	return f != nil && f.Changed
+}
+
+// proveNamed checks, before the command does anything else, that the key
+// or password file the caller named opens the repository: a command the
+// appliance runs uses the appliance's key, so without this a wrong key
+// would pass unnoticed. The caller holds the file, so the check runs
+// here, reading keys/ and the config (plain files; the appliance holds
+// only the index's lock). Local commands open the repository themselves,
+// with the same check and message.
+func (g *globalOptions) proveNamed(cmd *cobra.Command) error {
+	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) || (g.passwordFile == "" && g.keyFile == "") {
+		return nil
+	}
+	_, err := g.proveKeys(cmd.Context(), false)
+	return err
+}
 
 // forward runs the command in the appliance that has the repository open,
 // if one runs; it returns false when the command should run here.
 func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
-	if g.shared != nil || g.repoDir == "" || local[cmd.Name()] {
+	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) {
 		return false, nil
-	}
-	if f := cmd.Flags().Lookup("from"); f != nil && f.Changed {
-		return false, nil // restore --from: from an appliance over SSH, not this repository
 	}
 	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir)}
 	var stdin io.Reader
@@ -183,10 +212,10 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 }
 
 // operator runs an operator's command line inside the appliance, against
-// its open repository, with the operator's streams.
-func operator(r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
+// its open repository in dir (absolute), with the operator's streams.
+func operator(dir string, r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
 	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
-		g := &globalOptions{args: req.Args, shared: r, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
+		g := &globalOptions{args: req.Args, shared: r, sharedDir: dir, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
 		return run(ctx, g)
 	}
 }
@@ -208,7 +237,23 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.RunE, root.Args = unknownSubcommand, cobra.ArbitraryArgs
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.shared != nil {
+			// The appliance checked that the request names the
+			// repository it serves (by identity); the caller may
+			// have named it by CAIRN_REPO, which is not in the
+			// relayed arguments, or by another spelling. Everything
+			// beside the repository (its configuration) is the
+			// appliance's.
+			g.repoDir = g.sharedDir
+		}
+		if cmd.HasSubCommands() {
+			return nil // a group (root, key, repair) runs no command of its own
+		}
+		if err := g.proveNamed(cmd); err != nil {
+			return err
+		}
 		if done, err := g.forward(cmd); done {
 			return err
 		}
@@ -235,12 +280,28 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newServeCommand(g),
 		newPushCommand(g),
 		newKeygenCommand(g),
+		newKeyCommand(g),
 		newVersionCommand(),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
 	)
 	wrapArgs(root)
 	return root
+}
+
+// unknownSubcommand is the RunE of a group of commands (the root, key,
+// repair): with no argument it shows the group's help, otherwise the
+// argument names no command of the group, a usage error.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
 }
 
 // wrapArgs makes a wrong number of arguments a usage error (exit code 2)

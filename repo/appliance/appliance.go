@@ -138,6 +138,9 @@ func New(o Options) (*Appliance, error) {
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
 
+// ConfigPath is the configuration file the appliance reads.
+func (a *Appliance) ConfigPath() string { return a.o.ConfigPath }
+
 // Reload rereads the configuration file (nodes, limits, jobs); on error
 // the old one stays. Jobs restart with the new schedules; a job running
 // at that moment is cancelled.

@@ -406,6 +406,9 @@ func TestDrillCommandProbe(t *testing.T) {
 	if rep.Result != drill.ResultOK || len(rep.Probes) != 3 || rep.Probes[2] != (drill.Probe{Name: "command", Target: pass, OK: true, Output: "fine", Seconds: rep.Probes[2].Seconds}) {
 		t.Fatalf("result %s, failures %v, probes %+v", rep.Result, rep.Failures, rep.Probes)
 	}
+	if !slices.Equal(rep.Configured, []string{pass}) {
+		t.Errorf("configured %q, want the node/plan's probe", rep.Configured)
+	}
 	// Failing, chosen by plan name.
 	fail := "echo checking; echo 'table items: 3 rows missing' >&2; exit 1"
 	rep, err = drill.Run(t.Context(), r, snap, drill.Options{Scratch: sc, Probes: map[string]string{"srv": fail, "other/srv": "true"}})

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// runAt runs cairn in the working directory dir with only the environment
+// variables vars (besides the test's own, without CAIRN_*).
+func (e *env) runAt(dir string, vars []string, args ...string) result {
+	e.t.Helper()
+	cmd := exec.Command(cairnBin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnviron(), vars...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatal(err)
+	}
+	return res
+}
+
+// The same forget and drill behave the same whether the repository is
+// named with --repo or CAIRN_REPO, and whether the command runs here or
+// in an appliance started with --repo (whose own environment names no
+// repository): both read the appliance configuration beside the
+// repository, so forget finds its policies and drill runs the probes
+// configured for the plan, and records them.
+func TestRepoFlagEnvAndSocketAgree(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	pw := e.vars[1] // CAIRN_PASSWORD_FILE=…
+	src := filepath.Join(e.dir, "src")
+	for i := range 3 {
+		repotestWrite(t, src, map[string]string{"a.txt": fmt.Sprintf("version %d\n", i)})
+		e.ok("backup", "--node", "lyra", "--plan", "srv", src)
+	}
+	conf := "retention:\n  policies:\n    default: {keep_last: 1}\njobs:\n  drill:\n    probes:\n      lyra/srv: \"echo probe-ran\"\n"
+
+	type mode struct {
+		name string
+		dir  string
+		vars []string
+		args []string
+	}
+	modes := []mode{
+		{"--repo", "/", []string{pw}, []string{"--repo", e.repo}},
+		{"--repo relative", e.dir, []string{pw}, []string{"--repo", "repo"}},
+		{"CAIRN_REPO", "/", []string{pw, "CAIRN_REPO=" + e.repo}, nil},
+	}
+	check := func(where string) {
+		t.Helper()
+		// Forget first (a passing drill makes forget keep its snapshot).
+		want := ""
+		for _, m := range modes {
+			r := e.runAt(m.dir, m.vars, append(m.args, "forget", "--dry-run")...)
+			if r.code != 0 {
+				t.Errorf("%s, %s: forget --dry-run: exit %d\n%s%s", where, m.name, r.code, r.stdout, r.stderr)
+				continue
+			}
+			if want == "" {
+				want = r.stdout
+				if !strings.Contains(want, "keep 1, would forget 2") {
+					t.Fatalf("forget --dry-run:\n%s", want)
+				}
+			}
+			if r.stdout != want {
+				t.Errorf("%s, %s: forget --dry-run printed\n%s\nwant\n%s", where, m.name, r.stdout, want)
+			}
+		}
+		for _, m := range modes {
+			r := e.runAt(m.dir, m.vars, append(m.args, "drill", "latest", "--json")...)
+			var rep struct {
+				drillJSON
+				Configured []string `json:"configured"`
+			}
+			if err := jsonUnmarshal(r.stdout, &rep); err != nil || r.code != 0 {
+				t.Errorf("%s, %s: drill: exit %d %v\n%s%s", where, m.name, r.code, err, r.stdout, r.stderr)
+				continue
+			}
+			if rep.Result != "ok" || len(rep.Probes) != 1 || rep.Probes[0].Target != "echo probe-ran" || rep.Probes[0].Output != "probe-ran" ||
+				len(rep.Configured) != 1 || rep.Configured[0] != "echo probe-ran" {
+				t.Errorf("%s, %s: drill report %+v", where, m.name, rep)
+			}
+		}
+	}
+	if err := os.WriteFile(e.repo+".yaml", []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check("no appliance")
+	e.serveCommand(conf, []string{pw}, []string{"--repo", e.repo, "serve"})
+	check("through the appliance")
+}
+
+// A command that names a key file or password file proves it opens the
+// repository before anything else, whether or not the appliance runs
+// (which would otherwise run the command with its own key: a wrong
+// off-site key copy passed check). cairn key test does only that.
+func TestNamedKeyMustOpenRepository(t *testing.T) {
+	e := newEnv(t)
+	e.vars = []string{"CAIRN_REPO=" + e.repo} // key file mode
+	e.ok("init")
+	e.ok("backup", "--node", "rhea", e.dir+"/password")
+	keyName := func(path string) string {
+		var kf struct{ Key string }
+		if err := jsonUnmarshal(string(mustRead(t, path)), &kf); err != nil {
+			t.Fatal(err)
+		}
+		return kf.Key
+	}
+	offsite := filepath.Join(e.dir, "offsite.key")
+	if err := os.WriteFile(offsite, mustRead(t, e.repo+".key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(e.dir, "garbage.key")
+	if err := os.WriteFile(garbage, []byte("garbage\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := newEnv(t)
+	other.vars = []string{"CAIRN_REPO=" + other.repo}
+	other.ok("init")
+	key, otherKey := keyName(e.repo+".key"), keyName(other.repo+".key")
+
+	notGarbage := "cairn: the key file " + garbage + " does not open repository " + e.repo + ": it is not a cairn key file\n"
+	cases := []struct {
+		extra  []string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{nil, []string{"--key-file", garbage, "check"}, 1, "", notGarbage},
+		{[]string{"CAIRN_KEY_FILE=" + garbage}, []string{"snapshots"}, 1, "", notGarbage},
+		{nil, []string{"--key-file", other.repo + ".key", "check"}, 1, "",
+			"cairn: the key file " + other.repo + ".key does not open repository " + e.repo + ": it names key " + otherKey + ", which this repository does not have\n"},
+		{nil, []string{"--key-file", garbage, "key", "test"}, 1, "", notGarbage},
+		{nil, []string{"--key-file", offsite, "key", "test"}, 0, "the key file " + offsite + " opens repository " + e.repo + " (key " + key + ")\n", ""},
+		{nil, []string{"key", "test"}, 0, "the key file " + e.repo + ".key opens repository " + e.repo + " (key " + key + ")\n", ""},
+		{nil, []string{"--key-file", offsite, "check"}, 0, "checked 1 snapshots, 4 trees, 2 packs: no problems found\n", ""},
+	}
+	try := func(where string) {
+		t.Helper()
+		for _, c := range cases {
+			r := e.run(c.extra, c.args...)
+			if r.code != c.code || r.stdout != c.stdout || r.stderr != c.stderr {
+				t.Errorf("%s: %v %v: exit %d\nstdout %q\nstderr %q\nwant %d %q %q", where, c.extra, c.args, r.code, r.stdout, r.stderr, c.code, c.stdout, c.stderr)
+			}
+		}
+	}
+	try("no appliance")
+	e.serve()
+	try("appliance running")
+
+	// A caller who cannot read the repository cannot prove the key: the
+	// command is refused, never run with the appliance's key instead.
+	t.Run("caller cannot read keys", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			t.Skip("needs root, to run cairn as nobody")
+		}
+		dir, err := os.MkdirTemp("", "cairn-key-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		copyFor := filepath.Join(dir, "offsite.key")
+		if err := os.WriteFile(copyFor, mustRead(t, e.repo+".key"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(dir, 0o755)
+		want := "cairn: the key file " + copyFor + " could not be checked against repository " + e.repo +
+			": storage: open " + filepath.Join(e.repo, "config") + ": permission denied\n"
+		for _, args := range [][]string{{"key", "test"}, {"check"}} {
+			cmd := exec.Command(cairnBin, append([]string{"--repo", e.repo, "--key-file", copyFor}, args...)...)
+			cmd.Env = cleanEnviron()
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || out.String() != "" || errb.String() != want {
+				t.Errorf("%v as nobody: %v\nstdout %q\nstderr %q\nwant %q", args, err, out.String(), errb.String(), want)
+			}
+		}
+	})
+
+	// A passphrase repository, with its appliance running.
+	p := newEnv(t)
+	p.ok("init")
+	p.serve()
+	bad := filepath.Join(p.dir, "bad")
+	if err := os.WriteFile(bad, []byte("not it\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := p.run([]string{"CAIRN_PASSWORD_FILE=" + bad}, "check")
+	want := "cairn: the password file " + bad + " does not open repository " + p.repo + ": the passphrase opens none of the 1 passphrase keys in " + filepath.Join(p.repo, "keys") + "\n"
+	if r.code != 1 || r.stdout != "" || r.stderr != want {
+		t.Errorf("wrong passphrase through the appliance: exit %d, %q %q\nwant %q", r.code, r.stdout, r.stderr, want)
+	}
+	keys, _ := os.ReadDir(filepath.Join(p.repo, "keys"))
+	if r := p.run(nil, "key", "test"); r.code != 0 || r.stdout != "the password file "+filepath.Join(p.dir, "password")+" opens repository "+p.repo+" (key "+keys[0].Name()+")\n" {
+		t.Errorf("key test: exit %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

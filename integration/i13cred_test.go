@@ -209,3 +209,25 @@ func TestNamedKeyMustOpenRepository(t *testing.T) {
 		t.Errorf("key test: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// An unknown command, subcommand or job is a usage error (exit 2) that
+// says what there is.
+func TestUnknownCommandsAreUsageErrors(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	for _, c := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"drll"}, "cairn: unknown command \"drll\" for \"cairn\"; did you mean drill or drills?\n"},
+		{[]string{"nosuch", "latest"}, "cairn: unknown command \"nosuch\" for \"cairn\"\n"},
+		{[]string{"key", "tset"}, "cairn: unknown command \"tset\" for \"cairn key\"; did you mean test?\n"},
+		{[]string{"repair", "indx"}, "cairn: unknown command \"indx\" for \"cairn repair\"; did you mean index?\n"},
+		{[]string{"jobs", "run", "drll"}, "cairn: jobs run: job \"drll\": no such job (the jobs are verify, drill, prune, staleness)\n"},
+	} {
+		r := e.run(nil, c.args...)
+		if r.code != 2 || r.stdout != "" || r.stderr != c.stderr {
+			t.Errorf("cairn %v: exit %d\nstdout %q\nstderr %q\nwant 2, %q", c.args, r.code, r.stdout, r.stderr, c.stderr)
+		}
+	}
+}

@@ -114,7 +114,10 @@ recorded SHA-256, as in a local restore.`,
 				}
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
-					return err
+					if l != nil {
+						return err // explained by the link
+					}
+					return stoppedBy(ctx, err, "restore", func() string { return "the comparison with " + o.target + " is incomplete" })
 				}
 				if g.json {
 					if diffs == nil {
@@ -156,7 +159,13 @@ recorded SHA-256, as in a local restore.`,
 				}
 			}
 			if err != nil {
-				return err
+				if l != nil {
+					return err // explained by the link
+				}
+				return stoppedBy(ctx, err, "restore", func() string {
+					return fmt.Sprintf("the files in %s are incomplete (%d files restored and verified, %s written in %s)",
+						o.target, prog.Files.Load(), humanBytes(prog.Bytes.Load()), time.Since(start).Round(time.Millisecond))
+				})
 			}
 			d := time.Since(start)
 			if g.json {

@@ -71,6 +71,47 @@ func (i *interrupted) name() string {
 
 func (i *interrupted) code() int { return 128 + int(i.sig) }
 
+// Signal names the signal, so that a command relayed to the appliance is
+// cancelled there with it (appliance.Call).
+func (i *interrupted) Signal() syscall.Signal { return i.sig }
+
+// signalled returns the signal that stopped ctx, or nil: a signal here,
+// or inside the appliance the signal that stopped the operator's cairn.
+func signalled(ctx context.Context) *interrupted {
+	cause := context.Cause(ctx)
+	if sig, ok := errors.AsType[*interrupted](cause); ok {
+		return sig
+	}
+	if sig, ok := errors.AsType[*appliance.Interrupted](cause); ok {
+		return &interrupted{sig: sig.Signal}
+	}
+	return nil
+}
+
+// stopped is a command a signal stopped, with what it had done: "backup
+// interrupted by SIGINT: no snapshot was saved (…)". It unwraps to the
+// signal, so run prints it as it is and exits 128 + the signal.
+type stopped struct {
+	verb    string
+	sig     *interrupted
+	outcome string
+}
+
+func (e *stopped) Error() string {
+	return fmt.Sprintf("%s interrupted by %s: %s", e.verb, e.sig.name(), e.outcome)
+}
+
+func (e *stopped) Unwrap() error { return e.sig }
+
+// stoppedBy returns err, or when a signal stopped ctx, a *stopped saying
+// what of the command's work stands.
+func stoppedBy(ctx context.Context, err error, verb string, outcome func() string) error {
+	if sig := signalled(ctx); err != nil && sig != nil {
+		return &stopped{verb: verb, sig: sig, outcome: outcome()}
+	}
+	return err
+}
+
 // withSignals returns a context that SIGINT or SIGTERM cancels with an
 // *interrupted cause naming the signal. Later signals are caught too, so
 // a second Ctrl-C does not kill a command that is cleaning up.
@@ -109,8 +150,7 @@ func run(ctx context.Context, g *globalOptions) int {
 	if err == nil || errors.As(err, &fw) && fw.code == exitOK {
 		return exitOK // a command the appliance ran carries its exit code as an error
 	}
-	var sig *interrupted
-	if errors.As(context.Cause(ctx), &sig) {
+	if sig := signalled(ctx); sig != nil {
 		// A signal stopped the command. Errors that say so (a push
 		// that names what was acknowledged) are printed as they are.
 		name := "command"
@@ -122,7 +162,11 @@ func run(ctx context.Context, g *globalOptions) int {
 		case errors.As(err, &said):
 			fmt.Fprintln(g.stderr, "cairn:", err)
 		case errors.As(err, &fw):
-			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s\n", name, sig.name())
+			if fw.code != sig.code() {
+				// The appliance stopped the command without
+				// saying it was the signal (an older appliance).
+				fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s\n", name, sig.name())
+			}
 		default:
 			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s: %s\n", name, sig.name(), strings.TrimPrefix(err.Error(), name+": "))
 		}
@@ -215,8 +259,29 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 // its open repository in dir (absolute), with the operator's streams.
 func operator(dir string, r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
 	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
+		ctx, stop := relaySignal(ctx)
+		defer stop()
 		g := &globalOptions{args: req.Args, shared: r, sharedDir: dir, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
 		return run(ctx, g)
+	}
+}
+
+// relaySignal returns a context that ends when parent does, with the
+// cause *interrupted when the appliance cancelled parent because the
+// operator's cairn got a signal, so the command inside says so and exits
+// as it would have on the operator's side.
+func relaySignal(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		cause := context.Cause(parent)
+		if sig := signalled(parent); sig != nil {
+			cause = sig
+		}
+		cancel(cause)
+	})
+	return ctx, func() {
+		stop()
+		cancel(nil)
 	}
 }
 
@@ -251,6 +316,11 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		if cmd.HasSubCommands() {
 			return nil // a group (root, key, repair) runs no command of its own
 		}
+		context.AfterFunc(cmd.Context(), func() {
+			if sig := signalled(cmd.Context()); sig != nil {
+				g.logger().Debug("stopping: signal received", "signal", sig.name())
+			}
+		})
 		if err := g.proveNamed(cmd); err != nil {
 			return err
 		}

@@ -48,6 +48,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -393,7 +394,8 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 		return
 	}
 	mw := &muxWriter{w: conn}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	stdinR, stdinW := io.Pipe()
 	fed := make(chan struct{})
@@ -418,7 +420,11 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			case frameStdinEOF:
 				stdinW.Close()
 			case frameCancel:
-				cancel()
+				if len(data) == 1 && (data[0] == byte(syscall.SIGINT) || data[0] == byte(syscall.SIGTERM)) {
+					cancelCause(&Interrupted{Signal: syscall.Signal(data[0])})
+				} else {
+					cancel()
+				}
 			}
 		}
 	}()

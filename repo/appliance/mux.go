@@ -14,7 +14,7 @@ const (
 	frameRequest  = 'R' // client → appliance: the Request as JSON (first frame)
 	frameStdin    = 'I' // client → appliance: standard input
 	frameStdinEOF = 'i'
-	frameCancel   = 'C' // client → appliance: stop the command (the operator pressed ^C)
+	frameCancel   = 'C' // client → appliance: stop the command (the operator pressed ^C); one byte, the signal's number, or empty
 	frameStdout   = 'O' // appliance → client
 	frameStderr   = 'E'
 	frameExit     = 'X' // appliance → client: 4-byte exit code; the last frame

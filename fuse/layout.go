@@ -11,7 +11,7 @@ import (
 
 // noPlan is the plan directory of snapshots made without a plan. Plan
 // names cannot contain '@' (snapshot.CheckName), so it never collides.
-const noPlan = "@none"
+const noPlan = snapshot.NoPlan
 
 // latestName is the symlink to the newest snapshot of a node and plan.
 // Time directories start with a digit, so it never collides either.
@@ -55,12 +55,7 @@ func timeName(t time.Time) string {
 }
 
 // planName is the directory name of a snapshot's plan.
-func planName(s *snapshot.Snapshot) string {
-	if s.Plan == "" {
-		return noPlan
-	}
-	return s.Plan
-}
+func planName(s *snapshot.Snapshot) string { return snapshot.PlanName(s.Plan) }
 
 // validTag reports whether a tag can be a directory name. Tags cannot
 // contain '/' or NUL (snapshot.Validate), but "." and ".." are allowed

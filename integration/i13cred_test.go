@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -382,4 +383,47 @@ func TestInterruptedBackupAndRestore(t *testing.T) {
 	e.serve()
 	check("appliance", syscall.SIGINT, 130)
 	check("appliance", syscall.SIGTERM, 143)
+}
+
+// Times are shown in the caller's zone (TZ) and name it, whether the
+// command runs here or in an appliance that runs in another zone; a
+// snapshot without a plan shows @none everywhere, and --plan @none
+// selects it.
+func TestTimesAndNoPlanSpelledOnce(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	repotestWrite(t, src, map[string]string{"a.txt": "a\n"})
+	e.ok("backup", "--node", "lyra", src)
+	e.ok("backup", "--node", "lyra", "--plan", "etc", src)
+	tokyo := []string{"TZ=Asia/Tokyo"}
+	list := func(where string, args ...string) string {
+		t.Helper()
+		r := e.run(tokyo, append([]string{"snapshots"}, args...)...)
+		if r.code != 0 {
+			t.Fatalf("%s: snapshots %v: exit %d %s", where, args, r.code, r.stderr)
+		}
+		return r.stdout
+	}
+	here := list("no appliance")
+	rows := strings.Split(strings.TrimSpace(here), "\n")
+	row := regexp.MustCompile(`^[0-9a-f]{8}  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d JST  lyra  (@none|etc )  `)
+	if len(rows) != 3 || !row.MatchString(rows[1]) || !row.MatchString(rows[2]) || !strings.Contains(rows[1]+rows[2], " @none ") {
+		t.Fatalf("snapshots:\n%s", here)
+	}
+	none := list("no appliance", "--plan", "@none")
+	if n := strings.Count(none, "\n"); n != 2 || !strings.Contains(none, " @none ") {
+		t.Errorf("snapshots --plan @none:\n%s", none)
+	}
+	if rb := e.ok("runbook"); !strings.Contains(rb, "lyra / @none") || strings.Contains(rb, "(no plan)") {
+		t.Errorf("runbook does not call the plan @none:\n%s", rb)
+	}
+
+	e.serveCommand("", append(slices.Clone(e.vars), "TZ=UTC"), []string{"serve"})
+	if got := list("appliance in UTC"); got != here {
+		t.Errorf("through the appliance:\n%s\nwant, as without it:\n%s", got, here)
+	}
+	if got := list("appliance in UTC", "--plan", "@none"); got != none {
+		t.Errorf("through the appliance, --plan @none:\n%s\nwant:\n%s", got, none)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -22,7 +21,7 @@ type filterOptions struct {
 
 func (f *filterOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node", "", "only snapshots of this node")
-	cmd.Flags().StringVar(&f.plan, "plan", "", "only snapshots of this plan")
+	cmd.Flags().StringVar(&f.plan, "plan", "", "only snapshots of this plan (@none: those made without a plan)")
 	cmd.Flags().StringArrayVar(&f.tags, "tag", nil, "only snapshots with this tag (repeatable: all must match)")
 	cmd.Flags().StringVar(&f.path, "path", "", "only snapshots that backed up this path (as recorded: absolute)")
 }
@@ -72,7 +71,7 @@ drilled-ok, drilled-failed, or nothing when it was never drilled. With
 						mark = m.Result + " " + m.Report.Short()
 					}
 					tw.Write([]byte(strings.Join([]string{
-						e.ID.Short(), e.Time.Local().Format(time.DateTime), e.Node, e.Plan,
+						e.ID.Short(), g.when(e.Time), e.Node, snapshot.PlanName(e.Plan),
 						humanBytes(e.Summary.Bytes), strings.Join(e.Paths, ","), mark,
 					}, "\t") + "\n"))
 				}

@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
@@ -46,7 +47,8 @@ type globalOptions struct {
 	appliance *appliance.Appliance // the running appliance, inside it
 	cwd       string
 	stderrTTY bool
-	args      []string // the command line, for forwarding to the appliance
+	loc       *time.Location // inside the appliance: the operator's time zone (nil: this process's)
+	args      []string       // the command line, for forwarding to the appliance
 
 	// proven are the credentials proveKeys proved, which open uses.
 	proven *repo.Credentials

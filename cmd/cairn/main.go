@@ -240,7 +240,7 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) {
 		return false, nil
 	}
-	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir)}
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir), TZ: callerTZ()}
 	var stdin io.Reader
 	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {
 		stdin = g.stdin // only commands that read standard input get it
@@ -261,7 +261,7 @@ func operator(dir string, r *repo.Repository, a **appliance.Appliance) appliance
 	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
 		ctx, stop := relaySignal(ctx)
 		defer stop()
-		g := &globalOptions{args: req.Args, shared: r, sharedDir: dir, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
+		g := &globalOptions{args: req.Args, shared: r, sharedDir: dir, appliance: *a, cwd: req.Cwd, loc: zoneOf(req.TZ), stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
 		return run(ctx, g)
 	}
 }

@@ -48,6 +48,11 @@ type Request struct {
 	// path): a socket given with --socket or CAIRN_SOCKET that belongs
 	// to another repository's appliance is refused.
 	Repo string `json:"repo,omitempty"`
+	// TZ is the operator's TZ for operator requests, for times printed
+	// in the operator's zone: as the environment has it, ":/etc/localtime"
+	// when unset and "UTC" when empty. Empty (an older cairn) means the
+	// appliance's zone.
+	TZ string `json:"tz,omitempty"`
 }
 
 type muxWriter struct {

@@ -62,10 +62,7 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 }
 
 func writeGroup(b *strings.Builder, g Group, cairn string) {
-	plan := g.Plan
-	if plan == "" {
-		plan = "(no plan)"
-	}
+	plan := snapshot.PlanName(g.Plan)
 	sc := g.Last.Scope
 	class := "files"
 	if sc != nil {

@@ -249,7 +249,7 @@ func PlanName(plan string) string {
 // Filter selects snapshots. Empty fields match everything.
 type Filter struct {
 	Node string
-	Plan string // [NoPlan] selects the snapshots made without a plan
+	Plan string   // [NoPlan] selects the snapshots made without a plan
 	Tags []string // a snapshot must carry all of them
 	Path string   // a snapshot must include this path
 }

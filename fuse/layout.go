@@ -9,10 +9,6 @@ import (
 	"github.com/cairnbackup/cairn/repo/snapshot"
 )
 
-// noPlan is the plan directory of snapshots made without a plan. Plan
-// names cannot contain '@' (snapshot.CheckName), so it never collides.
-const noPlan = "@none"
-
 // latestName is the symlink to the newest snapshot of a node and plan.
 // Time directories start with a digit, so it never collides either.
 const latestName = "latest"
@@ -54,13 +50,10 @@ func timeName(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// planName is the directory name of a snapshot's plan.
-func planName(s *snapshot.Snapshot) string {
-	if s.Plan == "" {
-		return noPlan
-	}
-	return s.Plan
-}
+// planName is the directory name of a snapshot's plan: snapshot.NoPlan
+// ("@none") without one. Plan names cannot contain '@'
+// (snapshot.CheckName), so it never collides.
+func planName(s *snapshot.Snapshot) string { return snapshot.PlanName(s.Plan) }
 
 // validTag reports whether a tag can be a directory name. Tags cannot
 // contain '/' or NUL (snapshot.Validate), but "." and ".." are allowed

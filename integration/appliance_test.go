@@ -79,13 +79,20 @@ func (e *env) serve(nodes ...*node) *appliance { return e.serveWith("", nodes...
 
 // serveWith is serve with extra configuration YAML.
 func (e *env) serveWith(extra string, nodes ...*node) *appliance {
+	e.t.Helper()
+	return e.serveCommand(extra, e.vars, []string{"serve"}, nodes...)
+}
+
+// serveCommand is serveWith running cairn with args (which must start
+// the appliance) and the environment variables vars.
+func (e *env) serveCommand(extra string, vars, args []string, nodes ...*node) *appliance {
 	t := e.t
 	t.Helper()
 	port := freePort(t)
 	e.writeConfigExtra(port, extra, nodes...)
 	a := &appliance{e: e, port: port, lines: make(chan string, 1024), exited: make(chan struct{})}
-	a.cmd = exec.Command(cairnBin, "serve")
-	a.cmd.Env = append(cleanEnviron(), e.vars...)
+	a.cmd = exec.Command(cairnBin, args...)
+	a.cmd.Env = append(cleanEnviron(), vars...)
 	stderr, err := a.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +100,12 @@ func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The log is read to its end before Wait, which closes the pipe
+	// (reading after it could lose the last lines): exited means the
+	// whole log is in a.log.
+	readAll := make(chan struct{})
 	go func() {
+		defer close(readAll)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			a.mu.Lock()
@@ -106,7 +118,7 @@ func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 		}
 		close(a.lines)
 	}()
-	go func() { a.cmd.Wait(); close(a.exited) }()
+	go func() { <-readAll; a.cmd.Wait(); close(a.exited) }()
 	line := a.waitFor("msg=serving")
 	for _, f := range strings.Fields(line) {
 		if v, ok := strings.CutPrefix(f, "host_key="); ok {

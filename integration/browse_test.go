@@ -80,7 +80,7 @@ func (f *browseFixture) testFind(t *testing.T) {
 	if len(lines) != 2 {
 		t.Fatalf("find output:\n%s", r.stdout)
 	}
-	const stamp = `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`
+	const stamp = `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+`
 	for i, c := range []struct {
 		id   string
 		size int

@@ -179,7 +179,7 @@ $`)
 	table := e.ok("drills")
 	lines := strings.Split(strings.TrimSpace(table), "\n")
 	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID ") ||
-		!regexp.MustCompile(`^`+ok.ID[:8]+` +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +`+snap[:8]+` +lyra/srv +ok +[0-9.]+ +`+fmt.Sprint(files)+`$`).MatchString(lines[3]) {
+		!regexp.MustCompile(`^`+ok.ID[:8]+` +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+ +`+snap[:8]+` +lyra/srv +ok +[0-9.]+ +`+fmt.Sprint(files)+`$`).MatchString(lines[3]) {
 		t.Errorf("drills:\n%s", table)
 	}
 }

@@ -229,7 +229,7 @@ func TestDrillVerdictOnePerSnapshot(t *testing.T) {
 		t.Errorf("snapshots:\n%s", out)
 	}
 	r = e.run(nil, "status")
-	row := regexp.MustCompile(`(?m)^lyra/files \[` + regexp.QuoteMeta(src) + `\] .* (\S+) (\S+ \S+) +[0-9.]+ s +(\S+)$`).FindStringSubmatch(r.stdout)
+	row := regexp.MustCompile(`(?m)^lyra/files \[` + regexp.QuoteMeta(src) + `\] .* (\S+) (\S+ \S+ \S+) +[0-9.]+ s +(\S+)$`).FindStringSubmatch(r.stdout)
 	if r.code != 5 || row == nil || row[1] != "failed" || row[3] != "-" {
 		t.Fatalf("status: exit %d, row %q\n%s", r.code, row, r.stdout)
 	}

@@ -173,7 +173,7 @@ func TestPlanKeepsFilesAndCountsExcludes(t *testing.T) {
 	}
 	for i, n := range map[int]string{1: "2", 2: "5"} {
 		f := strings.Fields(table[i])
-		if len(f) < 8 || f[7] != n || f[0] != list[i-1].ID[:8] { // SIZE is two fields
+		if len(f) < 9 || f[8] != n || f[0] != list[i-1].ID[:8] { // TIME is three fields (date, time, zone), SIZE two
 
 			t.Errorf("snapshots row %d: %q, want EXCLUDED %s", i, table[i], n)
 		}

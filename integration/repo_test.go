@@ -184,7 +184,7 @@ func TestWrongPassphrase(t *testing.T) {
 	bad := filepath.Join(e.dir, "bad")
 	os.WriteFile(bad, []byte("not it"), 0o600)
 	r := e.run([]string{"CAIRN_PASSWORD_FILE=" + bad}, "snapshots")
-	want := "cairn: wrong passphrase or key file: the passphrase opens none of the 1 passphrase keys in " + filepath.Join(e.repo, "keys") + "\n"
+	want := "cairn: the password file " + bad + " does not open repository " + e.repo + ": the passphrase opens none of the 1 passphrase keys in " + filepath.Join(e.repo, "keys") + "\n"
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("exit %d, stderr %q\nwant %q", r.code, r.stderr, want)
 	}

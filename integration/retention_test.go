@@ -91,7 +91,7 @@ func TestForgetKeepsProvenSnapshot(t *testing.T) {
 		t.Fatalf("--keep-drilled 0:\n%s", out)
 	}
 	out = e.ok("forget", "--keep-last", "2", "--dry-run", "--explain")
-	line := `  %s %s \d{4}-\d\d-\d\d \d\d:\d\d:\d\d`
+	line := `  %s %s \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+`
 	want := regexp.MustCompile("^" + regexp.QuoteMeta(group) + `: keep 3, would forget 1\n` +
 		fmt.Sprintf(line, "proven", ids[0][:8]) + `  \(drilled-ok ` + report + `\)\n` +
 		fmt.Sprintf(line, "keep  ", ids[3][:8]) + `  \(last 1\)\n` +

@@ -26,6 +26,8 @@ type Credentials struct {
 	// KDF overrides the argon2id costs when Init wraps a new key with a
 	// passphrase; zero means [seal.DefaultKDF].
 	KDF seal.KDFParams
+
+	proven *proof // set by ProveKey
 }
 
 // KeyFile is the JSON document Init writes outside the repository for
@@ -48,14 +50,6 @@ var ErrWrongKey = errors.New("wrong passphrase or key file")
 // so a copy of the repository does not carry its own key.
 func DefaultKeyFile(repoDir string) string {
 	return filepath.Clean(repoDir) + ".key"
-}
-
-func readKeyFile(path string) (*KeyFile, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	return decodeKeyFile(b, path)
 }
 
 // decodeKeyFile parses a key file's contents; path is for messages.
@@ -103,11 +97,106 @@ func writeKeyFile(path string, kf *KeyFile) error {
 	return d.Sync()
 }
 
+// WrongKeyError is the error of [Open] and [ProveKey] when a credential
+// does not open the repository. It matches [ErrWrongKey].
+type WrongKeyError struct {
+	// KeyFile is the key file tried; empty for a passphrase.
+	KeyFile string
+	// Reason says what the credential did, without its subject: "opens
+	// none of the 2 passphrase keys in DIR/keys", "names key K, which this
+	// repository does not have", "is not a cairn key file".
+	Reason string
+	// Err holds what was wrong with files of keys/ met on the way, if any.
+	Err error
+}
+
+// Subject names the credential: "the passphrase" or "key file PATH".
+func (e *WrongKeyError) Subject() string {
+	if e.KeyFile == "" {
+		return "the passphrase"
+	}
+	return "key file " + e.KeyFile
+}
+
+func (e *WrongKeyError) Error() string {
+	msg := ErrWrongKey.Error() + ": " + e.Subject() + " " + e.Reason
+	if e.Err != nil {
+		msg += "; damaged: " + e.Err.Error()
+	}
+	return msg
+}
+
+// Unwrap gives ErrWrongKey and the damaged key files.
+func (e *WrongKeyError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrWrongKey}
+	}
+	return []error{ErrWrongKey, e.Err}
+}
+
+// proof is what ProveKey found: the master key the credentials unwrapped
+// for the repository in dir, and the name of the wrapped key in keys/.
+type proof struct {
+	dir    string
+	master seal.MasterKey
+	key    string
+}
+
+// ProveKey checks that cred opens the repository in dir: it unwraps the
+// master key against keys/ and authenticates the sealed config with it,
+// as [Open] does first. It reads only the config, keys/ and the key file,
+// takes no lock and never opens the index, so it works while another
+// process (the appliance) has the repository open. It returns the name
+// of the wrapped key in keys/ that cred opened, and cred carrying the
+// proof: an Open of the same dir with it does not unwrap the key again
+// (argon2id costs a quarter of a second). A credential that does not
+// open the repository gives a [*WrongKeyError].
+func ProveKey(ctx context.Context, dir string, cred Credentials) (proven Credentials, key string, err error) {
+	be := storage.NewLocal(dir)
+	p, _, err := unlockConfig(ctx, be, dir, cred)
+	if err != nil {
+		return cred, "", err
+	}
+	cred.proven = p
+	return cred, p.key, nil
+}
+
+// unlockConfig reads the sealed config of the repository in dir, unwraps
+// the master key with cred (or takes the one cred was proven with) and
+// authenticates and decodes the config with it. It only reads.
+func unlockConfig(ctx context.Context, be storage.Backend, dir string, cred Credentials) (*proof, *Config, error) {
+	sealedCfg, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Config}, 1<<20)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%s is not a cairn repository (no config file); create one with cairn init", dir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p := cred.proven
+	if p == nil || p.dir != dir {
+		m, name, err := unlock(ctx, be, dir, cred)
+		if err != nil {
+			return nil, nil, err
+		}
+		p = &proof{dir: dir, master: m, key: name}
+	}
+	plain, err := p.master.DataKey().Open(nil, sealedCfg, []byte(configAAD))
+	if err != nil {
+		return nil, nil, fmt.Errorf("config does not authenticate with the repository key: %w", err)
+	}
+	cfg, err := decodeConfig(plain)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, cfg, nil
+}
+
 // unlock finds the wrapped key the credentials open and returns the
-// master key. It only reads. A key file in keys/ that is damaged is named
-// as damaged, not taken for a wrong credential: keys are named by the
-// SHA-256 of their contents (see [keyName]).
-func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Credentials) (seal.MasterKey, error) {
+// master key and the wrapped key's name. It only reads. A key file in
+// keys/ that is damaged is named as damaged, not taken for a wrong
+// credential: keys are named by the SHA-256 of their contents (see
+// [keyName]).
+func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Credentials) (seal.MasterKey, string, error) {
 	var zero seal.MasterKey
 	keysDir := filepath.Join(repoDir, "keys")
 	if len(cred.Password) > 0 {
@@ -117,7 +206,7 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 			return nil
 		})
 		if err != nil {
-			return zero, err
+			return zero, "", err
 		}
 		tried := 0
 		var broken []error
@@ -135,47 +224,53 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 			tried++
 			m, err := w.Unwrap(cred.Password)
 			if err == nil {
-				return m, nil
+				return m, name, nil
 			}
 			if !errors.Is(err, seal.ErrWrongKey) {
 				broken = append(broken, fmt.Errorf("key %s: %w", filepath.Join(keysDir, name), err))
 			}
 		}
-		switch {
-		case tried == 0 && len(broken) > 0:
+		if tried == 0 && len(broken) > 0 {
 			// No intact passphrase key: whether the passphrase is
 			// right cannot be known, but the damage can.
-			return zero, joinLines(broken)
-		case len(broken) > 0:
-			return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s; damaged: %w", ErrWrongKey, tried, keysDir, joinLines(broken))
-		case tried == 0:
-			return zero, fmt.Errorf("%w: the repository has no passphrase keys (use its key file)", ErrWrongKey)
+			return zero, "", joinLines(broken)
 		}
-		return zero, fmt.Errorf("%w: the passphrase opens none of the %d passphrase keys in %s", ErrWrongKey, tried, keysDir)
+		e := &WrongKeyError{Reason: fmt.Sprintf("opens none of the %d passphrase keys in %s", tried, keysDir)}
+		if len(broken) > 0 {
+			e.Err = joinLines(broken)
+		}
+		if tried == 0 {
+			e.Reason = "opens nothing: the repository has no passphrase keys (use its key file)"
+		}
+		return zero, "", e
 	}
 	path := cred.KeyFile
 	if path == "" {
 		path = DefaultKeyFile(repoDir)
 	}
-	kf, err := readKeyFile(path)
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return zero, fmt.Errorf("no key: give a passphrase with --password-file or CAIRN_PASSWORD_FILE, or a key file with --key-file or CAIRN_KEY_FILE (%s does not exist)", path)
+		return zero, "", fmt.Errorf("no key: give a passphrase with --password-file or CAIRN_PASSWORD_FILE, or a key file with --key-file or CAIRN_KEY_FILE (%s does not exist)", path)
 	}
 	if err != nil {
-		return zero, err
+		return zero, "", fmt.Errorf("key file: %w", err)
+	}
+	kf, err := decodeKeyFile(b, path)
+	if err != nil {
+		return zero, "", &WrongKeyError{KeyFile: path, Reason: "is not a cairn key file"}
 	}
 	w, err := loadWrapped(ctx, be, keysDir, kf.Key)
 	if errors.Is(err, storage.ErrNotExist) {
-		return zero, fmt.Errorf("%w: key file %s names key %s, which this repository does not have", ErrWrongKey, path, kf.Key)
+		return zero, "", &WrongKeyError{KeyFile: path, Reason: fmt.Sprintf("names key %s, which this repository does not have", kf.Key)}
 	}
 	if err != nil {
-		return zero, err
+		return zero, "", err
 	}
 	m, err := w.Unwrap(kf.Secret)
 	if errors.Is(err, seal.ErrWrongKey) {
-		return zero, fmt.Errorf("%w: key file %s does not open key %s", ErrWrongKey, path, kf.Key)
+		return zero, "", &WrongKeyError{KeyFile: path, Reason: "does not open key " + kf.Key}
 	}
-	return m, err
+	return m, kf.Key, err
 }
 
 // joinLines joins errors on one line, separated by "; ".

@@ -176,8 +176,8 @@ func inside(dir, path string) bool {
 	return p == d || strings.HasPrefix(p, d+string(filepath.Separator))
 }
 
-// Open opens the repository in dir with cred. A wrong credential gives an
-// error wrapping [ErrWrongKey] and writes nothing; a repository open in
+// Open opens the repository in dir with cred. A wrong credential gives a
+// [*WrongKeyError] (matching [ErrWrongKey]) and writes nothing; a repository open in
 // another process gives [ErrLocked].
 func Open(ctx context.Context, dir string, cred Credentials, o Options) (*Repository, error) {
 	if o.Now == nil {
@@ -187,26 +187,12 @@ func Open(ctx context.Context, dir string, cred Credentials, o Options) (*Reposi
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	be := storage.NewLocal(dir)
-	sealedCfg, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Config}, 1<<20)
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil, fmt.Errorf("%s is not a cairn repository (no config file); create one with cairn init", dir)
-	}
+	p, cfg, err := unlockConfig(ctx, be, dir, cred)
 	if err != nil {
 		return nil, err
 	}
-	m, err := unlock(ctx, be, dir, cred)
-	if err != nil {
-		return nil, err
-	}
+	m := p.master
 	key := m.DataKey()
-	plain, err := key.Open(nil, sealedCfg, []byte(configAAD))
-	if err != nil {
-		return nil, fmt.Errorf("config does not authenticate with the repository key: %w", err)
-	}
-	cfg, err := decodeConfig(plain)
-	if err != nil {
-		return nil, err
-	}
 	r := &Repository{
 		dir: dir, be: be, cfg: cfg, master: m, key: key,
 		table: chunker.NewTable(m.Derive(seal.PurposeChunker)),

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -450,12 +451,20 @@ func (s *Scheduler) call(ctx context.Context, e *entry) (res Result, err error) 
 // as any other. Its Scheduled time is the time of the trigger, and it
 // does not move the job's plan. When a run of the job's kind is going, it
 // runs nothing, records nothing and returns an error wrapping [ErrBusy].
-// The error is otherwise [ErrUnknownJob] or the history's (the run
+// The error is otherwise [ErrUnknownJob], naming the jobs there are, or the history's (the run
 // happened and is returned).
 func (s *Scheduler) Trigger(ctx context.Context, name string) (Run, error) {
 	e, ok := s.byName[name]
 	if !ok {
-		return Run{}, fmt.Errorf("scheduler: trigger %q: %w", name, ErrUnknownJob)
+		have := "no jobs are configured"
+		if len(s.jobs) > 0 {
+			names := make([]string, len(s.jobs))
+			for i, e := range s.jobs {
+				names[i] = e.job.Name
+			}
+			have = "the jobs are " + strings.Join(names, ", ")
+		}
+		return Run{}, fmt.Errorf("job %q: %w (%s)", name, ErrUnknownJob, have)
 	}
 	holder, ok := s.acquire(e)
 	if !ok {

@@ -618,16 +618,20 @@ func TestRunTwiceAndCancelled(t *testing.T) {
 }
 
 func TestTriggerUnknown(t *testing.T) {
-	s := mustNew(t, []Job{{Name: "verify", Schedule: "@daily", Run: okRun}}, nil, Options{Logger: slog.New(slog.DiscardHandler)})
-	if _, err := s.Trigger(t.Context(), "nope"); !errors.Is(err, ErrUnknownJob) {
-		t.Errorf("Trigger(nope) = %v", err)
+	s := mustNew(t, []Job{{Name: "verify", Schedule: "@daily", Run: okRun}, {Name: "drill", Schedule: "@daily", Run: okRun}}, nil, Options{Logger: slog.New(slog.DiscardHandler)})
+	// The error lists the jobs there are.
+	if _, err := s.Trigger(t.Context(), "drll"); !errors.Is(err, ErrUnknownJob) || err.Error() != `job "drll": no such job (the jobs are verify, drill)` {
+		t.Errorf("Trigger(drll) = %v", err)
+	}
+	if _, err := mustNew(t, nil, nil, Options{Logger: slog.New(slog.DiscardHandler)}).Trigger(t.Context(), "drill"); err == nil || err.Error() != `job "drill": no such job (no jobs are configured)` {
+		t.Errorf("Trigger(drill) without jobs = %v", err)
 	}
 	r, err := s.Trigger(t.Context(), "verify")
 	if err != nil || r.Status != StatusOK || r.Job != "verify" || r.Kind != "verify" {
 		t.Errorf("Trigger(verify) = %+v, %v", r, err)
 	}
 	js := s.Jobs()
-	if len(js) != 1 || js[0].Last == nil || !js[0].Last.Start.Equal(r.Start) || !js[0].Next.IsZero() || js[0].Schedule != "@daily" {
+	if len(js) != 2 || js[0].Last == nil || !js[0].Last.Start.Equal(r.Start) || !js[0].Next.IsZero() || js[0].Schedule != "@daily" {
 		t.Errorf("Jobs = %+v", js)
 	}
 }

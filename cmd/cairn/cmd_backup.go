@@ -171,9 +171,15 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 		res, err = backup.Run(ctx, s, recorded, bo)
 	}
 	stop()
+	// What a signal leaves: no snapshot; the packs already written stay
+	// and the next backup reuses them.
+	interrupted := func() string {
+		return fmt.Sprintf("no snapshot was saved (%d files, %s read in %s; the data already stored is reused by the next backup)",
+			prog.Files.Load(), humanBytes(prog.BytesRead.Load()), time.Since(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		s.Abort()
-		return err
+		return stoppedBy(ctx, err, "backup", interrupted)
 	}
 	st := s.Stats()
 	sum := res.Summary
@@ -188,7 +194,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	}
 	id, err := s.Commit(ctx, sn)
 	if err != nil {
-		return err
+		return stoppedBy(ctx, err, "backup", interrupted)
 	}
 	return g.report(id, res.Tree, sum, parent, res.Excludes)
 }

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
 
@@ -97,10 +97,7 @@ with the file it concerns). 1: the drill could not run.`,
 
 // printDrill prints a report for people.
 func (g *globalOptions) printDrill(rep *drill.Report) {
-	name := rep.Node
-	if rep.Plan != "" {
-		name += "/" + rep.Plan
-	}
+	name := rep.Node + "/" + snapshot.PlanName(rep.Plan)
 	if rep.Class != "" {
 		name += ", class " + rep.Class
 	}
@@ -178,15 +175,12 @@ snapshot's verdict).`,
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				tw.Write([]byte("ID\tTIME\tSNAPSHOT\tNODE/PLAN\tRESULT\tSECONDS\tFILES\n"))
 				for _, s := range list {
-					np := s.Node
-					if s.Plan != "" {
-						np += "/" + s.Plan
-					}
+					np := s.Node + "/" + snapshot.PlanName(s.Plan)
 					files := fmt.Sprint(s.Files)
 					if s.Sampled {
 						files += fmt.Sprintf(" of %d", s.SnapshotFiles)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n", s.ID.Short(), s.Finished.Local().Format(time.DateTime),
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n", s.ID.Short(), g.when(s.Finished),
 						s.Snapshot.Short(), np, s.Result, s.RestoreSeconds, files)
 				}
 				if err := tw.Flush(); err != nil {

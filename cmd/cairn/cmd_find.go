@@ -156,8 +156,8 @@ func (fd *finder) print(p string, n *tree.Node) error {
 		fd.g.printJSONLine(v)
 		return nil
 	}
-	line := fmt.Sprintf("%s  %s  %-8s %12d  %s  %s", fd.sn.ID.Short(), fd.sn.Time.Local().Format(time.DateTime),
-		n.Type, n.Size, time.Unix(0, n.MTime).Local().Format(time.DateTime), p)
+	line := fmt.Sprintf("%s  %s  %-8s %12d  %s  %s", fd.sn.ID.Short(), fd.g.when(fd.sn.Time),
+		n.Type, n.Size, fd.g.when(time.Unix(0, n.MTime)), p)
 	if n.Type == tree.Symlink {
 		line += " -> " + n.LinkTarget
 	}

@@ -119,7 +119,7 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 		return usageError{fmt.Errorf("--group-by: %w", err)}
 	}
 	policyFor := func(prune.Group) (prune.Policy, bool) { return o.policy, true }
-	loc := time.Local
+	loc := g.zone()
 	if o.policy.Empty() {
 		if drilledSet {
 			return usageError{errors.New("forget: --keep-drilled alone keeps nothing until a drill passes; give another --keep-* option")}
@@ -175,7 +175,7 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 		}
 		g.printf("%s: keep %d, %s %d\n", grp, len(fj.Keep), verb, len(fj.Forget))
 		line := func(mark string, d prune.Decision) string {
-			return fmt.Sprintf("  %s %s %s", mark, d.ID.Short(), d.Time.Local().Format(time.DateTime))
+			return fmt.Sprintf("  %s %s %s", mark, d.ID.Short(), g.when(d.Time))
 		}
 		// The proven restore points first: what a drill restored and
 		// checked, and what keep_drilled holds on to.

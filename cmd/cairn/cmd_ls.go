@@ -90,7 +90,7 @@ func (g *globalOptions) lsEntry(p string, n *tree.Node) error {
 	mode := restore.FileMode(n.Mode).String()
 	typ := map[tree.NodeType]byte{tree.File: '-', tree.Dir: 'd', tree.Symlink: 'l', tree.BlockDevice: 'b', tree.CharDevice: 'c', tree.FIFO: 'p', tree.Socket: 's'}[n.Type]
 	mode = string(typ) + mode[len(mode)-9:]
-	line := fmt.Sprintf("%s %8d %s %s", mode, n.Size, time.Unix(0, n.MTime).Local().Format(time.DateTime), p)
+	line := fmt.Sprintf("%s %8d %s %s", mode, n.Size, g.when(time.Unix(0, n.MTime)), p)
 	if n.Type == tree.Symlink {
 		line += " -> " + n.LinkTarget
 	}

@@ -10,6 +10,8 @@ func newRepairCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repair",
 		Short: "repair a repository",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  unknownSubcommand,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "index",

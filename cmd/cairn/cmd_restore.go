@@ -123,7 +123,10 @@ recorded SHA-256, as in a local restore.`,
 				ro.Paths = sn.Paths // compare only what the snapshot holds, not all of the target
 				diffs, err := restore.Verify(ctx, r, sn.Tree, sub, o.target, ro)
 				if err != nil {
-					return inSnapshot(sn, err)
+					if l != nil {
+						return err // explained by the link
+					}
+					return stoppedBy(ctx, inSnapshot(sn, err), "restore", func() string { return "the comparison with " + o.target + " is incomplete" })
 				}
 				if g.json {
 					if diffs == nil {
@@ -170,7 +173,13 @@ recorded SHA-256, as in a local restore.`,
 				}
 			}
 			if err != nil {
-				return inSnapshot(sn, err)
+				if l != nil {
+					return err // explained by the link
+				}
+				return stoppedBy(ctx, inSnapshot(sn, err), "restore", func() string {
+					return fmt.Sprintf("the files in %s are incomplete (%d files restored and verified, %s written in %s)",
+						o.target, prog.Files.Load(), humanBytes(prog.Bytes.Load()), time.Since(start).Round(time.Millisecond))
+				})
 			}
 			d := time.Since(start)
 			if g.json {

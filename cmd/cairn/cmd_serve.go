@@ -93,7 +93,7 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 	var a *appliance.Appliance
 	a, err = appliance.New(appliance.Options{
 		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
-		SocketPath: g.socket, Operator: operator(r, &a), Logger: log,
+		SocketPath: g.socket, Operator: operator(g.abs(g.repoDir), r, &a), Logger: log,
 	})
 	if err != nil {
 		return err

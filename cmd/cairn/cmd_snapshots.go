@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -23,7 +22,7 @@ type filterOptions struct {
 
 func (f *filterOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node", "", "only snapshots of this node")
-	cmd.Flags().StringVar(&f.plan, "plan", "", "only snapshots of this plan")
+	cmd.Flags().StringVar(&f.plan, "plan", "", "only snapshots of this plan (@none: those made without a plan)")
 	cmd.Flags().StringArrayVar(&f.tags, "tag", nil, "only snapshots with this tag (repeatable: all must match)")
 	cmd.Flags().StringVar(&f.path, "path", "", "only snapshots that backed up this path (as recorded: absolute)")
 }
@@ -76,7 +75,7 @@ or nothing when it was never drilled. With --json each snapshot has
 						mark = m.Result + " " + m.Report.Short()
 					}
 					tw.Write([]byte(strings.Join([]string{
-						e.ID.Short(), e.Time.Local().Format(time.DateTime), e.Node, e.Plan,
+						e.ID.Short(), g.when(e.Time), e.Node, snapshot.PlanName(e.Plan),
 						humanBytes(e.Summary.Bytes), strconv.FormatUint(excludedCount(e.Excludes), 10), strings.Join(e.Paths, ","), mark,
 					}, "\t") + "\n"))
 				}

@@ -89,13 +89,13 @@ func (g *globalOptions) printStatus(st *status.Status) {
 		}
 		drillCol, rec, ok := "never", "-", "-"
 		if grp.Drill != nil {
-			drillCol = grp.Drill.Result + " " + grp.Drill.Time.Local().Format(time.DateTime)
+			drillCol = grp.Drill.Result + " " + g.when(grp.Drill.Time)
 			rec = fmt.Sprintf("%.1f s", grp.Drill.RestoreSeconds)
 		}
 		if grp.DrilledOK != nil {
 			ok = grp.DrilledOK.ID.Short()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", grp.Name(), grp.Last.Time.Local().Format(time.DateTime), age,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", grp.Name(), g.when(grp.Last.Time), age,
 			humanBytes(grp.Last.Bytes), grp.Snapshots, drillCol, rec, ok)
 	}
 	for _, n := range st.Never {
@@ -105,7 +105,7 @@ func (g *globalOptions) printStatus(st *status.Status) {
 	g.printExcluded(st)
 	oldest := "never"
 	if !st.OldestVerified.IsZero() {
-		oldest = st.OldestVerified.Local().Format(time.DateTime)
+		oldest = g.when(st.OldestVerified)
 	}
 	g.printf("\nverification: %.0f%% of %s verified within the cycle; oldest %s; %d of %d packs never verified\n",
 		st.VerifiedFraction*100, humanBytes(uint64(st.StoredBytes)), oldest, st.NeverVerified, st.Packs)
@@ -116,10 +116,10 @@ func (g *globalOptions) printStatus(st *status.Status) {
 		for _, j := range st.Jobs {
 			last, next := "-", "-"
 			if !j.LastStart.IsZero() {
-				last = j.LastStart.Local().Format(time.DateTime)
+				last = g.when(j.LastStart)
 			}
 			if !j.Next.IsZero() {
-				next = j.Next.Local().Format(time.DateTime)
+				next = g.when(j.Next)
 			}
 			sum := j.Summary
 			if j.Error != "" {
@@ -204,6 +204,9 @@ here when none runs) and records it like a scheduled run.`,
 				})
 				run, err := a.RunJob(appliance.WithProgress(ctx, p), args[1])
 				stop()
+				if errors.Is(err, scheduler.ErrUnknownJob) {
+					return usageError{fmt.Errorf("jobs run: %w", err)}
+				}
 				if err != nil {
 					return err
 				}
@@ -232,7 +235,7 @@ here when none runs) and records it like a scheduled run.`,
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "JOB\tSTART\tDURATION\tSTATUS\tSUMMARY")
 			for _, run := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", run.Job, run.Start.Local().Format(time.DateTime), run.End.Sub(run.Start).Round(time.Millisecond),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", run.Job, g.when(run.Start), run.End.Sub(run.Start).Round(time.Millisecond),
 					run.Status, firstNonEmpty(run.Error, run.Result.Summary))
 			}
 			return tw.Flush()

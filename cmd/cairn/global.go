@@ -2,17 +2,20 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
@@ -41,10 +44,15 @@ type globalOptions struct {
 	// connected to its socket: the appliance's open repository, the
 	// operator's working directory and whether they see a terminal.
 	shared    *repo.Repository
+	sharedDir string               // its directory, absolute
 	appliance *appliance.Appliance // the running appliance, inside it
 	cwd       string
 	stderrTTY bool
-	args      []string // the command line, for forwarding to the appliance
+	loc       *time.Location // inside the appliance: the operator's time zone (nil: this process's)
+	args      []string       // the command line, for forwarding to the appliance
+
+	// proven are the credentials proveKeys proved, which open uses.
+	proven *repo.Credentials
 
 	cpuProfile  string // write a CPU profile (pprof) of this command
 	memProfile  string // write a heap profile at the end
@@ -159,6 +167,99 @@ func (g *globalOptions) credentials() (repo.Credentials, error) {
 	return c, nil
 }
 
+// credential is one key the caller offers: a password file or a key file.
+type credential struct {
+	what string // "password file PATH" or "key file PATH", for messages
+	cred repo.Credentials
+}
+
+// credentialList returns the credentials the caller named (--password-file,
+// --key-file, or CAIRN_PASSWORD_FILE, CAIRN_KEY_FILE), the password file
+// first, as Open prefers it. With none named it returns the default key
+// file DIR.key when dflt is set, else nothing.
+func (g *globalOptions) credentialList(dflt bool) ([]credential, error) {
+	var list []credential
+	if g.passwordFile != "" {
+		c, err := g.credentials()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, credential{"password file " + g.passwordFile, repo.Credentials{Password: c.Password}})
+	}
+	if g.keyFile != "" {
+		list = append(list, credential{"key file " + g.keyFile, repo.Credentials{KeyFile: g.keyFile}})
+	}
+	if len(list) == 0 && dflt {
+		list = append(list, credential{"key file " + repo.DefaultKeyFile(g.repoDir), repo.Credentials{}})
+	}
+	return list, nil
+}
+
+// keyProof is a credential proven to open the repository, and the
+// wrapped key in keys/ it opened.
+type keyProof struct {
+	what, key string
+}
+
+// proveKeys checks that every credential the caller named opens the
+// repository (repo.ProveKey: keys/ and the config, read here, whether or
+// not an appliance runs), or with dflt and none named the default key
+// file. The first proven credential is the one g.open then uses, without
+// unwrapping the key again.
+func (g *globalOptions) proveKeys(ctx context.Context, dflt bool) ([]keyProof, error) {
+	if err := g.requireRepo(); err != nil {
+		return nil, err
+	}
+	list, err := g.credentialList(dflt)
+	if err != nil {
+		return nil, err
+	}
+	var proofs []keyProof
+	for _, c := range list {
+		proven, key, err := repo.ProveKey(ctx, g.repoDir, c.cred)
+		if err != nil {
+			return nil, g.keyError(c.what, err)
+		}
+		if g.proven == nil {
+			g.proven = &proven
+		}
+		proofs = append(proofs, keyProof{what: c.what, key: key})
+	}
+	return proofs, nil
+}
+
+// keyError says which credential did not open which repository, or
+// could not be checked against it.
+func (g *globalOptions) keyError(what string, err error) error {
+	dir := g.abs(g.repoDir)
+	var wk *repo.WrongKeyError
+	switch {
+	case errors.As(err, &wk):
+		subject := "it"
+		if wk.KeyFile == "" {
+			subject = "the passphrase"
+		}
+		msg := fmt.Sprintf("the %s does not open repository %s: %s %s", what, dir, subject, wk.Reason)
+		if wk.Err != nil {
+			msg += "; unusable key files: " + wk.Err.Error()
+		}
+		return &keyErr{msg: msg, err: err}
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("the %s could not be checked against repository %s: %w", what, dir, err)
+	}
+	return err
+}
+
+// keyErr is a credential that does not open the repository, said with
+// the credential's name; it matches repo.ErrWrongKey.
+type keyErr struct {
+	msg string
+	err error
+}
+
+func (e *keyErr) Error() string { return e.msg }
+func (e *keyErr) Unwrap() error { return e.err }
+
 // open opens the repository, or inside the appliance returns its shared
 // handle; release closes what open opened.
 func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Repository, func(), error) {
@@ -175,8 +276,18 @@ func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Reposit
 	if err != nil {
 		return nil, nil, err
 	}
+	if g.proven != nil {
+		cred = *g.proven
+	}
 	o.Logger = g.logger()
 	r, err := repo.Open(ctx, g.repoDir, cred, o)
+	if wk := (*repo.WrongKeyError)(nil); errors.As(err, &wk) {
+		what := "key file " + cmp.Or(g.keyFile, repo.DefaultKeyFile(g.repoDir))
+		if g.passwordFile != "" {
+			what = "password file " + g.passwordFile
+		}
+		return nil, nil, g.keyError(what, err)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -217,11 +328,15 @@ func (g *globalOptions) note(s string) {
 	}
 }
 
-// configPath is the appliance configuration to read: config when given,
-// else DIR.yaml beside the repository; absolute.
+// configPath is the appliance configuration to read: config when given;
+// else inside the appliance the file it reads, and otherwise DIR.yaml
+// beside the repository; absolute.
 func (g *globalOptions) configPath(config string) string {
-	if config != "" {
+	switch {
+	case config != "":
 		return g.abs(config)
+	case g.appliance != nil && g.appliance.ConfigPath() != "":
+		return g.appliance.ConfigPath()
 	}
 	return appliance.ConfigPath(g.abs(g.repoDir))
 }

@@ -71,6 +71,47 @@ func (i *interrupted) name() string {
 
 func (i *interrupted) code() int { return 128 + int(i.sig) }
 
+// Signal names the signal, so that a command relayed to the appliance is
+// cancelled there with it (appliance.Call).
+func (i *interrupted) Signal() syscall.Signal { return i.sig }
+
+// signalled returns the signal that stopped ctx, or nil: a signal here,
+// or inside the appliance the signal that stopped the operator's cairn.
+func signalled(ctx context.Context) *interrupted {
+	cause := context.Cause(ctx)
+	if sig, ok := errors.AsType[*interrupted](cause); ok {
+		return sig
+	}
+	if sig, ok := errors.AsType[*appliance.Interrupted](cause); ok {
+		return &interrupted{sig: sig.Signal}
+	}
+	return nil
+}
+
+// stopped is a command a signal stopped, with what it had done: "backup
+// interrupted by SIGINT: no snapshot was saved (…)". It unwraps to the
+// signal, so run prints it as it is and exits 128 + the signal.
+type stopped struct {
+	verb    string
+	sig     *interrupted
+	outcome string
+}
+
+func (e *stopped) Error() string {
+	return fmt.Sprintf("%s interrupted by %s: %s", e.verb, e.sig.name(), e.outcome)
+}
+
+func (e *stopped) Unwrap() error { return e.sig }
+
+// stoppedBy returns err, or when a signal stopped ctx, a *stopped saying
+// what of the command's work stands.
+func stoppedBy(ctx context.Context, err error, verb string, outcome func() string) error {
+	if sig := signalled(ctx); err != nil && sig != nil {
+		return &stopped{verb: verb, sig: sig, outcome: outcome()}
+	}
+	return err
+}
+
 // withSignals returns a context that SIGINT or SIGTERM cancels with an
 // *interrupted cause naming the signal. Later signals are caught too, so
 // a second Ctrl-C does not kill a command that is cleaning up.
@@ -119,8 +160,7 @@ func run(ctx context.Context, g *globalOptions) int {
 	if c, _, ferr := root.Find(g.args); ferr == nil && c != root {
 		name = c.Name()
 	}
-	var sig *interrupted
-	if errors.As(context.Cause(ctx), &sig) && !stopsOnSignal[name] {
+	if sig := signalled(ctx); sig != nil && !stopsOnSignal[name] {
 		// A signal stopped the command. Errors that say so (a push
 		// that names what was acknowledged) are printed as they are.
 		var said *interrupted
@@ -128,7 +168,11 @@ func run(ctx context.Context, g *globalOptions) int {
 		case errors.As(err, &said):
 			fmt.Fprintln(g.stderr, "cairn:", err)
 		case errors.As(err, &fw):
-			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s\n", name, sig.name())
+			if fw.code != sig.code() {
+				// The appliance stopped the command without
+				// saying it was the signal (an older appliance).
+				fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s\n", name, sig.name())
+			}
 		default:
 			fmt.Fprintf(g.stderr, "cairn: %s interrupted by %s: %s\n", name, sig.name(), strings.TrimPrefix(err.Error(), name+": "))
 		}
@@ -162,18 +206,47 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 // local lists the commands that never go to a running appliance: they
 // create or serve the repository, need it to themselves, or talk to a
 // remote appliance.
-var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "index": true, "help": true, "completion": true, "umount": true}
+var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "help": true, "completion": true, "umount": true, "key": true}
+
+// isLocal reports whether cmd, or the group it belongs to, is local.
+func isLocal(cmd *cobra.Command) bool {
+	for c := cmd; c != nil && c.HasParent(); c = c.Parent() {
+		if local[c.Name()] {
+			return true
+		}
+	}
+	return false
+}
+
+// remote reports whether cmd works on an appliance elsewhere, not on a
+// repository here (restore --from).
+func remote(cmd *cobra.Command) bool {
+	f := cmd.Flags().Lookup("from")
+	return f != nil && f.Changed
+}
+
+// proveNamed checks, before the command does anything else, that the key
+// or password file the caller named opens the repository: a command the
+// appliance runs uses the appliance's key, so without this a wrong key
+// would pass unnoticed. The caller holds the file, so the check runs
+// here, reading keys/ and the config (plain files; the appliance holds
+// only the index's lock). Local commands open the repository themselves,
+// with the same check and message.
+func (g *globalOptions) proveNamed(cmd *cobra.Command) error {
+	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) || (g.passwordFile == "" && g.keyFile == "") {
+		return nil
+	}
+	_, err := g.proveKeys(cmd.Context(), false)
+	return err
+}
 
 // forward runs the command in the appliance that has the repository open,
 // if one runs; it returns false when the command should run here.
 func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
-	if g.shared != nil || g.repoDir == "" || local[cmd.Name()] {
+	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) {
 		return false, nil
 	}
-	if f := cmd.Flags().Lookup("from"); f != nil && f.Changed {
-		return false, nil // restore --from: from an appliance over SSH, not this repository
-	}
-	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir)}
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir), TZ: callerTZ()}
 	var stdin io.Reader
 	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {
 		stdin = g.stdin // only commands that read standard input get it
@@ -189,11 +262,32 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 }
 
 // operator runs an operator's command line inside the appliance, against
-// its open repository, with the operator's streams.
-func operator(r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
+// its open repository in dir (absolute), with the operator's streams.
+func operator(dir string, r *repo.Repository, a **appliance.Appliance) appliance.OperatorFunc {
 	return func(ctx context.Context, req *appliance.Request, stdin io.Reader, stdout, stderr io.Writer) int {
-		g := &globalOptions{args: req.Args, shared: r, appliance: *a, cwd: req.Cwd, stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
+		ctx, stop := relaySignal(ctx)
+		defer stop()
+		g := &globalOptions{args: req.Args, shared: r, sharedDir: dir, appliance: *a, cwd: req.Cwd, loc: zoneOf(req.TZ), stdin: stdin, stdout: stdout, stderr: stderr, stderrTTY: req.StderrTerminal}
 		return run(ctx, g)
+	}
+}
+
+// relaySignal returns a context that ends when parent does, with the
+// cause *interrupted when the appliance cancelled parent because the
+// operator's cairn got a signal, so the command inside says so and exits
+// as it would have on the operator's side.
+func relaySignal(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() {
+		cause := context.Cause(parent)
+		if sig := signalled(parent); sig != nil {
+			cause = sig
+		}
+		cancel(cause)
+	})
+	return ctx, func() {
+		stop()
+		cancel(nil)
 	}
 }
 
@@ -214,7 +308,28 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.RunE, root.Args = unknownSubcommand, cobra.ArbitraryArgs
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.shared != nil {
+			// The appliance checked that the request names the
+			// repository it serves (by identity); the caller may
+			// have named it by CAIRN_REPO, which is not in the
+			// relayed arguments, or by another spelling. Everything
+			// beside the repository (its configuration) is the
+			// appliance's.
+			g.repoDir = g.sharedDir
+		}
+		if cmd.HasSubCommands() {
+			return nil // a group (root, key, repair) runs no command of its own
+		}
+		context.AfterFunc(cmd.Context(), func() {
+			if sig := signalled(cmd.Context()); sig != nil {
+				g.logger().Debug("stopping: signal received", "signal", sig.name())
+			}
+		})
+		if err := g.proveNamed(cmd); err != nil {
+			return err
+		}
 		if done, err := g.forward(cmd); done {
 			return err
 		}
@@ -241,12 +356,28 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newServeCommand(g),
 		newPushCommand(g),
 		newKeygenCommand(g),
+		newKeyCommand(g),
 		newVersionCommand(),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
 	)
 	wrapArgs(root)
 	return root
+}
+
+// unknownSubcommand is the RunE of a group of commands (the root, key,
+// repair): with no argument it shows the group's help, otherwise the
+// argument names no command of the group, a usage error.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
 }
 
 // wrapArgs makes a wrong number of arguments a usage error (exit code 2)

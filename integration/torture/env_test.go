@@ -225,7 +225,11 @@ func (e *env) serve(extraEnv []string, extraConfig string, nodes ...*node) *appl
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The log is read to its end before Wait, which closes the pipe
+	// (reading after it could lose the last lines).
+	readAll := make(chan struct{})
 	go func() {
+		defer close(readAll)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
 		dbg, _ := os.OpenFile(os.Getenv("TORTURE_DEBUG_LOG"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -243,7 +247,7 @@ func (e *env) serve(extraEnv []string, extraConfig string, nodes ...*node) *appl
 		}
 		close(a.lines)
 	}()
-	go func() { a.cmd.Wait(); close(a.exited) }()
+	go func() { <-readAll; a.cmd.Wait(); close(a.exited) }()
 	t.Cleanup(func() {
 		if !a.stopped && !a.dead() {
 			a.stop()

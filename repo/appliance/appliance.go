@@ -50,6 +50,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -147,6 +148,9 @@ func New(o Options) (*Appliance, error) {
 
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
+
+// ConfigPath is the configuration file the appliance reads.
+func (a *Appliance) ConfigPath() string { return a.o.ConfigPath }
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
 // 0600) to path, which must not exist, and returns its fingerprint.
@@ -345,7 +349,8 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 		return
 	}
 	mw := &muxWriter{w: conn}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	stdinR, stdinW := io.Pipe()
 	fed := make(chan struct{})
@@ -370,7 +375,11 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			case frameStdinEOF:
 				stdinW.Close()
 			case frameCancel:
-				cancel()
+				if len(data) == 1 && (data[0] == byte(syscall.SIGINT) || data[0] == byte(syscall.SIGTERM)) {
+					cancelCause(&Interrupted{Signal: syscall.Signal(data[0])})
+				} else {
+					cancel()
+				}
 			}
 		}
 	}()

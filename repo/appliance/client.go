@@ -25,10 +25,35 @@ var ErrGone = errors.New("the appliance closed the connection before the command
 // appliance to stop the command and send its exit code.
 const CancelWait = 10 * time.Second
 
+// Interrupted is the cause with which the appliance cancels an
+// operator's command when the operator's cairn was stopped by a signal
+// (^C): the command can then say so and exit 128 + the signal.
+type Interrupted struct{ Signal syscall.Signal }
+
+func (i *Interrupted) Error() string {
+	switch i.Signal {
+	case syscall.SIGINT:
+		return "interrupted by SIGINT"
+	case syscall.SIGTERM:
+		return "interrupted by SIGTERM"
+	}
+	return "interrupted by " + i.Signal.String()
+}
+
+// signaller is a context cause that names the signal that stopped the
+// caller; Call relays the signal in its cancel frame.
+type signaller interface {
+	error
+	Signal() syscall.Signal
+}
+
 // Call sends req over the operator socket at path, copies stdin to the
 // appliance and its output to stdout and stderr, and returns the
 // command's exit code. Cancelling ctx asks the appliance to stop the
-// command; one that does not within CancelWait is given up on. A socket
+// command, with ctx's cause's signal when the cause has a method
+// Signal() syscall.Signal (SIGINT or SIGTERM: the command's context then
+// ends with an [*Interrupted] cause); one that does not within
+// CancelWait is given up on. A socket
 // with no appliance behind it gives ErrNotRunning, an appliance that
 // closes the connection before it sends the exit code ErrGone.
 func Call(ctx context.Context, path string, req *Request, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
@@ -53,7 +78,11 @@ func call(ctx context.Context, conn net.Conn, req *Request, stdin io.Reader, std
 		// Whatever the command was doing, the appliance now has
 		// CancelWait to stop it and say so.
 		conn.SetReadDeadline(time.Now().Add(CancelWait))
-		mw.frame(frameCancel, nil)
+		var why []byte
+		if s, ok := errors.AsType[signaller](context.Cause(ctx)); ok {
+			why = []byte{byte(s.Signal())}
+		}
+		mw.frame(frameCancel, why)
 	})
 	defer stop()
 	if stdin != nil {

@@ -14,7 +14,7 @@ const (
 	frameRequest  = 'R' // client → appliance: the Request as JSON (first frame)
 	frameStdin    = 'I' // client → appliance: standard input
 	frameStdinEOF = 'i'
-	frameCancel   = 'C' // client → appliance: stop the command (the operator pressed ^C)
+	frameCancel   = 'C' // client → appliance: stop the command (the operator pressed ^C); one byte, the signal's number, or empty
 	frameStdout   = 'O' // appliance → client
 	frameStderr   = 'E'
 	frameExit     = 'X' // appliance → client: 4-byte exit code; the last frame
@@ -48,6 +48,11 @@ type Request struct {
 	// path): a socket given with --socket or CAIRN_SOCKET that belongs
 	// to another repository's appliance is refused.
 	Repo string `json:"repo,omitempty"`
+	// TZ is the operator's TZ for operator requests, for times printed
+	// in the operator's zone: as the environment has it, ":/etc/localtime"
+	// when unset and "UTC" when empty. Empty (an older cairn) means the
+	// appliance's zone.
+	TZ string `json:"tz,omitempty"`
 }
 
 type muxWriter struct {

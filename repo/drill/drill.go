@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,7 +89,13 @@ type Report struct {
 	// probes, each naming the path it concerns (in the snapshot, with a
 	// leading "/").
 	Failures []Failure `json:"failures"`
-	Probes   []Probe   `json:"probes"`
+	// Probes are the probes that ran, built-in and configured.
+	Probes []Probe `json:"probes"`
+	// Configured are the probe commands the configuration gave for the
+	// snapshot's node/plan ([Options.Probes]); each must be among
+	// Probes, or the drill failed ("configured probes not run").
+	// Reports written before this field have none.
+	Configured []string `json:"configured,omitempty"`
 	// Warnings are what the drill environment could not reproduce (device
 	// nodes when not root, extended attributes the scratch file system
 	// refuses) and a scratch directory that could not be removed. They do
@@ -155,7 +162,7 @@ func Run(ctx context.Context, r *repo.Repository, snap blob.ID, o Options) (*Rep
 	if err != nil {
 		return nil, fmt.Errorf("drill: %w", err)
 	}
-	rep := &Report{Version: Version, Snapshot: snap, Node: sn.Node, Plan: sn.Plan, Started: o.Now().UTC()}
+	rep := &Report{Version: Version, Snapshot: snap, Node: sn.Node, Plan: sn.Plan, Started: o.Now().UTC(), Configured: o.configured(sn)}
 	if sn.Scope != nil {
 		rep.Class = sn.Scope.Class
 	}
@@ -385,8 +392,36 @@ func snapPath(rel string) string {
 	return "/" + filepath.ToSlash(rel)
 }
 
+// configured returns the probe commands configured for sn: the one for
+// "node/plan", else the one for its plan.
+func (o Options) configured(sn *snapshot.Snapshot) []string {
+	for _, key := range []string{sn.Node + "/" + sn.Plan, sn.Plan} {
+		if c, ok := o.Probes[key]; ok && key != "" {
+			return []string{c}
+		}
+	}
+	return nil
+}
+
+// notRun returns the configured probe commands that are not among the
+// probes that ran.
+func notRun(rep *Report) []string {
+	var missing []string
+	for _, c := range rep.Configured {
+		if !slices.ContainsFunc(rep.Probes, func(p Probe) bool { return p.Name == "command" && p.Target == c }) {
+			missing = append(missing, strconv.Quote(c))
+		}
+	}
+	return missing
+}
+
 // finish sets the result and bounds the failures.
 func (d *drill) finish() {
+	if missing := notRun(d.rep); len(missing) > 0 {
+		// Every path that leads here runs them; should one ever not, the
+		// drill proved less than the plan asks and must not pass.
+		d.probeFails = append(d.probeFails, Failure{Path: "/", Reason: "configured probes not run: " + strings.Join(missing, ", ")})
+	}
 	all := append(d.failures, d.probeFails...)
 	all = slices.CompactFunc(all, func(a, b Failure) bool { return a == b })
 	if len(all) > MaxFailures {

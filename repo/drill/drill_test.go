@@ -414,6 +414,9 @@ func TestDrillCommandProbe(t *testing.T) {
 		!regexp.MustCompile(`^git -c core.fsmonitor=false --git-dir=`+regexp.QuoteMeta(sc)+`/cairn-drill-[0-9a-f]{8}-[0-9]+`+regexp.QuoteMeta(src)+`/code/app/.git fsck --full$`).MatchString(p.Command) {
 		t.Errorf("git probe %+v", p)
 	}
+	if !slices.Equal(rep.Configured, []string{pass}) {
+		t.Errorf("configured %q, want the node/plan's probe", rep.Configured)
+	}
 	// Failing, chosen by plan name.
 	fail := "echo checking; echo 'table items: 3 rows missing' >&2; exit 1"
 	rep, err = drill.Run(t.Context(), r, snap, drill.Options{Scratch: sc, Probes: map[string]string{"srv": fail, "other/srv": "true"}})

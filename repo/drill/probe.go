@@ -91,11 +91,8 @@ func (d *drill) findTargets(ctx context.Context) ([]target, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, key := range []string{d.sn.Node + "/" + d.sn.Plan, d.sn.Plan} {
-		if c, ok := d.o.Probes[key]; ok && key != "" {
-			ts = append(ts, target{kind: command, rel: ".", display: c, cmd: c})
-			break
-		}
+	for _, c := range d.rep.Configured {
+		ts = append(ts, target{kind: command, rel: ".", display: c, cmd: c})
 	}
 	return ts, nil
 }

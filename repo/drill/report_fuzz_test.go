@@ -15,6 +15,9 @@ func FuzzDecodeReport(f *testing.F) {
 	good, _ := json.Marshal(&Report{Version: Version, Node: "lyra", Plan: "git", Result: ResultFailed,
 		Failures: []Failure{{Path: "/a", Reason: "hash mismatch"}}, Probes: []Probe{{Name: "git fsck", Target: "/repo", Output: "ok"}}})
 	f.Add(good)
+	configured, _ := json.Marshal(&Report{Version: Version, Node: "lyra", Plan: "db", Result: ResultOK, Configured: []string{"pg-check"},
+		Probes: []Probe{{Name: "command", Target: "pg-check", OK: true}}})
+	f.Add(configured)
 	f.Add([]byte(`{"version":0}`))
 	f.Add([]byte(`{"version":1,"failures":{}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -284,10 +284,24 @@ func (s *Snapshot) Holds(p string) bool {
 	return false
 }
 
+// NoPlan is how a snapshot made without a plan shows its plan, in every
+// listing, the mount (nodes/NODE/@none/…) and the runbook, and how
+// --plan selects such snapshots. Plan names cannot contain '@'
+// ([CheckName]), so it never names a real plan.
+const NoPlan = "@none"
+
+// PlanName is plan as shown: the plan, or [NoPlan] when there is none.
+func PlanName(plan string) string {
+	if plan == "" {
+		return NoPlan
+	}
+	return plan
+}
+
 // Filter selects snapshots. Empty fields match everything.
 type Filter struct {
 	Node string
-	Plan string
+	Plan string   // [NoPlan] selects the snapshots made without a plan
 	Tags []string // a snapshot must carry all of them
 	Path string   // a snapshot must include this path
 }
@@ -297,7 +311,7 @@ func (f Filter) Match(s *Snapshot) bool {
 	if f.Node != "" && s.Node != f.Node {
 		return false
 	}
-	if f.Plan != "" && s.Plan != f.Plan {
+	if f.Plan != "" && PlanName(s.Plan) != f.Plan {
 		return false
 	}
 	for _, t := range f.Tags {

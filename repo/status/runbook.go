@@ -207,10 +207,7 @@ func writeAccess(b *strings.Builder, node string, o RunbookOptions) {
 }
 
 func writeGroup(b *strings.Builder, g Group, cairn string, o RunbookOptions) {
-	plan := g.Plan
-	if plan == "" {
-		plan = "(no plan)"
-	}
+	plan := snapshot.PlanName(g.Plan)
 	sc := g.Last.Scope
 	class := "files"
 	if sc != nil {

@@ -414,13 +414,15 @@ func (h *hostile) isolatedProbe(t *testing.T) (bool, string) {
 func (h *hostile) manySessions(t *testing.T) (bool, string) {
 	const n = 300
 	var refused, closed, served, other atomic.Int64
-	var wg sync.WaitGroup
+	var wg, opened sync.WaitGroup
 	start := time.Now()
 	for range n {
 		wg.Add(1)
+		opened.Add(1)
 		go func() {
 			defer wg.Done()
 			r, err := h.a.open(h.vega, "cairn-wire")
+			opened.Done()
 			if err != nil {
 				if strings.HasPrefix(err.Error(), "ssh: handshake failed: ") && (strings.HasSuffix(err.Error(), "EOF") || strings.HasSuffix(err.Error(), "connection reset by peer")) {
 					closed.Add(1)
@@ -441,7 +443,12 @@ func (h *hostile) manySessions(t *testing.T) (bool, string) {
 			}
 		}()
 	}
-	// The victim's push while the attacker holds its sessions.
+	// The victim's push while the attacker holds its sessions. Attacker
+	// and victim share 127.0.0.1 here, so the push waits until the
+	// attacker's connections are past the SSH handshake: until then the
+	// per-address limit on connections still logging in holds the
+	// victim back too, as it would not a victim at another address.
+	opened.Wait()
 	h.pushLyra()
 	wg.Wait()
 	logged := (refused.Load() == 0 || h.a.logCount("session refused", "node=vega") > 0) &&

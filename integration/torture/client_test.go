@@ -7,11 +7,13 @@ package torture
 // answers).
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -31,7 +33,7 @@ import (
 
 // Where a fake appliance falls silent.
 const (
-	silentTCP    = "tcp"    // accepts the TCP connection and never speaks
+	silentTCP    = "tcp"    // accepts the TCP connection, reads the client's SSH identification, never speaks
 	silentExec   = "exec"   // completes the SSH handshake, never answers the exec request
 	silentHello  = "hello"  // starts cairn-wire, never answers the Hello
 	silentList   = "list"   // welcomes the node, never answers the snapshot list
@@ -134,6 +136,15 @@ func (f *fakeAppliance) waitSilent(p *running) {
 
 func (f *fakeAppliance) serve(c net.Conn, cfg *ssh.ServerConfig) {
 	if f.silentAt == silentTCP {
+		// Silent once the client is in its SSH handshake: it sends its
+		// identification line first (the accept alone can come before
+		// the client's dial has returned and it says "connecting").
+		c.SetReadDeadline(time.Now().Add(time.Minute))
+		line, err := bufio.NewReader(io.LimitReader(c, 256)).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			return
+		}
+		c.SetReadDeadline(time.Time{})
 		f.silent(silentTCP)
 		return
 	}

@@ -6,13 +6,17 @@ VAR      ?= $(CURDIR)/var
 REPO     ?= $(VAR)/repo
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
+# Stamped into the binary (cairn version, cairn_build_info).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 .PHONY: all build deps test bench run lint fuzz clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/cairn
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cairn
 
 # Installs the Debian packages the tests need (.ci/packages) when missing.
 deps:

@@ -357,7 +357,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newPushCommand(g),
 		newKeygenCommand(g),
 		newKeyCommand(g),
-		newVersionCommand(),
+		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
 	)

@@ -1,0 +1,4 @@
+package appliance
+
+// InFlight is the number of node sessions and operator commands running.
+func (a *Appliance) InFlight() int { return a.active() }

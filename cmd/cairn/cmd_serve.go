@@ -91,9 +91,11 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		log.Info("created the appliance's host key", "path", hostKey, "fingerprint", fp)
 	}
 	var a *appliance.Appliance
+	b := currentBuild()
 	a, err = appliance.New(appliance.Options{
 		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
 		SocketPath: g.socket, Operator: operator(g.abs(g.repoDir), r, &a), Logger: log,
+		Build: appliance.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.Go},
 	})
 	if err != nil {
 		return err

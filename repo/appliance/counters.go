@@ -17,9 +17,9 @@ type Build struct {
 
 // Reasons a node session is refused (cairn_sessions_refused_total).
 const (
-	refusedLimits     = "limits"         // limits.sessions or sessions_per_node reached
-	refusedCommand    = "command"        // a command the node may not run, or malformed
-	refusedRevoked    = "revoked"        // its key, node or permission was removed
+	refusedLimits      = "limits"       // limits.sessions or sessions_per_node reached
+	refusedCommand     = "command"      // a command the node may not run, or malformed
+	refusedRevoked     = "revoked"      // its key, node or permission was removed
 	refusedUnknownNode = "unknown_node" // a forced command names a node not configured
 )
 

@@ -360,8 +360,10 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
+		newManCommand(),
 	)
 	wrapArgs(root)
+	registerCompletions(g, root)
 	return root
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -241,7 +242,9 @@ func Mount(ctx context.Context, dir string, src Source, o Options) (*Mounted, er
 	if o.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions")
 	}
-	if os.Geteuid() == 0 {
+	if caps.Have(caps.SysAdmin) {
+		// mount(2) itself: root, or the service's user with
+		// CAP_SYS_ADMIN (NoNewPrivileges rules out setuid fusermount3).
 		mo.DirectMountStrict = true
 		mo.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
 	}
@@ -324,7 +327,7 @@ func (m *Mounted) Unmount() error {
 // died ("transport endpoint is not connected") or that is busy is
 // removed.
 func Detach(dir string) error {
-	if os.Geteuid() == 0 {
+	if caps.Have(caps.SysAdmin) {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("unmount %s: %w", dir, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/cairnbackup/cairn/fuse"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -305,7 +306,7 @@ func runUmount(g *globalOptions, dir string) error {
 		g.printf("cleaned up %s (its server had died)\n", dir)
 		return nil
 	}
-	if os.Geteuid() == 0 {
+	if caps.Have(caps.SysAdmin) {
 		if err := syscall.Unmount(dir, 0); err != nil {
 			if errors.Is(err, syscall.EBUSY) {
 				return fmt.Errorf("%s is busy: a process has a file open or its working directory inside (fuser -vm %s)", dir, dir)

@@ -219,36 +219,71 @@ printf '%s\n' "${COMPREPLY[@]}"`)
 	os.Chown(filepath.Dir(ns.path), uid, gid)
 	os.Chown(ns.path, uid, gid)
 	serve := asUnit(t, uid, gid, unitCapabilities(t, "/lib/systemd/system/cairn.service"), argv...)
+	// In a mount namespace of its own, as ProtectSystem= and PrivateTmp=
+	// give it: mounts propagate in, not out.
+	serve.Args = append([]string{requireProgram(t, "unshare"), "--mount", "--propagation", "slave"}, serve.Args...)
+	serve.Path = serve.Args[0]
 	serve.Env = []string{"PATH=/usr/bin:/bin", "NOTIFY_SOCKET=" + ns.path}
+	serve.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, _ := serve.StderrPipe()
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var log strings.Builder
+	served := make(chan struct{})
+	t.Cleanup(func() { // before the purge: userdel refuses while cairn runs
+		serve.Process.Kill()
+		<-served
+	})
+	var log lockedBuffer
 	logged := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
+			log.Write([]byte(sc.Text() + "\n"))
 		}
 		close(logged)
 	}()
-	if got := ns.next(); got != fmt.Sprintf("READY=1\nSTATUS=serving 0 nodes on 127.0.0.1:%d", port) {
-		serve.Process.Kill()
+	var waitErr error
+	go func() {
 		<-logged
-		serve.Wait()
+		waitErr = serve.Wait()
+		close(served)
+	}()
+	if got := ns.next(); got != fmt.Sprintf("READY=1\nSTATUS=serving 0 nodes on 127.0.0.1:%d", port) {
 		t.Fatalf("the appliance under the unit's settings said %q:\n%s", got, log.String())
 	}
 	if m := scrape(t, metricsPort); !strings.Contains(m, `cairn_job_failures_total{job="drill"} 0`) {
 		t.Errorf("metrics of the installed appliance:\n%s", m)
 	}
+	// cairn-mount.service's ExecStart, as cairn with the unit's one
+	// capability: the snapshots appear at its path for everyone.
+	if fi, err := os.Stat("/dev/fuse"); err == nil {
+		// Debian's fuse3 makes /dev/fuse 0666 (a udev rule); a machine
+		// without udev (a container) may have it 0600: as on Debian,
+		// for the length of the test.
+		if mode := fi.Mode().Perm(); mode != 0o666 {
+			os.Chmod("/dev/fuse", 0o666)
+			t.Cleanup(func() { os.Chmod("/dev/fuse", mode) })
+		}
+		unit := string(mustRead(t, "/lib/systemd/system/cairn-mount.service"))
+		m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindStringSubmatch(unit)
+		mount := asUnit(t, uid, gid, unitCapabilities(t, "/lib/systemd/system/cairn-mount.service"), strings.Fields(m[1])...)
+		mount.Env = []string{"PATH=/usr/bin:/bin"}
+		mp := startMountCmd(t, mount, "/var/lib/cairn/snapshots")
+		if got := names(t, "/var/lib/cairn/snapshots"); strings.Join(got, " ") != "nodes snapshots tags" {
+			t.Errorf("/var/lib/cairn/snapshots holds %v", got)
+		}
+		mp.stop()
+	} else if os.Getenv("CI") == "true" {
+		t.Errorf("CI=true but /dev/fuse is missing: %v", err)
+	}
 	serve.Process.Signal(syscall.SIGTERM)
 	if got := ns.next(); got != "STOPPING=1\nSTATUS=stopping: 0 sessions in flight" {
 		t.Errorf("after SIGTERM %q", got)
 	}
-	<-logged
-	if err := serve.Wait(); err != nil {
-		t.Fatalf("the appliance under the unit's settings: %v\n%s", err, log.String())
+	<-served
+	if waitErr != nil {
+		t.Fatalf("the appliance under the unit's settings: %v\n%s", waitErr, log.String())
 	}
 
 	// Purge leaves the machine as it was.

@@ -344,13 +344,19 @@ func (a *Appliance) acceptSocket(ctx context.Context, ln net.Listener) {
 // serveSocket runs one operator command or relayed node session.
 func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	kind, data, err := readFrame(conn, nil)
+	kind, data, passed, err := readRequestFrame(conn)
+	if passed != nil {
+		defer passed.Close()
+	}
 	if err != nil || kind != frameRequest {
 		return
 	}
 	var req Request
 	if err := json.Unmarshal(data, &req); err != nil {
 		return
+	}
+	if req.FUSE && req.Kind == "operator" && passed != nil {
+		ctx = context.WithValue(ctx, fileKey{}, passed)
 	}
 	mw := &muxWriter{w: conn}
 	ctx, cancelCause := context.WithCancelCause(ctx)
@@ -406,6 +412,9 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 		} else {
 			fmt.Fprintln(stderr, "cairn:", err)
 		}
+		code = 2
+	case req.FUSE && (passed == nil || req.Kind != "operator"):
+		fmt.Fprintln(stderr, "cairn: the request says a mount's /dev/fuse descriptor comes with it, and none came")
 		code = 2
 	case req.Kind == "operator":
 		untrack, err := a.track("", cancel)

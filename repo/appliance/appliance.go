@@ -416,6 +416,9 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	case req.FUSE && (passed == nil || req.Kind != "operator"):
 		fmt.Fprintln(stderr, "cairn: the request says a mount's /dev/fuse descriptor comes with it, and none came")
 		code = 2
+	case req.FUSE && !isFUSEDevice(passed):
+		fmt.Fprintln(stderr, "cairn: the descriptor that came with the request is not /dev/fuse")
+		code = 2
 	case req.Kind == "operator":
 		untrack, err := a.track("", cancel)
 		if err != nil {

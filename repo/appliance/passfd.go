@@ -119,3 +119,13 @@ func (c *fileConn) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// isFUSEDevice reports whether f is open on the FUSE device (character
+// device 10:229), the only file a request may pass.
+func isFUSEDevice(f *os.File) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && unix.Major(st.Rdev) == 10 && unix.Minor(st.Rdev) == 229
+}

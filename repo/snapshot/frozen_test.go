@@ -1,9 +1,11 @@
 package snapshot
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,5 +57,48 @@ func TestFrozenV1(t *testing.T) {
 	}
 	if s.Scope == nil || s.Scope.Command != "pg_dumpall" || s.Plan != "db" {
 		t.Fatalf("decoded %+v", s)
+	}
+}
+
+// A record with a source's before and after commands round-trips, and
+// hooks are checked at decode.
+func TestHooksRoundTrip(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "v1", "record.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero, three := 0, 3
+	s.Scope.Hooks = []Hook{
+		{Phase: "before", Command: "systemctl stop app", Exit: &zero, Output: "stopped\n", Duration: 2 * time.Second},
+		{Phase: "after", Command: "systemctl start app", Exit: &three, Error: "exit status 3", Output: "Job failed", Duration: time.Second},
+	}
+	enc, id, err := Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `"hooks":[{"phase":"before","command":"systemctl stop app","exit":0,"output":"stopped\n","duration_ns":2000000000},{"phase":"after","command":"systemctl start app","exit":3,"error":"exit status 3","output":"Job failed","duration_ns":1000000000}]}`
+	if !strings.Contains(string(enc), want) || id.String() == frozenID {
+		t.Fatalf("encoded %s", enc)
+	}
+	got, err := Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc2, id2, _ := Encode(got); string(enc2) != string(enc) || id2 != id {
+		t.Fatalf("re-encoded differs:\n%s\n%s", enc, enc2)
+	}
+	for bad, msg := range map[string]string{
+		`"phase":"before"`:               `snapshot: hook phase "during" is not before or after`,
+		`"command":"systemctl stop app"`: "snapshot: a before hook's command is empty or longer than 65536 bytes",
+	} {
+		repl := map[string]string{`"phase":"before"`: `"phase":"during"`, `"command":"systemctl stop app"`: `"command":""`}[bad]
+		_, err := Decode([]byte(strings.Replace(string(enc), bad, repl, 1)))
+		if err == nil || !errors.Is(err, blob.ErrCorrupt) || err.Error() != msg {
+			t.Errorf("%s: %v, want %s", repl, err, msg)
+		}
 	}
 }

@@ -292,7 +292,7 @@ func (e *KeyInUseError) Error() string {
 	if e.Only {
 		return "keys/" + e.Name + " is the only key of this repository"
 	}
-	return "keys/" + e.Name + " is the only key the caller's credentials open: prove another key that stays (give --password-file and --key-file both) to remove it"
+	return "keys/" + e.Name + " is the only key the caller's credentials open: prove another key that stays to remove it"
 }
 
 // Remove deletes the wrapped key name, which a lost passphrase or key

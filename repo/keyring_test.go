@@ -97,7 +97,7 @@ func TestKeyringChanges(t *testing.T) {
 	k = keyring(t, dir, kcred)
 	err = k.Remove(t.Context(), first)
 	var inUse *repo.KeyInUseError
-	if !errors.As(err, &inUse) || err.Error() != "keys/"+first+" is the only key the caller's credentials open: prove another key that stays (give --password-file and --key-file both) to remove it" {
+	if !errors.As(err, &inUse) || err.Error() != "keys/"+first+" is the only key the caller's credentials open: prove another key that stays to remove it" {
 		t.Fatalf("remove the caller's only proven key: %v", err)
 	}
 	// With the passphrase proven too, the key file's key goes.

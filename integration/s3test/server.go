@@ -48,6 +48,7 @@ type Server struct {
 
 	bin     string
 	args    []string
+	sockets []string // the Unix sockets weed makes in /tmp, named by port
 	buckets atomic.Int64
 
 	mu sync.Mutex
@@ -144,10 +145,14 @@ func start(bin, dir string) (*Server, error) {
 			"-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
 			"-master.telemetry=false", // no traffic off this machine
 		}
+		sock := func(name string, port int) string { return fmt.Sprintf("/tmp/seaweedfs-%s-%d.sock", name, port) }
+		s.sockets = []string{sock("s3", ports[0]), sock("s3-grpc", ports[1]), sock("master-grpc", ports[3]),
+			sock("filer", ports[4]), sock("filer-grpc", ports[5]), sock("volume-grpc", ports[7]), sock("admin-grpc", ports[9])}
 		err = s.run()
 		if err == nil {
 			return s, nil
 		}
+		s.removeSockets()
 		failures = append(failures, fmt.Sprintf("attempt %d (S3 port %d): %v", attempt, ports[0], err))
 		if !strings.Contains(err.Error(), "not available") && !strings.Contains(err.Error(), "address already in use") {
 			break
@@ -232,7 +237,8 @@ func (s *Server) NewBucket(t testing.TB) string {
 }
 
 // Stop stops weed: SIGTERM, then SIGKILL if it has not exited within a
-// bound. Stopping a stopped server does nothing.
+// bound; then it removes the Unix sockets weed left in /tmp. Stopping a
+// stopped server does nothing.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	p := s.p
@@ -240,6 +246,13 @@ func (s *Server) Stop() {
 	s.mu.Unlock()
 	if p != nil {
 		p.stop()
+		s.removeSockets()
+	}
+}
+
+func (s *Server) removeSockets() {
+	for _, path := range s.sockets {
+		os.Remove(path)
 	}
 }
 

@@ -33,6 +33,9 @@ const (
 	// CorruptRequest forwards the request with the middle byte of its body
 	// inverted, as a faulty network or middlebox might.
 	CorruptRequest
+	// LoseResponse forwards the request, so the server carries it out,
+	// then closes the connection without answering.
+	LoseResponse
 )
 
 // Request describes a request a [Proxy] received.
@@ -169,6 +172,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if req.Fault == LoseResponse {
+		io.Copy(io.Discard, resp.Body)
+		panic(http.ErrAbortHandler)
+	}
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -228,6 +235,8 @@ func (f Fault) String() string {
 		return "stall-response"
 	case CorruptRequest:
 		return "corrupt-request"
+	case LoseResponse:
+		return "lose-response"
 	}
 	return "fault-" + strconv.Itoa(int(f))
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -48,9 +49,8 @@ import (
 // every kind but packs first asks whether the object exists (a HEAD);
 // packs skip that request, as they are named by the hash of their
 // contents and a second Put would store the same bytes. A Put whose
-// response was lost and that was sent again may report ErrExist for the
-// object it stored itself; the repository treats ErrExist as success for
-// content-addressed objects.
+// answer was lost, sent again and refused, succeeds if the object there
+// has the ETag its bytes give (it stored it itself).
 //
 // # Failures
 //
@@ -351,13 +351,34 @@ func (s *S3) putSingle(ctx context.Context, key string, body *io.SectionReader, 
 		return 0, err
 	}
 	n, err := s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.core.PutObject(ctx, s.loc.Bucket, key, io.NewSectionReader(body, 0, body.Size()), body.Size(), sum, "", opts)
+		_, err := s.core.PutObject(ctx, s.loc.Bucket, key, io.NewSectionReader(body, 0, body.Size()),
+			body.Size(), base64.StdEncoding.EncodeToString(sum), "", opts)
 		return err
 	})
 	if isPreconditionFailed(err) {
-		err = ErrExist
+		return n, s.existing(ctx, key, n, hex.EncodeToString(sum))
 	}
 	return n, err
+}
+
+// existing is the result of a conditional write refused because key
+// exists. If the write was sent more than once, the object may be its
+// own, stored by an attempt whose answer was lost: an object with the
+// ETag the write would have given (the MD5 of a single PUT's bytes, the
+// MD5 of the parts' MD5s and "-N" for N parts) is, and the write
+// succeeded. Otherwise the error wraps ErrExist.
+func (s *S3) existing(ctx context.Context, key string, attempts int, etag string) error {
+	if attempts > 1 {
+		var info minio.ObjectInfo
+		_, err := s.retry(ctx, func(ctx context.Context) (err error) {
+			info, err = s.core.StatObject(ctx, s.loc.Bucket, key, minio.StatObjectOptions{})
+			return err
+		})
+		if err == nil && strings.EqualFold(strings.Trim(info.ETag, `"`), etag) {
+			return nil
+		}
+	}
+	return ErrExist
 }
 
 // putMultipart uploads parts as one multipart upload and completes it;
@@ -390,6 +411,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 	var (
 		mu        sync.Mutex
 		completed []minio.CompletePart
+		sums      = map[int][]byte{} // part number → MD5
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
@@ -413,7 +435,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 			n, err := s.retry(gctx, func(ctx context.Context) (err error) {
 				p, err = s.core.PutObjectPart(ctx, s.loc.Bucket, key, uploadID, num,
 					io.NewSectionReader(part, 0, part.Size()), part.Size(),
-					minio.PutObjectPartOptions{Md5Base64: sum, DisableContentSha256: true})
+					minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum), DisableContentSha256: true})
 				return err
 			})
 			mu.Lock()
@@ -422,6 +444,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 			if err != nil {
 				return &stepError{fmt.Sprintf("part %d", num), err}
 			}
+			sums[num] = sum
 			completed = append(completed, minio.CompletePart{
 				PartNumber: num, ETag: p.ETag,
 				ChecksumCRC32: p.ChecksumCRC32, ChecksumCRC32C: p.ChecksumCRC32C,
@@ -445,7 +468,11 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 	})
 	attempts = max(attempts, n)
 	if isPreconditionFailed(err) {
-		return attempts, ErrExist
+		all := md5.New()
+		for _, p := range completed {
+			all.Write(sums[p.PartNumber])
+		}
+		return attempts, s.existing(ctx, key, n, fmt.Sprintf("%x-%d", all.Sum(nil), len(completed)))
 	}
 	if err != nil {
 		return attempts, &stepError{"complete multipart upload", err}
@@ -453,13 +480,13 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 	return attempts, nil
 }
 
-// contentMD5 returns the Content-MD5 header of r's bytes.
-func contentMD5(r *io.SectionReader) (string, error) {
+// contentMD5 returns the MD5 of r's bytes.
+func contentMD5(r *io.SectionReader) ([]byte, error) {
 	h := md5.New()
 	if _, err := io.Copy(h, io.NewSectionReader(r, 0, r.Size())); err != nil {
-		return "", fmt.Errorf("read: %w", err)
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	return base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
+	return h.Sum(nil), nil
 }
 
 func sortParts(p []minio.CompletePart) {
@@ -811,7 +838,7 @@ type s3Error struct {
 
 func (e *s3Error) Error() string {
 	msg := fmt.Sprintf("storage: %s %s: %s", e.op, e.object, describe(e.err))
-	if e.attempts > 1 {
+	if e.attempts > 1 && !errors.Is(e.err, ErrExist) {
 		msg += fmt.Sprintf(" (gave up after %d attempts)", e.attempts)
 	}
 	for _, s := range e.secrets {

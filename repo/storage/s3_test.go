@@ -651,3 +651,64 @@ func TestS3KilledMidUpload(t *testing.T) {
 		t.Errorf("read back %d bytes", len(got))
 	}
 }
+
+// A Put whose answer is lost is sent again and refused (the object
+// exists: its own); the ETag shows it is its own, so the Put succeeds.
+// An object of other bytes is still refused.
+func TestS3LostAnswer(t *testing.T) {
+	f := newS3Fixture(t)
+	p := s3test.NewProxy(t, f.srv.Endpoint)
+	s := f.open(t, p.Endpoint, fastRetries)
+	isComplete := func(r s3test.Request) bool {
+		q, _ := url.ParseQuery(r.Query)
+		return r.Method == "POST" && q.Has("uploadId")
+	}
+	for i, c := range []struct {
+		name  string
+		h     Handle
+		size  int
+		match func(s3test.Request) bool
+		want  []string
+		other []string // of a Put of other bytes
+	}{
+		{"pack", Handle{Kind: Packs, Name: hexName(1)}, 1000, isMethod("PUT"), []string{"PUT", "PUT", "HEAD"}, []string{"PUT", "PUT", "HEAD"}},
+		{"snapshot", Handle{Kind: Snapshot, Name: hexName(2)}, 1000, isMethod("PUT"), []string{"HEAD", "PUT", "PUT", "HEAD"}, []string{"HEAD"}},
+		{"multipart pack", Handle{Kind: Packs, Name: hexName(3)}, 17 << 20, isComplete, []string{"POST uploads",
+			"PUT partNumber=1&uploadId", "PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId", "POST uploadId", "POST uploadId", "HEAD"},
+			[]string{"POST uploads", "PUT partNumber=1&uploadId", "PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId",
+				"POST uploadId", "POST uploadId", "HEAD", "DELETE uploadId"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := testData(byte(i), c.size)
+			from := len(p.Requests())
+			faultFrom(p, 1, s3test.LoseResponse, c.match)
+			if err := s.Put(t.Context(), c.h, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			if got := requestsSince(p, from); !slices.Equal(got, c.want) {
+				t.Errorf("requests: %q, want %q", got, c.want)
+			}
+			if got := readAll(t, s, c.h); !bytes.Equal(got, data) {
+				t.Errorf("read back %d bytes, not the %d put", len(got), len(data))
+			}
+
+			// Other bytes, refused on the second attempt: not its own.
+			from = len(p.Requests())
+			faultFrom(p, 1, s3test.Fail500, c.match)
+			err := s.Put(t.Context(), c.h, bytes.NewReader(testData(100, c.size)))
+			want := "storage: put " + f.url(p.Endpoint, s.Key(c.h)) + ": object exists already"
+			if !errors.Is(err, ErrExist) || err.Error() != want {
+				t.Errorf("put of other bytes: %v\nwant %s", err, want)
+			}
+			if got := requestsSince(p, from); !slices.Equal(got, c.other) {
+				t.Errorf("requests of the put of other bytes: %q, want %q", got, c.other)
+			}
+			if got := readAll(t, s, c.h); !bytes.Equal(got, data) {
+				t.Errorf("the object changed")
+			}
+		})
+	}
+	if left, err := s.CleanUploads(t.Context(), 0); err != nil || len(left) != 0 {
+		t.Errorf("incomplete uploads left: %q, %v", left, err)
+	}
+}

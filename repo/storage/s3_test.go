@@ -712,3 +712,49 @@ func TestS3LostAnswer(t *testing.T) {
 		t.Errorf("incomplete uploads left: %q, %v", left, err)
 	}
 }
+
+// Whatever fails, no error shows the secret key or the session token.
+func TestS3ErrorsHideSecrets(t *testing.T) {
+	f := newS3Fixture(t)
+	p := s3test.NewProxy(t, f.srv.Endpoint)
+	const token = "SESSIONTOKENdoNotShow0123456789"
+	wrong := S3Credentials{AccessKeyID: f.creds.AccessKeyID, SecretAccessKey: "Wrong/Secret+doNotShow0123456789", SessionToken: token}
+	var errs []error
+	_, err := NewS3(t.Context(), f.loc, S3Credentials{AccessKeyID: f.creds.AccessKeyID, SecretAccessKey: f.creds.SecretAccessKey, SessionToken: token}, fastRetries)
+	errs = append(errs, err)
+	_, err = NewS3(t.Context(), f.loc, wrong, fastRetries)
+	errs = append(errs, err)
+	w, err := newS3(S3Location{Endpoint: p.Endpoint, Bucket: f.loc.Bucket}, wrong, fastRetries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handle{Kind: Packs, Name: hexName(1)}
+	errs = append(errs, w.Put(t.Context(), h, bytes.NewReader(testData(1, 100))))
+	_, err = w.Open(t.Context(), h)
+	errs = append(errs, err)
+
+	s := f.open(t, p.Endpoint, fastRetries)
+	s.secrets = append(s.secrets, token) // as if the session token were set
+	faultFrom(p, -1, s3test.Fail500, nil)
+	errs = append(errs, s.Put(t.Context(), h, bytes.NewReader(testData(1, 100))))
+	errs = append(errs, s.Put(t.Context(), h, bytes.NewReader(testData(1, 17<<20))))
+	errs = append(errs, s.List(t.Context(), Packs, func(string, int64) error { return nil }))
+	errs = append(errs, s.Delete(t.Context(), h))
+	_, err = s.CleanUploads(t.Context(), 0)
+	errs = append(errs, err)
+	for i, err := range errs {
+		if i == 0 && err == nil {
+			continue // the store may ignore a session token
+		}
+		if err == nil {
+			t.Errorf("error %d: nil", i)
+			continue
+		}
+		for _, secret := range []string{f.creds.SecretAccessKey, wrong.SecretAccessKey, token} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %d shows a secret: %v", i, err)
+			}
+		}
+		t.Logf("error %d: %v", i, err)
+	}
+}

@@ -601,7 +601,7 @@ func TestPushPlanFile(t *testing.T) {
 	// A plan without reasons is refused before anything is sent.
 	os.WriteFile(planFile, []byte("sources:\n  - {name: x, class: files, paths: [/etc]}\n"), 0o644)
 	r = a.push(lyra, nil, "--plan", planFile)
-	if r.code != 1 || !strings.Contains(r.stderr, `source "x": no why`) {
+	if want := "cairn: " + planFile + ":2: sources[0].why: none: say why this source is backed up (scope must be explicit and justified)\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("plan without why: %d %q", r.code, r.stderr)
 	}
 }

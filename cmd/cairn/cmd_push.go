@@ -351,7 +351,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		}
 		pl, err := plan.Load(g.abs(o.plan))
 		if err != nil {
-			return err
+			return eachLine(err) // a problem per line
 		}
 		for _, src := range pl.Sources {
 			jobs = append(jobs, func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src) })

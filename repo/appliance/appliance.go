@@ -41,8 +41,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -67,12 +69,17 @@ type OperatorFunc func(ctx context.Context, req *Request, stdin io.Reader, stdou
 
 // Options configure an Appliance.
 type Options struct {
-	Repo        *repo.Repository
-	ConfigPath  string
-	HostKeyPath string
-	SocketPath  string // overrides the config's socket
-	Operator    OperatorFunc
-	Logger      *slog.Logger
+	Repo       *repo.Repository
+	ConfigPath string
+	// ConfigOptional lets a ConfigPath that does not exist stand for
+	// DefaultConfig (no nodes, no jobs; status says so). cairn serve
+	// leaves it unset: an appliance without a configuration file would
+	// serve nobody.
+	ConfigOptional bool
+	HostKeyPath    string
+	SocketPath     string // overrides the config's socket
+	Operator       OperatorFunc
+	Logger         *slog.Logger
 	// Grace is how long Run waits for sessions after its context ends;
 	// zero means 30 seconds.
 	Grace time.Duration
@@ -131,6 +138,9 @@ func New(o Options) (*Appliance, error) {
 		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
 		conns: map[*sshConn]bool{}, live: map[*session]bool{}}
 	cfg, err := LoadConfig(o.ConfigPath)
+	if o.ConfigOptional && errors.Is(err, fs.ErrNotExist) {
+		cfg, err = DefaultConfig(o.ConfigPath), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +157,10 @@ func New(o Options) (*Appliance, error) {
 
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
+
+// ConfigPath returns the configuration file the appliance reads (at
+// start and on Reload).
+func (a *Appliance) ConfigPath() string { return a.o.ConfigPath }
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
 // 0600) to path, which must not exist, and returns its fingerprint.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -566,6 +567,12 @@ func TestPushPlanFile(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, `source broken: command "echo partial; exit 3" failed: exit status 3; nothing saved`) ||
 		!strings.Contains(r.stderr, "push: 1 of 3 sources failed") {
 		t.Fatalf("push: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	// Each snapshot's summary names its source (issue 13).
+	for _, src := range []string{"code", "db"} {
+		if !regexp.MustCompile(`(?m)^snapshot [0-9a-f]{8} \(plan ` + src + `\) saved\n`).MatchString(r.stdout) {
+			t.Errorf("no summary naming source %s:\n%s", src, r.stdout)
+		}
 	}
 	var list []struct {
 		Plan  string   `json:"plan"`

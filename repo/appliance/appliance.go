@@ -58,6 +58,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/cairnbackup/cairn/scheduler"
 	"golang.org/x/crypto/ssh"
@@ -592,7 +593,11 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 	for _, w := range sum.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	fmt.Fprintf(stdout, "snapshot %s saved: %d files, %d bytes, %d bytes added\n", id.Short(), sum.Files, sum.Bytes, sum.BytesAdded)
+	files := fmt.Sprintf("%d files", sum.Files)
+	if sum.Files == 1 {
+		files = "1 file"
+	}
+	fmt.Fprintf(stdout, "snapshot %s saved: %s, %s, %s added\n", id.Short(), files, status.HumanBytes(sum.Bytes), status.HumanBytes(sum.BytesAdded))
 	if len(sum.Warnings) > 0 {
 		return 3
 	}

@@ -48,8 +48,9 @@ bench-large-index:
 
 # The main job: the appliance on ./var. Creates the repository, a demo
 # node key and a configuration naming the demo node and serving metrics
-# on loopback (once each), prints
-# the push command to try from another terminal, then serves until ^C.
+# on loopback (once each), checks DIR.yaml (cairn config check), prints
+# the push command to try from another terminal with the addresses
+# DIR.yaml gives, then serves until ^C.
 DEMO_KEY := $(VAR)/demo_key
 run: build
 	@mkdir -p $(VAR)
@@ -58,13 +59,18 @@ run: build
 	@if ! grep -q '^  demo:' $(REPO).yaml 2>/dev/null; then \
 		printf 'listen: 127.0.0.1:2222\nmetrics: 127.0.0.1:9100\nnodes:\n  demo:\n    keys: ["%s"]\n    permissions: [push, read]\n' \
 			"$$(cat $(DEMO_KEY).pub)" > $(REPO).yaml; fi
-	@echo
-	@echo "The appliance serves $(REPO) on 127.0.0.1:2222. From another terminal, push this source tree:"
-	@echo
-	@echo "  $(BIN) push ssh://demo@127.0.0.1:2222 $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"
-	@echo "  $(BIN) --repo $(REPO) snapshots"
-	@echo "  curl -s http://127.0.0.1:9100/metrics | grep ^cairn_"
-	@echo
+	@$(BIN) config check $(REPO).yaml >/dev/null
+	@json=$$($(BIN) config check --json $(REPO).yaml); \
+	listen=$$(echo "$$json" | sed -n 's/^  "listen": "\(.*\)",$$/\1/p'); \
+	metrics=$$(echo "$$json" | sed -n 's/^  "metrics": "\(.*\)",$$/\1/p'); \
+	loopback() { case $$1 in :*) echo 127.0.0.1$$1;; 0.0.0.0:*) echo 127.0.0.1:$${1#0.0.0.0:};; *) echo $$1;; esac; }; \
+	echo; \
+	echo "The appliance serves $(REPO) on $$listen. From another terminal, push this source tree:"; \
+	echo; \
+	echo "  $(BIN) push ssh://demo@$$(loopback $$listen) $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"; \
+	echo "  $(BIN) --repo $(REPO) snapshots"; \
+	if [ -n "$$metrics" ]; then echo "  curl -s http://$$(loopback $$metrics)/metrics | grep ^cairn_"; fi; \
+	echo
 	$(BIN) --repo $(REPO) serve
 
 lint:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -80,8 +81,9 @@ type backupEvent struct {
 	Dirs      uint64             `json:"dirs,omitempty"`
 	Bytes     uint64             `json:"bytes,omitempty"`
 	BytesRead uint64             `json:"bytes_read,omitempty"`
-	Total     uint64             `json:"total_bytes,omitempty"` // the parent's size, when known
+	Total     uint64             `json:"total_bytes,omitempty"` // the parent's size, or the pre-scan's, when known
 	Snapshot  *blob.ID           `json:"snapshot,omitempty"`
+	Source    string             `json:"source,omitempty"` // push --plan FILE: the source (the snapshot's plan)
 	Tree      *blob.ID           `json:"tree,omitempty"`
 	Parent    *blob.ID           `json:"parent,omitempty"`
 	Summary   *snapshot.Summary  `json:"summary,omitempty"`
@@ -235,7 +237,11 @@ func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo
 	if parent != nil {
 		bo.Parent = parent.Tree
 	}
-	stop := g.showBackupProgress(prog, parent, start)
+	var scan []string // paths to pre-scan for a total; none for a stream
+	if job.stream == nil {
+		scan = job.paths
+	}
+	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	s := r.NewSession()
 	var res *backup.Result
 	switch {
@@ -246,7 +252,7 @@ func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo
 	default:
 		res, err = backup.Run(ctx, s, job.paths, bo)
 	}
-	stop()
+	stop(err)
 	if job.command != nil {
 		// A dump that failed must not be saved as if it were whole.
 		if werr := job.command.Wait(); werr != nil && err == nil {
@@ -279,31 +285,75 @@ func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo
 	if id, err = s.Commit(ctx, sn); err != nil {
 		return id, nil, stoppedBy(ctx, err, "backup", interrupted)
 	}
-	return id, g.report(id, res.Tree, sum, parent, res.Excludes), nil
+	source := ""
+	if job.scope != nil {
+		source = job.plan // a source of a plan file
+	}
+	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
 }
 
-// showBackupProgress draws progress while a backup or push runs; stop
-// ends it.
-func (g *globalOptions) showBackupProgress(prog *backup.Progress, parent *snapshot.Entry, start time.Time) (stop func()) {
-	var total uint64
+// showBackupProgress draws progress while a backup or push with options
+// bo runs; stop ends it with the backup's error. The total, for the
+// percentage and the ETA, is the parent snapshot's size, or without a
+// parent, on a terminal, what backup.Scan of paths (nil for a stream)
+// counts beside the backup, once it has counted all; after a backup
+// that succeeded, what it did.
+func (g *globalOptions) showBackupProgress(ctx context.Context, bo backup.Options, parent *snapshot.Entry, paths []string, start time.Time) (stop func(error)) {
+	prog := bo.Progress
+	var known uint64
 	if parent != nil {
-		total = parent.Summary.Bytes
+		known = parent.Summary.Bytes
 	}
-	return g.startProgress(func(final bool) {
-		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: total}
+	var scanned *backup.Totals
+	endScan := func() {}
+	if parent == nil && len(paths) > 0 && g.stderrTTY {
+		scanned = &backup.Totals{}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			backup.Scan(sctx, paths, bo, scanned) // an estimate: what it cannot read, the backup reports
+		}()
+		endScan = func() { cancel(); <-done }
+	}
+	var ok atomic.Bool // the backup succeeded: what it did is the total
+	stopShowing := g.startProgress(func(final bool) {
+		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: known}
+		switch {
+		case final && ok.Load():
+			ev.Total = ev.Bytes
+		case scanned != nil && scanned.Done.Load():
+			ev.Total = scanned.Bytes.Load()
+		}
 		if g.json {
 			g.printJSONLine(ev)
 			return
 		}
-		g.progressLine(fmt.Sprintf("%d files, %s, %s read", ev.Files, humanBytes(ev.Bytes), humanBytes(ev.BytesRead)), ev.Bytes, total, start, final)
+		g.progressLine(backupProgressText(ev.Files, ev.Bytes, ev.BytesRead, ev.Total), ev.Bytes, ev.Total, start, final)
 	})
+	return func(err error) {
+		ok.Store(err == nil)
+		endScan()
+		stopShowing()
+	}
+}
+
+// backupProgressText is the progress line of a backup or push (rate and
+// ETA follow): with a total, how much of it is done.
+func backupProgressText(files, bytes, read, total uint64) string {
+	if total == 0 {
+		return fmt.Sprintf("%d files, %s, %s read", files, humanBytes(bytes), humanBytes(read))
+	}
+	pct := min(bytes*100/total, 100) // the total is an estimate
+	return fmt.Sprintf("%d files, %s of %s (%d%%), %s read", files, humanBytes(bytes), humanBytes(total), pct, humanBytes(read))
 }
 
 // report prints a saved snapshot's summary and returns the exit status:
-// nil, or exit code 3 when there were warnings.
-func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
+// nil, or exit code 3 when there were warnings. source is the plan
+// file's source the snapshot is of, named when a push has several ("").
+func (g *globalOptions) report(id blob.ID, source string, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
 	if g.json {
-		ev := backupEvent{Type: "summary", Snapshot: &id, Tree: &tree, Summary: &sum, Excludes: excludes}
+		ev := backupEvent{Type: "summary", Snapshot: &id, Source: source, Tree: &tree, Summary: &sum, Excludes: excludes}
 		if parent != nil {
 			ev.Parent = &parent.ID
 		}
@@ -312,7 +362,7 @@ func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *s
 		for _, w := range sum.Warnings {
 			fmt.Fprintln(g.stderr, "warning:", w)
 		}
-		g.printf("snapshot %s saved", id.Short())
+		g.printf("snapshot %s saved", savedName(id, source))
 		if parent != nil {
 			g.printf(" (parent %s)", parent.ID.Short())
 		}

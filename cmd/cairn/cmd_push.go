@@ -387,7 +387,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		}
 		pl, err := plan.Load(g.abs(o.plan))
 		if err != nil {
-			return err
+			return eachLine(err) // a problem per line
 		}
 		for _, src := range pl.Sources {
 			jobs = append(jobs, jobMaker{source: src.Name, before: len(src.Before) > 0,
@@ -570,7 +570,11 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if parent != nil && job.stream == nil {
 		bo.Parent = parent.Tree
 	}
-	stop := g.showBackupProgress(bo.Progress, parent, start)
+	var scan []string // paths to pre-scan for a total; none for a stream
+	if job.stream == nil {
+		scan = job.paths
+	}
+	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	up := c.NewUploader(pack.LevelDefault)
 	var res *backup.Result
 	switch {
@@ -585,7 +589,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 		err = up.Flush(ctx)
 	}
 	up.Close()
-	stop()
+	stop(err)
 	if job.command != nil {
 		// A dump that failed must not be saved as if it were whole.
 		if werr := job.command.Wait(); werr != nil && err == nil {
@@ -617,7 +621,11 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if id != sent {
 		warnRedated(ctx, g, c, job.plan, id, start)
 	}
-	return id, g.report(id, res.Tree, sum, parent, res.Excludes), nil
+	source := ""
+	if job.scope != nil {
+		source = job.plan // a source of a plan file
+	}
+	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
 }
 
 // warnRedated tells the node that the appliance stored snapshot id with

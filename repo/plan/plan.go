@@ -26,10 +26,18 @@
 //	    why: what people work on
 //	    paths: [/home]
 //	    exclude_disposable: true        # also leave out build output, caches, temp files
+//	  - name: app
+//	    class: volume
+//	    why: uploads; the app must not write while they are read
+//	    paths: [/var/lib/app]
+//	    before: systemctl stop app      # one command or a list, run with sh -c
+//	    after: systemctl start app      # runs whatever happened
+//	    timeout: 2m                     # each before and after command (default 10m)
 //
 // A source without a why is refused. Every source becomes one snapshot
 // whose record carries the source's class, reason, command and the
-// exclude rules applied.
+// exclude rules applied, and the before and after commands that ran
+// with their exit status and output (see [Hooks]).
 //
 // # What is left out
 //
@@ -49,10 +57,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"go.yaml.in/yaml/v3"
 )
 
 // Classes of data a source may hold; drills choose their probes by class.
@@ -89,7 +99,45 @@ type Source struct {
 	// source of any class (git sources do by default).
 	ExcludeDisposable bool     `yaml:"exclude_disposable,omitempty"`
 	Tags              []string `yaml:"tags,omitempty"`
+	// Before are commands run (sh -c, in order) before the source is
+	// backed up: stop a service, flush, take a file system snapshot.
+	// The first that fails (or times out) skips the source.
+	Before Commands `yaml:"before,omitempty"`
+	// After are commands run once the source was backed up or
+	// skipped, whatever happened, each whatever the one before did.
+	After Commands `yaml:"after,omitempty"`
+	// Timeout bounds each before and after command; zero means
+	// [DefaultHookTimeout].
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
+
+// Commands are a source's before or after commands: one command, or a
+// list of them.
+type Commands []string
+
+// UnmarshalYAML takes a single command or a list of commands.
+func (c *Commands) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var one string
+		if err := n.Decode(&one); err != nil {
+			return err
+		}
+		*c = Commands{one}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*c = list
+	return nil
+}
+
+// Bounds of a source's before and after commands.
+const (
+	maxHookCommands = 16       // per phase
+	maxHookCommand  = 64 << 10 // bytes of one command
+)
 
 // Load reads and checks a plan file (Parse).
 func Load(path string) (*Plan, error) {
@@ -150,6 +198,7 @@ func Parse(b []byte, name string) (*Plan, error) {
 				d.Problemf(fmt.Sprintf("%s.paths[%d]", key, j), "%q is not absolute", p)
 			}
 		}
+		s.checkHooks(func(field, format string, args ...any) { d.Problemf(key+"."+field, format, args...) })
 		switch {
 		case s.KeepDisposable && s.ExcludeDisposable:
 			d.Problemf(key+".exclude_disposable", "contradicts keep_disposable: give one")

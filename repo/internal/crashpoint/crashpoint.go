@@ -31,6 +31,10 @@
 //	rebuild-mid-swap       the old index moved to index.old, index.new not yet renamed
 //	restore-file-done      a restored file written and verified (restores and drills)
 //	wire-put-blob          a push client about to send a blob
+//	key-file-temp          a new key file complete and synced under a temporary name beside its own, its wrapped key not yet stored
+//	key-added              a new wrapped key durable in keys/; the old key (passwd) not yet removed, a new key file not yet at its name
+//	key-file-written       a new key file at its name (linked or renamed, directory synced); a rotated key file's old wrapped key not yet removed
+//	key-removed            a wrapped key deleted from keys/
 //
 // With neither variable set (always, outside tests) Hit costs one atomic
 // load.

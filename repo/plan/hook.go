@@ -26,31 +26,34 @@ const (
 	PhaseAfter  = "after"
 )
 
-// checkHooks checks the before and after commands and the timeout.
-func (s *Source) checkHooks() error {
+// checkHooks checks the before and after commands and the timeout,
+// reporting each problem with the field it is in (before[i], after[i],
+// timeout) to problem.
+func (s *Source) checkHooks(problem func(field, format string, args ...any)) {
 	for _, ph := range []struct {
 		name string
 		cmds Commands
 	}{{PhaseBefore, s.Before}, {PhaseAfter, s.After}} {
 		if len(ph.cmds) > maxHookCommands {
-			return fmt.Errorf("%d %s commands, more than %d", len(ph.cmds), ph.name, maxHookCommands)
+			problem(ph.name, "%d commands, more than %d", len(ph.cmds), maxHookCommands)
+			continue
 		}
-		for _, c := range ph.cmds {
+		for i, c := range ph.cmds {
+			field := fmt.Sprintf("%s[%d]", ph.name, i)
 			if strings.TrimSpace(c) == "" {
-				return fmt.Errorf("an empty %s command", ph.name)
+				problem(field, "an empty command")
 			}
 			if len(c) > maxHookCommand {
-				return fmt.Errorf("a %s command of %d bytes, more than %d", ph.name, len(c), maxHookCommand)
+				problem(field, "a command of %d bytes, more than %d", len(c), maxHookCommand)
 			}
 		}
 	}
 	switch {
 	case s.Timeout < 0:
-		return fmt.Errorf("timeout %s is negative", s.Timeout)
+		problem("timeout", "%s is negative", s.Timeout)
 	case s.Timeout != 0 && len(s.Before) == 0 && len(s.After) == 0:
-		return errors.New("timeout bounds each before and after command, and this source has none (the backup itself has no timeout)")
+		problem("timeout", "bounds each before and after command, and this source has none (the backup itself has no timeout)")
 	}
-	return nil
 }
 
 // Hooks runs the before and after commands of one source for one backup

@@ -27,7 +27,7 @@ sources:
     class: config
     why: host configuration
     paths: [/etc]
-`))
+`), "p.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,13 +40,13 @@ sources:
 	}
 	many := "[" + strings.Repeat("x, ", 16) + "x]"
 	for doc, want := range map[string]string{
-		"timeout: 1m":                 `source "a": timeout bounds each before and after command, and this source has none (the backup itself has no timeout)`,
-		"before: ''":                  `source "a": an empty before command`,
-		"after: ['true', ' ']":        `source "a": an empty after command`,
-		"before: " + many:             `source "a": 17 before commands, more than 16`,
-		"before: x\n    timeout: -1s": `source "a": timeout -1s is negative`,
+		"timeout: 1m":                 `p.yaml:6: sources[0].timeout: bounds each before and after command, and this source has none (the backup itself has no timeout)`,
+		"before: ''":                  `p.yaml:6: sources[0].before[0]: an empty command`,
+		"after: ['true', ' ']":        `p.yaml:6: sources[0].after[1]: an empty command`,
+		"before: " + many:             `p.yaml:6: sources[0].before: 17 commands, more than 16`,
+		"before: x\n    timeout: -1s": `p.yaml:7: sources[0].timeout: -1s is negative`,
 	} {
-		_, err := Parse([]byte("sources:\n  - name: a\n    class: files\n    why: x\n    paths: [/a]\n    " + doc + "\n"))
+		_, err := Parse([]byte("sources:\n  - name: a\n    class: files\n    why: x\n    paths: [/a]\n    "+doc+"\n"), "p.yaml")
 		if err == nil || err.Error() != want {
 			t.Errorf("%s: %v, want %s", doc, err, want)
 		}
@@ -59,9 +59,7 @@ func hooksFor(t *testing.T, before, after []string, timeout time.Duration) (*Hoo
 	t.Helper()
 	dir := t.TempDir()
 	s := &Source{Name: "db", Class: "database", Why: "x", Command: "true", File: "x", Before: before, After: after, Timeout: timeout}
-	if err := s.checkHooks(); err != nil {
-		t.Fatal(err)
-	}
+	s.checkHooks(func(field, format string, args ...any) { t.Fatalf("%s: "+format, append([]any{field}, args...)...) })
 	return s.Hooks(filepath.Join(dir, "plan.yaml"), "lyra"), dir
 }
 

@@ -32,9 +32,12 @@ package:
 		--commits $$(git rev-list --count HEAD 2>/dev/null || echo 0) \
 		--date $$(git log -1 --format=%ct 2>/dev/null || date +%s) --out '$(PKG_OUT)'
 
-# Installs the Debian packages the tests need (.ci/packages) when missing.
+# Installs the Debian packages the tests need (.ci/packages) when missing,
+# and builds SeaweedFS's weed (the S3 store of the object-storage tests)
+# once into ~/.cache/cairn (.ci/build-weed: about 4 minutes the first time).
 deps:
 	@./.ci/install-deps
+	@./.ci/build-weed
 
 # The test command: race detector on, every package, real components.
 test: deps
@@ -42,12 +45,14 @@ test: deps
 	cd cmd/cairn/packaging && $(GO) test -count=1 ./...
 
 # Go benchmarks for the chunker, sealing, packs, the index and the filter
-# (MB/s), the backup pipeline and the restore writer in process, then
+# (MB/s), the backup pipeline and the restore writer in process, storage
+# of 16 MiB packs on a directory and on SeaweedFS over S3, then
 # backup and restore of a generated ~1 GiB tree with the real
 # binary (MB/s and peak RSS per phase).
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
 	$(GO) test -run '^$$' -bench 'Pipeline|Restore' -benchtime 3x ./repo/backup/ ./repo/restore/
+	$(GO) test -run '^$$' -bench 'Storage' -benchtime 20x ./repo/storage/
 	$(GO) test -run '^$$' -bench Prune200k -benchtime 1x ./repo/prune/
 	$(GO) test -run '^$$' -bench 'BackupRestore|FUSE' -benchtime 1x ./integration/
 
@@ -62,8 +67,9 @@ bench-large-index:
 
 # The main job: the appliance on ./var. Creates the repository, a demo
 # node key and a configuration naming the demo node and serving metrics
-# on loopback (once each), prints
-# the push command to try from another terminal, then serves until ^C.
+# on loopback (once each), checks DIR.yaml (cairn config check), prints
+# the push command to try from another terminal with the addresses
+# DIR.yaml gives, then serves until ^C.
 DEMO_KEY := $(VAR)/demo_key
 run: build
 	@mkdir -p $(VAR)
@@ -72,13 +78,18 @@ run: build
 	@if ! grep -q '^  demo:' $(REPO).yaml 2>/dev/null; then \
 		printf 'listen: 127.0.0.1:2222\nmetrics: 127.0.0.1:9100\nnodes:\n  demo:\n    keys: ["%s"]\n    permissions: [push, read]\n' \
 			"$$(cat $(DEMO_KEY).pub)" > $(REPO).yaml; fi
-	@echo
-	@echo "The appliance serves $(REPO) on 127.0.0.1:2222. From another terminal, push this source tree:"
-	@echo
-	@echo "  $(BIN) push ssh://demo@127.0.0.1:2222 $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"
-	@echo "  $(BIN) --repo $(REPO) snapshots"
-	@echo "  curl -s http://127.0.0.1:9100/metrics | grep ^cairn_"
-	@echo
+	@$(BIN) config check $(REPO).yaml >/dev/null
+	@json=$$($(BIN) config check --json $(REPO).yaml); \
+	listen=$$(echo "$$json" | sed -n 's/^  "listen": "\(.*\)",$$/\1/p'); \
+	metrics=$$(echo "$$json" | sed -n 's/^  "metrics": "\(.*\)",$$/\1/p'); \
+	loopback() { case $$1 in :*) echo 127.0.0.1$$1;; 0.0.0.0:*) echo 127.0.0.1:$${1#0.0.0.0:};; *) echo $$1;; esac; }; \
+	echo; \
+	echo "The appliance serves $(REPO) on $$listen. From another terminal, push this source tree:"; \
+	echo; \
+	echo "  $(BIN) push ssh://demo@$$(loopback $$listen) $(CURDIR)/docs -i $(DEMO_KEY) --host-key $$($(BIN) keygen --show $(REPO).host_key)"; \
+	echo "  $(BIN) --repo $(REPO) snapshots"; \
+	if [ -n "$$metrics" ]; then echo "  curl -s http://$$(loopback $$metrics)/metrics | grep ^cairn_"; fi; \
+	echo
 	$(BIN) --repo $(REPO) serve
 
 lint:

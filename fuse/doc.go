@@ -36,7 +36,8 @@
 // (non-hole) bytes, so du shows sparse files as sparse, and SEEK_DATA
 // and SEEK_HOLE find the recorded holes. Regular files with a recorded
 // SHA-256 carry it as the extended attribute user.cairn.sha256 (64 hex
-// digits).
+// digits), answered by getxattr but not listed by listxattr, so that
+// cp -a, rsync -X and tar --xattrs do not copy it onto every file.
 //
 // Nothing can be changed: the mount is read-only ("ro", plus "nosuid"
 // and "nodev", so a backed-up setuid program or device node grants

@@ -266,35 +266,21 @@ func (o *snapOther) Readlink(context.Context) ([]byte, syscall.Errno) {
 	return []byte(o.node.LinkTarget), 0
 }
 
-// xattrs lists the entry's extended attributes: the recorded ones plus,
-// for a file with a recorded hash, user.cairn.sha256 (which replaces a
-// recorded attribute of that name).
-func (e *entry) xattrs() []tree.Xattr {
-	if e.node == nil {
-		return nil
-	}
-	if e.node.Type != tree.File || e.node.FileHash.IsZero() {
-		return e.node.Xattrs
-	}
-	out := make([]tree.Xattr, 0, len(e.node.Xattrs)+1)
-	for _, x := range e.node.Xattrs {
-		if x.Name != hashXattr {
-			out = append(out, x)
-		}
-	}
-	sum := make([]byte, hex.EncodedLen(blob.IDSize))
-	hex.Encode(sum, e.node.FileHash[:])
-	return append(out, tree.Xattr{Name: hashXattr, Value: sum})
+// hasHash reports whether the entry is a file with a recorded hash,
+// which getxattr answers as user.cairn.sha256.
+func (e *entry) hasHash() bool {
+	return e.node != nil && e.node.Type == tree.File && !e.node.FileHash.IsZero()
 }
 
 // Getxattr returns attribute name; an empty dest asks for its size.
-// ls -l asks every file for security.selinux: a miss costs a binary
-// search and no allocation.
+// For a file with a recorded hash, user.cairn.sha256 is that hash (it
+// replaces a recorded attribute of that name). ls -l asks every file
+// for security.selinux: a miss costs a binary search and no allocation.
 func (e *entry) Getxattr(_ context.Context, name string, dest []byte) (uint32, syscall.Errno) {
 	if e.node == nil {
 		return 0, syscall.ENODATA
 	}
-	if name == hashXattr && e.node.Type == tree.File && !e.node.FileHash.IsZero() {
+	if name == hashXattr && e.hasHash() {
 		var sum [2 * blob.IDSize]byte
 		hex.Encode(sum[:], e.node.FileHash[:])
 		return copyOut(dest, sum[:])
@@ -306,12 +292,20 @@ func (e *entry) Getxattr(_ context.Context, name string, dest []byte) (uint32, s
 	return copyOut(dest, e.node.Xattrs[i].Value)
 }
 
-// Listxattr returns the attribute names, each followed by NUL; an empty
-// dest asks for the size of the list.
+// Listxattr returns the recorded attribute names, each followed by NUL;
+// an empty dest asks for the size of the list. user.cairn.sha256 of a
+// file with a recorded hash is not listed: getxattr answers it, but
+// cp -a, rsync -X and tar --xattrs copy what listxattr lists, and a copy
+// out of the mount is to have the file's own attributes only.
 func (e *entry) Listxattr(_ context.Context, dest []byte) (uint32, syscall.Errno) {
+	if e.node == nil {
+		return copyOut(dest, nil)
+	}
 	var list []byte
-	for _, x := range e.xattrs() {
-		list = append(append(list, x.Name...), 0)
+	for _, x := range e.node.Xattrs {
+		if x.Name != hashXattr || !e.hasHash() {
+			list = append(append(list, x.Name...), 0)
+		}
 	}
 	return copyOut(dest, list)
 }

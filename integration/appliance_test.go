@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -579,6 +580,12 @@ func TestPushPlanFile(t *testing.T) {
 		!strings.Contains(r.stderr, "push: 1 of 3 sources failed") {
 		t.Fatalf("push: %d %q %q", r.code, r.stdout, r.stderr)
 	}
+	// Each snapshot's summary names its source (issue 13).
+	for _, src := range []string{"code", "db"} {
+		if !regexp.MustCompile(`(?m)^snapshot [0-9a-f]{8} \(plan ` + src + `\) saved\n`).MatchString(r.stdout) {
+			t.Errorf("no summary naming source %s:\n%s", src, r.stdout)
+		}
+	}
 	var list []struct {
 		Plan  string   `json:"plan"`
 		Paths []string `json:"paths"`
@@ -613,7 +620,7 @@ func TestPushPlanFile(t *testing.T) {
 	// A plan without reasons is refused before anything is sent.
 	os.WriteFile(planFile, []byte("sources:\n  - {name: x, class: files, paths: [/etc]}\n"), 0o644)
 	r = a.push(lyra, nil, "--plan", planFile)
-	if r.code != 1 || !strings.Contains(r.stderr, `source "x": no why`) {
+	if want := "cairn: " + planFile + ":2: sources[0].why: none: say why this source is backed up (scope must be explicit and justified)\n"; r.code != 1 || r.stderr != want {
 		t.Fatalf("plan without why: %d %q", r.code, r.stderr)
 	}
 }

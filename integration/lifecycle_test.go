@@ -87,6 +87,16 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 	}
 	io.WriteString(in, "the first half\n")
 	a.waitFor(`msg="node session started" node=lyra command="push --stdin --name b.txt"`)
+	// A wire session over the master that sends nothing: revoked, it
+	// ends only at its next request, so the master's connection stays
+	// open for the new session below (the stream above ends at once,
+	// and a revoked connection closes after its last session).
+	hold := exec.Command(ssh, append(mux, "cairn-wire")...)
+	holdIn, _ := hold.StdinPipe()
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.waitFor(`msg="node session started" node=lyra command=cairn-wire`)
 
 	// lyra's key is replaced.
 	lyra2 := &node{name: "lyra", key: sshtest.NewKey(t, "", "lyra2"), perms: "push"}
@@ -105,6 +115,8 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 	if r := runSSH(t, strings.NewReader("after\n"), append(args, "push", "--stdin", "--name", "d.txt")...); r.code != 255 || !strings.Contains(r.stderr, "Permission denied (publickey)") {
 		t.Errorf("a new connection with the old key: exit %d, stderr %q", r.code, r.stderr)
 	}
+	holdIn.Close()
+	hold.Wait()
 	io.WriteString(in, "the second half\n")
 	in.Close()
 	err = long.Wait()

@@ -66,35 +66,19 @@ func decodeKeyFile(b []byte, path string) (*KeyFile, error) {
 
 // writeKeyFile writes kf durably and refuses to replace an existing file.
 func writeKeyFile(path string, kf *KeyFile) error {
-	b, err := json.MarshalIndent(kf, "", "  ")
+	tmp, err := writeKeyTemp(path, kf, nil)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp-" + newKeyName()
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("key file: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp, path)
-	}
+	err = os.Link(tmp, path)
 	os.Remove(tmp)
 	if err != nil {
 		return fmt.Errorf("key file: %w", err)
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
+	if err := syncDirPath(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("key file: %w", err)
 	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // WrongKeyError is the error of [Open] and [ProveKey] when a credential

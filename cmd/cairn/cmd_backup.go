@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
+	"github.com/cairnbackup/cairn/repo/plan"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -45,6 +47,11 @@ or --parent) are not read again.
 pg_dumpall | cairn backup --stdin --name db.sql); --tar stores a tar
 stream from standard input as a tree.
 
+--plan FILE.yaml backs up every source of a plan file, one snapshot per
+source, as push --plan does on a node (see push --help and the README),
+with each source's before and after commands; a source that fails is
+reported and the others go on (exit code 1 at the end).
+
 Exit code 0: saved, complete. 3: saved, but some files could not be read
 (listed as warnings). 1: failed, nothing saved.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackup(cmd, g, o, args) },
@@ -52,7 +59,7 @@ Exit code 0: saved, complete. 3: saved, but some files could not be read
 	host, _ := os.Hostname()
 	f := cmd.Flags()
 	f.StringVar(&o.node, "node", host, "node (machine) the snapshot belongs to")
-	f.StringVar(&o.plan, "plan", "", "plan or source name recorded in the snapshot")
+	f.StringVar(&o.plan, "plan", "", "plan or source name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to back up")
 	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
 	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
 	f.StringVar(&o.parent, "parent", "", "compare with this snapshot instead of the latest of the same node, plan and paths")
@@ -74,8 +81,9 @@ type backupEvent struct {
 	Dirs      uint64             `json:"dirs,omitempty"`
 	Bytes     uint64             `json:"bytes,omitempty"`
 	BytesRead uint64             `json:"bytes_read,omitempty"`
-	Total     uint64             `json:"total_bytes,omitempty"` // the parent's size, when known
+	Total     uint64             `json:"total_bytes,omitempty"` // the parent's size, or the pre-scan's, when known
 	Snapshot  *blob.ID           `json:"snapshot,omitempty"`
+	Source    string             `json:"source,omitempty"` // push --plan FILE: the source (the snapshot's plan)
 	Tree      *blob.ID           `json:"tree,omitempty"`
 	Parent    *blob.ID           `json:"parent,omitempty"`
 	Summary   *snapshot.Summary  `json:"summary,omitempty"`
@@ -132,6 +140,9 @@ func (o *backupOptions) check(g *globalOptions, paths []string) ([]string, error
 
 func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
 	ctx := cmd.Context()
+	if g.isPlanFile(o.plan) {
+		return o.runPlan(ctx, g, paths)
+	}
 	recorded, err := o.check(g, paths)
 	if err != nil {
 		return err
@@ -145,32 +156,109 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 		return err
 	}
 	defer release()
-
-	parent, err := o.findParent(ctx, r, recorded)
+	job := &pushJob{plan: o.plan, paths: recorded, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags, tar: o.tar}
+	if o.stdin || o.tar {
+		job.stream, job.streamName = g.stdin, o.name
+	}
+	_, rep, err := o.backupJob(ctx, g, r, job)
 	if err != nil {
 		return err
+	}
+	return rep
+}
+
+// runPlan backs up every source of the plan file --plan names, one
+// snapshot per source, as push --plan does on a node: a source that
+// fails (its before command, its command, its backup) is reported and
+// the others go on.
+func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, paths []string) error {
+	if len(paths) > 0 || o.stdin || o.tar {
+		return usageError{errors.New("backup: a plan file names its sources: give no PATH, --stdin or --tar")}
+	}
+	if err := snapshot.CheckName("node", o.node); err != nil {
+		return usageError{err}
+	}
+	pl, err := plan.Load(g.abs(o.plan))
+	if err != nil {
+		return err
+	}
+	r, release, err := g.open(ctx, repo.Options{})
+	if err != nil {
+		return err
+	}
+	defer release()
+	var failed []error
+	warned := false
+	for _, src := range pl.Sources {
+		job, err := o.sourceJob(ctx, g, pl, src, o.node)
+		var rep error
+		if err == nil {
+			_, rep, err = o.backupJob(ctx, g, r, job)
+		}
+		if job != nil {
+			job.warnAfter(ctx, g)
+		}
+		if signalled(ctx) != nil && err != nil {
+			return err // a signal stops the plan; the error says what stands
+		}
+		if err != nil {
+			fmt.Fprintf(g.stderr, "cairn: %v\n", err)
+			failed = append(failed, err)
+			continue
+		}
+		if ee, ok := errors.AsType[*exitError](rep); ok && ee.code == exitWarnings {
+			warned = true
+		}
+	}
+	if len(failed) > 0 {
+		return &exitError{code: exitFailed, err: fmt.Errorf("backup: %d of %d sources failed", len(failed), len(pl.Sources))}
+	}
+	if warned {
+		return &exitError{code: exitWarnings, err: errors.New("some files could not be read")}
+	}
+	return nil
+}
+
+// backupJob backs up one job into a new snapshot of r and prints its
+// report; rep is the report's exit status (warnings), err a failure
+// (nothing saved). A plan source's after commands run once its data is
+// read, and the snapshot records its commands.
+func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo.Repository, job *pushJob) (id blob.ID, rep, err error) {
+	parent, err := o.findParent(ctx, r, job.plan, job.paths)
+	if err != nil {
+		return id, nil, err
 	}
 	start := time.Now()
 	prog := &backup.Progress{}
 	bo := backup.Options{
 		Params: r.ChunkerParams(), Table: r.ChunkerTable(), Loader: r, ForceRead: o.forceRead,
-		Exclude: excl, ExcludeCaches: o.excludeCaches, OneFileSystem: o.oneFS, Progress: prog,
+		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: prog,
 	}
 	if parent != nil {
 		bo.Parent = parent.Tree
 	}
-	stop := g.showBackupProgress(prog, parent, start)
+	var scan []string // paths to pre-scan for a total; none for a stream
+	if job.stream == nil {
+		scan = job.paths
+	}
+	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	s := r.NewSession()
 	var res *backup.Result
 	switch {
-	case o.stdin:
-		res, err = backup.Stream(ctx, s, g.stdin, o.name, bo)
-	case o.tar:
-		res, err = backup.TarInto(ctx, s, g.stdin, o.name, bo)
+	case job.stream != nil && job.tar:
+		res, err = backup.TarInto(ctx, s, job.stream, job.streamName, bo)
+	case job.stream != nil:
+		res, err = backup.Stream(ctx, s, job.stream, job.streamName, bo)
 	default:
-		res, err = backup.Run(ctx, s, recorded, bo)
+		res, err = backup.Run(ctx, s, job.paths, bo)
 	}
-	stop()
+	stop(err)
+	if job.command != nil {
+		// A dump that failed must not be saved as if it were whole.
+		if werr := job.command.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
+		}
+	}
 	// What a signal leaves: no snapshot; the packs already written stay
 	// and the next backup reuses them.
 	interrupted := func() string {
@@ -179,48 +267,93 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	}
 	if err != nil {
 		s.Abort()
-		return stoppedBy(ctx, err, "backup", interrupted)
+		return id, nil, stoppedBy(ctx, err, "backup", interrupted)
 	}
 	st := s.Stats()
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
 	sum.Duration = time.Since(start)
+	sum.Warnings = append(sum.Warnings, job.afterWarnings(ctx)...) // the data is read: the service may start again
 	sn := &snapshot.Snapshot{
-		Version: snapshot.Version, Time: start, Node: o.node, Plan: o.plan, Host: o.host,
-		Paths: recorded, Tags: o.tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum,
+		Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
+		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum,
 	}
+	job.recordHooks(sn)
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
-	id, err := s.Commit(ctx, sn)
-	if err != nil {
-		return stoppedBy(ctx, err, "backup", interrupted)
+	if id, err = s.Commit(ctx, sn); err != nil {
+		return id, nil, stoppedBy(ctx, err, "backup", interrupted)
 	}
-	return g.report(id, res.Tree, sum, parent, res.Excludes)
+	source := ""
+	if job.scope != nil {
+		source = job.plan // a source of a plan file
+	}
+	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
 }
 
-// showBackupProgress draws progress while a backup or push runs; stop
-// ends it.
-func (g *globalOptions) showBackupProgress(prog *backup.Progress, parent *snapshot.Entry, start time.Time) (stop func()) {
-	var total uint64
+// showBackupProgress draws progress while a backup or push with options
+// bo runs; stop ends it with the backup's error. The total, for the
+// percentage and the ETA, is the parent snapshot's size, or without a
+// parent, on a terminal, what backup.Scan of paths (nil for a stream)
+// counts beside the backup, once it has counted all; after a backup
+// that succeeded, what it did.
+func (g *globalOptions) showBackupProgress(ctx context.Context, bo backup.Options, parent *snapshot.Entry, paths []string, start time.Time) (stop func(error)) {
+	prog := bo.Progress
+	var known uint64
 	if parent != nil {
-		total = parent.Summary.Bytes
+		known = parent.Summary.Bytes
 	}
-	return g.startProgress(func(final bool) {
-		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: total}
+	var scanned *backup.Totals
+	endScan := func() {}
+	if parent == nil && len(paths) > 0 && g.stderrTTY {
+		scanned = &backup.Totals{}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			backup.Scan(sctx, paths, bo, scanned) // an estimate: what it cannot read, the backup reports
+		}()
+		endScan = func() { cancel(); <-done }
+	}
+	var ok atomic.Bool // the backup succeeded: what it did is the total
+	stopShowing := g.startProgress(func(final bool) {
+		ev := backupEvent{Type: "progress", Files: prog.Files.Load(), Dirs: prog.Dirs.Load(), Bytes: prog.Bytes.Load(), BytesRead: prog.BytesRead.Load(), Total: known}
+		switch {
+		case final && ok.Load():
+			ev.Total = ev.Bytes
+		case scanned != nil && scanned.Done.Load():
+			ev.Total = scanned.Bytes.Load()
+		}
 		if g.json {
 			g.printJSONLine(ev)
 			return
 		}
-		g.progressLine(fmt.Sprintf("%d files, %s, %s read", ev.Files, humanBytes(ev.Bytes), humanBytes(ev.BytesRead)), ev.Bytes, total, start, final)
+		g.progressLine(backupProgressText(ev.Files, ev.Bytes, ev.BytesRead, ev.Total), ev.Bytes, ev.Total, start, final)
 	})
+	return func(err error) {
+		ok.Store(err == nil)
+		endScan()
+		stopShowing()
+	}
+}
+
+// backupProgressText is the progress line of a backup or push (rate and
+// ETA follow): with a total, how much of it is done.
+func backupProgressText(files, bytes, read, total uint64) string {
+	if total == 0 {
+		return fmt.Sprintf("%d files, %s, %s read", files, humanBytes(bytes), humanBytes(read))
+	}
+	pct := min(bytes*100/total, 100) // the total is an estimate
+	return fmt.Sprintf("%d files, %s of %s (%d%%), %s read", files, humanBytes(bytes), humanBytes(total), pct, humanBytes(read))
 }
 
 // report prints a saved snapshot's summary and returns the exit status:
-// nil, or exit code 3 when there were warnings.
-func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
+// nil, or exit code 3 when there were warnings. source is the plan
+// file's source the snapshot is of, named when a push has several ("").
+func (g *globalOptions) report(id blob.ID, source string, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
 	if g.json {
-		ev := backupEvent{Type: "summary", Snapshot: &id, Tree: &tree, Summary: &sum, Excludes: excludes}
+		ev := backupEvent{Type: "summary", Snapshot: &id, Source: source, Tree: &tree, Summary: &sum, Excludes: excludes}
 		if parent != nil {
 			ev.Parent = &parent.ID
 		}
@@ -229,7 +362,7 @@ func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *s
 		for _, w := range sum.Warnings {
 			fmt.Fprintln(g.stderr, "warning:", w)
 		}
-		g.printf("snapshot %s saved", id.Short())
+		g.printf("snapshot %s saved", savedName(id, source))
 		if parent != nil {
 			g.printf(" (parent %s)", parent.ID.Short())
 		}
@@ -248,7 +381,7 @@ func (g *globalOptions) report(id, tree blob.ID, sum snapshot.Summary, parent *s
 
 // findParent picks the snapshot to compare with: --parent, or the latest
 // snapshot of the same node, plan and paths.
-func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, paths []string) (*snapshot.Entry, error) {
+func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, planName string, paths []string) (*snapshot.Entry, error) {
 	if o.forceRead && o.parent == "" {
 		return nil, nil
 	}
@@ -259,7 +392,7 @@ func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, path
 		}
 		return &e, nil
 	}
-	list, err := r.Snapshots(ctx, snapshot.Filter{Node: o.node, Plan: o.plan})
+	list, err := r.Snapshots(ctx, snapshot.Filter{Node: o.node, Plan: planName})
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/cairnbackup/cairn/repo"
-	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
@@ -47,7 +46,7 @@ with the file it concerns). 1: the drill could not run.`,
 			if o.sample < 0 {
 				return usageError{fmt.Errorf("drill: --sample %d: give a number of files, or 0 for all", o.sample)}
 			}
-			cfg, err := appliance.LoadConfig(g.configPath(o.config))
+			cfg, err := g.loadConfig(o.config)
 			if err != nil {
 				return err
 			}

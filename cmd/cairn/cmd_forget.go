@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
-	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/spf13/cobra"
@@ -125,7 +124,7 @@ func runForget(cmd *cobra.Command, g *globalOptions, o *forgetOptions) error {
 			return usageError{errors.New("forget: --keep-drilled alone keeps nothing until a drill passes; give another --keep-* option")}
 		}
 		path := g.configPath(o.config)
-		cfg, err := appliance.LoadConfig(path)
+		cfg, err := g.loadConfig(o.config)
 		if err != nil {
 			return err
 		}

@@ -57,7 +57,8 @@ func newMountCommand(g *globalOptions) *cobra.Command {
 
 Files keep the owners, modes, times, extended attributes and hardlinks
 recorded at backup time; the extended attribute user.cairn.sha256 holds
-each file's recorded SHA-256. Every chunk read is authenticated and
+each file's recorded SHA-256 (getfattr -n user.cairn.sha256 FILE; it
+is not listed, so cp -a and rsync -X do not copy it). Every chunk read is authenticated and
 re-hashed: damaged data gives EIO (and a log line naming the pack and
 blob), never wrong bytes. New snapshots appear within a second.
 

@@ -80,7 +80,13 @@ README): a source without a reason is refused, CACHEDIR.TAG caches are
 left out, build output and temporary files only from git sources and
 sources with exclude_disposable, and a command source whose command
 fails is not saved. Each snapshot records how many entries each exclude
-rule left out.
+rule left out. A source's before commands run first (sh -c, in the plan
+file's directory, with CAIRN_SOURCE, CAIRN_NODE and CAIRN_PHASE set, each
+bounded by the source's timeout, default 10m): the first that fails
+skips the source (it counts as failed). Its after commands run once the
+source's data is read, or it was skipped or failed, whatever happened;
+one that fails is a warning (exit code 3). The snapshot records each
+command with its exit status and output.
 
 --timeout (default 2m) bounds each phase: connecting, the SSH and wire
 handshakes, and every wait for the appliance's answer (a commit's
@@ -335,7 +341,37 @@ type pushJob struct {
 	excludeCaches bool
 	tags          []string
 	scope         *snapshot.Scope
-	command       *exec.Cmd // a command source, started; waited for before commit
+	command       *exec.Cmd   // a command source, started; waited for before commit
+	hooks         *plan.Hooks // a plan source's before and after commands, or nil
+}
+
+// warnAfter runs the job's after commands unless they ran already (the
+// job failed before its data was read to the end), and prints how any
+// failed as a warning: no snapshot carries them.
+func (j *pushJob) warnAfter(ctx context.Context, g *globalOptions) {
+	for _, w := range j.hooks.After(ctx) {
+		fmt.Fprintf(g.stderr, "cairn: warning: source %s: %s\n", j.plan, w)
+	}
+}
+
+// afterWarnings runs the job's after commands (once the data is read)
+// and returns how any failed, as the snapshot's warnings.
+func (j *pushJob) afterWarnings(ctx context.Context) []string {
+	var out []string
+	for _, w := range j.hooks.After(ctx) {
+		out = append(out, "source "+j.plan+": "+w)
+	}
+	return out
+}
+
+// recordHooks puts the commands that ran into the snapshot's scope.
+func (j *pushJob) recordHooks(sn *snapshot.Snapshot) {
+	if j.hooks == nil || sn.Scope == nil {
+		return
+	}
+	sc := *sn.Scope
+	sc.Hooks = j.hooks.Ran()
+	sn.Scope = &sc
 }
 
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
@@ -344,17 +380,18 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		return usageError{fmt.Errorf("push: %w", err)}
 	}
 	o.node = t.node
-	var jobs []func() (*pushJob, error)
-	if isPlanFile(o.plan) {
+	var jobs []jobMaker
+	if g.isPlanFile(o.plan) {
 		if len(paths) > 0 || o.stdin || o.tar {
 			return usageError{errors.New("push: a plan file names its sources: give no PATH, --stdin or --tar")}
 		}
 		pl, err := plan.Load(g.abs(o.plan))
 		if err != nil {
-			return err
+			return eachLine(err) // a problem per line
 		}
 		for _, src := range pl.Sources {
-			jobs = append(jobs, func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src) })
+			jobs = append(jobs, jobMaker{source: src.Name, before: len(src.Before) > 0,
+				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.node) }})
 		}
 	} else {
 		recorded, err := o.check(g, paths)
@@ -369,28 +406,58 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		if o.stdin || o.tar {
 			job.stream, job.streamName = g.stdin, o.name
 		}
-		jobs = append(jobs, func() (*pushJob, error) { return job, nil })
+		jobs = append(jobs, jobMaker{mk: func() (*pushJob, error) { return job, nil }})
 	}
 	var saved []string // the snapshots acknowledged, for the message if the session ends early
 	l := &link{verb: "push", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
-	c, err := o.session(ctx, g, l, t)
+	var c *wire.Client // the session, while one is open
+	var params chunker.Params
+	var table *chunker.Table
+	connect := func() error {
+		var err error
+		if c, err = o.session(ctx, g, l, t); err != nil {
+			c = nil
+			return err
+		}
+		w := c.Welcome()
+		params = chunker.Params{Min: int(w.ChunkMin), Avg: int(w.ChunkAvg), Max: int(w.ChunkMax)}
+		if err := params.Validate(); err != nil {
+			return fmt.Errorf("the appliance's chunker sizes: %w", err)
+		}
+		table = chunker.NewTable(w.ChunkerSeed)
+		return nil
+	}
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	// Connected first: an appliance that cannot be reached is found
+	// before any source's before commands stop a service.
+	err = connect()
 	if e := l.explain(ctx, err); e != nil {
 		return e
 	}
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
-	defer c.Close()
-	w := c.Welcome()
-	params := chunker.Params{Min: int(w.ChunkMin), Avg: int(w.ChunkAvg), Max: int(w.ChunkMax)}
-	if err := params.Validate(); err != nil {
-		return fmt.Errorf("push: the appliance's chunker sizes: %w", err)
-	}
-	table := chunker.NewTable(w.ChunkerSeed)
 	var failed []error
 	warned := false
-	for _, mk := range jobs {
-		job, err := mk()
+	for _, j := range jobs {
+		if j.before && c != nil {
+			// The appliance ends a session that is silent for its
+			// idle timeout: none is held open while before commands
+			// run, however long they take.
+			c.Close()
+			c, l.client = nil, nil
+		}
+		if j.before {
+			l.phase = "while running the before commands of source " + j.source
+		}
+		job, err := j.mk()
+		if err == nil && c == nil {
+			err = connect()
+		}
 		if err == nil {
 			var rep error
 			var id blob.ID
@@ -402,6 +469,9 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 			if errors.As(rep, &ee) && ee.code == exitWarnings {
 				warned = true
 			}
+		}
+		if job != nil {
+			job.warnAfter(ctx, g)
 		}
 		if e := l.explain(ctx, err); e != nil {
 			return e // the session is over: say what of the push stands
@@ -427,22 +497,39 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 	return nil
 }
 
-func isPlanFile(v string) bool {
+// jobMaker prepares one job of a push: a plan's source (whose before
+// commands run then) or the command line's paths.
+type jobMaker struct {
+	source string // the plan's source
+	before bool   // it has before commands
+	mk     func() (*pushJob, error)
+}
+
+// isPlanFile reports whether --plan names a plan file (FILE.yaml, or an
+// existing regular file) rather than a plan's name.
+func (g *globalOptions) isPlanFile(v string) bool {
 	if strings.HasSuffix(v, ".yaml") || strings.HasSuffix(v, ".yml") {
 		return true
 	}
-	fi, err := os.Stat(v)
-	return err == nil && fi.Mode().IsRegular()
+	fi, err := os.Stat(g.abs(v))
+	return v != "" && err == nil && fi.Mode().IsRegular()
 }
 
-// sourceJob prepares one source of a plan; a command source's command is
-// started here and its output streamed.
-func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source) (*pushJob, error) {
+// sourceJob prepares one source of a plan for node: its before commands
+// run first (one that fails skips the source: its after commands run and
+// the error says so), then a command source's command is started and
+// its output streamed.
+func (o *backupOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source, node string) (*pushJob, error) {
 	excl, err := filter.New(src.Rules(pl.Path))
 	if err != nil {
 		return nil, err
 	}
-	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...), scope: src.Scope(pl.Path)}
+	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...),
+		scope: src.Scope(pl.Path), hooks: src.Hooks(pl.Path, node)}
+	if err := job.hooks.Before(ctx); err != nil {
+		job.warnAfter(ctx, g)
+		return nil, fmt.Errorf("source %s: %w; the source was skipped, nothing saved", src.Name, err)
+	}
 	if src.Command != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", src.Command)
 		cmd.Stderr = g.stderr
@@ -451,7 +538,7 @@ func (o *pushOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.
 			return nil, err
 		}
 		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("source %s: %w", src.Name, err)
+			return job, fmt.Errorf("source %s: %w", src.Name, err)
 		}
 		job.stream, job.streamName, job.command = out, src.File, cmd
 		job.paths = []string{"/" + src.File}
@@ -483,7 +570,11 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if parent != nil && job.stream == nil {
 		bo.Parent = parent.Tree
 	}
-	stop := g.showBackupProgress(bo.Progress, parent, start)
+	var scan []string // paths to pre-scan for a total; none for a stream
+	if job.stream == nil {
+		scan = job.paths
+	}
+	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	up := c.NewUploader(pack.LevelDefault)
 	var res *backup.Result
 	switch {
@@ -498,7 +589,7 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 		err = up.Flush(ctx)
 	}
 	up.Close()
-	stop()
+	stop(err)
 	if job.command != nil {
 		// A dump that failed must not be saved as if it were whole.
 		if werr := job.command.Wait(); werr != nil && err == nil {
@@ -512,8 +603,10 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	sum := res.Summary
 	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.Sent, st.BytesRaw, st.BytesSent
 	sum.Duration = time.Since(start)
+	sum.Warnings = append(sum.Warnings, job.afterWarnings(ctx)...) // the data is read: the service may start again
 	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
 		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum}
+	job.recordHooks(sn)
 	if parent != nil {
 		sn.Parent = &parent.ID
 	}
@@ -528,7 +621,11 @@ func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wi
 	if id != sent {
 		warnRedated(ctx, g, c, job.plan, id, start)
 	}
-	return id, g.report(id, res.Tree, sum, parent, res.Excludes), nil
+	source := ""
+	if job.scope != nil {
+		source = job.plan // a source of a plan file
+	}
+	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
 }
 
 // warnRedated tells the node that the appliance stored snapshot id with

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -216,52 +215,13 @@ func inSnapshot(sn snapshot.Entry, err error) error {
 // dial connects to the appliance named by --from and starts a wire
 // session as its node.
 func (o *restoreOptions) dial(ctx context.Context, g *globalOptions) (*link, *wire.Client, error) {
-	t, err := parseTarget(o.from)
-	if err != nil {
-		return nil, nil, usageError{fmt.Errorf("restore --from: %w", err)}
-	}
-	l := &link{verb: "restore", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect}
-	l.done = func() string {
-		switch l.phase {
+	return o.dialFrom(ctx, g, "restore", o.from, func(phase string) string {
+		switch phase {
 		case phaseRestore:
 			return "the files in " + o.target + " are incomplete"
 		case phaseVerify:
 			return "the comparison with " + o.target + " is incomplete"
 		}
 		return "nothing was restored"
-	}
-	c, err := o.session(ctx, g, l, t)
-	if err != nil {
-		if e := l.explain(ctx, err); e != nil {
-			return nil, nil, e
-		}
-		return nil, nil, fmt.Errorf("restore: %w", err)
-	}
-	return l, c, nil
-}
-
-// findRemote resolves ref (with sub, the PATH of SNAPSHOT:PATH) among
-// the snapshots the appliance lists for this node, with snapshot.Find as
-// FindSnapshot does locally. Each record must hash to its ID: the node
-// trusts nothing it did not check.
-func findRemote(ctx context.Context, c *wire.Client, ref, sub string, f snapshot.Filter) (snapshot.Entry, string, error) {
-	items, err := c.ListSnapshots(ctx, "")
-	if err != nil {
-		return snapshot.Entry{}, "", err
-	}
-	var list []snapshot.Entry
-	for _, it := range items {
-		if blob.Hash(it.Record) != it.ID {
-			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: the record the appliance sent does not match its id: %w", it.ID.Short(), blob.ErrCorrupt)
-		}
-		sn, err := snapshot.Decode(it.Record)
-		if err != nil {
-			return snapshot.Entry{}, "", fmt.Errorf("snapshot %s: %w", it.ID.Short(), err)
-		}
-		if f.Match(sn) {
-			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
-		}
-	}
-	snapshot.Sort(list)
-	return snapshot.Find(list, ref, sub, time.Now())
+	})
 }

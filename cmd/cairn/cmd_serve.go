@@ -98,7 +98,7 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		Build: appliance.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.Go},
 	})
 	if err != nil {
-		return err
+		return eachLine(err) // a missing configuration file too: an appliance without one serves nobody
 	}
 	addr := o.listen
 	if addr == "" {
@@ -207,9 +207,9 @@ func runServeStdio(ctx context.Context, g *globalOptions, o *serveOptions) error
 		return err
 	}
 	defer release()
-	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: o.configPath(g), Logger: g.logger()})
+	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: o.configPath(g), ConfigOptional: o.config == "", Logger: g.logger()})
 	if err != nil {
-		return err
+		return eachLine(err)
 	}
 	code = a.RelayedSession(ctx, o.node, command, g.stdin, g.stdout, g.stderr)
 	if code != 0 {

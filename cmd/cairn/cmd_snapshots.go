@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/spf13/cobra"
 )
 
@@ -33,8 +35,9 @@ func (f *filterOptions) filter() snapshot.Filter {
 
 func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 	f := &filterOptions{}
+	o := &snapshotsOptions{}
 	cmd := &cobra.Command{
-		Use:   "snapshots",
+		Use:   "snapshots [--from ssh://NODE@HOST[:PORT]]",
 		Short: "list snapshots, oldest first, with their newest drill's result",
 		Long: `List snapshots, oldest first. EXCLUDED is how many entries exclude rules
 (--exclude, plan excludes, CACHEDIR.TAG caches) left out of the snapshot;
@@ -42,46 +45,51 @@ func newSnapshotsCommand(g *globalOptions) *cobra.Command {
 DRILL is the result of the newest drill of each snapshot with its
 report's ID (cairn drills shows the reports): drilled-ok, drilled-failed,
 or nothing when it was never drilled. With --json each snapshot has
-"drill": {"result", "report"} when it was.`,
+"drill": {"result", "report"} when it was.
+
+--from ssh://NODE@HOST[:PORT] lists, on a node, that node's own
+snapshots on the appliance (an admin node's: every node's), in the same
+table and JSON, over SSH as NODE with any of its permissions (the same
+-i, --known-hosts, --host-key, --ssh-command and --timeout as push).
+Every record is checked against its ID. Drill results stay on the
+appliance: DRILL is empty and --json has no "drill".`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, release, err := g.open(cmd.Context(), repo.Options{})
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			ctx := cmd.Context()
+			if o.from != "" {
+				var l *link
+				var c *wire.Client
+				if l, c, err = o.dialFrom(ctx, g, "snapshots", o.from, func(string) string { return "nothing was listed" }); err != nil {
+					return err
+				}
+				defer func() {
+					if e := l.explain(ctx, err); e != nil {
+						err = e
+					}
+					c.Close()
+				}()
+				l.phase = phaseList
+				var list []snapshot.Entry
+				if list, err = remoteSnapshots(ctx, c, f.filter()); err != nil {
+					return fmt.Errorf("snapshots: %s: %w", o.from, err)
+				}
+				return g.printSnapshots(list, nil)
+			}
+			r, release, err := g.open(ctx, repo.Options{})
 			if err != nil {
 				return err
 			}
 			defer release()
-			list, err := r.Snapshots(cmd.Context(), f.filter())
+			list, err := r.Snapshots(ctx, f.filter())
 			if err != nil {
 				return err
 			}
-			marks, marksErr := drillMarks(cmd.Context(), r)
+			marks, marksErr := drillMarks(ctx, r)
 			if marks == nil && marksErr != nil {
 				return marksErr
 			}
-			if g.json {
-				out := make([]snapshotJSON, len(list))
-				for i, e := range list {
-					out[i] = snapshotJSON{ID: e.ID, Snapshot: e.Snapshot, Drill: marks[e.ID]}
-				}
-				if err := g.printJSON(out); err != nil {
-					return err
-				}
-			} else {
-				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tEXCLUDED\tPATHS\tDRILL\n"))
-				for _, e := range list {
-					mark := ""
-					if m := marks[e.ID]; m != nil {
-						mark = m.Result + " " + m.Report.Short()
-					}
-					tw.Write([]byte(strings.Join([]string{
-						e.ID.Short(), g.when(e.Time), e.Node, snapshot.PlanName(e.Plan),
-						humanBytes(e.Summary.Bytes), strconv.FormatUint(excludedCount(e.Excludes), 10), strings.Join(e.Paths, ","), mark,
-					}, "\t") + "\n"))
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
+			if err := g.printSnapshots(list, marks); err != nil {
+				return err
 			}
 			if marksErr != nil {
 				return eachLine(marksErr)
@@ -90,7 +98,39 @@ or nothing when it was never drilled. With --json each snapshot has
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringVar(&o.from, "from", "", "list this node's snapshots on the appliance at ssh://NODE@HOST[:PORT], as NODE")
+	o.sshOptions.register(cmd.Flags())
 	return cmd
+}
+
+type snapshotsOptions struct {
+	from string // ssh://NODE@HOST[:PORT]: list on an appliance, as that node
+	sshOptions
+}
+
+// printSnapshots prints list as the table or, with --json, as the
+// operator's JSON, each snapshot with its drill mark when marks has one.
+func (g *globalOptions) printSnapshots(list []snapshot.Entry, marks map[blob.ID]*drill.Mark) error {
+	if g.json {
+		out := make([]snapshotJSON, len(list))
+		for i, e := range list {
+			out[i] = snapshotJSON{ID: e.ID, Snapshot: e.Snapshot, Drill: marks[e.ID]}
+		}
+		return g.printJSON(out)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	tw.Write([]byte("ID\tTIME\tNODE\tPLAN\tSIZE\tEXCLUDED\tPATHS\tDRILL\n"))
+	for _, e := range list {
+		mark := ""
+		if m := marks[e.ID]; m != nil {
+			mark = m.Result + " " + m.Report.Short()
+		}
+		tw.Write([]byte(strings.Join([]string{
+			e.ID.Short(), g.when(e.Time), e.Node, snapshot.PlanName(e.Plan),
+			humanBytes(e.Summary.Bytes), strconv.FormatUint(excludedCount(e.Excludes), 10), strings.Join(e.Paths, ","), mark,
+		}, "\t") + "\n"))
+	}
+	return tw.Flush()
 }
 
 // excludedCount is how many entries a snapshot's exclude rules left out.

@@ -16,23 +16,35 @@ import (
 )
 
 // openAppliance opens the repository and returns the appliance around
-// it: the running one inside an appliance; outside, the status, jobs and
-// runbook commands build one around the opened repository (not
-// serving). release closes what was opened.
-func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appliance.Appliance, *repo.Repository, func(), error) {
+// it and the configuration to use: the running one inside an appliance;
+// outside, the status, jobs and runbook commands build one around the
+// opened repository (not serving). The configuration is the file named
+// with --config, which must exist, also inside a running appliance
+// (whose own configuration it then stands in for); without --config,
+// the running appliance's, or DIR.yaml, which may be missing (status
+// then says so). release closes what was opened.
+func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appliance.Appliance, *appliance.Config, *repo.Repository, func(), error) {
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	if g.appliance != nil {
-		return g.appliance, r, release, nil
+	if a := g.appliance; a != nil {
+		if config == "" {
+			return a, a.Config(), r, release, nil
+		}
+		cfg, err := g.loadConfig(config)
+		if err != nil {
+			release()
+			return nil, nil, nil, nil, err
+		}
+		return a, cfg, r, release, nil
 	}
-	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: g.configPath(config), Logger: g.logger()})
+	a, err := appliance.New(appliance.Options{Repo: r, ConfigPath: g.configPath(config), ConfigOptional: config == "", Logger: g.logger()})
 	if err != nil {
 		release()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, eachLine(err)
 	}
-	return a, r, release, nil
+	return a, a.Config(), r, release, nil
 }
 
 func newStatusCommand(g *globalOptions) *cobra.Command {
@@ -53,12 +65,12 @@ usable as a monitoring check.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, _, release, err := g.openAppliance(ctx, config)
+			a, cfg, _, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			st, err := a.Status(ctx, a.Config())
+			st, err := a.Status(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -181,7 +193,7 @@ here when none runs) and records it like a scheduled run.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, r, release, err := g.openAppliance(ctx, config)
+			a, cfg, r, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
@@ -189,6 +201,9 @@ here when none runs) and records it like a scheduled run.`,
 			if len(args) > 0 {
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
+				}
+				if g.appliance != nil && cfg != a.Config() && cfg.Path != a.ConfigPath() {
+					return usageError{fmt.Errorf("jobs run: the running appliance runs jobs with its configuration %s, not %s: stop it to run a job with --config, or change %s and send it SIGHUP", a.ConfigPath(), cfg.Path, a.ConfigPath())}
 				}
 				p := &appliance.JobProgress{}
 				stop := g.startTerminalProgress(func(final bool) {
@@ -277,12 +292,12 @@ is a usage error (exit 2) naming the nodes there are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, _, release, err := g.openAppliance(ctx, config)
+			a, cfg, _, release, err := g.openAppliance(ctx, config)
 			if err != nil {
 				return err
 			}
 			defer release()
-			b, err := a.Runbook(ctx, a.Config(), node)
+			b, err := a.Runbook(ctx, cfg, node)
 			if errors.Is(err, status.ErrUnknownNode) {
 				return usageError{err} // names nothing there is: nothing was attempted
 			}

@@ -181,18 +181,28 @@ func (g *globalOptions) requireRepo() error {
 func (g *globalOptions) credentials() (repo.Credentials, error) {
 	c := repo.Credentials{KeyFile: g.keyFile}
 	if g.passwordFile != "" {
-		b, err := os.ReadFile(g.passwordFile)
+		b, err := readPasswordFile(g.passwordFile)
 		if err != nil {
-			return c, fmt.Errorf("password file: %w", err)
-		}
-		b = bytes.TrimSuffix(b, []byte("\n"))
-		b = bytes.TrimSuffix(b, []byte("\r"))
-		if len(b) == 0 {
-			return c, fmt.Errorf("password file %s is empty", g.passwordFile)
+			return c, err
 		}
 		c.Password = b
 	}
 	return c, nil
+}
+
+// readPasswordFile reads a passphrase from a file: its contents without
+// one trailing newline (\n or \r\n); an empty passphrase is refused.
+func readPasswordFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("password file: %w", err)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	b = bytes.TrimSuffix(b, []byte("\r"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("password file %s is empty", path)
+	}
+	return b, nil
 }
 
 // credential is one key the caller offers: a password file or a key file.
@@ -227,6 +237,7 @@ func (g *globalOptions) credentialList(dflt bool) ([]credential, error) {
 // wrapped key in keys/ it opened.
 type keyProof struct {
 	what, key string
+	cred      repo.Credentials // proven: opens the repository without unwrapping again
 }
 
 // proveKeys checks that every credential the caller named opens the
@@ -251,7 +262,7 @@ func (g *globalOptions) proveKeys(ctx context.Context, dflt bool) ([]keyProof, e
 		if g.proven == nil {
 			g.proven = &proven
 		}
-		proofs = append(proofs, keyProof{what: c.what, key: key})
+		proofs = append(proofs, keyProof{what: c.what, key: key, cred: proven})
 	}
 	return proofs, nil
 }

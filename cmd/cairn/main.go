@@ -360,6 +360,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
+		newConfigCommand(g),
 		newManCommand(),
 	)
 	wrapArgs(root)

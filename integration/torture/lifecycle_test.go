@@ -408,7 +408,7 @@ func TestRevocationAndReload(t *testing.T) {
 	_, malloryErr := l.a.dial(mallory)
 	after := l.jobPlan()
 	unchanged := strings.Contains(line, `msg="reloading the configuration failed; the old one stays"`) &&
-		strings.Contains(line, `jobs.drill.schedule \"0 4 * *\": expected exactly 5 fields, found 4`) &&
+		strings.Contains(line, `jobs.drill.schedule: \"0 4 * *\": expected exactly 5 fields, found 4`) &&
 		novaErr != nil && malloryErr != nil && len(plan) == 2 && slices.Equal(plan, after)
 	if !unchanged {
 		t.Errorf("failed reload: %s; nova %v; mallory's revoked key %v; jobs %q then %q", line, novaErr, malloryErr, plan, after)

@@ -41,8 +41,10 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -57,6 +59,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/cairnbackup/cairn/scheduler"
 	"golang.org/x/crypto/ssh"
@@ -68,12 +71,17 @@ type OperatorFunc func(ctx context.Context, req *Request, stdin io.Reader, stdou
 
 // Options configure an Appliance.
 type Options struct {
-	Repo        *repo.Repository
-	ConfigPath  string
-	HostKeyPath string
-	SocketPath  string // overrides the config's socket
-	Operator    OperatorFunc
-	Logger      *slog.Logger
+	Repo       *repo.Repository
+	ConfigPath string
+	// ConfigOptional lets a ConfigPath that does not exist stand for
+	// DefaultConfig (no nodes, no jobs; status says so). cairn serve
+	// leaves it unset: an appliance without a configuration file would
+	// serve nobody.
+	ConfigOptional bool
+	HostKeyPath    string
+	SocketPath     string // overrides the config's socket
+	Operator       OperatorFunc
+	Logger         *slog.Logger
 	// Grace is how long Run waits for sessions after its context ends;
 	// zero means 30 seconds.
 	Grace time.Duration
@@ -135,6 +143,9 @@ func New(o Options) (*Appliance, error) {
 		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
 		conns: map[*sshConn]bool{}, live: map[*session]bool{}, counters: newCounters()}
 	cfg, err := LoadConfig(o.ConfigPath)
+	if o.ConfigOptional && errors.Is(err, fs.ErrNotExist) {
+		cfg, err = DefaultConfig(o.ConfigPath), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +164,8 @@ func New(o Options) (*Appliance, error) {
 // Config returns the configuration in force.
 func (a *Appliance) Config() *Config { return a.cfg.Load() }
 
-// ConfigPath is the configuration file the appliance reads.
+// ConfigPath returns the configuration file the appliance reads (at
+// start and on Reload).
 func (a *Appliance) ConfigPath() string { return a.o.ConfigPath }
 
 // GenerateHostKey writes a new ed25519 host key (OpenSSH format, mode
@@ -607,7 +619,11 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 	for _, w := range sum.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	fmt.Fprintf(stdout, "snapshot %s saved: %d files, %d bytes, %d bytes added\n", id.Short(), sum.Files, sum.Bytes, sum.BytesAdded)
+	files := fmt.Sprintf("%d files", sum.Files)
+	if sum.Files == 1 {
+		files = "1 file"
+	}
+	fmt.Fprintf(stdout, "snapshot %s saved: %s, %s, %s added\n", id.Short(), files, status.HumanBytes(sum.Bytes), status.HumanBytes(sum.BytesAdded))
 	if len(sum.Warnings) > 0 {
 		return 3
 	}

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
+	"maps"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +46,11 @@ type Config struct {
 	// Metrics is the address of the Prometheus endpoint (/metrics);
 	// empty is off.
 	Metrics string `yaml:"metrics,omitempty"`
+
+	// Path is the file the configuration was read from.
+	Path string `yaml:"-"`
+	// Missing is set when that file does not exist (DefaultConfig).
+	Missing bool `yaml:"-"`
 }
 
 // Jobs configure the scheduled jobs.
@@ -170,7 +175,7 @@ type Limits struct {
 	Sessions        int           `yaml:"sessions"`          // all nodes together; default 32
 	SessionsPerNode int           `yaml:"sessions_per_node"` // default 4
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`      // no frame for this long ends a session; default 10m
-	MaxBatch        int           `yaml:"max_batch"`         // handles per have-blobs question; default 4096
+	MaxBatch        int           `yaml:"max_batch"`         // handles per have-blobs question, at most 65536; default 4096
 	// ClockSkew is how far a node's clock may be off before the
 	// appliance dates the node's snapshots itself; default
 	// snapshot.ClockSkew (5m).
@@ -187,97 +192,152 @@ type Limits struct {
 // DefaultListen is where the embedded SSH server listens unless told.
 const DefaultListen = "127.0.0.1:2222"
 
-// LoadConfig reads and checks a config file. A missing file gives the
-// defaults with no nodes.
+// The defaults of the limits: what a limit that is zero or absent means.
+const (
+	DefaultSessions                  = 32
+	DefaultSessionsPerNode           = 4
+	DefaultIdleTimeout               = 10 * time.Minute
+	DefaultMaxBatch                  = 4096
+	DefaultUnauthenticated           = 64
+	DefaultUnauthenticatedPerAddress = 10
+	DefaultHandshakeTimeout          = 20 * time.Second
+)
+
+// LoadConfig reads the configuration file at path and checks all of it
+// (ParseConfig): what cairn serve checks before it serves, what SIGHUP
+// checks before it applies anything, and what cairn config check runs.
+// The file must exist: a missing one is an error that wraps
+// fs.ErrNotExist (see [DefaultConfig] for commands that may do without).
 func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		c := &Config{}
-		return c, c.check()
+	b, err := yamldoc.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &missingError{path}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	return ParseConfig(b, path)
+	c, err := ParseConfig(b, path)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return c, nil
 }
 
-// ParseConfig parses a config document; name is used in messages.
+// Problem is one thing wrong in a configuration or plan file: its Error
+// is "FILE:LINE: KEY: message".
+type Problem = yamldoc.Problem
+
+// Problems returns the problems of a file that err (from LoadConfig,
+// ParseConfig or plan.Load) lists, each with its line and key; nil when
+// err is not about what the file holds (it is missing or unreadable).
+func Problems(err error) []Problem {
+	var ps yamldoc.Problems
+	if errors.As(err, &ps) {
+		return ps
+	}
+	return nil
+}
+
+// missingError is a configuration file that does not exist.
+type missingError struct{ path string }
+
+func (e *missingError) Error() string {
+	return e.path + ": no such configuration file (cairn init writes one beside the repository)"
+}
+
+func (e *missingError) Unwrap() error { return fs.ErrNotExist }
+
+// DefaultConfig is the configuration of an appliance whose configuration
+// file path does not exist: no nodes, no jobs, the default limits.
+// Missing is set, and status says so.
+func DefaultConfig(path string) *Config {
+	c, err := ParseConfig(nil, path)
+	if err != nil {
+		panic("appliance: the empty configuration is refused: " + err.Error())
+	}
+	c.Path, c.Missing = path, true
+	return c
+}
+
+// ParseConfig parses a configuration document and checks all of it;
+// name is the file, for messages. The error lists every problem found,
+// each as "FILE:LINE: KEY: message" (yamldoc.Problems): syntax errors,
+// unknown keys, values of the wrong type, and everything below. A value
+// that is zero or absent means its default; a negative or out of range
+// value is refused, never replaced.
 func ParseConfig(b []byte, name string) (*Config, error) {
 	var c Config
-	if err := yamldoc.Decode(b, &c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %w", name, err)
+	d, err := yamldoc.Parse(b, name, &c)
+	if err != nil {
+		return nil, err
 	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", name, err)
+	c.check(d)
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
 
-func (c *Config) check() error {
+// check checks the configuration, reporting each problem with its key
+// in d, and fills in the defaults.
+func (c *Config) check(d *yamldoc.Doc) {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("listen %q: %w", c.Listen, err)
+	checkAddress(d, "listen", c.Listen, "127.0.0.1:2222")
+	if c.Metrics != "" {
+		checkAddress(d, "metrics", c.Metrics, "127.0.0.1:9100")
 	}
 	if c.Nodes == nil {
 		c.Nodes = map[string]*Node{}
 	}
 	l := &c.Limits
-	if l.Sessions <= 0 {
-		l.Sessions = 32
-	}
-	if l.SessionsPerNode <= 0 {
-		l.SessionsPerNode = 4
-	}
-	if l.IdleTimeout <= 0 {
-		l.IdleTimeout = 10 * time.Minute
-	}
-	if l.MaxBatch <= 0 || l.MaxBatch > 65536 {
-		l.MaxBatch = 4096
-	}
-	if l.ClockSkew < 0 {
-		return fmt.Errorf("limits: clock_skew %s is negative", l.ClockSkew)
-	}
-	if l.ClockSkew == 0 {
-		l.ClockSkew = snapshot.ClockSkew
-	}
-	if l.Unauthenticated <= 0 {
-		l.Unauthenticated = 64
-	}
-	if l.UnauthenticatedPerAddress <= 0 {
-		l.UnauthenticatedPerAddress = 10
-	}
-	if l.HandshakeTimeout <= 0 {
-		l.HandshakeTimeout = 20 * time.Second
-	}
+	count(d, "limits.sessions", &l.Sessions, DefaultSessions, 0)
+	count(d, "limits.sessions_per_node", &l.SessionsPerNode, DefaultSessionsPerNode, 0)
+	count(d, "limits.max_batch", &l.MaxBatch, DefaultMaxBatch, wire.MaxHandles)
+	count(d, "limits.unauthenticated", &l.Unauthenticated, DefaultUnauthenticated, 0)
+	count(d, "limits.unauthenticated_per_address", &l.UnauthenticatedPerAddress, DefaultUnauthenticatedPerAddress, 0)
+	duration(d, "limits.idle_timeout", &l.IdleTimeout, DefaultIdleTimeout)
+	duration(d, "limits.clock_skew", &l.ClockSkew, snapshot.ClockSkew)
+	duration(d, "limits.handshake_timeout", &l.HandshakeTimeout, DefaultHandshakeTimeout)
 	if _, err := c.Retention.Location(); err != nil {
-		return err
+		d.Problemf("retention.timezone", "%v", errors.Unwrap(err))
 	}
-	for k, p := range c.Retention.Policies {
+	for _, k := range slices.Sorted(maps.Keys(c.Retention.Policies)) {
+		key := "retention.policies." + k
+		checkSelector(d, key, k)
+		p := c.Retention.Policies[k]
 		if p.Empty() {
-			return fmt.Errorf("retention policy %s keeps nothing; give at least one keep_* rule (keep_drilled alone keeps nothing until a drill passes)", k)
-		}
-		if err := p.Check(); err != nil {
-			return fmt.Errorf("retention policy %s: %w", k, err)
+			d.Problemf(key, "keeps nothing; give at least one keep_* rule (keep_drilled alone keeps nothing until a drill passes)")
+		} else if err := p.Check(); err != nil {
+			d.Problemf(key, "%v", err)
 		}
 	}
-	if err := c.Jobs.check(); err != nil {
-		return err
+	for _, k := range slices.Sorted(maps.Keys(c.Expect)) {
+		key := "expect." + k
+		checkSelector(d, key, k)
+		if c.Expect[k].IsZero() {
+			d.Problemf(key, "a span of zero: every backup would be late; give how often a backup must come, such as 26h")
+		}
 	}
+	c.Jobs.check(d)
 	seen := map[string]string{}
-	for name, n := range c.Nodes {
-		if n == nil {
-			return fmt.Errorf("node %s: empty", name)
-		}
+	for _, name := range slices.Sorted(maps.Keys(c.Nodes)) {
+		n := c.Nodes[name]
+		key := "nodes." + name
 		if err := snapshot.CheckName("node", name); err != nil {
-			return err
+			d.Problemf(key, "%s", strings.TrimPrefix(err.Error(), "snapshot: "))
+		}
+		if n == nil {
+			d.Problemf(key, "empty: give keys and permissions")
+			continue
 		}
 		if len(n.Keys) == 0 {
-			return fmt.Errorf("node %s: no keys", name)
+			d.Problemf(key+".keys", "none: give the node's public keys (authorized_keys lines)")
 		}
 		n.perms = 0
-		for _, p := range n.Permissions {
+		for i, p := range n.Permissions {
 			switch strings.TrimSpace(p) {
 			case "push":
 				n.perms |= wire.PermPush
@@ -286,54 +346,132 @@ func (c *Config) check() error {
 			case "admin":
 				n.perms |= wire.PermAdmin
 			default:
-				return fmt.Errorf("node %s: unknown permission %q (use push, read, admin)", name, p)
+				d.Problemf(fmt.Sprintf("%s.permissions[%d]", key, i), "unknown permission %q (use push, read, admin)", p)
 			}
 		}
-		if n.perms == 0 {
-			return fmt.Errorf("node %s: no permissions (give push, read or admin)", name)
+		if len(n.Permissions) == 0 {
+			d.Problemf(key+".permissions", "none: give push, read or admin")
+		}
+		if n.MaxSessions < 0 {
+			d.Problemf(key+".max_sessions", "%d is negative; give a number above 0, or leave it out for limits.sessions_per_node", n.MaxSessions)
 		}
 		n.keys = n.keys[:0]
 		for i, k := range n.Keys {
+			kkey := fmt.Sprintf("%s.keys[%d]", key, i)
 			pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
 			if err != nil {
-				return fmt.Errorf("node %s: key %d: %w", name, i+1, err)
+				d.Problemf(kkey, "not a public key: %v", err)
+				continue
 			}
 			m := pk.Marshal()
 			if other, ok := seen[string(m)]; ok {
-				return fmt.Errorf("node %s: key %d is also the key of node %s; every node needs its own key", name, i+1, other)
+				d.Problemf(kkey, "also the key of node %s; every node needs its own key", other)
+				continue
 			}
 			seen[string(m)] = name
 			n.keys = append(n.keys, m)
 		}
 	}
-	return nil
+}
+
+// checkAddress reports an address that cannot be listened on: not
+// HOST:PORT, or a port that is neither a number up to 65535 nor a
+// service name.
+func checkAddress(d *yamldoc.Doc, key, addr, example string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		d.Problemf(key, "%v (give HOST:PORT, such as %s)", err, example)
+		return
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		why := err.Error()
+		var de *net.DNSError
+		var ae *net.AddrError
+		switch {
+		case errors.As(err, &de):
+			why = de.Err // "unknown port"
+		case errors.As(err, &ae):
+			why = ae.Err // "invalid port"
+		}
+		d.Problemf(key, "address %s: %s %q", addr, why, port)
+	}
+}
+
+// count reports a negative *v, or one above most (when most > 0), and
+// makes zero def.
+func count(d *yamldoc.Doc, key string, v *int, def, most int) {
+	switch {
+	case *v < 0:
+		d.Problemf(key, "%d is negative; give a number above 0, or leave it out for the default %d", *v, def)
+	case most > 0 && *v > most:
+		d.Problemf(key, "%d is above the most allowed, %d", *v, most)
+	case *v == 0:
+		*v = def
+	}
+}
+
+// duration reports a negative *v and makes zero def.
+func duration(d *yamldoc.Doc, key string, v *time.Duration, def time.Duration) {
+	switch {
+	case *v < 0:
+		d.Problemf(key, "%s is negative; give a duration above 0, or leave it out for the default %s", *v, def)
+	case *v == 0:
+		*v = def
+	}
+}
+
+// checkSelector reports a key of expect, retention.policies or probes
+// that can match no snapshot: "default", a node, or node/plan, each
+// name valid.
+func checkSelector(d *yamldoc.Doc, key, sel string) {
+	if sel == "default" {
+		return
+	}
+	node, plan, hasPlan := strings.Cut(sel, "/")
+	err := snapshot.CheckName("node", node)
+	if err == nil && hasPlan {
+		err = snapshot.CheckName("plan", plan)
+	}
+	if err != nil {
+		d.Problemf(key, "%s (give default, NODE or NODE/PLAN)", strings.TrimPrefix(err.Error(), "snapshot: "))
+	}
 }
 
 // check refuses what the scheduler would refuse, naming the key, so that
 // a configuration is whole before anything of it is used.
-func (j *Jobs) check() error {
+func (j *Jobs) check(d *yamldoc.Doc) {
 	for _, x := range []struct {
 		name string
 		job  Job
 	}{{"verify", j.Verify.Job}, {"drill", j.Drill.Job}, {"prune", j.Prune}, {"staleness", j.Staleness}} {
 		if x.job.Schedule != "" {
 			if err := scheduler.CheckSchedule(x.job.Schedule); err != nil {
-				return fmt.Errorf("jobs.%s.schedule %q: %w", x.name, x.job.Schedule, err)
+				d.Problemf("jobs."+x.name+".schedule", "%q: %v", x.job.Schedule, err)
 			}
 		}
 		if x.job.Jitter < 0 {
-			return fmt.Errorf("jobs.%s.jitter %s: negative", x.name, x.job.Jitter)
+			d.Problemf("jobs."+x.name+".jitter", "%s is negative", x.job.Jitter)
 		}
 	}
 	if j.Drill.SampleFiles < 0 {
-		return fmt.Errorf("jobs.drill.sample_files %d: negative", j.Drill.SampleFiles)
+		d.Problemf("jobs.drill.sample_files", "%d is negative; give a number of files, or 0 for all", j.Drill.SampleFiles)
 	}
-	for k, cmd := range j.Drill.Probes {
-		if strings.TrimSpace(k) == "" || strings.TrimSpace(cmd) == "" {
-			return fmt.Errorf("jobs.drill.probes %q: give a node/plan or plan and a command", k)
+	for _, k := range slices.Sorted(maps.Keys(j.Drill.Probes)) {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(j.Drill.Probes[k]) == "" {
+			d.Problemf("jobs.drill.probes."+k, "give a node/plan or plan and a command")
 		}
 	}
-	return nil
+}
+
+// Scheduled returns how many jobs have a schedule.
+func (j *Jobs) Scheduled() int {
+	n := 0
+	for _, s := range []string{j.Verify.Schedule, j.Drill.Schedule, j.Prune.Schedule, j.Staleness.Schedule} {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // BackupNodes returns the names of the nodes that may push (push or

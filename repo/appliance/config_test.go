@@ -1,7 +1,6 @@
 package appliance
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -49,18 +48,21 @@ limits:
 
 func TestParseConfigRejects(t *testing.T) {
 	for doc, want := range map[string]string{
-		"listen: nowhere":                                                               `listen "nowhere": address nowhere: missing port in address`,
-		"nodes:\n  lyra:\n    permissions: [push]":                                      "node lyra: no keys",
-		"nodes:\n  lyra:\n    keys: [\"" + keyA + "\"]":                                 "node lyra: no permissions (give push, read or admin)",
-		"nodes:\n  lyra:\n    keys: [\"" + keyA + "\"]\n    permissions: [root]":        `node lyra: unknown permission "root" (use push, read, admin)`,
-		"nodes:\n  lyra:\n    keys: [\"ssh-ed25519 garbage\"]\n    permissions: [push]": "node lyra: key 1:",
-		"nodes:\n  ../x:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]":        `snapshot: node name "../x" starts with a dot`,
-		"nodes:\n  a:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]\n  b:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]": "is also the key of node",
-		"colour: red": "field colour not found",
+		"listen: nowhere":                                                               "test:1: listen: address nowhere: missing port in address (give HOST:PORT, such as 127.0.0.1:2222)",
+		"listen: 127.0.0.1:99999":                                                       `test:1: listen: address 127.0.0.1:99999: invalid port "99999"`,
+		"metrics: 127.0.0.1:nosuchservice":                                              `test:1: metrics: address 127.0.0.1:nosuchservice: unknown port "nosuchservice"`,
+		"nodes:\n  lyra:\n    permissions: [push]":                                      "test:2: nodes.lyra.keys: none: give the node's public keys (authorized_keys lines)",
+		"nodes:\n  lyra:\n    keys: [\"" + keyA + "\"]":                                 "test:2: nodes.lyra.permissions: none: give push, read or admin",
+		"nodes:\n  lyra:\n    keys: [\"" + keyA + "\"]\n    permissions: [root]":        `test:4: nodes.lyra.permissions[0]: unknown permission "root" (use push, read, admin)`,
+		"nodes:\n  lyra:\n    keys: [\"ssh-ed25519 garbage\"]\n    permissions: [push]": "test:3: nodes.lyra.keys[0]: not a public key: ssh: no key found; last parsing error for ignored line: illegal base64 data at input byte 4",
+		"nodes:\n  ../x:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]":        `test:2: nodes.../x: node name "../x" starts with a dot`,
+		"nodes:\n  lyra:\n":                                                             "test:2: nodes.lyra: empty: give keys and permissions",
+		"nodes:\n  a:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]\n  b:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]": "test:6: nodes.b.keys[0]: also the key of node a; every node needs its own key",
+		"colour: red": "test:1: colour: unknown key",
 	} {
 		_, err := ParseConfig([]byte(doc), "test")
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: err = %v, want %q", doc, err, want)
+		if err == nil || err.Error() != want {
+			t.Errorf("%q:\n got %v\nwant %s", doc, err, want)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -22,9 +24,13 @@ func (s sigCause) Signal() syscall.Signal { return s.sig }
 // signal ends it with none.
 func TestCancelCarriesSignal(t *testing.T) {
 	r := repotest.New(t)
+	cfgPath := filepath.Join(t.TempDir(), "a.yaml")
+	if err := os.WriteFile(cfgPath, []byte("nodes: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	started := make(chan struct{}, 1)
 	causes := make(chan error, 1)
-	a, err := New(Options{Repo: r, Operator: func(ctx context.Context, _ *Request, _ io.Reader, _, _ io.Writer) int {
+	a, err := New(Options{Repo: r, ConfigPath: cfgPath, Operator: func(ctx context.Context, _ *Request, _ io.Reader, _, _ io.Writer) int {
 		started <- struct{}{}
 		<-ctx.Done()
 		causes <- context.Cause(ctx)

@@ -270,13 +270,27 @@ func (a *Appliance) WriteRunbook(ctx context.Context, cfg *Config) error {
 	return os.Rename(tmp, path)
 }
 
-// Status gathers the appliance's state with the configured expectations.
+// Status gathers the appliance's state with the configured expectations;
+// a configuration whose file does not exist needs attention.
 func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, error) {
 	jobs, err := JobStates(History{R: a.r}, a.Scheduler())
 	if err != nil {
 		return nil, err
 	}
-	return status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+	st, err := status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Missing {
+		st.Attention = append(st.Attention, NoConfigAttention(cfg.Path))
+	}
+	return st, nil
+}
+
+// NoConfigAttention is status's attention item for an appliance without
+// its configuration file.
+func NoConfigAttention(path string) string {
+	return "no configuration file " + path + ": no node may connect and no job runs (cairn init writes one; cairn config check checks one)"
 }
 
 // statusOptions are the options of status.Gather for cfg: what status,

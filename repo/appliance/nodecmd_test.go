@@ -174,7 +174,7 @@ func TestNodeCommandsRun(t *testing.T) {
 	ctx := t.Context()
 
 	code, out, errs := ta.node(t, "lyra", "push --stdin --name db.sql --plan postgres --tag nightly --tag=weekly", strings.NewReader("dump\n"))
-	if code != 0 || errs != "" || !regexp.MustCompile(`^snapshot [0-9a-f]{8} saved: 1 files, 5 bytes, [0-9]+ bytes added\n$`).MatchString(out) {
+	if code != 0 || errs != "" || !regexp.MustCompile(`^snapshot [0-9a-f]{8} saved: 1 file, 5 B, [0-9]+ B added\n$`).MatchString(out) {
 		t.Fatalf("push --stdin: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	code, out, errs = ta.node(t, "lyra", "push --tar --name=app", bytes.NewReader(tarOf(t, map[string]string{"a.txt": "alpha\n"})))

@@ -35,7 +35,7 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 
 	rn.write(configText(jobs+"  drill: {schedule: \"0 4 * *\"}\n", lyra, vega))
 	err := rn.a.Reload()
-	want := "config " + filepath.Join(rn.dir, "a.yaml") + `: jobs.drill.schedule "0 4 * *": expected exactly 5 fields, found 4: [0 4 * *]`
+	want := filepath.Join(rn.dir, "a.yaml") + `:11: jobs.drill.schedule: "0 4 * *": expected exactly 5 fields, found 4: [0 4 * *]`
 	if err == nil || err.Error() != want {
 		t.Errorf("Reload = %v\nwant %s", err, want)
 	}
@@ -74,11 +74,11 @@ func TestFailedReloadChangesNothing(t *testing.T) {
 // have their defaults.
 func TestConfigChecksJobsAndLimits(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
-		{"jobs:\n  prune: {schedule: \"@fortnightly\"}\n", `config t: jobs.prune.schedule "@fortnightly": unrecognized descriptor: @fortnightly`},
-		{"jobs:\n  staleness: {schedule: \"@every 0s\"}\n", `config t: jobs.staleness.schedule "@every 0s": @every 0s: interval below one second`},
-		{"jobs:\n  verify: {schedule: \"@daily\", jitter: -1m}\n", `config t: jobs.verify.jitter -1m0s: negative`},
-		{"jobs:\n  drill: {probes: {\"lyra/db\": \" \"}}\n", `config t: jobs.drill.probes "lyra/db": give a node/plan or plan and a command`},
-		{"jobs:\n  drill: {sample_files: -2}\n", `config t: jobs.drill.sample_files -2: negative`},
+		{"jobs:\n  prune: {schedule: \"@fortnightly\"}\n", `t:2: jobs.prune.schedule: "@fortnightly": unrecognized descriptor: @fortnightly`},
+		{"jobs:\n  staleness: {schedule: \"@every 0s\"}\n", `t:2: jobs.staleness.schedule: "@every 0s": @every 0s: interval below one second`},
+		{"jobs:\n  verify: {schedule: \"@daily\", jitter: -1m}\n", `t:2: jobs.verify.jitter: -1m0s is negative`},
+		{"jobs:\n  drill: {probes: {\"lyra/db\": \" \"}}\n", `t:2: jobs.drill.probes.lyra/db: give a node/plan or plan and a command`},
+		{"jobs:\n  drill: {sample_files: -2}\n", `t:2: jobs.drill.sample_files: -2 is negative; give a number of files, or 0 for all`},
 	} {
 		if _, err := ParseConfig([]byte(tc.yaml), "t"); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: %v\nwant %s", tc.yaml, err, tc.want)

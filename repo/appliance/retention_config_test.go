@@ -39,10 +39,10 @@ limits:
 		t.Errorf("defaults: %+v %s %v", d.Retention.Grouping(), d.Limits.ClockSkew, err)
 	}
 	for doc, want := range map[string]string{
-		"retention:\n  group_by: node,host\n":                                      `config bad: group by "node,host": unknown field "host" (use a comma list of node, plan, paths, or "")`,
-		"retention:\n  policies:\n    default: {keep_drilled: 2}\n":                "config bad: retention policy default keeps nothing; give at least one keep_* rule (keep_drilled alone keeps nothing until a drill passes)",
-		"retention:\n  policies:\n    default: {keep_last: 1, keep_drilled: -1}\n": "config bad: retention policy default: keep_drilled is -1; give 0 or more",
-		"limits:\n  clock_skew: -1m\n":                                             "config bad: limits: clock_skew -1m0s is negative",
+		"retention:\n  group_by: node,host\n":                                      `bad:2: retention.group_by: group by "node,host": unknown field "host" (use a comma list of node, plan, paths, or "")`,
+		"retention:\n  policies:\n    default: {keep_drilled: 2}\n":                "bad:3: retention.policies.default: keeps nothing; give at least one keep_* rule (keep_drilled alone keeps nothing until a drill passes)",
+		"retention:\n  policies:\n    default: {keep_last: 1, keep_drilled: -1}\n": "bad:3: retention.policies.default: keep_drilled is -1; give 0 or more",
+		"limits:\n  clock_skew: -1m\n":                                             "bad:2: limits.clock_skew: -1m0s is negative; give a duration above 0, or leave it out for the default 5m0s",
 	} {
 		if _, err := ParseConfig([]byte(doc), "bad"); err == nil || err.Error() != want {
 			t.Errorf("%q: %v, want %q", doc, err, want)

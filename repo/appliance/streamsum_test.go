@@ -13,6 +13,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/repotest"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/cairnbackup/cairn/repo/wire"
 )
@@ -101,7 +102,7 @@ func TestIsolatedStreamPushCountsWhatItSent(t *testing.T) {
 
 	out, lyra := push("lyra", true)
 	want := plus(chunks, stored(t, r, blob.Tree, lyra.Tree))
-	if wantOut := fmt.Sprintf("snapshot %s saved: 1 files, %d bytes, %d bytes added\n", lyra.ID.Short(), len(stream), want.Bytes); out != wantOut {
+	if wantOut := fmt.Sprintf("snapshot %s saved: 1 file, %s, %s added\n", lyra.ID.Short(), status.HumanBytes(uint64(len(stream))), status.HumanBytes(want.Bytes)); out != wantOut {
 		t.Fatalf("lyra's output %q, want %q", out, wantOut)
 	}
 	if got := listed("lyra", true); got != want {
@@ -113,7 +114,7 @@ func TestIsolatedStreamPushCountsWhatItSent(t *testing.T) {
 
 	out, proxima := push("proxima", false)
 	tr := stored(t, r, blob.Tree, proxima.Tree)
-	if wantOut := fmt.Sprintf("snapshot %s saved: 1 files, %d bytes, %d bytes added\n", proxima.ID.Short(), len(stream), tr.Bytes); out != wantOut {
+	if wantOut := fmt.Sprintf("snapshot %s saved: 1 file, %s, %s added\n", proxima.ID.Short(), status.HumanBytes(uint64(len(stream))), status.HumanBytes(tr.Bytes)); out != wantOut {
 		t.Fatalf("proxima's output %q, want %q", out, wantOut)
 	}
 	if got := listed("proxima", false); got != tr {

@@ -473,25 +473,14 @@ func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *f
 	pd := &pendingDir{abs: abs, self: self}
 	cacheDir := w.o.ExcludeCaches && isCacheDir(abs)
 	for _, name := range names {
-		p := filepath.Join(abs, name)
-		if cacheDir && name != "CACHEDIR.TAG" {
-			w.excluded["--exclude-caches"]++
+		p, fi, rule, err := w.o.admit(abs, name, cacheDir)
+		switch {
+		case rule != "":
+			w.excluded[rule]++
 			continue
-		}
-		if err := tree.CheckName(name); err != nil {
-			w.warn("%s: skipped: %v", p, err)
-			continue
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
+		case err != nil:
 			w.warn("%s: %v", p, err)
 			continue
-		}
-		if w.o.Exclude != nil {
-			if ok, rule := w.o.Exclude.Match(p, fi.IsDir()); ok {
-				w.excluded[rule.String()]++
-				continue
-			}
 		}
 		n, err := statNode(name, fi, w.owners)
 		if err != nil {
@@ -516,6 +505,30 @@ func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *f
 		mode = drainHalf
 	}
 	return w.drain(ctx, mode)
+}
+
+// admit decides whether entry name of directory abs (whose contents a
+// CACHEDIR.TAG leaves out when cacheDir) is backed up: it returns the
+// entry's path and lstat, or the exclude rule that leaves it out, or
+// why it cannot be (a name a tree cannot hold, an lstat that failed).
+// The backup and Scan decide alike through it.
+func (o *Options) admit(abs, name string, cacheDir bool) (p string, fi os.FileInfo, rule string, err error) {
+	p = filepath.Join(abs, name)
+	if cacheDir && name != "CACHEDIR.TAG" {
+		return p, nil, "--exclude-caches", nil
+	}
+	if err := tree.CheckName(name); err != nil {
+		return p, nil, "", fmt.Errorf("skipped: %w", err)
+	}
+	if fi, err = os.Lstat(p); err != nil {
+		return p, nil, "", err
+	}
+	if o.Exclude != nil {
+		if ok, r := o.Exclude.Match(p, fi.IsDir()); ok {
+			return p, nil, r.String(), nil
+		}
+	}
+	return p, fi, "", nil
 }
 
 // How far drain goes.

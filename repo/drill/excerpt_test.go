@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/repo/output"
 )
 
 // gitFsckCorruptPack is what git fsck --full printed for a repository
@@ -37,41 +39,9 @@ func TestFailReasonKeepsErrorLines(t *testing.T) {
 		}
 	}
 	p = Probe{Name: "command", Target: "check.sh", Error: "exit status 1", Output: out.String()}
-	want = `command "check.sh": exit status 1: … | fatal: ` + strings.Repeat("x", maxLineBytes-len("fatal: ")) + "…" +
+	want = `command "check.sh": exit status 1: … | fatal: ` + strings.Repeat("x", output.MaxLine-len("fatal: ")) + "…" +
 		fmt.Sprintf(" | … | dangling blob %040d | dangling blob %040d | dangling blob %040d", 1997, 1998, 1999)
 	if got := failReason(p); got != want {
 		t.Fatalf("reason\n%s\nwant\n%s", got, want)
-	}
-}
-
-// The output a report keeps is bounded, but error-looking lines in the
-// part left out are kept too (the first few).
-func TestBoundedBufferKeepsErrorLines(t *testing.T) {
-	var b boundedBuffer
-	for i := range 3000 {
-		fmt.Fprintf(&b, "dangling blob %040d\n", i)
-		if i == 1500 {
-			fmt.Fprintf(&b, "error: pack-%d.pack pack checksum mismatch\n", i)
-		}
-	}
-	s := b.String()
-	if len(s) > MaxOutput {
-		t.Fatalf("%d bytes kept, more than %d", len(s), MaxOutput)
-	}
-	mid := "\n[… 162133 bytes left out, among them this line …]\nerror: pack-1500.pack pack checksum mismatch\n[…]\n"
-	if !strings.Contains(s, mid) || !strings.HasPrefix(s, "dangling blob 0000") || !strings.HasSuffix(s, fmt.Sprintf("dangling blob %040d", 2999)) {
-		t.Fatalf("kept:\n%s", s)
-	}
-}
-
-// Many long error lines: the output kept stays within MaxOutput.
-func TestBoundedBufferBound(t *testing.T) {
-	var b boundedBuffer
-	for i := range 500 {
-		fmt.Fprintf(&b, "error %d: %s\n", i, strings.Repeat("é", 700))
-	}
-	s := b.String()
-	if len(s) > MaxOutput || !strings.Contains(s, " bytes left out, among them these 4 lines …]\nerror ") {
-		t.Fatalf("%d bytes kept:\n%s", len(s), s)
 	}
 }

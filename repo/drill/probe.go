@@ -10,19 +10,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
+	"github.com/cairnbackup/cairn/repo/output"
 	"golang.org/x/sync/errgroup"
 )
 
 // MaxOutput bounds the output a report keeps of one probe: its beginning
-// and its end.
-const MaxOutput = 4 << 10
+// and its end ([output.Buffer]).
+const MaxOutput = output.Max
 
 // probeParallel is how many probes run at once.
 const probeParallel = 4
@@ -166,65 +164,10 @@ func failPrefix(p Probe) string {
 	return p.Name + ": " + p.Error
 }
 
-// What [Excerpt] keeps of a probe's output.
-const (
-	maxErrorLines = 3   // the first lines that look like errors
-	maxTailLines  = 3   // the last lines
-	maxLineBytes  = 256 // of each line
-)
-
-// errorLine matches the lines of a tool's output that say what failed.
-var errorLine = regexp.MustCompile(`(?i)error|fatal|mismatch|corrupt|fail`)
-
-// Excerpt returns the lines of a probe's output that matter: the first
-// few that look like errors (error, fatal, mismatch, corrupt, fail, in
-// any case) and the last few, in their order, each cut to a bounded
-// length; "…" stands for lines left out between them. Blank lines are
-// left out. A tool often says what failed first and ends with harmless
-// warnings or a summary, so the tail alone is not enough.
-func Excerpt(output string) []string {
-	var lines []string
-	for l := range strings.SplitSeq(output, "\n") {
-		if l = strings.TrimRight(l, " \t\r"); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	keep := make([]bool, len(lines))
-	for i, n := 0, 0; i < len(lines) && n < maxErrorLines; i++ {
-		if errorLine.MatchString(lines[i]) {
-			keep[i] = true
-			n++
-		}
-	}
-	for i := max(0, len(lines)-maxTailLines); i < len(lines); i++ {
-		keep[i] = true
-	}
-	var out []string
-	next := 0 // the line after the last one kept
-	for i, l := range lines {
-		if !keep[i] {
-			continue
-		}
-		if i > next {
-			out = append(out, "…")
-		}
-		out = append(out, cutLine(l, maxLineBytes))
-		next = i + 1
-	}
-	return out
-}
-
-// cutLine cuts s to at most n bytes (on a rune boundary), marking the cut
-// with "…".
-func cutLine(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
+// Excerpt returns the lines of a probe's output that matter
+// ([output.Excerpt]): the first few that look like errors and the last
+// few, each bounded.
+func Excerpt(out string) []string { return output.Excerpt(out) }
 
 // run1 runs one probe.
 func (d *drill) run1(ctx context.Context, t target) (p Probe) {
@@ -272,7 +215,7 @@ func (d *drill) run1(ctx context.Context, t target) (p Probe) {
 	cmd.WaitDelay = 5 * time.Second
 	// One writer for both, so the process gets one pipe for both and
 	// the output keeps its order.
-	out := &boundedBuffer{}
+	out := &output.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()
 	var why string
@@ -333,115 +276,4 @@ func firstLine(s string) string {
 		line = line[:200] + "…"
 	}
 	return line
-}
-
-// boundedBuffer keeps the first and the last bytes written to it, at
-// most MaxOutput in all, and from the bytes between them the first few
-// lines that look like errors (see [Excerpt]). It is safe for concurrent
-// writes.
-type boundedBuffer struct {
-	mu      sync.Mutex
-	head    []byte
-	tail    []byte // a ring once full
-	pos     int    // next write position in tail once full
-	dropped int64
-
-	written int64    // bytes written in all
-	line    []byte   // the line being written past the head, up to maxLineBytes+1 bytes
-	lineOff int64    // where it starts
-	marked  []marked // error-looking lines past the head, at most maxMarked
-}
-
-// marked is an error-looking line and where it started in the output.
-type marked struct {
-	off  int64
-	text string
-}
-
-const (
-	maxMarked  = 4                                             // error lines kept from the middle
-	halfOutput = (MaxOutput-maxMarked*(maxLineBytes+8))/2 - 64 // room for the marked lines and the markers
-)
-
-func (b *boundedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p)
-	b.scan(p)
-	if room := halfOutput - len(b.head); room > 0 {
-		k := min(room, len(p))
-		b.head = append(b.head, p[:k]...)
-		p = p[k:]
-	}
-	for len(p) > 0 {
-		if len(b.tail) < halfOutput {
-			k := min(halfOutput-len(b.tail), len(p))
-			b.tail = append(b.tail, p[:k]...)
-			p = p[k:]
-			continue
-		}
-		k := min(halfOutput-b.pos, len(p))
-		b.dropped += int64(k)
-		copy(b.tail[b.pos:], p[:k])
-		b.pos = (b.pos + k) % halfOutput
-		p = p[k:]
-	}
-	return n, nil
-}
-
-// scan follows the lines written after the head and keeps the first
-// maxMarked that look like errors.
-func (b *boundedBuffer) scan(p []byte) {
-	for len(p) > 0 && len(b.marked) < maxMarked {
-		i := bytes.IndexByte(p, '\n')
-		seg := p
-		if i >= 0 {
-			seg = p[:i]
-		}
-		if b.lineOff >= halfOutput {
-			b.line = append(b.line, seg[:min(len(seg), maxLineBytes+1-len(b.line))]...)
-		}
-		b.written += int64(len(seg))
-		if i < 0 {
-			return
-		}
-		if b.lineOff >= halfOutput && errorLine.Match(b.line) {
-			b.marked = append(b.marked, marked{off: b.lineOff, text: cutLine(strings.TrimRight(string(b.line), " \t\r"), maxLineBytes)})
-		}
-		b.written++
-		b.line, b.lineOff = b.line[:0], b.written
-		p = p[i+1:]
-	}
-	b.written += int64(len(p))
-}
-
-// String returns the output kept, trimmed of trailing white space, with
-// a marker where bytes were left out.
-func (b *boundedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var s strings.Builder
-	s.Write(b.head)
-	if b.dropped > 0 {
-		tailStart := int64(len(b.head)) + b.dropped
-		var lines []string
-		for _, m := range b.marked {
-			if m.off < tailStart {
-				lines = append(lines, m.text)
-			}
-		}
-		switch len(lines) {
-		case 0:
-			fmt.Fprintf(&s, "\n[… %d bytes left out …]\n", b.dropped)
-		case 1:
-			fmt.Fprintf(&s, "\n[… %d bytes left out, among them this line …]\n%s\n[…]\n", b.dropped, lines[0])
-		default:
-			fmt.Fprintf(&s, "\n[… %d bytes left out, among them these %d lines …]\n%s\n[…]\n", b.dropped, len(lines), strings.Join(lines, "\n"))
-		}
-		s.Write(b.tail[b.pos:])
-		s.Write(b.tail[:b.pos])
-	} else {
-		s.Write(b.tail)
-	}
-	return strings.ToValidUTF8(strings.TrimRight(s.String(), " \t\r\n"), "\uFFFD")
 }

@@ -49,21 +49,3 @@ func TestProbeCandidate(t *testing.T) {
 		t.Errorf("class database: every file is a candidate")
 	}
 }
-
-func TestBoundedBuffer(t *testing.T) {
-	var b boundedBuffer
-	b.Write([]byte("start\n"))
-	for range 1000 {
-		b.Write([]byte("0123456789"))
-	}
-	b.Write([]byte("\nthe end\n"))
-	s := b.String()
-	if len(s) > MaxOutput || s[:6] != "start\n" || s[len(s)-8:] != "\nthe end" {
-		t.Errorf("%d bytes: %q … %q", len(s), s[:20], s[len(s)-20:])
-	}
-	var small boundedBuffer
-	small.Write([]byte("ok\n"))
-	if small.String() != "ok" {
-		t.Errorf("%q", small.String())
-	}
-}

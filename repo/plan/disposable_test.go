@@ -2,7 +2,6 @@ package plan
 
 import (
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/cairnbackup/cairn/repo/filter"
@@ -24,7 +23,7 @@ sources:
   - {name: home, class: files, why: home directories, paths: [/home], exclude_disposable: true, exclude: ["*.iso"]}
   - {name: raw, class: git, why: build trees we keep, paths: [/srv/build], keep_disposable: true}
   - {name: dump, class: database, why: all data, command: pg_dumpall, file: all.sql}
-`))
+`), "plan.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,12 +79,12 @@ sources:
 }
 
 func TestDisposableRejects(t *testing.T) {
-	_, err := Parse([]byte("sources:\n - {name: a, class: files, why: x, paths: [/a], keep_disposable: true, exclude_disposable: true}\n"))
-	if want := `source "a": keep_disposable and exclude_disposable contradict each other: give one`; err == nil || err.Error() != want {
+	_, err := Parse([]byte("sources:\n - {name: a, class: files, why: x, paths: [/a], keep_disposable: true, exclude_disposable: true}\n"), "p.yaml")
+	if want := `p.yaml:2: sources[0].exclude_disposable: contradicts keep_disposable: give one`; err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
-	_, err = Parse([]byte("sources:\n - {name: a, class: database, why: x, command: pg_dumpall, file: a.sql, exclude_disposable: true}\n"))
-	if want := `source "a": exclude_disposable applies to paths; a command source has none`; err == nil || !strings.Contains(err.Error(), want) {
+	_, err = Parse([]byte("sources:\n - {name: a, class: database, why: x, command: pg_dumpall, file: a.sql, exclude_disposable: true}\n"), "p.yaml")
+	if want := `p.yaml:2: sources[0].exclude_disposable: applies to paths; a command source has none`; err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
 }

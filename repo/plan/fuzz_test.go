@@ -1,14 +1,18 @@
 package plan
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 )
 
 // FuzzParse: plan files are read from disk on the node; no document may
-// panic the parser, and a plan it accepts has sources with unique names,
+// panic the parser, one it refuses says why as yamldoc.Problems, and a
+// plan it accepts has sources with unique names,
 // a reason and a known class each, and either absolute paths or a
 // command with the file its output is stored under.
 func FuzzParse(f *testing.F) {
@@ -16,9 +20,14 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("sources: []\n"))
 	f.Add([]byte("sources:\n  - {name: a, class: files, why: x, paths: [/a], exclude: [\"*.tmp\"], keep_disposable: true, tags: [t]}\n"))
 	f.Add([]byte("sources: {a: 1}\n"))
+	f.Add([]byte("sources:\n  - name: git\n    class: gti\n    why: \"\"\n    paths: [srv, /a]\n    colour: red\n  - name: git\n    command: x\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := Parse(b)
+		p, err := Parse(b, "fuzz")
 		if err != nil {
+			var ps yamldoc.Problems
+			if !errors.As(err, &ps) || len(ps) == 0 || ps[0].File != "fuzz" {
+				t.Fatalf("refused without problems naming the file: %v", err)
+			}
 			return
 		}
 		if len(p.Sources) == 0 {

@@ -6,11 +6,11 @@ import "testing"
 // the enclosing mapping starts, not at the line that is wrong.
 func TestParseErrorLine(t *testing.T) {
 	for doc, want := range map[string]string{
-		"sources:\n  - name: git\n    class: git\n   why: our code\n    paths: [/srv/git]\n":                "yaml: line 4: did not find expected '-' indicator",
-		"sources:\n  - name: git\n    class: git\n    why: our code\n     paths: [/srv/git]\n":              "yaml: line 5: mapping values are not allowed in this context",
-		"sources:\n  - name: git\n    class: git\n    why: our code\n    paths: [/srv/git]\n - name: etc\n": "yaml: line 6: did not find expected key",
+		"sources:\n  - name: git\n    class: git\n   why: our code\n    paths: [/srv/git]\n":                "p.yaml:4: did not find expected '-' indicator",
+		"sources:\n  - name: git\n    class: git\n    why: our code\n     paths: [/srv/git]\n":              "p.yaml:5: mapping values are not allowed in this context",
+		"sources:\n  - name: git\n    class: git\n    why: our code\n    paths: [/srv/git]\n - name: etc\n": "p.yaml:6: did not find expected key",
 	} {
-		_, err := Parse([]byte(doc))
+		_, err := Parse([]byte(doc), "p.yaml")
 		if err == nil || err.Error() != want {
 			t.Errorf("%q:\n got %v\nwant %s", doc, err, want)
 		}

@@ -26,10 +26,18 @@
 //	    why: what people work on
 //	    paths: [/home]
 //	    exclude_disposable: true        # also leave out build output, caches, temp files
+//	  - name: app
+//	    class: volume
+//	    why: uploads; the app must not write while they are read
+//	    paths: [/var/lib/app]
+//	    before: systemctl stop app      # one command or a list, run with sh -c
+//	    after: systemctl start app      # runs whatever happened
+//	    timeout: 2m                     # each before and after command (default 10m)
 //
 // A source without a why is refused. Every source becomes one snapshot
 // whose record carries the source's class, reason, command and the
-// exclude rules applied.
+// exclude rules applied, and the before and after commands that ran
+// with their exit status and output (see [Hooks]).
 //
 // # What is left out
 //
@@ -45,17 +53,16 @@
 package plan
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"go.yaml.in/yaml/v3"
 )
 
 // Classes of data a source may hold; drills choose their probes by class.
@@ -92,75 +99,115 @@ type Source struct {
 	// source of any class (git sources do by default).
 	ExcludeDisposable bool     `yaml:"exclude_disposable,omitempty"`
 	Tags              []string `yaml:"tags,omitempty"`
+	// Before are commands run (sh -c, in order) before the source is
+	// backed up: stop a service, flush, take a file system snapshot.
+	// The first that fails (or times out) skips the source.
+	Before Commands `yaml:"before,omitempty"`
+	// After are commands run once the source was backed up or
+	// skipped, whatever happened, each whatever the one before did.
+	After Commands `yaml:"after,omitempty"`
+	// Timeout bounds each before and after command; zero means
+	// [DefaultHookTimeout].
+	Timeout time.Duration `yaml:"timeout,omitempty"`
 }
 
-// Load reads and checks a plan file.
+// Commands are a source's before or after commands: one command, or a
+// list of them.
+type Commands []string
+
+// UnmarshalYAML takes a single command or a list of commands.
+func (c *Commands) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var one string
+		if err := n.Decode(&one); err != nil {
+			return err
+		}
+		*c = Commands{one}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return err
+	}
+	*c = list
+	return nil
+}
+
+// Bounds of a source's before and after commands.
+const (
+	maxHookCommands = 16       // per phase
+	maxHookCommand  = 64 << 10 // bytes of one command
+)
+
+// Load reads and checks a plan file (Parse).
 func Load(path string) (*Plan, error) {
-	b, err := os.ReadFile(path)
+	b, err := yamldoc.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
-	p, err := Parse(b)
+	p, err := Parse(b, path)
 	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", path, err)
+		return nil, err
 	}
 	p.Path = path
 	return p, nil
 }
 
-// Parse parses and checks a plan document.
-func Parse(b []byte) (*Plan, error) {
+// Parse parses and checks a plan document; name is the file, for
+// messages. The error lists every problem found, each as
+// "FILE:LINE: KEY: message" (yamldoc.Problems), as the appliance
+// configuration's do.
+func Parse(b []byte, name string) (*Plan, error) {
 	var p Plan
-	if err := yamldoc.Decode(b, &p); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("no sources")
-		}
+	d, err := yamldoc.Parse(b, name, &p)
+	if err != nil {
 		return nil, err
 	}
 	if len(p.Sources) == 0 {
-		return nil, errors.New("no sources")
+		d.Problemf("sources", "none: give the sources to back up")
 	}
-	seen := map[string]bool{}
+	seen := map[string]string{}
 	for i := range p.Sources {
 		s := &p.Sources[i]
-		where := fmt.Sprintf("source %d", i+1)
-		if s.Name != "" {
-			where = fmt.Sprintf("source %q", s.Name)
-		}
+		key := fmt.Sprintf("sources[%d]", i)
 		if err := snapshot.CheckName("plan", s.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
+			d.Problemf(key+".name", "%s", strings.TrimPrefix(err.Error(), "snapshot: "))
+		} else if first, ok := seen[s.Name]; ok {
+			d.Problemf(key+".name", "%q is the name of %s too; every source needs its own", s.Name, first)
+		} else {
+			seen[s.Name] = key
 		}
-		if seen[s.Name] {
-			return nil, fmt.Errorf("%s: the name is used twice", where)
-		}
-		seen[s.Name] = true
 		if strings.TrimSpace(s.Why) == "" {
-			return nil, fmt.Errorf("%s: no why: say why this source is backed up (scope must be explicit and justified)", where)
+			d.Problemf(key+".why", "none: say why this source is backed up (scope must be explicit and justified)")
 		}
 		if !slices.Contains(Classes, s.Class) {
-			return nil, fmt.Errorf("%s: class %q is not one of %s", where, s.Class, strings.Join(Classes, ", "))
+			d.Problemf(key+".class", "%q is not one of %s", s.Class, strings.Join(Classes, ", "))
 		}
 		switch {
 		case s.Command != "" && len(s.Paths) > 0:
-			return nil, fmt.Errorf("%s: give paths or a command, not both", where)
+			d.Problemf(key+".command", "give paths or a command, not both")
 		case s.Command == "" && len(s.Paths) == 0:
-			return nil, fmt.Errorf("%s: give paths, or a command whose output is stored", where)
+			d.Problemf(key+".paths", "none: give paths, or a command whose output is stored")
 		case s.Command != "" && s.File == "":
-			return nil, fmt.Errorf("%s: a command needs file: the name its output is stored under", where)
+			d.Problemf(key+".file", "none: a command needs file: the name its output is stored under")
 		case s.Command == "" && s.File != "":
-			return nil, fmt.Errorf("%s: file names the output of a command; give command too", where)
+			d.Problemf(key+".file", "names the output of a command; give command too")
 		}
-		for _, p := range s.Paths {
+		for j, p := range s.Paths {
 			if !filepath.IsAbs(p) {
-				return nil, fmt.Errorf("%s: path %q is not absolute", where, p)
+				d.Problemf(fmt.Sprintf("%s.paths[%d]", key, j), "%q is not absolute", p)
 			}
 		}
+		s.checkHooks(func(field, format string, args ...any) { d.Problemf(key+"."+field, format, args...) })
 		switch {
 		case s.KeepDisposable && s.ExcludeDisposable:
-			return nil, fmt.Errorf("%s: keep_disposable and exclude_disposable contradict each other: give one", where)
+			d.Problemf(key+".exclude_disposable", "contradicts keep_disposable: give one")
 		case s.ExcludeDisposable && s.Command != "":
-			return nil, fmt.Errorf("%s: exclude_disposable applies to paths; a command source has none", where)
+			d.Problemf(key+".exclude_disposable", "applies to paths; a command source has none")
 		}
+	}
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return &p, nil
 }

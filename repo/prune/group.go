@@ -5,7 +5,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"go.yaml.in/yaml/v3"
 )
 
 // Group is the key of one source's snapshots: what retention applies a
@@ -117,6 +119,12 @@ func (b *GroupBy) UnmarshalText(t []byte) error {
 	}
 	*b = v
 	return nil
+}
+
+// UnmarshalYAML parses a comma list in a YAML file (yamldoc.Parse lists
+// a wrong one with its line and key).
+func (b *GroupBy) UnmarshalYAML(n *yaml.Node) error {
+	return yamldoc.Scalar(n, "a comma list of node, plan, paths", func(s string) error { return b.UnmarshalText([]byte(s)) })
 }
 
 // Of returns the group a snapshot belongs to.

@@ -10,7 +10,9 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/cairnbackup/cairn/repo/internal/yamldoc"
 	"github.com/cairnbackup/cairn/repo/snapshot"
+	"go.yaml.in/yaml/v3"
 )
 
 // Policy says which snapshots of one group (by default: one node, plan
@@ -140,7 +142,8 @@ func (s Span) String() string {
 	return b.String()
 }
 
-// MarshalText and UnmarshalText let spans appear in YAML and JSON.
+// MarshalText and UnmarshalText let spans appear in YAML and JSON;
+// UnmarshalYAML gives a wrong span in a YAML file its line.
 func (s Span) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a span.
@@ -151,6 +154,12 @@ func (s *Span) UnmarshalText(b []byte) error {
 	}
 	*s = v
 	return nil
+}
+
+// UnmarshalYAML parses a span in a YAML file (yamldoc.Parse lists a
+// wrong one with its line and key).
+func (s *Span) UnmarshalYAML(n *yaml.Node) error {
+	return yamldoc.Scalar(n, "a span (such as 7d or 1y6m)", func(v string) error { return s.UnmarshalText([]byte(v)) })
 }
 
 // before returns t minus the span, by the calendar.

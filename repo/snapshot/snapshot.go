@@ -62,7 +62,28 @@ type Scope struct {
 	Command       string   `json:"command,omitempty"`
 	Excludes      []string `json:"excludes,omitempty"`
 	ExcludeCaches bool     `json:"exclude_caches,omitempty"`
+	// Hooks are the source's before and after commands as they ran for
+	// this snapshot, in order. Optional: records made before plans had
+	// them, and sources without any, have none (and encode as before).
+	Hooks []Hook `json:"hooks,omitempty"`
 }
+
+// Hook is one before or after command of a plan's source, as it ran.
+type Hook struct {
+	Phase    string        `json:"phase"` // "before" or "after"
+	Command  string        `json:"command"`
+	Exit     *int          `json:"exit,omitempty"`   // its exit status, when it exited
+	Error    string        `json:"error,omitempty"`  // how it failed ("exit status 1", "timed out after 10m0s"); "" when it succeeded
+	Output   string        `json:"output,omitempty"` // standard output and error together, bounded (output.Max)
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Bounds of the hooks a record may carry.
+const (
+	MaxHooks       = 64
+	maxHookCommand = 64 << 10
+	maxHookOutput  = 16 << 10
+)
 
 // Exclude records one rule that left something out, and what it left out.
 type Exclude struct {
@@ -156,6 +177,21 @@ func (s *Snapshot) Validate() error {
 	for _, t := range s.Tags {
 		if t == "" || len(t) > 255 || strings.ContainsAny(t, "\x00,/") {
 			return fmt.Errorf("snapshot: invalid tag %q", t)
+		}
+	}
+	if s.Scope != nil {
+		if len(s.Scope.Hooks) > MaxHooks {
+			return fmt.Errorf("snapshot: %d hooks, more than %d", len(s.Scope.Hooks), MaxHooks)
+		}
+		for _, h := range s.Scope.Hooks {
+			switch {
+			case h.Phase != "before" && h.Phase != "after":
+				return fmt.Errorf("snapshot: hook phase %q is not before or after", h.Phase)
+			case h.Command == "" || len(h.Command) > maxHookCommand:
+				return fmt.Errorf("snapshot: a %s hook's command is empty or longer than %d bytes", h.Phase, maxHookCommand)
+			case len(h.Output) > maxHookOutput || len(h.Error) > maxHookOutput:
+				return fmt.Errorf("snapshot: a %s hook's output is longer than %d bytes", h.Phase, maxHookOutput)
+			}
 		}
 	}
 	return nil

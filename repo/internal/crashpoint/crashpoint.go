@@ -17,6 +17,7 @@
 //	storage-half-written   a pack's temporary file half written and synced
 //	storage-before-rename  an object's temporary file complete, not yet linked to its name
 //	storage-after-rename   an object durable under its name (directory synced)
+//	s3-part-stored         a part of an S3 multipart upload stored, the upload not yet completed
 //	after-pack-stored      a pack durable, its blobs not yet indexed
 //	index-before-pack-key  a pack's blob keys written, its pack key not yet
 //	before-snapshot-write  a commit's packs and index durable, the snapshot file not written
@@ -30,6 +31,10 @@
 //	rebuild-mid-swap       the old index moved to index.old, index.new not yet renamed
 //	restore-file-done      a restored file written and verified (restores and drills)
 //	wire-put-blob          a push client about to send a blob
+//	key-file-temp          a new key file complete and synced under a temporary name beside its own, its wrapped key not yet stored
+//	key-added              a new wrapped key durable in keys/; the old key (passwd) not yet removed, a new key file not yet at its name
+//	key-file-written       a new key file at its name (linked or renamed, directory synced); a rotated key file's old wrapped key not yet removed
+//	key-removed            a wrapped key deleted from keys/
 //
 // With neither variable set (always, outside tests) Hit costs one atomic
 // load.

@@ -1,0 +1,14 @@
+package repo
+
+import "context"
+
+// InterruptKeyFile leaves what a key change killed after storing a new
+// key file's wrapped key, before the file reached path: a temporary key
+// file beside path and its wrapped key in keys/. It returns both.
+func (k *Keyring) InterruptKeyFile(ctx context.Context, path string) (tmp, key string, err error) {
+	kf, tmp, err := k.newKeyFile(ctx, path, nil)
+	if err != nil {
+		return "", "", err
+	}
+	return tmp, kf.Key, nil
+}

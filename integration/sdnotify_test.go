@@ -112,7 +112,7 @@ func TestServeNotifiesServiceManager(t *testing.T) {
 	if got := ns.next(); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
 		t.Fatalf("after the second SIGHUP %q", got)
 	}
-	wantFailed := fmt.Sprintf("READY=1\nSTATUS=serving 1 nodes on 127.0.0.1:%d; reloading the configuration failed, the old one stays: config %s.yaml: jobs.drill.schedule \"0 4 * *\": expected exactly 5 fields, found 4: [0 4 * *]", port, e.repo)
+	wantFailed := fmt.Sprintf("READY=1\nSTATUS=serving 1 nodes on 127.0.0.1:%d; reloading the configuration failed, the old one stays: %s.yaml:9: jobs.drill.schedule: \"0 4 * *\": expected exactly 5 fields, found 4: [0 4 * *]", port, e.repo)
 	if got := ns.next(); got != wantFailed {
 		t.Fatalf("after a failed reload %q, want %q", got, wantFailed)
 	}

@@ -8,6 +8,9 @@ import (
 	"github.com/spf13/cobra/doc"
 )
 
+// man writes files here; it never runs in the appliance.
+func init() { local["man"] = true }
+
 // newManCommand is the hidden command `make package` runs to write the
 // man pages: cairn.1 and one page per command (cairn-backup.1, …,
 // cairn-key-test.1), generated from the command tree with cobra/doc, so

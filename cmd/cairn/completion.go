@@ -40,7 +40,6 @@ func init() {
 	// prove keys: the completion functions below decide what to read.
 	local[cobra.ShellCompRequestCmd] = true
 	local[cobra.ShellCompNoDescRequestCmd] = true
-	local["man"] = true
 }
 
 // snapshotArgs is how many snapshot arguments each command takes (-1:

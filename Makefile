@@ -6,13 +6,31 @@ VAR      ?= $(CURDIR)/var
 REPO     ?= $(VAR)/repo
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 10s
+# Stamped into the binary (cairn version, cairn_build_info).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build deps test bench run lint fuzz clean
+.PHONY: all build deps test bench run lint fuzz clean package
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/cairn
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cairn
+
+# The Debian package: the binary (version stamped), the systemd units and
+# example configuration of cmd/cairn/dist, man pages and bash, zsh and
+# fish completions generated from the binary. Built with nfpm v2.48.0
+# through its Go API by cmd/cairn/packaging (a module of its own, so nfpm
+# never enters cairn's go.mod), fetched from the Go module proxy on first
+# use. Written to PKG_OUT; prints its path.
+PKG_OUT ?= $(CURDIR)/bin
+PKG_BUILD ?= $(CURDIR)/bin/package
+package:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o '$(PKG_BUILD)/cairn' ./cmd/cairn
+	cd cmd/cairn/packaging && $(GO) run . --bin '$(PKG_BUILD)/cairn' --version '$(VERSION)' \
+		--commits $$(git rev-list --count HEAD 2>/dev/null || echo 0) \
+		--date $$(git log -1 --format=%ct 2>/dev/null || date +%s) --out '$(PKG_OUT)'
 
 # Installs the Debian packages the tests need (.ci/packages) when missing,
 # and builds SeaweedFS's weed (the S3 store of the object-storage tests)
@@ -24,6 +42,7 @@ deps:
 # The test command: race detector on, every package, real components.
 test: deps
 	$(GO) test -race -count=1 ./...
+	cd cmd/cairn/packaging && $(GO) test -count=1 ./...
 
 # Go benchmarks for the chunker, sealing, packs, the index and the filter
 # (MB/s), the backup pipeline and the restore writer in process, storage
@@ -78,6 +97,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	cd cmd/cairn/packaging && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -54,6 +55,11 @@ type Options struct {
 	// Debug logs every FUSE request and reply to Logger, at level
 	// Debug.
 	Debug bool
+	// FD, when set, is a /dev/fuse connection already mounted at dir by
+	// another process ([MountFD]): Mount serves it instead of mounting,
+	// and cannot unmount it ([Mounted.Unmount] then does nothing; the
+	// process that mounted it unmounts, which ends the server).
+	FD *os.File
 }
 
 // Default option values.
@@ -148,6 +154,7 @@ type Mounted struct {
 	server *gofuse.Server
 	fsys   *filesys
 	done   chan struct{}
+	passed bool // served from Options.FD: mounted, and unmounted, elsewhere
 
 	unmountMu sync.Mutex
 }
@@ -227,7 +234,7 @@ func Mount(ctx context.Context, dir string, src Source, o Options) (*Mounted, er
 		MaxReadAhead: 1 << 20,
 		// MaxWrite also sets max_read and the kernel's max_pages:
 		// reads arrive in requests of up to 1 MiB instead of 128 KiB.
-		MaxWrite:    1 << 20,
+		MaxWrite:    mountMaxRead,
 		EnableLocks: false,
 		// The kernel keeps symlink targets: a path through latest or
 		// any link in a snapshot costs no READLINK per lookup. A link
@@ -241,11 +248,25 @@ func Mount(ctx context.Context, dir string, src Source, o Options) (*Mounted, er
 	if o.AllowOther {
 		mo.Options = append(mo.Options, "default_permissions")
 	}
-	if os.Geteuid() == 0 {
+	mountPoint := dir
+	switch {
+	case o.FD != nil:
+		// go-fuse serves a descriptor passed as /dev/fd/N, and closes
+		// it when it stops: give it a copy, o.FD stays the caller's.
+		fd, err := syscall.Dup(int(o.FD.Fd()))
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+		syscall.CloseOnExec(fd)
+		mountPoint = fmt.Sprintf("/dev/fd/%d", fd)
+	case caps.Have(caps.SysAdmin):
+		// mount(2) itself: root, or the service's user with
+		// CAP_SYS_ADMIN (NoNewPrivileges rules out setuid fusermount3).
 		mo.DirectMountStrict = true
 		mo.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
 	}
-	server, err := fs.Mount(dir, root, &fs.Options{
+	server, err := fs.Mount(mountPoint, root, &fs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &entry,
 		AttrTimeout:     &attr,
@@ -260,12 +281,12 @@ func Mount(ctx context.Context, dir string, src Source, o Options) (*Mounted, er
 		cancel()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && o.FD == nil {
 		if err := raiseReadAhead(dir, kernelReadAhead); err != nil {
 			o.Logger.Debug("kernel read-ahead stays at its default", "err", err)
 		}
 	}
-	m := &Mounted{dir: dir, server: server, fsys: fsys, done: make(chan struct{})}
+	m := &Mounted{dir: dir, server: server, fsys: fsys, done: make(chan struct{}), passed: o.FD != nil}
 	go func() {
 		server.Wait()
 		// No request can come any more: stop and wait for the
@@ -301,6 +322,9 @@ func (m *Mounted) Unmount() error {
 		return nil
 	default:
 	}
+	if m.passed {
+		return nil
+	}
 	err := m.server.Unmount()
 	if err == nil {
 		return nil
@@ -324,7 +348,7 @@ func (m *Mounted) Unmount() error {
 // died ("transport endpoint is not connected") or that is busy is
 // removed.
 func Detach(dir string) error {
-	if os.Geteuid() == 0 {
+	if caps.Have(caps.SysAdmin) {
 		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 			return fmt.Errorf("unmount %s: %w", dir, err)
 		}

@@ -87,9 +87,15 @@ func (e *env) mount(dir string, args ...string) *mountProc {
 
 func startMount(t testing.TB, environ []string, dir string, args ...string) *mountProc {
 	t.Helper()
-	m := &mountProc{t: t, dir: dir, exited: make(chan struct{})}
-	m.cmd = exec.Command(cairnBin, append([]string{"mount", dir}, args...)...)
-	m.cmd.Env = environ
+	cmd := exec.Command(cairnBin, append([]string{"mount", dir}, args...)...)
+	cmd.Env = environ
+	return startMountCmd(t, cmd, dir)
+}
+
+// startMountCmd is startMount for a command that runs cairn mount DIR.
+func startMountCmd(t testing.TB, cmd *exec.Cmd, dir string) *mountProc {
+	t.Helper()
+	m := &mountProc{t: t, dir: dir, exited: make(chan struct{}), cmd: cmd}
 	m.cmd.Stderr = &m.stderr
 	// Should the test binary die, the mount goes with it.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

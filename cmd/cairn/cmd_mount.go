@@ -12,12 +12,15 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/cairnbackup/cairn/fuse"
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
 )
@@ -77,11 +80,11 @@ to --log FILE (default: discarded once the mount is ready).`,
 	}
 	// The detached child forwards itself to a running appliance; the
 	// parent that starts it must not.
-	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if o.daemon {
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if o.daemon || len(args) != 1 {
 			return nil
 		}
-		if done, err := g.forward(cmd); done {
+		if done, err := g.forwardMount(cmd, args[0], o); done {
 			return err
 		}
 		return nil
@@ -135,8 +138,13 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 	if err != nil || size < 1<<20 || size > math.MaxInt {
 		return usageError{fmt.Errorf("--cache-size: %q: give at least 1MiB", o.cacheSize)}
 	}
-	if err := checkMountPoint(dir); err != nil {
-		return err
+	// A mount the caller made and passed with the request (forwardMount)
+	// is served here; its mount point is in the caller's file system view.
+	passed := appliance.PassedFile(ctx)
+	if passed == nil {
+		if err := checkMountPoint(dir); err != nil {
+			return err
+		}
 	}
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
@@ -159,7 +167,7 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 	}
 	// The mount's loads outlive ctx: after ^C, files still open on a
 	// busy mount keep reading while it is detached.
-	m, err := fuse.Mount(context.WithoutCancel(ctx), dir, src, fuse.Options{CacheSize: int(size), AllowOther: o.allowOther, Logger: log, Debug: o.debug})
+	m, err := fuse.Mount(context.WithoutCancel(ctx), dir, src, fuse.Options{CacheSize: int(size), AllowOther: o.allowOther, Logger: log, Debug: o.debug, FD: passed})
 	if err != nil {
 		return err
 	}
@@ -169,6 +177,17 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 		log.Info("unmounted", "dir", dir)
 		return nil
 	case <-ctx.Done():
+	}
+	if passed != nil {
+		// The caller unmounts (it is stopping too): that ends the
+		// server; a busy mount it detached serves its open files on.
+		select {
+		case <-m.Done():
+		case <-time.After(5 * time.Second):
+			log.Warn("the caller's mount is still served: files are open on it", "dir", dir)
+		}
+		log.Info("unmounted", "dir", dir)
+		return nil
 	}
 	if err := m.Unmount(); err != nil {
 		return err
@@ -306,7 +325,7 @@ func runUmount(g *globalOptions, dir string) error {
 		g.printf("cleaned up %s (its server had died)\n", dir)
 		return nil
 	}
-	if os.Geteuid() == 0 {
+	if caps.Have(caps.SysAdmin) {
 		if err := syscall.Unmount(dir, 0); err != nil {
 			if errors.Is(err, syscall.EBUSY) {
 				return fmt.Errorf("%s is busy: a process has a file open or its working directory inside (fuser -vm %s)", dir, dir)
@@ -318,4 +337,61 @@ func runUmount(g *globalOptions, dir string) error {
 	}
 	g.printf("unmounted %s\n", dir)
 	return nil
+}
+
+// forwardMount runs `cairn mount DIR` in the running appliance. With
+// CAP_SYS_ADMIN (root, cairn-mount.service) it makes the mount here,
+// in this process's mount namespace, and passes the /dev/fuse
+// connection with the request for the appliance to serve: under systemd
+// the appliance has a mount namespace of its own (ProtectSystem=,
+// PrivateTmp=), where a mount it made would be seen by nobody else.
+// SIGINT or SIGTERM unmount here, which ends the appliance's server and
+// so the command; whatever ends the command, DIR is not left mounted
+// without a server. Without the capability the appliance mounts itself
+// (g.forward), as it always did.
+func (g *globalOptions) forwardMount(cmd *cobra.Command, dir string, o *mountOptions) (bool, error) {
+	if g.shared != nil || g.repoDir == "" || remote(cmd) || !caps.Have(caps.SysAdmin) {
+		return g.forward(cmd)
+	}
+	dir = g.abs(dir)
+	ctx := cmd.Context()
+	var mounted atomic.Bool
+	open := func() (*os.File, error) {
+		if err := checkMountPoint(dir); err != nil {
+			return nil, err
+		}
+		f, err := fuse.MountFD(dir, o.allowOther)
+		mounted.Store(err == nil)
+		return f, err
+	}
+	unmounted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(unmounted)
+		if mounted.Load() {
+			if _, err := fuse.UnmountDir(dir); err != nil {
+				fmt.Fprintln(g.stderr, "cairn:", err)
+			}
+		}
+	})
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir), TZ: callerTZ()}
+	code, err := appliance.CallWithFile(ctx, g.socketPath(), req, open, nil, g.stdout, g.stderr)
+	if !stop() {
+		<-unmounted // the unmount above has started: let it finish first
+	}
+	if errors.Is(err, appliance.ErrNotRunning) {
+		return false, nil // no appliance: this process mounts and serves
+	}
+	if mounted.Load() {
+		// The command is over, so nothing serves DIR any more: an
+		// appliance that refused it or went away left it mounted.
+		if _, fstype, ok := fuse.MountedAt(dir); ok && fstype == "fuse.cairn" {
+			if derr := fuse.Detach(dir); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+	}
+	if err != nil {
+		return true, fmt.Errorf("mount: %w", err)
+	}
+	return true, &forwarded{code: code}
 }

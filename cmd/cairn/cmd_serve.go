@@ -91,9 +91,11 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		log.Info("created the appliance's host key", "path", hostKey, "fingerprint", fp)
 	}
 	var a *appliance.Appliance
+	b := currentBuild()
 	a, err = appliance.New(appliance.Options{
 		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
 		SocketPath: g.socket, Operator: operator(g.abs(g.repoDir), r, &a), Logger: log,
+		Build: appliance.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.Go},
 	})
 	if err != nil {
 		return eachLine(err) // a missing configuration file too: an appliance without one serves nobody
@@ -106,14 +108,40 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The service manager (systemd, Type=notify) hears READY=1 once the
+	// appliance serves, RELOADING=1 and READY=1 around each reload, and
+	// STOPPING=1 when a signal stops it.
+	sm, err := newServiceManager()
+	if err != nil {
+		log.Warn("not notifying the service manager", "err", err)
+	}
+	notify := func(state string) {
+		if err := sm.notify(state); err != nil {
+			log.Warn("notifying the service manager failed", "state", state, "err", err)
+		}
+	}
+	serving := func() string {
+		return fmt.Sprintf("READY=1\nSTATUS=serving %d nodes on %s", len(a.Config().Nodes), ln.Addr())
+	}
+	ready := make(chan struct{})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
+			select {
+			case <-ready:
+			default:
+				// Not serving yet: Run reads the configuration as it starts.
+				continue
+			}
+			notify(reloading())
 			if err := a.Reload(); err != nil {
 				log.Error("reloading the configuration failed; the old one stays", "err", err)
+				notify(serving() + "; reloading the configuration failed, the old one stays: " + err.Error())
+				continue
 			}
+			notify(serving())
 		}
 	}()
 	// "serving" is logged once the socket and the SSH listener accept and
@@ -124,11 +152,30 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 		case <-a.Ready():
 			log.Info("serving", "ssh", ln.Addr().String(), "host_key", ssh.FingerprintSHA256(a.HostKey().PublicKey()),
 				"socket", g.socketPath(), "nodes", len(a.Config().Nodes), "pid", os.Getpid())
+			notify(serving())
+			close(ready)
 		case <-ran:
 		}
 	}()
+	stopped := make(chan struct{})
+	stopping := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		select {
+		case <-ready:
+		default:
+			select { // STOPPING=1 after READY=1, never before
+			case <-ready:
+			case <-ran:
+				return
+			}
+		}
+		notify(fmt.Sprintf("STOPPING=1\nSTATUS=stopping: %d sessions in flight", a.InFlight()))
+	})
 	err = a.Run(ctx, ln)
 	close(ran)
+	if !stopping() {
+		<-stopped // the process must not exit before STOPPING=1 is sent
+	}
 	log.Info("stopped")
 	// Closing flushes the index; its error (a repository directory
 	// deleted under the appliance) is the appliance's last word.

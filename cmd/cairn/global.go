@@ -32,6 +32,7 @@ type globalOptions struct {
 	keyFile      string
 	json         bool
 	logLevel     string
+	logFormat    logFormat
 
 	socket string
 
@@ -99,6 +100,7 @@ func (g *globalOptions) register(root *cobra.Command) {
 	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	f.Var(&g.logFormat, "log-format", "log format on stderr: text (key=value) or json (one object per line)")
 	f.StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the command to FILE")
 	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile (pprof) at the end of the command to FILE")
 	f.MarkHidden("cpuprofile")
@@ -138,8 +140,34 @@ func (g *globalOptions) logger() *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	o := &slog.HandlerOptions{Level: lvl}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, o))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, o))
 }
+
+// logFormat is the value of --log-format: "text" (the default, also
+// when empty) or "json"; anything else is refused when the flag is
+// parsed, a usage error.
+type logFormat string
+
+func (f *logFormat) String() string {
+	if *f == "" {
+		return "text"
+	}
+	return string(*f)
+}
+
+func (f *logFormat) Set(s string) error {
+	if s != "text" && s != "json" {
+		return errors.New("give text or json")
+	}
+	*f = logFormat(s)
+	return nil
+}
+
+func (f *logFormat) Type() string { return "FORMAT" }
 
 func (g *globalOptions) requireRepo() error {
 	if g.repoDir == "" {

@@ -357,12 +357,14 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newPushCommand(g),
 		newKeygenCommand(g),
 		newKeyCommand(g),
-		newVersionCommand(),
+		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
 		newConfigCommand(g),
+		newManCommand(),
 	)
 	wrapArgs(root)
+	registerCompletions(g, root)
 	return root
 }
 

@@ -85,6 +85,8 @@ type Options struct {
 	// Grace is how long Run waits for sessions after its context ends;
 	// zero means 30 seconds.
 	Grace time.Duration
+	// Build is the running binary's version, for cairn_build_info.
+	Build Build
 }
 
 // Appliance serves one repository.
@@ -104,6 +106,7 @@ type Appliance struct {
 	readyOnce sync.Once
 
 	blobs      *wire.BlobBudget // PutBlob bytes in flight, all node sessions together
+	counters   *counters        // event counters for /metrics
 	handshakes handshakes       // SSH connections not authenticated yet
 
 	mu       sync.Mutex
@@ -138,7 +141,7 @@ func New(o Options) (*Appliance, error) {
 	}
 	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
 		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
-		conns: map[*sshConn]bool{}, live: map[*session]bool{}}
+		conns: map[*sshConn]bool{}, live: map[*session]bool{}, counters: newCounters()}
 	cfg, err := LoadConfig(o.ConfigPath)
 	if o.ConfigOptional && errors.Is(err, fs.ErrNotExist) {
 		cfg, err = DefaultConfig(o.ConfigPath), nil
@@ -147,6 +150,7 @@ func New(o Options) (*Appliance, error) {
 		return nil, err
 	}
 	a.cfg.Store(cfg)
+	a.touchCounters(cfg)
 	if o.HostKeyPath != "" {
 		k, err := LoadHostKey(o.HostKeyPath)
 		if err != nil {
@@ -352,13 +356,19 @@ func (a *Appliance) acceptSocket(ctx context.Context, ln net.Listener) {
 // serveSocket runs one operator command or relayed node session.
 func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
-	kind, data, err := readFrame(conn, nil)
+	kind, data, passed, err := readRequestFrame(conn)
+	if passed != nil {
+		defer passed.Close()
+	}
 	if err != nil || kind != frameRequest {
 		return
 	}
 	var req Request
 	if err := json.Unmarshal(data, &req); err != nil {
 		return
+	}
+	if req.FUSE && req.Kind == "operator" && passed != nil {
+		ctx = context.WithValue(ctx, fileKey{}, passed)
 	}
 	mw := &muxWriter{w: conn}
 	ctx, cancelCause := context.WithCancelCause(ctx)
@@ -415,6 +425,12 @@ func (a *Appliance) serveSocket(ctx context.Context, conn net.Conn) {
 			fmt.Fprintln(stderr, "cairn:", err)
 		}
 		code = 2
+	case req.FUSE && (passed == nil || req.Kind != "operator"):
+		fmt.Fprintln(stderr, "cairn: the request says a mount's /dev/fuse descriptor comes with it, and none came")
+		code = 2
+	case req.FUSE && !isFUSEDevice(passed):
+		fmt.Fprintln(stderr, "cairn: the descriptor that came with the request is not /dev/fuse")
+		code = 2
 	case req.Kind == "operator":
 		untrack, err := a.track("", cancel)
 		if err != nil {
@@ -459,6 +475,7 @@ func (rw readWriter) Close() error {
 // nodecmd.go) and returns its exit code. Messages for the node go to
 // stderr. Every refusal is exit 2 with a log line.
 func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Perm, isolated bool, command string, stdin io.Reader, stdout, stderr io.Writer) int {
+	stdin = a.receiving(node, stdin)
 	ctx, sess, err := a.openSession(ctx, node, perms, isolated, command)
 	if err != nil {
 		a.log.Warn("session refused", "node", node, "err", err)
@@ -473,6 +490,7 @@ func (a *Appliance) NodeSession(ctx context.Context, node string, perms wire.Per
 	a.log.Info("node session started", "node", node, "command", logged)
 	s := &nodeSession{sess: sess, node: node, perms: perms, isolated: isolated, line: command, stdin: stdin, stdout: stdout, stderr: stderr, start: time.Now()}
 	refuse := func(name, why, message string) int {
+		a.countRefused(refusedCommand)
 		a.log.Warn("command refused", "node", node, "command", name, "why", why)
 		fmt.Fprint(stderr, "cairn: ", message, "\n")
 		return 2
@@ -581,6 +599,7 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 		if cause := context.Cause(ctx); cause != nil {
 			err = cause // the idle timeout
 		}
+		a.countPush(node, err)
 		a.logPush(node, "push", nil, 0, 0, 0, start, err)
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
@@ -591,6 +610,7 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 	sum.Duration = time.Since(start)
 	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: node, Plan: plan, Paths: paths, Tags: tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
 	id, err := s.Commit(ctx, sn)
+	a.countPush(node, err)
 	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
 	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)

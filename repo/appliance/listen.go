@@ -136,6 +136,7 @@ func (a *Appliance) admitSSH(conn net.Conn, serve func(conn net.Conn, handshakeD
 	release, lim, err := a.handshakes.admit(addr, a.Config().Limits)
 	if err != nil {
 		conn.Close()
+		a.counters.connRefused.WithLabelValues(connLimits).Inc()
 		if n, ok := lim.allow(); ok {
 			a.log.Warn("ssh connection refused", append(repeats(n), "remote", conn.RemoteAddr().String(), "err", err)...)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -20,6 +21,14 @@ import (
 func (a *Appliance) serveMetrics(addr string) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a})
+	reg.MustRegister(a.counters.collectors()...)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b := a.o.Build
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "cairn_build_info",
+		Help:        "Always 1; the labels name the running build.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
+	}, func() float64 { return 1 }))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	ln, err := net.Listen("tcp", addr)
@@ -69,7 +78,6 @@ var (
 		{"cairn_repository_dedup_ratio", "Files in all snapshots / unique data.", nil},
 		{"cairn_job_last_success", "1 if the job's last run was ok, 0 if it failed or needs attention.", []string{"job"}},
 		{"cairn_job_last_run_timestamp_seconds", "Start of the job's last run.", []string{"job"}},
-		{"cairn_job_failures", "Failed runs of the job in the recorded history.", []string{"job"}},
 		{"cairn_sessions", "Node sessions and operator commands in flight.", nil},
 	}
 )
@@ -144,7 +152,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		g("cairn_job_last_success", b2f(j.Status == "ok"), j.Name)
 		g("cairn_job_last_run_timestamp_seconds", float64(j.LastStart.Unix()), j.Name)
-		g("cairn_job_failures", float64(j.Failures), j.Name)
 	}
 	g("cairn_sessions", float64(c.a.active()))
 }

@@ -48,6 +48,12 @@ type Request struct {
 	// path): a socket given with --socket or CAIRN_SOCKET that belongs
 	// to another repository's appliance is refused.
 	Repo string `json:"repo,omitempty"`
+	// FUSE says a /dev/fuse connection the caller mounted comes with
+	// the request (SCM_RIGHTS, see passfd.go): `cairn mount` run where
+	// the appliance's mounts would not be seen (cairn.service has a
+	// mount namespace of its own) mounts itself, and the appliance
+	// serves the mount.
+	FUSE bool `json:"fuse,omitempty"`
 	// TZ is the operator's TZ for operator requests, for times printed
 	// in the operator's zone: as the environment has it, ":/etc/localtime"
 	// when unset and "UTC" when empty. Empty (an older cairn) means the

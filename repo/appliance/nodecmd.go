@@ -262,6 +262,9 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew, Authorized: s.sess.authorized,
 	})
 	a.logRedated(s.node, st.Redated)
+	if st.Pushed {
+		a.countPush(s.node, err) // a restore --from or a listing is no push
+	}
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
 	if err != nil {
 		return 1

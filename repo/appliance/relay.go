@@ -17,6 +17,7 @@ import (
 func (a *Appliance) RelayedSession(ctx context.Context, node, command string, stdin io.Reader, stdout, stderr io.Writer) int {
 	n := a.Config().Nodes[node]
 	if n == nil {
+		a.countRefused(refusedUnknownNode)
 		a.log.Warn("session refused", "node", node, "why", "not in the configuration", "config", a.o.ConfigPath)
 		fmt.Fprintf(stderr, "cairn: node %s is not in the appliance's configuration; the forced command names a node the operator has not added\n", node)
 		return 1

@@ -35,6 +35,7 @@ func (a *Appliance) Reload() error {
 		a.stopSchedulerLocked()
 	}
 	a.cfg.Store(cfg)
+	a.touchCounters(cfg)
 	a.revoke(cfg)
 	if s != nil {
 		a.runScheduler(s)
@@ -56,7 +57,7 @@ func (a *Appliance) Ready() <-chan struct{} { return a.ready }
 func (a *Appliance) Scheduler() *scheduler.Scheduler { return a.sched.Load() }
 
 func (a *Appliance) newScheduler(cfg *Config) (*scheduler.Scheduler, error) {
-	return scheduler.New(a.jobs(cfg), History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
+	return scheduler.New(a.jobs(cfg), History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.afterRun})
 }
 
 // startScheduler makes and starts the scheduler of cfg.

@@ -148,6 +148,7 @@ func (a *Appliance) openSession(ctx context.Context, node string, perms wire.Per
 	untrack, err := a.track(node, func() { cancel(nil) })
 	if err != nil {
 		cancel(nil)
+		a.countRefused(refusedLimits)
 		return nil, nil, err
 	}
 	s.untrack = func() {
@@ -170,6 +171,7 @@ func (a *Appliance) openSession(ctx context.Context, node string, perms wire.Per
 	a.mu.Unlock()
 	if err != nil {
 		s.close()
+		a.countRefused(refusedRevoked)
 		return nil, nil, err
 	}
 	return ctx, s, nil

@@ -23,10 +23,10 @@ func (a *Appliance) sshConfig() *ssh.ServerConfig {
 			cfg := a.Config()
 			name, n := cfg.NodeForKey(key)
 			if n == nil {
-				return nil, fmt.Errorf("unknown key %s", ssh.FingerprintSHA256(key))
+				return nil, keyRefused{fmt.Errorf("unknown key %s", ssh.FingerprintSHA256(key))}
 			}
 			if meta.User() != name {
-				return nil, fmt.Errorf("key of node %s used as user %q", name, meta.User())
+				return nil, keyRefused{fmt.Errorf("key of node %s used as user %q", name, meta.User())}
 			}
 			return &ssh.Permissions{Extensions: map[string]string{"node": name, "key": string(key.Marshal()), "fp": ssh.FingerprintSHA256(key)}}, nil
 		},
@@ -61,6 +61,7 @@ func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.Server
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("%w: no login within %s (limits.handshake_timeout)", err, timeout)
 		}
+		a.countLogin(err)
 		a.log.Warn("ssh connection refused", "remote", conn.RemoteAddr().String(), "err", err)
 		return
 	}
@@ -96,6 +97,7 @@ func (a *Appliance) serveSSH(ctx context.Context, conn net.Conn, cfg *ssh.Server
 			continue
 		}
 		if err := c.channel(a.Config()); err != nil {
+			a.countRefused(refusedRevoked)
 			a.log.Warn("session channel refused", "node", node, "key", c.g.fp, "why", err)
 			nc.Reject(ssh.Prohibited, err.Error())
 			continue
@@ -152,6 +154,7 @@ func (a *Appliance) sshSession(ctx context.Context, c *sshConn, ch ssh.Channel, 
 			go ssh.DiscardRequests(reqs)
 			cfg := a.Config()
 			if err := c.g.checkKey(cfg); err != nil {
+				a.countRefused(refusedRevoked)
 				fmt.Fprintf(ch.Stderr(), "cairn: %v\n", err)
 				exit(ch, 1)
 				return

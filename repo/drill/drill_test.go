@@ -619,7 +619,7 @@ func TestDrillDeviceNode(t *testing.T) {
 	}
 	var want []string
 	if os.Geteuid() != 0 {
-		want = []string{"null: device node not restored: only root can create it", "/null: missing"}
+		want = []string{"null: device node not restored: only root can create it (CAP_MKNOD)", "/null: missing"}
 	}
 	if !slices.Equal(rep.Warnings, want) {
 		t.Errorf("warnings %q, want %q", rep.Warnings, want)

@@ -45,6 +45,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/snapfs"
@@ -111,7 +112,8 @@ type restorer struct {
 	root   *os.Root
 	target string
 	o      Options
-	asRoot bool
+	asRoot bool // owners are restored: CAP_CHOWN (root, or the appliance's unit)
+	mknod  bool // device nodes are restored: CAP_MKNOD
 
 	mu     sync.Mutex
 	res    Result
@@ -157,7 +159,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer r.Close()
-	rs := &restorer{l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: os.Geteuid() == 0,
+	rs := &restorer{l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: caps.Have(caps.Chown), mknod: caps.Have(caps.Mknod),
 		links: map[uint64]string{}, linked: map[uint64][]string{}, failed: map[uint64]bool{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
 	if base == "/" {
@@ -429,8 +431,8 @@ func (rs *restorer) special(p string, n *tree.Node) error {
 		case tree.CharDevice:
 			mode = unix.S_IFCHR
 		}
-		if n.Type != tree.FIFO && !rs.asRoot {
-			rs.warn("%s: device node not restored: only root can create it", p)
+		if n.Type != tree.FIFO && !rs.mknod {
+			rs.warn("%s: device node not restored: only root can create it (CAP_MKNOD)", p)
 			return nil
 		}
 		err := rs.atParent(p, func(dirfd int, name string) error {
@@ -517,7 +519,7 @@ func hashZeros(h interface{ Write([]byte) (int, error) }, n int64) error {
 	return nil
 }
 
-// meta sets owner (as root), extended attributes, mode and times of p.
+// meta sets owner (with CAP_CHOWN), extended attributes, mode and times of p.
 // f is the open file for regular files, nil otherwise. Symlinks get owner,
 // xattrs and times without following the link.
 func (rs *restorer) meta(p string, n *tree.Node, f *os.File) error {

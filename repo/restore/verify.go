@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/caps"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/minio/sha256-simd"
@@ -58,7 +59,7 @@ func Verify(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, 
 		}
 		o.Paths = own
 	}
-	v := &verifier{l: l, root: r, o: o, asRoot: os.Geteuid() == 0, links: map[uint64]linkSeen{}}
+	v := &verifier{l: l, root: r, o: o, asRoot: caps.Have(caps.Chown), links: map[uint64]linkSeen{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
 	if base == "/" {
 		base = ""
@@ -101,7 +102,7 @@ type verifier struct {
 	l      snapfs.BlobLoader
 	root   *os.Root
 	o      Options
-	asRoot bool
+	asRoot bool // owners are compared: the restore could set them (CAP_CHOWN)
 
 	mu    sync.Mutex
 	diffs []Difference

@@ -143,6 +143,10 @@ type PushStats struct {
 	BlobsSent   uint64 // PutBlob frames received
 	BytesSent   uint64 // their payload bytes
 	BlobsStored uint64 // new to the repository
+	// Pushed says the node asked which blobs to send, sent one or
+	// committed a snapshot: the session was a backup, not only a
+	// listing or a restore.
+	Pushed bool
 
 	// Redated are the snapshots the server dated itself: the node's
 	// clock is off.
@@ -395,6 +399,11 @@ func (s *session) run() error {
 			release()
 			s.bufs <- recycle(body)
 			return s.fail(err)
+		}
+		if t == TypePutBlob || t == TypeHaveBlobs || t == TypeCommit {
+			s.mu.Lock()
+			s.stats.Pushed = true
+			s.mu.Unlock()
 		}
 		if t == TypePutBlob {
 			if err := s.putBlob(body, release); err != nil {

@@ -16,17 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveMetrics serves /metrics on addr until stop is called.
+// serveMetrics serves /metrics and the status page (page.go) on addr
+// until stop is called.
 func (a *Appliance) serveMetrics(addr string) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&collector{a: a})
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: PageTimeout})
+	srv := &http.Server{Handler: a.metricsHandler(ln, metrics), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: PageTimeout + 15*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go srv.Serve(ln)
 	a.log.Info("metrics", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil

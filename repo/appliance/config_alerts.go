@@ -33,7 +33,9 @@ type MetricsAuth struct {
 }
 
 // Set reports whether any credential is configured.
-func (m *MetricsAuth) Set() bool { return m != nil && (m.TokenFile != "" || m.User != "" || m.PasswordFile != "") }
+func (m *MetricsAuth) Set() bool {
+	return m != nil && (m.TokenFile != "" || m.User != "" || m.PasswordFile != "")
+}
 
 // Notifications are the built-in notification targets, beside the
 // notify command: each gets every alert (webhooks, ntfy topics), or the

@@ -20,7 +20,7 @@ import (
 // until stop is called.
 func (a *Appliance) serveMetrics(addr string) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{a: a})
+	reg.MustRegister(&collector{a: a}, notifyCollector{a})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

@@ -257,12 +257,14 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 	if c, ok := s.stdin.(io.Closer); ok {
 		closer = c.Close
 	}
+	a.pushStarted(s.node, "")
 	st, err := wire.Serve(ctx, readWriter{Reader: s.stdin, Writer: s.stdout, close: closer}, a.backend(), wire.SessionConfig{
 		Node: s.node, Perms: s.perms, Isolated: s.isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
 		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew, Authorized: s.sess.authorized,
 	})
 	a.logRedated(s.node, st.Redated)
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
+	a.pushEnded(s.node, st.Snapshots, st.Plans, err)
 	if err != nil {
 		return 1
 	}
@@ -298,6 +300,7 @@ func runPush(a *Appliance, ctx context.Context, s *nodeSession) int {
 	in := newIdleReader(s.sess.input(s.stdin), a.Config().Limits.IdleTimeout, cancel)
 	defer in.stop()
 	p := pushArgs{Tar: s.args.bool("tar"), Stdin: s.args.bool("stdin"), Name: s.args.str("name"), Plan: s.args.str("plan"), Tags: s.args.list("tag")}
+	a.pushStarted(s.node, p.Plan)
 	return a.pushStream(ctx, s.node, s.isolated, p, in, s.stdout, s.stderr, s.start)
 }
 

@@ -143,6 +143,10 @@ type PushStats struct {
 	BlobsSent   uint64 // PutBlob frames received
 	BytesSent   uint64 // their payload bytes
 	BlobsStored uint64 // new to the repository
+	// Plans are the plans of the commits the session received, in
+	// order: Plans[i] is the plan of Snapshots[i]; one more is the plan
+	// of a commit that failed.
+	Plans []string
 
 	// Redated are the snapshots the server dated itself: the node's
 	// clock is off.
@@ -650,6 +654,9 @@ func (s *session) commit(m *Commit) error {
 	if err != nil {
 		return coded(CodeProtocol, "commit: %v", err)
 	}
+	s.mu.Lock()
+	s.stats.Plans = append(s.stats.Plans, sn.Plan)
+	s.mu.Unlock()
 	if sn.Node != s.sc.Node && !s.sc.Perms.Has(PermAdmin) {
 		return coded(CodePermissionDenied, "node %s may not commit a snapshot of node %s", s.sc.Node, sn.Node)
 	}

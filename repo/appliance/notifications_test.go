@@ -162,7 +162,9 @@ func TestNotifyQueueDropsOldest(t *testing.T) {
 	defer close(release)
 	a := notifyAppliance(t, "notifications:\n  webhooks: [{url: \""+hook.URL+"\"}]\n  queue: 3\n", io.Discard)
 	cfg := a.Config()
-	send := func(i int) { a.notes.alert(cfg, Event{Kind: EventJobFailed, Job: fmt.Sprint(i), Title: "t", Message: "m"}) }
+	send := func(i int) {
+		a.notes.alert(cfg, Event{Kind: EventJobFailed, Job: fmt.Sprint(i), Title: "t", Message: "m"})
+	}
 	send(0)
 	// The first request is in flight (the server holds it); each
 	// further alert returns at once.

@@ -427,7 +427,8 @@ func render(w http.ResponseWriter, name string, data any) {
 	w.Write(b.Bytes())
 }
 
-// shortDur shortens a duration for people: 26h → 1d2h, 90s → 1m30s.
+// shortDur shortens a duration for people: 0.25s, 12.3s, 5m3s, 26h,
+// 1h30m, 2d1h.
 func shortDur(d time.Duration) string {
 	switch {
 	case d < 0:
@@ -437,10 +438,19 @@ func shortDur(d time.Duration) string {
 	case d < time.Minute:
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%ds", d/time.Minute, d%time.Minute/time.Second)
 	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+		d = d.Round(time.Minute)
+		if m := d % time.Hour / time.Minute; m != 0 {
+			return fmt.Sprintf("%dh%dm", d/time.Hour, m)
+		}
+		return fmt.Sprintf("%dh", d/time.Hour)
 	}
-	days := d / (24 * time.Hour)
-	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+	d = d.Round(time.Hour)
+	days, h := d/(24*time.Hour), d%(24*time.Hour)/time.Hour
+	if h == 0 {
+		return fmt.Sprintf("%dd", days)
+	}
+	return fmt.Sprintf("%dd%dh", days, h)
 }

@@ -49,7 +49,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"bytes":  func(n uint64) string { return status.HumanBytes(n) },
 	"ibytes": func(n int64) string { return status.HumanBytes(uint64(max(n, 0))) },
 	"pct":    func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
-	"secs":   func(f float64) string { return fmt.Sprintf("%.1f s", f) },
+	"secs":   func(f float64) string { return shortDur(time.Duration(f * float64(time.Second))) },
 	"dur":    shortDur,
 	"short":  func(id blob.ID) string { return id.Short() },
 }).Parse(pageHTML))
@@ -294,7 +294,6 @@ func planName(node, plan string) string {
 
 // charts draws the history.
 func (ov *overview) charts(h *status.History, loc *time.Location, cycle time.Duration) {
-	timeX := func(v float64) string { return time.Unix(int64(v), 0).In(loc).Format("Jan 02") }
 	hourX := func(v float64) string { return time.Unix(int64(v), 0).In(loc).Format("Jan 02 15:04") }
 	x := func(t time.Time) float64 { return float64(t.Unix()) }
 	byteY := func(v float64) string { return status.HumanBytes(uint64(math.Max(v, 0))) }
@@ -305,20 +304,20 @@ func (ov *overview) charts(h *status.History, loc *time.Location, cycle time.Dur
 		stored = append(stored, chart.Point{X: x(s.Time), Y: float64(s.StoredBytes), Title: fmt.Sprintf("%s: %s stored in %d packs", hourX(x(s.Time)), status.HumanBytes(s.StoredBytes), s.Packs)})
 		files = append(files, chart.Point{X: x(s.Time), Y: float64(s.Bytes), Title: fmt.Sprintf("%s: %s in %d snapshots", hourX(x(s.Time)), status.HumanBytes(s.Bytes), s.Snapshots)})
 	}
-	ov.Size = chart.Line{Title: "Repository size: stored (packs) and backed up (files in the snapshots kept)", XFormat: timeX, YFormat: byteY,
-		Series: []chart.Series{{Name: "stored", Points: stored}, {Name: "backed up", Points: files}}}.SVG()
+	ov.Size = chart.Line{Title: "Repository size", Time: loc, YFormat: byteY,
+		Series: []chart.Series{{Name: "stored in packs", Points: stored}, {Name: "files in the snapshots kept", Points: files}}}.SVG()
 
 	var cover []chart.Point
 	for _, c := range h.Cover {
 		days := c.Age.Hours() / 24
 		cover = append(cover, chart.Point{X: days, Y: c.Fraction, Title: fmt.Sprintf("%.0f%% verified within %.0f days", c.Fraction*100, days)})
 	}
-	ov.Coverage = chart.Line{Title: "Verification through the rotation: share of stored bytes verified within N days", Steps: true, YMin: 0, YMax: 1,
+	ov.Coverage = chart.Line{Title: "Verified within N days (share of stored bytes)", Steps: true, YMin: 0, YMax: 1,
 		Markers: []chart.Marker{{X: cycle.Hours() / 24, Label: "cycle " + shortDur(cycle)}},
 		XFormat: func(v float64) string { return fmt.Sprintf("%.0fd", v) }, YFormat: func(v float64) string { return fmt.Sprintf("%.0f%%", v*100) },
 		Series: []chart.Series{{Name: "verified", Points: cover}}}.SVG()
 
-	tl := chart.Timeline{Title: "Snapshots per day (a red cell: a missed day)"}
+	tl := chart.Timeline{Title: "Snapshots per day (a red cell: a missed day)", Width: 1200}
 	for _, d := range h.Days {
 		tl.Days = append(tl.Days, d.Format("Jan 02"))
 	}
@@ -369,9 +368,9 @@ func (ov *overview) charts(h *status.History, loc *time.Location, cycle time.Dur
 			}
 			rec = append(rec, chart.Point{X: x(d.Time), Y: d.Seconds, Bad: !d.OK, Title: fmt.Sprintf("%s: drill %s %s, recovery %.1f s (report %s)", hourX(x(d.Time)), verdict, p.Name(), d.Seconds, d.Report.Short())})
 		}
-		pc.Pushes = chart.Line{Title: p.Name() + ": size of each snapshot", XFormat: timeX, YFormat: byteY, Series: sizes, Height: 160}.SVG()
-		pc.Took = chart.Line{Title: p.Name() + ": how long each push took", XFormat: timeX, YFormat: secY, Series: took, Height: 160}.SVG()
-		pc.Recoveries = chart.Line{Title: p.Name() + ": drill recovery time (a cross: failed)", XFormat: timeX, YFormat: secY, Series: []chart.Series{{Name: "recovery", Points: rec}}, Height: 160}.SVG()
+		pc.Pushes = chart.Line{Title: p.Name() + ": size of each snapshot", Time: loc, YFormat: byteY, Series: sizes, Width: 480, Height: 180}.SVG()
+		pc.Took = chart.Line{Title: p.Name() + ": how long each push took", Time: loc, YFormat: secY, Series: took, Width: 480, Height: 180}.SVG()
+		pc.Recoveries = chart.Line{Title: p.Name() + ": drill recovery time (a cross: failed)", Time: loc, YFormat: secY, Series: []chart.Series{{Name: "recovery", Points: rec}}, Width: 480, Height: 180}.SVG()
 		ov.Plans = append(ov.Plans, pc)
 	}
 }
@@ -427,14 +426,16 @@ func render(w http.ResponseWriter, name string, data any) {
 	w.Write(b.Bytes())
 }
 
-// shortDur shortens a duration for people: 0.25s, 12.3s, 5m3s, 26h,
+// shortDur shortens a duration for people: 250ms, 12.3s, 5m3s, 26h,
 // 1h30m, 2d1h.
 func shortDur(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "-" + shortDur(-d)
+	case d == 0:
+		return "0s"
 	case d < time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
+		return fmt.Sprintf("%dms", d.Round(time.Millisecond)/time.Millisecond)
 	case d < time.Minute:
 		return fmt.Sprintf("%.1fs", d.Seconds())
 	case d < time.Hour:

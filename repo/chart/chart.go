@@ -27,6 +27,7 @@ import (
 	"html/template"
 	"math"
 	"strings"
+	"time"
 )
 
 // MaxPoints bounds the points of one series drawn.
@@ -61,6 +62,9 @@ type Line struct {
 	XFormat, YFormat func(float64) string
 	// XTicks places the X ticks: nil spreads five over the range.
 	XTicks func(lo, hi float64) []float64
+	// Time, when set, makes X unix seconds labelled in that zone: hours
+	// over a day and a half or less, else dates (XFormat is then unused).
+	Time *time.Location
 	// YMin and YMax fix the Y range when YMax > YMin (a share: 0 to 1);
 	// else it is 0 to a round number above the largest value.
 	YMin, YMax float64
@@ -124,6 +128,13 @@ func (c Line) SVG() template.HTML {
 	px := func(x float64) float64 { return x0 + (x-lox)/(hix-lox)*(x1-x0) }
 	py := func(y float64) float64 { return y0 - (y-loy)/(hy-loy)*(y0-y1) }
 	yf, xf := c.YFormat, c.XFormat
+	if c.Time != nil {
+		layout := "Jan 02"
+		if hix-lox <= 36*3600 {
+			layout = "15:04"
+		}
+		xf = func(v float64) string { return time.Unix(int64(v), 0).In(c.Time).Format(layout) }
+	}
 	if yf == nil {
 		yf = func(v float64) string { return fmt.Sprintf("%g", v) }
 	}
@@ -183,7 +194,7 @@ func (c Line) SVG() template.HTML {
 		x := float64(w - padRight)
 		for i := len(series) - 1; i >= 0; i-- {
 			label := esc(series[i].Name)
-			fmt.Fprintf(&b, `<text class="legend ln%d" x="%.1f" y="14" text-anchor="end">%s</text>`, i%4, x, label)
+			fmt.Fprintf(&b, `<text class="legend ln%d" x="%.1f" y="%d" text-anchor="end">%s</text>`, i%4, x, padTop-2, label)
 			x -= float64(7*len([]rune(series[i].Name)) + 14)
 		}
 	}

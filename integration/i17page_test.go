@@ -199,7 +199,7 @@ func TestNotificationsFromAppliance(t *testing.T) {
 	extra := "  clock_skew: 2000h\nexpect: {lyra/old: 24h}\n" +
 		"jobs:\n  drill: {schedule: \"0 3 1 1 *\", scratch: " + t.TempDir() + "}\n  verify: {schedule: \"0 3 1 1 *\", cycle: 1d}\n  staleness: {schedule: \"0 3 1 1 *\"}\n" +
 		"notifications:\n  webhooks: [{url: \"" + hook.URL + "/hook\"}]\n  ntfy: [{url: \"" + ntfy.URL + "/cairn\"}]\n" +
-		"  healthchecks:\n    lyra: \"" + hc.URL + "/hc/lyra\"\n    lyra/git: \"" + hc.URL + "/hc/lyra-git\"\n  timeout: 5s\n"
+		"  healthchecks:\n    lyra: \"" + hc.URL + "/hc/lyra\"\n    lyra/git: \"" + hc.URL + "/hc/lyra-git\"\n    lyra/db: \"" + hc.URL + "/hc/lyra-db\"\n  timeout: 5s\n"
 	a := e.serveWith(extra, lyra, vega)
 
 	// cairn config check knows the keys.
@@ -255,6 +255,27 @@ func TestNotificationsFromAppliance(t *testing.T) {
 		t.Errorf("backdated push pings %q\nwant %q", got, want)
 	}
 
+	// A source that fails on the node (its before command): cairn push
+	// tells the appliance, whose alert carries the node's own error and
+	// names the source's plan.
+	planFile := filepath.Join(e.dir, "plan.yaml")
+	os.WriteFile(planFile, []byte("sources:\n  - name: etc\n    class: config\n    why: settings\n    paths: ["+src+"/README]\n"+
+		"  - name: db\n    class: database\n    why: all data\n    command: printf 'CREATE TABLE t;\\n'\n    file: db.sql\n    before: \"echo cannot flush >&2; exit 4\"\n"), 0o644)
+	r = a.push(lyra, nil, "--plan", planFile)
+	nodeWhy := `source db: before command "echo cannot flush >&2; exit 4" failed: exit status 4: cannot flush; the source was skipped, nothing saved`
+	if r.code != 1 || !strings.Contains(r.stderr, "cairn: "+nodeWhy+"\n") {
+		t.Fatalf("plan push: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	why = "the node reported: " + nodeWhy
+	wantEv = map[string]any{"event": "push_failed", "host": host, "node": "lyra", "plan": "db", "reason": why,
+		"title": "cairn: push from lyra/db failed", "message": "A push from node lyra, plan db, failed: " + why}
+	if ev := hook.event(t, "the node's push_failed"); fmt.Sprint(ev) != fmt.Sprint(wantEv) {
+		t.Errorf("node's push_failed %v\nwant %v", ev, wantEv)
+	}
+	if got, want := hc.pings(t, 5, "plan push pings"), sorted("/hc/lyra/start ", "/hc/lyra 1 snapshots saved", "/hc/lyra/start ", "/hc/lyra/fail "+why, "/hc/lyra-db/fail "+why); !slices.Equal(got, want) {
+		t.Errorf("plan push pings %q\nwant %q", got, want)
+	}
+
 	// A drill of a damaged pack fails: the event names the group, the
 	// snapshot, the report and the drill's reason.
 	damageNewest(t, e.repo, before)
@@ -263,10 +284,14 @@ func TestNotificationsFromAppliance(t *testing.T) {
 	}
 	var st statusJSON
 	r = e.run(nil, "status", "--json")
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Groups) != 2 || st.Groups[0].Plan != "git" || st.Groups[0].Drill == nil {
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatalf("status: %v\n%s", err, r.stdout)
 	}
-	d := st.Groups[0].Drill
+	gi := slices.IndexFunc(st.Groups, func(g statusGroup) bool { return g.Plan == "git" })
+	if gi < 0 || st.Groups[gi].Drill == nil {
+		t.Fatalf("status:\n%s", r.stdout)
+	}
+	d := st.Groups[gi].Drill
 	wantEv = map[string]any{"event": "drill_failed", "host": host, "node": "lyra", "plan": "git", "paths": []any{src}, "snapshot": snap, "report": d.Report,
 		"reason": d.Reason, "title": "cairn: drill of lyra/git failed",
 		"message": fmt.Sprintf("The drill of lyra/git [%s] (snapshot %s) failed: %s (cairn drills %s)", src, snap[:8], d.Reason, d.Report[:8])}
@@ -326,27 +351,30 @@ func sorted(s ...string) []string { slices.Sort(s); return s }
 
 // statusJSON is what the tests read of cairn status --json.
 type statusJSON struct {
-	Groups []struct {
-		Node      string   `json:"node"`
-		Plan      string   `json:"plan"`
-		Paths     []string `json:"paths"`
-		Snapshots int      `json:"snapshots"`
-		Last      struct {
-			ID    string `json:"id"`
-			Bytes uint64 `json:"bytes"`
-		} `json:"last"`
-		Drill *struct {
-			Report         string  `json:"report"`
-			Result         string  `json:"result"`
-			RestoreSeconds float64 `json:"restore_seconds"`
-			Reason         string  `json:"reason"`
-		} `json:"drill"`
-	} `json:"groups"`
-	Never []struct {
+	Groups []statusGroup `json:"groups"`
+	Never  []struct {
 		Node string `json:"node"`
 		Plan string `json:"plan"`
 	} `json:"never"`
 	StoredBytes      int64    `json:"stored_bytes"`
 	VerifiedFraction float64  `json:"verified_fraction"`
 	Attention        []string `json:"attention"`
+}
+
+// statusGroup is one group of cairn status --json.
+type statusGroup struct {
+	Node      string   `json:"node"`
+	Plan      string   `json:"plan"`
+	Paths     []string `json:"paths"`
+	Snapshots int      `json:"snapshots"`
+	Last      struct {
+		ID    string `json:"id"`
+		Bytes uint64 `json:"bytes"`
+	} `json:"last"`
+	Drill *struct {
+		Report         string  `json:"report"`
+		Result         string  `json:"result"`
+		RestoreSeconds float64 `json:"restore_seconds"`
+		Reason         string  `json:"reason"`
+	} `json:"drill"`
 }

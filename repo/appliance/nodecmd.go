@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -264,7 +265,7 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 	})
 	a.logRedated(s.node, st.Redated)
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
-	a.pushEnded(s.node, st.Snapshots, st.Plans, err)
+	a.pushEnded(s.node, st.Snapshots, failedPlan(st, err), err)
 	if err != nil {
 		return 1
 	}
@@ -334,4 +335,27 @@ func runAdmin(a *Appliance, ctx context.Context, s *nodeSession) int {
 	a.log.Info("admin command", "node", s.node, "command", s.line, "exit", code, "duration", time.Since(s.start).Round(time.Millisecond),
 		"ran", strings.Join(args, " "))
 	return code
+}
+
+// failedPlan returns the plans of a session's commits (PushStats.Plans:
+// one more than its snapshots when a commit failed) and, when the node
+// reported a failure of its own (wire.NodeError), the plan that failure
+// concerns: the one plan the session listed or committed, if it worked
+// on exactly one.
+func failedPlan(st wire.PushStats, err error) []string {
+	plans := st.Plans
+	var ne *wire.NodeError
+	if !errors.As(err, &ne) || len(plans) > len(st.Snapshots) {
+		return plans
+	}
+	var named []string
+	for _, p := range append(slices.Clone(st.Listed), st.Plans...) {
+		if p != "" && !slices.Contains(named, p) {
+			named = append(named, p)
+		}
+	}
+	if len(named) != 1 {
+		return plans
+	}
+	return append(slices.Clone(plans), named[0])
 }

@@ -191,8 +191,26 @@ func readSecret(d *yamldoc.Doc, key, path string) []byte {
 		d.Problemf(key, "%s: give an absolute path", path)
 		return nil
 	}
-	// Non-blocking, so that a FIFO cannot stall the check.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	// Only a regular file is opened (a device's open may act: a
+	// watchdog, a tape): symbolic links are resolved first (secrets are
+	// often linked into place), the file is opened without following a
+	// link and without blocking (a FIFO put there since), and checked
+	// again once open.
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		d.Problemf(key, "%v", err)
+		return nil
+	}
+	lst, err := os.Lstat(real)
+	switch {
+	case err != nil:
+		d.Problemf(key, "%v", err)
+		return nil
+	case !lst.Mode().IsRegular():
+		d.Problemf(key, "%s is not a regular file", path)
+		return nil
+	}
+	f, err := os.OpenFile(real, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		d.Problemf(key, "%v", err)
 		return nil
@@ -203,7 +221,7 @@ func readSecret(d *yamldoc.Doc, key, path string) []byte {
 	case err != nil:
 		d.Problemf(key, "%v", err)
 		return nil
-	case !st.Mode().IsRegular():
+	case !st.Mode().IsRegular() || !os.SameFile(st, lst):
 		d.Problemf(key, "%s is not a regular file", path)
 		return nil
 	case st.Mode().Perm()&0o077 != 0:

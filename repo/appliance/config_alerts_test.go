@@ -26,6 +26,8 @@ func TestConfigAlertsChecked(t *testing.T) {
 	open := secret("open", "s3cr3t-open\n", 0o644)
 	empty := secret("empty", "\n", 0o600)
 	two := secret("two", "a\nb\n", 0o600)
+	link := filepath.Join(dir, "null")
+	os.Symlink("/dev/null", link)
 	node := "nodes:\n  lyra:\n    keys: [\"" + keyA + "\"]\n    permissions: [push]\n"
 	for _, c := range []struct{ doc, want string }{
 		{"metrics: 0.0.0.0:9100\n", "/etc/c.yaml:1: metrics: 0.0.0.0:9100 listens beyond this machine: give metrics_auth (token_file, or user and password_file), or listen on 127.0.0.1"},
@@ -36,7 +38,9 @@ func TestConfigAlertsChecked(t *testing.T) {
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + open + "\n", "/etc/c.yaml:3: metrics_auth.token_file: " + open + " has mode 0644, open to group or others: make it 0600 (chmod 600 " + open + ")"},
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + empty + "\n", "/etc/c.yaml:3: metrics_auth.token_file: " + empty + " is empty"},
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + two + "\n", "/etc/c.yaml:3: metrics_auth.token_file: " + two + " holds more than one line"},
-		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + dir + "/none\n", "/etc/c.yaml:3: metrics_auth.token_file: open " + dir + "/none: no such file or directory"},
+		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + dir + "/none\n", "/etc/c.yaml:3: metrics_auth.token_file: lstat " + dir + "/none: no such file or directory"},
+		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + link + "\n", "/etc/c.yaml:3: metrics_auth.token_file: " + link + " is not a regular file"},
+		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: /dev/null\n", "/etc/c.yaml:3: metrics_auth.token_file: /dev/null is not a regular file"},
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  token_file: " + dir + "\n", "/etc/c.yaml:3: metrics_auth.token_file: " + dir + " is not a regular file"},
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  user: ops\n", `/etc/c.yaml:3: metrics_auth.user: "ops" needs a password_file`},
 		{"metrics: 0.0.0.0:9100\nmetrics_auth:\n  password_file: " + good + "\n", "/etc/c.yaml:3: metrics_auth.password_file: needs a user"},
@@ -65,6 +69,9 @@ func TestConfigAlertsChecked(t *testing.T) {
 
 	// What is accepted: the secrets are read, the defaults filled in.
 	pass := secret("pass", "hunter2\n", 0o400)
+	linked := filepath.Join(dir, "linked")
+	os.Symlink(pass, linked) // a secret linked into place is read
+	pass = linked
 	cfg, err := ParseConfig([]byte(node+"metrics: 0.0.0.0:9100\nmetrics_auth: {token_file: "+good+", user: ops, password_file: "+pass+"}\n"+
 		"notifications:\n  webhooks: [{url: \"http://127.0.0.1:1/hook\"}]\n  healthchecks: {lyra/git: \"https://hc.example.org/p/1\"}\n"), "/etc/c.yaml")
 	if err != nil {

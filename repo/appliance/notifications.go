@@ -179,7 +179,9 @@ func (n *notifier) configure(cfg *Config) {
 		key := name + " " + rawURL
 		keep[key] = true
 		if t := n.targets[key]; t != nil {
+			t.mu.Lock()
 			t.max = nc.Queue
+			t.mu.Unlock()
 			return t
 		}
 		host := ""

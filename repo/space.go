@@ -17,15 +17,25 @@ import (
 // by two memtables, a flush and a compaction of everything it holds.
 const IndexReserve = 32 << 20
 
+// Space returns the free space of the repository's file system (for
+// this user) and the reserve pack writes leave free for the index
+// ([IndexReserve] plus the index's own size). Pack writes are refused
+// while free is below reserve.
+func (r *Repository) Space() (free, reserve int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.indexDir(), &st); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", r.dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), IndexReserve + dirSize(r.indexDir()), nil
+}
+
 // checkSpace refuses to store n more bytes of pack when that would leave
 // less than the index's reserve free.
 func (r *Repository) checkSpace(n int64) error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(r.indexDir(), &st); err != nil {
+	free, reserve, err := r.Space()
+	if err != nil {
 		return nil // cannot tell: the write itself finds out
 	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	reserve := IndexReserve + dirSize(r.indexDir())
 	if free-n < reserve {
 		return fmt.Errorf("%s: %d MiB free, and %d MiB stay free for the index: %w", r.dir, free>>20, reserve>>20, unix.ENOSPC)
 	}

@@ -432,6 +432,19 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 			c.Close()
 		}
 	}()
+	// Sources that failed on this side are told to the appliance at the
+	// end, so that its alerts carry this node's error (tellFailed).
+	var local []error
+	var localPlans []string
+	defer func() {
+		if len(local) > 0 && ctx.Err() == nil {
+			if c != nil {
+				c.Close()
+			}
+			c = nil
+			tellFailed(ctx, func() (*wire.Client, error) { return o.session(ctx, g, l, t) }, local, localPlans)
+		}
+	}()
 	// Connected first: an appliance that cannot be reached is found
 	// before any source's before commands stop a service.
 	err = connect()
@@ -476,13 +489,21 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		if e := l.explain(ctx, err); e != nil {
 			return e // the session is over: say what of the push stands
 		}
+		var we *wire.ErrorMsg
+		if err != nil && !errors.As(err, &we) && !errors.Is(err, wire.ErrClosed) {
+			local = append(local, err)
+			if job != nil {
+				localPlans = append(localPlans, job.plan)
+			} else {
+				localPlans = append(localPlans, j.source)
+			}
+		}
 		if err != nil {
 			if len(jobs) == 1 {
 				return fmt.Errorf("push: %w", err)
 			}
 			fmt.Fprintf(g.stderr, "cairn: %v\n", err)
 			failed = append(failed, err)
-			var we *wire.ErrorMsg
 			if errors.As(err, &we) || errors.Is(err, wire.ErrClosed) {
 				break // the session is over
 			}
@@ -495,6 +516,27 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		return &exitError{code: exitWarnings, err: errors.New("some files could not be read")}
 	}
 	return nil
+}
+
+// tellFailed tells the appliance that sources failed on this node: in a
+// session of its own (so that the sessions that saved snapshots ended
+// cleanly), it lists the failed sources' plan when they share one (the
+// appliance attributes the failure to the plan a session worked on)
+// and ends with an Error carrying the errors instead of Bye. Best
+// effort: the push's outcome and exit code are already decided.
+func tellFailed(ctx context.Context, dial func() (*wire.Client, error), errs []error, plans []string) {
+	c, err := dial()
+	if err != nil {
+		return
+	}
+	if distinct := slices.Compact(slices.Sorted(slices.Values(plans))); len(distinct) == 1 && distinct[0] != "" {
+		c.ListSnapshots(ctx, distinct[0])
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	c.Fail(strings.Join(msgs, "; "))
 }
 
 // jobMaker prepares one job of a push: a plan's source (whose before

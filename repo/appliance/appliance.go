@@ -117,6 +117,9 @@ type Appliance struct {
 	wg       sync.WaitGroup
 	conns    map[*sshConn]bool // authenticated SSH connections, for revocation
 	live     map[*session]bool // node sessions, for revocation
+
+	notes *notifier                               // the built-in notification targets
+	space func() (free, reserve int64, err error) // the repository's disk space (a test replaces it)
 }
 
 // BlobBytesInFlight bounds the memory that PutBlob frames of all node
@@ -141,7 +144,8 @@ func New(o Options) (*Appliance, error) {
 	}
 	a := &Appliance{o: o, r: o.Repo, log: o.Logger, perNode: map[string]int{}, cancels: map[int]context.CancelFunc{},
 		blobs: wire.NewBlobBudget(BlobBytesInFlight), ready: make(chan struct{}),
-		conns: map[*sshConn]bool{}, live: map[*session]bool{}, counters: newCounters()}
+		conns: map[*sshConn]bool{}, live: map[*session]bool{}, counters: newCounters(), notes: newNotifier(o.Logger)}
+	a.space = func() (int64, int64, error) { return a.r.Space() }
 	cfg, err := LoadConfig(o.ConfigPath)
 	if o.ConfigOptional && errors.Is(err, fs.ErrNotExist) {
 		cfg, err = DefaultConfig(o.ConfigPath), nil
@@ -232,6 +236,8 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	defer os.Remove(sock)
+	// Last: notifications of the sessions' ends still go out.
+	defer a.notes.close(10 * time.Second)
 	if err := a.startScheduler(a.Config()); err != nil {
 		sl.Close()
 		return err
@@ -245,6 +251,8 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		}
 		defer stop()
 	}
+	stopBackground := a.background()
+	defer stopBackground()
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	defer stopServing()
 	var acceptors sync.WaitGroup
@@ -601,6 +609,7 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 		}
 		a.countPush(node, err)
 		a.logPush(node, "push", nil, 0, 0, 0, start, err)
+		a.pushEnded(node, nil, []string{plan}, err)
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
@@ -612,6 +621,11 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 	id, err := s.Commit(ctx, sn)
 	a.countPush(node, err)
 	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
+	if err != nil {
+		a.pushEnded(node, nil, []string{plan}, err)
+	} else {
+		a.pushEnded(node, []blob.ID{id}, []string{plan}, nil)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1

@@ -46,6 +46,11 @@ type Config struct {
 	// Metrics is the address of the Prometheus endpoint (/metrics);
 	// empty is off.
 	Metrics string `yaml:"metrics,omitempty"`
+	// MetricsAuth protects the metrics listener; required when it is
+	// not on a loopback address.
+	MetricsAuth MetricsAuth `yaml:"metrics_auth,omitempty"`
+	// Notifications are the built-in notification targets.
+	Notifications Notifications `yaml:"notifications,omitempty"`
 
 	// Path is the file the configuration was read from.
 	Path string `yaml:"-"`
@@ -322,6 +327,7 @@ func (c *Config) check(d *yamldoc.Doc) {
 		}
 	}
 	c.Jobs.check(d)
+	c.checkAlerts(d)
 	seen := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Nodes)) {
 		n := c.Nodes[name]
@@ -535,7 +541,13 @@ nodes: {}
 #   staleness: {schedule: "@hourly"}                # report missed backups
 # expect: {default: 26h, lyra/git: 8d}              # how often each node/plan must back up
 # notify: /usr/local/bin/cairn-notify               # gets a failing job's report as JSON on stdin
-# metrics: 127.0.0.1:9100                           # Prometheus /metrics (off by default)
+# metrics: 127.0.0.1:9100                           # the status page (/) and Prometheus /metrics (off by default)
+# metrics_auth: {token_file: /etc/cairn/page.token}  # required when metrics is not on loopback
+#   (or user: NAME and password_file: PATH for basic authentication; files mode 0600)
+# notifications:                                    # built-in targets beside notify:
+#   webhooks: [{url: "https://hooks.example.org/cairn"}]        # every alert as JSON
+#   ntfy: [{url: "https://ntfy.sh/my-cairn-alerts"}]             # every alert as a message
+#   healthchecks: {lyra/git: "https://hc-ping.com/UUID"}        # a dead man's switch per node/plan
 
 # limits:
 #   sessions: 32            # all nodes together

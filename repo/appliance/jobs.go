@@ -184,6 +184,9 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 	res.Detail, _ = json.Marshal(rep)
 	res.Summary = fmt.Sprintf("verified %d packs (%d bytes): %d problems", rep.PacksRead, rep.BytesRead, len(rep.Findings))
 	res.Attention = !rep.Clean()
+	if res.Attention {
+		a.verifyFailed(cfg, rep)
+	}
 	return res, nil
 }
 
@@ -235,6 +238,7 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 		}
 		if rep.Result != drill.ResultOK {
 			failed++
+			a.drillFailed(cfg, k, e.ID, id, rep.Reason())
 		}
 		total += rep.RestoreSeconds
 		items = append(items, item{Group: k.String(), Snapshot: e.ID, Report: id, Result: rep.Result, Reason: rep.Reason(), Secs: rep.RestoreSeconds})
@@ -283,6 +287,9 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	}
 	if cfg.Missing {
 		st.Attention = append(st.Attention, NoConfigAttention(cfg.Path))
+	}
+	if free, reserve, err := a.space(); err == nil && free < reserve {
+		st.Attention = append(st.Attention, fmt.Sprintf("repository disk: %d MiB free, below the %d MiB kept for the index: pushes are refused until space is freed (cairn forget --prune)", free>>20, reserve>>20))
 	}
 	return st, nil
 }
@@ -352,6 +359,7 @@ func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Re
 	for _, g := range st.Groups {
 		plans[[2]string{g.Node, g.Plan}] = true
 	}
+	a.stale(cfg, st)
 	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing))}, Attention: len(missing) > 0}
 	res.Detail, _ = json.Marshal(missing)
 	if len(missing) == 0 {
@@ -365,6 +373,9 @@ func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Re
 // notify runs the configured notify command with the run as JSON on its
 // standard input.
 func (a *Appliance) notify(ctx context.Context, run scheduler.Run) {
+	if run.Status == scheduler.StatusFailed {
+		a.jobFailed(a.Config(), run)
+	}
 	cmdline := a.Config().Notify
 	if cmdline == "" {
 		return
@@ -387,6 +398,13 @@ func (a *Appliance) notify(ctx context.Context, run scheduler.Run) {
 func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, error) {
 	if s := a.Scheduler(); s != nil {
 		return s.Trigger(ctx, name)
+	}
+	select {
+	case <-a.ready:
+	default:
+		// Not serving: this process ends after the job; what it
+		// notifies is sent first (bounded).
+		defer a.notes.close(30 * time.Second)
 	}
 	cfg := a.Config()
 	jobs := a.jobs(cfg)

@@ -17,10 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// serveMetrics serves /metrics on addr until stop is called.
+// serveMetrics serves /metrics and the status page (page.go) on addr
+// until stop is called.
 func (a *Appliance) serveMetrics(addr string) (stop func(), err error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{a: a})
+	reg.MustRegister(&collector{a: a}, notifyCollector{a})
 	reg.MustRegister(a.counters.collectors()...)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := a.o.Build
@@ -29,13 +30,13 @@ func (a *Appliance) serveMetrics(addr string) (stop func(), err error) {
 		Help:        "Always 1; the labels name the running build.",
 		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
 	}, func() float64 { return 1 }))
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, Timeout: PageTimeout})
+	srv := &http.Server{Handler: a.metricsHandler(ln, metrics), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: PageTimeout + 15*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go srv.Serve(ln)
 	a.log.Info("metrics", "addr", ln.Addr().String())
 	return func() { srv.Close() }, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -257,6 +258,7 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 	if c, ok := s.stdin.(io.Closer); ok {
 		closer = c.Close
 	}
+	a.pushStarted(s.node, "")
 	st, err := wire.Serve(ctx, readWriter{Reader: s.stdin, Writer: s.stdout, close: closer}, a.backend(), wire.SessionConfig{
 		Node: s.node, Perms: s.perms, Isolated: s.isolated, MaxBatch: cfg.Limits.MaxBatch, IdleTimeout: cfg.Limits.IdleTimeout,
 		Blobs: a.blobs, ClockSkew: cfg.Limits.ClockSkew, Authorized: s.sess.authorized,
@@ -266,6 +268,7 @@ func runWire(a *Appliance, ctx context.Context, s *nodeSession) int {
 		a.countPush(s.node, err) // a restore --from or a listing is no push
 	}
 	a.logPush(s.node, "cairn-wire", st.Snapshots, st.BlobsSent, st.BytesSent, st.BlobsStored, s.start, err)
+	a.pushEnded(s.node, st.Snapshots, failedPlan(st, err), err)
 	if err != nil {
 		return 1
 	}
@@ -301,6 +304,7 @@ func runPush(a *Appliance, ctx context.Context, s *nodeSession) int {
 	in := newIdleReader(s.sess.input(s.stdin), a.Config().Limits.IdleTimeout, cancel)
 	defer in.stop()
 	p := pushArgs{Tar: s.args.bool("tar"), Stdin: s.args.bool("stdin"), Name: s.args.str("name"), Plan: s.args.str("plan"), Tags: s.args.list("tag")}
+	a.pushStarted(s.node, p.Plan)
 	return a.pushStream(ctx, s.node, s.isolated, p, in, s.stdout, s.stderr, s.start)
 }
 
@@ -334,4 +338,27 @@ func runAdmin(a *Appliance, ctx context.Context, s *nodeSession) int {
 	a.log.Info("admin command", "node", s.node, "command", s.line, "exit", code, "duration", time.Since(s.start).Round(time.Millisecond),
 		"ran", strings.Join(args, " "))
 	return code
+}
+
+// failedPlan returns the plans of a session's commits (PushStats.Plans:
+// one more than its snapshots when a commit failed) and, when the node
+// reported a failure of its own (wire.NodeError), the plan that failure
+// concerns: the one plan the session listed or committed, if it worked
+// on exactly one.
+func failedPlan(st wire.PushStats, err error) []string {
+	plans := st.Plans
+	var ne *wire.NodeError
+	if !errors.As(err, &ne) || len(plans) > len(st.Snapshots) {
+		return plans
+	}
+	var named []string
+	for _, p := range append(slices.Clone(st.Listed), st.Plans...) {
+		if p != "" && !slices.Contains(named, p) {
+			named = append(named, p)
+		}
+	}
+	if len(named) != 1 {
+		return plans
+	}
+	return append(slices.Clone(plans), named[0])
 }

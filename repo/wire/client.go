@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -486,6 +487,24 @@ func (c *Client) Commit(ctx context.Context, record []byte) (blob.ID, error) {
 		return blob.ID{}, err
 	}
 	return m.Snapshot, nil
+}
+
+// Fail ends the session with an Error (code internal) carrying why the
+// push failed on this side, instead of Bye, and closes the stream: the
+// appliance records the push as failed with msg (at most 4000 bytes
+// are sent). Like Close, a silent server holds it no longer than the
+// timeout.
+func (c *Client) Fail(msg string) error {
+	if len(msg) > 4000 {
+		msg = strings.ToValidUTF8(msg[:4000], "")
+	}
+	c.begin()
+	c.send(TypeError, (&ErrorMsg{Code: CodeInternal, Message: msg}).Append(nil), true)
+	err := c.rw.Close()
+	<-c.done
+	c.end()
+	c.stopCtx()
+	return err
 }
 
 // Close says bye and closes the stream; a silent server holds it no

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -137,6 +138,17 @@ func recycle(body []byte) []byte {
 	return body[:0]
 }
 
+// NodeError is the failure a client reported by ending its session with
+// an Error frame: its push failed on its side (a source it could not
+// read, a before command that failed). Message is the node's text,
+// bounded by the frame (4096 bytes); it is the node's word, not the
+// appliance's.
+type NodeError struct {
+	Message string
+}
+
+func (e *NodeError) Error() string { return "the node reported: " + e.Message }
+
 // PushStats is what a session did, for the appliance's log line.
 type PushStats struct {
 	Snapshots   []blob.ID
@@ -147,6 +159,14 @@ type PushStats struct {
 	// committed a snapshot: the session was a backup, not only a
 	// listing or a restore.
 	Pushed bool
+	// Plans are the plans of the commits the session received, in
+	// order: Plans[i] is the plan of Snapshots[i]; one more is the plan
+	// of a commit that failed.
+	Plans []string
+	// Listed are the plans the session's ListSnapshots named (each
+	// once, in order): what a session that failed before a commit
+	// worked on.
+	Listed []string
 
 	// Redated are the snapshots the server dated itself: the node's
 	// clock is off.
@@ -476,11 +496,27 @@ func (s *session) handle(t Type, body []byte) error {
 			return coded(CodeProtocol, "%v", err)
 		}
 		return s.commit(m)
+	case TypeError:
+		// The client ends the session: its push failed on its side.
+		// Nothing is answered.
+		m, err := DecodeError(body)
+		if err != nil {
+			return coded(CodeProtocol, "%v", err)
+		}
+		s.mu.Lock()
+		s.reported = true
+		s.mu.Unlock()
+		return &NodeError{Message: m.Message}
 	}
 	return coded(CodeProtocol, "unexpected %s from a client", t)
 }
 
 func (s *session) listSnapshots(m *ListSnapshots) error {
+	if m.Plan != "" && !slices.Contains(s.stats.Listed, m.Plan) && len(s.stats.Listed) < 64 {
+		s.mu.Lock()
+		s.stats.Listed = append(s.stats.Listed, m.Plan)
+		s.mu.Unlock()
+	}
 	node := s.sc.Node
 	if s.sc.Perms.Has(PermAdmin) {
 		node = ""
@@ -659,6 +695,9 @@ func (s *session) commit(m *Commit) error {
 	if err != nil {
 		return coded(CodeProtocol, "commit: %v", err)
 	}
+	s.mu.Lock()
+	s.stats.Plans = append(s.stats.Plans, sn.Plan)
+	s.mu.Unlock()
 	if sn.Node != s.sc.Node && !s.sc.Perms.Has(PermAdmin) {
 		return coded(CodePermissionDenied, "node %s may not commit a snapshot of node %s", s.sc.Node, sn.Node)
 	}

@@ -295,18 +295,25 @@ func TestNotificationsFromAppliance(t *testing.T) {
 	wantEv = map[string]any{"event": "drill_failed", "host": host, "node": "lyra", "plan": "git", "paths": []any{src}, "snapshot": snap, "report": d.Report,
 		"reason": d.Reason, "title": "cairn: drill of lyra/git failed",
 		"message": fmt.Sprintf("The drill of lyra/git [%s] (snapshot %s) failed: %s (cairn drills %s)", src, snap[:8], d.Reason, d.Report[:8])}
-	if ev := hook.event(t, "drill_failed"); fmt.Sprint(ev) != fmt.Sprint(wantEv) || d.Reason == "" {
-		t.Errorf("drill_failed %v\nwant %v", ev, wantEv)
-	}
-	if ev := hook.event(t, "lyra/old's drill_failed"); ev["event"] != "drill_failed" || ev["plan"] != "old" {
-		t.Errorf("drill_failed %v", ev)
-	}
-
-	// Verification finds the damage.
+	// One drill_failed per group whose drill failed, in the job's order:
+	// git and old hold the damaged blob; etc may too, depending on which
+	// pack its README's chunk went into.
 	if r := e.run(nil, "jobs", "run", "verify"); r.code != 5 {
 		t.Fatalf("verify job: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	ev := hook.event(t, "verify_failed")
+	drills := map[any]map[string]any{}
+	ev := hook.event(t, "drill_failed")
+	for ; ev["event"] == "drill_failed"; ev = hook.event(t, "drill_failed or verify_failed") {
+		drills[ev["plan"]] = ev
+	}
+	if got := drills["git"]; fmt.Sprint(got) != fmt.Sprint(wantEv) || d.Reason == "" {
+		t.Errorf("drill_failed %v\nwant %v", got, wantEv)
+	}
+	if drills["old"] == nil || len(drills) > 3 || len(drills) == 3 && drills["etc"] == nil {
+		t.Errorf("drill_failed events %v", drills)
+	}
+
+	// Verification finds the damage: ev is its event.
 	var problems int
 	fmt.Sscanf(fmt.Sprint(ev["title"]), "cairn: verification found %d problems", &problems)
 	reason := fmt.Sprint(ev["reason"])

@@ -14,9 +14,12 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/cairn
 
-# Installs the Debian packages the tests need (.ci/packages) when missing.
+# Installs the Debian packages the tests need (.ci/packages) when missing,
+# and builds SeaweedFS's weed (the S3 store of the object-storage tests)
+# once into ~/.cache/cairn (.ci/build-weed: about 4 minutes the first time).
 deps:
 	@./.ci/install-deps
+	@./.ci/build-weed
 
 # The test command: race detector on, every package, real components.
 test: deps

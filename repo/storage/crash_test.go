@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/s3test"
 )
 
 // TestMain lets a test run this package's code in a child process with a
@@ -27,7 +29,12 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	if os.Getenv(s3ChildEnv) != "" {
+		os.Exit(s3Child())
+	}
+	code := m.Run()
+	s3test.StopShared()
+	os.Exit(code)
 }
 
 func packBytes(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, 1000+i) }

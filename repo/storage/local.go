@@ -50,7 +50,11 @@ func (l *Local) Path(h Handle) string {
 	return filepath.Join(l.dir, string(h.Kind), h.Name)
 }
 
-func (l *Local) check(h Handle) error {
+func (l *Local) check(h Handle) error { return checkHandle(h) }
+
+// checkHandle refuses names that are not a single path segment, and
+// the names of temporary files.
+func checkHandle(h Handle) error {
 	if h.Kind == Config {
 		return nil
 	}

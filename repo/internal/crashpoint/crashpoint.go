@@ -17,6 +17,7 @@
 //	storage-half-written   a pack's temporary file half written and synced
 //	storage-before-rename  an object's temporary file complete, not yet linked to its name
 //	storage-after-rename   an object durable under its name (directory synced)
+//	s3-part-stored         a part of an S3 multipart upload stored, the upload not yet completed
 //	after-pack-stored      a pack durable, its blobs not yet indexed
 //	index-before-pack-key  a pack's blob keys written, its pack key not yet
 //	before-snapshot-write  a commit's packs and index durable, the snapshot file not written

@@ -350,7 +350,7 @@ func (r *Repository) swapIndex() error {
 	if err := os.Rename(newDir, r.indexDir()); err != nil {
 		return err
 	}
-	if err := syncDirPath(r.dir); err != nil {
+	if err := syncDirPath(r.cache); err != nil {
 		return err
 	}
 	return os.RemoveAll(oldDir)
@@ -453,7 +453,7 @@ func (r *Repository) recoverSnapshot(ctx context.Context, old *index.Index, id b
 		return nil, errors.New("the index has no intact copy of it")
 	}
 	sealed := r.key.Seal(nil, rec, snapshotAAD(id))
-	if err := r.be.Replace(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed)); err != nil {
+	if err := r.be.(replacer).Replace(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed)); err != nil {
 		return nil, err
 	}
 	return rec, nil

@@ -20,6 +20,9 @@ const IndexReserve = 32 << 20
 // checkSpace refuses to store n more bytes of pack when that would leave
 // less than the index's reserve free.
 func (r *Repository) checkSpace(n int64) error {
+	if r.local == nil {
+		n = 0 // packs go to the object store; the index stays in the cache directory
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(r.indexDir(), &st); err != nil {
 		return nil // cannot tell: the write itself finds out
@@ -27,7 +30,7 @@ func (r *Repository) checkSpace(n int64) error {
 	free := int64(st.Bavail) * int64(st.Bsize)
 	reserve := IndexReserve + dirSize(r.indexDir())
 	if free-n < reserve {
-		return fmt.Errorf("%s: %d MiB free, and %d MiB stay free for the index: %w", r.dir, free>>20, reserve>>20, unix.ENOSPC)
+		return fmt.Errorf("%s: %d MiB free, and %d MiB stay free for the index: %w", r.cache, free>>20, reserve>>20, unix.ENOSPC)
 	}
 	return nil
 }

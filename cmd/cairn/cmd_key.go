@@ -38,7 +38,7 @@ checked; the message says which and why.`,
 				return err
 			}
 			for _, p := range proofs {
-				g.printf("the %s opens repository %s (key %s)\n", p.what, g.abs(g.repoDir), p.key)
+				g.printf("the %s opens repository %s (key %s)\n", p.what, g.location(), p.key)
 			}
 			return nil
 		},

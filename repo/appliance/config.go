@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +47,12 @@ type Config struct {
 	// Metrics is the address of the Prometheus endpoint (/metrics);
 	// empty is off.
 	Metrics string `yaml:"metrics,omitempty"`
+	// S3Credentials is the absolute path of the file holding the S3
+	// credentials of an object-store repository (AWS_ACCESS_KEY_ID=…,
+	// AWS_SECRET_ACCESS_KEY=…, mode 0600), used when neither
+	// --s3-credentials nor the environment gives them. Read when the
+	// repository is opened: a change takes effect at the next start.
+	S3Credentials string `yaml:"s3_credentials,omitempty"`
 }
 
 // Jobs configure the scheduled jobs.
@@ -250,6 +257,9 @@ func (c *Config) check() error {
 	}
 	if l.HandshakeTimeout <= 0 {
 		l.HandshakeTimeout = 20 * time.Second
+	}
+	if c.S3Credentials != "" && !filepath.IsAbs(c.S3Credentials) {
+		return fmt.Errorf("s3_credentials %q: give an absolute path", c.S3Credentials)
 	}
 	if _, err := c.Retention.Location(); err != nil {
 		return err

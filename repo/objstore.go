@@ -114,11 +114,16 @@ func (r *Repository) lockRepository(ctx context.Context) error {
 	return nil
 }
 
+// releaseTimeout bounds marking the lock object released at Close: a
+// store that does not answer leaves the lock to the next owner, which
+// takes it over as that of an ended process if it runs on this machine.
+const releaseTimeout = 10 * time.Second
+
 // unlock releases what lockRepository took.
 func (r *Repository) unlock() error {
 	var err error
 	if r.owner != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 		err = r.owner.release(ctx)
 		cancel()
 	}

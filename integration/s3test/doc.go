@@ -30,9 +30,10 @@
 //
 // [NewProxy] puts a loopback HTTP proxy in front of a server. A rule
 // decides the [Fault] for each request: answer 500, drop the connection
-// mid-request or mid-response, or stall before or in the middle of the
-// response until the client gives up. It forwards requests unchanged
-// (Host header included), so S3 signatures stay valid.
+// mid-request or mid-response, stall before or in the middle of the
+// response until the client gives up, corrupt a byte of the request, or
+// carry out the request and lose its answer. It forwards requests
+// unchanged (Host header included), so S3 signatures stay valid.
 //
 // # Concurrency and resources
 //

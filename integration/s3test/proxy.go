@@ -30,6 +30,12 @@ const (
 	// StallResponse forwards the request, sends the response's headers and
 	// half its body, then nothing more until the client gives up.
 	StallResponse
+	// CorruptRequest forwards the request with the middle byte of its body
+	// inverted, as a faulty network or middlebox might.
+	CorruptRequest
+	// LoseResponse forwards the request, so the server carries it out,
+	// then closes the connection without answering.
+	LoseResponse
 )
 
 // Request describes a request a [Proxy] received.
@@ -157,6 +163,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.Host = r.Host // signed by the client
 	if r.ContentLength == 0 {
 		out.Body = nil
+	} else if req.Fault == CorruptRequest {
+		out.Body = &flipReader{r: r.Body, at: r.ContentLength / 2}
 	}
 	resp, err := p.tr.RoundTrip(out)
 	if err != nil {
@@ -164,6 +172,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if req.Fault == LoseResponse {
+		io.Copy(io.Discard, resp.Body)
+		panic(http.ErrAbortHandler)
+	}
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
@@ -179,6 +191,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	io.Copy(w, resp.Body)
 }
+
+// flipReader inverts the byte at offset at of what r reads.
+type flipReader struct {
+	r   io.ReadCloser
+	off int64
+	at  int64
+}
+
+func (f *flipReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if f.at >= f.off && f.at < f.off+int64(n) {
+		p[f.at-f.off] ^= 0xff
+	}
+	f.off += int64(n)
+	return n, err
+}
+
+func (f *flipReader) Close() error { return f.r.Close() }
 
 // stall waits until the client goes away or the proxy closes.
 func (p *Proxy) stall(r *http.Request) {
@@ -203,6 +233,10 @@ func (f Fault) String() string {
 		return "stall"
 	case StallResponse:
 		return "stall-response"
+	case CorruptRequest:
+		return "corrupt-request"
+	case LoseResponse:
+		return "lose-response"
 	}
 	return "fault-" + strconv.Itoa(int(f))
 }

@@ -3,7 +3,10 @@ package storage
 import (
 	"bufio"
 	"context"
+	"crypto/md5"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +37,11 @@ import (
 // multipart upload, which the store assembles only at the final
 // CompleteMultipartUpload. A Put that fails or is cancelled aborts its
 // upload; one killed part-way leaves an incomplete upload, never an
-// object, which [S3.CleanUploads] aborts later.
+// object, which [S3.CleanUploads] aborts later. Every PUT carries the
+// Content-MD5 of its body, so the store refuses bytes damaged on the way
+// (the request is sent again); the payload itself is not signed
+// (UNSIGNED-PAYLOAD, as minio-go does over HTTPS): signing every 64 KiB
+// chunk cost half the throughput of a store on the same two cores.
 //
 // Put never replaces an object: the PUT and the CompleteMultipartUpload
 // carry If-None-Match: *, and a store that refuses them with 412 makes
@@ -42,9 +49,8 @@ import (
 // every kind but packs first asks whether the object exists (a HEAD);
 // packs skip that request, as they are named by the hash of their
 // contents and a second Put would store the same bytes. A Put whose
-// response was lost and that was sent again may report ErrExist for the
-// object it stored itself; the repository treats ErrExist as success for
-// content-addressed objects.
+// answer was lost, sent again and refused, succeeds if the object there
+// has the ETag its bytes give (it stored it itself).
 //
 // # Failures
 //
@@ -55,7 +61,8 @@ import (
 // [S3Options.Attempts] times in all; this backend does that for every
 // request, and minio-go's own retries are switched off, so the two never
 // multiply. A ranged read that breaks off mid-body resumes where it
-// stopped. Every error names the object as a URL (endpoint, bucket, key)
+// stopped; a store that answers with other bytes than those asked for
+// (another Content-Range) is an error, not retried. Every error names the object as a URL (endpoint, bucket, key)
 // and never contains the secret key or session token.
 //
 // # Concurrency and memory
@@ -65,12 +72,15 @@ import (
 // into the caller's buffer; Put of a [bytes.Reader] (what the repository
 // passes) copies nothing, other readers are read into at most
 // PartConcurrency+1 buffers of PartSize. Up to PartConcurrency parts of
-// one upload are in flight.
+// one upload are in flight. The sizes of objects it stored, opened or
+// listed are cached (at most 16384, about 2 MiB), so opening them again
+// costs no request.
 type S3 struct {
 	loc     S3Location
 	core    *minio.Core
 	opts    S3Options
 	secrets []string // scrubbed from every error message
+	sizes   sizeCache
 }
 
 // S3Options tunes an [S3] backend; zero fields take the defaults.
@@ -164,7 +174,7 @@ func newS3(loc S3Location, creds S3Credentials, opts S3Options) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: %s: %w", loc, err)
 	}
-	s := &S3{loc: loc, core: core, opts: opts}
+	s := &S3{loc: loc, core: core, opts: opts, sizes: sizeCache{m: map[string]int64{}}}
 	for _, v := range []string{creds.SecretAccessKey, creds.SessionToken} {
 		if v != "" {
 			s.secrets = append(s.secrets, v)
@@ -232,22 +242,28 @@ func (s *S3) put(ctx context.Context, op string, h Handle, r io.Reader, exclusiv
 		}
 	}
 	var (
-		n   int
-		err error
+		n    int
+		err  error
+		size int64
 	)
+	if !exclusive {
+		s.sizes.drop(key)
+	}
 	if lr, ok := r.(lenReaderAt); ok {
-		start, size := lr.Size()-int64(lr.Len()), int64(lr.Len())
+		start := lr.Size() - int64(lr.Len())
+		size = int64(lr.Len())
 		if size <= s.opts.PartSize {
 			n, err = s.putSingle(ctx, key, io.NewSectionReader(lr, start, size), exclusive)
 		} else {
 			n, err = s.putMultipart(ctx, key, sections(lr, start, size, s.opts.PartSize), s.opts.PartConcurrency, exclusive)
 		}
 	} else {
-		n, err = s.putStream(ctx, key, r, exclusive)
+		n, size, err = s.putStream(ctx, key, r, exclusive)
 	}
 	if err != nil {
 		return s.fail(op, key, n, err)
 	}
+	s.sizes.put(key, size)
 	return nil
 }
 
@@ -264,7 +280,7 @@ func sections(r io.ReaderAt, start, size, partSize int64) iter.Seq2[*io.SectionR
 
 // putStream stores a reader of unknown length: one PUT if it ends within
 // a part, else a multipart upload of parts read one after the other.
-func (s *S3) putStream(ctx context.Context, key string, r io.Reader, exclusive bool) (int, error) {
+func (s *S3) putStream(ctx context.Context, key string, r io.Reader, exclusive bool) (attempts int, size int64, err error) {
 	br := bufio.NewReader(r)
 	readPart := func() ([]byte, error) {
 		buf := make([]byte, s.opts.PartSize)
@@ -276,16 +292,18 @@ func (s *S3) putStream(ctx context.Context, key string, r io.Reader, exclusive b
 	}
 	first, err := readPart()
 	if err != nil {
-		return 0, fmt.Errorf("read: %w", err)
+		return 0, 0, fmt.Errorf("read: %w", err)
 	}
 	if _, err := br.Peek(1); err == io.EOF {
-		return s.putSingle(ctx, key, io.NewSectionReader(bytesReaderAt(first), 0, int64(len(first))), exclusive)
+		attempts, err = s.putSingle(ctx, key, io.NewSectionReader(bytesReaderAt(first), 0, int64(len(first))), exclusive)
+		return attempts, int64(len(first)), err
 	} else if err != nil {
-		return 0, fmt.Errorf("read: %w", err)
+		return 0, 0, fmt.Errorf("read: %w", err)
 	}
 	parts := func(yield func(*io.SectionReader, error) bool) {
 		part := first
 		for len(part) > 0 {
+			size += int64(len(part))
 			if !yield(io.NewSectionReader(bytesReaderAt(part), 0, int64(len(part))), nil) {
 				return
 			}
@@ -296,7 +314,8 @@ func (s *S3) putStream(ctx context.Context, key string, r io.Reader, exclusive b
 			}
 		}
 	}
-	return s.putMultipart(ctx, key, parts, 1, exclusive)
+	attempts, err = s.putMultipart(ctx, key, parts, 1, exclusive)
+	return attempts, size, err
 }
 
 type bytesReaderAt []byte
@@ -312,8 +331,13 @@ func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// putOptions: the payload is not signed (UNSIGNED-PAYLOAD, what
+// minio-go sends over HTTPS anyway): streaming SHA-256 signatures halved
+// the throughput of a store on the same two cores. Content-MD5 guards the
+// bytes instead: the store refuses a body that does not match (BadDigest,
+// which is retried).
 func putOptions(exclusive bool) minio.PutObjectOptions {
-	o := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	o := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableContentSha256: true}
 	if exclusive {
 		o.SetMatchETagExcept("*") // If-None-Match: *
 	}
@@ -322,14 +346,39 @@ func putOptions(exclusive bool) minio.PutObjectOptions {
 
 func (s *S3) putSingle(ctx context.Context, key string, body *io.SectionReader, exclusive bool) (int, error) {
 	opts := putOptions(exclusive)
+	sum, err := contentMD5(body)
+	if err != nil {
+		return 0, err
+	}
 	n, err := s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.core.PutObject(ctx, s.loc.Bucket, key, io.NewSectionReader(body, 0, body.Size()), body.Size(), "", "", opts)
+		_, err := s.core.PutObject(ctx, s.loc.Bucket, key, io.NewSectionReader(body, 0, body.Size()),
+			body.Size(), base64.StdEncoding.EncodeToString(sum), "", opts)
 		return err
 	})
 	if isPreconditionFailed(err) {
-		err = ErrExist
+		return n, s.existing(ctx, key, n, hex.EncodeToString(sum))
 	}
 	return n, err
+}
+
+// existing is the result of a conditional write refused because key
+// exists. If the write was sent more than once, the object may be its
+// own, stored by an attempt whose answer was lost: an object with the
+// ETag the write would have given (the MD5 of a single PUT's bytes, the
+// MD5 of the parts' MD5s and "-N" for N parts) is, and the write
+// succeeded. Otherwise the error wraps ErrExist.
+func (s *S3) existing(ctx context.Context, key string, attempts int, etag string) error {
+	if attempts > 1 {
+		var info minio.ObjectInfo
+		_, err := s.retry(ctx, func(ctx context.Context) (err error) {
+			info, err = s.core.StatObject(ctx, s.loc.Bucket, key, minio.StatObjectOptions{})
+			return err
+		})
+		if err == nil && strings.EqualFold(strings.Trim(info.ETag, `"`), etag) {
+			return nil
+		}
+	}
+	return ErrExist
 }
 
 // putMultipart uploads parts as one multipart upload and completes it;
@@ -362,6 +411,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 	var (
 		mu        sync.Mutex
 		completed []minio.CompletePart
+		sums      = map[int][]byte{} // part number → MD5
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
@@ -377,10 +427,15 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 		number++
 		num := number
 		g.Go(func() error {
+			sum, err := contentMD5(part)
+			if err != nil {
+				return err
+			}
 			var p minio.ObjectPart
 			n, err := s.retry(gctx, func(ctx context.Context) (err error) {
 				p, err = s.core.PutObjectPart(ctx, s.loc.Bucket, key, uploadID, num,
-					io.NewSectionReader(part, 0, part.Size()), part.Size(), minio.PutObjectPartOptions{})
+					io.NewSectionReader(part, 0, part.Size()), part.Size(),
+					minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(sum), DisableContentSha256: true})
 				return err
 			})
 			mu.Lock()
@@ -389,6 +444,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 			if err != nil {
 				return &stepError{fmt.Sprintf("part %d", num), err}
 			}
+			sums[num] = sum
 			completed = append(completed, minio.CompletePart{
 				PartNumber: num, ETag: p.ETag,
 				ChecksumCRC32: p.ChecksumCRC32, ChecksumCRC32C: p.ChecksumCRC32C,
@@ -412,12 +468,25 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 	})
 	attempts = max(attempts, n)
 	if isPreconditionFailed(err) {
-		return attempts, ErrExist
+		all := md5.New()
+		for _, p := range completed {
+			all.Write(sums[p.PartNumber])
+		}
+		return attempts, s.existing(ctx, key, n, fmt.Sprintf("%x-%d", all.Sum(nil), len(completed)))
 	}
 	if err != nil {
 		return attempts, &stepError{"complete multipart upload", err}
 	}
 	return attempts, nil
+}
+
+// contentMD5 returns the MD5 of r's bytes.
+func contentMD5(r *io.SectionReader) ([]byte, error) {
+	h := md5.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r, 0, r.Size())); err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	return h.Sum(nil), nil
 }
 
 func sortParts(p []minio.CompletePart) {
@@ -463,17 +532,28 @@ func (s *S3) statSize(ctx context.Context, key string) (size int64, attempts int
 	return size, attempts, err
 }
 
-// Open implements [Backend]. It asks the store for the object's size
-// (a HEAD); the [File]'s reads are ranged GETs made with ctx, so the
-// File must not outlive ctx.
+// Open implements [Backend]. It needs the object's size: from the
+// backend's cache of sizes if the object was stored, opened or listed
+// through it before (objects never change), else from a HEAD. An object
+// deleted by another process since it was cached opens, and its reads
+// fail with [ErrNotExist]. The [File]'s reads are ranged GETs made with
+// ctx, so the File must not outlive ctx.
 func (s *S3) Open(ctx context.Context, h Handle) (File, error) {
 	if err := checkHandle(h); err != nil {
 		return nil, err
 	}
 	key := s.Key(h)
-	size, n, err := s.statSize(ctx, key)
-	if err != nil {
-		return nil, s.fail("open", key, n, err)
+	size, ok := s.sizes.get(key)
+	if !ok {
+		var (
+			n   int
+			err error
+		)
+		size, n, err = s.statSize(ctx, key)
+		if err != nil {
+			return nil, s.fail("open", key, n, err)
+		}
+		s.sizes.put(key, size)
 	}
 	return &s3File{s: s, ctx: ctx, key: key, size: size}, nil
 }
@@ -573,6 +653,7 @@ func (s *S3) List(ctx context.Context, k Kind, fn func(name string, size int64) 
 			after = obj.Key
 			attempt = 1 // progress
 			if name, ok := nameOf(k, strings.TrimPrefix(obj.Key, prefix)); ok {
+				s.sizes.put(obj.Key, obj.Size)
 				if err := fn(name, obj.Size); err != nil {
 					return err
 				}
@@ -616,6 +697,7 @@ func (s *S3) Delete(ctx context.Context, h Handle) error {
 		return err
 	}
 	key := s.Key(h)
+	s.sizes.drop(key)
 	n, err := s.retry(ctx, func(ctx context.Context) error {
 		return s.core.RemoveObject(ctx, s.loc.Bucket, key, minio.RemoveObjectOptions{})
 	})
@@ -667,6 +749,40 @@ func (s *S3) CleanUploads(ctx context.Context, minAge time.Duration) ([]string, 
 		}
 		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 	}
+}
+
+// sizeCache maps keys to object sizes, for at most sizeCacheEntries
+// objects (about 2 MiB); when full, an arbitrary entry makes room.
+type sizeCache struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+const sizeCacheEntries = 1 << 14
+
+func (c *sizeCache) get(key string) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	size, ok := c.m[key]
+	return size, ok
+}
+
+func (c *sizeCache) put(key string, size int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok && len(c.m) >= sizeCacheEntries {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = size
+}
+
+func (c *sizeCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, key)
 }
 
 // retry runs one request until it succeeds, fails for good, or has been
@@ -722,7 +838,7 @@ type s3Error struct {
 
 func (e *s3Error) Error() string {
 	msg := fmt.Sprintf("storage: %s %s: %s", e.op, e.object, describe(e.err))
-	if e.attempts > 1 {
+	if e.attempts > 1 && !errors.Is(e.err, ErrExist) {
 		msg += fmt.Sprintf(" (gave up after %d attempts)", e.attempts)
 	}
 	for _, s := range e.secrets {

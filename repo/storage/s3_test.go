@@ -421,13 +421,23 @@ func TestS3Retries500(t *testing.T) {
 	if got, want := requestsSince(p, from), []string{"PUT", "PUT", "PUT", "PUT"}; !slices.Equal(got, want) {
 		t.Errorf("requests: %q, want %q", got, want)
 	}
-	from = len(p.Requests())
-	faultFrom(p, 3, s3test.Fail500, nil)
-	if got := readAll(t, s, h); !bytes.Equal(got, data) {
-		t.Errorf("read back %d bytes", len(got))
-	}
-	if got, want := requestsSince(p, from), []string{"HEAD", "HEAD", "HEAD", "HEAD", "GET bytes=0-999"}; !slices.Equal(got, want) {
-		t.Errorf("requests: %q, want %q", got, want)
+	// A backend that has not seen the object asks for its size first;
+	// one that stored it knows.
+	for _, c := range []struct {
+		s    *S3
+		want []string
+	}{
+		{f.open(t, p.Endpoint, fastRetries), []string{"HEAD", "HEAD", "HEAD", "HEAD", "GET bytes=0-999"}},
+		{s, []string{"GET bytes=0-999", "GET bytes=0-999", "GET bytes=0-999", "GET bytes=0-999"}},
+	} {
+		from = len(p.Requests())
+		faultFrom(p, 3, s3test.Fail500, nil)
+		if got := readAll(t, c.s, h); !bytes.Equal(got, data) {
+			t.Errorf("read back %d bytes", len(got))
+		}
+		if got := requestsSince(p, from); !slices.Equal(got, c.want) {
+			t.Errorf("requests: %q, want %q", got, c.want)
+		}
 	}
 
 	h2 := Handle{Kind: Packs, Name: hexName(2)}
@@ -482,8 +492,8 @@ func TestS3ReadResumes(t *testing.T) {
 	})
 }
 
-// A PUT whose answer never comes, or whose connection drops mid-body, is
-// sent again.
+// A PUT whose answer never comes, whose connection drops mid-body, or
+// whose body is damaged on the way, is sent again.
 func TestS3PutStallsAndDrops(t *testing.T) {
 	f := newS3Fixture(t)
 	p := s3test.NewProxy(t, f.srv.Endpoint)
@@ -498,6 +508,10 @@ func TestS3PutStallsAndDrops(t *testing.T) {
 		{s3test.DropRequest, 1000, isMethod("PUT"), []string{"PUT", "PUT"}},
 		{s3test.DropRequest, 17 << 20, isPart(2), []string{"POST uploads", "PUT partNumber=1&uploadId",
 			"PUT partNumber=2&uploadId", "PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId", "POST uploadId"}},
+		// The store refuses a body that does not match its Content-MD5.
+		{s3test.CorruptRequest, 1000, isMethod("PUT"), []string{"PUT", "PUT"}},
+		{s3test.CorruptRequest, 17 << 20, isPart(3), []string{"POST uploads", "PUT partNumber=1&uploadId",
+			"PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId", "PUT partNumber=3&uploadId", "POST uploadId"}},
 	} {
 		t.Run(fmt.Sprintf("%s %d", c.fault, c.size), func(t *testing.T) {
 			h := Handle{Kind: Packs, Name: hexName(byte(i))}
@@ -635,5 +649,112 @@ func TestS3KilledMidUpload(t *testing.T) {
 	}
 	if got := readAll(t, s, h); !bytes.Equal(got, testData(1, 17<<20)) {
 		t.Errorf("read back %d bytes", len(got))
+	}
+}
+
+// A Put whose answer is lost is sent again and refused (the object
+// exists: its own); the ETag shows it is its own, so the Put succeeds.
+// An object of other bytes is still refused.
+func TestS3LostAnswer(t *testing.T) {
+	f := newS3Fixture(t)
+	p := s3test.NewProxy(t, f.srv.Endpoint)
+	s := f.open(t, p.Endpoint, fastRetries)
+	isComplete := func(r s3test.Request) bool {
+		q, _ := url.ParseQuery(r.Query)
+		return r.Method == "POST" && q.Has("uploadId")
+	}
+	for i, c := range []struct {
+		name  string
+		h     Handle
+		size  int
+		match func(s3test.Request) bool
+		want  []string
+		other []string // of a Put of other bytes
+	}{
+		{"pack", Handle{Kind: Packs, Name: hexName(1)}, 1000, isMethod("PUT"), []string{"PUT", "PUT", "HEAD"}, []string{"PUT", "PUT", "HEAD"}},
+		{"snapshot", Handle{Kind: Snapshot, Name: hexName(2)}, 1000, isMethod("PUT"), []string{"HEAD", "PUT", "PUT", "HEAD"}, []string{"HEAD"}},
+		{"multipart pack", Handle{Kind: Packs, Name: hexName(3)}, 17 << 20, isComplete, []string{"POST uploads",
+			"PUT partNumber=1&uploadId", "PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId", "POST uploadId", "POST uploadId", "HEAD"},
+			[]string{"POST uploads", "PUT partNumber=1&uploadId", "PUT partNumber=2&uploadId", "PUT partNumber=3&uploadId",
+				"POST uploadId", "POST uploadId", "HEAD", "DELETE uploadId"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := testData(byte(i), c.size)
+			from := len(p.Requests())
+			faultFrom(p, 1, s3test.LoseResponse, c.match)
+			if err := s.Put(t.Context(), c.h, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			if got := requestsSince(p, from); !slices.Equal(got, c.want) {
+				t.Errorf("requests: %q, want %q", got, c.want)
+			}
+			if got := readAll(t, s, c.h); !bytes.Equal(got, data) {
+				t.Errorf("read back %d bytes, not the %d put", len(got), len(data))
+			}
+
+			// Other bytes, refused on the second attempt: not its own.
+			from = len(p.Requests())
+			faultFrom(p, 1, s3test.Fail500, c.match)
+			err := s.Put(t.Context(), c.h, bytes.NewReader(testData(100, c.size)))
+			want := "storage: put " + f.url(p.Endpoint, s.Key(c.h)) + ": object exists already"
+			if !errors.Is(err, ErrExist) || err.Error() != want {
+				t.Errorf("put of other bytes: %v\nwant %s", err, want)
+			}
+			if got := requestsSince(p, from); !slices.Equal(got, c.other) {
+				t.Errorf("requests of the put of other bytes: %q, want %q", got, c.other)
+			}
+			if got := readAll(t, s, c.h); !bytes.Equal(got, data) {
+				t.Errorf("the object changed")
+			}
+		})
+	}
+	if left, err := s.CleanUploads(t.Context(), 0); err != nil || len(left) != 0 {
+		t.Errorf("incomplete uploads left: %q, %v", left, err)
+	}
+}
+
+// Whatever fails, no error shows the secret key or the session token.
+func TestS3ErrorsHideSecrets(t *testing.T) {
+	f := newS3Fixture(t)
+	p := s3test.NewProxy(t, f.srv.Endpoint)
+	const token = "SESSIONTOKENdoNotShow0123456789"
+	wrong := S3Credentials{AccessKeyID: f.creds.AccessKeyID, SecretAccessKey: "Wrong/Secret+doNotShow0123456789", SessionToken: token}
+	var errs []error
+	_, err := NewS3(t.Context(), f.loc, S3Credentials{AccessKeyID: f.creds.AccessKeyID, SecretAccessKey: f.creds.SecretAccessKey, SessionToken: token}, fastRetries)
+	errs = append(errs, err)
+	_, err = NewS3(t.Context(), f.loc, wrong, fastRetries)
+	errs = append(errs, err)
+	w, err := newS3(S3Location{Endpoint: p.Endpoint, Bucket: f.loc.Bucket}, wrong, fastRetries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Handle{Kind: Packs, Name: hexName(1)}
+	errs = append(errs, w.Put(t.Context(), h, bytes.NewReader(testData(1, 100))))
+	_, err = w.Open(t.Context(), h)
+	errs = append(errs, err)
+
+	s := f.open(t, p.Endpoint, fastRetries)
+	s.secrets = append(s.secrets, token) // as if the session token were set
+	faultFrom(p, -1, s3test.Fail500, nil)
+	errs = append(errs, s.Put(t.Context(), h, bytes.NewReader(testData(1, 100))))
+	errs = append(errs, s.Put(t.Context(), h, bytes.NewReader(testData(1, 17<<20))))
+	errs = append(errs, s.List(t.Context(), Packs, func(string, int64) error { return nil }))
+	errs = append(errs, s.Delete(t.Context(), h))
+	_, err = s.CleanUploads(t.Context(), 0)
+	errs = append(errs, err)
+	for i, err := range errs {
+		if i == 0 && err == nil {
+			continue // the store may ignore a session token
+		}
+		if err == nil {
+			t.Errorf("error %d: nil", i)
+			continue
+		}
+		for _, secret := range []string{f.creds.SecretAccessKey, wrong.SecretAccessKey, token} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error %d shows a secret: %v", i, err)
+			}
+		}
+		t.Logf("error %d: %v", i, err)
 	}
 }

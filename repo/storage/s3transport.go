@@ -149,7 +149,7 @@ func newHTTPTransport(secure bool, rootCAs *x509.CertPool, idle, max time.Durati
 
 // retryable reports whether err, from one attempt of a request, may go
 // away when the request is sent again: the store answered with a 5xx,
-// 408, 429 or a throttling code, or no answer came (connection refused
+// 408, 429, a throttling code or BadDigest (the body changed on the way), or no answer came (connection refused
 // or reset, a timeout, a stall). A 4xx answer, a certificate the client
 // refuses, or a cancelled ctx are final.
 func retryable(ctx context.Context, err error) bool {
@@ -161,7 +161,7 @@ func retryable(ctx context.Context, err error) bool {
 	}
 	if er, ok := errors.AsType[minio.ErrorResponse](err); ok && (er.StatusCode != 0 || er.Code != "") {
 		switch er.Code {
-		case "RequestTimeout", "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException",
+		case "BadDigest", "RequestTimeout", "SlowDown", "SlowDownRead", "SlowDownWrite", "Throttling", "ThrottlingException",
 			"RequestLimitExceeded", "RequestThrottled", "InternalError", "ServiceUnavailable":
 			return true
 		}

@@ -1,20 +1,24 @@
 // Package storage is the narrow interface between the repository and the
 // place its files live: put, get, list and delete of named, immutable
-// objects. [Local] keeps them in a directory; an object-store backend can
-// implement the same [Backend] later without the repository changing.
+// objects. [Local] keeps them in a directory; [S3] in a bucket of an
+// S3-compatible object store, in the same layout under a key prefix
+// ([ParseS3URL] reads its location, [LoadS3Credentials] its keys).
 //
 // # Durability
 //
 // [Backend.Put] returns only once the object is durable under its final
-// name: it is written under a temporary name, synced, renamed and the
-// directory is synced. A crash part-way leaves at most a temporary file,
-// which [Local.CleanTemp] removes; never a partial object under its final
-// name.
+// name. [Local] writes it under a temporary name, syncs, renames and
+// syncs the directory; a crash part-way leaves at most a temporary file,
+// which [Local.CleanTemp] removes. [S3] relies on the store making an
+// object visible whole or not at all; a crash part-way leaves at most an
+// incomplete multipart upload, which [S3.CleanUploads] aborts. Neither
+// ever leaves a partial object under its final name.
 //
 // # Concurrency
 //
 // A Backend is safe for concurrent use. It does not lock anything: the
-// repository above it is the only writer.
+// repository above it is the only writer. [S3] also states its memory
+// bound and its timeouts and retries.
 package storage
 
 import (

@@ -29,7 +29,7 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID) ([]pack.Ent
 		return nil, 0, err
 	}
 	defer f.Close()
-	entries, err := pack.ReadHeader(f, f.Size(), r.key)
+	entries, err := pack.ReadHeader(newTailReader(f, f.Size()), f.Size(), r.key)
 	var fe *pack.FormatError
 	if errors.As(err, &fe) {
 		fe.Pack = id.Short()
@@ -243,7 +243,7 @@ func (r *Repository) indexPacks(ctx context.Context, idx *index.Index, ids []blo
 		bad []UnreadablePack
 	)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(r.HeaderReaders())
 	for _, id := range ids {
 		g.Go(func() error {
 			entries, size, err := r.ReadPackHeader(ctx, id)
@@ -607,4 +607,64 @@ func (r *Repository) JobRuns(job string, limit int, fn func(job string, value []
 // VerifiedTimes calls fn with each pack's last full verification time.
 func (r *Repository) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
 	return r.idx.VerifiedTimes(fn)
+}
+
+// HeaderReaders is how many pack headers to read at once: two from a
+// directory (the disk is the bound), sixteen from an object store (each
+// read waits a round trip; a header read holds at most [tailSize] bytes).
+func (r *Repository) HeaderReaders() int {
+	if r.local != nil {
+		return 2
+	}
+	return 16
+}
+
+// tailSize is how much of a pack's end one read fetches when its header
+// is read: the footer and, for packs of up to about a thousand blobs, the
+// whole header, in one request instead of two.
+const tailSize = 64 << 10
+
+// tailReader serves reads within a file's last tailSize bytes from one
+// read of them; other reads go to the file.
+type tailReader struct {
+	f     io.ReaderAt
+	start int64 // offset of tail in the file
+	tail  []byte
+	err   error
+	read  bool
+}
+
+func newTailReader(f io.ReaderAt, size int64) *tailReader {
+	return &tailReader{f: f, start: max(0, size-tailSize)}
+}
+
+func (t *tailReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < t.start {
+		return t.f.ReadAt(p, off)
+	}
+	if !t.read {
+		t.read = true
+		end := t.start + tailSize
+		if sz, ok := t.f.(interface{ Size() int64 }); ok {
+			end = sz.Size()
+		}
+		t.tail = make([]byte, end-t.start)
+		n, err := t.f.ReadAt(t.tail, t.start)
+		t.tail = t.tail[:n]
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.err = err
+		}
+	}
+	if t.err != nil {
+		return 0, t.err
+	}
+	rel := off - t.start
+	if rel >= int64(len(t.tail)) {
+		return 0, io.EOF
+	}
+	n := copy(p, t.tail[rel:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

@@ -279,7 +279,7 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	// soon as the index is rebuilt.
 	headerErrs := make([]error, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(c.r.HeaderReaders())
 	for i, id := range ids {
 		g.Go(func() error {
 			_, _, err := c.r.ReadPackHeader(gctx, id)

@@ -341,3 +341,39 @@ func TestObjectStoreInitRefuses(t *testing.T) {
 		t.Fatalf("init on a prefix with objects: %v", err)
 	}
 }
+
+// A restore of many small files from an object store reads their blobs
+// a segment of a pack at a time, not one request each.
+func TestObjectStoreSmallBlobsShareRequests(t *testing.T) {
+	srv := s3test.Shared(t)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	s := &s3Repo{srv: srv, bucket: srv.NewBucket(t), state: filepath.Join(t.TempDir(), "state"), cache: filepath.Join(t.TempDir(), "cache")}
+	s.url = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s3Prefix
+	s.access = repo.S3Access{Credentials: storage.S3Credentials{AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}}
+	o := repotest.Options()
+	o.StateDir, o.S3 = s.state, s.access
+	if _, err := repo.Init(t.Context(), s.url, repo.Credentials{}, o); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{}
+	for i := range 300 {
+		files[fmt.Sprintf("f%03d.txt", i)] = strings.Repeat(fmt.Sprintf("small file %d\n", i), 50+i)
+	}
+	repotest.WriteTree(t, src, files)
+	r := s.open(t, s.options())
+	id := backupDir(t, r, src)
+	r.Close()
+	r = s.open(t, s.options()) // nothing cached
+	before := len(proxy.Requests())
+	restoreAndCompare(t, r, id, src)
+	gets := 0
+	for _, q := range proxy.Requests()[before:] {
+		if q.Method == "GET" && strings.Contains(q.Path, "/packs/") {
+			gets++
+		}
+	}
+	if gets == 0 || gets > 10 {
+		t.Fatalf("%d GETs of packs to restore 300 small files", gets)
+	}
+}

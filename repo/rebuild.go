@@ -514,7 +514,8 @@ type DamagedBlob struct {
 
 // VerifyPack reads pack id from start to end once: it checks that the file
 // hashes to its name, reads the header, and opens and re-hashes every
-// blob. Memory: one blob envelope and one plaintext at a time.
+// blob. Memory: one blob envelope and one plaintext at a time, and a
+// read buffer of verifyReadSize.
 func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 	rep := PackReport{ID: id}
 	f, err := r.be.Open(ctx, r.packHandle(id))
@@ -531,7 +532,7 @@ func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 	}
 	rep.Entries = entries
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), 1<<20)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), r.verifyReadSize())
 	var pos int64
 	var env, plain, scratch []byte
 	for _, e := range entries {
@@ -617,6 +618,26 @@ func (r *Repository) HeaderReaders() int {
 		return 2
 	}
 	return 16
+}
+
+// PackReaders is how many packs to read whole at once (check
+// --read-data): two from a directory, four from an object store, where
+// each read also waits a round trip.
+func (r *Repository) PackReaders() int {
+	if r.local != nil {
+		return 2
+	}
+	return 4
+}
+
+// verifyReadSize is the size of VerifyPack's reads: 1 MiB from a
+// directory, 8 MiB (one request for half a full pack) from an object
+// store.
+func (r *Repository) verifyReadSize() int {
+	if r.local != nil {
+		return 1 << 20
+	}
+	return 8 << 20
 }
 
 // tailSize is how much of a pack's end one read fetches when its header

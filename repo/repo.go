@@ -73,8 +73,11 @@ type Repository struct {
 	idx    *index.Index
 	lock   *lockFile
 	owner  *ownerLock // object store: the lock object
-	log    *slog.Logger
-	now    func() time.Time
+	// segments holds ranges of packs read from an object store for
+	// small blobs (see segments.go).
+	segments segmentCache
+	log      *slog.Logger
+	now      func() time.Time
 
 	// gate orders index lookups that tell a session a blob exists
 	// (read-locked) against prune dropping packs from the index

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -34,17 +33,6 @@ const (
 	segmentSmall = 512 << 10
 	segmentCount = 8
 )
-
-// RestoreWorkers is how many files a restore (or a drill) of this
-// repository writes at once: one per CPU from a directory; from an
-// object store four per CPU, whose reads mostly wait for the store (each
-// worker keeps restore.ReadAhead chunks in flight).
-func (r *Repository) RestoreWorkers() int {
-	if r.local != nil {
-		return runtime.GOMAXPROCS(0)
-	}
-	return 2 * runtime.GOMAXPROCS(0)
-}
 
 // segment is a range of a pack read from the store.
 type segment struct {

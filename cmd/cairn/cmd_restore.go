@@ -114,7 +114,6 @@ recorded SHA-256, as in a local restore.`,
 					return err
 				}
 				r = local
-				ro.Workers = local.RestoreWorkers()
 			}
 			start := time.Now()
 			if o.verifyOnly {

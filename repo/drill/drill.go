@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,7 +209,7 @@ type drill struct {
 }
 
 func (d *drill) run(ctx context.Context) error {
-	ro := restore.Options{Workers: d.r.RestoreWorkers(), Progress: d.o.Progress}
+	ro := restore.Options{Workers: runtime.GOMAXPROCS(0), Progress: d.o.Progress}
 	if d.o.SampleFiles > 0 {
 		sel, err := choose(ctx, d.r, d.sn.Tree, d.o.SampleFiles, d.id, d.rep.Class)
 		if err != nil {

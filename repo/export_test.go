@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 )
@@ -16,4 +17,12 @@ func (r *Repository) CacheSnapshotRecord(id blob.ID, record []byte) error {
 // lock now, as its heartbeat does every LockHeartbeat.
 func (r *Repository) RefreshLock(ctx context.Context) error {
 	return r.owner.refresh(ctx)
+}
+
+// SetLockHeartbeat makes repositories opened from now on refresh their
+// lock object every d, until the test ends.
+func SetLockHeartbeat(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := heartbeatInterval
+	heartbeatInterval = d
+	t.Cleanup(func() { heartbeatInterval = old })
 }

@@ -104,7 +104,7 @@ func (r *Repository) lockRepository(ctx context.Context) error {
 		return err
 	}
 	s3 := r.be.(*storage.S3)
-	owner, err := takeOwnerLock(ctx, s3, r.log, r.now, LockHeartbeat)
+	owner, err := takeOwnerLock(ctx, s3, r.log, r.now, heartbeatInterval)
 	if err != nil {
 		l.release()
 		return err
@@ -113,6 +113,9 @@ func (r *Repository) lockRepository(ctx context.Context) error {
 	r.be = &fencedBackend{s3: s3, owner: owner}
 	return nil
 }
+
+// heartbeatInterval is LockHeartbeat; tests shorten it.
+var heartbeatInterval = LockHeartbeat
 
 // releaseTimeout bounds marking the lock object released at Close: a
 // store that does not answer leaves the lock to the next owner, which

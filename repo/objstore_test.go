@@ -377,3 +377,30 @@ func TestObjectStoreSmallBlobsShareRequests(t *testing.T) {
 		t.Fatalf("%d GETs of packs to restore 300 small files", gets)
 	}
 }
+
+// The owner's heartbeat rewrites the lock object while it works, and
+// stops when it closes.
+func TestObjectStoreHeartbeat(t *testing.T) {
+	repo.SetLockHeartbeat(t, 20*time.Millisecond)
+	s := newS3Repo(t)
+	r := s.open(t, s.options())
+	first := s.lockObject(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for s.lockObject(t).Heartbeat.Equal(first.Heartbeat) {
+		if time.Now().After(deadline) {
+			t.Fatal("the heartbeat did not change within 30 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	backupDir(t, r, sampleTree(t)) // writes while the heartbeat runs
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := s.lockObject(t)
+	if !closed.Released || closed.Token != first.Token {
+		t.Fatalf("lock after close: %+v", closed)
+	}
+	if again := s.lockObject(t); again != closed {
+		t.Fatalf("the lock changed after close: %+v", again)
+	}
+}

@@ -120,6 +120,24 @@ clean:
 bench-peers:
 	$(GO) run ./integration/peers $(PEERS_FLAGS)
 
+# A repository in an object store beside one in a directory: first
+# backup, unchanged re-backup, restore and check --read-data of the
+# generated ~1.1 GiB tree (datagen.Bench) with the real binary, into a
+# directory and into SeaweedFS on loopback, then restic's s3 backend
+# against the same server (integration/s3bench_test.go): MB/s and peak
+# RSS per phase, and the object store's share of the directory's
+# throughput. Builds weed (make deps) and restic RESTIC_VERSION once into
+# the cache. About two minutes once both are built.
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cairn
+RESTIC_VERSION := v0.19.1
+RESTIC := $(CACHE_DIR)/restic-$(RESTIC_VERSION)/restic
+.PHONY: bench-s3
+bench-s3: deps $(RESTIC)
+	CAIRN_RESTIC=$(RESTIC) $(GO) test -run '^$$' -bench ObjectStore -benchtime 1x -timeout 60m ./integration/
+
+$(RESTIC):
+	GOBIN=$(dir $@) $(GO) install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
+
 # The torture suite (integration/torture, -torture): SIGKILLs at hundreds
 # of points of backup, push, forget, prune, repair index and drill; a
 # full disk; bit rot in every kind of file; hostile nodes and hostile

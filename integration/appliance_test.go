@@ -59,7 +59,7 @@ func (e *env) writeConfigExtra(port int, extra string, nodes ...*node) {
 	}
 	b.WriteString("limits:\n  idle_timeout: 1m\n")
 	b.WriteString(extra)
-	if err := os.WriteFile(e.repo+".yaml", []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(e.beside(".yaml"), []byte(b.String()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -126,7 +126,7 @@ func (e *env) serveCommand(extra string, vars, args []string, nodes ...*node) *a
 			a.hostKey = v
 		}
 	}
-	signer, err := ssh.ParsePrivateKey(mustRead(t, e.repo+".host_key"))
+	signer, err := ssh.ParsePrivateKey(mustRead(t, e.beside(".host_key")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func (e *env) serveCommand(extra string, vars, args []string, nodes ...*node) *a
 		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("the appliance exited %d", code)
 		}
-		if _, err := os.Stat(e.repo + ".sock"); !os.IsNotExist(err) {
+		if _, err := os.Stat(e.beside(".sock")); !os.IsNotExist(err) {
 			t.Errorf("socket left behind: %v", err)
 		}
 		if t.Failed() {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/s3test"
 )
 
 var cairnBin string
@@ -31,6 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	s3test.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -43,10 +46,21 @@ type result struct {
 
 // env is a repository for one test plus the environment to reach it.
 type env struct {
-	t    *testing.T
-	dir  string // the test's scratch directory
-	repo string
-	vars []string
+	t     *testing.T
+	dir   string // the test's scratch directory
+	repo  string
+	state string // an object-store repository's state directory ("" for a directory)
+	vars  []string
+}
+
+// beside is the path of a file beside the repository (".yaml",
+// ".host_key", ".sock", ".key"): DIR.yaml, or STATE/cairn.yaml for an
+// object store.
+func (e *env) beside(suffix string) string {
+	if e.state != "" {
+		return filepath.Join(e.state, "cairn"+suffix)
+	}
+	return e.repo + suffix
 }
 
 // newEnv prepares (but does not init) a repository path with a

@@ -1,9 +1,28 @@
 package repo
 
-import "github.com/cairnbackup/cairn/repo/blob"
+import (
+	"context"
+	"time"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+)
 
 // CacheSnapshotRecord replaces the index's cached record of snapshot id,
 // as damage to the index would.
 func (r *Repository) CacheSnapshotRecord(id blob.ID, record []byte) error {
 	return r.idx.AddSnapshot(id, record)
+}
+
+// RefreshLock rewrites the heartbeat of an object-store repository's
+// lock now, as its heartbeat does every LockHeartbeat.
+func (r *Repository) RefreshLock(ctx context.Context) error {
+	return r.owner.refresh(ctx)
+}
+
+// SetLockHeartbeat makes repositories opened from now on refresh their
+// lock object every d, until the test ends.
+func SetLockHeartbeat(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := heartbeatInterval
+	heartbeatInterval = d
+	t.Cleanup(func() { heartbeatInterval = old })
 }

@@ -82,16 +82,25 @@ type Keyring struct {
 }
 
 // OpenKeyring proves every credential of creds against the repository
-// in dir (reusing a [ProveKey] proof) and returns the keyring they may
-// change. It reads only; changes take the keys lock themselves.
-func OpenKeyring(ctx context.Context, dir string, creds []Credentials) (*Keyring, error) {
+// at location (a directory or an object-store URL, with o's state
+// directory and S3 access, as [Open] takes them), reusing a [ProveKey]
+// proof, and returns the keyring they may change. It reads only; changes
+// take the keys lock themselves.
+func OpenKeyring(ctx context.Context, location string, creds []Credentials, o Options) (*Keyring, error) {
 	if len(creds) == 0 {
 		return nil, errors.New("keys: no credential to prove")
 	}
-	be := storage.NewLocal(dir)
-	k := &Keyring{be: be, dir: dir, where: filepath.Join(dir, "keys"), proven: map[string]bool{}, now: time.Now}
+	loc, err := ParsePlace(location, o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	be, err := loc.backend(ctx, o.S3)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{be: be, dir: loc.Dir(), where: loc.describe(storage.Keys, ""), proven: map[string]bool{}, now: time.Now}
 	for i, c := range creds {
-		p, cfg, err := unlockConfig(ctx, be, dir, c)
+		p, cfg, err := unlockConfig(ctx, be, loc, c)
 		if err != nil {
 			return nil, err
 		}
@@ -100,18 +109,14 @@ func OpenKeyring(ctx context.Context, dir string, creds []Credentials) (*Keyring
 		}
 		k.proven[p.key] = true
 		if len(c.Password) == 0 {
-			k.keyFiles = append(k.keyFiles, keyFileOf(c.KeyFile, dir))
+			path := c.KeyFile
+			if path == "" {
+				path = DefaultKeyFile(loc)
+			}
+			k.keyFiles = append(k.keyFiles, path)
 		}
 	}
 	return k, nil
-}
-
-// keyFileOf is the key file a credential names: path, or the default.
-func keyFileOf(path, dir string) string {
-	if path == "" {
-		return DefaultKeyFile(dir)
-	}
-	return path
 }
 
 // Proven reports whether the caller's credentials open the wrapped key
@@ -217,7 +222,7 @@ func (k *Keyring) ChangePassphrase(ctx context.Context, old string, pass []byte)
 // must lie outside the repository) and stores its wrapped key. It
 // returns the new key's name.
 func (k *Keyring) AddKeyFile(ctx context.Context, path string) (string, error) {
-	if inside(k.dir, path) {
+	if k.dir != "" && inside(k.dir, path) { // an object store has no local directory to keep it out of
 		return "", fmt.Errorf("key file %s is inside the repository; keep it outside, or a copy of the repository carries its own key", path)
 	}
 	unlock, err := k.lock(ctx, path)

@@ -26,7 +26,7 @@ func keyFileRepo(t *testing.T) (dir, kf string) {
 
 func keyring(t *testing.T, dir string, creds ...repo.Credentials) *repo.Keyring {
 	t.Helper()
-	k, err := repo.OpenKeyring(t.Context(), dir, creds)
+	k, err := repo.OpenKeyring(t.Context(), dir, creds, repo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func keyring(t *testing.T, dir string, creds ...repo.Credentials) *repo.Keyring 
 // opens returns the key cred opens, or fails the test.
 func opens(t *testing.T, dir string, cred repo.Credentials) string {
 	t.Helper()
-	_, key, err := repo.ProveKey(t.Context(), dir, cred)
+	_, key, err := repo.ProveKey(t.Context(), dir, cred, repo.Options{})
 	if err != nil {
 		t.Fatalf("%+v does not open %s: %v", cred, dir, err)
 	}
@@ -105,7 +105,7 @@ func TestKeyringChanges(t *testing.T) {
 	if err := k.Remove(t.Context(), first); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := repo.ProveKey(t.Context(), dir, kcred); !errors.Is(err, repo.ErrWrongKey) {
+	if _, _, err := repo.ProveKey(t.Context(), dir, kcred, repo.Options{}); !errors.Is(err, repo.ErrWrongKey) {
 		t.Fatalf("the removed key file still opens: %v", err)
 	}
 	// Never the last key.
@@ -157,7 +157,7 @@ func TestKeyringChanges(t *testing.T) {
 	}
 	copyOf := filepath.Join(t.TempDir(), "copy.key")
 	os.WriteFile(copyOf, old, 0o600)
-	if _, _, err := repo.ProveKey(t.Context(), dir, repo.Credentials{KeyFile: copyOf}); !errors.Is(err, repo.ErrWrongKey) {
+	if _, _, err := repo.ProveKey(t.Context(), dir, repo.Credentials{KeyFile: copyOf}, repo.Options{}); !errors.Is(err, repo.ErrWrongKey) {
 		t.Fatalf("a copy of the rotated key file still opens: %v", err)
 	}
 
@@ -170,7 +170,7 @@ func TestKeyringChanges(t *testing.T) {
 	if got := opens(t, dir, repo.Credentials{Password: []byte("new words")}); got != changed {
 		t.Fatalf("the new passphrase opens %s, want %s", got, changed)
 	}
-	if _, _, err := repo.ProveKey(t.Context(), dir, pcred); !errors.Is(err, repo.ErrWrongKey) {
+	if _, _, err := repo.ProveKey(t.Context(), dir, pcred, repo.Options{}); !errors.Is(err, repo.ErrWrongKey) {
 		t.Fatalf("the old passphrase still opens: %v", err)
 	}
 	if got := keyNames(t, dir); !slices.Equal(got, sorted(rotated, changed)) {

@@ -46,10 +46,11 @@ type KeyFile struct {
 var ErrWrongKey = errors.New("wrong passphrase or key file")
 
 // DefaultKeyFile is where Init writes, and Open looks for, the key file
-// when none is named: next to the repository directory, never inside it,
-// so a copy of the repository does not carry its own key.
-func DefaultKeyFile(repoDir string) string {
-	return filepath.Clean(repoDir) + ".key"
+// when none is named: next to a repository directory (DIR.key), never
+// inside it, so a copy of the repository does not carry its own key; in
+// the state directory of an object-store repository (STATE/cairn.key).
+func DefaultKeyFile(loc Place) string {
+	return loc.Beside(".key")
 }
 
 // decodeKeyFile parses a key file's contents; path is for messages.
@@ -119,14 +120,15 @@ func (e *WrongKeyError) Unwrap() []error {
 }
 
 // proof is what ProveKey found: the master key the credentials unwrapped
-// for the repository in dir, and the name of the wrapped key in keys/.
+// for the repository at loc, and the name of the wrapped key in keys/.
 type proof struct {
-	dir    string
+	loc    string
 	master seal.MasterKey
 	key    string
 }
 
-// ProveKey checks that cred opens the repository in dir: it unwraps the
+// ProveKey checks that cred opens the repository at location (see
+// [ParsePlace]; o gives its state directory and S3 access): it unwraps the
 // master key against keys/ and authenticates the sealed config with it,
 // as [Open] does first. It reads only the config, keys/ and the key file,
 // takes no lock and never opens the index, so it works while another
@@ -135,9 +137,16 @@ type proof struct {
 // proof: an Open of the same dir with it does not unwrap the key again
 // (argon2id costs a quarter of a second). A credential that does not
 // open the repository gives a [*WrongKeyError].
-func ProveKey(ctx context.Context, dir string, cred Credentials) (proven Credentials, key string, err error) {
-	be := storage.NewLocal(dir)
-	p, _, err := unlockConfig(ctx, be, dir, cred)
+func ProveKey(ctx context.Context, location string, cred Credentials, o Options) (proven Credentials, key string, err error) {
+	loc, err := ParsePlace(location, o.StateDir)
+	if err != nil {
+		return cred, "", err
+	}
+	be, err := loc.backend(ctx, o.S3)
+	if err != nil {
+		return cred, "", err
+	}
+	p, _, err := unlockConfig(ctx, be, loc, cred)
 	if err != nil {
 		return cred, "", err
 	}
@@ -145,24 +154,27 @@ func ProveKey(ctx context.Context, dir string, cred Credentials) (proven Credent
 	return cred, p.key, nil
 }
 
-// unlockConfig reads the sealed config of the repository in dir, unwraps
+// unlockConfig reads the sealed config of the repository at loc, unwraps
 // the master key with cred (or takes the one cred was proven with) and
 // authenticates and decodes the config with it. It only reads.
-func unlockConfig(ctx context.Context, be storage.Backend, dir string, cred Credentials) (*proof, *Config, error) {
+func unlockConfig(ctx context.Context, be storage.Backend, loc Place, cred Credentials) (*proof, *Config, error) {
 	sealedCfg, err := storage.ReadAll(ctx, be, storage.Handle{Kind: storage.Config}, 1<<20)
 	if errors.Is(err, storage.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%s is not a cairn repository (no config file); create one with cairn init", dir)
+		if loc.ObjectStore() {
+			return nil, nil, fmt.Errorf("%s is not a cairn repository (no config object); create one with cairn init", loc)
+		}
+		return nil, nil, fmt.Errorf("%s is not a cairn repository (no config file); create one with cairn init", loc)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	p := cred.proven
-	if p == nil || p.dir != dir {
-		m, name, err := unlock(ctx, be, dir, cred)
+	if p == nil || p.loc != loc.String() {
+		m, name, err := unlock(ctx, be, loc, cred)
 		if err != nil {
 			return nil, nil, err
 		}
-		p = &proof{dir: dir, master: m, key: name}
+		p = &proof{loc: loc.String(), master: m, key: name}
 	}
 	plain, err := p.master.DataKey().Open(nil, sealedCfg, []byte(configAAD))
 	if err != nil {
@@ -180,9 +192,9 @@ func unlockConfig(ctx context.Context, be storage.Backend, dir string, cred Cred
 // keys/ that is damaged is named as damaged, not taken for a wrong
 // credential: keys are named by the SHA-256 of their contents (see
 // [keyName]).
-func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Credentials) (seal.MasterKey, string, error) {
+func unlock(ctx context.Context, be storage.Backend, loc Place, cred Credentials) (seal.MasterKey, string, error) {
 	var zero seal.MasterKey
-	keysDir := filepath.Join(repoDir, "keys")
+	keysDir := loc.describe(storage.Keys, "")
 	if len(cred.Password) > 0 {
 		var names []string
 		err := be.List(ctx, storage.Keys, func(name string, _ int64) error {
@@ -211,7 +223,7 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 				return m, name, nil
 			}
 			if !errors.Is(err, seal.ErrWrongKey) {
-				broken = append(broken, fmt.Errorf("key %s: %w", filepath.Join(keysDir, name), err))
+				broken = append(broken, fmt.Errorf("key %s: %w", keysDir+"/"+name, err))
 			}
 		}
 		if tried == 0 && len(broken) > 0 {
@@ -230,7 +242,7 @@ func unlock(ctx context.Context, be storage.Backend, repoDir string, cred Creden
 	}
 	path := cred.KeyFile
 	if path == "" {
-		path = DefaultKeyFile(repoDir)
+		path = DefaultKeyFile(loc)
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -279,11 +291,11 @@ func loadWrapped(ctx context.Context, be storage.Backend, dir, name string) (*se
 		return nil, err
 	}
 	if id, err := blob.ParseID(name); err == nil && blob.Hash(b) != id {
-		return nil, blob.Corrupt(fmt.Errorf("key %s is damaged: its contents do not hash to its name (put back a copy of the file)", filepath.Join(dir, name)))
+		return nil, blob.Corrupt(fmt.Errorf("key %s is damaged: its contents do not hash to its name (put back a copy of the file)", dir+"/"+name))
 	}
 	w, err := seal.DecodeWrapped(b)
 	if err != nil {
-		return nil, fmt.Errorf("key %s is damaged (put back a copy of the file): %w", filepath.Join(dir, name), blob.Corrupt(err))
+		return nil, fmt.Errorf("key %s is damaged (put back a copy of the file): %w", dir+"/"+name, blob.Corrupt(err))
 	}
 	return w, nil
 }
@@ -305,7 +317,7 @@ func keyName(enc []byte) string { return blob.Hash(enc).String() }
 
 // addKey wraps m with cred and stores it in keys/. In key file mode it
 // also writes the key file, which must not exist yet.
-func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, repoDir string, m seal.MasterKey, cred Credentials, now time.Time) (keyFile string, err error) {
+func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, loc Place, m seal.MasterKey, cred Credentials, now time.Time) (keyFile string, err error) {
 	var w *seal.Wrapped
 	var secret seal.MasterKey
 	if len(cred.Password) > 0 {
@@ -320,7 +332,7 @@ func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, repoDir str
 	} else {
 		keyFile = cred.KeyFile
 		if keyFile == "" {
-			keyFile = DefaultKeyFile(repoDir)
+			keyFile = DefaultKeyFile(loc)
 		}
 		if _, err := os.Lstat(keyFile); err == nil {
 			return "", fmt.Errorf("key file %s exists already; move it away or name another with --key-file", keyFile)

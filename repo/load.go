@@ -41,7 +41,12 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 	if !ok {
 		return buf[:0], fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
 	}
-	f, err := r.be.Open(ctx, r.packHandle(loc.Pack))
+	var f storage.File
+	if r.local == nil && loc.Length < segmentSmall {
+		f, err = r.segmentFor(ctx, loc.Pack, int64(loc.Offset), int64(loc.Length))
+	} else {
+		f, err = r.be.Open(ctx, r.packHandle(loc.Pack))
+	}
 	if errors.Is(err, storage.ErrNotExist) {
 		return buf[:0], fmt.Errorf("blob %s: pack %s is missing: %w", h, loc.Pack.Short(), blob.ErrNotFound)
 	}

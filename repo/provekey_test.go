@@ -35,7 +35,7 @@ func TestProveKey(t *testing.T) {
 	repotest.Open(t, dir) // held open, as the appliance does
 	before := listing(t, dir)
 
-	_, key, err := repo.ProveKey(t.Context(), dir, repotest.Credentials())
+	_, key, err := repo.ProveKey(t.Context(), dir, repotest.Credentials(), repo.Options{})
 	if err != nil || key != passKey {
 		t.Fatalf("right passphrase: key %q, %v; want %s", key, err, passKey)
 	}
@@ -52,7 +52,7 @@ func TestProveKey(t *testing.T) {
 		{"garbage key file", repo.Credentials{KeyFile: garbage},
 			"wrong passphrase or key file: key file " + garbage + " is not a cairn key file"},
 	} {
-		_, key, err := repo.ProveKey(t.Context(), dir, c.cred)
+		_, key, err := repo.ProveKey(t.Context(), dir, c.cred, repo.Options{})
 		var wk *repo.WrongKeyError
 		if !errors.As(err, &wk) || !errors.Is(err, repo.ErrWrongKey) || err.Error() != c.want || key != "" {
 			t.Errorf("%s: key %q, err %v\nwant %s", c.name, key, err, c.want)
@@ -63,7 +63,7 @@ func TestProveKey(t *testing.T) {
 	}
 	// A key file repository, proven while nobody holds it; the proof
 	// then opens it.
-	kcred, key, err := repo.ProveKey(t.Context(), filepath.Join(kfDir, "kf"), repo.Credentials{KeyFile: kf})
+	kcred, key, err := repo.ProveKey(t.Context(), filepath.Join(kfDir, "kf"), repo.Credentials{KeyFile: kf}, repo.Options{})
 	if err != nil || key != keyName(t, kf) {
 		t.Fatalf("key file: key %q, %v", key, err)
 	}

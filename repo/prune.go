@@ -155,6 +155,9 @@ func (r *Repository) FinishRepack(ctx context.Context, s *Session) error {
 // session is told a blob exists while its pack is going.
 func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropped map[blob.ID]int64, err error) {
 	r := p.r
+	if err := r.confirmOwner(ctx); err != nil {
+		return nil, err
+	}
 	r.gate.Lock()
 	p.st.mu.Lock()
 	keep := map[blob.ID]bool{}
@@ -208,6 +211,9 @@ func (r *Repository) DeleteSnapshot(ctx context.Context, id blob.ID) error {
 // deleteSnapshotFile marks snapshot id as being forgotten and deletes its
 // file: the first two steps of DeleteSnapshot.
 func (r *Repository) deleteSnapshotFile(ctx context.Context, id blob.ID) error {
+	if err := r.confirmOwner(ctx); err != nil {
+		return err
+	}
 	if err := r.idx.MarkForgetting(id, r.now()); err != nil {
 		return err
 	}

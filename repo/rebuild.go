@@ -29,7 +29,7 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID) ([]pack.Ent
 		return nil, 0, err
 	}
 	defer f.Close()
-	entries, err := pack.ReadHeader(f, f.Size(), r.key)
+	entries, err := pack.ReadHeader(newTailReader(f, f.Size()), f.Size(), r.key)
 	var fe *pack.FormatError
 	if errors.As(err, &fe) {
 		fe.Pack = id.Short()
@@ -243,7 +243,7 @@ func (r *Repository) indexPacks(ctx context.Context, idx *index.Index, ids []blo
 		bad []UnreadablePack
 	)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(r.HeaderReaders())
 	for _, id := range ids {
 		g.Go(func() error {
 			entries, size, err := r.ReadPackHeader(ctx, id)
@@ -350,7 +350,7 @@ func (r *Repository) swapIndex() error {
 	if err := os.Rename(newDir, r.indexDir()); err != nil {
 		return err
 	}
-	if err := syncDirPath(r.dir); err != nil {
+	if err := syncDirPath(r.cache); err != nil {
 		return err
 	}
 	return os.RemoveAll(oldDir)
@@ -453,7 +453,7 @@ func (r *Repository) recoverSnapshot(ctx context.Context, old *index.Index, id b
 		return nil, errors.New("the index has no intact copy of it")
 	}
 	sealed := r.key.Seal(nil, rec, snapshotAAD(id))
-	if err := r.be.Replace(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed)); err != nil {
+	if err := r.be.(replacer).Replace(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed)); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -514,7 +514,8 @@ type DamagedBlob struct {
 
 // VerifyPack reads pack id from start to end once: it checks that the file
 // hashes to its name, reads the header, and opens and re-hashes every
-// blob. Memory: one blob envelope and one plaintext at a time.
+// blob. Memory: one blob envelope and one plaintext at a time, and a
+// read buffer of verifyReadSize.
 func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 	rep := PackReport{ID: id}
 	f, err := r.be.Open(ctx, r.packHandle(id))
@@ -531,7 +532,7 @@ func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 	}
 	rep.Entries = entries
 	h := sha256.New()
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), 1<<20)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), r.verifyReadSize())
 	var pos int64
 	var env, plain, scratch []byte
 	for _, e := range entries {
@@ -607,4 +608,84 @@ func (r *Repository) JobRuns(job string, limit int, fn func(job string, value []
 // VerifiedTimes calls fn with each pack's last full verification time.
 func (r *Repository) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
 	return r.idx.VerifiedTimes(fn)
+}
+
+// HeaderReaders is how many pack headers to read at once: two from a
+// directory (the disk is the bound), sixteen from an object store (each
+// read waits a round trip; a header read holds at most [tailSize] bytes).
+func (r *Repository) HeaderReaders() int {
+	if r.local != nil {
+		return 2
+	}
+	return 16
+}
+
+// PackReaders is how many packs to read whole at once (check
+// --read-data): two from a directory, four from an object store, where
+// each read also waits a round trip.
+func (r *Repository) PackReaders() int {
+	if r.local != nil {
+		return 2
+	}
+	return 4
+}
+
+// verifyReadSize is the size of VerifyPack's reads: 1 MiB from a
+// directory, 8 MiB (one request for half a full pack) from an object
+// store.
+func (r *Repository) verifyReadSize() int {
+	if r.local != nil {
+		return 1 << 20
+	}
+	return 8 << 20
+}
+
+// tailSize is how much of a pack's end one read fetches when its header
+// is read: the footer and, for packs of up to about a thousand blobs, the
+// whole header, in one request instead of two.
+const tailSize = 64 << 10
+
+// tailReader serves reads within a file's last tailSize bytes from one
+// read of them; other reads go to the file.
+type tailReader struct {
+	f     io.ReaderAt
+	start int64 // offset of tail in the file
+	tail  []byte
+	err   error
+	read  bool
+}
+
+func newTailReader(f io.ReaderAt, size int64) *tailReader {
+	return &tailReader{f: f, start: max(0, size-tailSize)}
+}
+
+func (t *tailReader) ReadAt(p []byte, off int64) (int, error) {
+	if off < t.start {
+		return t.f.ReadAt(p, off)
+	}
+	if !t.read {
+		t.read = true
+		end := t.start + tailSize
+		if sz, ok := t.f.(interface{ Size() int64 }); ok {
+			end = sz.Size()
+		}
+		t.tail = make([]byte, end-t.start)
+		n, err := t.f.ReadAt(t.tail, t.start)
+		t.tail = t.tail[:n]
+		if err != nil && !errors.Is(err, io.EOF) {
+			t.err = err
+		}
+	}
+	if t.err != nil {
+		return 0, t.err
+	}
+	rel := off - t.start
+	if rel >= int64(len(t.tail)) {
+		return 0, io.EOF
+	}
+	n := copy(p, t.tail[rel:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
 }

@@ -28,6 +28,14 @@ type InitOptions struct {
 	PackSize    int
 	Compression string
 	Now         func() time.Time
+	// StateDir is the state directory of an object-store repository
+	// ("" for [DefaultStateDir]); Init creates it, and the key file
+	// goes there by default.
+	StateDir string
+	// S3 reaches an object store.
+	S3 S3Access
+	// Logger receives what Init notices on its own; nil discards it.
+	Logger *slog.Logger
 }
 
 // Options configure Open.
@@ -40,13 +48,23 @@ type Options struct {
 	SkipIndex bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// StateDir is the state directory of an object-store repository
+	// ("" for [DefaultStateDir]): the default key file is there.
+	StateDir string
+	// CacheDir is where an object-store repository keeps its index and
+	// local lock ("" for [DefaultCacheDir] of the repository's ID).
+	CacheDir string
+	// S3 reaches an object store.
+	S3 S3Access
 }
 
-// Repository is an open repository. It owns the directory while open:
+// Repository is an open repository. It owns the repository while open:
 // a second process gets [ErrLocked]. It is safe for concurrent use.
 type Repository struct {
-	dir    string
-	be     *storage.Local
+	loc    Place
+	be     storage.Backend
+	local  *storage.Local // nil for an object store
+	cache  string         // holds index/ and the local lock: the directory, or the cache directory
 	cfg    *Config
 	master seal.MasterKey
 	key    *seal.Key
@@ -54,8 +72,12 @@ type Repository struct {
 	level  pack.Level
 	idx    *index.Index
 	lock   *lockFile
-	log    *slog.Logger
-	now    func() time.Time
+	owner  *ownerLock // object store: the lock object
+	// segments holds ranges of packs read from an object store for
+	// small blobs (see segments.go).
+	segments segmentCache
+	log      *slog.Logger
+	now      func() time.Time
 
 	// gate orders index lookups that tell a session a blob exists
 	// (read-locked) against prune dropping packs from the index
@@ -68,12 +90,17 @@ type Repository struct {
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-// Init creates a repository in dir (which must not exist or be empty)
-// with a new random master key wrapped by cred. In key file mode it
-// returns the path of the key file it wrote.
-func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (keyFile string, err error) {
+// Init creates a repository at location (see [ParsePlace]): a
+// directory, which must not exist or be empty, or a bucket and prefix of
+// an object store, which must hold no object of a repository. It makes a
+// new random master key wrapped by cred. In key file mode it returns the
+// path of the key file it wrote.
+func Init(ctx context.Context, location string, cred Credentials, o InitOptions) (keyFile string, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Chunker == (ChunkerParams{}) {
 		p := chunker.DefaultParams
@@ -85,10 +112,18 @@ func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (key
 	if o.Compression == "" {
 		o.Compression = "default"
 	}
+	loc, err := ParsePlace(location, o.StateDir)
+	if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	if loc.ObjectStore() {
+		return initObjectStore(ctx, loc, cred, o)
+	}
+	dir := loc.Dir()
 	if len(cred.Password) == 0 {
 		kf := cred.KeyFile
 		if kf == "" {
-			kf = DefaultKeyFile(dir)
+			kf = DefaultKeyFile(loc)
 		}
 		if inside(dir, kf) {
 			return "", fmt.Errorf("init: key file %s is inside the repository; keep it outside, or a copy of the repository carries its own key", kf)
@@ -127,20 +162,6 @@ func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (key
 	if err := syncDirPath(filepath.Dir(filepath.Clean(dir))); err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
-	m, err := seal.NewMasterKey()
-	if err != nil {
-		return "", err
-	}
-	var id blob.ID
-	tmp, err := seal.NewMasterKey()
-	if err != nil {
-		return "", err
-	}
-	id = blob.ID(tmp)
-	cfg := &Config{Version: FormatVersion, ID: id, Created: o.Now().UTC(), Chunker: o.Chunker, PackSize: o.PackSize, Compression: o.Compression}
-	if err := cfg.validate(); err != nil {
-		return "", fmt.Errorf("init: %w", err)
-	}
 	be := storage.NewLocal(dir)
 	if err := be.Init(); err != nil {
 		return "", fmt.Errorf("init: %w", err)
@@ -150,12 +171,39 @@ func Init(ctx context.Context, dir string, cred Credentials, o InitOptions) (key
 		return "", fmt.Errorf("init: %w", err)
 	}
 	defer lock.release()
-	keyFile, err = addKey(ctx, be, id, dir, m, cred, o.Now())
+	m, cfg, err := newConfig(o)
+	if err != nil {
+		return "", err
+	}
+	return writeNew(ctx, be, loc, m, cfg, cred, o.Now(), &wroteKey)
+}
+
+// newConfig makes a master key and the config of a new repository.
+func newConfig(o InitOptions) (seal.MasterKey, *Config, error) {
+	m, err := seal.NewMasterKey()
+	if err != nil {
+		return m, nil, err
+	}
+	tmp, err := seal.NewMasterKey()
+	if err != nil {
+		return m, nil, err
+	}
+	cfg := &Config{Version: FormatVersion, ID: blob.ID(tmp), Created: o.Now().UTC(), Chunker: o.Chunker, PackSize: o.PackSize, Compression: o.Compression}
+	if err := cfg.validate(); err != nil {
+		return m, nil, fmt.Errorf("init: %w", err)
+	}
+	return m, cfg, nil
+}
+
+// writeNew stores the wrapped key (and writes the key file) and then the
+// config, whose presence marks a complete repository. wroteKey is set to
+// the key file once written.
+func writeNew(ctx context.Context, be storage.Backend, loc Place, m seal.MasterKey, cfg *Config, cred Credentials, now time.Time, wroteKey *string) (string, error) {
+	keyFile, err := addKey(ctx, be, cfg.ID, loc, m, cred, now)
 	if err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
-	wroteKey = keyFile
-	// The config goes last: its presence marks a complete repository.
+	*wroteKey = keyFile
 	plain, err := jsonMarshal(cfg)
 	if err != nil {
 		return "", err
@@ -176,52 +224,60 @@ func inside(dir, path string) bool {
 	return p == d || strings.HasPrefix(p, d+string(filepath.Separator))
 }
 
-// Open opens the repository in dir with cred. A wrong credential gives a
-// [*WrongKeyError] (matching [ErrWrongKey]) and writes nothing; a repository open in
-// another process gives [ErrLocked].
-func Open(ctx context.Context, dir string, cred Credentials, o Options) (*Repository, error) {
+// Open opens the repository at location (see [ParsePlace]) with cred.
+// A wrong credential gives a [*WrongKeyError] (matching [ErrWrongKey])
+// and writes nothing; a repository open in another process gives
+// [ErrLocked] (for an object store a [*LockedError] naming the owner).
+func Open(ctx context.Context, location string, cred Credentials, o Options) (*Repository, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	be := storage.NewLocal(dir)
-	p, cfg, err := unlockConfig(ctx, be, dir, cred)
+	loc, err := ParsePlace(location, o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if o.CacheDir != "" && !loc.ObjectStore() {
+		return nil, fmt.Errorf("a cache directory is only for an object-store repository; directory repository %s keeps its index inside it", location)
+	}
+	be, err := loc.backend(ctx, o.S3)
+	if err != nil {
+		return nil, err
+	}
+	p, cfg, err := unlockConfig(ctx, be, loc, cred)
 	if err != nil {
 		return nil, err
 	}
 	m := p.master
 	key := m.DataKey()
 	r := &Repository{
-		dir: dir, be: be, cfg: cfg, master: m, key: key,
+		loc: loc, be: be, cfg: cfg, master: m, key: key,
 		table: chunker.NewTable(m.Derive(seal.PurposeChunker)),
 		level: compressionLevels[cfg.Compression],
 		log:   o.Logger, now: o.Now,
 	}
-	r.lock, err = acquireLock(dir)
-	if err != nil {
-		return nil, err
-	}
-	removed, err := be.CleanTemp()
-	for _, p := range removed {
-		r.log.Info("removed a temporary file left by an interrupted write", "path", p)
-	}
-	if err != nil {
-		r.lock.release()
-		return nil, err
-	}
-	for _, leftover := range []string{r.indexDir() + ".new", r.indexDir() + ".old"} {
-		if err := os.RemoveAll(leftover); err != nil {
-			r.lock.release()
-			return nil, fmt.Errorf("remove %s: %w", leftover, err)
+	if l, ok := be.(*storage.Local); ok {
+		r.local, r.cache = l, loc.Dir()
+	} else {
+		r.cache = o.CacheDir
+		if r.cache == "" {
+			r.cache = DefaultCacheDir(cfg.ID)
 		}
+	}
+	if err := r.lockRepository(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.cleanInterrupted(ctx); err != nil {
+		r.unlock()
+		return nil, err
 	}
 	if o.SkipIndex {
 		return r, nil
 	}
 	if err := r.openIndex(); err != nil {
-		r.lock.release()
+		r.unlock()
 		return nil, err
 	}
 	if err := r.reconcile(ctx); err != nil {
@@ -231,7 +287,35 @@ func Open(ctx context.Context, dir string, cred Credentials, o Options) (*Reposi
 	return r, nil
 }
 
-func (r *Repository) indexDir() string { return filepath.Join(r.dir, "index") }
+// cleanInterrupted removes what writes that never finished left: a
+// directory's temporary files, an object store's incomplete multipart
+// uploads, and a rebuild's leftover index directories.
+func (r *Repository) cleanInterrupted(ctx context.Context) error {
+	var removed []string
+	var err error
+	if r.local != nil {
+		removed, err = r.local.CleanTemp()
+		for _, p := range removed {
+			r.log.Info("removed a temporary file left by an interrupted write", "path", p)
+		}
+	} else if s3, ok := r.be.(*fencedBackend); ok {
+		removed, err = s3.s3.CleanUploads(ctx, 0)
+		for _, k := range removed {
+			r.log.Info("aborted an incomplete upload left by an interrupted write", "key", k)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	for _, leftover := range []string{r.indexDir() + ".new", r.indexDir() + ".old"} {
+		if err := os.RemoveAll(leftover); err != nil {
+			return fmt.Errorf("remove %s: %w", leftover, err)
+		}
+	}
+	return nil
+}
+
+func (r *Repository) indexDir() string { return filepath.Join(r.cache, "index") }
 
 func (r *Repository) indexOptions() index.Options {
 	k := r.master.Derive(PurposeIndex)
@@ -257,11 +341,19 @@ func (r *Repository) Close() error {
 		err = r.idx.Close()
 		r.idx = nil
 	}
-	return errors.Join(err, r.lock.release())
+	return errors.Join(err, r.unlock())
 }
 
-// Dir is the repository directory.
-func (r *Repository) Dir() string { return r.dir }
+// Dir is the directory of a directory repository; "" for an object
+// store (see [Repository.Place]).
+func (r *Repository) Dir() string { return r.loc.Dir() }
+
+// Place is where the repository is.
+func (r *Repository) Place() Place { return r.loc }
+
+// CacheDir is the directory that holds the index and the local lock: the
+// repository's own directory, or an object store's cache directory.
+func (r *Repository) CacheDir() string { return r.cache }
 
 // Config returns the repository configuration.
 func (r *Repository) Config() Config { return *r.cfg }

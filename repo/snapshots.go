@@ -29,6 +29,9 @@ func (r *Repository) saveSnapshot(ctx context.Context, sn *snapshot.Snapshot) (b
 		return blob.ID{}, err
 	}
 	crashpoint.Hit("before-snapshot-write")
+	if err := r.confirmOwner(ctx); err != nil {
+		return blob.ID{}, fmt.Errorf("snapshot %s: %w", id.Short(), err)
+	}
 	sealed := r.key.Seal(nil, plain, snapshotAAD(id))
 	err = r.be.Put(ctx, storage.Handle{Kind: storage.Snapshot, Name: id.String()}, bytes.NewReader(sealed))
 	if err != nil && !errors.Is(err, storage.ErrExist) {

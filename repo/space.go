@@ -24,7 +24,7 @@ const IndexReserve = 32 << 20
 func (r *Repository) Space() (free, reserve int64, err error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(r.indexDir(), &st); err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", r.dir, err)
+		return 0, 0, fmt.Errorf("%s: %w", r.cache, err)
 	}
 	return int64(st.Bavail) * int64(st.Bsize), IndexReserve + dirSize(r.indexDir()), nil
 }
@@ -32,12 +32,15 @@ func (r *Repository) Space() (free, reserve int64, err error) {
 // checkSpace refuses to store n more bytes of pack when that would leave
 // less than the index's reserve free.
 func (r *Repository) checkSpace(n int64) error {
+	if r.local == nil {
+		n = 0 // packs go to the object store; the index stays in the cache directory
+	}
 	free, reserve, err := r.Space()
 	if err != nil {
 		return nil // cannot tell: the write itself finds out
 	}
 	if free-n < reserve {
-		return fmt.Errorf("%s: %d MiB free, and %d MiB stay free for the index: %w", r.dir, free>>20, reserve>>20, unix.ENOSPC)
+		return fmt.Errorf("%s: %d MiB free, and %d MiB stay free for the index: %w", r.cache, free>>20, reserve>>20, unix.ENOSPC)
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ checked; the message says which and why.`,
 				return err
 			}
 			for _, p := range proofs {
-				g.printf("the %s opens repository %s (key %s)\n", p.what, g.abs(g.repoDir), p.key)
+				g.printf("the %s opens repository %s (key %s)\n", p.what, g.location(), p.key)
 			}
 			return nil
 		},
@@ -81,7 +81,11 @@ func (g *globalOptions) keyring(ctx context.Context) (*repo.Keyring, []keyProof,
 	for i, p := range proofs {
 		creds[i] = p.cred
 	}
-	k, err := repo.OpenKeyring(ctx, g.repoDir, creds)
+	o, err := g.repoOptions(repo.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := repo.OpenKeyring(ctx, g.repoDir, creds, o)
 	return k, proofs, err
 }
 
@@ -362,7 +366,10 @@ func keyFileOf(g *globalOptions) string {
 	if g.keyFile != "" {
 		return g.keyFile
 	}
-	return repo.DefaultKeyFile(g.repoDir)
+	if p, err := g.place(); err == nil {
+		return repo.DefaultKeyFile(p)
+	}
+	return ""
 }
 
 // newPassphrase reads a new passphrase from file, or asks for it twice

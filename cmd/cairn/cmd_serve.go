@@ -82,7 +82,11 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 	}
 	defer release()
 	log := g.logger()
-	hostKey := appliance.HostKeyPath(g.abs(g.repoDir))
+	place, err := g.place()
+	if err != nil {
+		return err
+	}
+	hostKey := appliance.HostKeyPath(place)
 	if _, err := os.Stat(hostKey); os.IsNotExist(err) {
 		fp, err := appliance.GenerateHostKey(hostKey)
 		if err != nil {
@@ -94,7 +98,7 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 	b := currentBuild()
 	a, err = appliance.New(appliance.Options{
 		Repo: r, ConfigPath: o.configPath(g), HostKeyPath: hostKey,
-		SocketPath: g.socket, Operator: operator(g.abs(g.repoDir), r, &a), Logger: log,
+		SocketPath: g.socket, Operator: operator(place.String(), r, &a), Logger: log,
 		Build: appliance.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.Go},
 	})
 	if err != nil {
@@ -180,7 +184,7 @@ func runServe(ctx context.Context, g *globalOptions, o *serveOptions) error {
 	// Closing flushes the index; its error (a repository directory
 	// deleted under the appliance) is the appliance's last word.
 	if cerr := r.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("closing the repository %s: %w", r.Dir(), cerr))
+		err = errors.Join(err, fmt.Errorf("closing the repository %s: %w", place, cerr))
 	}
 	return err
 }
@@ -192,7 +196,7 @@ func runServeStdio(ctx context.Context, g *globalOptions, o *serveOptions) error
 	command := os.Getenv("SSH_ORIGINAL_COMMAND")
 	req := &appliance.Request{Kind: "node", Node: o.node, Command: command}
 	if g.repoDir != "" {
-		req.Repo = g.abs(g.repoDir)
+		req.Repo = g.location()
 	}
 	code, err := appliance.Call(ctx, g.socketPath(), req, g.stdin, g.stdout, g.stderr)
 	if err == nil {

@@ -21,13 +21,18 @@ import (
 	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
+	"github.com/cairnbackup/cairn/repo/storage"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
 // globalOptions are the flags every command takes.
 type globalOptions struct {
-	repoDir      string
+	repoDir      string // the repository's location: a directory or an s3:// URL
+	stateDir     string // object store: the state directory
+	cacheDir     string // object store: the cache directory
+	s3Creds      string // object store: the S3 credentials file
+	configFlag   string // the command's --config, if it has one
 	passwordFile string
 	keyFile      string
 	json         bool
@@ -45,7 +50,7 @@ type globalOptions struct {
 	// connected to its socket: the appliance's open repository, the
 	// operator's working directory and whether they see a terminal.
 	shared    *repo.Repository
-	sharedDir string               // its directory, absolute
+	sharedDir string               // its location (absolute directory or URL)
 	appliance *appliance.Appliance // the running appliance, inside it
 	cwd       string
 	stderrTTY bool
@@ -95,9 +100,12 @@ func (g *globalOptions) startProfile() error {
 
 func (g *globalOptions) register(root *cobra.Command) {
 	f := root.PersistentFlags()
-	f.StringVarP(&g.repoDir, "repo", "r", os.Getenv("CAIRN_REPO"), "repository directory (env CAIRN_REPO)")
+	f.StringVarP(&g.repoDir, "repo", "r", os.Getenv("CAIRN_REPO"), "repository: a directory, s3://HOST[:PORT]/BUCKET[/PREFIX] or s3+http://HOST:PORT/BUCKET[/PREFIX] (env CAIRN_REPO)")
+	f.StringVar(&g.stateDir, "state-dir", os.Getenv("CAIRN_STATE_DIR"), "object store: directory of the files beside the repository (key file, configuration, host key, socket, runbook) (env CAIRN_STATE_DIR; default /var/lib/cairn/s3/ENDPOINT/BUCKET[/PREFIX])")
+	f.StringVar(&g.cacheDir, "cache-dir", os.Getenv("CAIRN_CACHE_DIR"), "object store: directory of the index and the local lock, rebuilt from the bucket when lost (env CAIRN_CACHE_DIR; default /var/cache/cairn/REPOSITORY-ID)")
+	f.StringVar(&g.s3Creds, "s3-credentials", os.Getenv("CAIRN_S3_CREDENTIALS"), "object store: file of AWS_ACCESS_KEY_ID=…, AWS_SECRET_ACCESS_KEY=… (mode 0600; env CAIRN_S3_CREDENTIALS; default the environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, else s3_credentials: in the appliance configuration)")
 	f.StringVar(&g.passwordFile, "password-file", os.Getenv("CAIRN_PASSWORD_FILE"), "file holding the passphrase (env CAIRN_PASSWORD_FILE)")
-	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key)")
+	f.StringVar(&g.keyFile, "key-file", os.Getenv("CAIRN_KEY_FILE"), "key file for unattended use (env CAIRN_KEY_FILE; default: the repository path + .key, or STATE/cairn.key for an object store)")
 	f.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	f.Var(&g.logFormat, "log-format", "log format on stderr: text (key=value) or json (one object per line)")
@@ -105,7 +113,7 @@ func (g *globalOptions) register(root *cobra.Command) {
 	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile (pprof) at the end of the command to FILE")
 	f.MarkHidden("cpuprofile")
 	f.MarkHidden("memprofile")
-	f.StringVar(&g.socket, "socket", os.Getenv("CAIRN_SOCKET"), "the running appliance's operator socket (env CAIRN_SOCKET; default: the repository path + .sock)")
+	f.StringVar(&g.socket, "socket", os.Getenv("CAIRN_SOCKET"), "the running appliance's operator socket (env CAIRN_SOCKET; default: the repository path + .sock, or STATE/cairn.sock for an object store)")
 	if g.stdout == nil {
 		g.stdout, g.stderr, g.stdin = os.Stdout, os.Stderr, os.Stdin
 		g.stderrTTY = term.IsTerminal(int(os.Stderr.Fd()))
@@ -132,7 +140,94 @@ func (g *globalOptions) socketPath() string {
 	if g.socket != "" {
 		return g.socket
 	}
-	return appliance.SocketPath(g.abs(g.repoDir))
+	p, err := g.place()
+	if err != nil {
+		return ""
+	}
+	return appliance.SocketPath(p)
+}
+
+// place is the repository's location (--repo), with a relative directory
+// made absolute and the state directory (--state-dir) of an object store.
+func (g *globalOptions) place() (repo.Place, error) {
+	if err := g.requireRepo(); err != nil {
+		return repo.Place{}, err
+	}
+	state := g.stateDir
+	if state != "" {
+		state = g.abs(state)
+	}
+	p, err := repo.ParsePlace(g.repoDir, state)
+	if err != nil {
+		return repo.Place{}, usageError{fmt.Errorf("--repo: %w", err)}
+	}
+	if p.Dir() != "" {
+		p = p.Abs(g.cwd)
+	}
+	return p, nil
+}
+
+// location is the repository's location as messages and the appliance
+// name it: the absolute directory, or the URL; "" when there is none.
+func (g *globalOptions) location() string {
+	p, err := g.place()
+	if err != nil {
+		return g.abs(g.repoDir)
+	}
+	return p.String()
+}
+
+// repoOptions completes o with what an object-store repository needs:
+// the state and cache directories and the S3 credentials.
+func (g *globalOptions) repoOptions(o repo.Options) (repo.Options, error) {
+	p, err := g.place()
+	if err != nil {
+		return o, err
+	}
+	if !p.ObjectStore() {
+		if g.cacheDir != "" {
+			return o, usageError{fmt.Errorf("--cache-dir (or CAIRN_CACHE_DIR) is only for an object-store repository; directory repository %s keeps its index inside it", p)}
+		}
+		return o, nil
+	}
+	o.StateDir = p.StateDir()
+	if g.cacheDir != "" {
+		o.CacheDir = g.abs(g.cacheDir)
+	}
+	a, err := g.s3Access(p, g.configFlag)
+	if err != nil {
+		return o, err
+	}
+	o.S3 = a
+	return o, nil
+}
+
+// s3Access finds the S3 credentials of an object-store repository: the
+// file --s3-credentials (CAIRN_S3_CREDENTIALS) names; else
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; else
+// the file s3_credentials: names in the appliance's configuration
+// (config, or the default beside the repository). Secrets stay in
+// files and the environment, never in arguments.
+func (g *globalOptions) s3Access(p repo.Place, config string) (repo.S3Access, error) {
+	if g.s3Creds != "" {
+		c, err := storage.LoadS3Credentials(g.abs(g.s3Creds))
+		return repo.S3Access{Credentials: c}, err
+	}
+	c, found, err := storage.S3CredentialsFromEnv(os.Getenv)
+	if err != nil || found {
+		return repo.S3Access{Credentials: c}, err
+	}
+	path := g.configPath(config)
+	cfg, err := appliance.LoadConfig(path)
+	if err != nil {
+		return repo.S3Access{}, fmt.Errorf("S3 credentials for %s: %w", p, err)
+	}
+	if cfg.S3Credentials == "" {
+		return repo.S3Access{}, fmt.Errorf("no S3 credentials for %s: set %s and %s, name a credentials file with --s3-credentials or CAIRN_S3_CREDENTIALS, or with s3_credentials: in %s",
+			p, storage.EnvAccessKeyID, storage.EnvSecretAccessKey, path)
+	}
+	c, err = storage.LoadS3Credentials(cfg.S3Credentials)
+	return repo.S3Access{Credentials: c}, err
 }
 
 func (g *globalOptions) logger() *slog.Logger {
@@ -228,7 +323,11 @@ func (g *globalOptions) credentialList(dflt bool) ([]credential, error) {
 		list = append(list, credential{"key file " + g.keyFile, repo.Credentials{KeyFile: g.keyFile}})
 	}
 	if len(list) == 0 && dflt {
-		list = append(list, credential{"key file " + repo.DefaultKeyFile(g.repoDir), repo.Credentials{}})
+		p, err := g.place()
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, credential{"key file " + repo.DefaultKeyFile(p), repo.Credentials{}})
 	}
 	return list, nil
 }
@@ -253,9 +352,13 @@ func (g *globalOptions) proveKeys(ctx context.Context, dflt bool) ([]keyProof, e
 	if err != nil {
 		return nil, err
 	}
+	o, err := g.repoOptions(repo.Options{})
+	if err != nil {
+		return nil, err
+	}
 	var proofs []keyProof
 	for _, c := range list {
-		proven, key, err := repo.ProveKey(ctx, g.repoDir, c.cred)
+		proven, key, err := repo.ProveKey(ctx, g.repoDir, c.cred, o)
 		if err != nil {
 			return nil, g.keyError(c.what, err)
 		}
@@ -270,7 +373,7 @@ func (g *globalOptions) proveKeys(ctx context.Context, dflt bool) ([]keyProof, e
 // keyError says which credential did not open which repository, or
 // could not be checked against it.
 func (g *globalOptions) keyError(what string, err error) error {
-	dir := g.abs(g.repoDir)
+	dir := g.location()
 	var wk *repo.WrongKeyError
 	switch {
 	case errors.As(err, &wk):
@@ -319,9 +422,13 @@ func (g *globalOptions) open(ctx context.Context, o repo.Options) (*repo.Reposit
 		cred = *g.proven
 	}
 	o.Logger = g.logger()
+	if o, err = g.repoOptions(o); err != nil {
+		return nil, nil, err
+	}
 	r, err := repo.Open(ctx, g.repoDir, cred, o)
 	if wk := (*repo.WrongKeyError)(nil); errors.As(err, &wk) {
-		what := "key file " + cmp.Or(g.keyFile, repo.DefaultKeyFile(g.repoDir))
+		p, _ := g.place()
+		what := "key file " + cmp.Or(g.keyFile, repo.DefaultKeyFile(p))
 		if g.passwordFile != "" {
 			what = "password file " + g.passwordFile
 		}
@@ -377,7 +484,11 @@ func (g *globalOptions) configPath(config string) string {
 	case g.appliance != nil && g.appliance.ConfigPath() != "":
 		return g.appliance.ConfigPath()
 	}
-	return appliance.ConfigPath(g.abs(g.repoDir))
+	p, err := g.place()
+	if err != nil {
+		return g.abs(g.repoDir) + ".yaml"
+	}
+	return appliance.ConfigPath(p)
 }
 
 // eachLine makes an error of several lines (errors.Join) print each with

@@ -206,7 +206,7 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 // local lists the commands that never go to a running appliance: they
 // create or serve the repository, need it to themselves, or talk to a
 // remote appliance.
-var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "help": true, "completion": true, "umount": true, "key": true}
+var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "help": true, "completion": true, "umount": true, "key": true, "unlock": true}
 
 // isLocal reports whether cmd, or the group it belongs to, is local.
 func isLocal(cmd *cobra.Command) bool {
@@ -246,7 +246,10 @@ func (g *globalOptions) forward(cmd *cobra.Command) (bool, error) {
 	if g.shared != nil || g.repoDir == "" || isLocal(cmd) || remote(cmd) {
 		return false, nil
 	}
-	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.abs(g.repoDir), TZ: callerTZ()}
+	if _, err := g.place(); err != nil {
+		return true, err
+	}
+	req := &appliance.Request{Kind: "operator", Args: g.args, Cwd: g.abs("."), StderrTerminal: g.stderrTTY, Repo: g.location(), TZ: callerTZ()}
 	var stdin io.Reader
 	if f := cmd.Flags(); f.Lookup("stdin") != nil && (f.Changed("stdin") || f.Changed("tar")) {
 		stdin = g.stdin // only commands that read standard input get it
@@ -318,9 +321,13 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 			// beside the repository (its configuration) is the
 			// appliance's.
 			g.repoDir = g.sharedDir
+			g.stateDir, g.cacheDir = g.shared.Place().StateDir(), ""
 		}
 		if cmd.HasSubCommands() {
 			return nil // a group (root, key, repair) runs no command of its own
+		}
+		if f := cmd.Flags().Lookup("config"); f != nil {
+			g.configFlag = f.Value.String()
 		}
 		context.AfterFunc(cmd.Context(), func() {
 			if sig := signalled(cmd.Context()); sig != nil {
@@ -362,6 +369,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newDrillCommand(g), newDrillsCommand(g),
 		newConfigCommand(g),
 		newManCommand(),
+		newUnlockCommand(g),
 	)
 	wrapArgs(root)
 	registerCompletions(g, root)

@@ -39,8 +39,13 @@ type golden struct {
 	listing string            // snapshots --json
 }
 
-func makeGolden(t *testing.T, rng *rand.Rand) *golden {
-	e := newEnv(t)
+// makeGolden makes the golden repository: a directory, or what mk makes
+// (an object store) when it is not nil.
+func makeGolden(t *testing.T, rng *rand.Rand, mk func(testing.TB) *env) *golden {
+	if mk == nil {
+		mk = newEnv
+	}
+	e := mk(t)
 	e.initRepo()
 	g := &golden{e: e, snaps: map[string]string{}}
 	s := newSource(t, filepath.Join(e.dir, "src"), rng.Uint64(), smallSpec, 3<<19)
@@ -63,6 +68,9 @@ func makeGolden(t *testing.T, rng *rand.Rand) *golden {
 
 // clone copies the repository and its key file to a new env.
 func (g *golden) clone(t *testing.T) *env {
+	if g.e.s3 != nil {
+		return g.e.s3.clone(t)
+	}
 	e := newEnv(t)
 	for _, p := range []string{"", ".key"} {
 		if out, err := exec.Command("cp", "-a", g.e.repo+p, e.repo+p).CombinedOutput(); err != nil {
@@ -110,10 +118,21 @@ func whole(p string) func(t *testing.T, e *env, rng *rand.Rand) region {
 	}
 }
 
-// packsBy lists the packs holding blobs of type typ (by reading their
-// headers with the repository opened in this process), largest first.
+// packsBy lists the files of the packs holding blobs of type typ,
+// largest first.
 func packsBy(t *testing.T, e *env, typ blob.Type) []string {
-	r, err := repo.Open(context.Background(), e.repo, repo.Credentials{KeyFile: e.repo + ".key"}, repo.Options{})
+	out := packIDsBy(t, e, typ)
+	for i, id := range out {
+		out[i] = filepath.Join(e.repo, "packs", id[:2], id)
+	}
+	return out
+}
+
+// packIDsBy lists the IDs of the packs holding blobs of type typ (by
+// reading their headers with the repository opened in this process),
+// largest first.
+func packIDsBy(t *testing.T, e *env, typ blob.Type) []string {
+	r, err := repo.Open(context.Background(), e.repo, repo.Credentials{KeyFile: e.beside(".key")}, e.repoOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,9 +156,6 @@ func packsBy(t *testing.T, e *env, typ blob.Type) []string {
 		ib, _ := blob.ParseID(b)
 		return int(sizes[ib] - sizes[ia])
 	})
-	for i, id := range out {
-		out[i] = filepath.Join(e.repo, "packs", id[:2], id)
-	}
 	return out
 }
 
@@ -163,12 +179,12 @@ var rotTargets = []rotTarget{
 	{"key file (DIR.key)", "secret", whole("../repo.key")},
 	{"config", "secret", whole("config")},
 	{"index: table (.sst)", "index", func(t *testing.T, e *env, rng *rand.Rand) region {
-		ms, _ := filepath.Glob(filepath.Join(e.repo, "index", "*.sst"))
+		ms, _ := filepath.Glob(filepath.Join(e.indexDir(), "*.sst"))
 		slices.SortFunc(ms, func(a, b string) int { return int(fileSize(t, b) - fileSize(t, a)) })
 		return region{ms[0], 0, fileSize(t, ms[0])}
 	}},
-	{"index: MANIFEST", "index", whole("index/MANIFEST")},
-	{"index: KEYREGISTRY", "index", whole("index/KEYREGISTRY")},
+	{"index: MANIFEST", "index", inIndex("MANIFEST")},
+	{"index: KEYREGISTRY", "index", inIndex("KEYREGISTRY")},
 }
 
 // damages are the ways a file rots.
@@ -357,7 +373,7 @@ func (e *env) judgeFUSE(t *testing.T, g *golden) (silent []string, eio int) {
 
 func TestBitRot(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0xb17))
-	g := makeGolden(t, rng)
+	g := makeGolden(t, rng, nil)
 	type rotCase struct {
 		target rotTarget
 		damage int
@@ -408,6 +424,20 @@ func rotOne(t *testing.T, g *golden, tg rotTarget, dmg int, withFUSE bool, rng *
 	}
 	how := damages[dmg].apply(t, reg, rng)
 	t.Logf("%s: %s %s (%s)", tg.name, damages[dmg].name, filepath.Base(reg.path), how)
+	putBack := func() {
+		if err := os.WriteFile(reg.path, orig, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return judgeRot(t, g, e, tg, dmg, how, withFUSE, putBack)
+}
+
+// judgeRot judges what cairn makes of the damage how (of kind dmg to
+// target tg) in e, a copy of g: detection, no wrong bytes, recovery
+// (putBack restores the operator's copy of a file nothing opens
+// without). It returns what rotOne returns.
+func judgeRot(t *testing.T, g *golden, e *env, tg rotTarget, dmg int, how string, withFUSE bool, putBack func()) (bool, int, string) {
+	var err error
 	var notes []string
 	lost := false
 	bad := func(format string, args ...any) {
@@ -495,9 +525,7 @@ func rotOne(t *testing.T, g *golden, tg rotTarget, dmg int, withFUSE bool, rng *
 	switch tg.class {
 	case "secret":
 		if chk.code == 1 {
-			if err := os.WriteFile(reg.path, orig, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			putBack()
 			notes = append(notes, "recovered from the operator's copy of the file")
 		}
 	default:

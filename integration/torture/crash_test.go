@@ -95,8 +95,13 @@ type tally struct {
 	points                                                map[string]bool
 }
 
-func newChain(t *testing.T, kind string, rng *rand.Rand, allowRepair bool) *chain {
-	e := newEnv(t)
+// newChain makes a chain on a new repository: a directory, or what mk
+// makes (an object store) when it is not nil.
+func newChain(t *testing.T, kind string, rng *rand.Rand, allowRepair bool, mk func(testing.TB) *env) *chain {
+	if mk == nil {
+		mk = newEnv
+	}
+	e := mk(t)
 	e.initRepo()
 	c := &chain{t: t, e: e, kind: kind, allowRepair: allowRepair, rng: rng, acked: map[string]string{}}
 	c.src = newSource(t, filepath.Join(e.dir, "src"), rng.Uint64(), smallSpec, 2<<20+rng.IntN(1<<20))
@@ -226,6 +231,10 @@ type crashFamily struct {
 	// after runs after each verified kill (drills: a full drill must
 	// pass and leave nothing behind).
 	after func(c *chain, tl *tally)
+	// mkEnv makes the repositories (nil: directories); where is added
+	// to the table's row names (" (object store)").
+	mkEnv func(testing.TB) *env
+	where string
 }
 
 func (f *crashFamily) run(t *testing.T) {
@@ -242,7 +251,7 @@ func (f *crashFamily) run(t *testing.T) {
 			break
 		}
 		if c == nil || c.copies >= 12 {
-			c = newChain(t, f.kind, rng, f.allowRepair)
+			c = newChain(t, f.kind, rng, f.allowRepair, f.mkEnv)
 			c.backup()
 			c.backup()
 		}
@@ -290,7 +299,7 @@ func (f *crashFamily) run(t *testing.T) {
 	if tl.repaired > 0 {
 		note += fmt.Sprintf("; %d needed cairn repair index (allowed)", tl.repaired)
 	}
-	record("crash: SIGKILL during "+f.kind, tl.kills, tl.detected, tl.lost, note)
+	record("crash: SIGKILL during "+f.kind+f.where, tl.kills, tl.detected, tl.lost, note)
 	if tl.kills < f.kills {
 		t.Errorf("%s: %d kills, want %d", f.kind, tl.kills, f.kills)
 	}
@@ -299,9 +308,25 @@ func (f *crashFamily) run(t *testing.T) {
 var storagePoints = []string{"storage-half-written", "storage-before-rename", "storage-after-rename", "after-pack-stored", "index-before-pack-key", "before-snapshot-write", "after-snapshot-write"}
 
 func TestCrash(t *testing.T) {
-	families := []*crashFamily{
+	for _, f := range crashFamilies(storagePoints) {
+		t.Run(f.kind, func(t *testing.T) {
+			t.Parallel()
+			f.run(t)
+		})
+	}
+	t.Run("push", func(t *testing.T) {
+		t.Parallel()
+		pushCrashes(t, nil, storagePoints, "")
+	})
+}
+
+// crashFamilies returns the operations TestCrash kills, with storage the
+// crash points of the backend's writes (they differ between a directory
+// and an object store).
+func crashFamilies(storage []string) []*crashFamily {
+	return []*crashFamily{
 		{
-			kind: "backup", deliberate: storagePoints, kills: scale(3, 40),
+			kind: "backup", deliberate: storage, kills: scale(3, 40),
 			prepare: func(c *chain) {},
 			attempt: func(c *chain, env []string) (result, string, map[string]bool) {
 				c.src.next()
@@ -334,7 +359,8 @@ func TestCrash(t *testing.T) {
 		},
 		{
 			kind: "prune", allowRepair: true, kills: scale(4, 40),
-			deliberate: []string{"prune-after-repack", "prune-after-index", "prune-mid-delete", "storage-before-rename", "storage-after-rename", "after-pack-stored", "index-before-pack-key", "storage-half-written"},
+			deliberate: append([]string{"prune-after-repack", "prune-after-index", "prune-mid-delete"},
+				pick(storage, "storage-before-rename", "storage-after-rename", "after-pack-stored", "index-before-pack-key", "storage-half-written")...),
 			prepare: func(c *chain) {
 				c.backup()
 				gone := c.forgetSet(2)
@@ -361,7 +387,7 @@ func TestCrash(t *testing.T) {
 		},
 		{
 			kind: "drill", kills: scale(3, 30),
-			deliberate: []string{"restore-file-done", "storage-before-rename", "storage-after-rename"},
+			deliberate: append([]string{"restore-file-done"}, pick(storage, "storage-before-rename", "storage-after-rename")...),
 			prepare:    func(c *chain) {},
 			attempt: func(c *chain, env []string) (result, string, map[string]bool) {
 				return c.e.run(env, nil, "drill", c.anyAcked()), "", nil
@@ -379,16 +405,17 @@ func TestCrash(t *testing.T) {
 			},
 		},
 	}
-	for _, f := range families {
-		t.Run(f.kind, func(t *testing.T) {
-			t.Parallel()
-			f.run(t)
-		})
+}
+
+// pick returns the points of want that are in have, in want's order.
+func pick(have []string, want ...string) []string {
+	var out []string
+	for _, p := range want {
+		if slices.Contains(have, p) {
+			out = append(out, p)
+		}
 	}
-	t.Run("push", func(t *testing.T) {
-		t.Parallel()
-		pushCrashes(t)
-	})
+	return out
 }
 
 // forgetSet returns the snapshots forget --keep-last keep would remove.
@@ -424,14 +451,16 @@ func (c *chain) anyAcked() string {
 // and the appliance itself at every point a push passes on its side (the
 // push must fail, never be acknowledged, and what the appliance wrote
 // must be consistent when it is started again).
-func pushCrashes(t *testing.T) {
+// mk makes the repository (nil: a directory), storage lists the
+// backend's crash points and where is added to the table's row names.
+func pushCrashes(t *testing.T, mk func(testing.TB) *env, storage []string, where string) {
 	h := fnv.New64a()
 	h.Write([]byte("push"))
 	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
 	want := scale(2, 20)
 	deadline := time.Now().Add(time.Duration(scale(60, 240)) * time.Second)
 
-	c := newChain(t, "push", rng, false)
+	c := newChain(t, "push", rng, false, mk)
 	c.lyra = newNode(t, "lyra", "push, read")
 	pushOnce := func(a *appliance, env []string) (result, string) {
 		c.src.next()
@@ -476,7 +505,7 @@ func pushCrashes(t *testing.T) {
 	}
 	a.stop()
 	c.app = nil
-	record("crash: SIGKILL of cairn push (node side)", tl.kills, tl.detected, tl.lost,
+	record("crash: SIGKILL of cairn push (node side)"+where, tl.kills, tl.detected, tl.lost,
 		fmt.Sprintf("%d at random blobs of the stream; the appliance logged each as a failed push and kept serving", tl.kills))
 	if tl.kills < want {
 		t.Errorf("node kills: %d, want %d", tl.kills, want)
@@ -484,7 +513,7 @@ func pushCrashes(t *testing.T) {
 
 	// The appliance killed.
 	ta := &tally{points: map[string]bool{}}
-	k = &killer{rng: rng, deliberate: storagePoints}
+	k = &killer{rng: rng, deliberate: storage}
 	for attempts := 0; ta.kills < want && attempts < 4*want+10 && time.Now().Before(deadline); attempts++ {
 		crash, deliberate := k.choose()
 		env, tracePath := c.traceEnv(crash)
@@ -521,7 +550,7 @@ func pushCrashes(t *testing.T) {
 			}
 		}
 	})
-	record("crash: SIGKILL of the appliance during a push", ta.kills, ta.detected, ta.lost,
+	record("crash: SIGKILL of the appliance during a push"+where, ta.kills, ta.detected, ta.lost,
 		fmt.Sprintf("%d at deliberate points, %d at random offsets (%d more runs outlived their count); every interrupted push failed at the node; points: %s",
 			ta.deliberate, ta.kills-ta.deliberate, ta.survived, strings.Join(pts, ", ")))
 	if ta.kills < want {

@@ -20,7 +20,7 @@ import (
 // bit-identical to its copy.
 func TestSnapshotFileDeleted(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0xde1e7e))
-	g := makeGolden(t, rng)
+	g := makeGolden(t, rng, nil)
 	runs := 1
 	if *fullRun {
 		runs = len(g.order)

@@ -44,6 +44,9 @@ type env struct {
 	// files, if not zero, is the open file limit (soft and hard) of the
 	// appliances serve starts.
 	files int
+	// s3, if not nil, is the object store the repository is in (repo is
+	// then its URL; see s3repo_test.go).
+	s3 *s3Store
 }
 
 // newEnv prepares a repository path (not initialised) under t.TempDir().
@@ -122,20 +125,26 @@ func cleanEnviron() []string {
 }
 
 // leftovers lists what an interrupted operation may leave behind and
-// the next open must have removed: temporary files in the repository,
-// index.new and index.old, and (with tmp) anything in the processes'
-// TMPDIR.
+// the next open must have removed: temporary files in the repository
+// (incomplete uploads in an object store), index.new and index.old, and
+// (with tmp) anything in the processes' TMPDIR.
 func (e *env) leftovers(tmp bool) []string {
 	var out []string
-	filepath.Walk(e.repo, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && strings.HasPrefix(fi.Name(), ".tmp-") {
-			out = append(out, p)
-		}
-		return nil
-	})
+	index := e.repo
+	if e.s3 != nil {
+		out = append(out, e.s3.incompleteUploads(e.t)...)
+		index = e.s3.cache
+	} else {
+		filepath.Walk(e.repo, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && strings.HasPrefix(fi.Name(), ".tmp-") {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
 	for _, d := range []string{"index.new", "index.old"} {
-		if _, err := os.Stat(filepath.Join(e.repo, d)); err == nil {
-			out = append(out, filepath.Join(e.repo, d))
+		if _, err := os.Stat(filepath.Join(index, d)); err == nil {
+			out = append(out, filepath.Join(index, d))
 		}
 	}
 	var entries []os.DirEntry
@@ -198,7 +207,7 @@ func (e *env) writeConfig(port int, extra string, nodes ...*node) {
 		b.WriteString("limits:\n  idle_timeout: 1m\n")
 	}
 	b.WriteString(extra)
-	if err := os.WriteFile(e.repo+".yaml", []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(e.beside(".yaml"), []byte(b.String()), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 }

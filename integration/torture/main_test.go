@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cairnbackup/cairn/integration/s3test"
 )
 
 var (
@@ -77,6 +79,7 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	cleanStaleMounts()
+	s3test.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

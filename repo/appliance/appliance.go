@@ -48,7 +48,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,10 +128,13 @@ type Appliance struct {
 // many nodes, cannot make the appliance use more for blobs.
 const BlobBytesInFlight = 6 * 64 << 20
 
-// Paths next to a repository directory DIR.
-func ConfigPath(repoDir string) string  { return filepath.Clean(repoDir) + ".yaml" }
-func HostKeyPath(repoDir string) string { return filepath.Clean(repoDir) + ".host_key" }
-func SocketPath(repoDir string) string  { return filepath.Clean(repoDir) + ".sock" }
+// Files beside a repository (repo.Place.Beside): DIR.yaml, DIR.host_key
+// and DIR.sock next to a repository directory DIR, or STATE/cairn.yaml,
+// STATE/cairn.host_key and STATE/cairn.sock in the state directory of an
+// object-store repository.
+func ConfigPath(p repo.Place) string  { return p.Beside(".yaml") }
+func HostKeyPath(p repo.Place) string { return p.Beside(".host_key") }
+func SocketPath(p repo.Place) string  { return p.Beside(".sock") }
 
 // New loads the configuration and host key.
 func New(o Options) (*Appliance, error) {
@@ -229,7 +231,7 @@ func (a *Appliance) Run(ctx context.Context, ln net.Listener) error {
 		sock = a.Config().Socket
 	}
 	if sock == "" {
-		sock = SocketPath(a.r.Dir())
+		sock = SocketPath(a.r.Place())
 	}
 	sl, err := listenSocket(sock)
 	if err != nil {

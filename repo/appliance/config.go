@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"maps"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,12 @@ type Config struct {
 	Path string `yaml:"-"`
 	// Missing is set when that file does not exist (DefaultConfig).
 	Missing bool `yaml:"-"`
+	// S3Credentials is the absolute path of the file holding the S3
+	// credentials of an object-store repository (AWS_ACCESS_KEY_ID=…,
+	// AWS_SECRET_ACCESS_KEY=…, mode 0600), used when neither
+	// --s3-credentials nor the environment gives them. Read when the
+	// repository is opened: a change takes effect at the next start.
+	S3Credentials string `yaml:"s3_credentials,omitempty"`
 }
 
 // Jobs configure the scheduled jobs.
@@ -306,6 +313,9 @@ func (c *Config) check(d *yamldoc.Doc) {
 	duration(d, "limits.idle_timeout", &l.IdleTimeout, DefaultIdleTimeout)
 	duration(d, "limits.clock_skew", &l.ClockSkew, snapshot.ClockSkew)
 	duration(d, "limits.handshake_timeout", &l.HandshakeTimeout, DefaultHandshakeTimeout)
+	if c.S3Credentials != "" && !filepath.IsAbs(c.S3Credentials) {
+		d.Problemf("s3_credentials", "%q: give an absolute path", c.S3Credentials)
+	}
 	if _, err := c.Retention.Location(); err != nil {
 		d.Problemf("retention.timezone", "%v", errors.Unwrap(err))
 	}

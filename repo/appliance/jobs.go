@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -255,9 +254,10 @@ func (a *Appliance) DrillJob(ctx context.Context, cfg *Config) (scheduler.Result
 	return res, nil
 }
 
-// RunbookPath is where the drill job keeps the runbook: in the repository
-// directory, readable without cairn.
-func RunbookPath(repoDir string) string { return filepath.Join(repoDir, "runbook.md") }
+// RunbookPath is where the drill job keeps the runbook, readable without
+// cairn: in the repository directory, or in an object-store repository's
+// state directory.
+func RunbookPath(p repo.Place) string { return p.Within("runbook.md") }
 
 // WriteRunbook regenerates the repository's runbook.md from the current
 // state (Runbook, for all nodes).
@@ -266,7 +266,7 @@ func (a *Appliance) WriteRunbook(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	path := RunbookPath(a.r.Dir())
+	path := RunbookPath(a.r.Place())
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err

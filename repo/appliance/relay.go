@@ -25,13 +25,24 @@ func (a *Appliance) RelayedSession(ctx context.Context, node, command string, st
 	return a.NodeSession(ctx, node, n.Perms(), n.Isolated, command, stdin, stdout, stderr)
 }
 
-// checkRepo checks that dir, the repository directory a socket request
-// names (Request.Repo), is the directory this appliance serves: the
+// checkRepo checks that dir, the repository a socket request names
+// (Request.Repo), is the one this appliance serves. For a directory: the
 // same directory (os.SameFile: device and inode), whichever path leads
 // to it. The repository's ID cannot tell: it is in the sealed config,
 // and nothing unsealed in the repository names it, so only the key
-// reveals it; the directory's identity needs nothing but a stat.
+// reveals it; the directory's identity needs nothing but a stat. For an
+// object store: the same URL (endpoint, bucket and prefix).
 func (a *Appliance) checkRepo(dir string) error {
+	place := a.r.Place()
+	if place.ObjectStore() {
+		if dir == place.String() {
+			return nil
+		}
+		if dir == "" {
+			return fmt.Errorf("the request names no repository (--repo or CAIRN_REPO); this appliance serves %s", place)
+		}
+		return fmt.Errorf("this appliance serves the repository %s, not %s; check --socket, --state-dir, CAIRN_SOCKET and CAIRN_STATE_DIR", place, dir)
+	}
 	mine, err := filepath.Abs(a.r.Dir())
 	if err != nil {
 		mine = a.r.Dir()

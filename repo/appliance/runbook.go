@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"golang.org/x/crypto/ssh"
@@ -24,10 +25,11 @@ func (a *Appliance) Runbook(ctx context.Context, cfg *Config, node string) ([]by
 	if err != nil {
 		return nil, err
 	}
-	o := status.RunbookOptions{Repo: a.r.Dir(), Node: node, SSH: NodeAddress(cfg.Listen), HostKey: a.hostKeyFingerprint(),
+	place := a.r.Place()
+	o := status.RunbookOptions{Repo: place.String(), StateDir: place.StateDir(), Node: node, SSH: NodeAddress(cfg.Listen), HostKey: a.hostKeyFingerprint(),
 		Nodes: map[string]status.NodeAccess{}}
-	if _, err := os.Stat(a.r.Dir() + ".key"); err == nil {
-		o.KeyFile = a.r.Dir() + ".key"
+	if kf := repo.DefaultKeyFile(place); fileExists(kf) {
+		o.KeyFile = kf
 	}
 	for name, n := range cfg.Nodes {
 		acc := status.NodeAccess{Read: n.Perms().Has(wire.PermRead) || n.Perms().Has(wire.PermAdmin)}
@@ -58,7 +60,7 @@ func (a *Appliance) hostKeyFingerprint() string {
 	k := a.hostKey
 	if k == nil {
 		var err error
-		if k, err = LoadHostKey(HostKeyPath(a.r.Dir())); err != nil {
+		if k, err = LoadHostKey(HostKeyPath(a.r.Place())); err != nil {
 			return ""
 		}
 	}
@@ -79,4 +81,9 @@ func NodeAddress(listen string) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

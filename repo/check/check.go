@@ -17,7 +17,9 @@
 //
 // # Memory
 //
-// One pack's blob at a time per reader (two readers), the set of tree IDs
+// One pack's blob at a time per reader and its read buffer
+// ([repo.Repository.PackReaders] readers: two with 1 MiB buffers on a
+// directory, four with 8 MiB on an object store), the set of tree IDs
 // visited, and the findings.
 package check
 
@@ -279,7 +281,7 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	// soon as the index is rebuilt.
 	headerErrs := make([]error, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(c.r.HeaderReaders())
 	for i, id := range ids {
 		g.Go(func() error {
 			_, _, err := c.r.ReadPackHeader(gctx, id)
@@ -330,7 +332,7 @@ func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(Rea
 		progress(done)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(2)
+	g.SetLimit(c.r.PackReaders())
 	for i, id := range ids {
 		g.Go(func() error {
 			rep := c.r.VerifyPack(gctx, id)

@@ -18,8 +18,12 @@ import (
 
 // RunbookOptions describe where the commands in a runbook point.
 type RunbookOptions struct {
-	Repo    string // the repository directory
+	Repo    string // the repository: its directory, or its s3:// or s3+http:// URL
 	KeyFile string // the key file, if the repository uses one
+	// StateDir is the state directory of an object-store repository
+	// (where its key file, configuration and host key are); "" for a
+	// directory.
+	StateDir string
 	// Node is the only node to write about ("" for all): a configured
 	// node (Nodes) or one with snapshots, else WriteRunbook fails with
 	// [ErrUnknownNode].
@@ -72,6 +76,9 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 	}
 	b := &strings.Builder{}
 	cairn := "cairn --repo " + shellWord(o.Repo)
+	if o.StateDir != "" {
+		cairn += " --state-dir " + shellWord(o.StateDir)
+	}
 	fmt.Fprintf(b, "# Recovery runbook\n\n")
 	fmt.Fprintf(b, "Generated %s from the appliance's state by `cairn runbook`. Every command below is exact; the\n", st.Time.UTC().Format(time.RFC3339))
 	fmt.Fprintf(b, "snapshots named were restored and checked by a drill. Keep a copy of this file, and of the key, off the appliance.\n\n")
@@ -81,6 +88,13 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 		fmt.Fprintf(b, "- Key file: `%s` (without it nothing can be restored; a copy must be kept elsewhere)\n", text(o.KeyFile))
 	} else {
 		fmt.Fprintf(b, "- The repository is opened with its passphrase (`--password-file FILE`).\n")
+	}
+	if o.StateDir != "" {
+		fmt.Fprintf(b, "- The repository is in an object store; this appliance keeps its configuration, host key and key file in\n")
+		fmt.Fprintf(b, "  `%s`. The commands reach the store with the S3 credentials of the appliance (`s3_credentials:` in its\n", text(o.StateDir))
+		fmt.Fprintf(b, "  configuration), `--s3-credentials FILE`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; none is written here.\n")
+		fmt.Fprintf(b, "  If the appliance itself is lost, the same commands work from any machine with the key and the credentials:\n")
+		fmt.Fprintf(b, "  the index is rebuilt from the bucket at the first open.\n")
 	}
 	fmt.Fprintf(b, "- The commands on the appliance work with it running (they go through its socket) or stopped; a node restores\n")
 	fmt.Fprintf(b, "  from it while it runs.\n")

@@ -134,10 +134,60 @@ func (r *Repository) OpenReplica(ctx context.Context, location string, o Replica
 	if err := rr.openIndex(); err != nil {
 		return fail(fmt.Errorf("replica %s: %w", loc, err))
 	}
+	if err := rr.forgetDeleted(ctx); err != nil {
+		return fail(fmt.Errorf("replica %s: %w", loc, err))
+	}
 	if err := rr.reconcile(ctx); err != nil {
 		return fail(fmt.Errorf("replica %s: %w", loc, err))
 	}
 	return rr, seeded, nil
+}
+
+// forgetDeleted removes from a replica's index the packs and snapshots
+// no longer in its storage. Replication (delete: after) deletes objects
+// of a replica without its index, so on a replica a pack or snapshot
+// that went is a deletion, not damage (reconcile would keep a snapshot
+// whose file went, and record a pack that went as lost). A copy the
+// replica lost by damage is copied again by the next replication from
+// the primary's listing either way.
+func (r *Repository) forgetDeleted(ctx context.Context) error {
+	onDisk, err := r.listPacks(ctx)
+	if err != nil {
+		return err
+	}
+	gone := map[blob.ID]bool{}
+	err = r.idx.Packs(func(id blob.ID, _ index.PackInfo) error {
+		if _, ok := onDisk[id]; !ok {
+			gone[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := r.idx.RemovePacks(gone, false, r.now()); err != nil {
+		return err
+	}
+	files, err := r.listSnapshotFiles(ctx)
+	if err != nil {
+		return err
+	}
+	var stale []blob.ID
+	err = r.idx.Snapshots(func(id blob.ID, _ []byte) error {
+		if !files[id] {
+			stale = append(stale, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range stale {
+		if err := r.idx.RemoveSnapshot(id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sameDir(a, b string) bool {

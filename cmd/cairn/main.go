@@ -367,6 +367,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
+		newReplicateCommand(g),
 		newConfigCommand(g),
 		newManCommand(),
 		newUnlockCommand(g),

@@ -9,12 +9,10 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
-	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/restore"
@@ -124,7 +122,7 @@ func (a *Appliance) jobs(cfg *Config) []scheduler.Job {
 	add("drill", cfg.Jobs.Drill.Job, func(ctx context.Context) (scheduler.Result, error) { return a.DrillJob(ctx, cfg) })
 	add("prune", cfg.Jobs.Prune, func(ctx context.Context) (scheduler.Result, error) { return a.PruneJob(ctx, cfg) })
 	add("staleness", cfg.Jobs.Staleness, func(ctx context.Context) (scheduler.Result, error) { return a.StalenessJob(ctx, cfg) })
-	return out
+	return append(out, a.replicaJobs(cfg)...)
 }
 
 // interval is the time between two runs of a schedule (a day for
@@ -142,40 +140,14 @@ func interval(schedule string, now time.Time) time.Duration {
 // once per cycle, and reports damage with the nodes, snapshots and
 // paths it affects.
 func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	r := a.r
-	verified := map[blob.ID]time.Time{}
-	if err := r.VerifiedTimes(func(id blob.ID, t time.Time) error { verified[id] = t; return nil }); err != nil {
-		return scheduler.Result{}, err
-	}
-	var packs []check.PackAge
-	err := r.PackRecords(func(p repo.PackRecord) error {
-		packs = append(packs, check.PackAge{ID: p.ID, Size: p.Size, Verified: verified[p.ID]})
-		return nil
-	})
-	if err != nil {
-		return scheduler.Result{}, err
-	}
-	cycle := cfg.Jobs.Verify.CycleDuration()
-	share := float64(interval(cfg.Jobs.Verify.Schedule, time.Now())) / float64(cycle)
-	chosen := check.Rotation(packs, time.Now(), cycle, min(share, 1))
-	res := scheduler.Result{Figures: map[string]float64{"packs_chosen": float64(len(chosen))}}
-	if len(chosen) == 0 {
-		res.Summary = "nothing to verify"
-		return res, nil
-	}
-	size := make(map[blob.ID]int64, len(packs))
-	for _, p := range packs {
-		size[p.ID] = p.Size
-	}
-	var total uint64
-	for _, id := range chosen {
-		total += uint64(size[id])
-	}
-	var read atomic.Uint64
-	progressOf(ctx).Step(fmt.Sprintf("verify %d packs", len(chosen)), total, read.Load)
-	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen, Progress: func(p check.ReadProgress) { read.Store(uint64(p.Bytes)) }})
+	rep, chosen, err := verifyRotation(ctx, a.r, cfg.Jobs.Verify, "verify")
+	res := scheduler.Result{Figures: map[string]float64{"packs_chosen": float64(chosen)}}
 	if err != nil {
 		return res, err
+	}
+	if rep == nil {
+		res.Summary = "nothing to verify"
+		return res, nil
 	}
 	res.Figures["packs_verified"] = float64(rep.PacksRead)
 	res.Figures["bytes_verified"] = float64(rep.BytesRead)
@@ -281,7 +253,11 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	if err != nil {
 		return nil, err
 	}
-	st, err := status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+	o := statusOptions(cfg, jobs)
+	if o.Replicas, err = a.ReplicaStates(ctx, cfg); err != nil {
+		return nil, err
+	}
+	st, err := status.Gather(ctx, a.r, o)
 	if err != nil {
 		return nil, err
 	}
@@ -440,6 +416,22 @@ func withAllSchedules(cfg *Config) *Config {
 	}
 	if c.Jobs.Staleness.Schedule == "" {
 		c.Jobs.Staleness.Schedule = "@hourly"
+	}
+	c.Replicas = map[string]*Replica{}
+	for name, rc := range cfg.Replicas {
+		r := *rc
+		if r.Schedule == "" {
+			r.Schedule = "@daily"
+		}
+		v, d := cfg.VerifyOf(name), cfg.DrillOf(name)
+		if v.Schedule == "" {
+			v.Schedule = "@daily"
+		}
+		if d.Schedule == "" {
+			d.Schedule = "@daily"
+		}
+		r.Verify, r.Drill = &v, &d
+		c.Replicas[name] = &r
 	}
 	return &c
 }

@@ -58,6 +58,10 @@ type Options struct {
 	MaxUnused float64
 	// MaxRepack bounds the bytes copied by one run; zero is no bound.
 	MaxRepack int64
+	// Keep, if set, names packs that are neither dropped nor repacked
+	// whatever they hold: a replica's own prune keeps the packs its
+	// primary still has (the next replication would copy them back).
+	Keep func(pack blob.ID) bool
 }
 
 // Report says what a prune did (or, with DryRun, would do).
@@ -145,7 +149,7 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
 	}
 	var cands []cand
 	for id, st := range packs {
-		if !st.created.Before(p.Cutoff) {
+		if !st.created.Before(p.Cutoff) || o.Keep != nil && o.Keep(id) {
 			continue
 		}
 		switch {

@@ -381,8 +381,8 @@ func TestReplicateDeleteAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(2 * month)
-	lost := replicate(t, src, dir, replica.Options{DeleteAfter: month, Now: clock})
-	lost = replicate(t, src, dir, replica.Options{DeleteAfter: month, Now: func() time.Time { return now.Add(3 * month) }})
+	replicate(t, src, dir, replica.Options{DeleteAfter: month, Now: clock})
+	lost := replicate(t, src, dir, replica.Options{DeleteAfter: month, Now: func() time.Time { return now.Add(3 * month) }})
 	if lost.Deleted != 0 || lost.PendingDeletes != 0 {
 		t.Fatalf("a snapshot lost on the primary: %+v", lost)
 	}

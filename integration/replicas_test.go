@@ -1,0 +1,164 @@
+package integration
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// replicationJSON is one element of cairn replicate --json.
+type replicationJSON struct {
+	Replica string `json:"replica"`
+	Status  string `json:"status"`
+	Error   string `json:"error"`
+	Report  struct {
+		Objects   int   `json:"objects_copied"`
+		Bytes     int64 `json:"bytes_copied"`
+		Packs     int   `json:"packs_copied"`
+		Snapshots int   `json:"snapshots_copied"`
+		Drills    int   `json:"drills_copied"`
+		Keys      int   `json:"keys_and_config_copied"`
+		Repaired  int   `json:"objects_repaired"`
+		Lag       int64 `json:"lag_bytes"`
+		Stored    int   `json:"stored_packs"`
+		Deleted   int   `json:"deleted"`
+		Pending   int   `json:"pending_deletes"`
+		Failed    []struct {
+			Object, Error string
+		} `json:"failed"`
+		Left []struct {
+			ID     string `json:"id"`
+			Reason string `json:"reason"`
+		} `json:"left"`
+	} `json:"report"`
+}
+
+func (e *env) replicate(args ...string) []replicationJSON {
+	e.t.Helper()
+	var out []replicationJSON
+	if err := json.Unmarshal([]byte(e.ok(append([]string{"replicate", "--json"}, args...)...)), &out); err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// A directory replica by hand: cairn replicate copies everything, then
+// only what is new; the replica is a repository that the same
+// passphrase opens and restores from; its drill and verification run
+// against it alone; status, the metrics and the runbook show it.
+func TestReplicateToDirectory(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	first := e.backupJSON("--node", "lyra", "--plan", "files", src)
+	usb := filepath.Join(e.dir, "usb", "cairn")
+	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
+
+	r := e.run(nil, "replicate")
+	if r.code != 0 || !regexp.MustCompile(`^replica usb \(`+regexp.QuoteMeta(usb)+`\): copied \d+ objects \([0-9.]+ [KMG]?i?B\) in [0-9.]+m?s, [0-9.]+ MB/s: \d+ packs, 1 snapshots, 0 drill reports; lag 0 B\n$`).MatchString(r.stdout) {
+		t.Fatalf("replicate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	again := e.replicate("usb")
+	if len(again) != 1 || again[0].Status != "ok" || again[0].Report.Objects != 0 || again[0].Report.Stored == 0 {
+		t.Fatalf("second run: %+v", again)
+	}
+
+	second := e.backupJSON("--node", "lyra", "--plan", "files", src) // unchanged: a few trees
+	inc := e.replicate()
+	if inc[0].Report.Snapshots != 1 || inc[0].Report.Lag != 0 {
+		t.Fatalf("incremental run: %+v", inc[0].Report)
+	}
+
+	// The replica on its own, with the same passphrase.
+	onReplica := []string{"CAIRN_REPO=" + usb}
+	list := e.run(onReplica, "snapshots", "--json")
+	if list.code != 0 || !strings.Contains(list.stdout, first.Snapshot) || !strings.Contains(list.stdout, second.Snapshot) {
+		t.Fatalf("snapshots on the replica: %+v", list)
+	}
+	dst := filepath.Join(e.dir, "restored")
+	if r := e.run(onReplica, "restore", first.Snapshot+":"+src, "--target", dst); r.code != 0 {
+		t.Fatalf("restore from the replica: %+v", r)
+	}
+	repotestAssertSame(t, src, filepath.Join(dst, "src"))
+	if r := e.run(onReplica, "check", "--read-data"); r.code != 0 {
+		t.Fatalf("check of the replica: %+v", r)
+	}
+
+	d := e.run(nil, "drill", "--replica", "usb", "latest")
+	if d.code != 0 || !strings.HasPrefix(d.stdout, "drill of snapshot "+second.Snapshot[:8]+" (lyra/files, on replica usb): ok\n") {
+		t.Fatalf("drill --replica: %+v", d)
+	}
+	if r := e.run(nil, "drill", "--replica", "nope", "latest"); r.code != 2 || r.stderr != `cairn: drill: no such replica "nope" (the configuration `+e.repo+`.yaml has: usb)`+"\n" {
+		t.Fatalf("drill of an unknown replica: %+v", r)
+	}
+	if r := e.run(nil, "replicate", "nope"); r.code != 2 || r.stderr != `cairn: replicate: no such replica "nope" (the configuration `+e.repo+`.yaml has: usb)`+"\n" {
+		t.Fatalf("replicate an unknown replica: %+v", r)
+	}
+	v := e.run(nil, "jobs", "run", "verify/usb")
+	if v.code != 0 || !regexp.MustCompile(`^verify/usb: ok \([0-9.]+m?s\) verified \d+ packs \(\d+ bytes\) of replica usb: 0 problems\n$`).MatchString(v.stdout) {
+		t.Fatalf("verify/usb: %+v", v)
+	}
+	// A replica's drill proves the replica, not the snapshot: the
+	// primary's group has no drill.
+	var st struct {
+		Groups []struct {
+			Drill *struct{} `json:"drill"`
+		} `json:"groups"`
+		Replicas []struct {
+			Name         string `json:"name"`
+			Replicated   string `json:"replicated"`
+			LagBytes     int64  `json:"lag_bytes"`
+			LastStatus   string `json:"last_status"`
+			VerifyStatus string `json:"verify_status"`
+			DrillStatus  string `json:"drill_status"`
+			LastVerified string `json:"last_verified"`
+			LastDrilled  string `json:"last_drilled"`
+		} `json:"replicas"`
+		Attention []string `json:"attention"`
+	}
+	out := e.ok("status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Groups) != 1 || st.Groups[0].Drill != nil || len(st.Replicas) != 1 || st.Replicas[0].Name != "usb" || st.Replicas[0].LagBytes != 0 ||
+		st.Replicas[0].LastStatus != "ok" || st.Replicas[0].VerifyStatus != "ok" || st.Replicas[0].DrillStatus != "ok" || st.Replicas[0].Replicated == "" ||
+		st.Replicas[0].LastVerified == "" || st.Replicas[0].LastDrilled == "" || len(st.Attention) != 0 {
+		t.Fatalf("status: %s", out)
+	}
+	table := e.ok("status")
+	if !regexp.MustCompile(`(?m)^REPLICA +LOCATION +REPLICATED +LAG +LAST RUN +VERIFIED +DRILLED +DELETE\nusb +` + regexp.QuoteMeta(usb) + ` +\S+ \S+ UTC +0 B, 0m +ok \S+ \S+ UTC +ok \S+ \S+ UTC +ok \S+ \S+ UTC +never$`).MatchString(table) {
+		t.Fatalf("status table:\n%s", table)
+	}
+	rb := e.ok("runbook")
+	for _, want := range []string{"## Replicas\n", "| usb | `" + usb + "` | ", "## The appliance is lost\n",
+		"REPLICA=" + usb + "\nPASSWORD=/root/cairn.password  # a file holding the passphrase\ncairn --repo \"$REPLICA\" --password-file \"$PASSWORD\" repair index\n"} {
+		if !strings.Contains(rb, want) {
+			t.Fatalf("runbook lacks %q:\n%s", want, rb)
+		}
+	}
+
+	// A new snapshot makes the replica lag by its packs until the next
+	// run, and a replica that never ran with a schedule needs attention.
+	big := make([]byte, 2<<20)
+	rng := rand.New(rand.NewPCG(15, 15))
+	for i := range big {
+		big[i] = byte(rng.Uint32())
+	}
+	os.WriteFile(filepath.Join(src, "new.bin"), big, 0o644)
+	e.backupJSON("--node", "lyra", "--plan", "files", src)
+	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n  later:\n    to: "+filepath.Join(e.dir, "later")+"\n    schedule: \"@daily\"\n")
+	r = e.run(nil, "status", "--json")
+	if r.code != 5 {
+		t.Fatalf("status with a replica never replicated: exit %d", r.code)
+	}
+	st.Replicas, st.Attention = nil, nil
+	json.Unmarshal([]byte(r.stdout), &st)
+	if st.Replicas[1].Name != "usb" || st.Replicas[1].LagBytes < int64(len(big))/2 || len(st.Attention) != 1 || st.Attention[0] != "replica later: never replicated (cairn replicate later)" {
+		t.Fatalf("status: %s", r.stdout)
+	}
+}

@@ -369,6 +369,54 @@ func (r *Repository) Replace(ctx context.Context, h storage.Handle, body io.Read
 	return rp.Replace(ctx, h, body)
 }
 
+// PutBack puts body, a verified copy of object h from elsewhere (a
+// replica), in place of this repository's damaged or missing copy
+// ([Repository.Replace]: the name holds the old object or the new one
+// whenever the process dies), then brings the index in line: a pack the
+// index no longer lists (dropped as lost when it was found missing) is
+// indexed again from its header, which clears its lost mark; a
+// snapshot's record is cached again.
+func (r *Repository) PutBack(ctx context.Context, h storage.Handle, body io.Reader) error {
+	if err := r.confirmOwner(ctx); err != nil {
+		return err
+	}
+	if err := r.Replace(ctx, h, body); err != nil {
+		return err
+	}
+	id, err := blob.ParseID(h.Name)
+	switch {
+	case err != nil:
+		return nil
+	case h.Kind == storage.Packs:
+		if _, ok, err := r.idx.Pack(id); err != nil || ok {
+			return err
+		}
+		entries, size, err := r.ReadPackHeader(ctx, id)
+		if err != nil {
+			return err
+		}
+		return r.idx.AddPack(id, index.PackInfo{Size: size, Blobs: len(entries), Created: r.now()}, packBlobs(id, entries))
+	case h.Kind == storage.Snapshot:
+		plain, err := r.readSnapshotFile(ctx, id)
+		if err != nil {
+			return err
+		}
+		return r.idx.AddSnapshot(id, plain)
+	}
+	return nil
+}
+
+// Storage returns the storage of location (a directory or an object
+// store), to read objects from it: a replica a repair fetches a copy
+// from. It takes no lock and checks nothing of what the location holds.
+func Storage(ctx context.Context, location string, a S3Access) (storage.Backend, error) {
+	loc, err := ParsePlace(location, "")
+	if err != nil {
+		return nil, err
+	}
+	return loc.backend(ctx, a)
+}
+
 // CheckObject verifies the contents b of a small object h of r's
 // repository (or of a copy of it): a snapshot record or a drill report
 // must authenticate with the repository key and hash to its name, a

@@ -86,6 +86,9 @@ type Job struct {
 type VerifyJob struct {
 	Job   `yaml:",inline"`
 	Cycle prune.Span `yaml:"cycle,omitempty"` // default 30d
+	// Heal puts back what the verification finds damaged or missing
+	// from a replica that holds a good copy (as cairn repair packs).
+	Heal bool `yaml:"heal,omitempty"`
 }
 
 // DrillJob restores the newest snapshot of every node/plan.
@@ -548,7 +551,7 @@ nodes: {}
 
 # jobs: the appliance's schedule (cron syntax or @daily, @every 6h).
 # jobs:
-#   verify:    {schedule: "@daily", cycle: 30d}     # all data re-read once per cycle
+#   verify:    {schedule: "@daily", cycle: 30d}     # all data re-read once per cycle (heal: true repairs from replicas)
 #   drill:     {schedule: "0 4 * * *", jitter: 30m} # restore and check every plan's newest snapshot
 #   prune:     {schedule: "0 5 * * 0"}              # the retention policies, then prune
 #   staleness: {schedule: "@hourly"}                # report missed backups

@@ -13,8 +13,10 @@ import (
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/replica"
 	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
@@ -157,6 +159,29 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 	res.Attention = !rep.Clean()
 	if res.Attention {
 		a.verifyFailed(cfg, rep)
+	}
+	if objects := handles(DamagedObjects(rep)); cfg.Jobs.Verify.Heal && len(objects) > 0 {
+		healed, err := a.Heal(ctx, cfg, objects, "")
+		if err != nil {
+			return res, fmt.Errorf("heal: %w", err)
+		}
+		res.Detail, _ = json.Marshal(struct {
+			*check.Report
+			Healed []replica.Healed `json:"healed"`
+		}{rep, healed})
+		repaired := 0
+		for _, h := range healed {
+			if h.OK() {
+				repaired++
+			}
+		}
+		res.Figures["repaired"] = float64(repaired)
+		res.Summary += fmt.Sprintf("; repaired %d of %d damaged objects from replicas", repaired, len(healed))
+		for _, h := range healed {
+			res.Summary += "; " + h.String()
+		}
+		a.log.Info("verification repaired damage from replicas", "repaired", repaired, "damaged", len(healed))
+		res.Attention = repaired < len(healed)
 	}
 	return res, nil
 }

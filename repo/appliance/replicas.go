@@ -416,6 +416,56 @@ func (a *Appliance) replicaFailed(cfg *Config, name, what, summary string) {
 		Message: fmt.Sprintf("Replica %s: %s", name, summary)})
 }
 
+// HealSources opens the storage of the replicas to heal from: all of
+// cfg's, in name order, or only the one named.
+func (a *Appliance) HealSources(ctx context.Context, cfg *Config, only string) ([]replica.Source, error) {
+	names := cfg.ReplicaNames()
+	if only != "" {
+		if _, err := replicaOf(cfg, only); err != nil {
+			return nil, err
+		}
+		names = []string{only}
+	}
+	var out []replica.Source
+	for _, name := range names {
+		rc := cfg.Replicas[name]
+		access, err := replicaAccess(cfg, name, rc)
+		if err != nil {
+			return nil, err
+		}
+		be, err := repo.Storage(ctx, rc.To, access)
+		if err != nil {
+			a.log.Warn("a replica to heal from cannot be reached", "replica", name, "err", err)
+			continue
+		}
+		out = append(out, replica.Source{Name: name, Location: rc.To, Backend: be})
+	}
+	return out, nil
+}
+
+// Heal puts back the damaged or missing objects from the replicas (all,
+// or only the one named).
+func (a *Appliance) Heal(ctx context.Context, cfg *Config, objects []storage.Handle, only string) ([]replica.Healed, error) {
+	sources, err := a.HealSources(ctx, cfg, only)
+	if err != nil {
+		return nil, err
+	}
+	return replica.Heal(ctx, a.r, objects, sources)
+}
+
+// DamagedObjectHandles returns the objects a check found damaged or
+// missing (see DamagedObjects).
+func DamagedObjectHandles(rep *check.Report) []storage.Handle { return handles(DamagedObjects(rep)) }
+
+// handles returns the objects of marks.
+func handles(marks []repo.ReplicaMark) []storage.Handle {
+	out := make([]storage.Handle, len(marks))
+	for i, m := range marks {
+		out[i] = m.Handle
+	}
+	return out
+}
+
 // ReplicaStates returns what status shows of every configured replica,
 // from the jobs' history.
 func (a *Appliance) ReplicaStates(ctx context.Context, cfg *Config) ([]status.Replica, error) {

@@ -604,6 +604,7 @@ type hashReader struct {
 	size int64
 	n    int64
 	prog *Progress
+	what string // where the pack is read from: "" is the primary
 }
 
 func (r *hashReader) Read(p []byte) (int, error) {
@@ -615,6 +616,8 @@ func (r *hashReader) Read(p []byte) (int, error) {
 		switch {
 		case r.n != r.size:
 			return n, fmt.Errorf("pack %s: read %d bytes of %d", r.id.Short(), r.n, r.size)
+		case blob.ID(r.h.Sum(nil)) != r.id && r.what != "":
+			return n, fmt.Errorf("pack %s %s does not hash to its name (%w)", r.id.Short(), r.what, blob.ErrCorrupt)
 		case blob.ID(r.h.Sum(nil)) != r.id:
 			return n, fmt.Errorf("pack %s on the primary does not hash to its name: it is damaged (%w); not copied (cairn repair packs heals it from a replica with a good copy)", r.id.Short(), blob.ErrCorrupt)
 		}
@@ -664,6 +667,8 @@ func (x *run) copyPack(ctx context.Context, id blob.ID, replace bool) error {
 	}
 	return nil
 }
+
+func newBytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // dropped reports whether pack id is no longer in the primary's index
 // (a prune dropped it: the snapshots that needed it were forgotten).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,7 +202,8 @@ func sameDir(a, b string) bool {
 
 // checkEmptyDir refuses to make a replica in a directory that holds
 // anything but what a replica being created holds (an interrupted first
-// copy leaves its kinds' directories, its lock and its keys).
+// copy leaves its kinds' directories, its lock, its keys and the
+// temporary file of the write it was killed in).
 func checkEmptyDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -211,8 +213,9 @@ func checkEmptyDir(dir string) error {
 		return fmt.Errorf("replica: %w", err)
 	}
 	for _, e := range entries {
-		switch e.Name() {
-		case string(storage.Keys), string(storage.Packs), string(storage.Snapshot), string(storage.Drills), "lock":
+		switch {
+		case e.Name() == string(storage.Keys), e.Name() == string(storage.Packs), e.Name() == string(storage.Snapshot), e.Name() == string(storage.Drills), e.Name() == "lock":
+		case strings.HasPrefix(e.Name(), storage.TempPrefix): // a write interrupted: removed once locked
 		default:
 			return fmt.Errorf("replica %s is not empty and holds no cairn repository (it holds %s): give a directory of its own", dir, e.Name())
 		}

@@ -244,10 +244,7 @@ func (x *run) run(ctx context.Context) error {
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if err != nil {
-				x.fail(packHandle(j.id).String(), err)
-			}
-			return nil
+			return x.failed(packHandle(j.id), err)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -443,6 +440,28 @@ func list(ctx context.Context, be storage.Backend, k storage.Kind) (map[string]i
 	return out, err
 }
 
+// replicaError is an error of the replica's storage: the run stops on it
+// (the replica is unreachable, full, or refuses), where an object the
+// primary cannot give (damaged, unreadable) is only left out.
+type replicaError struct{ err error }
+
+func (e *replicaError) Error() string { return e.err.Error() }
+func (e *replicaError) Unwrap() error { return e.err }
+
+// failed notes an object that could not be copied, and returns the error
+// that stops the run when it was the replica's.
+func (x *run) failed(h storage.Handle, err error) error {
+	var re *replicaError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re):
+		return re.err
+	}
+	x.fail(h.String(), err)
+	return nil
+}
+
 func (x *run) fail(object string, err error) {
 	x.log.Warn("replication: not copied", "replica", x.o.Name, "object", object, "err", err)
 	x.mu.Lock()
@@ -605,10 +624,16 @@ type hashReader struct {
 	n    int64
 	prog *Progress
 	what string // where the pack is read from: "" is the primary
+	// srcErr is the error reading the source gave, if any: the object
+	// could not be read, as opposed to written.
+	srcErr error
 }
 
 func (r *hashReader) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.srcErr = fmt.Errorf("read pack %s: %w", r.id.Short(), err)
+	}
 	r.h.Write(p[:n])
 	r.n += int64(n)
 	r.prog.Bytes.Add(uint64(n))
@@ -647,10 +672,15 @@ func (x *run) copyPack(ctx context.Context, id blob.ID, replace bool) error {
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, blob.ErrCorrupt) && x.dropped(id) {
+		switch {
+		case errors.Is(err, blob.ErrCorrupt):
+			return err
+		case hr.srcErr != nil && x.dropped(id):
 			return nil // pruned while it was being read
+		case hr.srcErr != nil:
+			return hr.srcErr
 		}
-		return err
+		return &replicaError{err}
 	}
 	crashpoint.Hit("replicate-pack-copied")
 	x.hold.Release(id)
@@ -691,10 +721,7 @@ func (x *run) copySmall(ctx context.Context, hs []storage.Handle) error {
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			if err != nil {
-				x.fail(h.String(), err)
-			}
-			return nil
+			return x.failed(h, err)
 		})
 	}
 	return g.Wait()
@@ -731,7 +758,7 @@ func (x *run) copyOne(ctx context.Context, h storage.Handle) error {
 		}
 	}
 	if err != nil {
-		return err
+		return &replicaError{err}
 	}
 	x.o.Progress.Bytes.Add(uint64(len(b)))
 	if h.Kind == storage.Snapshot {

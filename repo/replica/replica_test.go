@@ -411,3 +411,19 @@ func TestReplicaCopyKilledBeforeConfig(t *testing.T) {
 		t.Fatalf("wrong passphrase on the replica: %v", err)
 	}
 }
+
+// A first copy killed while it wrote the config leaves a temporary file
+// in the replica's directory: the next run removes it and goes on.
+func TestReplicaFirstCopyKilledInConfig(t *testing.T) {
+	src := repotest.New(t)
+	dir := filepath.Join(t.TempDir(), "replica")
+	os.MkdirAll(filepath.Join(dir, "keys"), 0o700)
+	os.WriteFile(filepath.Join(dir, storage.TempPrefix+"0123456789abcdef"), []byte("half a config"), 0o600)
+	rep := replicate(t, src, dir, replica.Options{})
+	if rep.Keys != 2 {
+		t.Fatalf("%+v", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, storage.TempPrefix+"0123456789abcdef")); !os.IsNotExist(err) {
+		t.Fatalf("the temporary file stays: %v", err)
+	}
+}

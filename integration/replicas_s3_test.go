@@ -330,3 +330,126 @@ func TestReplicaDamageBothWays(t *testing.T) {
 		repotestAssertSame(t, copies[i], filepath.Join(dst, "src"))
 	}
 }
+
+// Nodes push, forget and prune run and replications run, all at once
+// through the running appliance, round after round: every replication
+// either succeeds or leaves what it could not copy for the next, prunes
+// keep what a replication holds, and at the end both replicas check
+// clean from a fresh cache and every snapshot they hold restores
+// bit-identical to its source as pushed.
+func TestReplicationDuringPushesAndPrune(t *testing.T) {
+	srv := s3test.Shared(t)
+	r := newReplicaEnv(t, srv, srv.Endpoint)
+	r.ok("init", "--pack-size", "1MiB")
+	nodes := []*node{newNode(t, "lyra", "push"), newNode(t, "vega", "push")}
+	a := r.serveWith(r.config(), nodes...)
+	type acked struct{ id, path, oracle string }
+	var (
+		mu   sync.Mutex
+		acks []acked
+	)
+	push := func(round int, n *node) {
+		src := filepath.Join(r.dir, "nodes", n.name)
+		os.MkdirAll(src, 0o755)
+		os.WriteFile(filepath.Join(src, "stable.bin"), randomish(uint64(len(n.name)), 1<<20), 0o644)
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("round%d.bin", round)), randomish(uint64(round*10+len(n.name)), 600<<10), 0o644)
+		oracle := filepath.Join(r.dir, "oracle", fmt.Sprintf("%s-%d", n.name, round))
+		if err := os.CopyFS(oracle, os.DirFS(src)); err != nil {
+			t.Error(err)
+			return
+		}
+		out := a.push(n, nil, "--json", src)
+		if out.code != 0 {
+			t.Errorf("push %s round %d: %+v", n.name, round, out)
+			return
+		}
+		var ack struct {
+			Snapshot string `json:"snapshot"`
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out.stdout), "\n") {
+			if json.Unmarshal([]byte(line), &ack) == nil && ack.Snapshot != "" {
+				mu.Lock()
+				acks = append(acks, acked{ack.Snapshot, src, oracle})
+				mu.Unlock()
+			}
+		}
+	}
+	for round := range 4 {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Go(func() { push(round, n) })
+		}
+		wg.Go(func() {
+			if out := r.run(nil, "forget", "--keep-last", "2", "--prune"); out.code != 0 {
+				t.Errorf("forget --prune: %+v", out)
+			}
+		})
+		wg.Go(func() {
+			if out := r.run(nil, "replicate", "--json"); out.code != 0 && out.code != 5 {
+				t.Errorf("replicate: %+v", out)
+			}
+		})
+		wg.Wait()
+		if t.Failed() {
+			t.Fatalf("round %d; appliance log:\n%s", round, a.Log())
+		}
+	}
+	if len(acks) != 8 {
+		t.Fatalf("%d pushes acknowledged", len(acks))
+	}
+	for _, rep := range r.replicate() {
+		if rep.Status != "ok" || rep.Report.Lag != 0 {
+			t.Fatalf("the last run: %+v", rep)
+		}
+	}
+	primary := r.ok("snapshots", "--json")
+	for _, name := range []string{"offsite", "usb"} {
+		n := r.checkReplica(name, "end")
+		list := r.run(r.on(name, "end"), "snapshots", "--json").stdout
+		restored := 0
+		for _, ack := range acks {
+			if !strings.Contains(list, ack.id) {
+				if strings.Contains(primary, ack.id) {
+					t.Fatalf("snapshot %s is on the primary but not on replica %s", ack.id[:8], name)
+				}
+				continue
+			}
+			dst := filepath.Join(r.dir, "restored-"+name+"-"+ack.id[:8])
+			if out := r.run(r.on(name, "end"), "restore", ack.id[:12]+":"+ack.path, "--target", dst); out.code != 0 {
+				t.Fatalf("restore %s from %s: %+v", ack.id[:8], name, out)
+			}
+			sameContents(t, ack.oracle, filepath.Join(dst, filepath.Base(ack.path)))
+			restored++
+		}
+		if restored != n || restored < 4 {
+			t.Fatalf("replica %s: %d snapshots, %d restored", name, n, restored)
+		}
+	}
+}
+
+// sameContents fails the test unless the directories hold the same
+// files with the same bytes (the oracle copies of pushed trees keep no
+// times).
+func sameContents(t *testing.T, want, got string) {
+	t.Helper()
+	names := func(dir string) []string {
+		var out []string
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				rel, _ := filepath.Rel(dir, p)
+				out = append(out, rel)
+			}
+			return err
+		})
+		return out
+	}
+	w, g := names(want), names(got)
+	if !slices.Equal(w, g) {
+		t.Fatalf("files %v, want %v", g, w)
+	}
+	for _, n := range w {
+		if !bytes.Equal(mustRead(t, filepath.Join(want, n)), mustRead(t, filepath.Join(got, n))) {
+			t.Fatalf("%s differs", n)
+		}
+	}
+}

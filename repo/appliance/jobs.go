@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -398,7 +399,24 @@ func (a *Appliance) notify(ctx context.Context, run scheduler.Run) {
 // through a scheduler made for this one run. Either way it is recorded.
 func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, error) {
 	if s := a.Scheduler(); s != nil {
-		return s.Trigger(ctx, name)
+		run, err := s.Trigger(ctx, name)
+		if !errors.Is(err, scheduler.ErrUnknownJob) || !isReplicaJob(a.Config(), name) {
+			return run, err
+		}
+		// A replica's job without a schedule (cairn replicate NAME,
+		// cairn jobs run verify/NAME): run by hand in a scheduler of
+		// its own, recorded in the same history. The replica's lock
+		// keeps it from overlapping the replica's other jobs.
+		for _, j := range a.jobs(withAllSchedules(a.Config())) {
+			if j.Name == name {
+				s, err := scheduler.New([]scheduler.Job{j}, History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
+				if err != nil {
+					return scheduler.Run{}, err
+				}
+				return s.Trigger(ctx, name)
+			}
+		}
+		return run, err
 	}
 	select {
 	case <-a.ready:
@@ -424,6 +442,12 @@ func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, err
 		return scheduler.Run{}, err
 	}
 	return s.Trigger(ctx, name)
+}
+
+// isReplicaJob reports whether name is a job of one of cfg's replicas.
+func isReplicaJob(cfg *Config, name string) bool {
+	job, replica, ok := strings.Cut(name, "/")
+	return ok && cfg.Replicas[replica] != nil && (job == "replicate" || job == "verify" || job == "drill")
 }
 
 // withAllSchedules returns a copy of cfg in which every job has a

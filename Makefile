@@ -138,6 +138,15 @@ bench-s3: deps $(RESTIC)
 $(RESTIC):
 	GOBIN=$(dir $@) $(GO) install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
 
+# Replication of the generated ~1.1 GiB tree's repository to SeaweedFS on
+# loopback beside the store's own upload rate for the same packs, then an
+# incremental replication after a day's mutation: MB/s, the share of the
+# store's rate (target at least 70 %) and bytes sent against bytes added
+# (integration/replicas_bench_test.go). About a minute once weed is built.
+.PHONY: bench-replicas
+bench-replicas: deps
+	$(GO) test -run '^$$' -bench Replication -benchtime 1x -timeout 60m ./integration/
+
 # The torture suite (integration/torture, -torture): SIGKILLs at hundreds
 # of points of backup, push, forget, prune, repair index and drill; a
 # full disk; bit rot in every kind of file; hostile nodes and hostile

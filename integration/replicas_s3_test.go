@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,14 +88,11 @@ func (r *replicaEnv) checkReplica(name, tag string) int {
 // and compares it with its copy; it returns how many it restored.
 func (r *replicaEnv) restores(name, tag string, ids, copies []string) int {
 	r.t.Helper()
-	res := r.run(r.on(name, tag), "snapshots", "--json")
-	if res.code != 0 {
-		r.t.Fatalf("snapshots of replica %s: %+v", name, res)
-	}
+	have := r.snapshotIDs(r.on(name, tag))
 	src := filepath.Join(r.dir, "src")
 	n := 0
 	for i, id := range ids {
-		if !strings.Contains(res.stdout, id) {
+		if !have[id] {
 			continue
 		}
 		dst := filepath.Join(r.dir, "from-"+name+"-"+tag+"-"+id[:8])
@@ -105,6 +104,22 @@ func (r *replicaEnv) restores(name, tag string, ids, copies []string) int {
 		n++
 	}
 	return n
+}
+
+// snapshotIDs lists the IDs of the snapshots cairn snapshots --json
+// lists with the variables extra (the primary's with none).
+func (r *replicaEnv) snapshotIDs(extra []string) map[string]bool {
+	r.t.Helper()
+	res := r.run(extra, "snapshots", "--json")
+	var list []snapshotJSON
+	if err := json.Unmarshal([]byte(res.stdout), &list); res.code != 0 || err != nil {
+		r.t.Fatalf("snapshots: %+v %v", res, err)
+	}
+	out := map[string]bool{}
+	for _, s := range list {
+		out[s.ID] = true
+	}
+	return out
 }
 
 // seeded reports whether replica name holds a config: a repository.
@@ -342,7 +357,8 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 	r := newReplicaEnv(t, srv, srv.Endpoint)
 	r.ok("init", "--pack-size", "1MiB")
 	nodes := []*node{newNode(t, "lyra", "push"), newNode(t, "vega", "push")}
-	a := r.serveWith(r.config(), nodes...)
+	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a := r.serveWith("metrics: "+metrics+"\n"+r.config(), nodes...)
 	type acked struct{ id, path, oracle string }
 	var (
 		mu   sync.Mutex
@@ -402,14 +418,27 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 			t.Fatalf("the last run: %+v", rep)
 		}
 	}
-	primary := r.ok("snapshots", "--json")
+	// The metrics and the status page show both replicas up to date.
+	for _, want := range []string{`cairn_replica_lag_bytes{replica="offsite"} 0`, `cairn_replica_lag_bytes{replica="usb"} 0`,
+		`cairn_replica_last_run_success{replica="offsite"} 1`, `cairn_replica_overdue{replica="usb"} 0`} {
+		if got := httpGet(t, "http://"+metrics+"/metrics"); !strings.Contains(got, "\n"+want+"\n") {
+			t.Fatalf("/metrics lacks %s:\n%s", want, got)
+		}
+	}
+	page := httpGet(t, "http://"+metrics+"/")
+	for _, name := range []string{"offsite", "usb"} {
+		if !strings.Contains(page, `<tr data-replica="`+name+`" data-state="ok" data-lag-bytes="0">`) {
+			t.Fatalf("the status page has no row for replica %s up to date:\n%s", name, page)
+		}
+	}
+	primary := r.snapshotIDs(nil)
 	for _, name := range []string{"offsite", "usb"} {
 		n := r.checkReplica(name, "end")
-		list := r.run(r.on(name, "end"), "snapshots", "--json").stdout
+		list := r.snapshotIDs(r.on(name, "end"))
 		restored := 0
 		for _, ack := range acks {
-			if !strings.Contains(list, ack.id) {
-				if strings.Contains(primary, ack.id) {
+			if !list[ack.id] {
+				if primary[ack.id] {
 					t.Fatalf("snapshot %s is on the primary but not on replica %s", ack.id[:8], name)
 				}
 				continue
@@ -425,6 +454,20 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 			t.Fatalf("replica %s: %d snapshots, %d restored", name, n, restored)
 		}
 	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 // sameContents fails the test unless the directories hold the same

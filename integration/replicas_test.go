@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -160,5 +161,43 @@ func TestReplicateToDirectory(t *testing.T) {
 	json.Unmarshal([]byte(r.stdout), &st)
 	if st.Replicas[1].Name != "usb" || st.Replicas[1].LagBytes < int64(len(big))/2 || len(st.Attention) != 1 || st.Attention[0] != "replica later: never replicated (cairn replicate later)" {
 		t.Fatalf("status: %s", r.stdout)
+	}
+}
+
+// A replica with its own retention keeps a longer history than the
+// repository: after the repository forgets, the replica's policy decides
+// over all of its snapshots, deletes only those the repository no
+// longer has and the policy does not keep, and prunes what they alone
+// used; what it keeps restores.
+func TestReplicaRetention(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init", "--pack-size", "1MiB")
+	ids, copies := backupVersions(t, e, 4)
+	usb := filepath.Join(e.dir, "usb")
+	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n    retention:\n      default: {keep_last: 1}\n")
+	e.replicate()
+	e.ok("forget", "--keep-last", "2", "--prune")
+	rep := e.replicate()
+	if !strings.Contains(e.ok("jobs"), "retention forgot 2 snapshots, freed ") || rep[0].Status != "ok" {
+		t.Fatalf("replicate with retention: %+v\n%s", rep, e.ok("jobs"))
+	}
+	onReplica := []string{"CAIRN_REPO=" + usb}
+	var list []snapshotJSON
+	if err := json.Unmarshal([]byte(e.run(onReplica, "snapshots", "--json").stdout), &list); err != nil || len(list) != 2 || list[0].ID != ids[2] || list[1].ID != ids[3] {
+		t.Fatalf("the replica's snapshots: %+v %v; want %s and %s", list, err, ids[2][:8], ids[3][:8])
+	}
+	if r := e.run(onReplica, "check", "--read-data"); r.code != 0 {
+		t.Fatalf("check of the replica: %+v", r)
+	}
+	for i := 2; i < 4; i++ {
+		dst := filepath.Join(e.dir, fmt.Sprintf("r%d", i))
+		if r := e.run(onReplica, "restore", ids[i][:12]+":"+filepath.Join(e.dir, "src"), "--target", dst); r.code != 0 {
+			t.Fatalf("restore: %+v", r)
+		}
+		repotestAssertSame(t, copies[i], filepath.Join(dst, "src"))
+	}
+	// The next replication copies nothing back.
+	if again := e.replicate(); again[0].Report.Objects != 0 {
+		t.Fatalf("the run after the retention copied %d objects", again[0].Report.Objects)
 	}
 }

@@ -201,3 +201,35 @@ func TestReplicaRetention(t *testing.T) {
 		t.Fatalf("the run after the retention copied %d objects", again[0].Report.Objects)
 	}
 }
+
+// cairn repair packs runs in the running appliance (which holds the
+// repository's lock: run on its own it would be refused): a pack
+// damaged under it is put back from the replica, and the appliance's
+// check is clean afterwards. repair index still needs the repository to
+// itself.
+func TestRepairPacksBesideAppliance(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	ids, copies := backupVersions(t, e, 2)
+	usb := filepath.Join(e.dir, "usb")
+	a := e.serveWith("replicas:\n  usb:\n    to: " + usb + "\n")
+	e.replicate()
+	packs, _ := filepath.Glob(filepath.Join(e.repo, "packs", "*", "*"))
+	victim := packs[len(packs)-1]
+	raw := mustRead(t, victim)
+	raw[len(raw)/2] ^= 0x04
+	os.WriteFile(victim, raw, 0o600)
+	r := e.run(nil, "repair", "packs", "--read-data")
+	if r.code != 0 || r.stdout != "packs/"+filepath.Base(victim)+": repaired from replica usb ("+usb+")\n1 of 1 repaired\n" {
+		t.Fatalf("repair packs: %+v\n%s", r, a.Log())
+	}
+	e.ok("check", "--read-data")
+	for i, id := range ids {
+		dst := filepath.Join(e.dir, fmt.Sprintf("r%d", i))
+		e.ok("restore", id[:12]+":"+filepath.Join(e.dir, "src"), "--target", dst)
+		repotestAssertSame(t, copies[i], filepath.Join(dst, "src"))
+	}
+	if r := e.run(nil, "repair", "index"); r.code == 0 {
+		t.Fatalf("repair index beside the appliance: %+v", r)
+	}
+}

@@ -568,6 +568,9 @@ func (x *run) walk(ctx context.Context, want []snapshot.Entry) (*needs, error) {
 				return &errNotIndexed{h}
 			}
 			n.packs[loc.Pack] = true
+			if x.present[loc.Pack] {
+				x.hold.Release(loc.Pack) // on the replica already: not needed from the primary
+			}
 			return nil
 		})
 		if err != nil {

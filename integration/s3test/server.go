@@ -144,6 +144,13 @@ func start(bin, dir string) (*Server, error) {
 			"-admin.port.legacy=0", "-admin.ui=false",
 			"-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
 			"-master.telemetry=false", // no traffic off this machine
+			// weed mini sizes its volume count from the disk's free space
+			// (free space / volume size) and every bucket is a collection
+			// that takes volumes of its own: on a machine with a few GiB
+			// free, the tenth bucket's writes fail with HTTP 500. Volumes
+			// are sparse files created on demand, so a fixed, generous
+			// count and size hold on any disk the tests fit on.
+			"-volume.max=1000", "-master.volumeSizeLimitMB=64",
 		}
 		sock := func(name string, port int) string { return fmt.Sprintf("/tmp/seaweedfs-%s-%d.sock", name, port) }
 		s.sockets = []string{sock("s3", ports[0]), sock("s3-grpc", ports[1]), sock("master-grpc", ports[3]),

@@ -343,10 +343,15 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 }
 
 // StalenessJob reports node/plans whose newest snapshot is older than
-// expected, and configured nodes and expected node/plans that never
-// backed up.
+// expected, configured nodes and expected node/plans that never backed
+// up, and replicas that lag past their schedule.
 func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	st, err := status.Gather(ctx, a.r, statusOptions(cfg, nil))
+	o := statusOptions(cfg, nil)
+	var err error
+	if o.Replicas, err = a.ReplicaStates(ctx, cfg); err != nil {
+		return scheduler.Result{}, err
+	}
+	st, err := status.Gather(ctx, a.r, o)
 	if err != nil {
 		return scheduler.Result{}, err
 	}
@@ -362,12 +367,16 @@ func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Re
 		plans[[2]string{g.Node, g.Plan}] = true
 	}
 	a.stale(cfg, st)
-	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing))}, Attention: len(missing) > 0}
+	late := a.replicasLate(cfg, st)
+	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing)), "replicas_late": float64(len(late))}, Attention: len(missing)+len(late) > 0}
 	res.Detail, _ = json.Marshal(missing)
 	if len(missing) == 0 {
 		res.Summary = fmt.Sprintf("all %d node/plans backed up on time", len(plans))
 	} else {
 		res.Summary = "missed backups: " + strings.Join(missing, ", ")
+	}
+	if len(late) > 0 {
+		res.Summary += "; replicas late: " + strings.Join(late, ", ")
 	}
 	return res, nil
 }

@@ -145,7 +145,9 @@ func (a *Appliance) ReplicateJob(ctx context.Context, cfg *Config, name string) 
 		res.Summary += fmt.Sprintf("; retention forgot %d snapshots, freed %s", forgot, status.HumanBytes(uint64(max(freed, 0))))
 	}
 	if res.Attention {
-		a.replicaFailed(cfg, name, "replication", res.Summary)
+		a.notes.alert(cfg, Event{Kind: EventJobFailed, Job: ReplicaJob("replicate", name), Replica: name, Reason: res.Summary,
+			Title:   "cairn: replication to replica " + name + " left objects behind",
+			Message: fmt.Sprintf("Replica %s (%s): %s", name, rc.To, res.Summary)})
 	}
 	return res, nil
 }
@@ -302,7 +304,11 @@ func (a *Appliance) VerifyReplicaJob(ctx context.Context, cfg *Config, name stri
 	}
 	res.Attention = !rep.Clean()
 	if res.Attention {
-		a.replicaFailed(cfg, name, "verification", res.Summary)
+		reason := findingsReason(rep)
+		a.notes.alert(cfg, Event{Kind: EventVerifyFailed, Job: ReplicaJob("verify", name), Replica: name, Reason: reason,
+			Title: fmt.Sprintf("cairn: verification of replica %s found %d problems", name, len(rep.Findings)),
+			Message: fmt.Sprintf("Verification of replica %s (%s) found %d problems (copied again from the repository at the next replication):\n%s",
+				name, cfg.Replicas[name].To, len(rep.Findings), reason)})
 	}
 	return res, nil
 }
@@ -375,6 +381,11 @@ func (a *Appliance) DrillReplicaJob(ctx context.Context, cfg *Config, name strin
 		}
 		if !rep.OK() {
 			failed++
+			a.notes.alert(cfg, Event{Kind: EventDrillFailed, Job: ReplicaJob("drill", name), Replica: name, Node: k.Node, Plan: k.Plan, Paths: k.PathList(),
+				Snapshot: e.ID.String(), Report: id.String(), Reason: rep.Reason(),
+				Title: "cairn: drill of " + planName(k.Node, k.Plan) + " on replica " + name + " failed",
+				Message: fmt.Sprintf("The drill of %s (snapshot %s) on replica %s (%s) failed: %s (cairn drills %s)",
+					k, e.ID.Short(), name, cfg.Replicas[name].To, rep.Reason(), id.Short())})
 		}
 		items = append(items, item{Group: k.String(), Snapshot: e.ID, Report: id, Result: rep.Result, Reason: rep.Reason(), Secs: rep.RestoreSeconds})
 	}
@@ -389,7 +400,6 @@ func (a *Appliance) DrillReplicaJob(ctx context.Context, cfg *Config, name strin
 				break
 			}
 		}
-		a.replicaFailed(cfg, name, "drill", res.Summary)
 	}
 	res.Attention = failed > 0
 	return res, nil
@@ -407,13 +417,6 @@ func DrillReplica(ctx context.Context, rr *repo.Repository, name string, id blob
 	}
 	rep.Replica = name
 	return rep, nil
-}
-
-// replicaFailed alerts what a replica's job found.
-func (a *Appliance) replicaFailed(cfg *Config, name, what, summary string) {
-	a.notes.alert(cfg, Event{Kind: EventJobFailed, Job: ReplicaJob("replicate", name), Reason: summary,
-		Title:   "cairn: replica " + name + ": the " + what + " needs attention",
-		Message: fmt.Sprintf("Replica %s: %s", name, summary)})
 }
 
 // HealSources opens the storage of the replicas to heal from: all of

@@ -33,6 +33,10 @@ type Replica struct {
 	Lag         time.Duration `json:"lag_ns"` // since Replicated (0: never)
 	StoredBytes int64         `json:"stored_bytes"`
 	Overdue     bool          `json:"overdue"` // no replication got through within two intervals of the schedule
+	// Late says why the replica is Overdue ("never replicated (…)" or
+	// "last replicated … ago …"): status's attention and the
+	// replica_lag notification; "" when it is not.
+	Late string `json:"late,omitempty"`
 
 	LastVerified  time.Time `json:"last_verified,omitzero"`
 	VerifyStatus  string    `json:"verify_status,omitempty"`
@@ -68,12 +72,14 @@ func replicas(r *repo.Repository, st *Status, o Options) error {
 		name := "replica " + rp.Name
 		switch {
 		case rp.Replicated.IsZero() && rp.Schedule != "":
-			rp.Overdue = true
-			st.Attention = append(st.Attention, fmt.Sprintf("%s: never replicated (cairn replicate %s)", name, rp.Name))
+			rp.Late = fmt.Sprintf("never replicated (cairn replicate %s)", rp.Name)
 		case rp.Interval > 0 && rp.Lag > 2*rp.Interval:
+			rp.Late = fmt.Sprintf("last replicated %s ago (%s), its schedule runs every %s; %s behind",
+				round(rp.Lag), rp.Replicated.UTC().Format(time.RFC3339), round(rp.Interval), HumanBytes(uint64(rp.LagBytes)))
+		}
+		if rp.Late != "" {
 			rp.Overdue = true
-			st.Attention = append(st.Attention, fmt.Sprintf("%s: last replicated %s ago (%s), its schedule runs every %s; %s behind",
-				name, round(rp.Lag), rp.Replicated.UTC().Format(time.RFC3339), round(rp.Interval), HumanBytes(uint64(rp.LagBytes))))
+			st.Attention = append(st.Attention, name+": "+rp.Late)
 		}
 		// A job that failed outright has its own line ("job
 		// replicate/NAME failed at …"); these ran and found something.

@@ -43,4 +43,11 @@ func TestReplicaAttention(t *testing.T) {
 	if len(st.Replicas) != 7 || st.Replicas[0].Overdue || !st.Replicas[2].Overdue || !st.Replicas[3].Overdue || st.Replicas[0].Lag != 30*time.Hour {
 		t.Fatalf("replicas %+v", st.Replicas)
 	}
+	// Why a replica is late, as the notification tells it.
+	late := []string{"", "", "never replicated (cairn replicate new)", "last replicated 2d1h ago (2026-12-05T11:00:00Z), its schedule runs every 1d; 0 B behind", "", "", ""}
+	for i, rp := range st.Replicas {
+		if rp.Late != late[i] {
+			t.Errorf("replica %s: late %q, want %q", rp.Name, rp.Late, late[i])
+		}
+	}
 }

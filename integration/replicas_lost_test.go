@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -105,6 +106,24 @@ func TestApplianceLost(t *testing.T) {
 			}
 			repotestAssertSame(t, v.copy, filepath.Join(dst, "data"))
 		}
+		// The rest of what works on the replica with the key file
+		// alone: a drill, and the snapshots mounted.
+		newest := versions[len(versions)-1]
+		if res := r.run(on, "drill", newest.id[:12]); res.code != 0 || !strings.HasPrefix(res.stdout, "drill of snapshot "+newest.id[:8]+" (proxima/@none): ok\n") {
+			t.Fatalf("drill on replica %s: %+v", name, res)
+		}
+		t.Run("mount "+name, func(t *testing.T) {
+			requireFUSE(t)
+			mnt := t.TempDir()
+			m := startMount(t, append(cleanEnviron(), on...), mnt)
+			for _, v := range versions {
+				got, err := os.ReadFile(filepath.Join(mnt, "snapshots", v.id[:8], v.path, "base.bin"))
+				if err != nil || !bytes.Equal(got, mustRead(t, filepath.Join(v.copy, "base.bin"))) {
+					t.Fatalf("%s read through the mount of replica %s: %d bytes, %v", v.id[:8], name, len(got), err)
+				}
+			}
+			m.stop()
+		})
 	}
 
 	// Promote the bucket: serve it with the runbook's command line; the

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -353,6 +354,7 @@ func TestReplicaDamageBothWays(t *testing.T) {
 // clean from a fresh cache and every snapshot they hold restores
 // bit-identical to its source as pushed.
 func TestReplicationDuringPushesAndPrune(t *testing.T) {
+	began := time.Now().Truncate(time.Second)
 	srv := s3test.Shared(t)
 	r := newReplicaEnv(t, srv, srv.Endpoint)
 	r.ok("init", "--pack-size", "1MiB")
@@ -425,6 +427,17 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 			t.Fatalf("/metrics lacks %s:\n%s", want, got)
 		}
 	}
+	// The newest replication that got through ended during this test.
+	for _, name := range []string{"offsite", "usb"} {
+		m := regexp.MustCompile(`\ncairn_replica_last_success_timestamp_seconds\{replica="` + name + `"\} ([0-9.e+]+)\n`).FindStringSubmatch(httpGet(t, "http://"+metrics+"/metrics"))
+		var ts float64
+		if m != nil {
+			fmt.Sscan(m[1], &ts)
+		}
+		if ts < float64(began.Unix()) || ts > float64(time.Now().Unix()) {
+			t.Fatalf("cairn_replica_last_success_timestamp_seconds of %s: %v, not between %v and now", name, m, began)
+		}
+	}
 	page := httpGet(t, "http://"+metrics+"/")
 	for _, name := range []string{"offsite", "usb"} {
 		if !strings.Contains(page, `<tr data-replica="`+name+`" data-state="ok" data-lag-bytes="0">`) {
@@ -495,4 +508,56 @@ func sameContents(t *testing.T, want, got string) {
 			t.Fatalf("%s differs", n)
 		}
 	}
+}
+
+// transfers: N objects at once: with transfers: 3 the store sees three
+// packs being put at the same time (the proxy holds each pack's PUT
+// until three are in flight), and the replica restores.
+func TestReplicateTransfersAtOnce(t *testing.T) {
+	srv := s3test.Shared(t)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	r := newReplicaEnv(t, srv, proxy.Endpoint)
+	r.ok("init", "--pack-size", "1MiB")
+	r.writeConfigExtra(freePort(t), fmt.Sprintf("replicas:\n  offsite:\n    to: %s\n    s3_credentials: %s\n    cache_dir: %s\n    transfers: 3\n", r.offsite, r.creds, r.cache))
+	src := filepath.Join(r.dir, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "data.bin"), randomish(3, 6<<20), 0o644)
+	bk := r.backupJSON("--node", "lyra", "--plan", "data", src)
+
+	var (
+		mu       sync.Mutex
+		puts     = map[string]bool{}
+		release  = make(chan struct{})
+		once     sync.Once
+		timedOut bool
+	)
+	proxy.OnRequest(func(q s3test.Request) {
+		if q.Method != "PUT" || !strings.Contains(q.Path, "/offsite/packs/") {
+			return
+		}
+		mu.Lock()
+		puts[q.Path] = true
+		if len(puts) >= 3 {
+			once.Do(func() { close(release) })
+		}
+		mu.Unlock()
+		select {
+		case <-release:
+		case <-time.After(time.Minute): // a bound, should the run put one pack at a time
+			mu.Lock()
+			timedOut = true
+			mu.Unlock()
+		}
+	})
+	rep := r.replicate("offsite")
+	mu.Lock()
+	defer mu.Unlock()
+	if timedOut || rep[0].Status != "ok" || rep[0].Report.Packs < 5 || len(puts) != rep[0].Report.Packs {
+		t.Fatalf("replicate: %d packs put, fewer than 3 at once: %v; %+v", len(puts), timedOut, rep)
+	}
+	dst := filepath.Join(r.dir, "restored")
+	if out := r.run(r.on("offsite", "a"), "restore", bk.Snapshot[:12]+":"+src, "--target", dst); out.code != 0 {
+		t.Fatalf("restore from the replica: %+v", out)
+	}
+	sameContents(t, src, filepath.Join(dst, "src"))
 }

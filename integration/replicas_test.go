@@ -233,3 +233,28 @@ func TestRepairPacksBesideAppliance(t *testing.T) {
 		t.Fatalf("repair index beside the appliance: %+v", r)
 	}
 }
+
+// cairn replicate shows its progress on a terminal, and only there: a
+// line redrawn in place, ending with every byte it copied of its total.
+// (Run without an appliance, the job's own "job finished" line is
+// logged at info level on standard error too: --log-level warn leaves
+// it out here.)
+func TestReplicateProgressOnTerminal(t *testing.T) {
+	e := newEnv(t)
+	e.ok("init")
+	src := filepath.Join(e.dir, "src")
+	writeSource(t, src)
+	e.ok("backup", "--node", "lyra", "--plan", "files", src)
+	usb := filepath.Join(e.dir, "usb")
+	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
+	tty, stdout, code := e.runOnTerminal("--log-level", "warn", "replicate")
+	m := regexp.MustCompile(`^(\r[^\r\n]*\x1b\[K)*\rreplicate to usb: ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B), [0-9.]+ [KMG]?i?B/s, \d+s\x1b\[K\n$`).FindStringSubmatch(tty)
+	if code != 0 || m == nil || m[2] != m[3] || !strings.HasPrefix(stdout, "replica usb ("+usb+"): copied ") {
+		t.Fatalf("replicate: exit %d, terminal %q, stdout %q", code, tty, stdout)
+	}
+	os.WriteFile(filepath.Join(src, "new.bin"), randomish(5, 1<<20), 0o644)
+	e.ok("backup", "--node", "lyra", "--plan", "files", src)
+	if r := e.run(nil, "--log-level", "warn", "replicate"); r.code != 0 || r.stderr != "" {
+		t.Fatalf("replicate without a terminal: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

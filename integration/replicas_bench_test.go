@@ -18,10 +18,11 @@ import (
 	"github.com/cairnbackup/cairn/repo/storage"
 )
 
-// BenchmarkReplication (make bench-replicas) backs up the generated
-// tree (datagen.Bench, ~1.1 GiB; CAIRN_BENCH_SPEC=small for a quick
-// run) into a directory repository, then measures, against a SeaweedFS
-// on loopback of its own (same disk, same two cores):
+// BenchmarkReplication (make bench-replicas) backs up the peers
+// dataset (datagen.Homelab seed 1, the tree make bench-peers backs up:
+// ~1.5 GiB of data; CAIRN_BENCH_SPEC=bench for datagen.Bench, small for
+// a quick run) into a directory repository, then measures, against a
+// SeaweedFS on loopback of its own (same disk, same two cores):
 //
 //   - store-put: the store's own upload rate for the same bytes: every
 //     pack file of the repository put by storage.S3 from memory, four at
@@ -30,15 +31,21 @@ import (
 //     replica in the same bucket (MB/s of the bytes it sent, by its own
 //     report, and by the wall clock of the command), and its share of
 //     store-put (the target is at least 70 %);
-//   - incremental: after datagen.Mutate (a day of use) and a second
-//     backup, cairn replicate again: the bytes it sent beside the bytes
-//     the backup added to the repository (new packs and the snapshot).
+//   - incremental: after datagen.Mutate (a day of use, seed 2 as in
+//     bench-peers) and a second backup, cairn replicate again: the
+//     bytes it sent beside the bytes the backup added to the repository
+//     (new packs and the snapshot).
+//
+// Each cairn replicate reports its peak RSS too (bounded memory).
 //
 // Every phase runs once; the page cache is warm (the packs were just
 // written).
 func BenchmarkReplication(b *testing.B) {
-	spec := datagen.Bench
-	if os.Getenv("CAIRN_BENCH_SPEC") == "small" {
+	spec := datagen.Homelab
+	switch os.Getenv("CAIRN_BENCH_SPEC") {
+	case "bench":
+		spec = datagen.Bench
+	case "small":
 		spec = datagen.Small
 	}
 	dir := b.TempDir()
@@ -55,15 +62,18 @@ func BenchmarkReplication(b *testing.B) {
 	creds := filepath.Join(dir, "s3.env")
 	os.WriteFile(creds, []byte("AWS_ACCESS_KEY_ID="+srv.AccessKey+"\nAWS_SECRET_ACCESS_KEY="+srv.SecretKey+"\n"), 0o600)
 	env := append(cleanEnviron(), "CAIRN_REPO="+repoDir, "CAIRN_PASSWORD_FILE="+pw)
+	var mem rss // of the last command
 	cairn := func(args ...string) (string, time.Duration) {
 		cmd := exec.Command(cairnBin, args...)
 		cmd.Env = env
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		start := time.Now()
-		if err := cmd.Run(); err != nil {
+		m, err := runPeakRSS(cmd)
+		if err != nil {
 			b.Fatalf("cairn %v: %v\n%s\n%s", args, err, out.String(), errb.String())
 		}
+		mem = m
 		return out.String(), time.Since(start)
 	}
 	packBytes := func() (map[string]int64, int64) {
@@ -83,7 +93,6 @@ func BenchmarkReplication(b *testing.B) {
 		srv.Endpoint, bucket, creds, filepath.Join(dir, "replica-cache"))), 0o600)
 	cairn("backup", "--node", "bench", src)
 	packs, stored := packBytes()
-	b.Logf("tree: %d files, %.1f MiB; repository: %d packs, %.1f MiB", gen.Files, float64(gen.Bytes)/(1<<20), len(packs), float64(stored)/(1<<20))
 
 	var storeMBs float64
 	b.Run("store-put", func(b *testing.B) {
@@ -111,6 +120,7 @@ func BenchmarkReplication(b *testing.B) {
 		storeMBs = float64(stored) / el.Seconds() / 1e6
 		b.ReportMetric(storeMBs, "MB/s")
 		b.ReportMetric(el.Seconds(), "s")
+		b.Logf("tree: %d files, %.1f MiB; repository: %d packs, %.1f MiB; the store took them at %.1f MB/s", gen.Files, float64(gen.Bytes)/(1<<20), len(packs), float64(stored)/(1<<20), storeMBs)
 	})
 
 	replicate := func(b *testing.B) (sent int64, mbs, wallMBs float64) {
@@ -132,6 +142,8 @@ func BenchmarkReplication(b *testing.B) {
 		b.ReportMetric(float64(r.Bytes)/el.Seconds()/1e6, "wall-MB/s")
 		b.ReportMetric(float64(r.Bytes)/(1<<20), "MiB-sent")
 		b.ReportMetric(float64(r.Objects), "objects")
+		b.ReportMetric(mem.peak, "peak-RSS-MiB")
+		b.ReportMetric(mem.anon, "anon-RSS-MiB")
 		return r.Bytes, r.MBPerSecond, float64(r.Bytes) / el.Seconds() / 1e6
 	}
 	b.Run("replicate", func(b *testing.B) {
@@ -140,7 +152,9 @@ func BenchmarkReplication(b *testing.B) {
 			b.Fatalf("sent %d bytes for %d bytes of packs", sent, stored)
 		}
 		b.ReportMetric(mbs/storeMBs, "of-store-put")
-		b.Logf("replicate: %.1f MB/s (%.1f MB/s by the wall clock), %.0f %% of the store's own %.1f MB/s (target: at least 70 %%)", mbs, wall, 100*mbs/storeMBs, storeMBs)
+		b.ReportMetric(wall/storeMBs, "wall-of-store-put")
+		b.Logf("replicate: %.1f MB/s (%.1f MB/s by the wall clock), %.0f %% (%.0f %% by the wall clock) of the store's own %.1f MB/s (target: at least 70 %%); peak RSS %.0f MiB",
+			mbs, wall, 100*mbs/storeMBs, 100*wall/storeMBs, storeMBs, mem.peak)
 	})
 
 	if _, err := datagen.Mutate(src, 2); err != nil {

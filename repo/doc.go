@@ -53,4 +53,40 @@
 //
 // A [*Repository] and a [*Session] are safe for concurrent use; one
 // process owns a repository at a time.
+//
+// # Package map
+//
+// The module's packages in layers. A package imports only packages of
+// lower layers (its own files: tests may import more). Layer 0 imports
+// no package of cairn: the chunker, blob IDs, the scheduler's engine
+// and small helpers. Layer 1 holds the formats and places: sealing,
+// trees, snapshot records, storage backends, the index schema. Layer 2
+// builds on them: packs, plans, and snapfs, the read-only view of
+// snapshot trees. Layer 3 reads and writes through small interfaces and
+// never sees a [*Repository]: backup, restore, the wire protocol, FUSE.
+// Layer 4 is this package; layers 5 to 7 work on a repository (check,
+// drills, prune, status); layer 8 is the appliance and layer 9 the
+// binary, which only wires the rest together. Besides the layers:
+//
+//   - only this package imports repo/internal/index (badger);
+//   - only tests import repo/repotest and the packages under
+//     integration/ (the end-to-end tests and their helpers, which may
+//     import anything);
+//   - SHA-256 is github.com/minio/sha256-simd, never crypto/sha256.
+//
+// TestLayering (layering_test.go) reads this map from this comment and
+// fails when an import crosses it or a package is missing from it: a new
+// package gets its row here.
+//
+//	layer  packages
+//	9      cmd/cairn
+//	8      repo/appliance
+//	7      repo/status
+//	6      repo/prune
+//	5      repo/check repo/drill repo/repotest
+//	4      repo
+//	3      fuse repo/backup repo/restore repo/wire
+//	2      repo/pack repo/plan repo/snapfs
+//	1      repo/internal/index repo/seal repo/snapshot repo/storage repo/tree
+//	0      chunker scheduler repo/blob repo/caps repo/chart repo/filter repo/internal/crashpoint repo/internal/durable repo/internal/yamldoc repo/output
 package repo

@@ -24,7 +24,7 @@ import (
 //
 // A blob goes into an open pack buffered in memory (one for data, one for
 // trees). When a pack reaches the size target it is written (temporary
-// file, fsync, rename, fsync dir) and then indexed. [Session.Commit]
+// file, fsync, link, fsync dir) and then indexed. [Session.Commit]
 // writes the remaining packs, syncs the index, and only then writes the
 // snapshot file. So a snapshot file never names data that is not
 // durable, and a crash before Commit leaves no snapshot; the packs it did

@@ -111,15 +111,6 @@ fuzz:
 clean:
 	rm -rf bin
 
-# Compares cairn with restic and borg on the same generated ~2 GiB tree
-# (integration/peers/README.md): every phase under /usr/bin/time -v with
-# the page cache dropped (as root); installs restic, borgbackup and time
-# when missing. Prints a Markdown table; results in /tmp/cairn-peers.
-# PEERS_FLAGS=--quick for a smoke run on a small tree.
-.PHONY: bench-peers
-bench-peers:
-	$(GO) run ./integration/peers $(PEERS_FLAGS)
-
 # A repository in an object store beside one in a directory: first
 # backup, unchanged re-backup, restore and check --read-data of the
 # generated ~1.1 GiB tree (datagen.Bench) with the real binary, into a
@@ -147,6 +138,26 @@ $(RESTIC):
 .PHONY: bench-replicas
 bench-replicas: deps
 	$(GO) test -run '^$$' -bench Replication -benchtime 1x -timeout 60m ./integration/
+
+# kopia, built once into the cache from the tools module
+# integration/tools/kopia (its go.mod pins the version).
+KOPIA_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/kopia/kopia" { print $$3 }' integration/tools/kopia/go.mod)
+KOPIA := $(CACHE_DIR)/kopia-$(KOPIA_VERSION)/kopia
+$(KOPIA):
+	mkdir -p $(dir $@)
+	GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" $(GO) -C integration/tools/kopia build -trimpath -o $@.tmp github.com/kopia/kopia
+	mv $@.tmp $@
+
+# Compares cairn with restic 0.14 and borg 1.2 (Debian), restic
+# RESTIC_VERSION and kopia KOPIA_VERSION (built once into the cache) on
+# the same generated ~2 GiB tree (integration/peers/README.md): every
+# phase under /usr/bin/time -v with the page cache dropped (as root);
+# installs restic, borgbackup and time when missing. Prints a Markdown
+# table; results in /tmp/cairn-peers. PEERS_FLAGS=--quick for a smoke
+# run on a small tree.
+.PHONY: bench-peers
+bench-peers: $(RESTIC) $(KOPIA)
+	$(GO) run ./integration/peers --restic19 $(RESTIC) --kopia $(KOPIA) $(PEERS_FLAGS)
 
 # The torture suite (integration/torture, -torture): SIGKILLs at hundreds
 # of points of backup, push, forget, prune, repair index and drill; a

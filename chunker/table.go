@@ -1,8 +1,9 @@
 package chunker
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
+
+	"github.com/minio/sha256-simd"
 )
 
 // tableDomain separates gear table derivation from any other use of the

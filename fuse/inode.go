@@ -1,10 +1,10 @@
 package fuse
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/minio/sha256-simd"
 )
 
 // rootIno is the inode number of the mount's root directory; go-fuse

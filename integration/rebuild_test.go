@@ -305,7 +305,7 @@ func TestRunbookUnknownNode(t *testing.T) {
 	e.ok("init")
 	e.writeConfig(freePort(t), newNode(t, "lyra", "push"), newNode(t, "vega", "push, read"))
 	r := e.run(nil, "runbook", "--node", "nosuch")
-	if r.code != 2 || r.stdout != "" || r.stderr != "cairn: runbook --node nosuch: unknown node; the nodes are lyra, vega\n" {
+	if r.code != 2 || r.stdout != "" || r.stderr != "cairn: runbook: unknown node nosuch; the nodes are lyra, vega\n" {
 		t.Fatalf("runbook --node nosuch: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	out := e.ok("runbook", "--node", "vega")

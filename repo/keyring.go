@@ -16,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/seal"
 	"github.com/cairnbackup/cairn/repo/storage"
 )
@@ -231,7 +232,7 @@ func (k *Keyring) AddKeyFile(ctx context.Context, path string) (string, error) {
 	}
 	defer unlock()
 	if _, err := os.Lstat(path); err == nil {
-		return "", fmt.Errorf("key file %s exists already; move it away or name another", path)
+		return "", &KeyFileExistsError{Path: path}
 	}
 	kf, tmp, err := k.newKeyFile(ctx, path, nil)
 	if err != nil {
@@ -239,11 +240,10 @@ func (k *Keyring) AddKeyFile(ctx context.Context, path string) (string, error) {
 	}
 	// Link, not rename: a file that appeared at path meanwhile is never
 	// replaced.
-	if err := os.Link(tmp, path); err != nil {
-		return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
-	}
-	os.Remove(tmp)
-	if err := syncDirPath(filepath.Dir(path)); err != nil {
+	if err := durable.Link(tmp, path); err != nil {
+		if durable.IsLinkError(err) {
+			return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
+		}
 		return "", fmt.Errorf("key file %s: %w", path, err)
 	}
 	crashpoint.Hit("key-file-written")
@@ -276,10 +276,10 @@ func (k *Keyring) RotateKeyFile(ctx context.Context, path, old string) (string, 
 	if err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
-	}
-	if err := syncDirPath(filepath.Dir(path)); err != nil {
+	if err := durable.Rename(tmp, path); err != nil {
+		if durable.IsLinkError(err) {
+			return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
+		}
 		return "", fmt.Errorf("key file %s: %w", path, err)
 	}
 	crashpoint.Hit("key-file-written")
@@ -430,39 +430,31 @@ func (k *Keyring) undoKeyFile(ctx context.Context, kf *KeyFile, tmp string, err 
 	return err
 }
 
-// writeKeyTemp writes kf to a new temporary file beside path and syncs
-// it; with like, the file gets its owner, group and permission bits.
+// writeKeyTemp writes kf to a new synced temporary file beside path
+// (path.tmp-<16 hex digits>); with like, the file gets its owner, group
+// and permission bits.
 func writeKeyTemp(path string, kf *KeyFile, like fs.FileInfo) (string, error) {
 	b, err := json.MarshalIndent(kf, "", "  ")
 	if err != nil {
 		return "", err
 	}
-	tmp := path + ".tmp-" + newKeyName()
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("key file: %w", err)
-	}
-	if like != nil {
-		if st, ok := like.Sys().(*syscall.Stat_t); ok {
-			if uid, gid := int(st.Uid), int(st.Gid); uid != os.Getuid() || gid != os.Getgid() {
-				err = f.Chown(uid, gid)
+	tmp, err := durable.WriteTemp(filepath.Dir(path), filepath.Base(path)+".tmp-", func(f *os.File) error {
+		if like != nil {
+			if st, ok := like.Sys().(*syscall.Stat_t); ok {
+				if uid, gid := int(st.Uid), int(st.Gid); uid != os.Getuid() || gid != os.Getgid() {
+					if err := f.Chown(uid, gid); err != nil {
+						return err
+					}
+				}
+			}
+			if err := f.Chmod(like.Mode().Perm()); err != nil {
+				return err
 			}
 		}
-		if err == nil {
-			err = f.Chmod(like.Mode().Perm())
-		}
-	}
-	if err == nil {
-		_, err = f.Write(append(b, '\n'))
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		_, err := f.Write(append(b, '\n'))
+		return err
+	})
 	if err != nil {
-		os.Remove(tmp)
 		return "", fmt.Errorf("key file %s: %w", path, err)
 	}
 	return tmp, nil

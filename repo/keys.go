@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/seal"
 	"github.com/cairnbackup/cairn/repo/storage"
 )
@@ -71,15 +71,32 @@ func writeKeyFile(path string, kf *KeyFile) error {
 	if err != nil {
 		return err
 	}
-	err = os.Link(tmp, path)
-	os.Remove(tmp)
-	if err != nil {
-		return fmt.Errorf("key file: %w", err)
-	}
-	if err := syncDirPath(filepath.Dir(path)); err != nil {
+	if err := durable.Link(tmp, path); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("key file: %w", err)
 	}
 	return nil
+}
+
+// NoKeyError is the error of [Open] and [ProveKey] given no passphrase
+// and no key file where the key file would be. It names no flag: the
+// caller says how a passphrase or key file is given.
+type NoKeyError struct {
+	KeyFile string // the key file looked for
+}
+
+func (e *NoKeyError) Error() string {
+	return "no key: give a passphrase or a key file (" + e.KeyFile + " does not exist)"
+}
+
+// KeyFileExistsError is the refusal to write a new key file where a file
+// exists.
+type KeyFileExistsError struct {
+	Path string
+}
+
+func (e *KeyFileExistsError) Error() string {
+	return "key file " + e.Path + " exists already; move it away or name another"
 }
 
 // WrongKeyError is the error of [Open] and [ProveKey] when a credential
@@ -246,7 +263,7 @@ func unlock(ctx context.Context, be storage.Backend, loc Place, cred Credentials
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return zero, "", fmt.Errorf("no key: give a passphrase with --password-file or CAIRN_PASSWORD_FILE, or a key file with --key-file or CAIRN_KEY_FILE (%s does not exist)", path)
+		return zero, "", &NoKeyError{KeyFile: path}
 	}
 	if err != nil {
 		return zero, "", fmt.Errorf("key file: %w", err)
@@ -300,15 +317,6 @@ func loadWrapped(ctx context.Context, be storage.Backend, dir, name string) (*se
 	return w, nil
 }
 
-// newKeyName returns a random name, for temporary files.
-func newKeyName() string {
-	id, err := seal.NewMasterKey() // 32 random bytes
-	if err != nil {
-		panic(err)
-	}
-	return blob.ID(id).String()[:16]
-}
-
 // keyName is the name of a wrapped key in keys/: the SHA-256 of its
 // encoding, so that damage to the file is found before the key is tried.
 // (Repositories made before keys were named so have random 16-digit
@@ -335,7 +343,7 @@ func addKey(ctx context.Context, be storage.Backend, repoID blob.ID, loc Place, 
 			keyFile = DefaultKeyFile(loc)
 		}
 		if _, err := os.Lstat(keyFile); err == nil {
-			return "", fmt.Errorf("key file %s exists already; move it away or name another with --key-file", keyFile)
+			return "", &KeyFileExistsError{Path: keyFile}
 		}
 		if secret, err = seal.NewMasterKey(); err != nil {
 			return "", err

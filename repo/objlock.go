@@ -284,26 +284,45 @@ func (l *ownerLock) refresh(ctx context.Context) error {
 	}
 	next := l.rec
 	next.Heartbeat = l.now().UTC()
-	etag, err := l.store.WriteLock(ctx, encodeOwner(next), l.etag)
-	if errors.Is(err, storage.ErrLockChanged) {
-		// Perhaps this very write, sent again after its answer was
-		// lost: then the object is ours with the new heartbeat.
-		data, cur, rerr := l.store.ReadLock(ctx)
-		if rerr == nil {
-			if o, derr := decodeOwner(data); derr == nil && o.Token == next.Token && !o.Released && o.Heartbeat.Equal(next.Heartbeat) {
-				etag, err = cur, nil
-			} else {
-				return l.loseLocked(data, rerr)
-			}
-		} else if errors.Is(rerr, storage.ErrNotExist) {
-			return l.loseLocked(nil, rerr)
-		}
-	}
+	etag, err := l.writeLocked(ctx, next)
 	if err != nil {
 		return err
 	}
 	l.rec, l.etag = next, etag
 	return nil
+}
+
+// writeLocked writes rec over the lock object on condition that it is
+// still this process's; l.mu is held. A write of ours whose answer was
+// lost (this one sent again, or an earlier heartbeat whose client gave
+// up) leaves the object ours under an ETag we have not seen: the object
+// still names this process's token, unreleased, and nobody else writes
+// that (another owner writes its own token; unlock --force marks it
+// released). Then the write goes again against the ETag read.
+func (l *ownerLock) writeLocked(ctx context.Context, rec Owner) (string, error) {
+	etag := l.etag
+	for range 3 {
+		next, err := l.store.WriteLock(ctx, encodeOwner(rec), etag)
+		if !errors.Is(err, storage.ErrLockChanged) {
+			return next, err
+		}
+		data, cur, rerr := l.store.ReadLock(ctx)
+		if errors.Is(rerr, storage.ErrNotExist) {
+			return "", l.loseLocked(nil, rerr)
+		}
+		if rerr != nil {
+			return "", rerr
+		}
+		o, derr := decodeOwner(data)
+		if derr == nil && o.Token == rec.Token && o.Released == rec.Released && o.ReleasedBy == rec.ReleasedBy && o.Heartbeat.Equal(rec.Heartbeat) {
+			return cur, nil // this very write, its answer lost
+		}
+		if derr != nil || o.Token != rec.Token || o.Released {
+			return "", l.loseLocked(data, nil)
+		}
+		etag = cur
+	}
+	return "", fmt.Errorf("lock: the lock object %s kept changing under this process's heartbeat", l.store.LockURL())
 }
 
 // confirm reads the lock object and checks that this process still owns
@@ -377,12 +396,10 @@ func (l *ownerLock) release(ctx context.Context) error {
 	}
 	rec := l.rec
 	rec.Released, rec.Heartbeat = true, l.now().UTC()
-	_, err := l.store.WriteLock(ctx, encodeOwner(rec), l.etag)
-	if errors.Is(err, storage.ErrLockChanged) {
+	if _, err := l.writeLocked(ctx, rec); errors.Is(err, ErrLockLost) {
 		l.log.Warn("the repository's lock was no longer this process's when it let go", "lock", l.store.LockURL())
 		return nil
-	}
-	if err != nil {
+	} else if err != nil {
 		return fmt.Errorf("release the repository's lock: %w", err)
 	}
 	l.lost = errors.New("the repository is closed")

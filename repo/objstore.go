@@ -142,6 +142,20 @@ func (r *Repository) confirmOwner(ctx context.Context) error {
 	return r.owner.confirm(ctx)
 }
 
+// CacheDirError is [Open]'s refusal of a cache directory that holds the
+// index of another location: a copy of a repository (a replica) has the
+// same ID, so the default cache directory, named by the ID, would be
+// shared.
+type CacheDirError struct {
+	Dir   string // the cache directory
+	Holds string // the location whose index it holds
+	Place string // the repository being opened
+}
+
+func (e *CacheDirError) Error() string {
+	return fmt.Sprintf("cache directory %s holds the index of %s, not of %s (copies of a repository have the same ID): give this one a cache directory of its own", e.Dir, e.Holds, e.Place)
+}
+
 // cacheOwnerFile, in a cache directory, names the location whose index
 // the directory holds.
 const cacheOwnerFile = "location"
@@ -158,8 +172,7 @@ func claimCache(dir string, loc Place) error {
 	case err == nil && string(b) == want:
 		return nil
 	case err == nil:
-		return fmt.Errorf("cache directory %s holds the index of %s, not of %s (copies of a repository have the same ID): give this one a cache directory of its own with --cache-dir",
-			dir, bytes.TrimSpace(b), loc)
+		return &CacheDirError{Dir: dir, Holds: string(bytes.TrimSpace(b)), Place: loc.String()}
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("cache directory: %w", err)
 	}

@@ -2,6 +2,7 @@ package repo_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/cairnbackup/cairn/integration/s3test"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
+	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/repotest"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/storage"
@@ -57,6 +59,25 @@ func newS3Repo(t *testing.T) *s3Repo {
 	}
 	s.keyFile = kf
 	return s
+}
+
+// newS3RepoBehindProxy is newS3Repo reached through a fault-injecting
+// proxy.
+func newS3RepoBehindProxy(t *testing.T) (*s3Repo, *s3test.Proxy) {
+	t.Helper()
+	srv := s3test.Shared(t)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	s := &s3Repo{srv: srv, bucket: srv.NewBucket(t), state: filepath.Join(t.TempDir(), "state"), cache: filepath.Join(t.TempDir(), "cache")}
+	s.url = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s3Prefix
+	s.access = repo.S3Access{Credentials: storage.S3Credentials{AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}}
+	o := repotest.Options()
+	o.StateDir, o.S3 = s.state, s.access
+	kf, err := repo.Init(t.Context(), s.url, repo.Credentials{}, o)
+	if err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	s.keyFile = kf
+	return s, proxy
 }
 
 func (s *s3Repo) options() repo.Options {
@@ -345,16 +366,7 @@ func TestObjectStoreInitRefuses(t *testing.T) {
 // A restore of many small files from an object store reads their blobs
 // a segment of a pack at a time, not one request each.
 func TestObjectStoreSmallBlobsShareRequests(t *testing.T) {
-	srv := s3test.Shared(t)
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	s := &s3Repo{srv: srv, bucket: srv.NewBucket(t), state: filepath.Join(t.TempDir(), "state"), cache: filepath.Join(t.TempDir(), "cache")}
-	s.url = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s3Prefix
-	s.access = repo.S3Access{Credentials: storage.S3Credentials{AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}}
-	o := repotest.Options()
-	o.StateDir, o.S3 = s.state, s.access
-	if _, err := repo.Init(t.Context(), s.url, repo.Credentials{}, o); err != nil {
-		t.Fatal(err)
-	}
+	s, proxy := newS3RepoBehindProxy(t)
 	src := filepath.Join(t.TempDir(), "src")
 	files := map[string]string{}
 	for i := range 300 {
@@ -402,5 +414,104 @@ func TestObjectStoreHeartbeat(t *testing.T) {
 	}
 	if again := s.lockObject(t); again != closed {
 		t.Fatalf("the lock changed after close: %+v", again)
+	}
+}
+
+// A pack whose upload has begun is stored and indexed, or neither, even
+// when the session's context ends while it is on its way: on an object
+// store a request the client gives up on may still have been carried out
+// (here the store kept the pack but its answer was lost, and the session
+// ended while the client asked again), and a pack in the bucket but not
+// in the index is what check reports as a problem until the next open.
+func TestObjectStorePackUploadOutlivesCancel(t *testing.T) {
+	s, proxy := newS3RepoBehindProxy(t)
+	r := s.open(t, s.options())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	packPuts := 0 // read and written by the rule only, under the proxy's lock
+	proxy.SetRule(func(q s3test.Request) s3test.Fault {
+		if q.Method == "PUT" && strings.Contains(q.Path, "/packs/") {
+			if packPuts++; packPuts == 1 {
+				return s3test.LoseResponse // stored, but the answer is lost
+			}
+		}
+		return s3test.Pass
+	})
+	proxy.OnRequest(func(q s3test.Request) {
+		if q.Method == "PUT" && strings.Contains(q.Path, "/packs/") && q.Fault == s3test.Pass {
+			cancel() // the session ends while the client asks again
+		}
+	})
+	sess := r.NewSession()
+	data := []byte(strings.Repeat("a blob on its way when the session ends\n", 100))
+	id, _, err := sess.SaveBlob(ctx, blob.Data, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flushErr := sess.Flush(ctx)
+	sess.Abort()
+	proxy.SetRule(nil)
+	proxy.OnRequest(nil)
+
+	stored := kinds(s.keys(t))["packs"]
+	indexed := 0
+	if err := r.Packs(func(blob.ID, int64, int) error { indexed++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if stored != indexed {
+		t.Fatalf("after the session ended during the upload (flush: %v): %d packs in the bucket, %d in the index", flushErr, stored, indexed)
+	}
+	if stored != 1 || flushErr != nil {
+		t.Fatalf("flush: %v, %d packs stored; want the upload carried to its end", flushErr, stored)
+	}
+	got, err := r.LoadBlob(t.Context(), blob.Handle{ID: id, Type: blob.Data}, nil)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("load the blob: %v", err)
+	}
+}
+
+// A heartbeat the store carried out but whose answer never came (the
+// client gave up while asking again) leaves the lock object the owner's
+// with an ETag the owner has not seen: the next heartbeat and the
+// release still recognise it as theirs, rather than stopping every write
+// as if cairn unlock --force had taken the lock.
+func TestObjectStoreHeartbeatAnswerLost(t *testing.T) {
+	repo.SetLockHeartbeat(t, time.Hour) // the test's heartbeats only
+	s, proxy := newS3RepoBehindProxy(t)
+	r := s.open(t, s.options())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	isLock := func(q s3test.Request) bool { return q.Method == "PUT" && strings.HasSuffix(q.Path, "/lock") }
+	lockPuts := 0 // read and written by the rule only, under the proxy's lock
+	proxy.SetRule(func(q s3test.Request) s3test.Fault {
+		if isLock(q) {
+			if lockPuts++; lockPuts == 1 {
+				return s3test.LoseResponse // written, but the answer is lost
+			}
+		}
+		return s3test.Pass
+	})
+	proxy.OnRequest(func(q s3test.Request) {
+		if isLock(q) && q.Fault == s3test.Pass {
+			cancel() // the heartbeat's time is up while it asks again
+		}
+	})
+	if err := r.RefreshLock(ctx); err == nil {
+		t.Fatal("a heartbeat whose answer was lost and whose context ended succeeded")
+	}
+	proxy.SetRule(nil)
+	proxy.OnRequest(nil)
+
+	if err := r.RefreshLock(t.Context()); err != nil {
+		t.Fatalf("the next heartbeat: %v", err)
+	}
+	backupDir(t, r, sampleTree(t)) // still writes
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if closed := s.lockObject(t); !closed.Released {
+		t.Fatalf("lock after close: %+v", closed)
 	}
 }

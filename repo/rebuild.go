@@ -14,6 +14,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/internal/index"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/snapshot"
@@ -350,7 +351,7 @@ func (r *Repository) swapIndex() error {
 	if err := os.Rename(newDir, r.indexDir()); err != nil {
 		return err
 	}
-	if err := syncDirPath(r.cache); err != nil {
+	if err := durable.SyncDir(r.cache); err != nil {
 		return err
 	}
 	return os.RemoveAll(oldDir)
@@ -486,15 +487,6 @@ func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]in
 		kept += len(entries)
 	}
 	return kept, nil
-}
-
-func syncDirPath(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // PackReport is the result of reading one pack completely.

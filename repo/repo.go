@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/internal/index"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/seal"
@@ -160,7 +162,7 @@ func Init(ctx context.Context, location string, cred Credentials, o InitOptions)
 			}
 		}
 	}()
-	if err := syncDirPath(filepath.Dir(filepath.Clean(dir))); err != nil {
+	if err := durable.SyncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
 	be := storage.NewLocal(dir)
@@ -185,11 +187,9 @@ func newConfig(o InitOptions) (seal.MasterKey, *Config, error) {
 	if err != nil {
 		return m, nil, err
 	}
-	tmp, err := seal.NewMasterKey()
-	if err != nil {
-		return m, nil, err
-	}
-	cfg := &Config{Version: FormatVersion, ID: blob.ID(tmp), Created: o.Now().UTC(), Chunker: o.Chunker, PackSize: o.PackSize, Compression: o.Compression}
+	var id blob.ID
+	rand.Read(id[:]) // never fails (crypto/rand)
+	cfg := &Config{Version: FormatVersion, ID: id, Created: o.Now().UTC(), Chunker: o.Chunker, PackSize: o.PackSize, Compression: o.Compression}
 	if err := cfg.validate(); err != nil {
 		return m, nil, fmt.Errorf("init: %w", err)
 	}

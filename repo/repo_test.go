@@ -178,7 +178,7 @@ func TestKeyFile(t *testing.T) {
 	// No credentials and no key file.
 	os.Rename(kf, kf+".moved")
 	_, err = repo.Open(t.Context(), dir, repo.Credentials{}, repo.Options{})
-	if err == nil || !strings.HasPrefix(err.Error(), "no key: give a passphrase with --password-file") {
+	if err == nil || !strings.HasPrefix(err.Error(), "no key: give a passphrase or a key file (") {
 		t.Fatalf("no key: %v", err)
 	}
 	// Init refuses a key file inside the repository.

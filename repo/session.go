@@ -24,7 +24,7 @@ import (
 //
 // A blob goes into an open pack buffered in memory (one for data, one for
 // trees). When a pack reaches the size target it is written (temporary
-// file, fsync, rename, fsync dir) and then indexed. [Session.Commit]
+// file, fsync, link, fsync dir) and then indexed. [Session.Commit]
 // writes the remaining packs, syncs the index, and only then writes the
 // snapshot file. So a snapshot file never names data that is not
 // durable, and a crash before Commit leaves no snapshot; the packs it did
@@ -283,7 +283,13 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 	if err := r.checkSpace(size); err != nil {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
-	if err := r.be.Put(ctx, r.packHandle(id), bytes.NewReader(op.buf.Bytes())); err != nil && !errors.Is(err, storage.ErrExist) {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("pack %s: %w", id.Short(), err)
+	}
+	pctx, cancel := packWriteContext(ctx)
+	err = r.be.Put(pctx, r.packHandle(id), bytes.NewReader(op.buf.Bytes()))
+	cancel()
+	if err != nil && !errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
 	crashpoint.Hit("after-pack-stored")
@@ -293,6 +299,28 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 		add = r.idx.MovePack
 	}
 	return add(id, info, packBlobs(id, op.w.Entries()))
+}
+
+// packWriteGrace is how long a pack write that has begun may go on after
+// its context ends.
+var packWriteGrace = 2 * time.Minute
+
+// packWriteContext returns the context for storing a pack: once begun, a
+// pack write runs to its end (within the backend's own timeouts and
+// retries, and at most packWriteGrace after ctx ends) so that the pack is
+// then both stored and indexed, or neither. On an object store a request
+// the client gives up on may still be carried out (the store had the
+// whole body when the client hung up), and a pack in the bucket but not
+// in the index stays unindexed until the next open: check reports it,
+// and a node killed mid-push made exactly that. Waiting for the answer,
+// and asking again when it is lost, settles what the store holds.
+func packWriteContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(packWriteGrace, cancel) })
+	return pctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {

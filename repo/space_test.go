@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/pack"
@@ -25,13 +26,11 @@ import (
 // repository keeps working: its snapshots list and load, and a commit of
 // data already stored still succeeds.
 func TestPacksLeaveRoomForTheIndex(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.RequireRoot(t, "the test mounts a tmpfs")
 	disk := filepath.Join(t.TempDir(), "disk")
 	os.Mkdir(disk, 0o700)
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("mount tmpfs: %v %s", err, out)
+		testenv.Missing(t, "mount tmpfs: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", disk).Run() })
 	dir := filepath.Join(disk, "repo")

@@ -4,8 +4,9 @@
 // something ([Options].Notify).
 //
 // A [Job] is a name, a kind, a schedule, a jitter and a Run func; the
-// work itself comes from the caller (cmd/cairn wires restore, check and
-// prune in through closures), so this package imports none of them.
+// work itself comes from the caller (repo/appliance's jobs.go wires the
+// verify, drill, prune and staleness jobs in through closures), so this
+// package imports none of them.
 // [Scheduler.Run] is the loop; [Scheduler.Trigger] runs a job by hand;
 // [Scheduler.Next] and [Scheduler.Jobs] report the plan.
 //

@@ -396,23 +396,11 @@ func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, plan
 	if err != nil {
 		return nil, err
 	}
-	same := slices.DeleteFunc(list, func(e snapshot.Entry) bool { return !equalStrings(e.Paths, paths) })
+	same := slices.DeleteFunc(list, func(e snapshot.Entry) bool { return !slices.Equal(e.Paths, paths) })
 	if i := snapshot.Latest(same, time.Now()); i >= 0 {
 		return &same[i], nil
 	}
 	return nil, nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (g *globalOptions) absPaths(paths []string) []string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -84,6 +85,9 @@ func runInit(cmd *cobra.Command, g *globalOptions, o *initOptions) error {
 	}
 	io.StateDir, io.S3, io.Logger = ro.StateDir, ro.S3, ro.Logger
 	keyFile, err := repo.Init(cmd.Context(), place.String(), cred, io)
+	if ke, ok := errors.AsType[*repo.KeyFileExistsError](err); ok {
+		return reword(err, ke, ke.Error()+" with --key-file")
+	}
 	if err != nil {
 		return err
 	}

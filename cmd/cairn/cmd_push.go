@@ -714,7 +714,7 @@ func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName
 			}
 			continue
 		}
-		if sn.Plan == planName && equalStrings(sn.Paths, paths) {
+		if sn.Plan == planName && slices.Equal(sn.Paths, paths) {
 			same = append(same, e)
 		}
 	}

@@ -334,7 +334,7 @@ is a usage error (exit 2) naming the nodes there are.`,
 			defer release()
 			b, err := a.Runbook(ctx, cfg, node)
 			if errors.Is(err, status.ErrUnknownNode) {
-				return usageError{err} // names nothing there is: nothing was attempted
+				return usageError{fmt.Errorf("runbook: %w", err)} // names nothing there is: nothing was attempted
 			}
 			if err != nil {
 				return err

@@ -148,7 +148,7 @@ func run(ctx context.Context, g *globalOptions) int {
 	root.SetArgs(g.args)
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
-	err := root.ExecuteContext(ctx)
+	err := flagWords(root.ExecuteContext(ctx))
 	if g.profileStop != nil {
 		g.profileStop()
 	}

@@ -1,7 +1,6 @@
 package datagen
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/minio/sha256-simd"
 	"golang.org/x/sys/unix"
 )
 

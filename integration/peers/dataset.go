@@ -227,7 +227,7 @@ func (b *bench) restore(p peer, ref []datagen.Entry) error {
 		if m.Status == "failed" {
 			rr.Error = "the restore failed; " + rr.Error
 		}
-		fmt.Printf("%-6s restore: cannot compare: %v\n", p.name(), err)
+		fmt.Printf("%-8s restore: cannot compare: %v\n", p.name(), err)
 		return nil
 	}
 	diff := datagen.Diff(ref, got, true)
@@ -243,7 +243,7 @@ func (b *bench) restore(p peer, ref []datagen.Entry) error {
 	if err := rr.sparse(b.src, ref); err != nil {
 		return err
 	}
-	fmt.Printf("%-6s restore: %d differences%s; sparse files: %s allocated (source %s)\n",
+	fmt.Printf("%-8s restore: %d differences%s; sparse files: %s allocated (source %s)\n",
 		p.name(), rr.Differences, strings.TrimSuffix(" "+fieldSummary(rr.Fields), " "), mib(rr.RestoredSparseAlloc), mib(rr.SourceSparseAlloc))
 	return nil
 }

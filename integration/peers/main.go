@@ -1,14 +1,17 @@
-// Command peers compares cairn with restic and borg on the same
-// generated data in one run (issue 6): init, first backup, unchanged
-// re-backup, backup after a mutation, full restore (compared with the
-// source), full data check and repository size for every tool, plus
-// cairn push over loopback SSH and FUSE sequential read. Every phase runs
-// under /usr/bin/time -v with the page cache dropped before it (as root).
-// It prints a Markdown table and writes it to WORK/peers.md, with every
-// raw figure in WORK/peers.json.
+// Command peers compares cairn with restic 0.14 and borg 1.2 (Debian's),
+// restic 0.19.1 and kopia 0.23.1 on the same generated data in one run
+// (issues 6 and 16): init, first backup, unchanged re-backup, backup
+// after a mutation, full restore (compared with the source), full data
+// check and repository size for every tool, a cold sequential read of
+// cairn's pack files, plus cairn push over loopback SSH and FUSE
+// sequential read. Every phase runs under /usr/bin/time -v with the page
+// cache dropped before it (as root). It prints a Markdown table, with
+// cairn's time over the best peer's per phase, and writes it to
+// WORK/peers.md, with every raw figure in WORK/peers.json.
 //
-//	go run ./integration/peers              # the ~2 GiB datagen.Homelab tree
-//	go run ./integration/peers --quick      # datagen.Small: a smoke run
+//	make bench-peers                        # builds restic 0.19.1 and kopia, then runs this
+//	go run ./integration/peers --restic19 BIN --kopia BIN
+//	go run ./integration/peers --tools restic,borg,cairn --quick
 //
 // See README.md beside this file for what each phase runs and how to read
 // the table.
@@ -19,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,14 +39,24 @@ const (
 	phaseChanged   = "changed"   // backup after datagen.Mutate
 	phaseRestore   = "restore"   // restore of the latest snapshot, compared with the source
 	phaseCheck     = "check"     // full data check
+	phaseCat       = "cat"       // cairn only: cat of every pack file, the cold read rate to judge check by
 	phaseSize      = "size"      // repository size
 	phasePush      = "push"      // cairn only: push to an appliance over loopback SSH
 	phaseFuse      = "fuse"      // cairn only: sequential read through cairn mount
 )
 
-var allPhases = []string{phaseInit, phaseBackup, phaseUnchanged, phaseChanged, phaseRestore, phaseCheck, phaseSize, phasePush, phaseFuse}
+var allPhases = []string{phaseInit, phaseBackup, phaseUnchanged, phaseChanged, phaseRestore, phaseCheck, phaseCat, phaseSize, phasePush, phaseFuse}
 
-var allTools = []string{"restic", "borg", "cairn"}
+// The tools: restic and borg are Debian's (restic 0.14, borg 1.2),
+// restic19 and kopia the binaries --restic19 and --kopia name.
+var allTools = []string{"restic", "borg", "restic19", "kopia", "cairn"}
+
+// bestPeers are the tools whose best time per phase cairn is measured
+// against ("cairn / best peer"); rssPeer is the one its peak RSS is.
+var (
+	bestPeers = []string{"restic19", "kopia"}
+	rssPeer   = "restic19"
+)
 
 // Fixed seeds: the same tree and the same mutation on every run.
 const (
@@ -53,6 +67,8 @@ const (
 type options struct {
 	work       string
 	tools      []string
+	restic19   string // binary of restic 0.19.1
+	kopia      string // binary of kopia 0.23.1
 	phases     map[string]bool
 	regenerate bool
 	quick      bool
@@ -66,12 +82,14 @@ func run() int {
 	var o options
 	var tools, phases string
 	flag.StringVar(&o.work, "work", "/tmp/cairn-peers", "work directory: dataset, repositories, restores, logs and results")
-	flag.StringVar(&tools, "tools", strings.Join(allTools, ","), "comma-separated tools to run: restic, borg, cairn")
+	flag.StringVar(&tools, "tools", strings.Join(allTools, ","), "comma-separated tools to run: "+strings.Join(allTools, ", "))
+	flag.StringVar(&o.restic19, "restic19", "", "the restic 0.19.1 binary (make bench-peers builds it into the cache and passes it)")
+	flag.StringVar(&o.kopia, "kopia", "", "the kopia 0.23.1 binary (make bench-peers builds it into the cache and passes it)")
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "comma-separated phases to run: "+strings.Join(allPhases, ", "))
 	flag.BoolVar(&o.regenerate, "regenerate", false, "generate the dataset again even if a generated one is there")
 	flag.BoolVar(&o.quick, "quick", false, "use the small datagen.Small tree (a smoke run of well under a minute)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./integration/peers [flags]\n\nCompares cairn with restic and borg on the same generated data.\n\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./integration/peers [flags]\n\nCompares cairn with restic, borg and kopia on the same generated data.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -163,12 +181,14 @@ func newBench(o options) (*bench, error) {
 	}
 	b := &bench{o: o, src: filepath.Join(o.work, "src")}
 	b.report = &report{
-		Date:    time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		Machine: describeMachine(o.work),
-		Tools:   o.tools,
-		Results: map[string]map[string]*measurement{},
-		Restore: map[string]*restoreResult{},
-		Repo:    map[string]*repoSize{},
+		Date:       time.Now().UTC().Format("2006-01-02 15:04 MST"),
+		Machine:    describeMachine(o.work),
+		LoadBefore: loadAverage(),
+		Tools:      o.tools,
+		Labels:     map[string]string{},
+		Results:    map[string]map[string]*measurement{},
+		Restore:    map[string]*restoreResult{},
+		Repo:       map[string]*repoSize{},
 	}
 	if err := ensurePackages(o); err != nil {
 		return nil, err
@@ -189,6 +209,18 @@ func newBench(o options) (*bench, error) {
 			p = newRestic(repos, filepath.Join(o.work, "cache", "restic"), b.src)
 		case "borg":
 			p = newBorg(repos, filepath.Join(o.work, "cache", "borg"), b.src)
+		case "restic19":
+			bin, err := binary(o.restic19, "--restic19", "restic 0.19.1")
+			if err != nil {
+				return nil, err
+			}
+			p = newRestic19(bin, repos, filepath.Join(o.work, "cache", "restic19"), b.src)
+		case "kopia":
+			bin, err := binary(o.kopia, "--kopia", "kopia 0.23.1")
+			if err != nil {
+				return nil, err
+			}
+			p = newKopia(bin, repos, filepath.Join(o.work, "cache", "kopia"), b.src)
 		case "cairn":
 			bin := filepath.Join(o.work, "cairn")
 			if err := buildCairn(bin); err != nil {
@@ -198,7 +230,9 @@ func newBench(o options) (*bench, error) {
 			p = b.cairn
 		}
 		b.peers = append(b.peers, p)
-		b.report.Versions = append(b.report.Versions, p.version())
+		v := p.version()
+		b.report.Versions = append(b.report.Versions, v)
+		b.report.Labels[name] = label(name, v)
 	}
 	return b, nil
 }
@@ -254,16 +288,19 @@ func (b *bench) run() error {
 			b.measure(p.name(), phaseCheck, p.checkCmd(), size)
 		}
 	}
+	if b.cairn != nil && o.phases[phaseCat] {
+		b.catPacks()
+	}
 	if o.phases[phaseSize] {
 		for _, p := range b.peers {
 			rs, err := measureRepo(p)
 			if err != nil {
 				b.report.note(fmt.Sprintf("%s repository size: %v", p.name(), err))
-				fmt.Printf("%-6s repository size: %v\n", p.name(), err)
+				fmt.Printf("%-8s repository size: %v\n", p.name(), err)
 				continue
 			}
 			b.report.Repo[p.name()] = rs
-			fmt.Printf("%-6s repository: %s apparent, %s allocated; cache outside it: %s\n",
+			fmt.Printf("%-8s repository: %s apparent, %s allocated; cache outside it: %s\n",
 				p.name(), mib(rs.ApparentBytes), mib(rs.AllocatedBytes), mib(rs.CacheBytes))
 		}
 	}
@@ -287,7 +324,29 @@ func (b *bench) run() error {
 			}
 		}
 	}
+	b.report.LoadAfter = loadAverage()
 	return nil
+}
+
+// catPacks times a plain sequential read of every pack file of cairn's
+// repository, cold: the rate the disk gives, to judge check --read-data
+// by.
+func (b *bench) catPacks() {
+	dir := b.cairn.repo()
+	size, _ := du(filepath.Join(dir, "packs"), true) // no packs: cat fails and says so
+	b.measure("cairn", phaseCat, command{args: []string{"sh", "-c", "cat packs/*/* > /dev/null"}, dir: dir}, size)
+}
+
+// binary checks the binary a flag names for a tool.
+func binary(path, flagName, tool string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("%s not given: make bench-peers builds %s into the cache and passes it; or leave it out of --tools", flagName, tool)
+	}
+	bin, err := exec.LookPath(path)
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", flagName, path, err)
+	}
+	return filepath.Abs(bin)
 }
 
 // skipError says why a phase could not run here; it is not a failure.

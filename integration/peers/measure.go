@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,7 @@ func (b *bench) record(m *measurement) {
 		b.report.Results[m.Tool] = map[string]*measurement{}
 	}
 	b.report.Results[m.Tool][m.Phase] = m
-	line := fmt.Sprintf("%-6s %-14s %8.2f s  CPU %7.2f s  RSS %6.0f MiB", m.Tool, m.Phase, m.WallSeconds, m.cpu(), float64(m.MaxRSSKiB)/1024)
+	line := fmt.Sprintf("%-8s %-14s %8.2f s  CPU %7.2f s  RSS %6.0f MiB", m.Tool, m.Phase, m.WallSeconds, m.cpu(), float64(m.MaxRSSKiB)/1024)
 	if m.MBPerSecond > 0 {
 		line += fmt.Sprintf("  %7.1f MB/s", m.MBPerSecond)
 	}
@@ -140,16 +141,25 @@ func runTimed(c command, m *measurement) error {
 	return nil
 }
 
-// parseTime reads the report of GNU time -v: user and system time, peak
-// RSS and elapsed wall time.
+// parseTime reads the report of GNU time -v in file name into m.
 func parseTime(name string, m *measurement) error {
 	f, err := os.Open(name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	if err := parseTimeReport(f, m); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// parseTimeReport reads a report of GNU time -v: user and system time,
+// peak RSS and elapsed wall time. The command's own output may precede
+// it; a report missing one of the four is an error.
+func parseTimeReport(r io.Reader, m *measurement) error {
 	found := 0
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ": ")
 		if !ok {
@@ -169,7 +179,7 @@ func parseTime(name string, m *measurement) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %q: %w", name, sc.Text(), err)
+			return fmt.Errorf("%q: %w", sc.Text(), err)
 		}
 		found++
 	}
@@ -177,7 +187,7 @@ func parseTime(name string, m *measurement) error {
 		return err
 	}
 	if found < 4 {
-		return fmt.Errorf("%s: not a report of time -v", name)
+		return errors.New("not a report of time -v")
 	}
 	return nil
 }
@@ -317,4 +327,23 @@ func (m *measurement) setOther(before float64) {
 	if after := machineCPU(); before >= 0 && after >= 0 {
 		m.OtherCPUSeconds = max(after-before-m.cpu(), 0)
 	}
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages as uptime
+// shows them ("0.52 0.58 0.59"), or "".
+func loadAverage() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	return parseLoadAverage(string(data))
+}
+
+// parseLoadAverage takes the first three fields of /proc/loadavg.
+func parseLoadAverage(s string) string {
+	f := strings.Fields(s)
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

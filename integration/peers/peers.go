@@ -41,7 +41,7 @@ type peer interface {
 func baseEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "RESTIC_") || strings.HasPrefix(kv, "BORG_") || strings.HasPrefix(kv, "CAIRN_") {
+		if strings.HasPrefix(kv, "RESTIC_") || strings.HasPrefix(kv, "BORG_") || strings.HasPrefix(kv, "KOPIA_") || strings.HasPrefix(kv, "CAIRN_") {
 			continue
 		}
 		env = append(env, kv)
@@ -68,26 +68,37 @@ func firstLine(s string) string {
 }
 
 // restic: repository format 2 with compression auto, its cache under
-// the work directory.
+// the work directory. Two of them: Debian's restic 0.14 ("restic") and
+// restic 0.19.1 ("restic19"), which also restores sparse files as
+// sparse (--sparse; 0.14 has no such flag).
 type resticPeer struct {
+	tool, bin          string
 	dir, cacheDir, src string
+	sparse             bool
 	env                []string
 }
 
 func newRestic(repos, cacheDir, src string) *resticPeer {
 	return &resticPeer{
+		tool: "restic", bin: "restic",
 		dir: filepath.Join(repos, "restic"), cacheDir: cacheDir, src: src,
 		env: []string{"RESTIC_PASSWORD=peers benchmark passphrase", "RESTIC_CACHE_DIR=" + cacheDir},
 	}
 }
 
-func (r *resticPeer) name() string  { return "restic" }
+func newRestic19(bin, repos, cacheDir, src string) *resticPeer {
+	r := newRestic(repos, cacheDir, src)
+	r.tool, r.bin, r.dir, r.sparse = "restic19", bin, filepath.Join(repos, "restic19"), true
+	return r
+}
+
+func (r *resticPeer) name() string  { return r.tool }
 func (r *resticPeer) repo() string  { return r.dir }
 func (r *resticPeer) cache() string { return r.cacheDir }
 func (r *resticPeer) wipe() error   { return removeAll(r.dir, r.cacheDir) }
 
 func (r *resticPeer) version() string {
-	v, err := output(r.env, "", "restic", "version")
+	v, err := output(r.env, "", r.bin, "version")
 	if err != nil {
 		return "restic (version unknown: " + err.Error() + ")"
 	}
@@ -95,7 +106,7 @@ func (r *resticPeer) version() string {
 }
 
 func (r *resticPeer) cmd(args ...string) command {
-	return command{args: append([]string{"restic", "-r", r.dir}, args...), env: r.env}
+	return command{args: append([]string{r.bin, "-r", r.dir}, args...), env: r.env}
 }
 
 func (r *resticPeer) initCmd() command { return r.cmd("init", "--repository-version", "2") }
@@ -107,6 +118,9 @@ func (r *resticPeer) backupCmd(label string) command {
 }
 
 func (r *resticPeer) restoreCmd(target string) (command, error) {
+	if r.sparse {
+		return r.cmd("restore", "latest", "--sparse", "--target", target), nil
+	}
 	return r.cmd("restore", "latest", "--target", target), nil
 }
 
@@ -184,6 +198,86 @@ func (b *borgPeer) restoredRoot(target string) string { return filepath.Join(tar
 
 func (b *borgPeer) checkCmd() command {
 	return command{args: []string{"borg", "check", "--verify-data", b.dir}, env: b.env}
+}
+
+// kopia: a filesystem repository, a global policy of zstd compression
+// (restic's --compression auto is zstd at its default level too), its
+// config, cache and logs under the work directory (KOPIA_CONFIG_PATH,
+// KOPIA_CACHE_DIRECTORY, KOPIA_LOG_DIR), the password from
+// KOPIA_PASSWORD. Otherwise kopia's defaults, automatic maintenance
+// included.
+type kopiaPeer struct {
+	bin, dir, base, src string
+	env                 []string
+}
+
+func newKopia(bin, repos, base, src string) *kopiaPeer {
+	return &kopiaPeer{
+		bin: bin, dir: filepath.Join(repos, "kopia"), base: base, src: src,
+		env: []string{
+			"KOPIA_PASSWORD=peers benchmark passphrase",
+			"KOPIA_CONFIG_PATH=" + filepath.Join(base, "repository.config"),
+			"KOPIA_CACHE_DIRECTORY=" + filepath.Join(base, "cache"),
+			"KOPIA_LOG_DIR=" + filepath.Join(base, "logs"),
+			"KOPIA_CHECK_FOR_UPDATES=false",
+		},
+	}
+}
+
+func (k *kopiaPeer) name() string  { return "kopia" }
+func (k *kopiaPeer) repo() string  { return k.dir }
+func (k *kopiaPeer) cache() string { return k.base }
+func (k *kopiaPeer) wipe() error   { return removeAll(k.dir, k.base) }
+
+func (k *kopiaPeer) version() string {
+	v, err := output(k.env, "", k.bin, "--version")
+	if err != nil {
+		return "kopia (version unknown: " + err.Error() + ")"
+	}
+	if f := strings.Fields(v); len(f) > 0 {
+		v = f[0] // "v0.23.1 build: … from: …"
+	}
+	return "kopia " + v
+}
+
+func (k *kopiaPeer) cmd(args ...string) command {
+	return command{args: append([]string{k.bin}, args...), env: k.env}
+}
+
+// initCmd creates the repository and sets the global compression
+// policy, one timed command (kopia runs its first maintenance then).
+func (k *kopiaPeer) initCmd() command {
+	return command{
+		args: []string{"sh", "-c", `"$0" repository create filesystem --path "$1" && "$0" policy set --global --compression zstd`, k.bin, k.dir},
+		env:  k.env,
+	}
+}
+
+func (k *kopiaPeer) backupCmd(label string) command {
+	return k.cmd("snapshot", "create", k.src, "--tags", "label:"+label)
+}
+
+// restoreCmd restores the latest snapshot of the source path; kopia
+// writes the directory's contents into target.
+func (k *kopiaPeer) restoreCmd(target string) (command, error) {
+	return k.cmd("snapshot", "restore", k.src, target, "--write-sparse-files"), nil
+}
+
+func (k *kopiaPeer) restoredRoot(target string) string { return target }
+
+// checkCmd reads and verifies every content of every pack (--full:
+// --download-percent 100), as restic check --read-data does.
+func (k *kopiaPeer) checkCmd() command { return k.cmd("content", "verify", "--full") }
+
+// label names a tool and its version for the table, from the first
+// line its version command prints: "restic 0.19.1", "kopia 0.23.1",
+// "borg 1.2.4"; cairn, or a tool whose version is unknown, by its name.
+func label(tool, version string) string {
+	f := strings.Fields(version)
+	if tool == "cairn" || len(f) < 2 || strings.Contains(version, "version unknown") {
+		return tool
+	}
+	return f[0] + " " + strings.TrimPrefix(f[1], "v")
 }
 
 // cairn: the binary built from this module, a passphrase file, default

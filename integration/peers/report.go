@@ -16,7 +16,10 @@ import (
 type report struct {
 	Date          string                             `json:"date"`
 	Machine       machine                            `json:"machine"`
+	LoadBefore    string                             `json:"load_average_before"` // 1, 5, 15 min
+	LoadAfter     string                             `json:"load_average_after"`
 	Tools         []string                           `json:"tools"`
+	Labels        map[string]string                  `json:"labels"` // by tool: "restic 0.19.1"
 	Versions      []string                           `json:"versions"`
 	Dataset       datasetInfo                        `json:"dataset"`
 	CachesDropped bool                               `json:"page_cache_dropped"`
@@ -109,29 +112,126 @@ var rows = []struct{ phase, label string }{
 	{phaseChanged, "backup after mutation"},
 	{phaseRestore, "full restore (latest)"},
 	{phaseCheck, "check, all data read"},
+	{phaseCat, "cold read of cairn's packs (`cat packs/*/*`)"},
 	{"push", "cairn push over loopback SSH, first"},
 	{"push-unchanged", "cairn push over loopback SSH, unchanged"},
 	{"fuse", "FUSE sequential read, largest file"},
+}
+
+// The settings of each tool, for the header.
+var settings = map[string]string{
+	"restic":   "restic 0.14: repository v2, `--compression auto`, cache in WORK/cache/restic",
+	"borg":     "borg: `repokey-blake2`, `--compression zstd,3`, `extract --sparse`, cache in WORK/cache/borg",
+	"restic19": "restic 0.19.1: repository v2, `--compression auto`, `restore --sparse`, cache in WORK/cache/restic19",
+	"kopia":    "kopia: filesystem repository, global policy `--compression zstd`, `snapshot restore --write-sparse-files`, `content verify --full` as the check, config, cache and logs in WORK/cache/kopia",
+	"cairn":    "cairn: defaults, passphrase (argon2id), no cache outside the repository",
+}
+
+// name is how the table names a tool: its label, or the tool.
+func (r *report) name(tool string) string {
+	if l := r.Labels[tool]; l != "" {
+		return l
+	}
+	return tool
+}
+
+// candidates are the tools cairn is compared with: those of bestPeers
+// in this run, or, with none of them, every other tool.
+func (r *report) candidates() []string {
+	var out []string
+	for _, t := range r.Tools {
+		if slices.Contains(bestPeers, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, t := range r.Tools {
+		if t != "cairn" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// best returns the candidate with the lowest value, among those val
+// has one for: the best peer.
+func (r *report) best(val func(tool string) (float64, bool)) (tool string, v float64, ok bool) {
+	for _, t := range r.candidates() {
+		if x, has := val(t); has && (!ok || x < v) {
+			tool, v, ok = t, x, true
+		}
+	}
+	return tool, v, ok
+}
+
+// wall is a phase's wall time, when the phase did not fail.
+func (r *report) wall(phase string) func(tool string) (float64, bool) {
+	return func(t string) (float64, bool) {
+		m := r.Results[t][phase]
+		if !usable(m) {
+			return 0, false
+		}
+		return m.WallSeconds, true
+	}
+}
+
+// bestRatio renders cairn's value over the best peer's, naming the peer:
+// "0.77 (kopia 0.23.1)"; "" when either is missing.
+func (r *report) bestRatio(val func(tool string) (float64, bool)) string {
+	c, okc := val("cairn")
+	t, p, okp := r.best(val)
+	if !okc || !okp {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s)", div(c, p), r.name(t))
+}
+
+// timeRatio is the "cairn / best peer" cell of a phase. In the row of
+// the cold read of the packs it is check's time over the read's instead.
+func (r *report) timeRatio(phase string) string {
+	if phase == phaseCat {
+		check, okc := r.wall(phaseCheck)("cairn")
+		cat, okr := r.wall(phaseCat)("cairn")
+		if !okc || !okr {
+			return ""
+		}
+		return "check ÷ cat: " + div(check, cat)
+	}
+	return r.bestRatio(r.wall(phase))
+}
+
+// rssRatio is the cell of cairn's peak RSS over rssPeer's in a phase.
+func (r *report) rssRatio(phase string) string {
+	c, p := r.Results["cairn"][phase], r.Results[rssPeer][phase]
+	if !usable(c) || !usable(p) {
+		return ""
+	}
+	return div(float64(c.MaxRSSKiB), float64(p.MaxRSSKiB))
 }
 
 // markdown renders the header, the table and the notes.
 func (r *report) markdown() string {
 	var sb strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	w("### %s on %s (%s)\n\n", strings.Join(r.Tools, ", "), r.Dataset.Name, r.Date)
+	tools := r.Tools
+	var names []string
+	for _, t := range tools {
+		names = append(names, r.name(t))
+	}
+	w("### %s on %s (%s)\n\n", strings.Join(names, ", "), r.Dataset.Name, r.Date)
 	w("- Machine: %s.\n", r.Machine)
+	if r.LoadBefore != "" || r.LoadAfter != "" {
+		w("- Load average (1, 5, 15 min, as `uptime` shows it): %s before the run, %s after.\n", orUnknown(r.LoadBefore), orUnknown(r.LoadAfter))
+	}
 	w("- Versions: %s.\n", strings.Join(r.Versions, "; "))
 	w("- Dataset: %s.\n", r.Dataset.Summary)
 	if r.Dataset.Mutation != "" {
 		w("- Mutation: %s.\n", r.Dataset.Mutation)
 	}
-	settings := map[string]string{
-		"restic": "restic: repository v2, `--compression auto`, cache in WORK/cache/restic",
-		"borg":   "borg: `repokey-blake2`, `--compression zstd,3`, `extract --sparse`, cache in WORK/cache/borg",
-		"cairn":  "cairn: defaults, passphrase (argon2id), no cache outside the repository",
-	}
 	var set []string
-	for _, t := range r.Tools {
+	for _, t := range tools {
 		set = append(set, settings[t])
 	}
 	w("- Settings: %s.\n", strings.Join(set, "; "))
@@ -145,21 +245,28 @@ func (r *report) markdown() string {
 	}
 	w("\n")
 
-	tools := r.Tools
-	ratio := slices.Contains(tools, "cairn") && slices.Contains(tools, "restic")
+	hasCairn := slices.Contains(tools, "cairn")
+	bestCol := hasCairn && len(r.candidates()) > 0
+	rssCol := hasCairn && slices.Contains(tools, rssPeer)
 	w("| phase |")
 	for _, t := range tools {
-		w(" %s s | MB/s | CPU s | RSS MiB |", t)
+		w(" %s s | CPU s | RSS MiB |", r.name(t))
 	}
-	if ratio {
-		w(" cairn/restic time | cairn/restic RSS |")
+	if bestCol {
+		w(" cairn / best peer |")
+	}
+	if rssCol {
+		w(" cairn / %s RSS |", r.name(rssPeer))
 	}
 	w("\n|---|")
 	for range tools {
-		w("---:|---:|---:|---:|")
+		w("---:|---:|---:|")
 	}
-	if ratio {
-		w("---:|---:|")
+	if bestCol {
+		w("---:|")
+	}
+	if rssCol {
+		w("---:|")
 	}
 	w("\n")
 	for _, row := range rows {
@@ -176,7 +283,7 @@ func (r *report) markdown() string {
 		for _, t := range tools {
 			m := r.Results[t][row.phase]
 			if m == nil {
-				w(" – | | | |")
+				w(" – | | |")
 				continue
 			}
 			wall := seconds(m.WallSeconds)
@@ -186,23 +293,21 @@ func (r *report) markdown() string {
 			case "warnings":
 				wall += " (w)"
 			}
-			w(" %s | %s | %s | %.0f |", wall, rate(m.MBPerSecond), seconds(m.cpu()), float64(m.MaxRSSKiB)/1024)
+			w(" %s | %s | %.0f |", wall, seconds(m.cpu()), float64(m.MaxRSSKiB)/1024)
 		}
-		if ratio {
-			c, rs := r.Results["cairn"][row.phase], r.Results["restic"][row.phase]
-			if usable(c) && usable(rs) {
-				w(" %s | %s |", div(c.WallSeconds, rs.WallSeconds), div(float64(c.MaxRSSKiB), float64(rs.MaxRSSKiB)))
-			} else {
-				w(" | |")
-			}
+		if bestCol {
+			w("%s", cell(r.timeRatio(row.phase)))
+		}
+		if rssCol {
+			w("%s", cell(r.rssRatio(row.phase)))
 		}
 		w("\n")
 	}
 	// Single figures per tool: in the tool's first column.
-	single := func(label string, val func(t string) (string, float64, bool), showRatio bool) {
+	single := func(label string, show func(t string) (string, bool), val func(t string) (float64, bool)) {
 		has := false
 		for _, t := range tools {
-			if _, _, ok := val(t); ok {
+			if _, ok := show(t); ok {
 				has = true
 			}
 		}
@@ -211,53 +316,81 @@ func (r *report) markdown() string {
 		}
 		w("| %s |", label)
 		for _, t := range tools {
-			s, _, ok := val(t)
+			s, ok := show(t)
 			if !ok {
 				s = "–"
 			}
-			w(" %s | | | |", s)
+			w(" %s | | |", s)
 		}
-		if ratio {
-			_, c, okc := val("cairn")
-			_, rs, okr := val("restic")
-			if showRatio && okc && okr {
-				w(" %s | |", div(c, rs))
-			} else {
-				w(" | |")
+		if bestCol {
+			ratio := ""
+			if val != nil {
+				ratio = r.bestRatio(val)
 			}
+			w("%s", cell(ratio))
+		}
+		if rssCol {
+			w(" |")
 		}
 		w("\n")
 	}
-	single("restore: differences from the source", func(t string) (string, float64, bool) {
+	single("restore: differences from the source", func(t string) (string, bool) {
 		rr := r.Restore[t]
 		if rr == nil {
-			return "", 0, false
+			return "", false
 		}
 		if rr.Error != "" {
-			return "not compared", 0, true
+			return "not compared", true
 		}
-		return strconv.Itoa(rr.Differences), float64(rr.Differences), true
-	}, false)
-	var sparseSrc string
-	single("restore: sparse files, MiB allocated", func(t string) (string, float64, bool) {
+		return strconv.Itoa(rr.Differences), true
+	}, nil)
+	sparse := func(t string) (float64, bool) {
 		rr := r.Restore[t]
 		if rr == nil || rr.Error != "" || rr.SparseFiles == 0 {
-			return "", 0, false
+			return 0, false
 		}
+		return float64(rr.RestoredSparseAlloc), true
+	}
+	var sparseSrc string
+	single("restore: sparse files, MiB allocated", func(t string) (string, bool) {
+		v, ok := sparse(t)
+		if !ok {
+			return "", false
+		}
+		rr := r.Restore[t]
 		sparseSrc = fmt.Sprintf("%d sparse file(s), %.0f MiB apparent, %.1f MiB allocated in the source",
 			rr.SparseFiles, float64(rr.SparseApparentBytes)/(1<<20), float64(rr.SourceSparseAlloc)/(1<<20))
-		return fmt.Sprintf("%.1f", float64(rr.RestoredSparseAlloc)/(1<<20)), float64(rr.RestoredSparseAlloc), true
-	}, true)
-	single("repository size, MiB (du -sb; ratio: size)", func(t string) (string, float64, bool) {
+		return fmt.Sprintf("%.1f", v/(1<<20)), true
+	}, sparse)
+	size := func(t string) (float64, bool) {
 		rs := r.Repo[t]
 		if rs == nil {
-			return "", 0, false
+			return 0, false
 		}
-		return fmt.Sprintf("%.1f", float64(rs.ApparentBytes)/(1<<20)), float64(rs.ApparentBytes), true
-	}, true)
+		return float64(rs.ApparentBytes), true
+	}
+	single("repository size, MiB (du -sb)", func(t string) (string, bool) {
+		v, ok := size(t)
+		return fmt.Sprintf("%.1f", v/(1<<20)), ok
+	}, size)
 
 	w("\n")
-	w("MB/s is the tree's apparent size (%s before the mutation run, %s at the end) over wall time for backups, restores and pushes, the repository's size (du -sb) for checks, and the file's size for the FUSE read. CPU s is user + system time and RSS the peak resident set, from `/usr/bin/time -v`. (w): saved with warnings (see the log).\n",
+	w("Seconds are wall time; CPU s is user + system time and RSS MiB the peak resident set, from `/usr/bin/time -v`. (w): saved with warnings (see the log).")
+	if bestCol {
+		var cands []string
+		for _, t := range r.candidates() {
+			cands = append(cands, r.name(t))
+		}
+		w(" cairn / best peer: cairn's figure over the lowest of %s in that row (below 1: cairn is faster or smaller)", strings.Join(cands, " and "))
+		if r.Results["cairn"][phaseCat] != nil {
+			w("; in the row of the cold read, cairn check's time over the read's")
+		}
+		w(".")
+	}
+	if rssCol {
+		w(" cairn / %s RSS: cairn's peak RSS over %s's.", r.name(rssPeer), r.name(rssPeer))
+	}
+	w(" MB/s of every phase (the tree's apparent size, %s before the mutation run, %s at the end; the repository's size for checks) is in peers.json.\n",
 		mibShort(r.Dataset.ApparentBytes), mibShort(r.endBytes()))
 	if sparseSrc != "" {
 		w("Sparse files: %s.\n", sparseSrc)
@@ -267,17 +400,17 @@ func (r *report) markdown() string {
 		if rr := r.Restore[t]; rr != nil {
 			switch {
 			case rr.Error != "":
-				w("- %s restore: not compared: %s\n", t, rr.Error)
+				w("- %s restore: not compared: %s\n", r.name(t), rr.Error)
 			case rr.Differences == 0:
-				w("- %s restore: identical to the source (contents, types, modes, sizes, mtimes, symlink targets, xattrs, hardlink groups).\n", t)
+				w("- %s restore: identical to the source (contents, types, modes, sizes, mtimes, symlink targets, xattrs, hardlink groups).\n", r.name(t))
 			default:
-				w("- %s restore: %d differences %s, e.g. `%s`; all in %s.\n", t, rr.Differences, fieldSummary(rr.Fields), rr.Sample[0], rr.DiffFile)
+				w("- %s restore: %d differences %s, e.g. `%s`; all in %s.\n", r.name(t), rr.Differences, fieldSummary(rr.Fields), rr.Sample[0], rr.DiffFile)
 			}
 		}
 	}
 	for _, t := range tools {
 		if rs := r.Repo[t]; rs != nil {
-			w("- %s repository: %s apparent, %s allocated", t, mib(rs.ApparentBytes), mib(rs.AllocatedBytes))
+			w("- %s repository: %s apparent, %s allocated", r.name(t), mib(rs.ApparentBytes), mib(rs.AllocatedBytes))
 			if rs.Cache != "" {
 				w("; cache outside it: %s", mib(rs.CacheBytes))
 			}
@@ -297,7 +430,7 @@ func (r *report) markdown() string {
 	for _, t := range tools {
 		for _, row := range rows {
 			if m := r.Results[t][row.phase]; m != nil && m.Status != "ok" {
-				w("- %s %s: %s: %s", t, row.phase, m.Status, m.Note)
+				w("- %s %s: %s: %s", r.name(t), row.phase, m.Status, m.Note)
 				if m.Log != "" {
 					w(" (log: %s)", m.Log)
 				}
@@ -306,6 +439,21 @@ func (r *report) markdown() string {
 		}
 	}
 	return sb.String()
+}
+
+// cell renders one table cell after a "|": " s |", or " |" when empty.
+func cell(s string) string {
+	if s == "" {
+		return " |"
+	}
+	return " " + s + " |"
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 // mostOther returns the highest average number of CPUs that other
@@ -354,17 +502,6 @@ func seconds(s float64) string {
 		return fmt.Sprintf("%.2f", s)
 	}
 	return fmt.Sprintf("%.1f", s)
-}
-
-func rate(mbs float64) string {
-	switch {
-	case mbs == 0:
-		return "–"
-	case mbs < 100:
-		return fmt.Sprintf("%.1f", mbs)
-	default:
-		return fmt.Sprintf("%.0f", mbs)
-	}
 }
 
 func div(a, b float64) string {

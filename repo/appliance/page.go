@@ -3,7 +3,6 @@ package appliance
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/chart"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/status"
+	"github.com/minio/sha256-simd"
 )
 
 // The status page: a read-only view of the appliance on the metrics

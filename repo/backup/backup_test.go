@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -141,7 +142,7 @@ func TestMetadata(t *testing.T) {
 	f := filepath.Join(src, "f")
 	syscall.Chmod(f, 0o4750)
 	if err := unix.Setxattr(f, "user.cairn", []byte("v1"), 0); err != nil {
-		t.Skipf("xattrs not supported here: %v", err)
+		testenv.Missing(t, "user xattrs are not supported on %s: %v", src, err)
 	}
 	os.Link(f, filepath.Join(src, "hard"))
 	os.Symlink("f", filepath.Join(src, "link"))
@@ -196,7 +197,7 @@ func TestSparseFile(t *testing.T) {
 	var st syscall.Stat_t
 	syscall.Stat(p, &st)
 	if st.Blocks*512 >= 1<<20 {
-		t.Skip("the file system here does not make sparse files")
+		testenv.Missing(t, "the file system of %s does not make sparse files", src)
 	}
 	res := run(t, r, opts(r), src)
 	n := node(t, r, res.Tree, src+"/sparse.img")

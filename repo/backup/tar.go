@@ -223,15 +223,16 @@ func fsName(name string) error {
 	return nil
 }
 
-// checkRootName checks the --name of a stream or tar stream: one name,
-// not "." or "..", that a file system can hold.
+// checkRootName checks the name a stream or tar stream is stored under
+// at the snapshot root: one name, not "." or "..", that a file system
+// can hold.
 func checkRootName(name string) error {
 	err := tree.CheckName(name)
 	if err == nil {
 		err = fsName(name)
 	}
 	if err != nil {
-		return fmt.Errorf("backup: --name: %w", err)
+		return fmt.Errorf("backup: root name: %w", err)
 	}
 	return nil
 }

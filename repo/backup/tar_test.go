@@ -154,7 +154,7 @@ func TestTarNameTooLong(t *testing.T) {
 func TestStreamNameTooLong(t *testing.T) {
 	r := repotest.New(t)
 	long := strings.Repeat("x", 256)
-	want := `backup: --name: the name "` + long + `" is 256 bytes, longer than a file system allows (255)`
+	want := `backup: root name: the name "` + long + `" is 256 bytes, longer than a file system allows (255)`
 	if _, err := backup.Stream(t.Context(), r.NewSession(), strings.NewReader("data"), long, opts(r)); err == nil || err.Error() != want {
 		t.Errorf("stream: %v", err)
 	}

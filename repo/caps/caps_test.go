@@ -5,13 +5,15 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // Have agrees with the kernel's own account in /proc/self/status.
 func TestHaveMatchesProcStatus(t *testing.T) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "no /proc: %v", err)
 	}
 	var eff uint64
 	for _, line := range strings.Split(string(b), "\n") {
@@ -42,10 +44,8 @@ func TestHaveWithoutCapabilities(t *testing.T) {
 		}
 		os.Exit(0)
 	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv (util-linux)")
-	}
+	testenv.RequireRoot(t, "dropping capabilities needs them first")
+	setpriv := testenv.RequireProgram(t, "setpriv", "util-linux")
 	cmd := exec.Command(setpriv, "--inh-caps=-all", "--bounding-set=-all", os.Args[0], "-test.run=^TestHaveWithoutCapabilities$")
 	cmd.Env = append(os.Environ(), "CAIRN_CAPS_CHILD=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

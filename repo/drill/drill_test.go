@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -23,18 +24,6 @@ import (
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
 )
-
-// requireProgram skips a test that needs a program, except under CI=true
-// where a missing program fails it.
-func requireProgram(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is not installed; the drill tests need it", name)
-		}
-		t.Skipf("%s is not installed; the drill tests need it (apt-get install %s)", name, name)
-	}
-}
 
 func runCmd(t *testing.T, dir string, name string, args ...string) {
 	t.Helper()
@@ -59,8 +48,8 @@ func runInput(t *testing.T, dir, stdin string, name string, args ...string) {
 // returns its path.
 func source(t *testing.T) string {
 	t.Helper()
-	requireProgram(t, "git")
-	requireProgram(t, "sqlite3")
+	testenv.RequireProgram(t, "git", "git")
+	testenv.RequireProgram(t, "sqlite3", "sqlite3")
 	src := filepath.Join(t.TempDir(), "src")
 	repotest.WriteTree(t, src, map[string]string{
 		"code/app/README":   "the app\n",
@@ -538,7 +527,7 @@ func TestDrillMissingProgram(t *testing.T) {
 // A custom-format PostgreSQL dump is listed with pg_restore; a damaged
 // one fails the drill.
 func TestDrillPgDump(t *testing.T) {
-	requireProgram(t, "pg_restore")
+	testenv.RequireProgram(t, "pg_restore", "postgresql")
 	src := filepath.Join(t.TempDir(), "src")
 	repotest.WriteTree(t, src, map[string]string{"backups/app.pgdump": "PGDMP\x01\x0e\x00garbage that is not a dump"})
 	r := repotest.New(t)

@@ -5,11 +5,11 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/minio/sha256-simd"
 )
 
 // Sizes of the sealed envelope.

@@ -1,7 +1,9 @@
 // Package snapfs is the read-only view of a snapshot's trees shared by
-// restore, check and (later) the FUSE mount and drills. It reads through
-// a [BlobLoader], the one seam between storage and readers, and never
-// sees the repository itself.
+// restore and verify, check, drills, prune's mark, status, backup's
+// parent trees, the FUSE mount and the commands that browse snapshots
+// (ls, find, diff, dump, stats). It reads through a [BlobLoader], the one
+// seam between storage and readers, and never sees the repository
+// itself.
 //
 // # Invariants
 //

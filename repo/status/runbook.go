@@ -73,9 +73,9 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 	known := knownNodes(st, o)
 	if o.Node != "" && !slices.Contains(known, o.Node) {
 		if len(known) == 0 {
-			return fmt.Errorf("runbook --node %s: %w; no node is configured or has snapshots", o.Node, ErrUnknownNode)
+			return fmt.Errorf("%w %s; no node is configured or has snapshots", ErrUnknownNode, o.Node)
 		}
-		return fmt.Errorf("runbook --node %s: %w; the nodes are %s", o.Node, ErrUnknownNode, strings.Join(known, ", "))
+		return fmt.Errorf("%w %s; the nodes are %s", ErrUnknownNode, o.Node, strings.Join(known, ", "))
 	}
 	b := &strings.Builder{}
 	cairn := "cairn --repo " + shellWord(o.Repo)

@@ -101,11 +101,11 @@ func TestRunbookNode(t *testing.T) {
 
 	o.Node = "nosuch"
 	err := status.WriteRunbook(&bytes.Buffer{}, st, o)
-	if !errors.Is(err, status.ErrUnknownNode) || err.Error() != "runbook --node nosuch: unknown node; the nodes are lyra, lyra-old, orion, vega" {
+	if !errors.Is(err, status.ErrUnknownNode) || err.Error() != "unknown node nosuch; the nodes are lyra, lyra-old, orion, vega" {
 		t.Fatalf("runbook --node nosuch: %v", err)
 	}
 	err = status.WriteRunbook(&bytes.Buffer{}, &status.Status{}, status.RunbookOptions{Node: "lyra"})
-	if !errors.Is(err, status.ErrUnknownNode) || err.Error() != "runbook --node lyra: unknown node; no node is configured or has snapshots" {
+	if !errors.Is(err, status.ErrUnknownNode) || err.Error() != "unknown node lyra; no node is configured or has snapshots" {
 		t.Fatalf("runbook --node lyra of an empty appliance: %v", err)
 	}
 	// Without --node everything is there.

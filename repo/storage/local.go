@@ -3,8 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 )
 
 // TempPrefix starts the name of every temporary file a [Local] writes.
@@ -77,7 +76,10 @@ func (l *Local) Init() error {
 			return fmt.Errorf("storage: %w", err)
 		}
 	}
-	return syncDir(l.dir)
+	if err := durable.SyncDir(l.dir); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
 }
 
 // Put implements [Backend].
@@ -95,8 +97,8 @@ func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
 			if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return fmt.Errorf("storage: %w", err)
 			}
-			if err := syncDir(filepath.Dir(dir)); err != nil {
-				return err
+			if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
+				return fmt.Errorf("storage: %w", err)
 			}
 			l.madeDirs.Store(dir, true)
 		}
@@ -111,17 +113,11 @@ func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
 	crashpoint.Hit("storage-before-rename")
 	// Link instead of rename: it fails if the final name exists, so a
 	// concurrent Put of the same name can never replace an object.
-	if err := os.Link(tmp, final); err != nil {
+	if err := durable.Link(tmp, final); err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
 		}
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	if err := os.Remove(tmp); err != nil {
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("storage: put %s: %w", h, err)
 	}
 	crashpoint.Hit("storage-after-rename")
@@ -145,11 +141,10 @@ func (l *Local) Replace(ctx context.Context, h Handle, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("storage: replace %s: %w", h, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("storage: replace %s: %w", h, err)
-	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.Rename(tmp, final); err != nil {
+		if durable.IsLinkError(err) {
+			os.Remove(tmp)
+		}
 		return fmt.Errorf("storage: replace %s: %w", h, err)
 	}
 	return nil
@@ -158,59 +153,24 @@ func (l *Local) Replace(ctx context.Context, h Handle, r io.Reader) error {
 // writeTemp writes r, synced, to a new temporary file in dir and returns
 // its name; on error nothing is left behind.
 func writeTemp(dir string, r io.Reader, h Handle) (string, error) {
-	tmp, err := createTemp(dir)
-	if err != nil {
-		return "", err
-	}
-	if err := writeSync(tmp, r, h); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	return tmp.Name(), nil
-}
-
-func writeSync(f *os.File, r io.Reader, h Handle) error {
-	if h.Kind == Packs && crashpoint.Armed("storage-half-written") {
-		// Test hook: write half of the object, make it durable, and
-		// die, leaving a temporary file as a real crash would.
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return err
+	return durable.WriteTemp(dir, TempPrefix, func(f *os.File) error {
+		if h.Kind == Packs && crashpoint.Armed("storage-half-written") {
+			// Test hook: write half of the object, make it durable, and
+			// die, leaving a temporary file as a real crash would.
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			f.Write(data[:len(data)/2])
+			f.Sync()
+			crashpoint.Hit("storage-half-written")
+			// Not this pack's turn (a count names a later one): write
+			// the rest, so the object is whole.
+			r = bytes.NewReader(data[len(data)/2:])
 		}
-		f.Write(data[:len(data)/2])
-		f.Sync()
-		crashpoint.Hit("storage-half-written")
-		// Not this pack's turn (a count names a later one): write
-		// the rest, so the object is whole.
-		r = bytes.NewReader(data[len(data)/2:])
-	}
-	if _, err := io.Copy(f, r); err != nil {
+		_, err := io.Copy(f, r)
 		return err
-	}
-	return f.Sync()
-}
-
-func createTemp(dir string) (*os.File, error) {
-	var b [8]byte
-	rand.Read(b[:])
-	return os.OpenFile(filepath.Join(dir, TempPrefix+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("storage: sync dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("storage: sync dir %s: %w", dir, err)
-	}
-	return nil
+	})
 }
 
 type localFile struct {
@@ -305,7 +265,10 @@ func (l *Local) Delete(ctx context.Context, h Handle) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("storage: %w", err)
 	}
-	return syncDir(filepath.Dir(l.Path(h)))
+	if err := durable.SyncDir(filepath.Dir(l.Path(h))); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
 }
 
 // CleanTemp removes temporary files left by writes that never finished

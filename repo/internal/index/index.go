@@ -13,7 +13,7 @@
 // disposable (losing it loses nothing that a backup depends on):
 //
 //	'b' type (1) blob ID (32) → pack ID (32), offset (8), envelope length (4), plaintext length (4), type (1)   derivable: pack headers
-//	'p' pack ID (32)          → size (8), blob count (4), unix ns when written (8)                              derivable: packs/ (time: file mtime)
+//	'p' pack ID (32)          → size (8), blob count (4), unix ns when written (8)                              derivable: packs/ (time: when indexed)
 //	's' snapshot ID (32)      → the snapshot record's plaintext encoding                                        derivable: snapshots/
 //	'v' pack ID (32)          → unix nanoseconds of the last successful read-and-verify (8)                     disposable
 //	'l' pack ID (32)          → unix nanoseconds when the pack was found missing (8)                            disposable
@@ -28,6 +28,11 @@
 // reconciles packs/ against 'p' keys at open and indexes what is missing.
 // A blob stored in several packs keeps the location it was first indexed
 // with.
+//
+// A pack does not record when it was written: its 'p' time is set by the
+// session that wrote it, and for a pack indexed from its header (reconcile
+// at open, a rebuild) it is the time of indexing, so a rebuilt index
+// counts every pack as new, which only makes prune keep packs longer.
 //
 // # Memory
 //

@@ -3,7 +3,6 @@ package replica
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/storage"
+	"github.com/minio/sha256-simd"
 )
 
 // Source is a replica a repair fetches copies from (read only: objects

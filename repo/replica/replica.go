@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -23,6 +22,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/storage"
+	"github.com/minio/sha256-simd"
 	"golang.org/x/sync/errgroup"
 )
 

@@ -129,6 +129,16 @@ bench-s3: deps $(RESTIC)
 $(RESTIC):
 	GOBIN=$(dir $@) $(GO) install github.com/restic/restic/cmd/restic@$(RESTIC_VERSION)
 
+# Replication of the peers dataset's repository (datagen.Homelab, the
+# tree of bench-peers) to SeaweedFS on loopback beside the store's own
+# upload rate for the same packs, then an incremental replication after a
+# day's mutation: MB/s, the share of the store's rate (target at least
+# 70 %), bytes sent against bytes added, and replicate's peak RSS
+# (integration/replicas_bench_test.go). About 75 s once weed is built.
+.PHONY: bench-replicas
+bench-replicas: deps
+	$(GO) test -run '^$$' -bench Replication -benchtime 1x -timeout 60m ./integration/
+
 # kopia, built once into the cache from the tools module
 # integration/tools/kopia (its go.mod pins the version).
 KOPIA_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/kopia/kopia" { print $$3 }' integration/tools/kopia/go.mod)

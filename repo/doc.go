@@ -65,7 +65,7 @@
 // snapshot trees. Layer 3 reads and writes through small interfaces and
 // never sees a [*Repository]: backup, restore, the wire protocol, FUSE.
 // Layer 4 is this package; layers 5 to 7 work on a repository (check,
-// drills, prune, status); layer 8 is the appliance and layer 9 the
+// drills, prune, status, replication to replicas); layer 8 is the appliance and layer 9 the
 // binary, which only wires the rest together. Besides the layers:
 //
 //   - only this package imports repo/internal/index (badger);
@@ -81,7 +81,7 @@
 //	layer  packages
 //	9      cmd/cairn
 //	8      repo/appliance
-//	7      repo/status
+//	7      repo/replica repo/status
 //	6      repo/prune
 //	5      repo/check repo/drill repo/repotest
 //	4      repo

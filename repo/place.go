@@ -100,6 +100,14 @@ func DefaultCacheDir(id blob.ID) string {
 	return filepath.Join(base, id.String())
 }
 
+// DefaultReplicaCacheDir is the cache directory of the replica called
+// name of the repository with the given ID when none is given:
+// DefaultCacheDir(id) + "-replica-" + name. A replica has the
+// repository's ID, so it needs a cache directory of its own.
+func DefaultReplicaCacheDir(id blob.ID, name string) string {
+	return DefaultCacheDir(id) + "-replica-" + name
+}
+
 func xdgDir(env, fallback string) string {
 	if d := os.Getenv(env); filepath.IsAbs(d) {
 		return filepath.Join(d, "cairn")

@@ -150,7 +150,8 @@ func (r *Repository) FinishRepack(ctx context.Context, s *Session) error {
 // DropPacks removes packs from the repository: first from the index, then
 // their files. A pack that holds a blob some session was told exists
 // since the prune began (and whose entry still points to that pack) is
-// kept, and so is one written at or after the cutoff; DropPacks returns
+// kept, and so is one a replication holds ([PackHold]) and one written at
+// or after the cutoff; DropPacks returns
 // the packs it dropped. The index change happens under the gate, so no
 // session is told a blob exists while its pack is going.
 func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropped map[blob.ID]int64, err error) {
@@ -167,6 +168,7 @@ func (p *Pruning) DropPacks(ctx context.Context, packs map[blob.ID]int64) (dropp
 		}
 	}
 	p.st.mu.Unlock()
+	r.held(keep)
 	dropped = map[blob.ID]int64{}
 	drop := map[blob.ID]bool{}
 	for id, size := range packs {

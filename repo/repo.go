@@ -88,6 +88,7 @@ type Repository struct {
 	smu      sync.Mutex
 	sessions map[*Session]time.Time // active sessions and when they started
 	pruning  *pruneState            // set while a prune runs
+	holds    map[*PackHold]struct{} // packs replication holds (see PackHold)
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

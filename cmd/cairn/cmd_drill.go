@@ -5,6 +5,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ type drillOptions struct {
 	scratch string
 	sample  int
 	config  string
+	replica string
 }
 
 func newDrillCommand(g *globalOptions) *cobra.Command {
@@ -38,6 +40,11 @@ by drills that were killed are removed by the next drill.
 --sample N restores only N files, chosen at random but always the same
 for a snapshot, plus every git repository and database file whole.
 
+--replica NAME drills the snapshot's copy on replica NAME (replicas: in
+the configuration), reading only from the replica; the report, saved in
+the repository, names the replica (it proves the replica, and marks no
+snapshot for retention's keep_drilled).
+
 Exit code 0: the drill passed. 4: it failed (each failure is listed
 with the file it concerns). 1: the drill could not run.`,
 		Args: cobra.ExactArgs(1),
@@ -46,26 +53,56 @@ with the file it concerns). 1: the drill could not run.`,
 			if o.sample < 0 {
 				return usageError{fmt.Errorf("drill: --sample %d: give a number of files, or 0 for all", o.sample)}
 			}
-			cfg, err := g.loadConfig(o.config)
-			if err != nil {
-				return err
-			}
-			r, release, err := g.open(ctx, repo.Options{})
-			if err != nil {
-				return err
-			}
-			defer release()
-			sn, _, err := r.FindSnapshot(ctx, args[0], "", f.filter())
-			if err != nil {
-				return err
-			}
 			scratch := "" // the system's temporary directory
 			if o.scratch != "" {
 				scratch = g.abs(o.scratch)
 			}
-			rep, err := drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample, Probes: cfg.Jobs.Drill.Probes})
-			if err != nil {
-				return err
+			var (
+				r   *repo.Repository
+				rep *drill.Report
+			)
+			if o.replica != "" {
+				a, cfg, primary, release, err := g.openAppliance(ctx, o.config)
+				if err != nil {
+					return err
+				}
+				defer release()
+				if cfg.Replicas[o.replica] == nil {
+					return usageError{fmt.Errorf("drill: %w %q (the configuration %s has: %s)", appliance.ErrUnknownReplica, o.replica, cfg.Path, joinOr(cfg.ReplicaNames(), "none"))}
+				}
+				rr, _, err := a.OpenReplica(ctx, cfg, o.replica, false)
+				if err != nil {
+					return err
+				}
+				defer rr.Close()
+				sn, _, err := rr.FindSnapshot(ctx, args[0], "", f.filter())
+				if err != nil {
+					return fmt.Errorf("replica %s: %w", o.replica, err)
+				}
+				rep, err = appliance.DrillReplica(ctx, rr, o.replica, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample, Probes: cfg.Jobs.Drill.Probes})
+				if err != nil {
+					return err
+				}
+				r = primary
+			} else {
+				cfg, err := g.loadConfig(o.config)
+				if err != nil {
+					return err
+				}
+				var release func()
+				r, release, err = g.open(ctx, repo.Options{})
+				if err != nil {
+					return err
+				}
+				defer release()
+				sn, _, err := r.FindSnapshot(ctx, args[0], "", f.filter())
+				if err != nil {
+					return err
+				}
+				rep, err = drill.Run(ctx, r, sn.ID, drill.Options{Scratch: scratch, SampleFiles: o.sample, Probes: cfg.Jobs.Drill.Probes})
+				if err != nil {
+					return err
+				}
 			}
 			id, saveErr := drill.Save(ctx, r, rep)
 			if g.json {
@@ -90,6 +127,7 @@ with the file it concerns). 1: the drill could not run.`,
 	cmd.Flags().StringVar(&o.scratch, "scratch", "", "restore in a new directory inside DIR (default: in the system's temporary directory)")
 	cmd.Flags().IntVar(&o.sample, "sample", 0, "restore only N files (plus what the probes need); 0 restores everything")
 	cmd.Flags().StringVar(&o.config, "config", "", "the appliance configuration whose probes: to run (default: DIR.yaml beside the repository)")
+	cmd.Flags().StringVar(&o.replica, "replica", "", "drill the snapshot's copy on this replica (replicas: in the configuration), reading only from it")
 	f.register(cmd)
 	return cmd
 }
@@ -99,6 +137,9 @@ func (g *globalOptions) printDrill(rep *drill.Report) {
 	name := rep.Node + "/" + snapshot.PlanName(rep.Plan)
 	if rep.Class != "" {
 		name += ", class " + rep.Class
+	}
+	if rep.Replica != "" {
+		name += ", on replica " + rep.Replica
 	}
 	g.printf("drill of snapshot %s (%s): %s\n", rep.Snapshot.Short(), name, rep.Result)
 	g.printf("restored and verified %d files, %s in %.3f s (%.1f MB/s)", rep.Files, humanBytes(rep.Bytes), rep.RestoreSeconds, rep.MBPerSecond)
@@ -175,6 +216,9 @@ snapshot's verdict).`,
 				tw.Write([]byte("ID\tTIME\tSNAPSHOT\tNODE/PLAN\tRESULT\tSECONDS\tFILES\n"))
 				for _, s := range list {
 					np := s.Node + "/" + snapshot.PlanName(s.Plan)
+					if s.Replica != "" {
+						np += " on replica " + s.Replica
+					}
 					files := fmt.Sprint(s.Files)
 					if s.Sampled {
 						files += fmt.Sprintf(" of %d", s.SnapshotFiles)

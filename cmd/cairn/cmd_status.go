@@ -121,6 +121,7 @@ func (g *globalOptions) printStatus(st *status.Status) {
 	}
 	g.printf("\nverification: %.0f%% of %s verified within the cycle; oldest %s; %d of %d packs never verified\n",
 		st.VerifiedFraction*100, humanBytes(uint64(st.StoredBytes)), oldest, st.NeverVerified, st.Packs)
+	g.printReplicas(st)
 	if len(st.Jobs) > 0 {
 		g.printf("\n")
 		tw = tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
@@ -149,6 +150,40 @@ func (g *globalOptions) printStatus(st *status.Status) {
 	} else {
 		g.printf("\nall well\n")
 	}
+}
+
+// printReplicas shows each replica: where it is, when it was last
+// replicated (and how far it lags), verified and drilled.
+func (g *globalOptions) printReplicas(st *status.Status) {
+	if len(st.Replicas) == 0 {
+		return
+	}
+	g.printf("\n")
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REPLICA\tLOCATION\tREPLICATED\tLAG\tLAST RUN\tVERIFIED\tDRILLED\tDELETE")
+	for _, r := range st.Replicas {
+		replicated, lag := "never", humanBytes(uint64(r.LagBytes))
+		if !r.Replicated.IsZero() {
+			replicated = g.when(r.Replicated)
+			lag += ", " + shortDuration(r.Lag)
+		}
+		if r.Overdue {
+			lag += " (late)"
+		}
+		last := "-"
+		if !r.LastRun.IsZero() {
+			last = r.LastStatus + " " + g.when(r.LastRun)
+		}
+		verified, drilled := "never", "never"
+		if !r.LastVerified.IsZero() {
+			verified = r.VerifyStatus + " " + g.when(r.LastVerified)
+		}
+		if !r.LastDrilled.IsZero() {
+			drilled = r.DrillStatus + " " + g.when(r.LastDrilled)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Location, replicated, lag, last, verified, drilled, r.Delete)
+	}
+	tw.Flush()
 }
 
 // printExcluded lists, for each node/plan whose newest snapshot left

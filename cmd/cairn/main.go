@@ -209,7 +209,13 @@ func (f *forwarded) Error() string { return fmt.Sprintf("ran in the appliance: e
 var local = map[string]bool{"init": true, "keygen": true, "serve": true, "push": true, "version": true, "repair": true, "help": true, "completion": true, "umount": true, "key": true, "unlock": true}
 
 // isLocal reports whether cmd, or the group it belongs to, is local.
+// A command of a local group annotated relayAnnotation goes to the
+// appliance all the same (repair packs works beside it; repair index
+// needs the repository to itself).
 func isLocal(cmd *cobra.Command) bool {
+	if cmd.Annotations[relayAnnotation] == "yes" {
+		return false
+	}
 	for c := cmd; c != nil && c.HasParent(); c = c.Parent() {
 		if local[c.Name()] {
 			return true
@@ -217,6 +223,10 @@ func isLocal(cmd *cobra.Command) bool {
 	}
 	return false
 }
+
+// relayAnnotation marks a command of a local group that the running
+// appliance runs.
+const relayAnnotation = "cairn-relay"
 
 // remote reports whether cmd works on an appliance elsewhere, not on a
 // repository here (restore --from).
@@ -367,6 +377,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		newVersionCommand(g),
 		newMountCommand(g), newUmountCommand(g),
 		newDrillCommand(g), newDrillsCommand(g),
+		newReplicateCommand(g),
 		newConfigCommand(g),
 		newManCommand(),
 		newUnlockCommand(g),

@@ -89,6 +89,15 @@ func (a *Appliance) drillFailed(cfg *Config, g prune.Group, snap, report blob.ID
 
 // verifyFailed alerts the damage a verify run found.
 func (a *Appliance) verifyFailed(cfg *Config, rep *check.Report) {
+	reason := findingsReason(rep)
+	a.notes.alert(cfg, Event{Kind: EventVerifyFailed, Job: "verify", Reason: reason,
+		Title:   fmt.Sprintf("cairn: verification found %d problems", len(rep.Findings)),
+		Message: fmt.Sprintf("Verification found %d problems:\n%s", len(rep.Findings), reason)})
+}
+
+// findingsReason is the reason of a verification's alert: its first
+// findings.
+func findingsReason(rep *check.Report) string {
 	var lines []string
 	for _, f := range rep.Findings[:min(len(rep.Findings), 5)] {
 		lines = append(lines, f.String())
@@ -96,10 +105,7 @@ func (a *Appliance) verifyFailed(cfg *Config, rep *check.Report) {
 	if n := len(rep.Findings) - len(lines); n > 0 {
 		lines = append(lines, fmt.Sprintf("and %d more (cairn check --read-data)", n))
 	}
-	reason := strings.Join(lines, "\n")
-	a.notes.alert(cfg, Event{Kind: EventVerifyFailed, Job: "verify", Reason: reason,
-		Title:   fmt.Sprintf("cairn: verification found %d problems", len(rep.Findings)),
-		Message: fmt.Sprintf("Verification found %d problems:\n%s", len(rep.Findings), reason)})
+	return strings.Join(lines, "\n")
 }
 
 // stale alerts the node/plans that missed a backup and what never
@@ -120,16 +126,39 @@ func (a *Appliance) stale(cfg *Config, st *status.Status) {
 	}
 }
 
+// replicasLate alerts the replicas that lag past their schedule, each
+// once per notifications.repeat while it lasts, and ends the condition
+// of the others; it returns "NAME (why)" of each late one.
+func (a *Appliance) replicasLate(cfg *Config, st *status.Status) []string {
+	var late []string
+	for _, rp := range st.Replicas {
+		if !rp.Overdue {
+			a.notes.overReplica(EventReplicaLag, rp.Name)
+			continue
+		}
+		late = append(late, rp.Name+" ("+rp.Late+")")
+		a.notes.condition(cfg, Event{Kind: EventReplicaLag, Replica: rp.Name, Reason: rp.Late,
+			Title: "cairn: replica " + rp.Name + " is late", Message: "Replica " + rp.Name + " (" + rp.Location + "): " + rp.Late})
+	}
+	return late
+}
+
 // jobFailed alerts a job that failed (returned an error).
+// A replica's jobs (verify/NAME, drill/NAME, replicate/NAME) are told
+// as the repository's verify and drill jobs are, naming the replica.
 func (a *Appliance) jobFailed(cfg *Config, run scheduler.Run) {
 	kind := EventJobFailed
-	switch run.Kind {
+	job, replica := run.Job, ""
+	if isReplicaJob(cfg, run.Job) {
+		job, replica, _ = strings.Cut(run.Job, "/")
+	}
+	switch job {
 	case "verify":
 		kind = EventVerifyFailed
 	case "drill":
 		kind = EventDrillFailed
 	}
-	a.notes.alert(cfg, Event{Kind: kind, Job: run.Job, Reason: run.Error,
+	a.notes.alert(cfg, Event{Kind: kind, Job: run.Job, Replica: replica, Reason: run.Error,
 		Title:   "cairn: job " + run.Job + " failed",
 		Message: fmt.Sprintf("The %s job failed: %s", run.Job, run.Error)})
 }

@@ -52,6 +52,8 @@ type Config struct {
 	MetricsAuth MetricsAuth `yaml:"metrics_auth,omitempty"`
 	// Notifications are the built-in notification targets.
 	Notifications Notifications `yaml:"notifications,omitempty"`
+	// Replicas are the places the repository is copied to, by name.
+	Replicas map[string]*Replica `yaml:"replicas,omitempty"`
 
 	// Path is the file the configuration was read from.
 	Path string `yaml:"-"`
@@ -84,6 +86,9 @@ type Job struct {
 type VerifyJob struct {
 	Job   `yaml:",inline"`
 	Cycle prune.Span `yaml:"cycle,omitempty"` // default 30d
+	// Heal puts back what the verification finds damaged or missing
+	// from a replica that holds a good copy (as cairn repair packs).
+	Heal bool `yaml:"heal,omitempty"`
 }
 
 // DrillJob restores the newest snapshot of every node/plan.
@@ -338,6 +343,7 @@ func (c *Config) check(d *yamldoc.Doc) {
 	}
 	c.Jobs.check(d)
 	c.checkAlerts(d)
+	c.checkReplicas(d)
 	seen := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(c.Nodes)) {
 		n := c.Nodes[name]
@@ -545,7 +551,7 @@ nodes: {}
 
 # jobs: the appliance's schedule (cron syntax or @daily, @every 6h).
 # jobs:
-#   verify:    {schedule: "@daily", cycle: 30d}     # all data re-read once per cycle
+#   verify:    {schedule: "@daily", cycle: 30d}     # all data re-read once per cycle (heal: true repairs from replicas)
 #   drill:     {schedule: "0 4 * * *", jitter: 30m} # restore and check every plan's newest snapshot
 #   prune:     {schedule: "0 5 * * 0"}              # the retention policies, then prune
 #   staleness: {schedule: "@hourly"}                # report missed backups
@@ -558,6 +564,17 @@ nodes: {}
 #   webhooks: [{url: "https://hooks.example.org/cairn"}]        # every alert as JSON
 #   ntfy: [{url: "https://ntfy.sh/my-cairn-alerts"}]             # every alert as a message
 #   healthchecks: {lyra/git: "https://hc-ping.com/UUID"}        # a dead man's switch per node/plan
+
+# replicas: complete copies of the repository elsewhere, verified and drilled
+# (cairn replicate NAME copies by hand; cairn drill --replica NAME SNAPSHOT).
+# replicas:
+#   offsite:
+#     to: s3://s3.example.net/cairn-rhea       # or a directory: /mnt/usb/cairn
+#     s3_credentials: /etc/cairn/offsite.env   # mode 0600
+#     schedule: "30 3 * * *"
+#     delete: never                             # default; or "after 30d"
+#     # verify: {schedule: "@weekly", cycle: 90d}   # default: as jobs.verify
+#     # drill: {schedule: "@weekly"}                # default: as jobs.drill
 
 # limits:
 #   sessions: 32            # all nodes together

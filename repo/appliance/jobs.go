@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -17,6 +17,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/replica"
 	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
@@ -124,7 +125,7 @@ func (a *Appliance) jobs(cfg *Config) []scheduler.Job {
 	add("drill", cfg.Jobs.Drill.Job, func(ctx context.Context) (scheduler.Result, error) { return a.DrillJob(ctx, cfg) })
 	add("prune", cfg.Jobs.Prune, func(ctx context.Context) (scheduler.Result, error) { return a.PruneJob(ctx, cfg) })
 	add("staleness", cfg.Jobs.Staleness, func(ctx context.Context) (scheduler.Result, error) { return a.StalenessJob(ctx, cfg) })
-	return out
+	return append(out, a.replicaJobs(cfg)...)
 }
 
 // interval is the time between two runs of a schedule (a day for
@@ -142,40 +143,14 @@ func interval(schedule string, now time.Time) time.Duration {
 // once per cycle, and reports damage with the nodes, snapshots and
 // paths it affects.
 func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	r := a.r
-	verified := map[blob.ID]time.Time{}
-	if err := r.VerifiedTimes(func(id blob.ID, t time.Time) error { verified[id] = t; return nil }); err != nil {
-		return scheduler.Result{}, err
-	}
-	var packs []check.PackAge
-	err := r.PackRecords(func(p repo.PackRecord) error {
-		packs = append(packs, check.PackAge{ID: p.ID, Size: p.Size, Verified: verified[p.ID]})
-		return nil
-	})
-	if err != nil {
-		return scheduler.Result{}, err
-	}
-	cycle := cfg.Jobs.Verify.CycleDuration()
-	share := float64(interval(cfg.Jobs.Verify.Schedule, time.Now())) / float64(cycle)
-	chosen := check.Rotation(packs, time.Now(), cycle, min(share, 1))
-	res := scheduler.Result{Figures: map[string]float64{"packs_chosen": float64(len(chosen))}}
-	if len(chosen) == 0 {
-		res.Summary = "nothing to verify"
-		return res, nil
-	}
-	size := make(map[blob.ID]int64, len(packs))
-	for _, p := range packs {
-		size[p.ID] = p.Size
-	}
-	var total uint64
-	for _, id := range chosen {
-		total += uint64(size[id])
-	}
-	var read atomic.Uint64
-	progressOf(ctx).Step(fmt.Sprintf("verify %d packs", len(chosen)), total, read.Load)
-	rep, err := check.Run(ctx, r, check.Options{ReadData: true, Packs: chosen, Progress: func(p check.ReadProgress) { read.Store(uint64(p.Bytes)) }})
+	rep, chosen, err := verifyRotation(ctx, a.r, cfg.Jobs.Verify, "verify")
+	res := scheduler.Result{Figures: map[string]float64{"packs_chosen": float64(chosen)}}
 	if err != nil {
 		return res, err
+	}
+	if rep == nil {
+		res.Summary = "nothing to verify"
+		return res, nil
 	}
 	res.Figures["packs_verified"] = float64(rep.PacksRead)
 	res.Figures["bytes_verified"] = float64(rep.BytesRead)
@@ -185,6 +160,29 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 	res.Attention = !rep.Clean()
 	if res.Attention {
 		a.verifyFailed(cfg, rep)
+	}
+	if objects := handles(DamagedObjects(rep)); cfg.Jobs.Verify.Heal && len(objects) > 0 {
+		healed, err := a.Heal(ctx, cfg, objects, "")
+		if err != nil {
+			return res, fmt.Errorf("heal: %w", err)
+		}
+		res.Detail, _ = json.Marshal(struct {
+			*check.Report
+			Healed []replica.Healed `json:"healed"`
+		}{rep, healed})
+		repaired := 0
+		for _, h := range healed {
+			if h.OK() {
+				repaired++
+			}
+		}
+		res.Figures["repaired"] = float64(repaired)
+		res.Summary += fmt.Sprintf("; repaired %d of %d damaged objects from replicas", repaired, len(healed))
+		for _, h := range healed {
+			res.Summary += "; " + h.String()
+		}
+		a.log.Info("verification repaired damage from replicas", "repaired", repaired, "damaged", len(healed))
+		res.Attention = repaired < len(healed)
 	}
 	return res, nil
 }
@@ -281,7 +279,11 @@ func (a *Appliance) Status(ctx context.Context, cfg *Config) (*status.Status, er
 	if err != nil {
 		return nil, err
 	}
-	st, err := status.Gather(ctx, a.r, statusOptions(cfg, jobs))
+	o := statusOptions(cfg, jobs)
+	if o.Replicas, err = a.ReplicaStates(ctx, cfg); err != nil {
+		return nil, err
+	}
+	st, err := status.Gather(ctx, a.r, o)
 	if err != nil {
 		return nil, err
 	}
@@ -341,10 +343,15 @@ func (a *Appliance) PruneJob(ctx context.Context, cfg *Config) (scheduler.Result
 }
 
 // StalenessJob reports node/plans whose newest snapshot is older than
-// expected, and configured nodes and expected node/plans that never
-// backed up.
+// expected, configured nodes and expected node/plans that never backed
+// up, and replicas that lag past their schedule.
 func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Result, error) {
-	st, err := status.Gather(ctx, a.r, statusOptions(cfg, nil))
+	o := statusOptions(cfg, nil)
+	var err error
+	if o.Replicas, err = a.ReplicaStates(ctx, cfg); err != nil {
+		return scheduler.Result{}, err
+	}
+	st, err := status.Gather(ctx, a.r, o)
 	if err != nil {
 		return scheduler.Result{}, err
 	}
@@ -360,12 +367,16 @@ func (a *Appliance) StalenessJob(ctx context.Context, cfg *Config) (scheduler.Re
 		plans[[2]string{g.Node, g.Plan}] = true
 	}
 	a.stale(cfg, st)
-	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing))}, Attention: len(missing) > 0}
+	late := a.replicasLate(cfg, st)
+	res := scheduler.Result{Figures: map[string]float64{"missing": float64(len(missing)), "replicas_late": float64(len(late))}, Attention: len(missing)+len(late) > 0}
 	res.Detail, _ = json.Marshal(missing)
 	if len(missing) == 0 {
 		res.Summary = fmt.Sprintf("all %d node/plans backed up on time", len(plans))
 	} else {
 		res.Summary = "missed backups: " + strings.Join(missing, ", ")
+	}
+	if len(late) > 0 {
+		res.Summary += "; replicas late: " + strings.Join(late, ", ")
 	}
 	return res, nil
 }
@@ -397,7 +408,24 @@ func (a *Appliance) notify(ctx context.Context, run scheduler.Run) {
 // through a scheduler made for this one run. Either way it is recorded.
 func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, error) {
 	if s := a.Scheduler(); s != nil {
-		return s.Trigger(ctx, name)
+		run, err := s.Trigger(ctx, name)
+		if !errors.Is(err, scheduler.ErrUnknownJob) || !isReplicaJob(a.Config(), name) {
+			return run, err
+		}
+		// A replica's job without a schedule (cairn replicate NAME,
+		// cairn jobs run verify/NAME): run by hand in a scheduler of
+		// its own, recorded in the same history. The replica's lock
+		// keeps it from overlapping the replica's other jobs.
+		for _, j := range a.jobs(withAllSchedules(a.Config())) {
+			if j.Name == name {
+				s, err := scheduler.New([]scheduler.Job{j}, History{R: a.r}, scheduler.Options{Logger: a.log, Notify: a.notify})
+				if err != nil {
+					return scheduler.Run{}, err
+				}
+				return s.Trigger(ctx, name)
+			}
+		}
+		return run, err
 	}
 	select {
 	case <-a.ready:
@@ -425,6 +453,12 @@ func (a *Appliance) RunJob(ctx context.Context, name string) (scheduler.Run, err
 	return s.Trigger(ctx, name)
 }
 
+// isReplicaJob reports whether name is a job of one of cfg's replicas.
+func isReplicaJob(cfg *Config, name string) bool {
+	job, replica, ok := strings.Cut(name, "/")
+	return ok && cfg.Replicas[replica] != nil && (job == "replicate" || job == "verify" || job == "drill")
+}
+
 // withAllSchedules returns a copy of cfg in which every job has a
 // schedule (for running unscheduled jobs by hand).
 func withAllSchedules(cfg *Config) *Config {
@@ -440,6 +474,22 @@ func withAllSchedules(cfg *Config) *Config {
 	}
 	if c.Jobs.Staleness.Schedule == "" {
 		c.Jobs.Staleness.Schedule = "@hourly"
+	}
+	c.Replicas = map[string]*Replica{}
+	for name, rc := range cfg.Replicas {
+		r := *rc
+		if r.Schedule == "" {
+			r.Schedule = "@daily"
+		}
+		v, d := cfg.VerifyOf(name), cfg.DrillOf(name)
+		if v.Schedule == "" {
+			v.Schedule = "@daily"
+		}
+		if d.Schedule == "" {
+			d.Schedule = "@daily"
+		}
+		r.Verify, r.Drill = &v, &d
+		c.Replicas[name] = &r
 	}
 	return &c
 }

@@ -80,6 +80,15 @@ var (
 		{"cairn_job_last_success", "1 if the job's last run was ok, 0 if it failed or needs attention.", []string{"job"}},
 		{"cairn_job_last_run_timestamp_seconds", "Start of the job's last run.", []string{"job"}},
 		{"cairn_sessions", "Node sessions and operator commands in flight.", nil},
+		{"cairn_replica_lag_bytes", "Bytes the repository holds that the replica lacks: what its last replication left behind and the packs stored since.", []string{"replica"}},
+		{"cairn_replica_lag_seconds", "Time since the newest replication that got through listed the repository (the replica holds what the repository held then).", []string{"replica"}},
+		{"cairn_replica_last_success_timestamp_seconds", "When the newest replication that got through ended.", []string{"replica"}},
+		{"cairn_replica_last_run_success", "1 if the replica's last replication copied everything, 0 if it failed or left something behind.", []string{"replica"}},
+		{"cairn_replica_overdue", "1 if no replication got through within two intervals of the replica's schedule (or ever).", []string{"replica"}},
+		{"cairn_replica_stored_bytes", "Bytes of the packs on the replica, at its last replication.", []string{"replica"}},
+		{"cairn_replica_last_verified_timestamp_seconds", "Start of the replica's last verification.", []string{"replica"}},
+		{"cairn_replica_last_drill_timestamp_seconds", "When the replica's newest drill finished.", []string{"replica"}},
+		{"cairn_replica_last_drill_success", "1 if the replica's newest drill passed, 0 if it failed.", []string{"replica"}},
 	}
 )
 
@@ -155,6 +164,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		g("cairn_job_last_run_timestamp_seconds", float64(j.LastStart.Unix()), j.Name)
 	}
 	g("cairn_sessions", float64(c.a.active()))
+	for _, r := range st.Replicas {
+		g("cairn_replica_lag_bytes", float64(r.LagBytes), r.Name)
+		g("cairn_replica_overdue", b2f(r.Overdue), r.Name)
+		if !r.Replicated.IsZero() {
+			g("cairn_replica_lag_seconds", r.Lag.Seconds(), r.Name)
+			g("cairn_replica_last_success_timestamp_seconds", float64(r.Ended.Unix()), r.Name)
+			g("cairn_replica_stored_bytes", float64(r.StoredBytes), r.Name)
+		}
+		if !r.LastRun.IsZero() {
+			g("cairn_replica_last_run_success", b2f(r.LastStatus == "ok"), r.Name)
+		}
+		if !r.LastVerified.IsZero() {
+			g("cairn_replica_last_verified_timestamp_seconds", float64(r.LastVerified.Unix()), r.Name)
+		}
+		if !r.LastDrilled.IsZero() {
+			g("cairn_replica_last_drill_timestamp_seconds", float64(r.LastDrilled.Unix()), r.Name)
+			g("cairn_replica_last_drill_success", b2f(r.DrillStatus == drill.ResultOK), r.Name)
+		}
+	}
 }
 
 func (c *collector) totals() (plain, stored, data float64, err error) {

@@ -49,6 +49,7 @@ const (
 	EventNeverSeen    = "never_seen"    // a configured node or expected node/plan never backed up
 	EventDiskLow      = "disk_low"      // the repository's file system is below the index's reserve
 	EventJobFailed    = "job_failed"    // another job failed
+	EventReplicaLag   = "replica_lag"   // a replica lags past its schedule: never replicated, or its newest replication that got through is older than two intervals
 )
 
 // Event is one notification: what a webhook receives as JSON, and what
@@ -63,7 +64,8 @@ type Event struct {
 	Snapshot string    `json:"snapshot,omitempty"`
 	Report   string    `json:"report,omitempty"`
 	Job      string    `json:"job,omitempty"`
-	Reason   string    `json:"reason,omitempty"` // why: the error, the drill's first failure, the findings
+	Replica  string    `json:"replica,omitempty"` // the replica a replica's job or lag concerns
+	Reason   string    `json:"reason,omitempty"`  // why: the error, the drill's first failure, the findings
 	Title    string    `json:"title"`
 	Message  string    `json:"message"`
 }
@@ -390,17 +392,17 @@ func headerText(s string) string {
 // priority is the ntfy priority of an event kind.
 func priority(kind string) string {
 	switch kind {
-	case EventBackupLate, EventNeverSeen:
+	case EventBackupLate, EventNeverSeen, EventReplicaLag:
 		return "default"
 	}
 	return "high"
 }
 
-// condition sends ev unless the same condition (kind, node, plan) was
-// sent within notifications.repeat: a missed backup or a full disk is
-// told once a day while it lasts, not at every check.
+// condition sends ev unless the same condition (kind, node, plan,
+// replica) was sent within notifications.repeat: a missed backup or a
+// full disk is told once a day while it lasts, not at every check.
 func (n *notifier) condition(cfg *Config, ev Event) {
-	key := ev.Kind + "\x00" + ev.Node + "\x00" + ev.Plan
+	key := conditionKey(ev.Kind, ev.Node, ev.Plan, ev.Replica)
 	n.mu.Lock()
 	last, ok := n.seen[key]
 	now := time.Now()
@@ -414,10 +416,19 @@ func (n *notifier) condition(cfg *Config, ev Event) {
 }
 
 // over forgets a condition, so that it is told again when it returns.
-func (n *notifier) over(kind, node, plan string) {
+func (n *notifier) over(kind, node, plan string) { n.forget(conditionKey(kind, node, plan, "")) }
+
+// overReplica forgets a condition of replica name.
+func (n *notifier) overReplica(kind, name string) { n.forget(conditionKey(kind, "", "", name)) }
+
+func (n *notifier) forget(key string) {
 	n.mu.Lock()
-	delete(n.seen, kind+"\x00"+node+"\x00"+plan)
+	delete(n.seen, key)
 	n.mu.Unlock()
+}
+
+func conditionKey(kind, node, plan, replica string) string {
+	return kind + "\x00" + node + "\x00" + plan + "\x00" + replica
 }
 
 // Healthchecks pings.

@@ -159,6 +159,15 @@ type overview struct {
 	Plans     []planCharts
 	Jobs      []pageJob
 	Drills    []pageDrill
+	Replicas  []pageReplica
+}
+
+// pageReplica is one replica's row: last replicated and its lag, last
+// verified and drilled.
+type pageReplica struct {
+	status.Replica
+	State                                       string // what needs attention, or "ok"
+	Replicated, LagText, Run, Verified, Drilled string
 }
 
 // pageRow is one group (or a node/plan never backed up), needing
@@ -277,10 +286,41 @@ func (a *Appliance) overview(ctx context.Context) (*overview, error) {
 		}
 		ov.Jobs = append(ov.Jobs, pj)
 	}
+	for _, r := range st.Replicas {
+		pr := pageReplica{Replica: r, State: "ok", Replicated: "never", LagText: status.HumanBytes(uint64(max(r.LagBytes, 0))), Run: "-", Verified: "never", Drilled: "never"}
+		if !r.Replicated.IsZero() {
+			pr.Replicated = when(r.Replicated)
+			pr.LagText += ", " + shortDur(r.Lag)
+		}
+		if !r.LastRun.IsZero() {
+			pr.Run = r.LastStatus + " " + when(r.LastRun)
+		}
+		if !r.LastVerified.IsZero() {
+			pr.Verified = r.VerifyStatus + " " + when(r.LastVerified)
+		}
+		if !r.LastDrilled.IsZero() {
+			pr.Drilled = r.DrillStatus + " " + when(r.LastDrilled)
+		}
+		switch {
+		case r.LastStatus == "failed" || r.LastStatus == "attention":
+			pr.State = "last replication " + r.LastStatus
+		case r.DrillStatus == drill.ResultFailed:
+			pr.State = "drill failed"
+		case r.VerifyStatus == "attention":
+			pr.State = "damage found"
+		case r.Overdue:
+			pr.State = "late"
+		}
+		ov.Replicas = append(ov.Replicas, pr)
+	}
 	ov.charts(h, loc, cfg.Jobs.Verify.CycleDuration())
 	drills, _ := drill.List(ctx, a.r) // status.Gather failed already if they cannot be read
 	for _, d := range drills[:min(len(drills), pageDrills)] {
-		ov.Drills = append(ov.Drills, pageDrill{ID: d.ID.String(), Short: d.ID.Short(), Name: planName(d.Node, d.Plan), Time: when(d.Finished), Result: d.Result, Seconds: d.RestoreSeconds})
+		name := planName(d.Node, d.Plan)
+		if d.Replica != "" {
+			name += " on replica " + d.Replica
+		}
+		ov.Drills = append(ov.Drills, pageDrill{ID: d.ID.String(), Short: d.ID.Short(), Name: name, Time: when(d.Finished), Result: d.Result, Seconds: d.RestoreSeconds})
 	}
 	return ov, nil
 }

@@ -16,6 +16,7 @@ type JobProgress struct {
 	step  string        // what is being done
 	start time.Time     // when the step began
 	total uint64        // bytes the step handles
+	grow  func() uint64 // or, when set, the bytes it handles as known so far
 	done  func() uint64 // bytes handled so far
 }
 
@@ -27,7 +28,18 @@ func (p *JobProgress) Step(text string, total uint64, done func() uint64) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.step, p.start, p.total, p.done = text, time.Now(), total, done
+	p.step, p.start, p.total, p.grow, p.done = text, time.Now(), total, nil, done
+}
+
+// StepTotal is Step for a step whose total becomes known as it goes
+// (replication finds what to copy while it copies).
+func (p *JobProgress) StepTotal(text string, total, done func() uint64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.step, p.start, p.total, p.grow, p.done = text, time.Now(), 0, total, done
 }
 
 // Current returns the step going (or last done): its text, the bytes
@@ -38,7 +50,11 @@ func (p *JobProgress) Current() (text string, done, total uint64, start time.Tim
 	if p.done != nil {
 		done = p.done()
 	}
-	return p.step, done, p.total, p.start
+	total = p.total
+	if p.grow != nil {
+		total = p.grow()
+	}
+	return p.step, done, total, p.start
 }
 
 type progressKey struct{}

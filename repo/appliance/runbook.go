@@ -31,6 +31,14 @@ func (a *Appliance) Runbook(ctx context.Context, cfg *Config, node string) ([]by
 	if kf := repo.DefaultKeyFile(place); fileExists(kf) {
 		o.KeyFile = kf
 	}
+	o.Replicas = map[string]status.ReplicaAccess{}
+	for name, rc := range cfg.Replicas {
+		c := rc.S3Credentials
+		if c == "" {
+			c = cfg.S3Credentials
+		}
+		o.Replicas[name] = status.ReplicaAccess{Credentials: c}
+	}
 	for name, n := range cfg.Nodes {
 		acc := status.NodeAccess{Read: n.Perms().Has(wire.PermRead) || n.Perms().Has(wire.PermAdmin)}
 		for _, k := range n.Keys {

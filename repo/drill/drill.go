@@ -66,8 +66,13 @@ type Options struct {
 
 // Report is what a drill found. It is stored as JSON by [Save].
 type Report struct {
-	Version  int       `json:"version"`
-	Snapshot blob.ID   `json:"snapshot"`
+	Version  int     `json:"version"`
+	Snapshot blob.ID `json:"snapshot"`
+	// Replica names the replica the drill restored from (reading only
+	// from it); empty for a drill of the repository itself. A replica's
+	// drills prove the replica, not the snapshot's copy on the primary:
+	// they mark no snapshot ([Marks]).
+	Replica  string    `json:"replica,omitempty"`
 	Node     string    `json:"node"`
 	Plan     string    `json:"plan,omitempty"`
 	Class    string    `json:"class,omitempty"` // the snapshot's scope's class, if it has a scope

@@ -29,8 +29,10 @@ type Mark struct {
 func (m Mark) OK() bool { return m.Result == MarkOK }
 
 // Marks returns the mark of every drilled snapshot of list (reports as
-// [List] returns them).
+// [List] returns them). Drills of a replica (Report.Replica) are left
+// out: they prove the replica.
 func Marks(list []Saved) map[blob.ID]Mark {
+	list = slices.DeleteFunc(slices.Clone(list), func(s Saved) bool { return s.Replica != "" })
 	marks := map[blob.ID]Mark{}
 	for id, s := range Latest(list) {
 		m := Mark{Result: MarkFailed, Report: s.ID}

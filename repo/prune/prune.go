@@ -36,6 +36,7 @@ package prune
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -46,9 +47,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/seal"
-	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
-	"github.com/cairnbackup/cairn/repo/tree"
 )
 
 // Options configure Run.
@@ -59,6 +58,10 @@ type Options struct {
 	MaxUnused float64
 	// MaxRepack bounds the bytes copied by one run; zero is no bound.
 	MaxRepack int64
+	// Keep, if set, names packs that are neither dropped nor repacked
+	// whatever they hold: a replica's own prune keeps the packs its
+	// primary still has (the next replication would copy them back).
+	Keep func(pack blob.ID) bool
 }
 
 // Report says what a prune did (or, with DryRun, would do).
@@ -146,7 +149,7 @@ func Run(ctx context.Context, r *repo.Repository, o Options) (*Report, error) {
 	}
 	var cands []cand
 	for id, st := range packs {
-		if !st.created.Before(p.Cutoff) {
+		if !st.created.Before(p.Cutoff) || o.Keep != nil && o.Keep(id) {
 			continue
 		}
 		switch {
@@ -254,38 +257,17 @@ func mark(ctx context.Context, r *repo.Repository, nBlobs int, protected []blob.
 	}
 	rep.Snapshots = len(list)
 	visited := map[blob.ID]struct{}{}
-	var walk func(id blob.ID) error
-	walk = func(id blob.ID) error {
-		if _, ok := visited[id]; ok {
-			return nil
-		}
-		visited[id] = struct{}{}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		used.add(blob.Handle{ID: id, Type: blob.Tree})
-		t, err := snapfs.LoadTree(ctx, r, id)
-		if err != nil {
-			return fmt.Errorf("prune: tree %s cannot be read (%w); run cairn check: nothing is deleted while a snapshot cannot be read", id.Short(), err)
-		}
-		for _, n := range t.Nodes {
-			switch n.Type {
-			case tree.Dir:
-				if err := walk(n.Subtree); err != nil {
-					return err
-				}
-			case tree.File:
-				for _, c := range n.Content {
-					if !c.ID.IsZero() {
-						used.add(blob.Handle{ID: c.ID, Type: blob.Data})
-					}
-				}
-			}
-		}
+	add := func(h blob.Handle) error {
+		used.add(h)
 		return nil
 	}
 	for _, e := range list {
-		if err := walk(e.Tree); err != nil {
+		err := Reach(ctx, r, e.Tree, visited, add)
+		var te *TreeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("prune: tree %s cannot be read (%w); run cairn check: nothing is deleted while a snapshot cannot be read", te.Tree.Short(), te.Err)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

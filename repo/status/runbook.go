@@ -40,6 +40,9 @@ type RunbookOptions struct {
 	// [Inspect]); a git source's restore point missing here gets a
 	// general hint instead of one command per repository.
 	Contents map[blob.ID]Contents
+	// Replicas name the S3 credentials file of each object-store
+	// replica (st.Replicas lists the replicas).
+	Replicas map[string]ReplicaAccess
 }
 
 // NodeAccess is what a configured node can do with its key.
@@ -134,6 +137,9 @@ func WriteRunbook(w io.Writer, st *Status, o RunbookOptions) error {
 	}
 	if o.Node != "" && !shown {
 		fmt.Fprintf(b, "## Node %s\n\nNo snapshot of %s is stored: there is nothing to restore.\n\n", o.Node, o.Node)
+	}
+	if o.Node == "" {
+		writeReplicas(b, st, o)
 	}
 	var attention []string
 	for _, a := range st.Attention {

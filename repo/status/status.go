@@ -37,6 +37,9 @@ type Options struct {
 	// appliance configuration, those that may push): one with no
 	// snapshot at all needs attention.
 	Nodes []string
+	// Replicas are the configured replicas, as their jobs' history
+	// tells (Gather adds their lag and what needs attention).
+	Replicas []Replica
 }
 
 // Job is a scheduled job's state.
@@ -143,6 +146,7 @@ type Status struct {
 	NeverVerified    int       `json:"never_verified_packs"`
 	Overdue          int       `json:"overdue_packs"` // not verified within the cycle and older than it
 	Jobs             []Job     `json:"jobs"`
+	Replicas         []Replica `json:"replicas"`
 	Attention        []string  `json:"attention"`
 }
 
@@ -174,7 +178,7 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if o.GroupBy != nil {
 		by = *o.GroupBy
 	}
-	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}, Never: []Never{}}
+	st := &Status{Time: o.Now, Jobs: o.Jobs, Attention: []string{}, Groups: []Group{}, Late: []Late{}, Never: []Never{}, Replicas: []Replica{}}
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return nil, err
@@ -265,6 +269,9 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 		if j.Status == "failed" {
 			st.Attention = append(st.Attention, fmt.Sprintf("job %s failed at %s: %s", j.Name, j.LastStart.Format(time.RFC3339), j.Error))
 		}
+	}
+	if err := replicas(r, st, o); err != nil {
+		return nil, err
 	}
 	return st, nil
 }

@@ -20,6 +20,7 @@
 //	'f' snapshot ID (32)      → unix nanoseconds when forgetting the snapshot began (8)                         disposable
 //	'j' len, job, start (8)   → one scheduled job run, as the scheduler encodes it                              disposable
 //	'h' day (4)               → the repository's size that day (its last sample), as the repository encodes it  disposable
+//	'r' replica, tag, object  → unix nanoseconds: an object of a replica found damaged, or first seen missing on this repository  disposable
 //
 // Blobs are keyed by type and ID: a data chunk and a tree with the same
 // bytes are two blobs. A pack's 'p' key is written only after all of its

@@ -16,6 +16,23 @@ func CheckSchedule(spec string) error {
 	return err
 }
 
+// Interval returns the time between the first two runs of spec after now
+// (a day for @daily, 15 minutes for "*/15 * * * *"), or why spec is not a
+// schedule [New] would accept. Callers use it to size work that is
+// spread over runs.
+func Interval(spec string, now time.Time) (time.Duration, error) {
+	sc, err := parse(spec, now)
+	if err != nil {
+		return 0, err
+	}
+	first := sc.Next(now)
+	second := sc.Next(first)
+	if second.IsZero() {
+		return 0, fmt.Errorf("no second time matches in the next five years")
+	}
+	return second.Sub(first), nil
+}
+
 // parse reads a schedule the way robfig/cron's standard parser does (five
 // fields or a descriptor, with an optional CRON_TZ= or TZ= prefix) and
 // rejects what that parser would accept silently but that is never what

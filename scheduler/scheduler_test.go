@@ -912,3 +912,33 @@ func TestLateStart(t *testing.T) {
 		})
 	})
 }
+
+// Interval reads a schedule with the scheduler's own parser: the gap
+// between its next two runs, and the same refusals as New.
+func TestInterval(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 17, 0, 0, time.UTC)
+	for spec, want := range map[string]time.Duration{
+		"@daily":                       24 * time.Hour,
+		"*/15 * * * *":                 15 * time.Minute,
+		"30 3 * * *":                   24 * time.Hour,
+		"@weekly":                      7 * 24 * time.Hour,
+		"@every 90s":                   90 * time.Second,
+		"TZ=UTC 0 3 * * 1":             7 * 24 * time.Hour,
+		"CRON_TZ=Asia/Tokyo 0 3 * * *": 24 * time.Hour,
+	} {
+		got, err := Interval(spec, now)
+		if err != nil || got != want {
+			t.Errorf("Interval(%q) = %v, %v; want %v", spec, got, err, want)
+		}
+	}
+	for spec, want := range map[string]string{
+		"@every 10ms": "@every 10ms: interval below one second",
+		"0 0 30 2 *":  "no time matches in the next five years",
+		"TZ=UTC":      "time zone prefix without a schedule",
+		"@dialy":      "unrecognized descriptor: @dialy",
+	} {
+		if _, err := Interval(spec, now); err == nil || err.Error() != want {
+			t.Errorf("Interval(%q): %v; want %q", spec, err, want)
+		}
+	}
+}

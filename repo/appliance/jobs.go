@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -16,13 +17,13 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/check"
 	"github.com/cairnbackup/cairn/repo/drill"
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/prune"
 	"github.com/cairnbackup/cairn/repo/replica"
 	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/scheduler"
-	"github.com/robfig/cron/v3"
 )
 
 // History keeps the scheduler's runs in the repository's index
@@ -131,12 +132,11 @@ func (a *Appliance) jobs(cfg *Config) []scheduler.Job {
 // interval is the time between two runs of a schedule (a day for
 // @daily), used to size each verify run's share of the cycle.
 func interval(schedule string, now time.Time) time.Duration {
-	sched, err := cron.ParseStandard(schedule)
+	d, err := scheduler.Interval(schedule, now)
 	if err != nil {
-		return 24 * time.Hour
+		return 24 * time.Hour // the configuration check refused it already
 	}
-	first := sched.Next(now)
-	return sched.Next(first).Sub(first)
+	return d
 }
 
 // VerifyJob reads the least recently verified packs, so all data is read
@@ -264,12 +264,25 @@ func (a *Appliance) WriteRunbook(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	// The runbook is what an operator reads when the box is in trouble:
+	// written the one durable way, so a crash leaves the old one or the
+	// new one, never a torn or empty file.
 	path := RunbookPath(a.r.Place())
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	tmp, err := durable.WriteTemp(filepath.Dir(path), filepath.Base(path)+".tmp-", func(f *os.File) error {
+		if err := f.Chmod(0o644); err != nil {
+			return err
+		}
+		_, err := f.Write(b)
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("runbook: %w", err)
 	}
-	return os.Rename(tmp, path)
+	if err := durable.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("runbook: %w", err)
+	}
+	return nil
 }
 
 // Status gathers the appliance's state with the configured expectations;

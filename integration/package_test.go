@@ -153,7 +153,7 @@ func TestPackageInstall(t *testing.T) {
 			t.Errorf("man -w %s: %v %s", page, err, b)
 		}
 	}
-	for _, f := range []string{"/usr/share/zsh/vendor-completions/_cairn", "/usr/share/fish/vendor_completions.d/cairn.fish", "/usr/share/doc/cairn/examples/plan.yaml", "/etc/cairn/push.env"} {
+	for _, f := range []string{"/usr/share/zsh/vendor-completions/_cairn", "/usr/share/fish/vendor_completions.d/cairn.fish", "/usr/share/doc/cairn/examples/plan.yaml", "/usr/share/doc/cairn/docs/operating.md", "/etc/cairn/push.env"} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)
 		}

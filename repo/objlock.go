@@ -51,7 +51,7 @@ import (
 // confirmation or heartbeat (at most one LockHeartbeat): packs it stores
 // then are harmless (unreferenced, a later prune removes them), and it
 // writes no snapshot and deletes nothing without confirming first. That
-// is the risk README.md describes for --force on an owner that is alive.
+// is the risk docs/operating.md describes for --force on an owner that is alive.
 
 // LockHeartbeat is how often the owner of an object-store repository
 // rewrites the lock object's heartbeat.
@@ -429,7 +429,7 @@ type UnlockResult struct {
 // owner refreshes its heartbeat in between, the owner is alive and
 // nothing changes. An owner that is alive when its lock is taken stops
 // writing at its next heartbeat or confirmation (see the lock's package
-// notes); README.md says what is at risk meanwhile.
+// notes); docs/operating.md says what is at risk meanwhile.
 func Unlock(ctx context.Context, location string, force bool, o Options) (*UnlockResult, error) {
 	loc, err := ParsePlace(location, o.StateDir)
 	if err != nil {

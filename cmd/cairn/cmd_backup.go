@@ -48,7 +48,7 @@ pg_dumpall | cairn backup --stdin --name db.sql); --tar stores a tar
 stream from standard input as a tree.
 
 --plan FILE.yaml backs up every source of a plan file, one snapshot per
-source, as push --plan does on a node (see push --help and the README),
+source, as push --plan does on a node (see push --help and docs/operating.md),
 with each source's before and after commands; a source that fails is
 reported and the others go on (exit code 1 at the end).
 
@@ -67,7 +67,7 @@ Exit code 0: saved, complete. 3: saved, but some files could not be read
 	f.BoolVar(&o.stdin, "stdin", false, "back up standard input as one file (needs --name)")
 	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
 	f.BoolVar(&o.tar, "tar", false, "back up a tar stream read from standard input")
-	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see README)")
+	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see docs/operating.md)")
 	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
 	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
 	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")

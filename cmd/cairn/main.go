@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// Exit codes. Scripts rely on them; they are listed in the README.
+// Exit codes. Scripts rely on them; they are listed in docs/operating.md ("Commands and exit codes").
 const (
 	exitOK        = 0
 	exitFailed    = 1

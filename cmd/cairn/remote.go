@@ -18,7 +18,7 @@ import (
 // byte must come within it: the longest is a commit's, which flushes the
 // session's packs and reads every tree of the snapshot to check that
 // each blob it references is stored: about 9–13 s per million files
-// measured (README, "A push never hangs").
+// measured (docs/operating.md, "A push never hangs").
 const defaultTimeout = 2 * time.Minute
 
 // The phases of a session with an appliance, as messages name them.

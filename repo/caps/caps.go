@@ -1,7 +1,7 @@
 // Package caps tells whether this process holds a Linux capability in
 // its effective set. Restores, drills and mounts ask it instead of
 // whether they run as root: under systemd the appliance runs as its own
-// user with exactly the capabilities it needs (see the README's
+// user with exactly the capabilities it needs (see docs/operating.md's
 // Install section), and root without a capability (a unit's
 // CapabilityBoundingSet) cannot use it.
 package caps

@@ -42,7 +42,7 @@ func writeReplicas(b *strings.Builder, st *Status, o RunbookOptions) {
 
 	fmt.Fprintf(b, "## The appliance is lost\n\n")
 	fmt.Fprintf(b, "Everything it held up to the replica's last replication is on each replica. On a new machine:\n\n")
-	fmt.Fprintf(b, "1. Install cairn (README, \"Install\": the package, or the static binary in /usr/local/bin).\n")
+	fmt.Fprintf(b, "1. Install cairn: the package, or the static binary in /usr/local/bin (\"Install\" in docs/operating.md, installed as /usr/share/doc/cairn/docs/operating.md).\n")
 	if o.KeyFile != "" {
 		fmt.Fprintf(b, "2. Bring the key file (it was `%s`; use the copy kept off the appliance). It opens every replica.\n", text(o.KeyFile))
 	} else {

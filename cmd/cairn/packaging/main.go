@@ -118,13 +118,23 @@ func build(bin, version string, commits int, epoch int64, out, arch string) (str
 
 // stageFiles puts into stage what nfpm.yaml takes from there: the
 // binary, its man pages (gzipped, as Debian wants them), its completion
-// scripts and the README.
+// scripts, the README and the documents in docs/ it links.
 func stageFiles(bin, stage, repoRoot string, epoch int64) error {
 	if err := copyFile(bin, filepath.Join(stage, "cairn"), 0o755); err != nil {
 		return err
 	}
 	if err := copyFile(filepath.Join(repoRoot, "README.md"), filepath.Join(stage, "README.md"), 0o644); err != nil {
 		return err
+	}
+	// The README links the reference in docs/; the same relative paths
+	// hold under /usr/share/doc/cairn (the runbook points there too).
+	if err := os.MkdirAll(filepath.Join(stage, "docs"), 0o755); err != nil {
+		return err
+	}
+	for _, doc := range []string{"operating.md", "guarantees.md", "benchmarks.md", "ARCHITECTURE.md"} {
+		if err := copyFile(filepath.Join(repoRoot, "docs", doc), filepath.Join(stage, "docs", doc), 0o644); err != nil {
+			return err
+		}
 	}
 	man := filepath.Join(stage, "man")
 	cmd := exec.Command(bin, "man", man)

@@ -101,20 +101,8 @@ the snapshots (of a plan) acknowledged before.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args[0], args[1:]) },
 	}
-	host, _ := os.Hostname()
 	f := cmd.Flags()
-	f.StringVar(&o.plan, "plan", "", "plan name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to push")
-	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
-	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
-	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (an ID prefix) instead of the latest of the same plan and paths")
-	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
-	f.BoolVar(&o.stdin, "stdin", false, "push standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
-	f.BoolVar(&o.tar, "tar", false, "push a tar stream read from standard input")
-	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable)")
-	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
-	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
-	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
+	o.backupOptions.register(f, "push")
 	o.sshOptions.register(f)
 	return cmd
 }
@@ -329,20 +317,26 @@ func (s *cmdStream) Close() error {
 // Abort kills ssh.
 func (s *cmdStream) Abort() error { return s.cmd.Process.Kill() }
 
-// pushJob is one snapshot to push: from the command line, or one source
-// of a plan.
+// pushJob is one snapshot to make (backup) or push: from the command
+// line, or one source of a plan.
 type pushJob struct {
 	plan          string
-	paths         []string // recorded in the snapshot
-	stream        io.Reader
-	streamName    string // --stdin / a command source: the file name
-	tar           bool
+	src           backup.Source
 	exclude       *filter.Matcher
 	excludeCaches bool
 	tags          []string
 	scope         *snapshot.Scope
 	command       *exec.Cmd   // a command source, started; waited for before commit
 	hooks         *plan.Hooks // a plan source's before and after commands, or nil
+}
+
+// source is the plan file's source the job is of, as a report names it;
+// "" for the command line's job.
+func (j *pushJob) source() string {
+	if j.scope == nil {
+		return ""
+	}
+	return j.plan
 }
 
 // warnAfter runs the job's after commands unless they ran already (the
@@ -362,16 +356,6 @@ func (j *pushJob) afterWarnings(ctx context.Context) []string {
 		out = append(out, "source "+j.plan+": "+w)
 	}
 	return out
-}
-
-// recordHooks puts the commands that ran into the snapshot's scope.
-func (j *pushJob) recordHooks(sn *snapshot.Snapshot) {
-	if j.hooks == nil || sn.Scope == nil {
-		return
-	}
-	sc := *sn.Scope
-	sc.Hooks = j.hooks.Ran()
-	sn.Scope = &sc
 }
 
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
@@ -394,17 +378,9 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.node) }})
 		}
 	} else {
-		recorded, err := o.check(g, paths)
+		job, err := o.commandJob(g, paths)
 		if err != nil {
 			return err
-		}
-		excl, err := o.matcher()
-		if err != nil {
-			return usageError{err}
-		}
-		job := &pushJob{plan: o.plan, paths: recorded, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags, tar: o.tar}
-		if o.stdin || o.tar {
-			job.stream, job.streamName = g.stdin, o.name
 		}
 		jobs = append(jobs, jobMaker{mk: func() (*pushJob, error) { return job, nil }})
 	}
@@ -566,7 +542,7 @@ func (o *backupOptions) sourceJob(ctx context.Context, g *globalOptions, pl *pla
 	if err != nil {
 		return nil, err
 	}
-	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...),
+	job := &pushJob{plan: src.Name, src: backup.Source{Paths: src.Paths}, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...),
 		scope: src.Scope(pl.Path), hooks: src.Hooks(pl.Path, node)}
 	if err := job.hooks.Before(ctx); err != nil {
 		job.warnAfter(ctx, g)
@@ -582,8 +558,7 @@ func (o *backupOptions) sourceJob(ctx context.Context, g *globalOptions, pl *pla
 		if err := cmd.Start(); err != nil {
 			return job, fmt.Errorf("source %s: %w", src.Name, err)
 		}
-		job.stream, job.streamName, job.command = out, src.File, cmd
-		job.paths = []string{"/" + src.File}
+		job.src, job.command = backup.Source{Stream: out, Name: src.File}, cmd
 	}
 	return job, nil
 }
@@ -601,73 +576,34 @@ func savedName(id blob.ID, plan string) string {
 // keeps l's phase current.
 func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (id blob.ID, rep, err error) {
 	l.phase = phaseList
-	parent, err := o.remoteParent(ctx, c, job.plan, job.paths)
+	parent, err := o.remoteParent(ctx, c, job.plan, job.src.Recorded())
 	if err != nil {
 		return id, nil, err
 	}
 	l.phase = phaseUpload
 	start := time.Now()
-	bo := backup.Options{Params: params, Table: table, Loader: c, ForceRead: o.forceRead,
-		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
-	if parent != nil && job.stream == nil {
-		bo.Parent = parent.Tree
-	}
-	var scan []string // paths to pre-scan for a total; none for a stream
-	if job.stream == nil {
-		scan = job.paths
-	}
-	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	up := c.NewUploader(pack.LevelDefault)
-	var res *backup.Result
-	switch {
-	case job.stream != nil && job.tar:
-		res, err = backup.TarInto(ctx, up, job.stream, job.streamName, bo)
-	case job.stream != nil:
-		res, err = backup.Stream(ctx, up, job.stream, job.streamName, bo)
-	default:
-		res, err = backup.Run(ctx, up, job.paths, bo)
-	}
-	if err == nil {
-		err = up.Flush(ctx)
-	}
-	up.Close()
-	stop(err)
-	if job.command != nil {
-		// A dump that failed must not be saved as if it were whole.
-		if werr := job.command.Wait(); werr != nil && err == nil {
-			err = fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
-		}
-	}
+	defer up.Close()
+	id, sn, err := o.snapshot(ctx, g, pushTarget{up, l}, job, parent, o.options(job, params, table, c), start)
 	if err != nil {
 		return id, nil, err
 	}
-	st := up.Stats()
-	sum := res.Summary
-	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.Sent, st.BytesRaw, st.BytesSent
-	sum.Duration = time.Since(start)
-	sum.Warnings = append(sum.Warnings, job.afterWarnings(ctx)...) // the data is read: the service may start again
-	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
-		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum}
-	job.recordHooks(sn)
-	if parent != nil {
-		sn.Parent = &parent.ID
-	}
-	rec, sent, err := snapshot.Encode(sn)
-	if err != nil {
-		return id, nil, err
-	}
-	l.phase = phaseCommit
-	if id, err = c.Commit(ctx, rec); err != nil {
-		return id, nil, err
-	}
-	if id != sent {
+	if _, sent, err := snapshot.Encode(sn); err == nil && id != sent {
 		warnRedated(ctx, g, c, job.plan, id, start)
 	}
-	source := ""
-	if job.scope != nil {
-		source = job.plan // a source of a plan file
-	}
-	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
+	return id, g.report(id, job.source(), sn, parent), nil
+}
+
+// pushTarget is a push's uploader as the snapshot's target; the link's
+// phase is the commit once the record is sent.
+type pushTarget struct {
+	*wire.Uploader
+	l *link
+}
+
+func (t pushTarget) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	t.l.phase = phaseCommit
+	return t.Uploader.Commit(ctx, sn)
 }
 
 // warnRedated tells the node that the appliance stored snapshot id with

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,7 +87,9 @@ func newRecordEnv(t *testing.T) *recordEnv {
 // standard output and standard error.
 func (e *recordEnv) cairn(stdin []byte, args ...string) (int, string, string) {
 	e.t.Helper()
-	var stdout, stderr bytes.Buffer
+	// Standard error takes the appliance's words (from the SSH
+	// session) and a plan's commands' at once, as a file would.
+	var stdout, stderr lockedBuffer
 	g := &globalOptions{args: args, stdin: bytes.NewReader(stdin), stdout: &stdout, stderr: &stderr}
 	switch args[0] {
 	case "backup":
@@ -96,6 +99,24 @@ func (e *recordEnv) cairn(stdin []byte, args ...string) (int, string, string) {
 	}
 	code := run(e.t.Context(), g)
 	return code, stdout.String(), stderr.String()
+}
+
+// lockedBuffer is a bytes.Buffer several goroutines may write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // backup runs cairn backup ARGS on the repository, with stdin as its

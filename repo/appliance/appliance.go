@@ -57,7 +57,6 @@ import (
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
-	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/cairnbackup/cairn/scheduler"
@@ -589,49 +588,29 @@ func (a *Appliance) logPush(node, kind string, snaps []blob.ID, blobs, bytes, st
 // p.Name). The push command's flags are parsed and checked in nodecmd.go.
 // The summary of an isolated node's push counts what it sent.
 func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, p pushArgs, stdin io.Reader, stdout, stderr io.Writer, start time.Time) int {
-	name, plan, tags := p.Name, p.Plan, p.Tags
 	o := backup.Options{Params: a.r.ChunkerParams(), Table: a.r.ChunkerTable(), Loader: a.r}
 	s := a.r.NewSession()
 	up := newStreamUploader(s, isolated)
-	var res *backup.Result
-	var err error
-	paths := []string{"/" + name}
-	if p.Stdin {
-		res, err = backup.Stream(ctx, up, stdin, name, o)
-	} else {
-		if name == "" {
-			paths = []string{"/"}
-		}
-		res, err = backup.TarInto(ctx, up, stdin, name, o)
-	}
+	src := backup.Source{Stream: stdin, Name: p.Name, Tar: p.Tar}
+	plan := p.Plan
+	id, sn, err := backup.Snapshot(ctx, up, src, backup.Meta{Node: node, Plan: plan, Tags: p.Tags, Start: start}, o)
 	if err != nil {
 		s.Abort()
 		if cause := context.Cause(ctx); cause != nil {
 			err = cause // the idle timeout
 		}
-		a.countPush(node, err)
-		a.logPush(node, "push", nil, 0, 0, 0, start, err)
-		a.pushEnded(node, nil, []string{plan}, err)
-		fmt.Fprintln(stderr, "cairn:", err)
-		return 1
 	}
-	st := up.Stats()
-	sum := res.Summary
-	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
-	sum.Duration = time.Since(start)
-	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: node, Plan: plan, Paths: paths, Tags: tags, Tree: res.Tree, Excludes: res.Excludes, Summary: sum}
-	id, err := s.Commit(ctx, sn)
 	a.countPush(node, err)
-	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
+	st := up.Stats()
 	if err != nil {
+		a.logPush(node, "push", nil, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, err)
 		a.pushEnded(node, nil, []string{plan}, err)
-	} else {
-		a.pushEnded(node, []blob.ID{id}, []string{plan}, nil)
-	}
-	if err != nil {
 		fmt.Fprintln(stderr, "cairn:", err)
 		return 1
 	}
+	a.logPush(node, "push", []blob.ID{id}, st.BlobsAdded, st.StoredAdded, s.Stats().BlobsAdded, start, nil)
+	a.pushEnded(node, []blob.ID{id}, []string{plan}, nil)
+	sum := sn.Summary
 	for _, w := range sum.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -88,7 +87,7 @@ func (o *backupOptions) register(f *pflag.FlagSet, verb string) {
 	f.StringVar(&o.plan, "plan", "", "plan name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to "+verb)
 	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
 	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
-	f.StringVar(&o.parent, "parent", "", "compare with this snapshot instead of the latest of the same node, plan and paths")
+	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (latest, or an ID prefix) instead of the latest of the same node, plan and paths")
 	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
 	f.BoolVar(&o.stdin, "stdin", false, verb+" standard input as one file (needs --name)")
 	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
@@ -232,7 +231,7 @@ func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, paths []s
 // (nothing saved). A plan source's after commands run once its data is
 // read, and the snapshot records its commands.
 func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo.Repository, job *pushJob) (id blob.ID, rep, err error) {
-	parent, err := o.findParent(ctx, r, job.plan, job.src.Recorded())
+	parent, err := o.findParent(ctx, r, job)
 	if err != nil {
 		return id, nil, err
 	}
@@ -374,28 +373,37 @@ func (g *globalOptions) report(id blob.ID, source string, sn *snapshot.Snapshot,
 	return nil
 }
 
-// findParent picks the snapshot to compare with: --parent, or the latest
-// snapshot of the same node, plan and paths.
-func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, planName string, paths []string) (*snapshot.Entry, error) {
-	if o.forceRead && o.parent == "" {
+// findParent picks the snapshot to compare with (backup.FindParent):
+// --parent among all the repository's snapshots, or the latest of the
+// same node, plan and paths.
+func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, job *pushJob) (*snapshot.Entry, error) {
+	q := o.parentQuery(job)
+	if !q.Wanted() {
 		return nil, nil
 	}
-	if o.parent != "" {
-		e, _, err := r.FindSnapshot(ctx, o.parent, "", snapshot.Filter{})
-		if err != nil {
-			return nil, fmt.Errorf("--parent: %w", err)
-		}
-		return &e, nil
+	f := snapshot.Filter{Node: o.node}
+	if q.Ref != "" {
+		f = snapshot.Filter{}
 	}
-	list, err := r.Snapshots(ctx, snapshot.Filter{Node: o.node, Plan: planName})
+	list, err := r.Snapshots(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	same := slices.DeleteFunc(list, func(e snapshot.Entry) bool { return !slices.Equal(e.Paths, paths) })
-	if i := snapshot.Latest(same, time.Now()); i >= 0 {
-		return &same[i], nil
+	return o.pickParent(list, q)
+}
+
+// parentQuery is what job's parent must be.
+func (o *backupOptions) parentQuery(job *pushJob) backup.ParentQuery {
+	return backup.ParentQuery{Node: o.node, Plan: job.plan, Paths: job.src.Recorded(), Ref: o.parent, ForceRead: o.forceRead}
+}
+
+// pickParent picks q's parent among list (sorted).
+func (o *backupOptions) pickParent(list []snapshot.Entry, q backup.ParentQuery) (*snapshot.Entry, error) {
+	p, err := backup.FindParent(list, q, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("--parent: %w", err)
 	}
-	return nil, nil
+	return p, nil
 }
 
 func (g *globalOptions) absPaths(paths []string) []string {

@@ -576,7 +576,7 @@ func savedName(id blob.ID, plan string) string {
 // keeps l's phase current.
 func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (id blob.ID, rep, err error) {
 	l.phase = phaseList
-	parent, err := o.remoteParent(ctx, c, job.plan, job.src.Recorded())
+	parent, err := o.remoteParent(ctx, c, job)
 	if err != nil {
 		return id, nil, err
 	}
@@ -627,39 +627,25 @@ func warnRedated(ctx context.Context, g *globalOptions, c *wire.Client, plan str
 	fmt.Fprintf(g.stderr, "cairn: warning: the appliance stored snapshot %s with another time than this node's clock gave: the node's clock is probably off\n", id.Short())
 }
 
-// remoteParent finds the parent snapshot among the node's snapshots on
-// the appliance.
-func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName string, paths []string) (*snapshot.Entry, error) {
-	if o.forceRead && o.parent == "" {
+// remoteParent finds the parent snapshot among the node's snapshots of
+// the job's plan on the appliance (backup.FindParent). A record that
+// does not hash to its ID or does not decode is passed over: it can
+// only cost reading files again.
+func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, job *pushJob) (*snapshot.Entry, error) {
+	q := o.parentQuery(job)
+	if !q.Wanted() {
 		return nil, nil
 	}
-	items, err := c.ListSnapshots(ctx, planName)
+	items, err := c.ListSnapshots(ctx, job.plan)
 	if err != nil {
-		return nil, fmt.Errorf("push: list snapshots: %w", err)
+		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	var same []snapshot.Entry
+	list := make([]snapshot.Entry, 0, len(items))
 	for _, it := range items {
-		sn, err := snapshot.Decode(it.Record)
-		if err != nil || blob.Hash(it.Record) != it.ID {
-			continue
-		}
-		e := snapshot.Entry{ID: it.ID, Snapshot: sn}
-		if o.parent != "" {
-			if strings.HasPrefix(it.ID.String(), strings.ToLower(o.parent)) {
-				return &e, nil
-			}
-			continue
-		}
-		if sn.Plan == planName && slices.Equal(sn.Paths, paths) {
-			same = append(same, e)
+		if sn, err := snapshot.Decode(it.Record); err == nil && blob.Hash(it.Record) == it.ID {
+			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
 		}
 	}
-	if o.parent != "" {
-		return nil, fmt.Errorf("push: --parent %s: no such snapshot of node %s", o.parent, o.node)
-	}
-	snapshot.Sort(same)
-	if i := snapshot.Latest(same, time.Now()); i >= 0 {
-		return &same[i], nil
-	}
-	return nil, nil
+	snapshot.Sort(list)
+	return o.pickParent(list, q)
 }

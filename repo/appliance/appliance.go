@@ -57,6 +57,7 @@ import (
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/wire"
 	"github.com/cairnbackup/cairn/scheduler"
@@ -593,7 +594,16 @@ func (a *Appliance) pushStream(ctx context.Context, node string, isolated bool, 
 	up := newStreamUploader(s, isolated)
 	src := backup.Source{Stream: stdin, Name: p.Name, Tar: p.Tar}
 	plan := p.Plan
-	id, sn, err := backup.Snapshot(ctx, up, src, backup.Meta{Node: node, Plan: plan, Tags: p.Tags, Start: start}, o)
+	list, err := a.r.Snapshots(ctx, snapshot.Filter{Node: node})
+	var parent *snapshot.Entry
+	if err == nil {
+		parent, err = backup.FindParent(list, backup.ParentQuery{Node: node, Plan: plan, Paths: src.Recorded()}, time.Now())
+	}
+	var id blob.ID
+	var sn *snapshot.Snapshot
+	if err == nil {
+		id, sn, err = backup.Snapshot(ctx, up, src, backup.Meta{Node: node, Plan: plan, Tags: p.Tags, Parent: parent, Start: start}, o)
+	}
 	if err != nil {
 		s.Abort()
 		if cause := context.Cause(ctx); cause != nil {

@@ -22,6 +22,10 @@ type ParentQuery struct {
 	ForceRead bool
 }
 
+// Wanted reports whether q asks for a parent at all (not ForceRead
+// alone): a caller need not list snapshots otherwise.
+func (q ParentQuery) Wanted() bool { return q.Ref != "" || !q.ForceRead }
+
 // FindParent picks the parent of a new snapshot among list (sorted by
 // snapshot.Sort): the one q.Ref names, or the latest (snapshot.Latest)
 // of the same node, plan and paths; nil when there is none. It is the
@@ -36,7 +40,7 @@ func FindParent(list []snapshot.Entry, q ParentQuery, now time.Time) (*snapshot.
 		}
 		return &e, nil
 	}
-	if q.ForceRead {
+	if !q.Wanted() {
 		return nil, nil
 	}
 	same := make([]snapshot.Entry, 0, len(list))

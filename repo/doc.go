@@ -64,9 +64,11 @@
 // builds on them: packs, plans, and snapfs, the read-only view of
 // snapshot trees. Layer 3 reads and writes through small interfaces and
 // never sees a [*Repository]: backup, restore, the wire protocol, FUSE.
-// Layer 4 is this package; layers 5 to 7 work on a repository (check,
-// drills, prune, status); layer 8 is the appliance and layer 9 the
-// binary, which only wires the rest together. Besides the layers:
+// Layer 4 is this package, and repo/wire/dial, which reaches an
+// appliance over SSH for a node's cairn; layers 5 to 7 work on a
+// repository (check, drills, prune, status); layer 8 is the appliance
+// and layer 9 the binary, which only wires the rest together. Besides
+// the layers:
 //
 //   - only this package imports repo/internal/index (badger);
 //   - only tests import repo/repotest and the packages under
@@ -84,7 +86,7 @@
 //	7      repo/status
 //	6      repo/prune
 //	5      repo/check repo/drill repo/repotest
-//	4      repo
+//	4      repo repo/wire/dial
 //	3      fuse repo/backup repo/restore repo/wire
 //	2      repo/pack repo/plan repo/snapfs
 //	1      repo/internal/index repo/seal repo/snapshot repo/storage repo/tree

@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,10 +18,9 @@ import (
 	"github.com/cairnbackup/cairn/repo/plan"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/repo/wire/dial"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 type pushOptions struct {
@@ -107,215 +102,27 @@ the snapshots (of a plan) acknowledged before.`,
 	return cmd
 }
 
-// target is a parsed ssh://NODE@HOST:PORT.
-type target struct {
-	node, host, port string
-}
-
-func parseTarget(s string) (target, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "ssh" || u.User == nil || u.User.Username() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
-		return target{}, fmt.Errorf("%q is not ssh://NODE@HOST[:PORT]", s)
-	}
-	t := target{node: u.User.Username(), host: u.Hostname(), port: u.Port()}
-	if t.port == "" {
-		t.port = "2222"
-	}
-	return t, snapshot.CheckName("node", t.node)
-}
-
 // session connects to the appliance at t over SSH and starts a wire
-// session as its node. Every phase (TCP connect, SSH handshake, starting
-// cairn-wire, the wire handshake) ends when the appliance is silent for
-// the timeout, and at once when ctx ends; so does the session itself.
-func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t target) (*wire.Client, error) {
+// session as its node (dial.Session), keeping l's phase current.
+func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t dial.Target) (*wire.Client, error) {
 	if o.timeout <= 0 {
 		return nil, usageError{fmt.Errorf("%s: --timeout %s: give a positive duration", l.verb, o.timeout)}
 	}
-	conn, err := o.connect(ctx, g, l, t)
-	if err != nil {
-		return nil, err
+	identity, knownHosts := o.identity, o.knownHosts
+	if identity != "" {
+		identity = g.abs(identity)
 	}
-	l.phase = phaseHello
-	c, err := wire.DialTimeout(ctx, conn, "cairn "+version, t.node, o.timeout)
+	if knownHosts != "" {
+		knownHosts = g.abs(knownHosts)
+	}
+	c, err := dial.Session(ctx, t, dial.Options{Identity: identity, KnownHosts: knownHosts, HostKey: o.hostKey, SSHCommand: o.sshCommand,
+		Timeout: o.timeout, Stderr: g.stderr, Phase: func(p string) { l.phase = p }, Verb: l.verb}, "cairn "+version)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
 	l.client = c
 	return c, nil
 }
-
-// stream is the byte stream to cairn-wire on the appliance.
-type stream interface {
-	io.ReadWriteCloser
-	wire.Aborter
-}
-
-// connect opens the SSH stream to the appliance and runs cairn-wire on it.
-func (o *sshOptions) connect(ctx context.Context, g *globalOptions, l *link, t target) (stream, error) {
-	if o.sshCommand != "" {
-		argv := strings.Fields(o.sshCommand)
-		dest := t.node + "@" + t.host
-		if slices.Contains(argv, "-l") {
-			// The login is the command's (the appliance's account, for
-			// an OpenSSH forced command that names the node itself).
-			dest = t.host
-		}
-		argv = append(argv, "-p", t.port, dest, "cairn-wire")
-		// No CommandContext: the wire client aborts (kills) ssh when
-		// ctx ends or the appliance is silent, in the wire handshake
-		// (which covers ssh's connecting) or later.
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stderr = g.stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("%s: %w", l.verb, err)
-		}
-		return &cmdStream{r: out, w: in, cmd: cmd, timeout: o.timeout}, nil
-	}
-	home, _ := os.UserHomeDir()
-	keyPath := o.identity
-	if keyPath == "" {
-		keyPath = filepath.Join(home, ".ssh", "id_ed25519")
-	}
-	kb, err := os.ReadFile(g.abs(keyPath))
-	if err != nil {
-		return nil, fmt.Errorf("%s: identity: %w", l.verb, err)
-	}
-	signer, err := ssh.ParsePrivateKey(kb)
-	if err != nil {
-		return nil, fmt.Errorf("%s: identity %s: %w", l.verb, keyPath, err)
-	}
-	check, err := o.hostKeyCallback(g, home)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &ssh.ClientConfig{User: t.node, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check}
-	cfg.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
-	l.phase = phaseConnect
-	d := net.Dialer{Timeout: o.timeout}
-	conn, err := d.DialContext(ctx, "tcp", l.addr)
-	if err != nil {
-		return nil, err
-	}
-	// x/crypto/ssh bounds none of the phases below: the connection is
-	// closed under them when the appliance is silent or ctx ends.
-	var client *ssh.Client
-	err = l.bounded(ctx, phaseSSH, conn, func() error {
-		sc, chans, reqs, err := ssh.NewClientConn(conn, l.addr, cfg)
-		if err == nil {
-			client = ssh.NewClient(sc, chans, reqs)
-		}
-		return err
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	s := &sshStream{client: client, conn: conn, timeout: o.timeout}
-	err = l.bounded(ctx, phaseStart, conn, func() error {
-		if s.sess, err = client.NewSession(); err != nil {
-			return err
-		}
-		s.sess.Stderr = g.stderr
-		if s.w, err = s.sess.StdinPipe(); err != nil {
-			return err
-		}
-		if s.r, err = s.sess.StdoutPipe(); err != nil {
-			return err
-		}
-		return s.sess.Start("cairn-wire")
-	})
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (o *sshOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKeyCallback, error) {
-	if o.hostKey != "" {
-		want := o.hostKey
-		return func(host string, _ net.Addr, key ssh.PublicKey) error {
-			if got := ssh.FingerprintSHA256(key); got != want {
-				return fmt.Errorf("the host key of %s is %s, not %s as --host-key says", host, got, want)
-			}
-			return nil
-		}, nil
-	}
-	path := o.knownHosts
-	if path == "" {
-		path = filepath.Join(home, ".ssh", "known_hosts")
-	}
-	cb, err := knownhosts.New(g.abs(path))
-	if err != nil {
-		return nil, fmt.Errorf("push: known hosts: %w (or pin the appliance's key with --host-key SHA256:...)", err)
-	}
-	return func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := cb(host, remote, key)
-		var ke *knownhosts.KeyError
-		if errors.As(err, &ke) && len(ke.Want) == 0 {
-			return fmt.Errorf("the host key of %s is not in %s: its fingerprint is %s; if cairn serve printed the same, add it or pass --host-key %s", host, path, ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(key))
-		}
-		return err
-	}, nil
-}
-
-type sshStream struct {
-	r       io.Reader
-	w       io.WriteCloser
-	sess    *ssh.Session
-	client  *ssh.Client
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (s *sshStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
-func (s *sshStream) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// Close ends the session in order (the appliance's last words on
-// standard error and its exit status arrive); an appliance that does not
-// end it within the timeout gets the connection closed.
-func (s *sshStream) Close() error {
-	t := time.AfterFunc(s.timeout, func() { s.conn.Close() })
-	defer t.Stop()
-	s.w.Close()
-	s.sess.Wait()
-	return s.client.Close()
-}
-
-// Abort closes the connection at once.
-func (s *sshStream) Abort() error { return s.conn.Close() }
-
-type cmdStream struct {
-	r       io.Reader
-	w       io.WriteCloser
-	cmd     *exec.Cmd
-	timeout time.Duration
-}
-
-func (s *cmdStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
-func (s *cmdStream) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// Close ends ssh's standard input and waits for it to exit, at most the
-// timeout.
-func (s *cmdStream) Close() error {
-	t := time.AfterFunc(s.timeout, func() { s.cmd.Process.Kill() })
-	defer t.Stop()
-	s.w.Close()
-	return s.cmd.Wait()
-}
-
-// Abort kills ssh.
-func (s *cmdStream) Abort() error { return s.cmd.Process.Kill() }
 
 // pushJob is one snapshot to make (backup) or push: from the command
 // line, or one source of a plan.
@@ -359,11 +166,11 @@ func (j *pushJob) afterWarnings(ctx context.Context) []string {
 }
 
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
-	t, err := parseTarget(dest)
+	t, err := dial.ParseTarget(dest)
 	if err != nil {
 		return usageError{fmt.Errorf("push: %w", err)}
 	}
-	o.node = t.node
+	o.node = t.Node
 	var jobs []jobMaker
 	if g.isPlanFile(o.plan) {
 		if len(paths) > 0 || o.stdin || o.tar {
@@ -375,7 +182,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		}
 		for _, src := range pl.Sources {
 			jobs = append(jobs, jobMaker{source: src.Name, before: len(src.Before) > 0,
-				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.node) }})
+				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.Node) }})
 		}
 	} else {
 		job, err := o.commandJob(g, paths)
@@ -385,7 +192,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		jobs = append(jobs, jobMaker{mk: func() (*pushJob, error) { return job, nil }})
 	}
 	var saved []string // the snapshots acknowledged, for the message if the session ends early
-	l := &link{verb: "push", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
+	l := &link{verb: "push", addr: t.Addr(), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
 	var c *wire.Client // the session, while one is open
 	var params chunker.Params
 	var table *chunker.Table

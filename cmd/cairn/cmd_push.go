@@ -116,12 +116,27 @@ func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t d
 		knownHosts = g.abs(knownHosts)
 	}
 	c, err := dial.Session(ctx, t, dial.Options{Identity: identity, KnownHosts: knownHosts, HostKey: o.hostKey, SSHCommand: o.sshCommand,
-		Timeout: o.timeout, Stderr: g.stderr, Phase: func(p string) { l.phase = p }, Verb: l.verb}, "cairn "+version)
+		Timeout: o.timeout, Stderr: g.stderr, Phase: func(p string) { l.phase = p }}, "cairn "+version)
 	if err != nil {
-		return nil, err
+		return nil, hostKeyHint(err)
 	}
 	l.client = c
 	return c, nil
+}
+
+// hostKeyHint says which flag helps with a host key that is not the one
+// expected, or a known_hosts file that cannot be read.
+func hostKeyHint(err error) error {
+	if he, ok := errors.AsType[*dial.HostKeyError](err); ok {
+		if he.Pinned != "" {
+			return fmt.Errorf("%w as --host-key says", err)
+		}
+		return fmt.Errorf("%w; if cairn serve printed the same, add it or pass --host-key %s", err, he.Fingerprint)
+	}
+	if _, ok := errors.AsType[*dial.KnownHostsError](err); ok {
+		return fmt.Errorf("%w (or pin the appliance's key with --host-key SHA256:...)", err)
+	}
+	return err
 }
 
 // pushJob is one snapshot to make (backup) or push: from the command

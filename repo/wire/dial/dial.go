@@ -81,9 +81,32 @@ type Options struct {
 	Stderr io.Writer
 	// Phase, if set, is told each phase of connecting as it begins.
 	Phase func(phase string)
-	// Verb starts the errors of reading the identity ("push").
-	Verb string
 }
+
+// HostKeyError is an appliance whose host key is not the one expected:
+// not the fingerprint pinned, or not in the known_hosts file.
+type HostKeyError struct {
+	Host        string // as dialled (host:port)
+	Fingerprint string // of the key the appliance presented
+	Pinned      string // the fingerprint pinned (Options.HostKey), or ""
+	KnownHosts  string // otherwise the known_hosts file that lacks the key
+}
+
+func (e *HostKeyError) Error() string {
+	if e.Pinned != "" {
+		return fmt.Sprintf("the host key of %s is %s, not %s", e.Host, e.Fingerprint, e.Pinned)
+	}
+	return fmt.Sprintf("the host key of %s is not in %s: its fingerprint is %s", e.Host, e.KnownHosts, e.Fingerprint)
+}
+
+// KnownHostsError is a known_hosts file that could not be read.
+type KnownHostsError struct {
+	Path string
+	Err  error
+}
+
+func (e *KnownHostsError) Error() string { return "known hosts: " + e.Err.Error() }
+func (e *KnownHostsError) Unwrap() error { return e.Err }
 
 func (o *Options) phase(p string) {
 	if o.Phase != nil {
@@ -141,7 +164,7 @@ func Connect(ctx context.Context, t Target, o Options) (Stream, error) {
 			return nil, err
 		}
 		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("%s: %w", o.Verb, err)
+			return nil, fmt.Errorf("ssh command: %w", err)
 		}
 		return &cmdStream{r: out, w: in, cmd: cmd, timeout: o.Timeout}, nil
 	}
@@ -152,11 +175,11 @@ func Connect(ctx context.Context, t Target, o Options) (Stream, error) {
 	}
 	kb, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s: identity: %w", o.Verb, err)
+		return nil, fmt.Errorf("identity: %w", err)
 	}
 	signer, err := ssh.ParsePrivateKey(kb)
 	if err != nil {
-		return nil, fmt.Errorf("%s: identity %s: %w", o.Verb, keyPath, err)
+		return nil, fmt.Errorf("identity %s: %w", keyPath, err)
 	}
 	check, err := o.hostKeyCallback(home)
 	if err != nil {
@@ -223,12 +246,16 @@ func (o *Options) bounded(ctx context.Context, phase string, conn net.Conn, step
 	return err
 }
 
+// hostKeyCallback checks the appliance's host key against the pinned
+// fingerprint, or else the known_hosts file; a key that is not there is
+// a *HostKeyError (known_hosts's own error for a key that differs from
+// the one it lists).
 func (o *Options) hostKeyCallback(home string) (ssh.HostKeyCallback, error) {
 	if o.HostKey != "" {
 		want := o.HostKey
 		return func(host string, _ net.Addr, key ssh.PublicKey) error {
 			if got := ssh.FingerprintSHA256(key); got != want {
-				return fmt.Errorf("the host key of %s is %s, not %s as --host-key says", host, got, want)
+				return &HostKeyError{Host: host, Fingerprint: got, Pinned: want}
 			}
 			return nil
 		}, nil
@@ -239,13 +266,13 @@ func (o *Options) hostKeyCallback(home string) (ssh.HostKeyCallback, error) {
 	}
 	cb, err := knownhosts.New(path)
 	if err != nil {
-		return nil, fmt.Errorf("push: known hosts: %w (or pin the appliance's key with --host-key SHA256:...)", err)
+		return nil, &KnownHostsError{Path: path, Err: err}
 	}
 	return func(host string, remote net.Addr, key ssh.PublicKey) error {
 		err := cb(host, remote, key)
 		var ke *knownhosts.KeyError
 		if errors.As(err, &ke) && len(ke.Want) == 0 {
-			return fmt.Errorf("the host key of %s is not in %s: its fingerprint is %s; if cairn serve printed the same, add it or pass --host-key %s", host, path, ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(key))
+			return &HostKeyError{Host: host, Fingerprint: ssh.FingerprintSHA256(key), KnownHosts: path}
 		}
 		return err
 	}, nil

@@ -32,6 +32,22 @@
 // nothing (see [Appliance.Reload]); connections and sessions it no longer
 // grants end (see revoke.go). Accept errors are retried, and connections
 // still logging in are limited (see listen.go).
+//
+// # Files
+//
+// By responsibility: appliance.go (the type, Run, session limits),
+// hostkey.go (the SSH host key), listen.go (accept loops, the limit on
+// connections still logging in), ssh.go (the embedded SSH server: login,
+// session channels), socket.go and mux.go (the operator socket: its
+// listener, one request per connection, the frames; client.go is the
+// caller's side), relay.go (forced commands relayed over the socket, the
+// repository a request names), nodesession.go (a node's command routed
+// to the table of nodecmd.go), push.go (a node's push --stdin/--tar,
+// made into a snapshot by backup.Snapshot; a cairn push arrives as
+// cairn-wire and is received by wire.Serve), idle.go (the idle timeout of
+// streams), revoke.go and reload.go (configuration changes), and the
+// operator's views: status page, metrics, alerts and notifications,
+// jobs and the runbook.
 package appliance
 
 import (

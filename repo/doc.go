@@ -63,10 +63,12 @@
 // trees, snapshot records, storage backends, the index schema. Layer 2
 // builds on them: packs, plans, and snapfs, the read-only view of
 // snapshot trees. Layer 3 reads and writes through small interfaces and
-// never sees a [*Repository]: backup, restore, the wire protocol, FUSE.
-// Layer 4 is this package; layers 5 to 7 work on a repository (check,
-// drills, prune, status, replication to replicas); layer 8 is the appliance and layer 9 the
-// binary, which only wires the rest together. Besides the layers:
+// never sees a [*Repository]: backup, restore, the wire protocol, FUSE,
+// the stats walk. Layer 4 is this package, and repo/wire/dial, which
+// reaches an appliance over SSH for a node's cairn; layers 5 to 7 work
+// on a repository (check, drills, prune, status, replication to
+// replicas); layer 8 is the appliance and layer 9 the binary, which only
+// wires the rest together. Besides the layers:
 //
 //   - only this package imports repo/internal/index (badger);
 //   - only tests import repo/repotest and the packages under
@@ -84,8 +86,8 @@
 //	7      repo/replica repo/status
 //	6      repo/prune
 //	5      repo/check repo/drill repo/repotest
-//	4      repo
-//	3      fuse repo/backup repo/restore repo/wire
+//	4      repo repo/wire/dial
+//	3      fuse repo/backup repo/restore repo/stats repo/wire
 //	2      repo/pack repo/plan repo/snapfs
 //	1      repo/internal/index repo/seal repo/snapshot repo/storage repo/tree
 //	0      chunker scheduler repo/blob repo/caps repo/chart repo/filter repo/internal/crashpoint repo/internal/durable repo/internal/yamldoc repo/output

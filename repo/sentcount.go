@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 )
 
 // SentCounter stores blobs through a [Session] like the session itself,
@@ -84,4 +85,19 @@ func (c *SentCounter) Stats() SessionStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stats
+}
+
+// Added returns what Stats counts, as a snapshot's summary records it
+// (backup.Target).
+func (c *SentCounter) Added() (blobs, bytes, stored uint64) {
+	st := c.Stats()
+	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
+}
+
+// Flush is the session's [Session.Flush].
+func (c *SentCounter) Flush(ctx context.Context) error { return c.s.Flush(ctx) }
+
+// Commit is the session's [Session.Commit].
+func (c *SentCounter) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	return c.s.Commit(ctx, sn)
 }

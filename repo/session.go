@@ -376,6 +376,14 @@ func (s *Session) Stats() SessionStats {
 	return s.stats
 }
 
+// Added returns what the session added so far, as a snapshot's summary
+// records it: new blobs, their plaintext bytes, their stored bytes
+// (backup.Target).
+func (s *Session) Added() (blobs, bytes, stored uint64) {
+	st := s.Stats()
+	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
+}
+
 // Commit makes every blob durable, then writes the snapshot record, and
 // returns its ID. Only when Commit returns without error is the snapshot
 // saved. The session takes no more blobs afterwards, even if Commit

@@ -5,17 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/plan"
+	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 type backupOptions struct {
@@ -57,20 +59,8 @@ Exit code 0: saved, complete. 3: saved, but some files could not be read
 		RunE: func(cmd *cobra.Command, args []string) error { return runBackup(cmd, g, o, args) },
 	}
 	host, _ := os.Hostname()
-	f := cmd.Flags()
-	f.StringVar(&o.node, "node", host, "node (machine) the snapshot belongs to")
-	f.StringVar(&o.plan, "plan", "", "plan or source name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to back up")
-	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
-	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
-	f.StringVar(&o.parent, "parent", "", "compare with this snapshot instead of the latest of the same node, plan and paths")
-	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
-	f.BoolVar(&o.stdin, "stdin", false, "back up standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
-	f.BoolVar(&o.tar, "tar", false, "back up a tar stream read from standard input")
-	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see docs/operating.md)")
-	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
-	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
-	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
+	cmd.Flags().StringVar(&o.node, "node", host, "node (machine) the snapshot belongs to")
+	o.register(cmd.Flags(), "back up")
 	return cmd
 }
 
@@ -90,6 +80,24 @@ type backupEvent struct {
 	Excludes  []snapshot.Exclude `json:"excludes,omitempty"`
 }
 
+// register adds the flags backup and push share; verb says what the
+// command does with a source ("back up", "push").
+func (o *backupOptions) register(f *pflag.FlagSet, verb string) {
+	host, _ := os.Hostname()
+	f.StringVar(&o.plan, "plan", "", "plan name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to "+verb)
+	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
+	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
+	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (latest, or an ID prefix) instead of the latest of the same node, plan and paths")
+	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
+	f.BoolVar(&o.stdin, "stdin", false, verb+" standard input as one file (needs --name)")
+	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
+	f.BoolVar(&o.tar, "tar", false, verb+" a tar stream read from standard input")
+	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable; see docs/operating.md)")
+	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
+	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
+	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
+}
+
 func (o *backupOptions) matcher() (*filter.Matcher, error) {
 	rules := filter.FromFlags(o.excludes, "--exclude")
 	for _, f := range o.excludeFiles {
@@ -102,40 +110,47 @@ func (o *backupOptions) matcher() (*filter.Matcher, error) {
 	return filter.New(rules)
 }
 
-// check validates the flags and returns the paths to record in the
-// snapshot (absolute; "/NAME" for --stdin and --tar --name, "/" for
-// --tar).
-func (o *backupOptions) check(g *globalOptions, paths []string) ([]string, error) {
+// check validates the flags and returns the source they name (paths
+// made absolute, or standard input).
+func (o *backupOptions) check(g *globalOptions, paths []string) (backup.Source, error) {
 	switch {
 	case o.stdin && o.tar:
-		return nil, usageError{errors.New("--stdin and --tar read standard input both: give one")}
+		return backup.Source{}, usageError{errors.New("--stdin and --tar read standard input both: give one")}
 	case o.stdin && o.name == "":
-		return nil, usageError{errors.New("--stdin needs --name NAME")}
+		return backup.Source{}, usageError{errors.New("--stdin needs --name NAME")}
 	case (o.stdin || o.tar) && len(paths) > 0:
-		return nil, usageError{errors.New("--stdin and --tar take no PATH arguments")}
+		return backup.Source{}, usageError{errors.New("--stdin and --tar take no PATH arguments")}
 	case !o.stdin && !o.tar && len(paths) == 0:
-		return nil, usageError{errors.New("give at least one PATH, or --stdin --name NAME, or --tar")}
+		return backup.Source{}, usageError{errors.New("give at least one PATH, or --stdin --name NAME, or --tar")}
 	}
 	if err := snapshot.CheckName("node", o.node); err != nil {
-		return nil, usageError{err}
+		return backup.Source{}, usageError{err}
 	}
 	if o.plan != "" {
 		if err := snapshot.CheckName("plan", o.plan); err != nil {
-			return nil, usageError{err}
+			return backup.Source{}, usageError{err}
 		}
 	}
 	for i, f := range o.excludeFiles {
 		o.excludeFiles[i] = g.abs(f)
 	}
-	switch {
-	case o.stdin:
-		return []string{"/" + o.name}, nil
-	case o.tar && o.name != "":
-		return []string{"/" + o.name}, nil
-	case o.tar:
-		return []string{"/"}, nil
+	if o.stdin || o.tar {
+		return backup.Source{Stream: g.stdin, Name: o.name, Tar: o.tar}, nil
 	}
-	return g.absPaths(paths), nil
+	return backup.Source{Paths: g.absPaths(paths)}, nil
+}
+
+// commandJob is the job the command line names (not a plan file).
+func (o *backupOptions) commandJob(g *globalOptions, paths []string) (*pushJob, error) {
+	src, err := o.check(g, paths)
+	if err != nil {
+		return nil, err
+	}
+	excl, err := o.matcher()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return &pushJob{plan: o.plan, src: src, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags}, nil
 }
 
 func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
@@ -143,23 +158,15 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 	if g.isPlanFile(o.plan) {
 		return o.runPlan(ctx, g, paths)
 	}
-	recorded, err := o.check(g, paths)
+	job, err := o.commandJob(g, paths)
 	if err != nil {
 		return err
-	}
-	excl, err := o.matcher()
-	if err != nil {
-		return usageError{err}
 	}
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
 	defer release()
-	job := &pushJob{plan: o.plan, paths: recorded, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags, tar: o.tar}
-	if o.stdin || o.tar {
-		job.stream, job.streamName = g.stdin, o.name
-	}
 	_, rep, err := o.backupJob(ctx, g, r, job)
 	if err != nil {
 		return err
@@ -224,72 +231,58 @@ func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, paths []s
 // (nothing saved). A plan source's after commands run once its data is
 // read, and the snapshot records its commands.
 func (o *backupOptions) backupJob(ctx context.Context, g *globalOptions, r *repo.Repository, job *pushJob) (id blob.ID, rep, err error) {
-	parent, err := o.findParent(ctx, r, job.plan, job.paths)
+	parent, err := o.findParent(ctx, r, job)
 	if err != nil {
 		return id, nil, err
 	}
 	start := time.Now()
-	prog := &backup.Progress{}
-	bo := backup.Options{
-		Params: r.ChunkerParams(), Table: r.ChunkerTable(), Loader: r, ForceRead: o.forceRead,
-		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: prog,
+	bo := o.options(job, r.ChunkerParams(), r.ChunkerTable(), r)
+	s := r.NewSession()
+	id, sn, err := o.snapshot(ctx, g, s, job, parent, bo, start)
+	if err != nil {
+		// What a signal leaves: no snapshot; the packs already
+		// written stay and the next backup reuses them.
+		s.Abort()
+		return id, nil, stoppedBy(ctx, err, "backup", func() string {
+			return fmt.Sprintf("no snapshot was saved (%d files, %s read in %s; the data already stored is reused by the next backup)",
+				bo.Progress.Files.Load(), humanBytes(bo.Progress.BytesRead.Load()), time.Since(start).Round(time.Millisecond))
+		})
 	}
-	if parent != nil {
-		bo.Parent = parent.Tree
-	}
+	return id, g.report(id, job.source(), sn, parent), nil
+}
+
+// options are the backup options of job, with the chunker's params and
+// table and loader for the parent's trees.
+func (o *backupOptions) options(job *pushJob, params chunker.Params, table *chunker.Table, loader snapfs.BlobLoader) backup.Options {
+	return backup.Options{Params: params, Table: table, Loader: loader, ForceRead: o.forceRead,
+		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
+}
+
+// snapshot makes job's snapshot in t (backup.Snapshot) with progress
+// shown from start: a command source's command is waited for once its
+// output is read (a dump that failed is not saved as if it were whole),
+// and the source's after commands run then (the data is read: the
+// service may start again); how any failed is a warning of the snapshot.
+func (o *backupOptions) snapshot(ctx context.Context, g *globalOptions, t backup.Target, job *pushJob, parent *snapshot.Entry, bo backup.Options, start time.Time) (blob.ID, *snapshot.Snapshot, error) {
 	var scan []string // paths to pre-scan for a total; none for a stream
-	if job.stream == nil {
-		scan = job.paths
+	if job.src.Stream == nil {
+		scan = job.src.Paths
 	}
 	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
-	s := r.NewSession()
-	var res *backup.Result
-	switch {
-	case job.stream != nil && job.tar:
-		res, err = backup.TarInto(ctx, s, job.stream, job.streamName, bo)
-	case job.stream != nil:
-		res, err = backup.Stream(ctx, s, job.stream, job.streamName, bo)
-	default:
-		res, err = backup.Run(ctx, s, job.paths, bo)
-	}
-	stop(err)
-	if job.command != nil {
-		// A dump that failed must not be saved as if it were whole.
-		if werr := job.command.Wait(); werr != nil && err == nil {
-			err = fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
-		}
-	}
-	// What a signal leaves: no snapshot; the packs already written stay
-	// and the next backup reuses them.
-	interrupted := func() string {
-		return fmt.Sprintf("no snapshot was saved (%d files, %s read in %s; the data already stored is reused by the next backup)",
-			prog.Files.Load(), humanBytes(prog.BytesRead.Load()), time.Since(start).Round(time.Millisecond))
-	}
-	if err != nil {
-		s.Abort()
-		return id, nil, stoppedBy(ctx, err, "backup", interrupted)
-	}
-	st := s.Stats()
-	sum := res.Summary
-	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.BlobsAdded, st.BytesAdded, st.StoredAdded
-	sum.Duration = time.Since(start)
-	sum.Warnings = append(sum.Warnings, job.afterWarnings(ctx)...) // the data is read: the service may start again
-	sn := &snapshot.Snapshot{
-		Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
-		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum,
-	}
-	job.recordHooks(sn)
-	if parent != nil {
-		sn.Parent = &parent.ID
-	}
-	if id, err = s.Commit(ctx, sn); err != nil {
-		return id, nil, stoppedBy(ctx, err, "backup", interrupted)
-	}
-	source := ""
-	if job.scope != nil {
-		source = job.plan // a source of a plan file
-	}
-	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
+	m := backup.Meta{Node: o.node, Host: o.host, Plan: job.plan, Tags: job.tags, Scope: job.scope, Parent: parent, Start: start,
+		Finish: func(ctx context.Context, err error) (backup.Finished, error) {
+			stop(err)
+			if job.command != nil {
+				if werr := job.command.Wait(); werr != nil {
+					return backup.Finished{}, fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
+				}
+			}
+			if err != nil {
+				return backup.Finished{}, nil
+			}
+			return backup.Finished{Warnings: job.afterWarnings(ctx), Hooks: job.hooks.Ran()}, nil
+		}}
+	return backup.Snapshot(ctx, t, job.src, m, bo)
 }
 
 // showBackupProgress draws progress while a backup or push with options
@@ -351,9 +344,10 @@ func backupProgressText(files, bytes, read, total uint64) string {
 // report prints a saved snapshot's summary and returns the exit status:
 // nil, or exit code 3 when there were warnings. source is the plan
 // file's source the snapshot is of, named when a push has several ("").
-func (g *globalOptions) report(id blob.ID, source string, tree blob.ID, sum snapshot.Summary, parent *snapshot.Entry, excludes []snapshot.Exclude) error {
+func (g *globalOptions) report(id blob.ID, source string, sn *snapshot.Snapshot, parent *snapshot.Entry) error {
+	sum := sn.Summary
 	if g.json {
-		ev := backupEvent{Type: "summary", Snapshot: &id, Source: source, Tree: &tree, Summary: &sum, Excludes: excludes}
+		ev := backupEvent{Type: "summary", Snapshot: &id, Source: source, Tree: &sn.Tree, Summary: &sum, Excludes: sn.Excludes}
 		if parent != nil {
 			ev.Parent = &parent.ID
 		}
@@ -369,7 +363,7 @@ func (g *globalOptions) report(id blob.ID, source string, tree blob.ID, sum snap
 		g.printf("\nfiles: %d new, %d changed, %d unchanged; dirs: %d; others: %d\n", sum.FilesNew, sum.FilesChanged, sum.FilesUnchanged, sum.Dirs, sum.Others)
 		g.printf("read %s of %s; added %s after dedup, %s stored after compression; %s\n",
 			humanBytes(sum.BytesRead), humanBytes(sum.Bytes), humanBytes(sum.BytesAdded), humanBytes(sum.StoredAdded), sum.Duration.Round(time.Millisecond))
-		for _, e := range excludes {
+		for _, e := range sn.Excludes {
 			g.printf("excluded %d by %s\n", e.Count, e.Rule)
 		}
 	}
@@ -379,28 +373,37 @@ func (g *globalOptions) report(id blob.ID, source string, tree blob.ID, sum snap
 	return nil
 }
 
-// findParent picks the snapshot to compare with: --parent, or the latest
-// snapshot of the same node, plan and paths.
-func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, planName string, paths []string) (*snapshot.Entry, error) {
-	if o.forceRead && o.parent == "" {
+// findParent picks the snapshot to compare with (backup.FindParent):
+// --parent among all the repository's snapshots, or the latest of the
+// same node, plan and paths.
+func (o *backupOptions) findParent(ctx context.Context, r *repo.Repository, job *pushJob) (*snapshot.Entry, error) {
+	q := o.parentQuery(job)
+	if !q.Wanted() {
 		return nil, nil
 	}
-	if o.parent != "" {
-		e, _, err := r.FindSnapshot(ctx, o.parent, "", snapshot.Filter{})
-		if err != nil {
-			return nil, fmt.Errorf("--parent: %w", err)
-		}
-		return &e, nil
+	f := snapshot.Filter{Node: o.node}
+	if q.Ref != "" {
+		f = snapshot.Filter{}
 	}
-	list, err := r.Snapshots(ctx, snapshot.Filter{Node: o.node, Plan: planName})
+	list, err := r.Snapshots(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	same := slices.DeleteFunc(list, func(e snapshot.Entry) bool { return !slices.Equal(e.Paths, paths) })
-	if i := snapshot.Latest(same, time.Now()); i >= 0 {
-		return &same[i], nil
+	return o.pickParent(list, q)
+}
+
+// parentQuery is what job's parent must be.
+func (o *backupOptions) parentQuery(job *pushJob) backup.ParentQuery {
+	return backup.ParentQuery{Node: o.node, Plan: job.plan, Paths: job.src.Recorded(), Ref: o.parent, ForceRead: o.forceRead}
+}
+
+// pickParent picks q's parent among list (sorted).
+func (o *backupOptions) pickParent(list []snapshot.Entry, q backup.ParentQuery) (*snapshot.Entry, error) {
+	p, err := backup.FindParent(list, q, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("--parent: %w", err)
 	}
-	return nil, nil
+	return p, nil
 }
 
 func (g *globalOptions) absPaths(paths []string) []string {

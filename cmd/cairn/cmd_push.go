@@ -4,28 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/cairnbackup/cairn/chunker"
-	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
-	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/plan"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/repo/wire/dial"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 type pushOptions struct {
@@ -75,8 +66,8 @@ command on the appliance's account names the node itself, so there use
 port is 2222.
 
 --plan FILE.yaml pushes every source of a plan file instead, one
-snapshot per source, recording each source's class and reason (see the
-README): a source without a reason is refused, CACHEDIR.TAG caches are
+snapshot per source, recording each source's class and reason (see
+docs/operating.md): a source without a reason is refused, CACHEDIR.TAG caches are
 left out, build output and temporary files only from git sources and
 sources with exclude_disposable, and a command source whose command
 fails is not saved. Each snapshot records how many entries each exclude
@@ -101,285 +92,55 @@ the snapshots (of a plan) acknowledged before.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args[0], args[1:]) },
 	}
-	host, _ := os.Hostname()
 	f := cmd.Flags()
-	f.StringVar(&o.plan, "plan", "", "plan name recorded in the snapshot, or a plan file (plan.yaml) naming the sources to push")
-	f.StringVar(&o.host, "host", host, "host name recorded in the snapshot")
-	f.StringArrayVar(&o.tags, "tag", nil, "tag the snapshot (repeatable)")
-	f.StringVar(&o.parent, "parent", "", "compare with this snapshot (an ID prefix) instead of the latest of the same plan and paths")
-	f.BoolVar(&o.forceRead, "force-read", false, "read every file, even those the parent says are unchanged")
-	f.BoolVar(&o.stdin, "stdin", false, "push standard input as one file (needs --name)")
-	f.StringVar(&o.name, "name", "", "file name for --stdin; with --tar, the directory the archive's tree is stored under (default: the root)")
-	f.BoolVar(&o.tar, "tar", false, "push a tar stream read from standard input")
-	f.StringArrayVar(&o.excludes, "exclude", nil, "leave out paths matching PATTERN (repeatable)")
-	f.StringArrayVar(&o.excludeFiles, "exclude-file", nil, "read exclude patterns from FILE (repeatable)")
-	f.BoolVar(&o.excludeCaches, "exclude-caches", false, "leave out the contents of directories with a CACHEDIR.TAG")
-	f.BoolVarP(&o.oneFS, "one-file-system", "x", false, "do not cross into other file systems")
+	o.backupOptions.register(f, "push")
 	o.sshOptions.register(f)
 	return cmd
 }
 
-// target is a parsed ssh://NODE@HOST:PORT.
-type target struct {
-	node, host, port string
-}
-
-func parseTarget(s string) (target, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "ssh" || u.User == nil || u.User.Username() == "" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
-		return target{}, fmt.Errorf("%q is not ssh://NODE@HOST[:PORT]", s)
-	}
-	t := target{node: u.User.Username(), host: u.Hostname(), port: u.Port()}
-	if t.port == "" {
-		t.port = "2222"
-	}
-	return t, snapshot.CheckName("node", t.node)
-}
-
 // session connects to the appliance at t over SSH and starts a wire
-// session as its node. Every phase (TCP connect, SSH handshake, starting
-// cairn-wire, the wire handshake) ends when the appliance is silent for
-// the timeout, and at once when ctx ends; so does the session itself.
-func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t target) (*wire.Client, error) {
+// session as its node (dial.Session), keeping l's phase current.
+func (o *sshOptions) session(ctx context.Context, g *globalOptions, l *link, t dial.Target) (*wire.Client, error) {
 	if o.timeout <= 0 {
 		return nil, usageError{fmt.Errorf("%s: --timeout %s: give a positive duration", l.verb, o.timeout)}
 	}
-	conn, err := o.connect(ctx, g, l, t)
-	if err != nil {
-		return nil, err
+	identity, knownHosts := o.identity, o.knownHosts
+	if identity != "" {
+		identity = g.abs(identity)
 	}
-	l.phase = phaseHello
-	c, err := wire.DialTimeout(ctx, conn, "cairn "+version, t.node, o.timeout)
+	if knownHosts != "" {
+		knownHosts = g.abs(knownHosts)
+	}
+	c, err := dial.Session(ctx, t, dial.Options{Identity: identity, KnownHosts: knownHosts, HostKey: o.hostKey, SSHCommand: o.sshCommand,
+		Timeout: o.timeout, Stderr: g.stderr, Phase: func(p string) { l.phase = p }}, "cairn "+version)
 	if err != nil {
-		conn.Close()
-		return nil, err
+		return nil, hostKeyHint(err)
 	}
 	l.client = c
 	return c, nil
 }
 
-// stream is the byte stream to cairn-wire on the appliance.
-type stream interface {
-	io.ReadWriteCloser
-	wire.Aborter
-}
-
-// connect opens the SSH stream to the appliance and runs cairn-wire on it.
-func (o *sshOptions) connect(ctx context.Context, g *globalOptions, l *link, t target) (stream, error) {
-	if o.sshCommand != "" {
-		argv := strings.Fields(o.sshCommand)
-		dest := t.node + "@" + t.host
-		if slices.Contains(argv, "-l") {
-			// The login is the command's (the appliance's account, for
-			// an OpenSSH forced command that names the node itself).
-			dest = t.host
+// hostKeyHint says which flag helps with a host key that is not the one
+// expected, or a known_hosts file that cannot be read.
+func hostKeyHint(err error) error {
+	if he, ok := errors.AsType[*dial.HostKeyError](err); ok {
+		if he.Pinned != "" {
+			return fmt.Errorf("%w as --host-key says", err)
 		}
-		argv = append(argv, "-p", t.port, dest, "cairn-wire")
-		// No CommandContext: the wire client aborts (kills) ssh when
-		// ctx ends or the appliance is silent, in the wire handshake
-		// (which covers ssh's connecting) or later.
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Stderr = g.stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("%s: %w", l.verb, err)
-		}
-		return &cmdStream{r: out, w: in, cmd: cmd, timeout: o.timeout}, nil
+		return fmt.Errorf("%w; if cairn serve printed the same, add it or pass --host-key %s", err, he.Fingerprint)
 	}
-	home, _ := os.UserHomeDir()
-	keyPath := o.identity
-	if keyPath == "" {
-		keyPath = filepath.Join(home, ".ssh", "id_ed25519")
+	if _, ok := errors.AsType[*dial.KnownHostsError](err); ok {
+		return fmt.Errorf("%w (or pin the appliance's key with --host-key SHA256:...)", err)
 	}
-	kb, err := os.ReadFile(g.abs(keyPath))
-	if err != nil {
-		return nil, fmt.Errorf("%s: identity: %w", l.verb, err)
-	}
-	signer, err := ssh.ParsePrivateKey(kb)
-	if err != nil {
-		return nil, fmt.Errorf("%s: identity %s: %w", l.verb, keyPath, err)
-	}
-	check, err := o.hostKeyCallback(g, home)
-	if err != nil {
-		return nil, err
-	}
-	cfg := &ssh.ClientConfig{User: t.node, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check}
-	cfg.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
-	l.phase = phaseConnect
-	d := net.Dialer{Timeout: o.timeout}
-	conn, err := d.DialContext(ctx, "tcp", l.addr)
-	if err != nil {
-		return nil, err
-	}
-	// x/crypto/ssh bounds none of the phases below: the connection is
-	// closed under them when the appliance is silent or ctx ends.
-	var client *ssh.Client
-	err = l.bounded(ctx, phaseSSH, conn, func() error {
-		sc, chans, reqs, err := ssh.NewClientConn(conn, l.addr, cfg)
-		if err == nil {
-			client = ssh.NewClient(sc, chans, reqs)
-		}
-		return err
-	})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	s := &sshStream{client: client, conn: conn, timeout: o.timeout}
-	err = l.bounded(ctx, phaseStart, conn, func() error {
-		if s.sess, err = client.NewSession(); err != nil {
-			return err
-		}
-		s.sess.Stderr = g.stderr
-		if s.w, err = s.sess.StdinPipe(); err != nil {
-			return err
-		}
-		if s.r, err = s.sess.StdoutPipe(); err != nil {
-			return err
-		}
-		return s.sess.Start("cairn-wire")
-	})
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (o *sshOptions) hostKeyCallback(g *globalOptions, home string) (ssh.HostKeyCallback, error) {
-	if o.hostKey != "" {
-		want := o.hostKey
-		return func(host string, _ net.Addr, key ssh.PublicKey) error {
-			if got := ssh.FingerprintSHA256(key); got != want {
-				return fmt.Errorf("the host key of %s is %s, not %s as --host-key says", host, got, want)
-			}
-			return nil
-		}, nil
-	}
-	path := o.knownHosts
-	if path == "" {
-		path = filepath.Join(home, ".ssh", "known_hosts")
-	}
-	cb, err := knownhosts.New(g.abs(path))
-	if err != nil {
-		return nil, fmt.Errorf("push: known hosts: %w (or pin the appliance's key with --host-key SHA256:...)", err)
-	}
-	return func(host string, remote net.Addr, key ssh.PublicKey) error {
-		err := cb(host, remote, key)
-		var ke *knownhosts.KeyError
-		if errors.As(err, &ke) && len(ke.Want) == 0 {
-			return fmt.Errorf("the host key of %s is not in %s: its fingerprint is %s; if cairn serve printed the same, add it or pass --host-key %s", host, path, ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(key))
-		}
-		return err
-	}, nil
-}
-
-type sshStream struct {
-	r       io.Reader
-	w       io.WriteCloser
-	sess    *ssh.Session
-	client  *ssh.Client
-	conn    net.Conn
-	timeout time.Duration
-}
-
-func (s *sshStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
-func (s *sshStream) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// Close ends the session in order (the appliance's last words on
-// standard error and its exit status arrive); an appliance that does not
-// end it within the timeout gets the connection closed.
-func (s *sshStream) Close() error {
-	t := time.AfterFunc(s.timeout, func() { s.conn.Close() })
-	defer t.Stop()
-	s.w.Close()
-	s.sess.Wait()
-	return s.client.Close()
-}
-
-// Abort closes the connection at once.
-func (s *sshStream) Abort() error { return s.conn.Close() }
-
-type cmdStream struct {
-	r       io.Reader
-	w       io.WriteCloser
-	cmd     *exec.Cmd
-	timeout time.Duration
-}
-
-func (s *cmdStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
-func (s *cmdStream) Write(p []byte) (int, error) { return s.w.Write(p) }
-
-// Close ends ssh's standard input and waits for it to exit, at most the
-// timeout.
-func (s *cmdStream) Close() error {
-	t := time.AfterFunc(s.timeout, func() { s.cmd.Process.Kill() })
-	defer t.Stop()
-	s.w.Close()
-	return s.cmd.Wait()
-}
-
-// Abort kills ssh.
-func (s *cmdStream) Abort() error { return s.cmd.Process.Kill() }
-
-// pushJob is one snapshot to push: from the command line, or one source
-// of a plan.
-type pushJob struct {
-	plan          string
-	paths         []string // recorded in the snapshot
-	stream        io.Reader
-	streamName    string // --stdin / a command source: the file name
-	tar           bool
-	exclude       *filter.Matcher
-	excludeCaches bool
-	tags          []string
-	scope         *snapshot.Scope
-	command       *exec.Cmd   // a command source, started; waited for before commit
-	hooks         *plan.Hooks // a plan source's before and after commands, or nil
-}
-
-// warnAfter runs the job's after commands unless they ran already (the
-// job failed before its data was read to the end), and prints how any
-// failed as a warning: no snapshot carries them.
-func (j *pushJob) warnAfter(ctx context.Context, g *globalOptions) {
-	for _, w := range j.hooks.After(ctx) {
-		fmt.Fprintf(g.stderr, "cairn: warning: source %s: %s\n", j.plan, w)
-	}
-}
-
-// afterWarnings runs the job's after commands (once the data is read)
-// and returns how any failed, as the snapshot's warnings.
-func (j *pushJob) afterWarnings(ctx context.Context) []string {
-	var out []string
-	for _, w := range j.hooks.After(ctx) {
-		out = append(out, "source "+j.plan+": "+w)
-	}
-	return out
-}
-
-// recordHooks puts the commands that ran into the snapshot's scope.
-func (j *pushJob) recordHooks(sn *snapshot.Snapshot) {
-	if j.hooks == nil || sn.Scope == nil {
-		return
-	}
-	sc := *sn.Scope
-	sc.Hooks = j.hooks.Ran()
-	sn.Scope = &sc
+	return err
 }
 
 func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string, paths []string) error {
-	t, err := parseTarget(dest)
+	t, err := dial.ParseTarget(dest)
 	if err != nil {
 		return usageError{fmt.Errorf("push: %w", err)}
 	}
-	o.node = t.node
+	o.node = t.Node
 	var jobs []jobMaker
 	if g.isPlanFile(o.plan) {
 		if len(paths) > 0 || o.stdin || o.tar {
@@ -391,25 +152,17 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, dest string,
 		}
 		for _, src := range pl.Sources {
 			jobs = append(jobs, jobMaker{source: src.Name, before: len(src.Before) > 0,
-				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.node) }})
+				mk: func() (*pushJob, error) { return o.sourceJob(ctx, g, pl, src, t.Node) }})
 		}
 	} else {
-		recorded, err := o.check(g, paths)
+		job, err := o.commandJob(g, paths)
 		if err != nil {
 			return err
-		}
-		excl, err := o.matcher()
-		if err != nil {
-			return usageError{err}
-		}
-		job := &pushJob{plan: o.plan, paths: recorded, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags, tar: o.tar}
-		if o.stdin || o.tar {
-			job.stream, job.streamName = g.stdin, o.name
 		}
 		jobs = append(jobs, jobMaker{mk: func() (*pushJob, error) { return job, nil }})
 	}
 	var saved []string // the snapshots acknowledged, for the message if the session ends early
-	l := &link{verb: "push", addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
+	l := &link{verb: "push", addr: t.Addr(), timeout: o.timeout, phase: phaseConnect, done: func() string { return acked(saved) }}
 	var c *wire.Client // the session, while one is open
 	var params chunker.Params
 	var table *chunker.Table
@@ -547,127 +300,39 @@ type jobMaker struct {
 	mk     func() (*pushJob, error)
 }
 
-// isPlanFile reports whether --plan names a plan file (FILE.yaml, or an
-// existing regular file) rather than a plan's name.
-func (g *globalOptions) isPlanFile(v string) bool {
-	if strings.HasSuffix(v, ".yaml") || strings.HasSuffix(v, ".yml") {
-		return true
-	}
-	fi, err := os.Stat(g.abs(v))
-	return v != "" && err == nil && fi.Mode().IsRegular()
-}
-
-// sourceJob prepares one source of a plan for node: its before commands
-// run first (one that fails skips the source: its after commands run and
-// the error says so), then a command source's command is started and
-// its output streamed.
-func (o *backupOptions) sourceJob(ctx context.Context, g *globalOptions, pl *plan.Plan, src plan.Source, node string) (*pushJob, error) {
-	excl, err := filter.New(src.Rules(pl.Path))
-	if err != nil {
-		return nil, err
-	}
-	job := &pushJob{plan: src.Name, paths: src.Paths, exclude: excl, excludeCaches: src.ExcludeCaches(), tags: append(slices.Clone(o.tags), src.Tags...),
-		scope: src.Scope(pl.Path), hooks: src.Hooks(pl.Path, node)}
-	if err := job.hooks.Before(ctx); err != nil {
-		job.warnAfter(ctx, g)
-		return nil, fmt.Errorf("source %s: %w; the source was skipped, nothing saved", src.Name, err)
-	}
-	if src.Command != "" {
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", src.Command)
-		cmd.Stderr = g.stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return job, fmt.Errorf("source %s: %w", src.Name, err)
-		}
-		job.stream, job.streamName, job.command = out, src.File, cmd
-		job.paths = []string{"/" + src.File}
-	}
-	return job, nil
-}
-
-// savedName names an acknowledged snapshot in messages.
-func savedName(id blob.ID, plan string) string {
-	if plan == "" {
-		return id.Short()
-	}
-	return fmt.Sprintf("%s (plan %s)", id.Short(), plan)
-}
-
 // push sends one job as one snapshot and prints its report; id is the
 // snapshot, rep the report's exit status (warnings), err a failure. It
 // keeps l's phase current.
 func (o *pushOptions) push(ctx context.Context, g *globalOptions, l *link, c *wire.Client, params chunker.Params, table *chunker.Table, job *pushJob) (id blob.ID, rep, err error) {
 	l.phase = phaseList
-	parent, err := o.remoteParent(ctx, c, job.plan, job.paths)
+	parent, err := o.remoteParent(ctx, c, job)
 	if err != nil {
 		return id, nil, err
 	}
 	l.phase = phaseUpload
 	start := time.Now()
-	bo := backup.Options{Params: params, Table: table, Loader: c, ForceRead: o.forceRead,
-		Exclude: job.exclude, ExcludeCaches: job.excludeCaches, OneFileSystem: o.oneFS, Progress: &backup.Progress{}}
-	if parent != nil && job.stream == nil {
-		bo.Parent = parent.Tree
-	}
-	var scan []string // paths to pre-scan for a total; none for a stream
-	if job.stream == nil {
-		scan = job.paths
-	}
-	stop := g.showBackupProgress(ctx, bo, parent, scan, start)
 	up := c.NewUploader(pack.LevelDefault)
-	var res *backup.Result
-	switch {
-	case job.stream != nil && job.tar:
-		res, err = backup.TarInto(ctx, up, job.stream, job.streamName, bo)
-	case job.stream != nil:
-		res, err = backup.Stream(ctx, up, job.stream, job.streamName, bo)
-	default:
-		res, err = backup.Run(ctx, up, job.paths, bo)
-	}
-	if err == nil {
-		err = up.Flush(ctx)
-	}
-	up.Close()
-	stop(err)
-	if job.command != nil {
-		// A dump that failed must not be saved as if it were whole.
-		if werr := job.command.Wait(); werr != nil && err == nil {
-			err = fmt.Errorf("source %s: command %q failed: %w; nothing saved", job.plan, job.command.Args[2], werr)
-		}
-	}
+	defer up.Close()
+	id, sn, err := o.snapshot(ctx, g, pushTarget{up, l}, job, parent, o.options(job, params, table, c), start)
 	if err != nil {
 		return id, nil, err
 	}
-	st := up.Stats()
-	sum := res.Summary
-	sum.BlobsAdded, sum.BytesAdded, sum.StoredAdded = st.Sent, st.BytesRaw, st.BytesSent
-	sum.Duration = time.Since(start)
-	sum.Warnings = append(sum.Warnings, job.afterWarnings(ctx)...) // the data is read: the service may start again
-	sn := &snapshot.Snapshot{Version: snapshot.Version, Time: start, Node: o.node, Plan: job.plan, Host: o.host,
-		Paths: job.paths, Tags: job.tags, Tree: res.Tree, Excludes: res.Excludes, Scope: job.scope, Summary: sum}
-	job.recordHooks(sn)
-	if parent != nil {
-		sn.Parent = &parent.ID
-	}
-	rec, sent, err := snapshot.Encode(sn)
-	if err != nil {
-		return id, nil, err
-	}
-	l.phase = phaseCommit
-	if id, err = c.Commit(ctx, rec); err != nil {
-		return id, nil, err
-	}
-	if id != sent {
+	if _, sent, err := snapshot.Encode(sn); err == nil && id != sent {
 		warnRedated(ctx, g, c, job.plan, id, start)
 	}
-	source := ""
-	if job.scope != nil {
-		source = job.plan // a source of a plan file
-	}
-	return id, g.report(id, source, res.Tree, sum, parent, res.Excludes), nil
+	return id, g.report(id, job.source(), sn, parent), nil
+}
+
+// pushTarget is a push's uploader as the snapshot's target; the link's
+// phase is the commit once the record is sent.
+type pushTarget struct {
+	*wire.Uploader
+	l *link
+}
+
+func (t pushTarget) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	t.l.phase = phaseCommit
+	return t.Uploader.Commit(ctx, sn)
 }
 
 // warnRedated tells the node that the appliance stored snapshot id with
@@ -691,39 +356,25 @@ func warnRedated(ctx context.Context, g *globalOptions, c *wire.Client, plan str
 	fmt.Fprintf(g.stderr, "cairn: warning: the appliance stored snapshot %s with another time than this node's clock gave: the node's clock is probably off\n", id.Short())
 }
 
-// remoteParent finds the parent snapshot among the node's snapshots on
-// the appliance.
-func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, planName string, paths []string) (*snapshot.Entry, error) {
-	if o.forceRead && o.parent == "" {
+// remoteParent finds the parent snapshot among the node's snapshots of
+// the job's plan on the appliance (backup.FindParent). A record that
+// does not hash to its ID or does not decode is passed over: it can
+// only cost reading files again.
+func (o *pushOptions) remoteParent(ctx context.Context, c *wire.Client, job *pushJob) (*snapshot.Entry, error) {
+	q := o.parentQuery(job)
+	if !q.Wanted() {
 		return nil, nil
 	}
-	items, err := c.ListSnapshots(ctx, planName)
+	items, err := c.ListSnapshots(ctx, job.plan)
 	if err != nil {
-		return nil, fmt.Errorf("push: list snapshots: %w", err)
+		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	var same []snapshot.Entry
+	list := make([]snapshot.Entry, 0, len(items))
 	for _, it := range items {
-		sn, err := snapshot.Decode(it.Record)
-		if err != nil || blob.Hash(it.Record) != it.ID {
-			continue
-		}
-		e := snapshot.Entry{ID: it.ID, Snapshot: sn}
-		if o.parent != "" {
-			if strings.HasPrefix(it.ID.String(), strings.ToLower(o.parent)) {
-				return &e, nil
-			}
-			continue
-		}
-		if sn.Plan == planName && slices.Equal(sn.Paths, paths) {
-			same = append(same, e)
+		if sn, err := snapshot.Decode(it.Record); err == nil && blob.Hash(it.Record) == it.ID {
+			list = append(list, snapshot.Entry{ID: it.ID, Snapshot: sn})
 		}
 	}
-	if o.parent != "" {
-		return nil, fmt.Errorf("push: --parent %s: no such snapshot of node %s", o.parent, o.node)
-	}
-	snapshot.Sort(same)
-	if i := snapshot.Latest(same, time.Now()); i >= 0 {
-		return &same[i], nil
-	}
-	return nil, nil
+	snapshot.Sort(list)
+	return o.pickParent(list, q)
 }

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/repo/wire/dial"
 )
 
 // dialFrom connects to the appliance that from (ssh://NODE@HOST[:PORT],
@@ -18,11 +18,11 @@ import (
 // early, by the phase the link is in. A failure to connect comes back
 // explained (the phase named) or as verb's error.
 func (o *sshOptions) dialFrom(ctx context.Context, g *globalOptions, verb, from string, outcome func(phase string) string) (*link, *wire.Client, error) {
-	t, err := parseTarget(from)
+	t, err := dial.ParseTarget(from)
 	if err != nil {
 		return nil, nil, usageError{fmt.Errorf("%s --from: %w", verb, err)}
 	}
-	l := &link{verb: verb, addr: net.JoinHostPort(t.host, t.port), timeout: o.timeout, phase: phaseConnect}
+	l := &link{verb: verb, addr: t.Addr(), timeout: o.timeout, phase: phaseConnect}
 	l.done = func() string { return outcome(l.phase) }
 	c, err := o.session(ctx, g, l, t)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/repotest"
 	"github.com/cairnbackup/cairn/repo/wire"
 )
@@ -41,7 +42,7 @@ func TestPushWarnsWhenApplianceDatesSnapshot(t *testing.T) {
 	o.node = "lyra"
 	w := c.Welcome()
 	params := chunker.Params{Min: int(w.ChunkMin), Avg: int(w.ChunkAvg), Max: int(w.ChunkMax)}
-	if _, _, err := o.push(t.Context(), g, &link{verb: "push", addr: "test"}, c, params, chunker.NewTable(w.ChunkerSeed), &pushJob{paths: []string{src}}); err != nil {
+	if _, _, err := o.push(t.Context(), g, &link{verb: "push", addr: "test"}, c, params, chunker.NewTable(w.ChunkerSeed), &pushJob{src: backup.Source{Paths: []string{src}}}); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

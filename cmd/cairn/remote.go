@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/cairnbackup/cairn/repo/wire/dial"
 )
 
 // defaultTimeout bounds the appliance's silence in push and restore
@@ -21,12 +22,10 @@ import (
 // measured (docs/operating.md, "A push never hangs").
 const defaultTimeout = 2 * time.Minute
 
-// The phases of a session with an appliance, as messages name them.
+// The phases of a session with an appliance, as messages name them
+// (those of connecting are dial's: dial.PhaseSSH, …).
 const (
-	phaseConnect = "while connecting"
-	phaseSSH     = "during the SSH handshake"
-	phaseStart   = "while starting cairn-wire"
-	phaseHello   = "during the wire handshake"
+	phaseConnect = dial.PhaseConnect
 	phaseList    = "while listing snapshots"
 	phaseUpload  = "during the upload"
 	phaseCommit  = "during the commit"
@@ -120,23 +119,6 @@ func (l *link) explain(ctx context.Context, err error) error {
 func closedByPeer(err error) bool {
 	return errors.Is(err, wire.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// bounded runs one phase of connecting under the link's timeout: when it
-// fires, or ctx ends, closing conn unblocks step.
-func (l *link) bounded(ctx context.Context, phase string, conn net.Conn, step func() error) error {
-	l.phase = phase
-	timer := time.AfterFunc(l.timeout, func() { conn.Close() })
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	err := step()
-	fired, cancelled := !timer.Stop(), !stop()
-	switch {
-	case cancelled:
-		return ctx.Err()
-	case fired:
-		return wire.ErrSilent
-	}
-	return err
 }
 
 // acked is what a push reports as acknowledged: none, or the snapshots

@@ -5,11 +5,11 @@ import (
 	"github.com/cairnbackup/cairn/repo/backup"
 )
 
-// streamUploader is what a push --stdin or --tar stores its blobs
-// through; its Stats are the figures of the push's summary (the "N bytes
+// streamUploader is the target of a push --stdin or --tar; the figures
+// of its Added and Stats are those of the push's summary (the "N bytes
 // added" the node reads, and the summary its snapshots list).
 type streamUploader interface {
-	backup.Uploader
+	backup.Target
 	Stats() repo.SessionStats
 }
 

@@ -46,7 +46,7 @@ type Snapshot struct {
 	Paths    []string  `json:"paths"`          // what was backed up, as given
 	Tags     []string  `json:"tags,omitempty"`
 	Tree     blob.ID   `json:"tree"`             // the root tree
-	Parent   *blob.ID  `json:"parent,omitempty"` // the snapshot used to skip unchanged files
+	Parent   *blob.ID  `json:"parent,omitempty"` // the previous snapshot of the same node, plan and paths (or the one chosen); a backup of files skips its unchanged files
 	Excludes []Exclude `json:"excludes,omitempty"`
 	Scope    *Scope    `json:"scope,omitempty"` // from a plan: what this source is and why it is backed up
 	Summary  Summary   `json:"summary"`

@@ -14,6 +14,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 )
 
 // Client speaks the protocol to an appliance over one stream. It is safe
@@ -768,6 +769,26 @@ func (u *Uploader) Flush(ctx context.Context) error {
 func (u *Uploader) Close() {
 	close(u.queue)
 	u.wg.Wait()
+}
+
+// Added returns what the push added, as its snapshot's summary records
+// it: the blobs the appliance lacked and were sent, their plaintext
+// bytes and their compressed bytes (backup.Target).
+func (u *Uploader) Added() (blobs, bytes, stored uint64) {
+	st := u.Stats()
+	return st.Sent, st.BytesRaw, st.BytesSent
+}
+
+// Commit sends the snapshot record (Client.Commit) once Flush has sent
+// every blob, and returns the ID the appliance stored it under: the
+// record's own, or another when the appliance dated the record itself
+// because this node's clock is off (see clock.go).
+func (u *Uploader) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
+	rec, _, err := snapshot.Encode(sn)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	return u.c.Commit(ctx, rec)
 }
 
 // Stats returns what the uploader did so far.

@@ -70,20 +70,7 @@ failed. 2: an unknown replica.`,
 			var failures []string
 			attention := false
 			for _, name := range names {
-				p := &appliance.JobProgress{}
-				stop := g.startTerminalProgress(func(final bool) {
-					text, done, total, start := p.Current()
-					if text == "" {
-						return
-					}
-					line := text + ": " + humanBytes(done)
-					if total > 0 {
-						line += " of " + humanBytes(total)
-					}
-					g.progressLine(line, done, total, start, final)
-				})
-				run, err := a.RunJob(appliance.WithProgress(ctx, p), appliance.ReplicaJob("replicate", name))
-				stop()
+				run, err := g.runJob(ctx, a, appliance.ReplicaJob("replicate", name))
 				if errors.Is(err, scheduler.ErrBusy) {
 					return fmt.Errorf("replicate %s: %w (a replication, verification or drill of the replica)", name, err)
 				}

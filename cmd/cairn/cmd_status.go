@@ -240,20 +240,7 @@ here when none runs) and records it like a scheduled run.`,
 				if g.appliance != nil && cfg != a.Config() && cfg.Path != a.ConfigPath() {
 					return usageError{fmt.Errorf("jobs run: the running appliance runs jobs with its configuration %s, not %s: stop it to run a job with --config, or change %s and send it SIGHUP", a.ConfigPath(), cfg.Path, a.ConfigPath())}
 				}
-				p := &appliance.JobProgress{}
-				stop := g.startTerminalProgress(func(final bool) {
-					text, done, total, start := p.Current()
-					if text == "" {
-						return
-					}
-					line := text + ": " + humanBytes(done)
-					if total > 0 {
-						line += " of " + humanBytes(total)
-					}
-					g.progressLine(line, done, total, start, final)
-				})
-				run, err := a.RunJob(appliance.WithProgress(ctx, p), args[1])
-				stop()
+				run, err := g.runJob(ctx, a, args[1])
 				if errors.Is(err, scheduler.ErrUnknownJob) {
 					return usageError{fmt.Errorf("jobs run: %w", err)}
 				}
@@ -350,4 +337,22 @@ is a usage error (exit 2) naming the nodes there are.`,
 	cmd.Flags().StringVar(&node, "node", "", "only this node")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
 	return cmd
+}
+
+// runJob runs the job name of a now, showing its progress on a terminal.
+func (g *globalOptions) runJob(ctx context.Context, a *appliance.Appliance, name string) (scheduler.Run, error) {
+	p := &appliance.JobProgress{}
+	stop := g.startTerminalProgress(func(final bool) {
+		text, done, total, start := p.Current()
+		if text == "" {
+			return
+		}
+		line := text + ": " + humanBytes(done)
+		if total > 0 {
+			line += " of " + humanBytes(total)
+		}
+		g.progressLine(line, done, total, start, final)
+	})
+	defer stop()
+	return a.RunJob(appliance.WithProgress(ctx, p), name)
 }

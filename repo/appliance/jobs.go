@@ -139,6 +139,18 @@ func interval(schedule string, now time.Time) time.Duration {
 	return d
 }
 
+// verifyResult puts what a verification read and found into res; of
+// names what was verified after "verified N packs (B bytes)", if not the
+// repository.
+func verifyResult(res *scheduler.Result, rep *check.Report, of string) {
+	res.Figures["packs_verified"] = float64(rep.PacksRead)
+	res.Figures["bytes_verified"] = float64(rep.BytesRead)
+	res.Figures["problems"] = float64(len(rep.Findings))
+	res.Detail, _ = json.Marshal(rep)
+	res.Summary = fmt.Sprintf("verified %d packs (%d bytes)%s: %d problems", rep.PacksRead, rep.BytesRead, of, len(rep.Findings))
+	res.Attention = !rep.Clean()
+}
+
 // VerifyJob reads the least recently verified packs, so all data is read
 // once per cycle, and reports damage with the nodes, snapshots and
 // paths it affects.
@@ -152,12 +164,7 @@ func (a *Appliance) VerifyJob(ctx context.Context, cfg *Config) (scheduler.Resul
 		res.Summary = "nothing to verify"
 		return res, nil
 	}
-	res.Figures["packs_verified"] = float64(rep.PacksRead)
-	res.Figures["bytes_verified"] = float64(rep.BytesRead)
-	res.Figures["problems"] = float64(len(rep.Findings))
-	res.Detail, _ = json.Marshal(rep)
-	res.Summary = fmt.Sprintf("verified %d packs (%d bytes): %d problems", rep.PacksRead, rep.BytesRead, len(rep.Findings))
-	res.Attention = !rep.Clean()
+	verifyResult(&res, rep, "")
 	if res.Attention {
 		a.verifyFailed(cfg, rep)
 	}

@@ -287,11 +287,7 @@ func (a *Appliance) VerifyReplicaJob(ctx context.Context, cfg *Config, name stri
 		res.Summary = "nothing to verify"
 		return res, nil
 	}
-	res.Figures["packs_verified"] = float64(rep.PacksRead)
-	res.Figures["bytes_verified"] = float64(rep.BytesRead)
-	res.Figures["problems"] = float64(len(rep.Findings))
-	res.Detail, _ = json.Marshal(rep)
-	res.Summary = fmt.Sprintf("verified %d packs (%d bytes) of replica %s: %d problems", rep.PacksRead, rep.BytesRead, name, len(rep.Findings))
+	verifyResult(&res, rep, " of replica "+name)
 	if marks := DamagedObjects(rep); len(marks) > 0 {
 		now := time.Now()
 		for i := range marks {
@@ -302,7 +298,6 @@ func (a *Appliance) VerifyReplicaJob(ctx context.Context, cfg *Config, name stri
 		}
 		res.Summary += fmt.Sprintf("; %d objects marked to be copied again from the primary at the next replication", len(marks))
 	}
-	res.Attention = !rep.Clean()
 	if res.Attention {
 		reason := findingsReason(rep)
 		a.notes.alert(cfg, Event{Kind: EventVerifyFailed, Job: ReplicaJob("verify", name), Replica: name, Reason: reason,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo/repotest"
 )
 
@@ -22,8 +23,8 @@ import (
 // operator socket), /NAME is restored with the root member's mode, owner
 // and times.
 func TestTarVolumeRootKeepsOwnerModeTimes(t *testing.T) {
-	requireRoot(t, "the volume is owned by another user")
-	tarBin := requireProgram(t, "tar")
+	testenv.RequireRoot(t, "the volume is owned by another user")
+	tarBin := testenv.RequireProgram(t, "tar", "tar")
 	e := newEnv(t)
 	e.ok("init")
 	vol := newNode(t, "docker", "push")

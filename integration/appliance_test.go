@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/integration/sshtest"
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -291,7 +292,7 @@ func TestPushStreamsWithSSHClient(t *testing.T) {
 	a := e.serve(vol)
 	src := filepath.Join(e.dir, "volume")
 	writeSource(t, src)
-	tarCmd := exec.Command(requireProgram(t, "tar"), "--format=posix", "-C", src, "-c", ".")
+	tarCmd := exec.Command(testenv.RequireProgram(t, "tar", "tar"), "--format=posix", "-C", src, "-c", ".")
 	tarOut, _ := tarCmd.StdoutPipe()
 	tarCmd.Start()
 	r := runSSH(t, tarOut, append(a.sshArgs(vol), "push", "--tar", "--name", "app-volume", "--plan", "volumes")...)

@@ -11,30 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo/repotest"
 )
-
-// requireRoot skips a test that needs root, except under CI=true where
-// it must run.
-func requireRoot(t *testing.T, why string) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but not running as root: %s", why)
-		}
-		t.Skipf("needs root: %s", why)
-	}
-}
-
-func requireProgram(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is not installed", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
 
 func TestStdinAndDump(t *testing.T) {
 	e := newEnv(t)
@@ -65,7 +44,7 @@ func TestStdinAndDump(t *testing.T) {
 // A tar stream from GNU tar (PAX format, so times keep nanoseconds) comes
 // back identical.
 func TestTarIngest(t *testing.T) {
-	tarBin := requireProgram(t, "tar")
+	tarBin := testenv.RequireProgram(t, "tar", "tar")
 	e := newEnv(t)
 	e.ok("init")
 	src := filepath.Join(e.dir, "src")
@@ -124,7 +103,7 @@ func TestExcludeFlagsRecorded(t *testing.T) {
 // --one-file-system stops at a mount point inside the tree (a tmpfs the
 // test mounts).
 func TestOneFileSystem(t *testing.T) {
-	requireRoot(t, "mounts a tmpfs")
+	testenv.RequireRoot(t, "mounts a tmpfs")
 	e := newEnv(t)
 	e.ok("init")
 	src := filepath.Join(e.dir, "src")
@@ -179,7 +158,7 @@ func mode0(p string) os.FileMode {
 // backup --tar --name NAME stores the archive's tree under /NAME, as
 // push --tar --name does.
 func TestTarIngestName(t *testing.T) {
-	tarBin := requireProgram(t, "tar")
+	tarBin := testenv.RequireProgram(t, "tar", "tar")
 	e := newEnv(t)
 	e.ok("init")
 	src := filepath.Join(e.dir, "src")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // complete runs `cairn __complete ARGS...` as the shells' scripts do and
@@ -85,7 +87,7 @@ func TestCompletion(t *testing.T) {
 
 	// bash (with bash-completion, which the script uses), with the
 	// script cairn writes.
-	bash := requireProgram(t, "bash")
+	bash := testenv.RequireProgram(t, "bash", "bash")
 	requireBashCompletion(t)
 	script := filepath.Join(e.dir, "cairn.bash")
 	if err := os.WriteFile(script, []byte(e.ok("completion", "bash")), 0o644); err != nil {
@@ -112,10 +114,8 @@ printf '%s\n' "${COMPREPLY[@]}"`, "bash", script)
 // requireBashCompletion skips (fails under CI=true) without Debian's
 // bash-completion, which cobra's bash scripts use.
 func requireBashCompletion(t *testing.T) {
+	t.Helper()
 	if _, err := os.Stat("/usr/share/bash-completion/bash_completion"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but bash-completion is not installed: %v", err)
-		}
-		t.Skipf("bash-completion is not installed: %v", err)
+		testenv.Missing(t, "bash-completion is not installed (Debian package bash-completion): %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo/repotest"
 )
 
@@ -18,8 +19,8 @@ import (
 // database with rows, a plain SQL dump and an incompressible file.
 func drillSource(t *testing.T, src string) {
 	t.Helper()
-	git := requireProgram(t, "git")
-	sqlite := requireProgram(t, "sqlite3")
+	git := testenv.RequireProgram(t, "git", "git")
+	sqlite := testenv.RequireProgram(t, "sqlite3", "sqlite3")
 	noise := make([]byte, 256<<10)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := range noise {

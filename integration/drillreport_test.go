@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // corruptGitRepo makes a git repository in dir with forty commits packed
@@ -68,7 +70,7 @@ func corruptGitRepo(t *testing.T, git, dir string) {
 // and the command to read the report; cairn drills ID shows the report
 // whole, in text and JSON (issue 13 item 4).
 func TestDrillReportOfCorruptGitPack(t *testing.T) {
-	git := requireProgram(t, "git")
+	git := testenv.RequireProgram(t, "git", "git")
 	e := newEnv(t)
 	e.ok("init")
 	src := filepath.Join(e.dir, "src")

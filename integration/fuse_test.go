@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,19 +30,10 @@ import (
 // machine with /dev/fuse; under CI=true it fails instead.
 func requireFUSE(t testing.TB) {
 	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "FUSE tests mount with mount(2) and need root"
-	} else if _, err := os.Stat("/dev/fuse"); err != nil {
-		why = "FUSE tests need /dev/fuse: " + err.Error()
+	testenv.RequireRoot(t, "FUSE tests mount with mount(2)")
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		testenv.Missing(t, "FUSE tests need /dev/fuse: %v", err)
 	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true: %s", why)
-	}
-	t.Skip(why)
 }
 
 // lockedBuffer collects a child's output while the test reads it.
@@ -212,8 +204,8 @@ func snapDir(mnt string, s snapshotInfo) string {
 // addDatabaseAndGit puts a SQLite database made by the sqlite3 program
 // and a git repository with two commits into dir.
 func addDatabaseAndGit(t *testing.T, dir string) {
-	sqlite := requireProgram(t, "sqlite3")
-	git := requireProgram(t, "git")
+	sqlite := testenv.RequireProgram(t, "sqlite3", "sqlite3")
+	git := testenv.RequireProgram(t, "git", "git")
 	app := filepath.Join(dir, "app")
 	os.MkdirAll(app, 0o755)
 	run := func(name string, args ...string) {
@@ -394,7 +386,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 		}
 	})
 	t.Run("diff", func(t *testing.T) {
-		out, err := exec.Command(requireProgram(t, "diff"), "-r", "--no-dereference", src, root).CombinedOutput()
+		out, err := exec.Command(testenv.RequireProgram(t, "diff", "diffutils"), "-r", "--no-dereference", src, root).CombinedOutput()
 		if err != nil {
 			// diff compares symlinks by target and reads no FIFOs: it only
 			// names them.
@@ -412,7 +404,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 				paths = append(paths, filepath.Join(root, g.Path))
 			}
 		}
-		out, err := exec.Command(requireProgram(t, "sha256sum"), paths...).Output()
+		out, err := exec.Command(testenv.RequireProgram(t, "sha256sum", "coreutils"), paths...).Output()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -431,13 +423,13 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 		}
 	})
 	t.Run("sqlite", func(t *testing.T) {
-		out, err := exec.Command(requireProgram(t, "sqlite3"), filepath.Join(root, "app", "app.db"), "PRAGMA integrity_check; SELECT count(*) FROM readings;").CombinedOutput()
+		out, err := exec.Command(testenv.RequireProgram(t, "sqlite3", "sqlite3"), filepath.Join(root, "app", "app.db"), "PRAGMA integrity_check; SELECT count(*) FROM readings;").CombinedOutput()
 		if err != nil || string(out) != "ok\n20000\n" {
 			t.Fatalf("sqlite3: %v\n%s", err, out)
 		}
 	})
 	t.Run("git", func(t *testing.T) {
-		cmd := exec.Command(requireProgram(t, "git"), "-c", "safe.directory=*", "-C", filepath.Join(root, "repo"), "fsck", "--full", "--strict")
+		cmd := exec.Command(testenv.RequireProgram(t, "git", "git"), "-c", "safe.directory=*", "-C", filepath.Join(root, "repo"), "fsck", "--full", "--strict")
 		cmd.Env = append(cleanEnviron(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git fsck: %v\n%s", err, out)
@@ -450,7 +442,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 	})
 	t.Run("tar", func(t *testing.T) {
 		archive := filepath.Join(t.TempDir(), "snap.tar")
-		if out, err := exec.Command(requireProgram(t, "tar"), "--format=posix", "--xattrs", "--sparse", "-C", root, "-cf", archive, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command(testenv.RequireProgram(t, "tar", "tar"), "--format=posix", "--xattrs", "--sparse", "-C", root, "-cf", archive, ".").CombinedOutput(); err != nil {
 			t.Fatalf("tar c: %v\n%s", err, out)
 		}
 		dst := t.TempDir()
@@ -465,7 +457,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 		}
 	})
 	t.Run("rsync", func(t *testing.T) {
-		rsync := requireProgram(t, "rsync")
+		rsync := testenv.RequireProgram(t, "rsync", "rsync")
 		dst := t.TempDir()
 		if out, err := exec.Command(rsync, "-aHX", root+"/", dst+"/").CombinedOutput(); err != nil {
 			t.Fatalf("rsync -a: %v\n%s", err, out)
@@ -479,7 +471,7 @@ func TestFUSESnapshotMatchesSource(t *testing.T) {
 	// has the source's attributes, no more.
 	t.Run("cp -a", func(t *testing.T) {
 		dst := t.TempDir()
-		if out, err := exec.Command(requireProgram(t, "cp"), "-a", root+"/.", dst+"/").CombinedOutput(); err != nil {
+		if out, err := exec.Command(testenv.RequireProgram(t, "cp", "coreutils"), "-a", root+"/.", dst+"/").CombinedOutput(); err != nil {
 			t.Fatalf("cp -a: %v\n%s", err, out)
 		}
 		back := walk(t, dst)
@@ -1019,7 +1011,7 @@ func TestFUSEAllowOther(t *testing.T) {
 	}
 	const nobody = 65534
 	readAs := func(p string) error {
-		cmd := exec.Command(requireProgram(t, "cat"), p)
+		cmd := exec.Command(testenv.RequireProgram(t, "cat", "coreutils"), p)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		out, err := cmd.CombinedOutput()
 		if err != nil {

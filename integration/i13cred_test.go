@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,9 +172,7 @@ func TestNamedKeyMustOpenRepository(t *testing.T) {
 	// A caller who cannot read the repository cannot prove the key: the
 	// command is refused, never run with the appliance's key instead.
 	t.Run("caller cannot read keys", func(t *testing.T) {
-		if os.Getuid() != 0 {
-			t.Skip("needs root, to run cairn as nobody")
-		}
+		testenv.RequireRoot(t, "cairn runs as nobody")
 		dir, err := os.MkdirTemp("", "cairn-key-")
 		if err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/tartest"
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo/repotest"
 )
 
@@ -22,8 +24,8 @@ import (
 // operator socket), /NAME is restored with the root member's mode, owner
 // and times.
 func TestTarVolumeRootKeepsOwnerModeTimes(t *testing.T) {
-	requireRoot(t, "the volume is owned by another user")
-	tarBin := requireProgram(t, "tar")
+	testenv.RequireRoot(t, "the volume is owned by another user")
+	tarBin := testenv.RequireProgram(t, "tar", "tar")
 	e := newEnv(t)
 	e.ok("init")
 	vol := newNode(t, "docker", "push")
@@ -215,14 +217,10 @@ func TestTarPushSkipsNameTooLong(t *testing.T) {
 	vol := newNode(t, "docker", "push")
 	a := e.serve(vol)
 	long := strings.Repeat("n", 256)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, name := range []string{"./ok.txt", "./" + long} {
-		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3, ModTime: time.Unix(1e9, 0)})
-		tw.Write([]byte("abc"))
-	}
-	tw.Close()
-	r := runSSH(t, &buf, append(a.sshArgs(vol), "push", "--tar", "--name", "vol")...)
+	stream := tartest.Stream(t,
+		tartest.Member{Hdr: tar.Header{Name: "./ok.txt", Typeflag: tar.TypeReg}, Body: "abc"},
+		tartest.Member{Hdr: tar.Header{Name: "./" + long, Typeflag: tar.TypeReg}, Body: "abc"})
+	r := runSSH(t, bytes.NewReader(stream), append(a.sshArgs(vol), "push", "--tar", "--name", "vol")...)
 	want := "warning: tar: \"./" + long + "\": skipped: the name \"" + long + "\" is 256 bytes, longer than a file system allows (255)\n"
 	if r.code != 3 || r.stderr != want || !strings.HasPrefix(r.stdout, "snapshot ") {
 		t.Fatalf("push: exit %d\nstdout %q\nstderr %q\nwant   %q", r.code, r.stdout, r.stderr, want)

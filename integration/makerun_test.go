@@ -9,13 +9,15 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // make run printed 127.0.0.1:2222 and :9100 whatever the configuration
 // said (issue 13): it prints the addresses DIR.yaml gives, and the push
 // command it prints reaches the appliance it starts.
 func TestMakeRunPrintsConfiguredAddresses(t *testing.T) {
-	mk := requireProgram(t, "make")
+	mk := testenv.RequireProgram(t, "make", "make")
 	dir := t.TempDir()
 	vardir, bin := filepath.Join(dir, "var"), filepath.Join(dir, "bin", "cairn")
 	repo, key := filepath.Join(vardir, "repo"), filepath.Join(vardir, "demo_key")

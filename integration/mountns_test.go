@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // An appliance in a mount namespace of its own, as cairn.service runs
@@ -21,7 +23,7 @@ import (
 // that dies takes the mount with it, and nothing stale is left.
 func TestMountServedByApplianceInItsOwnNamespace(t *testing.T) {
 	requireFUSE(t)
-	unshare := requireProgram(t, "unshare")
+	unshare := testenv.RequireProgram(t, "unshare", "util-linux")
 	e := newEnv(t)
 	e.ok("init")
 	src := filepath.Join(e.dir, "src")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // unitDir is where the systemd units live in the source tree.
@@ -50,7 +52,7 @@ func unitCapabilities(t *testing.T, unit string) []string {
 // NoNewPrivileges=yes.
 func asUnit(t *testing.T, uid, gid int, caps []string, argv ...string) *exec.Cmd {
 	t.Helper()
-	setpriv := requireProgram(t, "setpriv")
+	setpriv := testenv.RequireProgram(t, "setpriv", "util-linux")
 	set := "-all"
 	for _, c := range caps {
 		set += ",+" + c
@@ -69,12 +71,12 @@ func asUnit(t *testing.T, uid, gid int, caps []string, argv ...string) *exec.Cmd
 // the service manager READY=1 and STOPPING=1. dpkg --purge then leaves
 // nothing behind.
 func TestPackageInstall(t *testing.T) {
-	requireRoot(t, "dpkg -i installs the package on this machine")
-	dpkg := requireProgram(t, "dpkg")
-	analyze := requireProgram(t, "systemd-analyze")
-	requireProgram(t, "make")
-	requireProgram(t, "man")
-	git := requireProgram(t, "git")
+	testenv.RequireRoot(t, "dpkg -i installs the package on this machine")
+	dpkg := testenv.RequireProgram(t, "dpkg", "dpkg")
+	analyze := testenv.RequireProgram(t, "systemd-analyze", "systemd")
+	testenv.RequireProgram(t, "make", "make")
+	testenv.RequireProgram(t, "man", "man-db")
+	git := testenv.RequireProgram(t, "git", "git")
 	requireBashCompletion(t)
 	// The machine must not have cairn already: the test installs and
 	// purges it, and must not take away what someone else installed.
@@ -221,7 +223,7 @@ printf '%s\n' "${COMPREPLY[@]}"`)
 	serve := asUnit(t, uid, gid, unitCapabilities(t, "/lib/systemd/system/cairn.service"), argv...)
 	// In a mount namespace of its own, as ProtectSystem= and PrivateTmp=
 	// give it: mounts propagate in, not out.
-	serve.Args = append([]string{requireProgram(t, "unshare"), "--mount", "--propagation", "slave"}, serve.Args...)
+	serve.Args = append([]string{testenv.RequireProgram(t, "unshare", "util-linux"), "--mount", "--propagation", "slave"}, serve.Args...)
 	serve.Path = serve.Args[0]
 	serve.Env = []string{"PATH=/usr/bin:/bin", "NOTIFY_SOCKET=" + ns.path}
 	serve.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -274,7 +276,7 @@ printf '%s\n' "${COMPREPLY[@]}"`)
 			t.Errorf("/var/lib/cairn/snapshots holds %v", got)
 		}
 		mp.stop()
-	} else if os.Getenv("CI") == "true" {
+	} else if testenv.CI() {
 		t.Errorf("CI=true but /dev/fuse is missing: %v", err)
 	}
 	serve.Process.Signal(syscall.SIGTERM)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // pgCluster is a throwaway PostgreSQL server serving only a Unix socket
@@ -44,13 +46,8 @@ func pgProgram(name string) (string, error) {
 // except under CI=true, where it fails.
 func startPostgres(t *testing.T) *pgCluster {
 	t.Helper()
-	requireRoot(t, "initdb and pg_ctl run as the postgres user")
-	missing := func(err error) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but PostgreSQL is missing: %v", err)
-		}
-		t.Skipf("PostgreSQL is missing: %v", err)
-	}
+	testenv.RequireRoot(t, "initdb and pg_ctl run as the postgres user")
+	missing := func(err error) { testenv.Missing(t, "PostgreSQL is missing: %v", err) }
 	initdb, err := pgProgram("initdb")
 	if err != nil {
 		missing(err)
@@ -159,9 +156,9 @@ var runbookVar = regexp.MustCompile(`^([A-Z]+)=(\S*)(\s+#.*)?$`)
 // rows (issue 13 items 6, 7, 8).
 func TestRunbookRebuild(t *testing.T) {
 	old := startPostgres(t)
-	requireProgram(t, "git")
-	requireProgram(t, "rsync")
-	bash := requireProgram(t, "bash")
+	testenv.RequireProgram(t, "git", "git")
+	testenv.RequireProgram(t, "rsync", "rsync")
+	bash := testenv.RequireProgram(t, "bash", "bash")
 	e := newEnv(t)
 	e.vars = []string{"CAIRN_REPO=" + e.repo} // key file mode: the runbook's commands need no passphrase
 	e.ok("init")

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +67,7 @@ func capabilitySource(t *testing.T, src string) {
 // restore cannot give files their recorded owners, so a drill could not
 // check them. README's Install section lists the same reasons.
 func TestUnitCapabilitiesForDrills(t *testing.T) {
-	requireRoot(t, "a drill restores other users' files and devices")
+	testenv.RequireRoot(t, "a drill restores other users' files and devices")
 	caps := unitCapabilities(t, filepath.Join(unitDir, "cairn.service"))
 	want := []string{"chown", "dac_override", "fowner", "fsetid", "mknod", "setfcap"}
 	if !slices.Equal(caps, want) {

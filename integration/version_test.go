@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // buildStamped builds cairn with the version and commit stamped as
@@ -69,11 +71,11 @@ func TestVersion(t *testing.T) {
 
 // make build stamps the binary with git describe and the commit.
 func TestMakeBuildStampsVersion(t *testing.T) {
-	requireProgram(t, "make")
-	git := requireProgram(t, "git")
+	testenv.RequireProgram(t, "make", "make")
+	git := testenv.RequireProgram(t, "git", "git")
 	describe, err := exec.Command(git, "-C", "..", "describe", "--tags", "--always", "--dirty").Output()
 	if err != nil {
-		t.Skipf("not a git checkout: %v", err)
+		testenv.Missing(t, "not a git checkout: %v", err)
 	}
 	head, err := exec.Command(git, "-C", "..", "rev-parse", "HEAD").Output()
 	if err != nil {

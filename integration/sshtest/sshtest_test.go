@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -204,12 +205,10 @@ func TestGoClientChecksHostKey(t *testing.T) {
 // the command: reaching it shows sshd read authorized_keys as nobody.
 func TestOtherUser(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("sshd can log in another user only as root")
-	}
+	testenv.RequireRoot(t, "sshd can log in another user only as root")
 	u, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skipf("no user nobody: %v", err)
+		testenv.Missing(t, "no user nobody: %v", err)
 	}
 	key := NewKey(t, t.TempDir(), "client")
 	s := Start(t, Config{User: u.Username, AuthorizedKeys: []string{`command="echo forced",restrict ` + key.PublicLine}})

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/tartest"
 )
 
 // A snapshot file deleted from snapshots/ vanished silently: the next
@@ -103,11 +105,11 @@ func TestTarNameOverNameMax(t *testing.T) {
 	e := newEnv(t)
 	e.initRepo()
 	long := strings.Repeat("z", 256)
-	stream := tarStream(t, []member{
-		{tar.Header{Name: "d/" + long, Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "too long"},
-		{tar.Header{Name: "d/" + long + "/below", Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "below"},
-		{tar.Header{Name: "d/" + long[:255], Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "255"},
-	})
+	stream := tartest.Stream(t, []tartest.Member{
+		{Hdr: tar.Header{Name: "d/" + long, Typeflag: tar.TypeReg, Format: tar.FormatPAX}, Body: "too long"},
+		{Hdr: tar.Header{Name: "d/" + long + "/below", Typeflag: tar.TypeReg, Format: tar.FormatPAX}, Body: "below"},
+		{Hdr: tar.Header{Name: "d/" + long[:255], Typeflag: tar.TypeReg, Format: tar.FormatPAX}, Body: "255"},
+	}...)
 	r := e.run(nil, bytes.NewReader(stream), "backup", "--tar", "--name", "vol", "--node", "tar", "--plan", "names")
 	warn := `: skipped: the name "` + long + `" is 256 bytes, longer than a file system allows (255)`
 	d, lost := 0, 0

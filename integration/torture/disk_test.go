@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
 // Full disk: the repository lives on a 64 MiB tmpfs. A node pushes ever
@@ -23,12 +25,7 @@ import (
 // under CI=true.
 func smallDisk(t *testing.T, size int) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but not root: the full-disk test mounts a tmpfs")
-		}
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.RequireRoot(t, "the full-disk test mounts a tmpfs")
 	dir := filepath.Join(t.TempDir(), "disk")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

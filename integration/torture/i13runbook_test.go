@@ -8,21 +8,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-)
 
-// requireProgram finds name on the PATH; the test is skipped without
-// it, except under CI=true, where it fails.
-func requireProgram(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but %s is not installed", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
+	"github.com/cairnbackup/cairn/integration/testenv"
+)
 
 // Shell syntax in names reaching the runbook: a hostile node names its
 // directories, repositories and reasons so that the runbook the
@@ -34,9 +22,9 @@ func requireProgram(t testing.TB, name string) string {
 // command could name it, and the runbook must say which names it left
 // to the operator.
 func TestHostileNamesInRunbook(t *testing.T) {
-	git := requireProgram(t, "git")
-	requireProgram(t, "rsync")
-	bash := requireProgram(t, "bash")
+	git := testenv.RequireProgram(t, "git", "git")
+	testenv.RequireProgram(t, "rsync", "rsync")
+	bash := testenv.RequireProgram(t, "bash", "bash")
 	e := newEnv(t)
 	e.initRepo()
 	evil := newNode(t, "evil", "push, read")

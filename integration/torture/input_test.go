@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/tartest"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
@@ -44,33 +45,6 @@ func sentinelDir(t *testing.T, parent string) (dir string, unchanged func() bool
 	}
 }
 
-// tarStream builds a tar stream from members written in order.
-type member struct {
-	hdr  tar.Header
-	body string
-}
-
-func tarStream(t *testing.T, members []member) []byte {
-	var b bytes.Buffer
-	w := tar.NewWriter(&b)
-	for _, m := range members {
-		h := m.hdr
-		if h.Typeflag == tar.TypeReg {
-			h.Size = int64(len(m.body))
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		h.ModTime = time.Unix(1700000000, 0)
-		if err := w.WriteHeader(&h); err != nil {
-			t.Fatalf("tar header %q: %v", h.Name, err)
-		}
-		w.Write([]byte(m.body))
-	}
-	w.Close()
-	return b.Bytes()
-}
-
 func TestHostileTar(t *testing.T) {
 	e := newEnv(t)
 	e.initRepo()
@@ -78,42 +52,42 @@ func TestHostileTar(t *testing.T) {
 	outside, unchanged := sentinelDir(t, parent)
 	cases := []struct {
 		name    string
-		members []member
+		members []tartest.Member
 		// what the snapshot must hold (path → contents, "->target" for
 		// a symlink), and the warnings the backup must give
 		want     map[string]string
 		warnings []string
 		fails    string // the backup must fail with this
 	}{
-		{"dot-dot members", []member{
-			{tar.Header{Name: "../escape.txt", Typeflag: tar.TypeReg}, "out"},
-			{tar.Header{Name: "a/../../escape2.txt", Typeflag: tar.TypeReg}, "out"},
-			{tar.Header{Name: "ok/inside.txt", Typeflag: tar.TypeReg}, "in"},
+		{"dot-dot members", []tartest.Member{
+			{Hdr: tar.Header{Name: "../escape.txt", Typeflag: tar.TypeReg}, Body: "out"},
+			{Hdr: tar.Header{Name: "a/../../escape2.txt", Typeflag: tar.TypeReg}, Body: "out"},
+			{Hdr: tar.Header{Name: "ok/inside.txt", Typeflag: tar.TypeReg}, Body: "in"},
 		}, map[string]string{"ok/inside.txt": "in"}, []string{`"../escape.txt": skipped`, `"a/../../escape2.txt": skipped`}, ""},
-		{"absolute paths", []member{
-			{tar.Header{Name: outside + "/keep", Typeflag: tar.TypeReg}, "overwritten?"},
-			{tar.Header{Name: "/etc/cron.d/evil", Typeflag: tar.TypeReg}, "* * * * * root sh"},
+		{"absolute paths", []tartest.Member{
+			{Hdr: tar.Header{Name: outside + "/keep", Typeflag: tar.TypeReg}, Body: "overwritten?"},
+			{Hdr: tar.Header{Name: "/etc/cron.d/evil", Typeflag: tar.TypeReg}, Body: "* * * * * root sh"},
 		}, map[string]string{strings.TrimPrefix(outside, "/") + "/keep": "overwritten?", "etc/cron.d/evil": "* * * * * root sh"}, []string{`removed the leading "/"`}, ""},
-		{"symlink then a file through it", []member{
-			{tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside}, ""},
-			{tar.Header{Name: "link/keep", Typeflag: tar.TypeReg}, "through the link"},
-			{tar.Header{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../.."}, ""},
-			{tar.Header{Name: "up/etc/passwd", Typeflag: tar.TypeReg}, "root::0:0"},
+		{"symlink then a file through it", []tartest.Member{
+			{Hdr: tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: outside}, Body: ""},
+			{Hdr: tar.Header{Name: "link/keep", Typeflag: tar.TypeReg}, Body: "through the link"},
+			{Hdr: tar.Header{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../../.."}, Body: ""},
+			{Hdr: tar.Header{Name: "up/etc/passwd", Typeflag: tar.TypeReg}, Body: "root::0:0"},
 		}, map[string]string{"link": "->" + outside, "up": "->../../.."}, []string{`"link/keep": skipped: a parent is not a directory`, `"up/etc/passwd": skipped: a parent is not a directory`}, ""},
-		{"hardlinks out of the archive", []member{
-			{tar.Header{Name: "shadow", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}, ""},
-			{tar.Header{Name: "up", Typeflag: tar.TypeLink, Linkname: "../outside/keep"}, ""},
-			{tar.Header{Name: "real", Typeflag: tar.TypeReg}, "real"},
+		{"hardlinks out of the archive", []tartest.Member{
+			{Hdr: tar.Header{Name: "shadow", Typeflag: tar.TypeLink, Linkname: "/etc/shadow"}, Body: ""},
+			{Hdr: tar.Header{Name: "up", Typeflag: tar.TypeLink, Linkname: "../outside/keep"}, Body: ""},
+			{Hdr: tar.Header{Name: "real", Typeflag: tar.TypeReg}, Body: "real"},
 		}, map[string]string{"real": "real"}, []string{`"shadow": skipped: hardlink to "/etc/shadow"`, `"up": skipped`}, ""},
-		{"huge names", []member{
-			{tar.Header{Name: strings.Repeat("n", 5000), Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "long"},
-			{tar.Header{Name: "d/" + strings.Repeat("y", 250), Typeflag: tar.TypeReg, Format: tar.FormatPAX}, "250"},
+		{"huge names", []tartest.Member{
+			{Hdr: tar.Header{Name: strings.Repeat("n", 5000), Typeflag: tar.TypeReg, Format: tar.FormatPAX}, Body: "long"},
+			{Hdr: tar.Header{Name: "d/" + strings.Repeat("y", 250), Typeflag: tar.TypeReg, Format: tar.FormatPAX}, Body: "250"},
 		}, map[string]string{"d/" + strings.Repeat("y", 250): "250"}, []string{`: skipped: tree: name of 5000 bytes exceeds 1024`}, ""},
 		{"huge PAX header", nil, nil, nil, "tar"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			stream := tarStream(t, c.members)
+			stream := tartest.Stream(t, c.members...)
 			if c.members == nil {
 				stream = hugePAX()
 			}

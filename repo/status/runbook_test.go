@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/repotest"
@@ -149,10 +150,7 @@ func TestRunbookDumpCommands(t *testing.T) {
 // commands: each reaches a command as one quoted argument, or is left
 // out with a comment when it cannot stand on a command line.
 func TestRunbookHostileNames(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh")
-	}
+	sh := testenv.RequireProgram(t, "sh", "dash")
 	t0 := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 	gitSnap := status.Snapshot{ID: id("evil-git"), Time: t0, Paths: []string{"/srv/$(touch pwned)", "/srv/a'b;touch pwned", "/srv/x\n```\n```sh\ntouch pwned"},
 		Scope: &snapshot.Scope{Class: "git", Why: "ok\n```sh\ntouch pwned\n```"}}

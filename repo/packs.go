@@ -27,9 +27,18 @@ func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID) ([]pack.Ent
 	return entries, f.Size(), err
 }
 
-// listPacks returns the size of every pack file, by ID. Files whose
-// names are not pack IDs are reported to the log and skipped.
-func (r *Repository) listPacks(ctx context.Context) (map[blob.ID]int64, error) {
+// There are two pack listings because the index and storage are two
+// things, which differ after a crash or a loss: [Repository.StoredPacks]
+// is packs/ itself (the truth that rebuild, reconcile, check and
+// replication start from), [Repository.PackRecords] is what the index
+// says (no storage round trips, and with what only the index knows: blob
+// counts and creation times).
+
+// StoredPacks lists the pack files in storage with their sizes, by ID,
+// including packs not (yet) indexed and leaving out indexed packs whose
+// file is gone. Files whose names are not pack IDs are reported to the
+// log and skipped.
+func (r *Repository) StoredPacks(ctx context.Context) (map[blob.ID]int64, error) {
 	out := make(map[blob.ID]int64)
 	err := r.be.List(ctx, storage.Packs, func(name string, size int64) error {
 		id, err := blob.ParseID(name)
@@ -43,14 +52,22 @@ func (r *Repository) listPacks(ctx context.Context) (map[blob.ID]int64, error) {
 	return out, err
 }
 
-// Packs calls fn for every indexed pack.
-func (r *Repository) Packs(fn func(id blob.ID, size int64, blobs int) error) error {
-	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error { return fn(id, info.Size, info.Blobs) })
+// PackRecord is what the index says about one pack.
+type PackRecord struct {
+	ID      blob.ID
+	Size    int64 // as indexed: check compares it with the file's
+	Blobs   int
+	Created time.Time // when it was written; for a pack indexed from its header later (rebuild, reconcile), when that happened
 }
 
-// PackSizes lists every pack file on disk with its size.
-func (r *Repository) PackSizes(ctx context.Context) (map[blob.ID]int64, error) {
-	return r.listPacks(ctx)
+// PackRecords calls fn for every indexed pack: the index's view, which
+// lists a pack whose file has gone missing (until the next open forgets
+// it) and not a pack written but not yet indexed; [Repository.StoredPacks]
+// lists the files.
+func (r *Repository) PackRecords(fn func(PackRecord) error) error {
+	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error {
+		return fn(PackRecord{ID: id, Size: info.Size, Blobs: info.Blobs, Created: info.Created})
+	})
 }
 
 // IndexedBlobs calls fn for every blob in the index.
@@ -122,19 +139,4 @@ func (t *tailReader) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-// PackRecord is what the index says about one pack.
-type PackRecord struct {
-	ID      blob.ID
-	Size    int64
-	Blobs   int
-	Created time.Time
-}
-
-// PackRecords calls fn for every indexed pack.
-func (r *Repository) PackRecords(fn func(PackRecord) error) error {
-	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error {
-		return fn(PackRecord{ID: id, Size: info.Size, Blobs: info.Blobs, Created: info.Created})
-	})
 }

@@ -38,7 +38,7 @@ func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, e
 // their headers, indexed packs no longer on disk are forgotten, and the
 // snapshot list follows the snapshot files.
 func (r *Repository) reconcile(ctx context.Context) error {
-	onDisk, err := r.listPacks(ctx)
+	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
 		return err
 	}
@@ -323,7 +323,7 @@ func (r *Repository) swapIndex() error {
 }
 
 func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*RebuildReport, error) {
-	onDisk, err := r.listPacks(ctx)
+	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -108,3 +108,42 @@ func TestPackListingsIndexAndStorage(t *testing.T) {
 		t.Errorf("StoredPacks:\n got %v\nwant %v", stored, wantStored)
 	}
 }
+
+// SnapshotFiles lists snapshots/ (what check walks), not the index: a
+// snapshot whose file is gone is not listed, one whose file has not
+// reached the index yet is; a file not named like a snapshot is skipped.
+func TestSnapshotFilesListStorage(t *testing.T) {
+	dir := repotest.Init(t, repotest.Options())
+	r := repotest.Open(t, dir)
+	src := sampleTree(t)
+	var ids []blob.ID
+	for range 3 {
+		ids = append(ids, backupDir(t, r, src))
+	}
+	slices.SortFunc(ids, compareIDs)
+	r.Close()
+	// ids[0]'s file leaves before the open (the index no longer lists
+	// it) and comes back after; ids[1]'s file goes while open.
+	path := func(id blob.ID) string { return filepath.Join(dir, "snapshots", id.String()) }
+	aside := filepath.Join(t.TempDir(), "snapshot")
+	if err := os.Rename(path(ids[0]), aside); err != nil {
+		t.Fatal(err)
+	}
+	r = repotest.Open(t, dir)
+	if err := os.Rename(aside, path(ids[0])); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path(ids[1])); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "snapshots", "stray"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.SnapshotFiles(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []blob.ID{ids[0], ids[2]}; !slices.Equal(got, want) {
+		t.Errorf("SnapshotFiles = %v, want %v", got, want)
+	}
+}

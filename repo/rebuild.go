@@ -19,18 +19,40 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, error) {
-	out := make(map[blob.ID]bool)
+// SnapshotFiles returns the IDs of the files in snapshots/, sorted: the
+// snapshots as storage has them, which is what check walks. The index's
+// list ([Repository.Snapshots]) lags a crash or a lost file until the
+// next open. Files whose names are not snapshot IDs are reported to the
+// log and skipped.
+func (r *Repository) SnapshotFiles(ctx context.Context) ([]blob.ID, error) {
+	var out []blob.ID
 	err := r.be.List(ctx, storage.Snapshot, func(name string, _ int64) error {
 		id, err := blob.ParseID(name)
 		if err != nil {
 			r.log.Warn("ignoring a file in snapshots/ that is not named like a snapshot", "name", name)
 			return nil
 		}
-		out[id] = true
+		out = append(out, id)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+	return out, nil
+}
+
+// listSnapshotFiles is [Repository.SnapshotFiles] as a set.
+func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, error) {
+	ids, err := r.SnapshotFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[blob.ID]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
 }
 
 // reconcile brings the index in line with packs/ and snapshots/ after a

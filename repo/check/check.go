@@ -426,13 +426,7 @@ type hit struct {
 // checking that trees decode and that referenced data blobs are indexed,
 // and attaches the snapshots and paths affected to each blob finding.
 func (c *checker) walkSnapshots(ctx context.Context) error {
-	var ids []blob.ID
-	err := c.r.Backend().List(ctx, storage.Snapshot, func(name string, _ int64) error {
-		if id, err := blob.ParseID(name); err == nil {
-			ids = append(ids, id)
-		}
-		return nil
-	})
+	ids, err := c.r.SnapshotFiles(ctx)
 	if err != nil {
 		return err
 	}

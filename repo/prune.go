@@ -53,14 +53,7 @@ func (r *Repository) BeginPrune() (*Pruning, error) {
 		if started.Before(p.Cutoff) {
 			p.Cutoff = started
 		}
-		s.mu.Lock()
-		for h := range s.relied {
-			p.Protected = append(p.Protected, h)
-		}
-		for h := range s.pending {
-			p.Protected = append(p.Protected, h)
-		}
-		s.mu.Unlock()
+		p.Protected = s.appendInFlight(p.Protected)
 	}
 	r.pruning = st
 	return p, nil

@@ -456,7 +456,7 @@ func TestObjectStorePackUploadOutlivesCancel(t *testing.T) {
 
 	stored := kinds(s.keys(t))["packs"]
 	indexed := 0
-	if err := r.Packs(func(blob.ID, int64, int) error { indexed++; return nil }); err != nil {
+	if err := r.PackRecords(func(repo.PackRecord) error { indexed++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if stored != indexed {

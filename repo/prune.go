@@ -9,7 +9,6 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
-	"github.com/cairnbackup/cairn/repo/internal/index"
 	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/storage"
 )
@@ -54,14 +53,7 @@ func (r *Repository) BeginPrune() (*Pruning, error) {
 		if started.Before(p.Cutoff) {
 			p.Cutoff = started
 		}
-		s.mu.Lock()
-		for h := range s.relied {
-			p.Protected = append(p.Protected, h)
-		}
-		for h := range s.pending {
-			p.Protected = append(p.Protected, h)
-		}
-		s.mu.Unlock()
+		p.Protected = s.appendInFlight(p.Protected)
 	}
 	r.pruning = st
 	return p, nil
@@ -83,21 +75,6 @@ func (r *Repository) relyDuringPrune(h blob.Handle) {
 		st.relied[h] = true
 		st.mu.Unlock()
 	}
-}
-
-// PackRecord is what the index says about one pack.
-type PackRecord struct {
-	ID      blob.ID
-	Size    int64
-	Blobs   int
-	Created time.Time
-}
-
-// PackRecords calls fn for every indexed pack.
-func (r *Repository) PackRecords(fn func(PackRecord) error) error {
-	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error {
-		return fn(PackRecord{ID: id, Size: info.Size, Blobs: info.Blobs, Created: info.Created})
-	})
 }
 
 // NewRepackSession returns a session for a prune: CopyBlob adds blobs to

@@ -1,12 +1,10 @@
 package repo
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"sync"
@@ -16,56 +14,45 @@ import (
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
 	"github.com/cairnbackup/cairn/repo/internal/durable"
 	"github.com/cairnbackup/cairn/repo/internal/index"
-	"github.com/cairnbackup/cairn/repo/pack"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/storage"
-	"github.com/minio/sha256-simd"
 	"golang.org/x/sync/errgroup"
 )
 
-// ReadPackHeader reads and decodes the header of pack id.
-func (r *Repository) ReadPackHeader(ctx context.Context, id blob.ID) ([]pack.Entry, int64, error) {
-	f, err := r.be.Open(ctx, r.packHandle(id))
-	if err != nil {
-		return nil, 0, err
-	}
-	defer f.Close()
-	entries, err := pack.ReadHeader(newTailReader(f, f.Size()), f.Size(), r.key)
-	var fe *pack.FormatError
-	if errors.As(err, &fe) {
-		fe.Pack = id.Short()
-	}
-	return entries, f.Size(), err
-}
-
-// listPacks returns the size of every pack file, by ID. Files whose
-// names are not pack IDs are reported to the log and skipped.
-func (r *Repository) listPacks(ctx context.Context) (map[blob.ID]int64, error) {
-	out := make(map[blob.ID]int64)
-	err := r.be.List(ctx, storage.Packs, func(name string, size int64) error {
-		id, err := blob.ParseID(name)
-		if err != nil {
-			r.log.Warn("ignoring a file in packs/ that is not named like a pack", "name", name)
-			return nil
-		}
-		out[id] = size
-		return nil
-	})
-	return out, err
-}
-
-func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, error) {
-	out := make(map[blob.ID]bool)
+// SnapshotFiles returns the IDs of the files in snapshots/, sorted: the
+// snapshots as storage has them, which is what check walks. The index's
+// list ([Repository.Snapshots]) lags a crash or a lost file until the
+// next open. Files whose names are not snapshot IDs are reported to the
+// log and skipped.
+func (r *Repository) SnapshotFiles(ctx context.Context) ([]blob.ID, error) {
+	var out []blob.ID
 	err := r.be.List(ctx, storage.Snapshot, func(name string, _ int64) error {
 		id, err := blob.ParseID(name)
 		if err != nil {
 			r.log.Warn("ignoring a file in snapshots/ that is not named like a snapshot", "name", name)
 			return nil
 		}
-		out[id] = true
+		out = append(out, id)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b blob.ID) int { return bytes.Compare(a[:], b[:]) })
+	return out, nil
+}
+
+// listSnapshotFiles is [Repository.SnapshotFiles] as a set.
+func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, error) {
+	ids, err := r.SnapshotFiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[blob.ID]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
 }
 
 // reconcile brings the index in line with packs/ and snapshots/ after a
@@ -73,7 +60,7 @@ func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, e
 // their headers, indexed packs no longer on disk are forgotten, and the
 // snapshot list follows the snapshot files.
 func (r *Repository) reconcile(ctx context.Context) error {
-	onDisk, err := r.listPacks(ctx)
+	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
 		return err
 	}
@@ -358,7 +345,7 @@ func (r *Repository) swapIndex() error {
 }
 
 func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*RebuildReport, error) {
-	onDisk, err := r.listPacks(ctx)
+	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -487,197 +474,4 @@ func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]in
 		kept += len(entries)
 	}
 	return kept, nil
-}
-
-// PackReport is the result of reading one pack completely.
-type PackReport struct {
-	ID      blob.ID
-	Size    int64
-	Err     error        // the pack as a whole: missing, unreadable header, wrong hash
-	Entries []pack.Entry // from the header, when it could be read
-	Damaged []DamagedBlob
-}
-
-// DamagedBlob is a blob that failed to open or re-hash.
-type DamagedBlob struct {
-	blob.Handle
-	Err error
-}
-
-// VerifyPack reads pack id from start to end once: it checks that the file
-// hashes to its name, reads the header, and opens and re-hashes every
-// blob. Memory: one blob envelope and one plaintext at a time, and a
-// read buffer of verifyReadSize.
-func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
-	rep := PackReport{ID: id}
-	f, err := r.be.Open(ctx, r.packHandle(id))
-	if err != nil {
-		rep.Err = err
-		return rep
-	}
-	defer f.Close()
-	rep.Size = f.Size()
-	entries, herr := pack.ReadHeader(f, f.Size(), r.key)
-	var fe *pack.FormatError
-	if errors.As(herr, &fe) {
-		fe.Pack = id.Short()
-	}
-	rep.Entries = entries
-	h := sha256.New()
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), r.verifyReadSize())
-	var pos int64
-	var env, plain, scratch []byte
-	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			rep.Err = err
-			return rep
-		}
-		if n, err := io.CopyN(h, br, int64(e.Offset)-pos); err != nil {
-			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), pos+n, err)
-			return rep
-		}
-		env = grow(env, int(e.Length))
-		if _, err := io.ReadFull(br, env); err != nil {
-			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), e.Offset, err)
-			return rep
-		}
-		h.Write(env)
-		pos = int64(e.Offset) + int64(e.Length)
-		plain, scratch, err = pack.OpenBlob(plain[:0], r.key, e.Handle, int(e.RawLength), env, scratch)
-		if err != nil {
-			rep.Damaged = append(rep.Damaged, DamagedBlob{Handle: e.Handle, Err: err})
-		}
-	}
-	if _, err := io.Copy(h, br); err != nil {
-		rep.Err = fmt.Errorf("pack %s: read: %w", id.Short(), err)
-		return rep
-	}
-	switch {
-	case herr != nil:
-		rep.Err = herr
-	case blob.ID(h.Sum(nil)) != id:
-		rep.Err = fmt.Errorf("pack %s: file does not hash to its name: %w", id.Short(), blob.ErrCorrupt)
-	}
-	return rep
-}
-
-// MarkVerified records that pack id was completely verified now.
-func (r *Repository) MarkVerified(id blob.ID) error {
-	return r.idx.SetVerified(id, r.now())
-}
-
-// Packs calls fn for every indexed pack.
-func (r *Repository) Packs(fn func(id blob.ID, size int64, blobs int) error) error {
-	return r.idx.Packs(func(id blob.ID, info index.PackInfo) error { return fn(id, info.Size, info.Blobs) })
-}
-
-// PackSizes lists every pack file on disk with its size.
-func (r *Repository) PackSizes(ctx context.Context) (map[blob.ID]int64, error) {
-	return r.listPacks(ctx)
-}
-
-// IndexedBlobs calls fn for every blob in the index.
-func (r *Repository) IndexedBlobs(fn func(h blob.Handle, loc Location) error) error {
-	return r.idx.Blobs(fn)
-}
-
-// LostPacks calls fn for every pack the index once listed and that was
-// found missing on disk.
-func (r *Repository) LostPacks(fn func(id blob.ID, when time.Time) error) error {
-	return r.idx.LostPacks(fn)
-}
-
-// PutJobRun records a run of a scheduled job (disposable history).
-func (r *Repository) PutJobRun(job string, start time.Time, value []byte) error {
-	return r.idx.PutJobRun(job, start, value)
-}
-
-// JobRuns calls fn with recorded runs, newest first per job.
-func (r *Repository) JobRuns(job string, limit int, fn func(job string, value []byte) bool) error {
-	return r.idx.JobRuns(job, limit, fn)
-}
-
-// VerifiedTimes calls fn with each pack's last full verification time.
-func (r *Repository) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
-	return r.idx.VerifiedTimes(fn)
-}
-
-// HeaderReaders is how many pack headers to read at once: two from a
-// directory (the disk is the bound), sixteen from an object store (each
-// read waits a round trip; a header read holds at most [tailSize] bytes).
-func (r *Repository) HeaderReaders() int {
-	if r.local != nil {
-		return 2
-	}
-	return 16
-}
-
-// PackReaders is how many packs to read whole at once (check
-// --read-data): two from a directory, four from an object store, where
-// each read also waits a round trip.
-func (r *Repository) PackReaders() int {
-	if r.local != nil {
-		return 2
-	}
-	return 4
-}
-
-// verifyReadSize is the size of VerifyPack's reads: 1 MiB from a
-// directory, 8 MiB (one request for half a full pack) from an object
-// store.
-func (r *Repository) verifyReadSize() int {
-	if r.local != nil {
-		return 1 << 20
-	}
-	return 8 << 20
-}
-
-// tailSize is how much of a pack's end one read fetches when its header
-// is read: the footer and, for packs of up to about a thousand blobs, the
-// whole header, in one request instead of two.
-const tailSize = 64 << 10
-
-// tailReader serves reads within a file's last tailSize bytes from one
-// read of them; other reads go to the file.
-type tailReader struct {
-	f     io.ReaderAt
-	start int64 // offset of tail in the file
-	tail  []byte
-	err   error
-	read  bool
-}
-
-func newTailReader(f io.ReaderAt, size int64) *tailReader {
-	return &tailReader{f: f, start: max(0, size-tailSize)}
-}
-
-func (t *tailReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < t.start {
-		return t.f.ReadAt(p, off)
-	}
-	if !t.read {
-		t.read = true
-		end := t.start + tailSize
-		if sz, ok := t.f.(interface{ Size() int64 }); ok {
-			end = sz.Size()
-		}
-		t.tail = make([]byte, end-t.start)
-		n, err := t.f.ReadAt(t.tail, t.start)
-		t.tail = t.tail[:n]
-		if err != nil && !errors.Is(err, io.EOF) {
-			t.err = err
-		}
-	}
-	if t.err != nil {
-		return 0, t.err
-	}
-	rel := off - t.start
-	if rel >= int64(len(t.tail)) {
-		return 0, io.EOF
-	}
-	n := copy(p, t.tail[rel:])
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
 }

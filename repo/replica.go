@@ -152,7 +152,7 @@ func (r *Repository) OpenReplica(ctx context.Context, location string, o Replica
 // replica lost by damage is copied again by the next replication from
 // the primary's listing either way.
 func (r *Repository) forgetDeleted(ctx context.Context) error {
-	onDisk, err := r.listPacks(ctx)
+	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
 		return err
 	}

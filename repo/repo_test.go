@@ -325,14 +325,14 @@ func TestReconcileUnindexedPack(t *testing.T) {
 	src := sampleTree(t)
 	id := backupDir(t, r, src)
 	var packs int
-	r.Packs(func(blob.ID, int64, int) error { packs++; return nil })
+	r.PackRecords(func(repo.PackRecord) error { packs++; return nil })
 	r.Close()
 	// Replace the index with an empty one that has only the snapshot:
 	// simulate losing the pack entries.
 	os.RemoveAll(filepath.Join(dir, "index"))
 	r = repotest.Open(t, dir)
 	var after int
-	r.Packs(func(blob.ID, int64, int) error { after++; return nil })
+	r.PackRecords(func(repo.PackRecord) error { after++; return nil })
 	if after != packs {
 		t.Fatalf("%d packs indexed after reconcile, want %d", after, packs)
 	}

@@ -122,6 +122,21 @@ func (s *Session) end() {
 	s.r.smu.Unlock()
 }
 
+// appendInFlight appends to hs what a prune beginning now must keep for
+// the session: the blobs it was told exist and those it added that are
+// not yet indexed.
+func (s *Session) appendInFlight(hs []blob.Handle) []blob.Handle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h := range s.relied {
+		hs = append(hs, h)
+	}
+	for h := range s.pending {
+		hs = append(hs, h)
+	}
+	return hs
+}
+
 // Known reports whether the repository or this session already has blob
 // h, so the caller need not send or compress it.
 func (s *Session) Known(h blob.Handle) (bool, error) {

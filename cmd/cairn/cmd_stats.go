@@ -80,9 +80,9 @@ func runStats(ctx context.Context, g *globalOptions, f *filterOptions, refs []st
 	if all {
 		st.Scope = "all"
 	}
-	err = r.Packs(func(_ blob.ID, size int64, _ int) error {
+	err = r.PackRecords(func(p repo.PackRecord) error {
 		st.Packs++
-		st.StoredBytes += uint64(size)
+		st.StoredBytes += uint64(p.Size)
 		return nil
 	})
 	if err != nil {

@@ -137,7 +137,7 @@ func packIDsBy(t *testing.T, e *env, typ blob.Type) []string {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	sizes, err := r.PackSizes(t.Context())
+	sizes, err := r.StoredPacks(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,7 +217,7 @@ func (a *Appliance) replicaRetention(ctx context.Context, cfg *Config, name stri
 	if forgot == 0 {
 		return 0, 0, nil
 	}
-	packs, err := a.r.PackSizes(ctx)
+	packs, err := a.r.StoredPacks(ctx)
 	if err != nil {
 		return forgot, 0, err
 	}

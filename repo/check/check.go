@@ -240,7 +240,7 @@ func (c *checker) addBlob(kind Kind, h blob.Handle, pack *blob.ID, msg string) {
 // checkPacks compares the index with packs/, reads every pack's header,
 // and returns the IDs of all pack files, sorted.
 func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
-	onDisk, err := c.r.PackSizes(ctx)
+	onDisk, err := c.r.StoredPacks(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +256,8 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	}
 	missing := map[blob.ID]bool{}
 	indexed := map[blob.ID]bool{}
-	err = c.r.Packs(func(id blob.ID, size int64, _ int) error {
+	err = c.r.PackRecords(func(p repo.PackRecord) error {
+		id, size := p.ID, p.Size
 		indexed[id] = true
 		got, ok := onDisk[id]
 		switch {
@@ -425,13 +426,7 @@ type hit struct {
 // checking that trees decode and that referenced data blobs are indexed,
 // and attaches the snapshots and paths affected to each blob finding.
 func (c *checker) walkSnapshots(ctx context.Context) error {
-	var ids []blob.ID
-	err := c.r.Backend().List(ctx, storage.Snapshot, func(name string, _ int64) error {
-		if id, err := blob.ParseID(name); err == nil {
-			ids = append(ids, id)
-		}
-		return nil
-	})
+	ids, err := c.r.SnapshotFiles(ctx)
 	if err != nil {
 		return err
 	}

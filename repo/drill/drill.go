@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/restore"
@@ -150,7 +149,7 @@ type Probe struct {
 // be read, the scratch directory cannot be made, the context ends); a
 // drill that finds damage returns a Report whose Result is
 // [ResultFailed].
-func Run(ctx context.Context, r *repo.Repository, snap blob.ID, o Options) (*Report, error) {
+func Run(ctx context.Context, r Source, snap blob.ID, o Options) (*Report, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -201,7 +200,7 @@ func Run(ctx context.Context, r *repo.Repository, snap blob.ID, o Options) (*Rep
 
 // drill is one run of Run.
 type drill struct {
-	r    *repo.Repository
+	r    Source
 	o    Options
 	sn   *snapshot.Snapshot
 	id   blob.ID

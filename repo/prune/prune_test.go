@@ -69,7 +69,7 @@ func restores(t *testing.T, r *repo.Repository, st state) {
 }
 
 func diskBytes(t *testing.T, r *repo.Repository) int64 {
-	sizes, err := r.PackSizes(t.Context())
+	sizes, err := r.StoredPacks(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,7 +131,7 @@ func TestReplicateDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "usb", "cairn")
 
 	rep := replicate(t, src, dir, replica.Options{})
-	packs, _ := src.PackSizes(t.Context())
+	packs, _ := src.StoredPacks(t.Context())
 	if rep.Packs != len(packs) || rep.Snapshots != 2 || rep.Keys != 2 || !rep.OK() || rep.LagBytes != 0 {
 		t.Fatalf("first run: %+v, want %d packs, 2 snapshots, a key and the config, nothing left", rep, len(packs))
 	}
@@ -144,9 +144,9 @@ func TestReplicateDirectory(t *testing.T) {
 		t.Fatalf("second run copied %d objects (%d bytes), want none; stored %d packs", again.Objects, again.Bytes, again.StoredPacks)
 	}
 
-	before, _ := src.PackSizes(t.Context())
+	before, _ := src.StoredPacks(t.Context())
 	c := snap(t, src, t0.Add(2*time.Hour), map[string][]byte{"a": randomBytes(1, 3<<20), "e": randomBytes(4, 2<<20)})
-	after, _ := src.PackSizes(t.Context())
+	after, _ := src.StoredPacks(t.Context())
 	var added int64
 	for id, size := range after {
 		if _, ok := before[id]; !ok {
@@ -178,9 +178,9 @@ func TestReplicateDamagedPrimaryPack(t *testing.T) {
 	src := repotest.New(t)
 	t0 := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
 	a := snap(t, src, t0, map[string][]byte{"a": randomBytes(1, 1<<20)})
-	sizesA, _ := src.PackSizes(t.Context())
+	sizesA, _ := src.StoredPacks(t.Context())
 	b := snap(t, src, t0.Add(time.Hour), map[string][]byte{"b": randomBytes(2, 3<<20)})
-	sizesB, _ := src.PackSizes(t.Context())
+	sizesB, _ := src.StoredPacks(t.Context())
 	var victim blob.ID
 	for id := range sizesB {
 		if _, ok := sizesA[id]; !ok {
@@ -301,7 +301,7 @@ func TestPruneKeepsHeldPacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sizes, _ := src.PackSizes(t.Context())
+	sizes, _ := src.StoredPacks(t.Context())
 	for id := range held {
 		if _, ok := sizes[id]; !ok {
 			t.Fatalf("held pack %s was deleted by prune (%+v)", id.Short(), rep)
@@ -340,7 +340,7 @@ func TestReplicateDeleteAfter(t *testing.T) {
 	if _, err := prune.Run(t.Context(), src, prune.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	srcPacks, _ := src.PackSizes(t.Context())
+	srcPacks, _ := src.StoredPacks(t.Context())
 	pruned := len(packsBefore) - len(srcPacks)
 	if pruned == 0 {
 		t.Fatal("prune removed no pack")

@@ -91,7 +91,7 @@ func TestReplicateToObjectStore(t *testing.T) {
 	a := snap(t, src, t0, map[string][]byte{"big": randomBytes(1, 20<<20), "small": []byte("x")})
 	s := newS3Replica(t)
 	rep := s.replicate(t, src, replica.Options{})
-	packs, _ := src.PackSizes(t.Context())
+	packs, _ := src.StoredPacks(t.Context())
 	if rep.Packs != len(packs) || rep.Snapshots != 1 || !rep.OK() {
 		t.Fatalf("report %+v", rep)
 	}
@@ -111,7 +111,7 @@ func TestReplicateToObjectStore(t *testing.T) {
 
 	// A pack of 16 MiB (two parts) damaged on the primary.
 	b := snap(t, src, t0.Add(time.Hour), map[string][]byte{"other": randomBytes(2, 20<<20)})
-	after, _ := src.PackSizes(t.Context())
+	after, _ := src.StoredPacks(t.Context())
 	var victim blob.ID
 	for id, size := range after {
 		if _, ok := packs[id]; !ok && size > 9<<20 {

@@ -343,10 +343,10 @@ type state struct {
 func repoState(t *testing.T, r *repo.Repository) state {
 	t.Helper()
 	var s state
-	if err := r.Packs(func(id blob.ID, _ int64, _ int) error { s.packs = append(s.packs, id); return nil }); err != nil {
+	if err := r.PackRecords(func(p repo.PackRecord) error { s.packs = append(s.packs, p.ID); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	files, err := r.PackSizes(t.Context())
+	files, err := r.StoredPacks(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,10 @@ deps:
 	@./.ci/build-weed
 
 # The test command: race detector on, every package, real components.
+# -timeout: the integration package runs for 10-12 minutes on two busy
+# cores, past go test's default of 10.
 test: deps
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 	cd cmd/cairn/packaging && $(GO) test -count=1 ./...
 
 # Go benchmarks for the chunker, sealing, packs, the index and the filter

@@ -1,0 +1,262 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cairnbackup/cairn/integration/s3test"
+	"github.com/cairnbackup/cairn/repo"
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/storage"
+)
+
+// proxied is an object-store repository reached through a counting
+// s3test.Proxy, created with init options o.
+type proxied struct {
+	*s3Repo
+	proxy *s3test.Proxy
+}
+
+func newProxied(t *testing.T, o repo.InitOptions) *proxied {
+	t.Helper()
+	srv := s3test.Shared(t)
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	s := &s3Repo{srv: srv, bucket: srv.NewBucket(t), state: filepath.Join(t.TempDir(), "state"), cache: filepath.Join(t.TempDir(), "cache")}
+	s.url = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s3Prefix
+	s.access = repo.S3Access{Credentials: storage.S3Credentials{AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey}}
+	o.StateDir, o.S3 = s.state, s.access
+	if _, err := repo.Init(t.Context(), s.url, repo.Credentials{}, o); err != nil {
+		t.Fatal(err)
+	}
+	return &proxied{s3Repo: s, proxy: proxy}
+}
+
+// packGets counts the GETs of packs the proxy has seen.
+func (p *proxied) packGets() int {
+	n := 0
+	for _, q := range p.proxy.Requests() {
+		if q.Method == "GET" && strings.Contains(q.Path, "/packs/") {
+			n++
+		}
+	}
+	return n
+}
+
+// indexed lists the blobs of type typ the index holds, in its order.
+func indexed(t *testing.T, r *repo.Repository, typ blob.Type) []blob.Handle {
+	t.Helper()
+	var hs []blob.Handle
+	if err := r.IndexedBlobs(func(h blob.Handle, _ repo.Location) error {
+		if h.Type == typ {
+			hs = append(hs, h)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return hs
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// twoSmallBlobs backs up two small files into p and returns their blobs,
+// the one stored first (at the lower offset) first; both lie in the same
+// pack.
+func twoSmallBlobs(t *testing.T, p *proxied) (first, second blob.Handle) {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	a, b := strings.Repeat("the first small file\n", 300), strings.Repeat("the second small file\n", 300)
+	repotest.WriteTree(t, src, map[string]string{"a.txt": a, "b.txt": b})
+	r := p.open(t, p.options())
+	backupDir(t, r, src)
+	ha, hb := blob.Handle{ID: blob.Hash([]byte(a)), Type: blob.Data}, blob.Handle{ID: blob.Hash([]byte(b)), Type: blob.Data}
+	la, _, err := r.Lookup(ha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, _, err := r.Lookup(hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if la.Pack != lb.Pack {
+		t.Fatalf("the two blobs are in packs %s and %s", la.Pack.Short(), lb.Pack.Short())
+	}
+	if la.Offset > lb.Offset {
+		return hb, ha
+	}
+	return ha, hb
+}
+
+// A small blob read from an object store brings the 4 MiB of its pack
+// around it, aligned, not only what follows it: the blob stored before
+// it then costs no request. (Trees are read root first, the opposite of
+// the order a backup writes them.)
+func TestObjectStoreSegmentServesEarlierBlobs(t *testing.T) {
+	p := newProxied(t, repotest.Options())
+	first, second := twoSmallBlobs(t, p)
+	r := p.open(t, p.options())
+	before := p.packGets()
+	for _, h := range []blob.Handle{second, first} {
+		if _, err := r.LoadBlob(t.Context(), h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.packGets() - before; n != 1 {
+		t.Fatalf("%d GETs of packs for two small blobs of one pack, read backward; want 1", n)
+	}
+}
+
+// Two readers that want the same segment at once cost one request: the
+// second waits for the first's read.
+func TestObjectStoreSegmentReadOnce(t *testing.T) {
+	p := newProxied(t, repotest.Options())
+	first, second := twoSmallBlobs(t, p)
+	r := p.open(t, p.options())
+
+	// The proxy holds the first GET of a pack until the second reader
+	// waits for it, or until a second GET comes (which fails the test).
+	var (
+		gets     atomic.Int32
+		arrived  = make(chan struct{})
+		release  = make(chan struct{})
+		released sync.Once
+	)
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	p.proxy.OnRequest(func(q s3test.Request) {
+		if q.Method != "GET" || !strings.Contains(q.Path, "/packs/") {
+			return
+		}
+		if gets.Add(1) == 1 {
+			close(arrived)
+			<-release
+			return
+		}
+		free()
+	})
+	repo.OnSegmentWait(t, free)
+
+	var g sync.WaitGroup
+	errs := make([]error, 2)
+	g.Go(func() { _, errs[0] = r.LoadBlob(t.Context(), first, nil) })
+	<-arrived
+	g.Go(func() { _, errs[1] = r.LoadBlob(t.Context(), second, nil) })
+	g.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if n := gets.Load(); n != 1 {
+		t.Fatalf("%d GETs of packs for two small blobs of one segment read at once; want 1", n)
+	}
+}
+
+// What the segments keep stays within their bound however much is read,
+// through LoadBlob and LoadBlobs alike.
+func TestObjectStoreSegmentsBounded(t *testing.T) {
+	p := newProxied(t, repo.InitOptions{Chunker: repo.ChunkerParams{Min: 64 << 10, Avg: 128 << 10, Max: 256 << 10}})
+	src := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{}
+	for i := range 6 {
+		files[fmt.Sprintf("f%d.bin", i)] = string(randomBytes(uint64(100+i), 10<<20))
+	}
+	repotest.WriteTree(t, src, files)
+	r := p.open(t, p.options())
+	backupDir(t, r, src)
+	r.Close()
+	r = p.open(t, p.options())
+	hs := indexed(t, r, blob.Data)
+	if len(hs) < 200 {
+		t.Fatalf("%d data blobs, want 60 MiB of blobs under 256 KiB", len(hs))
+	}
+	for _, h := range hs[:len(hs)/2] {
+		if _, err := r.LoadBlob(t.Context(), h, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := repo.SegmentBytes(r); n > repo.SegmentCacheSize {
+			t.Fatalf("the segments keep %d bytes, more than %d", n, repo.SegmentCacheSize)
+		}
+	}
+	var mu sync.Mutex
+	err := r.LoadBlobs(t.Context(), hs, func(i int, data []byte, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			t.Errorf("blob %s: %v", hs[i], err)
+		}
+		if n := repo.SegmentBytes(r); n > repo.SegmentCacheSize {
+			t.Errorf("the segments keep %d bytes, more than %d", n, repo.SegmentCacheSize)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := repo.SegmentBytes(r); n == 0 {
+		t.Fatal("the segments keep nothing")
+	}
+}
+
+// LoadBlobs gives each blob once, with the bytes LoadBlob gives, or the
+// error LoadBlob gives for it; on a directory and on an object store.
+func TestLoadBlobs(t *testing.T) {
+	check := func(t *testing.T, r *repo.Repository) {
+		src := sampleTree(t)
+		backupDir(t, r, src)
+		hs := append(indexed(t, r, blob.Data), indexed(t, r, blob.Tree)...)
+		unknown := blob.Handle{ID: blob.Hash([]byte("stored nowhere")), Type: blob.Data}
+		hs = append(hs, unknown, hs[0]) // a blob twice: asked twice, given twice
+		got := make([][]byte, len(hs))
+		errs := make([]error, len(hs))
+		calls := make([]int, len(hs))
+		var mu sync.Mutex
+		if err := r.LoadBlobs(t.Context(), hs, func(i int, data []byte, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[i]++
+			got[i], errs[i] = data, err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, h := range hs {
+			if calls[i] != 1 {
+				t.Errorf("blob %s: %d calls", h, calls[i])
+			}
+			if h == unknown {
+				if !errors.Is(errs[i], blob.ErrNotFound) || errs[i].Error() != "blob "+h.String()+": "+blob.ErrNotFound.Error() {
+					t.Errorf("unknown blob: %v", errs[i])
+				}
+				continue
+			}
+			want, err := r.LoadBlob(t.Context(), h, nil)
+			if err != nil || errs[i] != nil || !bytes.Equal(got[i], want) {
+				t.Errorf("blob %s: %d bytes (%v), LoadBlob gives %d (%v)", h, len(got[i]), errs[i], len(want), err)
+			}
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := r.LoadBlobs(ctx, hs, func(int, []byte, error) {}); !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled: %v", err)
+		}
+	}
+	t.Run("directory", func(t *testing.T) { check(t, repotest.New(t)) })
+	t.Run("object store", func(t *testing.T) {
+		s := newS3Repo(t)
+		check(t, s.open(t, s.options()))
+	})
+}

@@ -75,6 +75,32 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
+// A restore from an object store of many files of blobs too large for a
+// segment (512 KiB and more: every chunk of the default chunker) reads
+// the blobs of a pack that lie together with one request, not one
+// request per blob. 40 files of 600 to 990 KiB, one blob each, 31 MiB in
+// two 16 MiB packs, and one tree: one request per blob would be 41;
+// stretches of up to 4 MiB need 8 and the tree's, and some more where a
+// worker's wait sent a short batch (13 to 17 in runs on 2 cores).
+func TestObjectStoreRestoreReadsStretches(t *testing.T) {
+	p := newProxied(t, repo.InitOptions{}) // the default chunker and pack size
+	src := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{}
+	for i := range 40 {
+		files[fmt.Sprintf("f%02d.bin", i)] = string(randomBytes(uint64(i), 600<<10+i*10<<10))
+	}
+	repotest.WriteTree(t, src, files)
+	r := p.open(t, p.options())
+	id := backupDir(t, r, src)
+	r.Close()
+	r = p.open(t, p.options()) // nothing kept from the backup
+	before := p.packGets()
+	restoreAndCompare(t, r, id, src)
+	if n := p.packGets() - before; n > 24 {
+		t.Fatalf("%d GETs of packs to restore 40 files of one large blob each, want at most 24", n)
+	}
+}
+
 // twoSmallBlobs backs up two small files into p and returns their blobs,
 // the one stored first (at the lower offset) first; both lie in the same
 // pack.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,51 +102,78 @@ func TestObjectStoreRestoreReadsStretches(t *testing.T) {
 	}
 }
 
-// twoSmallBlobs backs up two small files into p and returns their blobs,
-// the one stored first (at the lower offset) first; both lie in the same
-// pack.
-func twoSmallBlobs(t *testing.T, p *proxied) (first, second blob.Handle) {
+// smallBlobs backs up three small files into p and returns their
+// blobs and where they are stored, in the order of their offsets in the
+// one pack that holds them all.
+func smallBlobs(t *testing.T, p *proxied) ([3]blob.Handle, [3]repo.Location) {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
-	a, b := strings.Repeat("the first small file\n", 300), strings.Repeat("the second small file\n", 300)
-	repotest.WriteTree(t, src, map[string]string{"a.txt": a, "b.txt": b})
+	files := map[string]string{}
+	for i, name := range []string{"a", "b", "c"} {
+		files[name+".txt"] = strings.Repeat(fmt.Sprintf("small file %d\n", i), 200)
+	}
+	repotest.WriteTree(t, src, files)
 	r := p.open(t, p.options())
 	backupDir(t, r, src)
-	ha, hb := blob.Handle{ID: blob.Hash([]byte(a)), Type: blob.Data}, blob.Handle{ID: blob.Hash([]byte(b)), Type: blob.Data}
-	la, _, err := r.Lookup(ha)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lb, _, err := r.Lookup(hb)
-	if err != nil {
-		t.Fatal(err)
+	var hs [3]blob.Handle
+	var locs [3]repo.Location
+	i := 0
+	for _, content := range files {
+		hs[i] = blob.Handle{ID: blob.Hash([]byte(content)), Type: blob.Data}
+		loc, ok, err := r.Lookup(hs[i])
+		if err != nil || !ok {
+			t.Fatalf("blob %s: %v %v", hs[i], ok, err)
+		}
+		locs[i] = loc
+		i++
 	}
 	r.Close()
-	if la.Pack != lb.Pack {
-		t.Fatalf("the two blobs are in packs %s and %s", la.Pack.Short(), lb.Pack.Short())
+	for i := range 3 {
+		for j := i + 1; j < 3; j++ {
+			if locs[j].Offset < locs[i].Offset {
+				hs[i], hs[j], locs[i], locs[j] = hs[j], hs[i], locs[j], locs[i]
+			}
+		}
 	}
-	if la.Offset > lb.Offset {
-		return hb, ha
+	if locs[0].Pack != locs[1].Pack || locs[1].Pack != locs[2].Pack {
+		t.Fatalf("the blobs are in packs %s, %s and %s", locs[0].Pack.Short(), locs[1].Pack.Short(), locs[2].Pack.Short())
 	}
-	return ha, hb
+	return hs, locs
 }
 
-// A small blob read from an object store brings the 4 MiB of its pack
-// around it, aligned, not only what follows it: the blob stored before
-// it then costs no request. (Trees are read root first, the opposite of
-// the order a backup writes them.)
-func TestObjectStoreSegmentServesEarlierBlobs(t *testing.T) {
+// packGetRanges returns the Range headers of the GETs of packs after the
+// first n requests.
+func (p *proxied) packGetRanges(n int) []string {
+	var rs []string
+	for _, q := range p.proxy.Requests()[n:] {
+		if q.Method == "GET" && strings.Contains(q.Path, "/packs/") {
+			rs = append(rs, q.Range)
+		}
+	}
+	return rs
+}
+
+// A small blob far from anything read from an object store is read
+// alone. One near what was read brings the 4 MiB of its pack around it,
+// aligned, so the blob stored before it costs no request either (trees
+// are read root first, the opposite of the order a backup writes them),
+// and nothing held already is read again.
+func TestObjectStoreSegmentReadAround(t *testing.T) {
 	p := newProxied(t, repotest.Options())
-	first, second := twoSmallBlobs(t, p)
+	hs, locs := smallBlobs(t, p)
 	r := p.open(t, p.options())
-	before := p.packGets()
-	for _, h := range []blob.Handle{second, first} {
-		if _, err := r.LoadBlob(t.Context(), h, nil); err != nil {
+	before := len(p.proxy.Requests())
+	for _, i := range []int{2, 1, 0} {
+		if _, err := r.LoadBlob(t.Context(), hs[i], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := p.packGets() - before; n != 1 {
-		t.Fatalf("%d GETs of packs for two small blobs of one pack, read backward; want 1", n)
+	want := []string{
+		fmt.Sprintf("bytes=%d-%d", locs[2].Offset, locs[2].Offset+uint64(locs[2].Length)-1), // alone
+		fmt.Sprintf("bytes=0-%d", locs[2].Offset-1),                                         // its segment, up to what is held
+	}
+	if got := p.packGetRanges(before); !slices.Equal(got, want) {
+		t.Fatalf("GETs of packs with ranges %q, want %q", got, want)
 	}
 }
 
@@ -153,10 +181,13 @@ func TestObjectStoreSegmentServesEarlierBlobs(t *testing.T) {
 // second waits for the first's read.
 func TestObjectStoreSegmentReadOnce(t *testing.T) {
 	p := newProxied(t, repotest.Options())
-	first, second := twoSmallBlobs(t, p)
+	hs, _ := smallBlobs(t, p)
 	r := p.open(t, p.options())
+	if _, err := r.LoadBlob(t.Context(), hs[2], nil); err != nil { // what the others are near
+		t.Fatal(err)
+	}
 
-	// The proxy holds the first GET of a pack until the second reader
+	// The proxy holds the next GET of a pack until the second reader
 	// waits for it, or until a second GET comes (which fails the test).
 	var (
 		gets     atomic.Int32
@@ -181,9 +212,9 @@ func TestObjectStoreSegmentReadOnce(t *testing.T) {
 
 	var g sync.WaitGroup
 	errs := make([]error, 2)
-	g.Go(func() { _, errs[0] = r.LoadBlob(t.Context(), first, nil) })
+	g.Go(func() { _, errs[0] = r.LoadBlob(t.Context(), hs[1], nil) })
 	<-arrived
-	g.Go(func() { _, errs[1] = r.LoadBlob(t.Context(), second, nil) })
+	g.Go(func() { _, errs[1] = r.LoadBlob(t.Context(), hs[0], nil) })
 	g.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)

@@ -215,7 +215,7 @@ func TestPlanDamagedBlobFailsItsFilesOnly(t *testing.T) {
 				}
 			}
 			return n
-		}, 2) // the data pack's stretch, the tree pack's
+		}, 6) // per pack (data, trees): the first blob alone, then the segments on either side of it
 	})
 }
 

@@ -26,3 +26,20 @@ func SetLockHeartbeat(t interface{ Cleanup(func()) }, d time.Duration) {
 	heartbeatInterval = d
 	t.Cleanup(func() { heartbeatInterval = old })
 }
+
+// SegmentCacheSize is the bound of what the segments keep.
+const SegmentCacheSize = segmentCacheSize
+
+// SegmentBytes returns how many bytes r's segments keep now.
+func SegmentBytes(r *Repository) int {
+	r.segments.mu.Lock()
+	defer r.segments.mu.Unlock()
+	return r.segments.bytes
+}
+
+// OnSegmentWait has fn called, until the test ends, whenever a reader
+// finds the segment it needs being read by another and waits for it.
+func OnSegmentWait(t interface{ Cleanup(func()) }, fn func()) {
+	testSegmentWait = fn
+	t.Cleanup(func() { testSegmentWait = nil })
+}

@@ -59,28 +59,44 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 
 // loadFrom reads blob h at loc from an open pack file.
 func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte) ([]byte, error) {
-	if loc.Length > blob.MaxSize+pack.MinEnvelope || loc.RawLength > blob.MaxSize {
-		return buf[:0], fmt.Errorf("blob %s: index entry claims %d bytes: %w", h, loc.Length, blob.ErrCorrupt)
+	if !plausible(loc) {
+		return buf[:0], implausible(h, loc)
 	}
 	if int64(loc.Offset)+int64(loc.Length) > f.Size() {
 		return buf[:0], fmt.Errorf("blob %s: pack %s is %d bytes, too short for the blob at %d+%d: %w",
 			h, loc.Pack.Short(), f.Size(), loc.Offset, loc.Length, blob.ErrCorrupt)
 	}
 	envp := envPool.Get().(*[]byte)
-	scrp := envPool.Get().(*[]byte)
 	defer putEnv(envp)
-	defer putEnv(scrp)
 	env := grow(*envp, int(loc.Length))
 	*envp = env
 	if _, err := f.ReadAt(env, int64(loc.Offset)); err != nil {
 		return buf[:0], fmt.Errorf("blob %s: read pack %s: %w", h, loc.Pack.Short(), err)
 	}
-	out, scratch, err := pack.OpenBlob(buf[:0], r.key, h, int(loc.RawLength), env, *scrp)
+	return r.openEnvelope(loc, h, env, buf[:0])
+}
+
+// openEnvelope authenticates, decompresses and re-hashes blob h from its
+// sealed envelope env, read from loc, and appends its plaintext to dst.
+func (r *Repository) openEnvelope(loc index.Location, h blob.Handle, env, dst []byte) ([]byte, error) {
+	scrp := envPool.Get().(*[]byte)
+	defer putEnv(scrp)
+	out, scratch, err := pack.OpenBlob(dst, r.key, h, int(loc.RawLength), env, *scrp)
 	*scrp = scratch
 	if err != nil {
-		return buf[:0], fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
+		return dst, fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
 	}
 	return out, nil
+}
+
+// plausible reports whether an index entry's lengths are within what a
+// pack can hold; readers refuse the others before reading anything.
+func plausible(loc index.Location) bool {
+	return loc.Length <= blob.MaxSize+pack.MinEnvelope && loc.RawLength <= blob.MaxSize
+}
+
+func implausible(h blob.Handle, loc index.Location) error {
+	return fmt.Errorf("blob %s: index entry claims %d bytes: %w", h, loc.Length, blob.ErrCorrupt)
 }
 
 // putEnv returns a buffer to the pool unless it grew beyond a typical

@@ -78,8 +78,10 @@ type Repository struct {
 	// segments holds ranges of packs read from an object store for
 	// small blobs (see segments.go).
 	segments segmentCache
-	log      *slog.Logger
-	now      func() time.Time
+	// batch is what LoadBlobs calls share (see batch.go).
+	batch batchState
+	log   *slog.Logger
+	now   func() time.Time
 
 	// gate orders index lookups that tell a session a blob exists
 	// (read-locked) against prune dropping packs from the index

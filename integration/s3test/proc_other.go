@@ -2,6 +2,11 @@
 
 package s3test
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+func cpuTime(int) (time.Duration, bool) { return 0, false }

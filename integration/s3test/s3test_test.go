@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,13 @@ func TestServerLifecycle(t *testing.T) {
 	if got, err := io.ReadAll(obj); err != nil || string(got) != "hello" {
 		t.Errorf("after a restart: %q, %v", got, err)
 	}
+	if d, ok := s.CPUTime(); runtime.GOOS == "linux" && (!ok || d <= 0) {
+		t.Errorf("CPUTime of a running weed on Linux: %v, %v", d, ok)
+	}
 	s.Stop()
+	if d, ok := s.CPUTime(); ok {
+		t.Errorf("CPUTime of a stopped weed: %v, %v", d, ok)
+	}
 	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the killed weed %d is still there: %v", pid, err)
 	}

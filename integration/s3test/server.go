@@ -286,6 +286,20 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// CPUTime returns the CPU time weed has used since it was (re)started,
+// for benchmarks that count the store's share of two shared cores; ok is
+// false while it is stopped, or where the kernel does not say (other
+// than Linux).
+func (s *Server) CPUTime() (d time.Duration, ok bool) {
+	s.mu.Lock()
+	p := s.p
+	s.mu.Unlock()
+	if p == nil {
+		return 0, false
+	}
+	return cpuTime(p.cmd.Process.Pid)
+}
+
 // Log returns the end of what weed has logged.
 func (s *Server) Log() string {
 	s.mu.Lock()

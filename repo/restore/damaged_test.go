@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/restore"
+	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/tree"
 )
 
@@ -23,6 +25,27 @@ func (m blobs) LoadBlob(_ context.Context, h blob.Handle, buf []byte) ([]byte, e
 		return buf[:0], fmt.Errorf("blob %s: message authentication failed: %w", h, blob.ErrCorrupt)
 	}
 	return append(buf[:0], b...), nil
+}
+
+// batchedBlobs is blobs as a snapfs.BatchLoader whose reads a restore
+// plans: LoadBlobs loads each blob in a goroutine of its own.
+type batchedBlobs struct{ blobs }
+
+func (batchedBlobs) BatchReads() bool { return true }
+
+func (b batchedBlobs) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error)) error {
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			data, err := b.LoadBlob(ctx, h, nil)
+			fn(i, data, err)
+		})
+	}
+	wg.Wait()
+	return ctx.Err()
 }
 
 func fileNode(name, content string, link uint64) tree.Node {
@@ -58,9 +81,13 @@ func TestDamagedFileLeavesNothingBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := put(blob.Tree, enc)
-	for range 20 { // the worker and the walker race for the links
+	for i := range 40 { // the worker and the walker race for the links
+		var l snapfs.BlobLoader = m
+		if i%2 == 1 {
+			l = batchedBlobs{m} // and through a restore's plan
+		}
 		target := filepath.Join(t.TempDir(), "target")
-		_, err := restore.Run(t.Context(), m, root, "", target, restore.Options{Workers: 2})
+		_, err := restore.Run(t.Context(), l, root, "", target, restore.Options{Workers: 2})
 		if err == nil {
 			t.Fatal("restored a damaged file without an error")
 		}

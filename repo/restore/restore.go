@@ -28,7 +28,10 @@
 // workers (one per CPU) that read chunks ahead in parallel. Memory: per
 // worker a read-ahead window of chunks, a shared blob cache (64 MiB) so a
 // chunk used by many files is loaded once, and one record per directory
-// for its metadata.
+// for its metadata. From an object store (a [snapfs.BatchLoader] whose
+// reads are requests) a planner between the walker and the workers reads
+// ahead instead, many blobs per request, within 32 MiB of plaintext
+// (plan.go, which states the whole bound).
 package restore
 
 import (
@@ -133,6 +136,7 @@ type fileJob struct {
 	p    string
 	node *tree.Node
 	f    *os.File // created (empty) by the walker, so hardlinks to it can be made at once
+	feed *feed    // the file's chunks, when a planner reads ahead (plan.go)
 }
 
 // Run restores the node at sub (a path inside the snapshot, "" or "/"
@@ -167,11 +171,18 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	jobs := make(chan fileJob, 2*o.Workers)
+	walked := make(chan fileJob, 2*o.Workers) // walker → workers, or → planner
+	jobs := walked
+	var pl *planner
+	if bl, ok := l.(snapfs.BatchLoader); ok && bl.BatchReads() {
+		pl = newPlanner(bl)
+		jobs = make(chan fileJob, planFiles) // planner → workers
+		g.Go(func() error { return pl.run(gctx, walked, jobs) })
+	}
 	for range o.Workers {
 		g.Go(func() error {
 			for j := range jobs {
-				if err := rs.file(gctx, j.p, j.node, j.f); err != nil {
+				if err := rs.file(gctx, j); err != nil {
 					rs.fail(err)
 					rs.discard(j.p, j.node)
 				}
@@ -180,13 +191,17 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		})
 	}
 	g.Go(func() error {
-		defer close(jobs)
+		defer close(walked)
 		if node.Name == "" { // the snapshot root: restore its contents
-			return rs.dir(gctx, node.Subtree, ".", base, jobs)
+			return rs.dir(gctx, node.Subtree, ".", base, walked)
 		}
-		return rs.entry(gctx, &node, node.Name, base, jobs)
+		return rs.entry(gctx, &node, node.Name, base, walked)
 	})
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if pl != nil && testPlanned != nil {
+		testPlanned(pl.stats)
+	}
+	if err != nil {
 		return nil, err
 	}
 	// Directory metadata last, deepest first, so writing their contents
@@ -462,16 +477,25 @@ func (rs *restorer) atParent(p string, fn func(dirfd int, name string) error) er
 	return fn(int(d.Fd()), path.Base(p))
 }
 
-// file writes the contents of the file p, created empty by the walker
-// and open as f, verifies them and sets its metadata.
-func (rs *restorer) file(ctx context.Context, p string, n *tree.Node, f *os.File) error {
+// file writes the contents of j's file, created empty by the walker and
+// open, verifies them and sets its metadata. Its chunks come from the
+// plan when a planner reads ahead, else through the loader.
+func (rs *restorer) file(ctx context.Context, j fileJob) error {
+	p, n, f := j.p, j.node, j.f
 	defer f.Close()
+	if j.feed != nil {
+		defer j.feed.close()
+	}
 	sf, err := snapfs.OpenFile(rs.l, n)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
+	chunks := sf.Chunks(ctx, ReadAhead)
+	if j.feed != nil {
+		chunks = j.feed.Chunks(ctx)
+	}
 	h := sha256.New()
-	for c, err := range sf.Chunks(ctx, ReadAhead) {
+	for c, err := range chunks {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

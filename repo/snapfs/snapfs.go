@@ -35,6 +35,23 @@ type BlobLoader interface {
 	LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error)
 }
 
+// BatchLoader is a [BlobLoader] that also loads many blobs together,
+// cheaper than one at a time where every read is a request with a round
+// trip (an object store): blobs of one pack that lie close together come
+// with one request. *repo.Repository satisfies it.
+type BatchLoader interface {
+	BlobLoader
+	// BatchReads reports whether LoadBlobs is cheaper than LoadBlob
+	// blob by blob.
+	BatchReads() bool
+	// LoadBlobs loads the blobs hs and calls fn once for each, from
+	// several goroutines at once, with its verified plaintext (which fn
+	// may keep) or the error LoadBlob would give. It returns when every
+	// call has returned; once ctx ends it returns ctx's error, and blobs
+	// not loaded by then get no call.
+	LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error)) error
+}
+
 // LoadTree loads and decodes tree id.
 func LoadTree(ctx context.Context, l BlobLoader, id blob.ID) (*tree.Tree, error) {
 	data, err := l.LoadBlob(ctx, blob.Handle{ID: id, Type: blob.Tree}, nil)

@@ -144,7 +144,9 @@ func TestMarks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !maps.EqualFunc(before, after, func(a, b drill.Mark) bool { return a.Report == b.Report && a.Passed == b.Passed && a.Result == b.Result }) || len(after) != 3 {
+	if !maps.EqualFunc(before, after, func(a, b drill.Mark) bool {
+		return a.Report == b.Report && a.Passed == b.Passed && a.Result == b.Result
+	}) || len(after) != 3 {
 		t.Fatalf("marks without reading reports %v, want %v", after, before)
 	}
 	recent, err := drill.Recent(t.Context(), r)

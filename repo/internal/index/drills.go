@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -92,9 +91,6 @@ func drillGroupKey(n DrillNote) []byte {
 	return append(k, n.Report[:]...)
 }
 
-// drillsMu serialises AddDrills: each reads what it replaces.
-var drillsMu sync.Mutex
-
 // drillBatch bounds the notes written in one transaction.
 const drillBatch = 256
 
@@ -115,8 +111,8 @@ func (x *Index) AddDrills(notes []DrillNote, keep int, complete bool) error {
 			return fmt.Errorf("index: drill report %s: group of %d bytes", n.Report.Short(), len(n.Group))
 		}
 	}
-	drillsMu.Lock()
-	defer drillsMu.Unlock()
+	x.drills.Lock()
+	defer x.drills.Unlock()
 	for len(notes) > 0 || complete {
 		batch := notes[:min(len(notes), drillBatch)]
 		notes = notes[len(batch):]

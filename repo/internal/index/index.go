@@ -57,6 +57,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -150,6 +151,7 @@ type Index struct {
 	dirID   dirID // dir as it was opened
 	minFree int64
 	closing chan error // receives db.Close's result (an abandoned close's too)
+	drills  sync.Mutex // serialises AddDrills: each reads what it replaces
 }
 
 // dirID tells a directory from another of the same name.

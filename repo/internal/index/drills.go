@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -96,7 +97,7 @@ const drillBatch = 256
 
 // AddDrills notes reports: each becomes its snapshot's newest (and, if
 // it passed, newest passed) note unless a newer one is there, and joins
-// its group, of which the newest keep are kept. With complete, the
+// its group, of which the newest keep (> 0) are kept. With complete, the
 // index records that every report is noted. Noting a report twice
 // changes nothing.
 func (x *Index) AddDrills(notes []DrillNote, keep int, complete bool) error {
@@ -111,29 +112,61 @@ func (x *Index) AddDrills(notes []DrillNote, keep int, complete bool) error {
 			return fmt.Errorf("index: drill report %s: group of %d bytes", n.Report.Short(), len(n.Group))
 		}
 	}
+	// Of the notes given, only each snapshot's newest (and newest that
+	// passed) and each group's newest keep can stay: only those are
+	// written, so noting every report of drills/ at once leaves no
+	// versions behind that badger must skip until it compacts them.
+	sorted := slices.Clone(notes)
+	slices.SortFunc(sorted, func(a, b DrillNote) int {
+		if a.newer(b) {
+			return -1
+		}
+		if b.newer(a) {
+			return 1
+		}
+		return 0
+	})
+	type write struct {
+		key   []byte
+		n     DrillNote
+		group bool // a group's note; else a snapshot's, set unless a newer one is there
+	}
+	var writes []write
+	mine, inGroup := map[string]bool{}, map[string]int{}
+	for _, n := range sorted {
+		if n.Mark {
+			for _, kind := range []byte{'n', 'p'} {
+				k := drillKey(n.Snapshot, kind)
+				if (kind == 'n' || n.OK) && !mine[string(k)] {
+					mine[string(k)] = true
+					writes = append(writes, write{key: k, n: n})
+				}
+			}
+		}
+		if inGroup[n.Group] < keep {
+			inGroup[n.Group]++
+			writes = append(writes, write{key: drillGroupKey(n), n: n, group: true})
+		}
+	}
 	x.drills.Lock()
 	defer x.drills.Unlock()
-	for len(notes) > 0 || complete {
-		batch := notes[:min(len(notes), drillBatch)]
-		notes = notes[len(batch):]
-		last := len(notes) == 0
+	for len(writes) > 0 || complete {
+		batch := writes[:min(len(writes), drillBatch)]
+		writes = writes[len(batch):]
+		last := len(writes) == 0
 		err := x.db.Update(func(txn *badger.Txn) error {
 			groups := map[string]bool{}
-			for _, n := range batch {
-				if n.Mark {
-					if err := setNewer(txn, drillKey(n.Snapshot, 'n'), n); err != nil {
+			for _, w := range batch {
+				if !w.group {
+					if err := setNewer(txn, w.key, w.n); err != nil {
 						return err
 					}
-					if n.OK {
-						if err := setNewer(txn, drillKey(n.Snapshot, 'p'), n); err != nil {
-							return err
-						}
-					}
+					continue
 				}
-				if err := txn.Set(drillGroupKey(n), n.encode()); err != nil {
+				if err := txn.Set(w.key, w.n.encode()); err != nil {
 					return err
 				}
-				groups[n.Group] = true
+				groups[w.n.Group] = true
 			}
 			for g := range groups {
 				if err := trimGroup(txn, g, keep); err != nil {

@@ -2,9 +2,15 @@ package repo
 
 import "time"
 
-// PutJobRun records a run of a scheduled job (disposable history).
+// JobRunsKept is how many runs of each job the history keeps: recording
+// a run removes the job's older ones, so what reads the history (status,
+// the metrics, cairn jobs) costs the same however long the appliance ran.
+const JobRunsKept = 100
+
+// PutJobRun records a run of a scheduled job (disposable history) and
+// keeps the job's newest [JobRunsKept] runs.
 func (r *Repository) PutJobRun(job string, start time.Time, value []byte) error {
-	return r.idx.PutJobRun(job, start, value)
+	return r.idx.PutJobRun(job, start, value, JobRunsKept)
 }
 
 // JobRuns calls fn with recorded runs, newest first per job.

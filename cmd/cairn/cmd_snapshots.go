@@ -154,12 +154,12 @@ type snapshotJSON struct {
 // Reports that cannot be read are named in the error, which comes with
 // the marks of those that could.
 func drillMarks(ctx context.Context, r *repo.Repository) (map[blob.ID]*drill.Mark, error) {
-	list, err := drill.List(ctx, r) // newest first
-	if list == nil && err != nil {
+	all, err := drill.Marks(ctx, r)
+	if all == nil && err != nil {
 		return nil, err
 	}
 	marks := map[blob.ID]*drill.Mark{}
-	for id, m := range drill.Marks(list) {
+	for id, m := range all {
 		marks[id] = &m
 	}
 	return marks, err

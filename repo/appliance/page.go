@@ -314,7 +314,7 @@ func (a *Appliance) overview(ctx context.Context) (*overview, error) {
 		ov.Replicas = append(ov.Replicas, pr)
 	}
 	ov.charts(h, loc, cfg.Jobs.Verify.CycleDuration())
-	drills, _ := drill.List(ctx, a.r) // status.Gather failed already if they cannot be read
+	drills, _ := drill.Recent(ctx, a.r) // status.Gather failed already if they cannot be read
 	for _, d := range drills[:min(len(drills), pageDrills)] {
 		name := planName(d.Node, d.Plan)
 		if d.Replica != "" {

@@ -472,7 +472,7 @@ func (a *Appliance) ReplicaStates(ctx context.Context, cfg *Config) ([]status.Re
 	if len(cfg.Replicas) == 0 {
 		return out, nil
 	}
-	drills, err := drill.List(ctx, a.r)
+	drills, err := drill.Recent(ctx, a.r)
 	if drills == nil && err != nil {
 		return nil, err
 	}

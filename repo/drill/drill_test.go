@@ -208,9 +208,12 @@ func TestDrillOK(t *testing.T) {
 	if string(a) != string(b) {
 		t.Errorf("stored report\n%s\nwant\n%s", a, b)
 	}
-	latest := drill.Latest(list)
-	if len(latest) != 2 || latest[snap].ID != id2 || latest[other].ID != id3 {
-		t.Errorf("latest %v", latest)
+	marks, err := drill.Marks(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks) != 2 || marks[snap].Report != id2 || marks[other].Report != id3 {
+		t.Errorf("marks %v", marks)
 	}
 }
 

@@ -13,14 +13,18 @@ import (
 // "latest" for the newest report.
 func Find(ctx context.Context, r *repo.Repository, ref string) (Saved, error) {
 	if ref == "latest" {
-		list, err := List(ctx, r)
+		list, err := Recent(ctx, r)
 		if len(list) == 0 {
 			if err != nil {
 				return Saved{}, err
 			}
 			return Saved{}, fmt.Errorf("no drill report: %w", blob.ErrNotFound)
 		}
-		return list[0], nil
+		rep, err := Load(ctx, r, list[0].ID)
+		if err != nil {
+			return Saved{}, err
+		}
+		return Saved{ID: list[0].ID, Report: rep}, nil
 	}
 	ids, err := r.ListRecords(ctx, storage.Drills)
 	if err != nil {

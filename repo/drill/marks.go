@@ -1,9 +1,12 @@
 package drill
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 )
@@ -16,43 +19,54 @@ const (
 
 // Mark is what the drills of one snapshot say. A snapshot is immutable,
 // so its mark is not stored with it: it is derived from the reports
-// naming it, and the newest one decides.
+// naming it, and the newest one decides (the latest Finished; of two
+// that finished at the same instant, the smaller ID).
 type Mark struct {
 	Result string  `json:"result"` // MarkOK or MarkFailed: the newest drill's result
 	Report blob.ID `json:"report"` // the newest report
 	// Passed is the newest report that passed (the zero ID when none
 	// did); it is Report when the newest drill passed.
 	Passed blob.ID `json:"-"`
+	// Newest is the newest report as the index keeps it (see [Recent]).
+	Newest Saved `json:"-"`
 }
 
 // OK reports whether the newest drill passed.
 func (m Mark) OK() bool { return m.Result == MarkOK }
 
-// Marks returns the mark of every drilled snapshot of list (reports as
-// [List] returns them). Drills of a replica (Report.Replica) are left
-// out: they prove the replica.
-func Marks(list []Saved) map[blob.ID]Mark {
-	list = slices.DeleteFunc(slices.Clone(list), func(s Saved) bool { return s.Replica != "" })
+// Marks returns the mark of every drilled snapshot. Drills of a replica
+// (Report.Replica) are left out: they prove the replica. The marks come
+// from the repository's index, which notes each report as it is saved
+// ([Save]) and, once, every report in drills/ when it has not got them
+// (a rebuilt index, or one of an older version): so Marks costs the same
+// however many reports there are. Reports that cannot be read are left
+// out and named in the error, which comes with the marks of the others
+// (nil marks: nothing could be read).
+func Marks(ctx context.Context, r *repo.Repository) (map[blob.ID]Mark, error) {
+	partial, err := noteAll(ctx, r)
+	if err != nil {
+		return nil, err
+	}
 	marks := map[blob.ID]Mark{}
-	for id, s := range Latest(list) {
-		m := Mark{Result: MarkFailed, Report: s.ID}
-		if s.OK() {
+	err = r.SnapshotDrills(func(newest repo.DrillNote, passed *repo.DrillNote) error {
+		s, err := summary(newest)
+		if err != nil {
+			return err
+		}
+		m := Mark{Result: MarkFailed, Report: newest.Report, Newest: s}
+		if newest.OK {
 			m.Result = MarkOK
 		}
-		marks[id] = m
-	}
-	var passed []Saved
-	for _, s := range list {
-		if s.OK() {
-			passed = append(passed, s)
+		if passed != nil {
+			m.Passed = passed.Report
 		}
+		marks[newest.Snapshot] = m
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("drill reports: %w", err)
 	}
-	for id, s := range Latest(passed) {
-		m := marks[id]
-		m.Passed = s.ID
-		marks[id] = m
-	}
-	return marks
+	return marks, partial
 }
 
 // Proof names a proven restore point: a snapshot that a drill restored

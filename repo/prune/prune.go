@@ -297,11 +297,11 @@ func Forget(ctx context.Context, r *repo.Repository, o ForgetOptions) (map[Group
 	if err != nil {
 		return nil, err
 	}
-	reports, reportsErr := drill.List(ctx, r)
-	if reports == nil && reportsErr != nil && ctx.Err() != nil {
+	marks, reportsErr := drill.Marks(ctx, r)
+	if marks == nil && reportsErr != nil && ctx.Err() != nil {
 		return nil, reportsErr
 	}
-	env := Env{Now: o.Now, Loc: o.Loc, Marks: drill.Marks(reports)}
+	env := Env{Now: o.Now, Loc: o.Loc, Marks: marks}
 	keys, groups := o.GroupBy.Split(list)
 	out := map[Group][]Decision{}
 	for _, g := range keys {

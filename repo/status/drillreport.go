@@ -46,8 +46,11 @@ func FindDrillReport(ctx context.Context, r *repo.Repository, ref string) (d Dri
 			d.Paths, d.SnapshotTime, d.Forgotten = e.Paths, e.Time, false
 		}
 	}
-	all, partial := drill.List(ctx, r)
-	if m, ok := drill.Marks(all)[s.Snapshot]; ok {
+	marks, partial := drill.Marks(ctx, r)
+	if marks == nil && partial != nil {
+		return DrillReport{}, nil, partial
+	}
+	if m, ok := marks[s.Snapshot]; ok {
 		d.SnapshotDrill = &m
 	}
 	return d, partial, nil

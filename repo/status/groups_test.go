@@ -18,7 +18,7 @@ import (
 
 // commitAt stores a snapshot of a small tree for node/plan with paths,
 // dated t.
-func commitAt(t *testing.T, r *repo.Repository, plan string, paths []string, tm time.Time) blob.ID {
+func commitAt(t testing.TB, r *repo.Repository, plan string, paths []string, tm time.Time) blob.ID {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	repotest.WriteTree(t, src, map[string]string{"a.txt": "alpha"})
@@ -35,7 +35,7 @@ func commitAt(t *testing.T, r *repo.Repository, plan string, paths []string, tm 
 }
 
 // saveDrill stores a drill report of snapshot id with result, finished at tm.
-func saveDrill(t *testing.T, r *repo.Repository, id blob.ID, result string, tm time.Time) blob.ID {
+func saveDrill(t testing.TB, r *repo.Repository, id blob.ID, result string, tm time.Time) blob.ID {
 	t.Helper()
 	rid, err := drill.Save(t.Context(), r, &drill.Report{Version: drill.Version, Snapshot: id, Node: "lyra", Started: tm, Finished: tm, Result: result})
 	if err != nil {

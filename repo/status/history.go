@@ -57,7 +57,7 @@ type PlanHistory struct {
 	Node   string        `json:"node"`
 	Plan   string        `json:"plan"`
 	Groups []GroupPushes `json:"groups"`
-	Drills []DrillPoint  `json:"drills"` // oldest first, of the plan's snapshots, forgotten ones too
+	Drills []DrillPoint  `json:"drills"` // oldest first, of the plan's snapshots, forgotten ones too: the newest repo.DrillsKept of the plan and of each replica
 }
 
 // Name is "node/plan".
@@ -129,7 +129,8 @@ func Sample(ctx context.Context, r *repo.Repository, now time.Time) (repo.SizeSa
 }
 
 // GetHistory derives the history from the repository. It reads snapshot
-// records, drill reports, verification times and size samples; no data.
+// records, the newest drill reports (drill.Recent), verification times
+// and size samples, all from the index; no data.
 func GetHistory(ctx context.Context, r *repo.Repository, o HistoryOptions) (*History, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
@@ -158,7 +159,7 @@ func GetHistory(ctx context.Context, r *repo.Repository, o HistoryOptions) (*His
 	if err != nil {
 		return nil, err
 	}
-	drills, err := drill.List(ctx, r)
+	drills, err := drill.Recent(ctx, r)
 	if err != nil {
 		return nil, err
 	}

@@ -160,9 +160,10 @@ func ExpectFor(expect map[string]time.Duration, node, plan string) time.Duration
 	return 0
 }
 
-// Gather reads the repository's state. It reads snapshot records (from
-// the index), drill reports, pack records and verification times; it
-// reads no data.
+// Gather reads the repository's state. It reads snapshot records, each
+// snapshot's newest drill (drill.Marks), pack records and verification
+// times, all from the index; it reads no data and no drill report, so
+// its cost does not grow with the drills run.
 //
 // Staleness: expectations are set per node/plan (expect: in the
 // configuration), and a node/plan may have several groups (a plan-less
@@ -183,15 +184,10 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 	if err != nil {
 		return nil, err
 	}
-	drills, err := drill.List(ctx, r)
+	marks, err := drill.Marks(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	byID := map[blob.ID]drill.Saved{}
-	for _, d := range drills {
-		byID[d.ID] = d
-	}
-	marks := drill.Marks(drills)
 
 	// Staleness per node/plan, over all of its groups.
 	npKeys, byNP := prune.GroupBy{Node: true, Plan: true}.Split(list)
@@ -240,11 +236,11 @@ func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error)
 				continue
 			}
 			if g.Drill == nil {
-				g.Drill = drillOf(byID[m.Report])
+				g.Drill = drillOf(m.Newest)
 			}
 			if m.OK() {
 				s := snap(e)
-				g.DrilledOK, g.OKDrill = &s, drillOf(byID[m.Report])
+				g.DrilledOK, g.OKDrill = &s, drillOf(m.Newest)
 				break
 			}
 		}

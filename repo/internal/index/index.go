@@ -21,6 +21,7 @@
 //	'j' len, job, start (8)   → one scheduled job run, as the scheduler encodes it                              disposable
 //	'h' day (4)               → the repository's size that day (its last sample), as the repository encodes it  disposable
 //	'r' replica, tag, object  → unix nanoseconds: an object of a replica found damaged, or first seen missing on this repository  disposable
+//	'd', 'g', 'D'             → the newest drill reports of each snapshot and of each group (drills.go)                          derivable: drills/
 //
 // Blobs are keyed by type and ID: a data chunk and a tree with the same
 // bytes are two blobs. A pack's 'p' key is written only after all of its
@@ -48,6 +49,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,6 +57,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -148,6 +151,7 @@ type Index struct {
 	dirID   dirID // dir as it was opened
 	minFree int64
 	closing chan error // receives db.Close's result (an abandoned close's too)
+	drills  sync.Mutex // serialises AddDrills: each reads what it replaces
 }
 
 // dirID tells a directory from another of the same name.
@@ -837,6 +841,7 @@ func trim(s string) string {
 // Job history ('j' prefix, disposable): key 'j', job name length (1),
 // job name, unix nanoseconds of the run's start (8, big-endian, so runs of
 // a job sort by time); value: the run as the scheduler encodes it.
+// PutJobRun keeps a job's newest runs only.
 const prefixJob = 'j'
 
 func jobKey(job string, start time.Time) []byte {
@@ -846,8 +851,9 @@ func jobKey(job string, start time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(start.UnixNano()))
 }
 
-// PutJobRun records one run of a job.
-func (x *Index) PutJobRun(job string, start time.Time, value []byte) error {
+// PutJobRun records one run of a job and removes all but the newest
+// keep runs of the job (keep <= 0: none are removed).
+func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int) error {
 	if x == nil {
 		return ErrNotOpen
 	}
@@ -857,7 +863,34 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte) error {
 	if job == "" || len(job) > 255 {
 		return fmt.Errorf("index: job name %q", job)
 	}
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(jobKey(job, start), value) }); err != nil {
+	err := x.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(jobKey(job, start), value); err != nil {
+			return err
+		}
+		if keep <= 0 {
+			return nil
+		}
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Reverse = true
+		opts.Prefix = append([]byte{prefixJob, byte(len(job))}, job...)
+		it := txn.NewIterator(opts)
+		var old [][]byte
+		i := 0
+		for it.Seek(append(bytes.Clone(opts.Prefix), 0xff)); it.Valid(); it.Next() {
+			if i++; i > keep {
+				old = append(old, it.Item().KeyCopy(nil))
+			}
+		}
+		it.Close()
+		for _, k := range old {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("index: job run: %w", err)
 	}
 	return nil

@@ -169,7 +169,7 @@ func (x *Index) AddDrills(notes []DrillNote, keep int, complete bool) error {
 				groups[w.n.Group] = true
 			}
 			for g := range groups {
-				if err := trimGroup(txn, g, keep); err != nil {
+				if err := keepNewest(txn, drillGroupPrefix(g), keep); err != nil {
 					return err
 				}
 			}
@@ -211,12 +211,13 @@ func setNewer(txn *badger.Txn, k []byte, n DrillNote) error {
 	return txn.Set(k, n.encode())
 }
 
-// trimGroup deletes all but the newest keep notes of group.
-func trimGroup(txn *badger.Txn, group string, keep int) error {
+// keepNewest deletes all but the last keep keys under prefix (in key
+// order: the newest, for keys that end in a big-endian time), within txn.
+func keepNewest(txn *badger.Txn, prefix []byte, keep int) error {
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
 	opts.Reverse = true
-	opts.Prefix = drillGroupPrefix(group)
+	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
 	var old [][]byte
 	i := 0

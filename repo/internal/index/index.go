@@ -49,7 +49,6 @@
 package index
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -870,25 +869,7 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int) e
 		if keep <= 0 {
 			return nil
 		}
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Reverse = true
-		opts.Prefix = append([]byte{prefixJob, byte(len(job))}, job...)
-		it := txn.NewIterator(opts)
-		var old [][]byte
-		i := 0
-		for it.Seek(append(bytes.Clone(opts.Prefix), 0xff)); it.Valid(); it.Next() {
-			if i++; i > keep {
-				old = append(old, it.Item().KeyCopy(nil))
-			}
-		}
-		it.Close()
-		for _, k := range old {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
+		return keepNewest(txn, append([]byte{prefixJob, byte(len(job))}, job...), keep)
 	})
 	if err != nil {
 		return fmt.Errorf("index: job run: %w", err)

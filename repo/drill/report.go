@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -85,6 +86,12 @@ func noteAll(ctx context.Context, r *repo.Repository) (partial, err error) {
 		notes = append(notes, n)
 	}
 	if err := r.NoteDrills(notes, partial == nil); err != nil {
+		if len(notes) == 0 && errors.Is(err, syscall.ENOSPC) {
+			// No report to note: the index already holds all there is,
+			// and a read on a full disk must not fail for a marker that
+			// can wait for room (the next call writes it).
+			return partial, nil
+		}
 		return nil, err
 	}
 	return partial, nil

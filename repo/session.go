@@ -318,7 +318,7 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 
 // packWriteGrace is how long a pack write that has begun may go on after
 // its context ends.
-var packWriteGrace = 2 * time.Minute
+const packWriteGrace = 2 * time.Minute
 
 // packWriteContext returns the context for storing a pack: once begun, a
 // pack write runs to its end (within the backend's own timeouts and

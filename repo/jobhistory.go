@@ -8,9 +8,16 @@ import "time"
 const JobRunsKept = 100
 
 // PutJobRun records a run of a scheduled job (disposable history) and
-// keeps the job's newest [JobRunsKept] runs.
-func (r *Repository) PutJobRun(job string, start time.Time, value []byte) error {
-	return r.idx.PutJobRun(job, start, value, JobRunsKept)
+// keeps the job's newest [JobRunsKept] runs; a good run (one that got
+// through) is also kept as the job's last good run, past the cap.
+func (r *Repository) PutJobRun(job string, start time.Time, value []byte, good bool) error {
+	return r.idx.PutJobRun(job, start, value, JobRunsKept, good)
+}
+
+// LastGoodJobRun returns the newest good run of job, however many runs
+// came after it.
+func (r *Repository) LastGoodJobRun(job string) (value []byte, ok bool, err error) {
+	return r.idx.LastGoodJobRun(job)
 }
 
 // JobRuns calls fn with recorded runs, newest first per job.

@@ -36,7 +36,22 @@ func (h History) Record(r scheduler.Run) error {
 	if err != nil {
 		return err
 	}
-	return h.R.PutJobRun(r.Job, r.Start, b)
+	good := r.Status == scheduler.StatusOK || r.Status == scheduler.StatusAttention
+	return h.R.PutJobRun(r.Job, r.Start, b, good)
+}
+
+// LastGood returns the job's newest run that got through (ok or
+// attention), kept however many runs came after it.
+func (h History) LastGood(job string) (scheduler.Run, bool, error) {
+	v, ok, err := h.R.LastGoodJobRun(job)
+	if err != nil || !ok {
+		return scheduler.Run{}, false, err
+	}
+	var r scheduler.Run
+	if err := json.Unmarshal(v, &r); err != nil {
+		return scheduler.Run{}, false, fmt.Errorf("job history: %w", err)
+	}
+	return r, true, nil
 }
 
 // Last implements scheduler.History.

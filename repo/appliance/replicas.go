@@ -482,17 +482,25 @@ func (a *Appliance) ReplicaStates(ctx context.Context, cfg *Config) ([]status.Re
 		if rc.Schedule != "" {
 			st.Interval = interval(rc.Schedule, time.Now())
 		}
-		runs, err := h.List(ReplicaJob("replicate", name), 0)
+		job := ReplicaJob("replicate", name)
+		runs, err := h.List(job, 0)
 		if err != nil {
 			return nil, err
 		}
-		for i, run := range runs { // newest first
+		// The history keeps the newest runs; the newest good one
+		// is kept past them (a long outage of the target).
+		if good, ok, err := h.LastGood(job); err != nil {
+			return nil, err
+		} else if ok {
+			runs = append(runs, good)
+		}
+		for _, run := range runs { // newest first
 			if run.Status == scheduler.StatusSkipped {
 				continue
 			}
 			var rep replica.Report
 			ok := json.Unmarshal(run.Result.Detail, &rep) == nil && !rep.Listed.IsZero()
-			if i == 0 || st.LastRun.IsZero() {
+			if st.LastRun.IsZero() {
 				st.LastRun, st.LastStatus, st.LastError, st.LastSummary = run.Start, run.Status, run.Error, run.Result.Summary
 				if ok {
 					st.StoredBytes = rep.StoredBytes

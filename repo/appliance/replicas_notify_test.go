@@ -281,3 +281,36 @@ func TestReplicaJobsNotified(t *testing.T) {
 		}
 	}
 }
+
+// The job history keeps a job's newest runs only; a replica whose last
+// replication that got through is older than all of them (a long
+// outage of its target) still shows when that was, not "never
+// replicated", and its lag is told from it.
+func TestReplicaReplicatedOutlivesHistory(t *testing.T) {
+	a, _ := replicaAppliance(t, "replicas:\n  offsite:\n    to: "+filepath.Join(t.TempDir(), "offsite")+"\n    schedule: \"@hourly\"\n")
+	cfg := a.Config()
+	good := time.Now().Add(-300 * time.Hour).Truncate(time.Second)
+	recordReplication(t, a, "offsite", good, good)
+	for i := range repo.JobRunsKept + 5 {
+		start := good.Add(time.Duration(i+1) * time.Hour)
+		run := scheduler.Run{Job: ReplicaJob("replicate", "offsite"), Kind: ReplicaJob("replica", "offsite"), Start: start, End: start, Scheduled: start,
+			Status: scheduler.StatusFailed, Error: "target unreachable"}
+		if err := (History{R: a.r}).Record(run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	states, err := a.ReplicaStates(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 1 || !states[0].Replicated.Equal(good) || states[0].LastStatus != scheduler.StatusFailed || states[0].LastError != "target unreachable" {
+		t.Fatalf("replica state %+v, want replicated at %v", states, good)
+	}
+	res, err := a.StalenessJob(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Summary, "offsite (last replicated 12d12h ago ("+good.UTC().Format(time.RFC3339)+")") {
+		t.Fatalf("staleness: %q", res.Summary)
+	}
+}

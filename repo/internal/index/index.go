@@ -841,7 +841,10 @@ func trim(s string) string {
 // job name, unix nanoseconds of the run's start (8, big-endian, so runs of
 // a job sort by time); value: the run as the scheduler encodes it.
 // PutJobRun keeps a job's newest runs only.
-const prefixJob = 'j'
+const (
+	prefixJob     = 'j'
+	prefixJobGood = 'k' // a job's newest run that got through, kept past the cap
+)
 
 func jobKey(job string, start time.Time) []byte {
 	k := make([]byte, 0, 2+len(job)+8)
@@ -851,8 +854,10 @@ func jobKey(job string, start time.Time) []byte {
 }
 
 // PutJobRun records one run of a job and removes all but the newest
-// keep runs of the job (keep <= 0: none are removed).
-func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int) error {
+// keep runs of the job (keep <= 0: none are removed). A good run (one
+// that got through) is also kept as the job's last good run, which the
+// cap does not remove: [Index.LastGoodJobRun].
+func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int, good bool) error {
 	if x == nil {
 		return ErrNotOpen
 	}
@@ -866,6 +871,11 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int) e
 		if err := txn.Set(jobKey(job, start), value); err != nil {
 			return err
 		}
+		if good {
+			if err := txn.Set(append([]byte{prefixJobGood}, job...), value); err != nil {
+				return err
+			}
+		}
 		if keep <= 0 {
 			return nil
 		}
@@ -875,6 +885,27 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int) e
 		return fmt.Errorf("index: job run: %w", err)
 	}
 	return nil
+}
+
+// LastGoodJobRun returns the newest good run recorded for job, however
+// many runs came after it.
+func (x *Index) LastGoodJobRun(job string) (value []byte, ok bool, err error) {
+	if x == nil {
+		return nil, false, ErrNotOpen
+	}
+	err = x.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(append([]byte{prefixJobGood}, job...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		value, err = item.ValueCopy(nil)
+		return err
+	})
+	return value, ok, err
 }
 
 // JobRuns calls fn with the runs of job (all jobs if ""), newest first

@@ -164,14 +164,21 @@ func TestJobRuns(t *testing.T) {
 	defer x.Close()
 	t0 := time.Unix(1800000000, 0)
 	for i := range 5 {
-		x.PutJobRun("verify", t0.Add(time.Duration(i)*time.Hour), []byte{byte('a' + i)}, 4)
+		x.PutJobRun("verify", t0.Add(time.Duration(i)*time.Hour), []byte{byte('a' + i)}, 4, i == 0)
 	}
-	x.PutJobRun("drill", t0, []byte("d"), 4)
+	x.PutJobRun("drill", t0, []byte("d"), 4, false)
 	var got []string
 	// The oldest run went when the fifth came: four are kept.
 	x.JobRuns("verify", 0, func(job string, v []byte) bool { got = append(got, job+":"+string(v)); return true })
 	if strings.Join(got, ",") != "verify:e,verify:d,verify:c,verify:b" {
 		t.Fatalf("verify runs kept %v", got)
+	}
+	// The good run outlives the cap; a job without one has none.
+	if v, ok, err := x.LastGoodJobRun("verify"); string(v) != "a" || !ok || err != nil {
+		t.Fatalf("last good verify run %q %v %v", v, ok, err)
+	}
+	if v, ok, err := x.LastGoodJobRun("drill"); v != nil || ok || err != nil {
+		t.Fatalf("last good drill run %q %v %v", v, ok, err)
 	}
 	got = nil
 	x.JobRuns("verify", 3, func(job string, v []byte) bool { got = append(got, job+":"+string(v)); return true })

@@ -4,8 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+
+	"github.com/cairnbackup/cairn/repo/internal/durable"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -21,20 +26,25 @@ func GenerateHostKey(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// One durable write: a temporary file beside it, synced, then
+	// linked to its name (never replacing a key there), so a crash
+	// leaves no host key or a whole one, never an empty file that
+	// stops the appliance from starting.
+	tmp, err := durable.WriteTemp(filepath.Dir(path), ".host_key-", func(f *os.File) error {
+		_, err := f.Write(pem.EncodeToMemory(block))
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("host key: %w", err)
 	}
-	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
+	if err := durable.Link(tmp, path); err != nil {
+		if durable.IsLinkError(err) {
+			os.Remove(tmp)
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("host key %s: %w", path, fs.ErrExist)
+		}
+		return "", fmt.Errorf("host key: %w", err)
 	}
 	sp, err := ssh.NewPublicKey(pub)
 	if err != nil {

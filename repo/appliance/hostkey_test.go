@@ -33,8 +33,11 @@ func TestHostKeyFile(t *testing.T) {
 		t.Fatalf("loaded %s (%s), generated %s", got, k.PublicKey().Type(), fp)
 	}
 	before, _ := os.ReadFile(path)
-	if _, err := GenerateHostKey(path); err == nil || err.Error() != "host key: open "+path+": file exists" {
+	if _, err := GenerateHostKey(path); err == nil || err.Error() != "host key "+path+": file already exists" {
 		t.Fatalf("second GenerateHostKey: %v", err)
+	}
+	if names, _ := os.ReadDir(dir); len(names) != 1 {
+		t.Fatalf("left beside the key: %v", names)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 		t.Fatal("the host key was replaced")

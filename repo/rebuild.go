@@ -359,7 +359,7 @@ func (r *Repository) fillIndex(ctx context.Context, idx, old *index.Index) (*Reb
 		return nil, err
 	}
 	if old != nil && len(rep.UnreadablePacks) > 0 {
-		if rep.KeptBlobs, err = carryOver(idx, old, rep.UnreadablePacks, onDisk); err != nil {
+		if rep.KeptBlobs, err = carryOver(idx, old, rep.UnreadablePacks, onDisk, r.now()); err != nil {
 			return nil, err
 		}
 	}
@@ -449,7 +449,7 @@ func (r *Repository) recoverSnapshot(ctx context.Context, old *index.Index, id b
 
 // carryOver copies the old index's entries for packs whose headers cannot
 // be read into the new index, and returns how many blobs it kept.
-func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]int64) (int, error) {
+func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]int64, now time.Time) (int, error) {
 	byPack := map[blob.ID][]index.BlobEntry{}
 	for _, p := range bad {
 		byPack[p.ID] = nil
@@ -468,7 +468,7 @@ func carryOver(idx, old *index.Index, bad []UnreadablePack, sizes map[blob.ID]in
 		if len(entries) == 0 {
 			continue
 		}
-		if err := idx.AddPack(id, index.PackInfo{Size: sizes[id], Blobs: len(entries), Created: time.Now()}, entries); err != nil {
+		if err := idx.AddPack(id, index.PackInfo{Size: sizes[id], Blobs: len(entries), Created: now}, entries); err != nil {
 			return kept, err
 		}
 		kept += len(entries)

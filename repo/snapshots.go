@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/internal/crashpoint"
@@ -121,5 +120,5 @@ func (r *Repository) FindSnapshot(ctx context.Context, ref, sub string, f snapsh
 	if err != nil {
 		return snapshot.Entry{}, "", err
 	}
-	return snapshot.Find(list, ref, sub, time.Now())
+	return snapshot.Find(list, ref, sub, r.now())
 }

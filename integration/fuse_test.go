@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/integration/testenv"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"golang.org/x/sys/unix"
 )
 

@@ -884,7 +884,7 @@ func TestFUSEInAppliance(t *testing.T) {
 		t.Fatalf("the appliance lists %d snapshots after the mount ended", n)
 	}
 	select {
-	case <-a.exited:
+	case <-a.Exited():
 		t.Fatalf("the appliance exited:\n%s", a.Log())
 	default:
 	}

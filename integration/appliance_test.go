@@ -1,10 +1,8 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,70 +11,36 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/sshtest"
 	"github.com/cairnbackup/cairn/integration/testenv"
-	"golang.org/x/crypto/ssh"
 )
 
-// appliance is a running `cairn serve` child process.
+// appliance is a running `cairn serve` child process of a test's env.
 type appliance struct {
-	e       *env
-	cmd     *exec.Cmd
-	port    int
-	hostKey string // SHA256 fingerprint
-	keyLine string // "ssh-ed25519 AAAA..." of the host key
-	mu      sync.Mutex
-	log     strings.Builder
-	lines   chan string
-	exited  chan struct{}
-	stopped bool // the test stopped it and checked how it exited
+	*apptest.Appliance
+	e *env
 }
 
 // node is a machine with its own key.
-type node struct {
-	name  string
-	key   *sshtest.Key
-	perms string
-}
+type node = apptest.Node
 
-func newNode(t *testing.T, name, perms string) *node {
-	return &node{name: name, key: sshtest.NewKey(t, "", name), perms: perms}
-}
+func newNode(t *testing.T, name, perms string) *node { return apptest.NewNode(t, name, perms) }
 
-// writeConfig writes the appliance configuration for nodes, with extra
-// YAML appended.
+// writeConfig writes the appliance configuration for nodes.
 func (e *env) writeConfig(port int, nodes ...*node) { e.writeConfigExtra(port, "", nodes...) }
 
+// writeConfigExtra writes the appliance configuration for nodes with
+// extra YAML appended (apptest.Config).
 func (e *env) writeConfigExtra(port int, extra string, nodes ...*node) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nnodes:\n", port)
-	if len(nodes) == 0 {
-		b.WriteString("  {}\n")
-	}
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "  %s:\n    keys: [%q]\n    permissions: [%s]\n", n.name, n.key.PublicLine, n.perms)
-	}
-	b.WriteString("limits:\n  idle_timeout: 1m\n")
-	b.WriteString(extra)
-	if err := os.WriteFile(e.beside(".yaml"), []byte(b.String()), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	e.t.Helper()
+	apptest.WriteConfig(e.t, e.beside(".yaml"), port, extra, nodes...)
 }
 
 // serve starts `cairn serve` for the env's repository with nodes and waits
 // for its "serving" log line. It is stopped with SIGTERM at cleanup, and
-// must then exit 0.
+// must then exit 0 and remove its socket.
 func (e *env) serve(nodes ...*node) *appliance { return e.serveWith("", nodes...) }
 
 // serveWith is serve with extra configuration YAML.
@@ -88,72 +52,11 @@ func (e *env) serveWith(extra string, nodes ...*node) *appliance {
 // serveCommand is serveWith running cairn with args (which must start
 // the appliance) and the environment variables vars.
 func (e *env) serveCommand(extra string, vars, args []string, nodes ...*node) *appliance {
-	t := e.t
-	t.Helper()
-	port := freePort(t)
-	e.writeConfigExtra(port, extra, nodes...)
-	a := &appliance{e: e, port: port, lines: make(chan string, 1024), exited: make(chan struct{})}
-	a.cmd = exec.Command(cairnBin, args...)
-	a.cmd.Env = append(cleanEnviron(), vars...)
-	stderr, err := a.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The log is read to its end before Wait, which closes the pipe
-	// (reading after it could lose the last lines): exited means the
-	// whole log is in a.log.
-	readAll := make(chan struct{})
-	go func() {
-		defer close(readAll)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			a.mu.Lock()
-			a.log.WriteString(sc.Text() + "\n")
-			a.mu.Unlock()
-			select {
-			case a.lines <- sc.Text():
-			default:
-			}
-		}
-		close(a.lines)
-	}()
-	go func() { <-readAll; a.cmd.Wait(); close(a.exited) }()
-	line := a.waitFor("msg=serving")
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, "host_key="); ok {
-			a.hostKey = v
-		}
-	}
-	signer, err := ssh.ParsePrivateKey(mustRead(t, e.beside(".host_key")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.keyLine = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-	t.Cleanup(func() {
-		if a.stopped {
-			return
-		}
-		a.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-a.exited:
-		case <-time.After(60 * time.Second):
-			a.cmd.Process.Kill()
-			t.Errorf("the appliance did not stop on SIGTERM")
-		}
-		if code := a.cmd.ProcessState.ExitCode(); code != 0 {
-			t.Errorf("the appliance exited %d", code)
-		}
-		if _, err := os.Stat(e.beside(".sock")); !os.IsNotExist(err) {
-			t.Errorf("socket left behind: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("appliance log:\n%s", a.Log())
-		}
-	})
-	return a
+	e.t.Helper()
+	return &appliance{e: e, Appliance: apptest.Start(e.t, apptest.Options{
+		Bin: cairnBin, Args: args, Env: append(cleanEnviron(), vars...),
+		Beside: e.beside(""), Extra: extra, Nodes: nodes, CheckSocket: true,
+	})}
 }
 
 func mustRead(t *testing.T, p string) []byte {
@@ -164,41 +67,10 @@ func mustRead(t *testing.T, p string) []byte {
 	return b
 }
 
-// waitFor returns the first log line (from now on) containing s.
-func (a *appliance) waitFor(s string) string {
-	a.e.t.Helper()
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case line, ok := <-a.lines:
-			if !ok {
-				a.e.t.Fatalf("the appliance exited before logging %q:\n%s", s, a.Log())
-			}
-			if strings.Contains(line, s) {
-				return line
-			}
-		case <-timeout:
-			a.e.t.Fatalf("no log line %q:\n%s", s, a.Log())
-		}
-	}
-}
-
-func (a *appliance) Log() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.log.String()
-}
-
 // push runs cairn push as node n with extra arguments.
 func (a *appliance) push(n *node, stdin io.Reader, args ...string) result {
 	a.e.t.Helper()
-	full := append([]string{"push", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
-	return a.e.runIn(stdin, nil, full...)
-}
-
-// sshArgs returns OpenSSH client arguments to reach the embedded server.
-func (a *appliance) sshArgs(n *node) []string {
-	return sshtest.SSHArgsFor(a.e.t, "127.0.0.1", a.port, a.keyLine, n.name, n.key)
+	return a.e.runIn(stdin, nil, a.PushArgs(n, args...)...)
 }
 
 // runIn runs cairn with stdin and extra environment.
@@ -250,7 +122,7 @@ func TestPushEmbeddedAndRestore(t *testing.T) {
 	if first.Summary.FilesNew != 4 || first.Summary.BlobsAdded == 0 {
 		t.Fatalf("first push %+v", first.Summary)
 	}
-	a.waitFor("msg=push node=lyra kind=cairn-wire")
+	a.WaitFor("msg=push node=lyra kind=cairn-wire")
 	// Operator commands go through the appliance's socket.
 	list := e.snapshots()
 	if len(list) != 1 || list[0].ID != first.Snapshot || list[0].Node != "lyra" || list[0].Plan != "files" {
@@ -265,7 +137,7 @@ func TestPushEmbeddedAndRestore(t *testing.T) {
 	if r.code != 0 || second.Parent != first.Snapshot || second.Summary.BytesRead != 0 || second.Summary.FilesUnchanged != 4 {
 		t.Fatalf("unchanged re-push: %d %+v %s", r.code, second, r.stderr)
 	}
-	line := a.waitFor("msg=push node=lyra kind=cairn-wire")
+	line := a.WaitFor("msg=push node=lyra kind=cairn-wire")
 	if second.Summary.BlobsAdded != 0 {
 		d := e.run(nil, "diff", first.Snapshot, second.Snapshot)
 		for _, l := range strings.Split(strings.TrimSpace(d.stdout), "\n") {
@@ -295,13 +167,13 @@ func TestPushStreamsWithSSHClient(t *testing.T) {
 	tarCmd := exec.Command(testenv.RequireProgram(t, "tar", "tar"), "--format=posix", "-C", src, "-c", ".")
 	tarOut, _ := tarCmd.StdoutPipe()
 	tarCmd.Start()
-	r := runSSH(t, tarOut, append(a.sshArgs(vol), "push", "--tar", "--name", "app-volume", "--plan", "volumes")...)
+	r := runSSH(t, tarOut, append(a.SSHArgs(vol), "push", "--tar", "--name", "app-volume", "--plan", "volumes")...)
 	tarCmd.Wait()
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "snapshot ") {
 		t.Fatalf("tar push: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	dump := strings.Repeat("INSERT INTO t VALUES (1);\n", 10000)
-	r = runSSH(t, strings.NewReader(dump), append(a.sshArgs(vol), "push", "--stdin", "--name", "db.sql", "--plan", "postgres")...)
+	r = runSSH(t, strings.NewReader(dump), append(a.SSHArgs(vol), "push", "--stdin", "--name", "db.sql", "--plan", "postgres")...)
 	if r.code != 0 {
 		t.Fatalf("stdin push: %d %q %q", r.code, r.stdout, r.stderr)
 	}
@@ -313,11 +185,11 @@ func TestPushStreamsWithSSHClient(t *testing.T) {
 		t.Fatalf("dump gave %d bytes, want %d", len(out), len(dump))
 	}
 	// A push-only node may run nothing else.
-	r = runSSH(t, nil, append(a.sshArgs(vol), "forget", "--prune")...)
+	r = runSSH(t, nil, append(a.SSHArgs(vol), "forget", "--prune")...)
 	if r.code != 2 || !strings.Contains(r.stderr, `node docker may not run "forget"`) {
 		t.Fatalf("forget: %d %q", r.code, r.stderr)
 	}
-	r = runSSH(t, nil, append(a.sshArgs(vol), "sh", "-c", "id")...)
+	r = runSSH(t, nil, append(a.SSHArgs(vol), "sh", "-c", "id")...)
 	if r.code != 2 || r.stdout != "" {
 		t.Fatalf("shell: %d %q %q", r.code, r.stdout, r.stderr)
 	}
@@ -335,22 +207,22 @@ func TestUnknownKeyAndWrongUserRefused(t *testing.T) {
 		t.Fatalf("unknown key: %d %q", r.code, r.stderr)
 	}
 	// lyra's key cannot act as vega.
-	impostor := &node{name: "vega", key: lyra.key}
+	impostor := &node{Name: "vega", Key: lyra.Key}
 	if r := a.push(impostor, nil, src); r.code != 1 || !strings.Contains(r.stderr, "unable to authenticate") {
 		t.Fatalf("impostor: %d %q", r.code, r.stderr)
 	}
 	// The server logs the refusal after the client has given up, so wait
 	// for the line rather than reading the log once.
-	a.waitFor(`key of node lyra used as user \"vega\"`)
+	a.WaitFor(`key of node lyra used as user \"vega\"`)
 	// vega lists only its own snapshots.
 	if r := a.push(lyra, nil, src); r.code != 0 {
 		t.Fatalf("push: %s", r.stderr)
 	}
-	r := runSSH(t, nil, append(a.sshArgs(vega), "snapshots")...)
+	r := runSSH(t, nil, append(a.SSHArgs(vega), "snapshots")...)
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("vega's snapshots: %d %q %q", r.code, r.stdout, r.stderr)
 	}
-	r = runSSH(t, nil, append(a.sshArgs(lyra), "snapshots")...)
+	r = runSSH(t, nil, append(a.SSHArgs(lyra), "snapshots")...)
 	var listed []struct {
 		ID     string `json:"id"`
 		Record struct {
@@ -375,10 +247,10 @@ func TestThreeNodesAtOnce(t *testing.T) {
 	}
 	var srcs []string
 	for i, n := range nodes {
-		src := filepath.Join(e.dir, n.name)
+		src := filepath.Join(e.dir, n.Name)
 		writeSource(t, src)
 		os.WriteFile(filepath.Join(src, "shared.img"), shared, 0o644)
-		os.WriteFile(filepath.Join(src, "own"), []byte(strings.Repeat(n.name, 1000+i)), 0o644)
+		os.WriteFile(filepath.Join(src, "own"), []byte(strings.Repeat(n.Name, 1000+i)), 0o644)
 		srcs = append(srcs, src)
 	}
 	var wg sync.WaitGroup
@@ -393,7 +265,7 @@ func TestThreeNodesAtOnce(t *testing.T) {
 	wg.Wait()
 	for i, r := range results {
 		if r.code != 0 {
-			t.Fatalf("%s: %d %s", nodes[i].name, r.code, r.stderr)
+			t.Fatalf("%s: %d %s", nodes[i].Name, r.code, r.stderr)
 		}
 	}
 	list := e.snapshots()
@@ -436,11 +308,11 @@ func TestPushKilledMidStream(t *testing.T) {
 		f.Write(buf)
 	}
 	f.Close()
-	r := a.e.runIn(nil, []string{"CAIRN_CRASHPOINT=wire-put-blob:60"}, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", a.hostKey, src)
+	r := a.e.runIn(nil, []string{"CAIRN_CRASHPOINT=wire-put-blob:60"}, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath, "--host-key", a.HostKey, src)
 	if r.code != -1 {
 		t.Fatalf("push was not killed: %d %s", r.code, r.stderr)
 	}
-	if line := a.waitFor("node=lyra kind=cairn-wire"); !strings.Contains(line, "msg=\"push failed\"") {
+	if line := a.WaitFor("node=lyra kind=cairn-wire"); !strings.Contains(line, "msg=\"push failed\"") {
 		t.Fatalf("log line %q", line)
 	}
 	if list := e.snapshots(); len(list) != 0 {
@@ -471,9 +343,9 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	if r := a.push(vega, nil, src); r.code == 0 {
 		t.Fatal("vega pushed before it was configured")
 	}
-	e.writeConfig(a.port, lyra, vega)
-	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor("configuration reloaded")
+	e.writeConfig(a.Port, lyra, vega)
+	a.Cmd.Process.Signal(syscall.SIGHUP)
+	a.WaitFor("configuration reloaded")
 	if r := a.push(vega, nil, src); r.code != 0 {
 		t.Fatalf("vega after reload: %s", r.stderr)
 	}
@@ -488,8 +360,8 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 	e.ok("init")
 	key := sshtest.NewKey(t, "", "lyra")
 	// The forced command's node must be in the configuration.
-	lyra := &node{name: "lyra", key: key, perms: "push"}
-	e.writeConfig(freePort(t), lyra)
+	lyra := &node{Name: "lyra", Key: key, Perms: "push"}
+	e.writeConfig(apptest.FreePort(t), lyra)
 	pw := strings.TrimPrefix(e.vars[1], "CAIRN_PASSWORD_FILE=")
 	forced := fmt.Sprintf(`command="%s --repo %s --password-file %s serve --stdio --node lyra",restrict %s`, cairnBin, e.repo, pw, key.PublicLine)
 	sshd := sshtest.Start(t, sshtest.Config{AuthorizedKeys: []string{forced}})
@@ -526,7 +398,7 @@ func TestOpenSSHForcedCommand(t *testing.T) {
 	pushBoth("direct")
 	a := e.serve(lyra)
 	pushBoth("relayed")
-	a.waitFor("node=lyra kind=push")
+	a.WaitFor("node=lyra kind=push")
 	var list []snapshotJSON
 	if err := jsonUnmarshal(e.ok("snapshots", "--json", "--node", "lyra"), &list); err != nil || len(list) != 4 {
 		t.Fatalf("snapshots: %v %+v", err, list)
@@ -633,8 +505,8 @@ func TestGracefulShutdownFinishesPush(t *testing.T) {
 	e.ok("init")
 	lyra := newNode(t, "lyra", "push")
 	a := e.serve(lyra)
-	cmd := exec.Command(cairnBin, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath,
-		"--host-key", a.hostKey, "--json", "--stdin", "--name", "dump.sql")
+	cmd := exec.Command(cairnBin, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath,
+		"--host-key", a.HostKey, "--json", "--stdin", "--name", "dump.sql")
 	cmd.Env = append(cleanEnviron(), e.vars...)
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -645,16 +517,16 @@ func TestGracefulShutdownFinishesPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(in, "first half\n")
-	a.waitFor("node session started")
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	a.waitFor("shutting down: no new sessions")
+	a.WaitFor("node session started")
+	a.Cmd.Process.Signal(syscall.SIGTERM)
+	a.WaitFor("shutting down: no new sessions")
 	io.WriteString(in, "second half\n")
 	in.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("push during shutdown: %v\n%s", err, a.Log())
 	}
 	sum := parseBackupJSON(t, out.String())
-	<-a.exited
+	<-a.Exited()
 	if !strings.Contains(a.Log(), "snapshot="+sum.Snapshot) {
 		t.Fatalf("the push's snapshot is not in the log:\n%s", a.Log())
 	}
@@ -680,24 +552,24 @@ func TestAdminNodeForgetsAndPrunes(t *testing.T) {
 			t.Fatalf("push %d: %s", i, r.stderr)
 		}
 	}
-	r := runSSH(t, nil, append(a.sshArgs(lyra), "forget", "--keep-last", "1")...)
+	r := runSSH(t, nil, append(a.SSHArgs(lyra), "forget", "--keep-last", "1")...)
 	if r.code != 2 || r.stderr != "cairn: node lyra may not run \"forget\": it needs the admin permission (push and read are append-only)\n" {
 		t.Fatalf("lyra's forget: %d %q", r.code, r.stderr)
 	}
-	a.waitFor(`msg="command refused" node=lyra command=forget`)
+	a.WaitFor(`msg="command refused" node=lyra command=forget`)
 	if n := len(e.snapshots()); n != 3 {
 		t.Fatalf("%d snapshots after the refused forget", n)
 	}
-	r = runSSH(t, nil, append(a.sshArgs(boss), "forget", "--keep-last", "1", "--prune")...)
+	r = runSSH(t, nil, append(a.SSHArgs(boss), "forget", "--keep-last", "1", "--prune")...)
 	if r.code != 0 {
 		t.Fatalf("boss's forget: %d %q %q", r.code, r.stdout, r.stderr)
 	}
-	a.waitFor(`msg="admin command" node=boss command="forget --keep-last 1 --prune" exit=0`)
+	a.WaitFor(`msg="admin command" node=boss command="forget --keep-last 1 --prune" exit=0`)
 	list := e.snapshots()
 	if len(list) != 1 || list[0].Node != "lyra" {
 		t.Fatalf("after forget: %+v", list)
 	}
-	if r := runSSH(t, nil, append(a.sshArgs(boss), "prune", "--dry-run")...); r.code != 0 {
+	if r := runSSH(t, nil, append(a.SSHArgs(boss), "prune", "--dry-run")...); r.code != 0 {
 		t.Fatalf("boss's prune: %d %q", r.code, r.stderr)
 	}
 	e.ok("check", "--read-data")
@@ -718,7 +590,7 @@ func TestRestoreFromAppliance(t *testing.T) {
 		t.Fatalf("push: %s", r.stderr)
 	}
 	from := func(n *node, args ...string) result {
-		full := append([]string{"restore", "--from", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
+		full := append([]string{"restore", "--from", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.Name, a.Port), "-i", n.Key.PrivatePath, "--host-key", a.HostKey}, args...)
 		return e.runIn(nil, nil, full...)
 	}
 	dst := filepath.Join(e.dir, "dst")

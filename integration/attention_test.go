@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // A configured node, or an expected node/plan, that never backed up needs
@@ -20,7 +22,7 @@ func TestNeverBackedUpNeedsAttention(t *testing.T) {
 	orion := newNode(t, "orion", "push")
 	vega := newNode(t, "vega", "push, read")
 	reader := newNode(t, "reader", "read") // cannot back up: not expected to
-	metricsPort := freePort(t)
+	metricsPort := apptest.FreePort(t)
 	a := e.serveWith(fmt.Sprintf(`jobs:
   staleness: {schedule: "@hourly"}
 expect: {orion/db: 1d, lyra: 26h}

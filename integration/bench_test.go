@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // BenchmarkBackupRestore backs up and restores the generated ~1 GiB mixed

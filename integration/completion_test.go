@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestCompletion(t *testing.T) {
 	list := e.snapshotInfos()
 	lyraSnap, vegaSnap := list[0], list[1]
 	lyra, vega, deneb := newNode(t, "lyra", "push"), newNode(t, "vega", "push"), newNode(t, "deneb", "push")
-	e.writeConfigExtra(freePort(t), "jobs:\n  drill: {schedule: \"0 4 * * *\"}\n", lyra, vega, deneb)
+	e.writeConfigExtra(apptest.FreePort(t), "jobs:\n  drill: {schedule: \"0 4 * * *\"}\n", lyra, vega, deneb)
 
 	when := func(s snapshotInfo) string { return s.Time.UTC().Format("2006-01-02 15:04:05 UTC") }
 	wantIDs := "latest\tthe newest snapshot\n" +
@@ -78,9 +79,9 @@ func TestCompletion(t *testing.T) {
 	check("through the appliance")
 
 	// An appliance that does not answer: no candidates, and no hang.
-	a.cmd.Process.Signal(syscall.SIGSTOP)
+	a.Cmd.Process.Signal(syscall.SIGSTOP)
 	got := e.complete("ls", "")
-	a.cmd.Process.Signal(syscall.SIGCONT)
+	a.Cmd.Process.Signal(syscall.SIGCONT)
 	if got != ":4\n" {
 		t.Errorf("a stopped appliance: %q, want no candidates", got)
 	}

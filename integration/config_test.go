@@ -82,7 +82,7 @@ func TestConfigCheck(t *testing.T) {
 	noKey := []string{"CAIRN_PASSWORD_FILE=", "CAIRN_REPO=" + filepath.Join(e.dir, "no-repository")}
 	good := filepath.Join(e.dir, "good.yaml")
 	lyra := newNode(t, "lyra", "push")
-	os.WriteFile(good, []byte(fmt.Sprintf("nodes:\n  lyra:\n    keys: [%q]\n    permissions: [push]\njobs:\n  drill: {schedule: \"@daily\"}\n  verify: {schedule: \"@daily\"}\n", lyra.key.PublicLine)), 0o600)
+	os.WriteFile(good, []byte(fmt.Sprintf("nodes:\n  lyra:\n    keys: [%q]\n    permissions: [push]\njobs:\n  drill: {schedule: \"@daily\"}\n  verify: {schedule: \"@daily\"}\n", lyra.Key.PublicLine)), 0o600)
 	r := e.run(noKey, "config", "check", good)
 	if r.code != 0 || r.stdout != good+": ok (1 node, 2 jobs)\n" || r.stderr != "" {
 		t.Errorf("good: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -128,7 +128,7 @@ func TestStatusConfigWhileServing(t *testing.T) {
 		t.Fatalf("status with the appliance's configuration:\n%s", out)
 	}
 	other := filepath.Join(e.dir, "other.yaml")
-	os.WriteFile(other, []byte(fmt.Sprintf("nodes:\n  lyra:\n    keys: [%q]\n    permissions: [push]\n", lyra.key.PublicLine)), 0o600)
+	os.WriteFile(other, []byte(fmt.Sprintf("nodes:\n  lyra:\n    keys: [%q]\n    permissions: [push]\n", lyra.Key.PublicLine)), 0o600)
 	r := e.run(nil, "status", "--config", other)
 	if r.code != 5 || !strings.HasSuffix(r.stdout, "\nneeds attention:\n  - lyra: never backed up (a node in the configuration)\n") {
 		t.Errorf("status --config %s: exit %d\n%s%s", other, r.code, r.stdout, r.stderr)

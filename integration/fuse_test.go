@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/integration/testenv"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"golang.org/x/sys/unix"
 )
 
@@ -884,7 +884,7 @@ func TestFUSEInAppliance(t *testing.T) {
 		t.Fatalf("the appliance lists %d snapshots after the mount ended", n)
 	}
 	select {
-	case <-a.exited:
+	case <-a.Exited():
 		t.Fatalf("the appliance exited:\n%s", a.Log())
 	default:
 	}

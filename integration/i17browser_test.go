@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
@@ -109,7 +110,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	tok := filepath.Join(e.dir, "page.token")
 	os.WriteFile(tok, []byte("browser-token\n"), 0o600)
 	lyra, vega, orion := newNode(t, "lyra", "push, read"), newNode(t, "vega", "push"), newNode(t, "orion", "push")
-	metricsPort := freePort(t)
+	metricsPort := apptest.FreePort(t)
 	yearly := `{schedule: "0 3 1 1 *"}`
 	a := e.serveWith(fmt.Sprintf("  clock_skew: 2000h\nexpect: {default: 26h}\nmetrics: 127.0.0.1:%d\nmetrics_auth: {token_file: %s}\n"+
 		"jobs:\n  drill: {schedule: \"0 3 1 1 *\", scratch: %s}\n  verify: %s\n  staleness: %s\n  prune: %s\n",

@@ -187,9 +187,9 @@ func TestKeyCommands(t *testing.T) {
 	// The appliance served all along, and starts again with the
 	// rotated key file.
 	e.ok("backup", "--node", "rhea", filepath.Join(e.dir, "password"))
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	<-a.exited
-	a.stopped = true
+	a.Cmd.Process.Signal(syscall.SIGTERM)
+	<-a.Exited()
+	a.Stopped = true
 	e.serve()
 	if out := e.ok("check"); !strings.HasPrefix(out, "checked 2 snapshots") {
 		t.Fatalf("check: %s", out)

@@ -31,7 +31,7 @@ func TestSnapshotsFromNode(t *testing.T) {
 		}
 	}
 	from := func(n *node, args ...string) result {
-		full := append([]string{"snapshots", "--from", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
+		full := append([]string{"snapshots", "--from", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.Name, a.Port), "-i", n.Key.PrivatePath, "--host-key", a.HostKey}, args...)
 		return e.runIn(nil, nil, full...)
 	}
 	for _, c := range []struct {
@@ -49,7 +49,7 @@ func TestSnapshotsFromNode(t *testing.T) {
 		want := e.ok(append([]string{"snapshots"}, c.operator...)...)
 		r := from(c.n, c.args...)
 		if r.code != 0 || r.stdout != want || r.stderr != "" {
-			t.Errorf("%s %v: exit %d\nstdout %s\nstderr %q\nwant the operator's %v:\n%s", c.n.name, c.args, r.code, r.stdout, r.stderr, c.operator, want)
+			t.Errorf("%s %v: exit %d\nstdout %s\nstderr %q\nwant the operator's %v:\n%s", c.n.Name, c.args, r.code, r.stdout, r.stderr, c.operator, want)
 		}
 	}
 	if got := strings.Count(e.ok("snapshots", "--node", "lyra"), "\n"); got != 3 {
@@ -59,7 +59,7 @@ func TestSnapshotsFromNode(t *testing.T) {
 	if r := e.runIn(nil, nil, "snapshots", "--from", "lyra@127.0.0.1"); r.code != 2 || r.stderr != "cairn: snapshots --from: \"lyra@127.0.0.1\" is not ssh://NODE@HOST[:PORT]\n" {
 		t.Errorf("bad address: %d %q", r.code, r.stderr)
 	}
-	r := e.runIn(nil, nil, "snapshots", "--from", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", "SHA256:wrong")
+	r := e.runIn(nil, nil, "snapshots", "--from", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath, "--host-key", "SHA256:wrong")
 	if r.code != 1 || !strings.Contains(r.stderr, "not SHA256:wrong as --host-key says") {
 		t.Errorf("wrong host key: %d %q", r.code, r.stderr)
 	}
@@ -218,7 +218,7 @@ func TestPlanAfterRunsOnSignal(t *testing.T) {
     before: echo started > started; sleep 600
     after: echo "$CAIRN_PHASE" > after.marker
 `), 0o644)
-	cmd := exec.Command(cairnBin, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", a.hostKey, "--plan", planFile)
+	cmd := exec.Command(cairnBin, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath, "--host-key", a.HostKey, "--plan", planFile)
 	cmd.Env = append(cleanEnviron(), e.vars...)
 	var errb strings.Builder
 	cmd.Stderr = &errb
@@ -232,7 +232,7 @@ func TestPlanAfterRunsOnSignal(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	ee, _ := err.(*exec.ExitError)
-	want := fmt.Sprintf("cairn: push interrupted by SIGINT while running the before commands of source app (appliance 127.0.0.1:%d): nothing of this push was acknowledged\n", a.port)
+	want := fmt.Sprintf("cairn: push interrupted by SIGINT while running the before commands of source app (appliance 127.0.0.1:%d): nothing of this push was acknowledged\n", a.Port)
 	if ee == nil || ee.ExitCode() != 130 || errb.String() != want {
 		t.Fatalf("push: %v\n%s", err, errb.String())
 	}

@@ -137,8 +137,8 @@ func damageNewest(t *testing.T, repo string, before map[string]int64) {
 func (a *appliance) backdate(n *node, plan, as string, at []time.Time, bytes []uint64, took []time.Duration) {
 	t := a.e.t
 	t.Helper()
-	client, err := ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port), &ssh.ClientConfig{
-		User: n.name, Auth: []ssh.AuthMethod{ssh.PublicKeys(n.key.Signer)}, Timeout: 30 * time.Second,
+	client, err := ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.Port), &ssh.ClientConfig{
+		User: n.Name, Auth: []ssh.AuthMethod{ssh.PublicKeys(n.Key.Signer)}, Timeout: 30 * time.Second,
 		HostKeyCallback: func(string, net.Addr, ssh.PublicKey) error { return nil },
 	})
 	if err != nil {
@@ -157,7 +157,7 @@ func (a *appliance) backdate(n *node, plan, as string, at []time.Time, bytes []u
 	c, err := wire.Dial(t.Context(), struct {
 		io.Reader
 		io.WriteCloser
-	}{out, in}, "cairn integration test", n.name)
+	}{out, in}, "cairn integration test", n.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestNotificationsFromAppliance(t *testing.T) {
 
 	// A push that fails: a tar stream that is not one. The node's
 	// error is the event's reason.
-	r = runSSH(t, strings.NewReader(strings.Repeat("not a tar stream\n", 100)), append(a.sshArgs(lyra), "push --tar --plan git")...)
+	r = runSSH(t, strings.NewReader(strings.Repeat("not a tar stream\n", 100)), append(a.SSHArgs(lyra), "push --tar --plan git")...)
 	why := strings.TrimSpace(strings.TrimPrefix(r.stderr, "cairn: "))
 	if r.code == 0 || why == "" {
 		t.Fatalf("bad tar: exit %d %q", r.code, r.stderr)
@@ -341,7 +341,7 @@ func TestNotificationsFromAppliance(t *testing.T) {
 	}
 	// The second staleness run told nothing: the next event is the
 	// next failed push.
-	runSSH(t, strings.NewReader("garbage"), append(a.sshArgs(vega), "push --tar")...)
+	runSSH(t, strings.NewReader("garbage"), append(a.SSHArgs(vega), "push --tar")...)
 	if ev := hook.event(t, "vega's push_failed"); ev["event"] != "push_failed" || ev["node"] != "vega" {
 		t.Errorf("after the second staleness run: %v", ev)
 	}

@@ -50,7 +50,7 @@ func TestTarVolumeRootKeepsOwnerModeTimes(t *testing.T) {
 	}
 	push := map[string]func(name string) result{
 		"ssh push --tar": func(name string) result {
-			return runSSH(t, bytes.NewReader(tarOut), append(a.sshArgs(vol), "push", "--tar", "--name", name, "--plan", name)...)
+			return runSSH(t, bytes.NewReader(tarOut), append(a.SSHArgs(vol), "push", "--tar", "--name", name, "--plan", name)...)
 		},
 		"cairn push --tar": func(name string) result {
 			return a.push(vol, bytes.NewReader(tarOut), "--tar", "--name", name, "--plan", name)
@@ -220,7 +220,7 @@ func TestTarPushSkipsNameTooLong(t *testing.T) {
 	stream := tartest.Stream(t,
 		tartest.Member{Hdr: tar.Header{Name: "./ok.txt", Typeflag: tar.TypeReg}, Body: "abc"},
 		tartest.Member{Hdr: tar.Header{Name: "./" + long, Typeflag: tar.TypeReg}, Body: "abc"})
-	r := runSSH(t, bytes.NewReader(stream), append(a.sshArgs(vol), "push", "--tar", "--name", "vol")...)
+	r := runSSH(t, bytes.NewReader(stream), append(a.SSHArgs(vol), "push", "--tar", "--name", "vol")...)
 	want := "warning: tar: \"./" + long + "\": skipped: the name \"" + long + "\" is 256 bytes, longer than a file system allows (255)\n"
 	if r.code != 3 || r.stderr != want || !strings.HasPrefix(r.stdout, "snapshot ") {
 		t.Fatalf("push: exit %d\nstdout %q\nstderr %q\nwant   %q", r.code, r.stdout, r.stderr, want)

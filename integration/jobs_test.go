@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // After a push and a drill, /metrics reports them; status, jobs and the
@@ -17,7 +19,7 @@ func TestJobsStatusMetricsNotify(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	lyra := newNode(t, "lyra", "push")
-	metricsPort := freePort(t)
+	metricsPort := apptest.FreePort(t)
 	notified := filepath.Join(e.dir, "notified.json")
 	src := filepath.Join(e.dir, "src")
 	writeSource(t, src)
@@ -72,7 +74,7 @@ metrics: 127.0.0.1:%d
 	if res.code != 5 || !strings.HasPrefix(res.stdout, "drill: attention") {
 		t.Fatalf("drill after damage: %d %q %q", res.code, res.stdout, res.stderr)
 	}
-	a.waitFor("notified")
+	a.WaitFor("notified")
 	var run struct {
 		Job    string `json:"job"`
 		Status string `json:"status"`

@@ -31,16 +31,16 @@ func TestServeStopsWhenRepositoryDeleted(t *testing.T) {
 	if err := os.RemoveAll(e.repo); err != nil {
 		t.Fatal(err)
 	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-a.exited:
+	case <-a.Exited():
 	case <-time.After(time.Minute):
-		a.cmd.Process.Kill()
-		<-a.exited
+		a.Cmd.Process.Kill()
+		<-a.Exited()
 		t.Fatalf("the appliance did not stop within a minute of SIGTERM:\n%s", a.Log())
 	}
-	a.stopped = true
-	if code := a.cmd.ProcessState.ExitCode(); code != 1 {
+	a.Stopped = true
+	if code := a.Cmd.ProcessState.ExitCode(); code != 1 {
 		t.Errorf("exit code %d, want 1", code)
 	}
 	want := "cairn: closing the repository " + e.repo + ": index: close " + e.repo + "/index: the directory was removed while the index was open; its unflushed updates are lost"
@@ -67,7 +67,7 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	sock := filepath.Join(dir, "s")
-	args := a.sshArgs(lyra)
+	args := a.SSHArgs(lyra)
 	mux := append([]string{"-o", "ControlPath=" + sock}, args...)
 	t.Cleanup(func() { exec.Command(ssh, append([]string{"-O", "exit"}, mux...)...).Run() })
 
@@ -86,7 +86,7 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(in, "the first half\n")
-	a.waitFor(`msg="node session started" node=lyra command="push --stdin --name b.txt"`)
+	a.WaitFor(`msg="node session started" node=lyra command="push --stdin --name b.txt"`)
 	// A wire session over the master that sends nothing: revoked, it
 	// ends only at its next request, so the master's connection stays
 	// open for the new session below (the stream above ends at once,
@@ -96,14 +96,14 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 	if err := hold.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a.waitFor(`msg="node session started" node=lyra command=cairn-wire`)
+	a.WaitFor(`msg="node session started" node=lyra command=cairn-wire`)
 
 	// lyra's key is replaced.
-	lyra2 := &node{name: "lyra", key: sshtest.NewKey(t, "", "lyra2"), perms: "push"}
-	e.writeConfig(a.port, lyra2)
-	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor("configuration reloaded")
-	why := "the key " + gossh.FingerprintSHA256(lyra.key.Signer.PublicKey()) + " of node lyra was revoked"
+	lyra2 := &node{Name: "lyra", Key: sshtest.NewKey(t, "", "lyra2"), Perms: "push"}
+	e.writeConfig(a.Port, lyra2)
+	a.Cmd.Process.Signal(syscall.SIGHUP)
+	a.WaitFor("configuration reloaded")
+	why := "the key " + gossh.FingerprintSHA256(lyra.Key.Signer.PublicKey()) + " of node lyra was revoked"
 
 	// OpenSSH does not show the reason the appliance gives; it then
 	// tries a connection of its own, which the old key cannot open.
@@ -111,7 +111,7 @@ func TestRevokedKeyClosesControlMaster(t *testing.T) {
 	if r.code != 255 || !strings.Contains(r.stderr, "mux_client_request_session: session request failed: Session open refused by peer") {
 		t.Errorf("a new session over the master: exit %d, stderr %q", r.code, r.stderr)
 	}
-	a.waitFor(`msg="session channel refused" node=lyra key=` + gossh.FingerprintSHA256(lyra.key.Signer.PublicKey()) + ` why="` + why + `"`)
+	a.WaitFor(`msg="session channel refused" node=lyra key=` + gossh.FingerprintSHA256(lyra.Key.Signer.PublicKey()) + ` why="` + why + `"`)
 	if r := runSSH(t, strings.NewReader("after\n"), append(args, "push", "--stdin", "--name", "d.txt")...); r.code != 255 || !strings.Contains(r.stderr, "Permission denied (publickey)") {
 		t.Errorf("a new connection with the old key: exit %d, stderr %q", r.code, r.stderr)
 	}

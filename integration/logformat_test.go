@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // --log-format json: every line of the appliance's log is one JSON
@@ -14,7 +16,7 @@ import (
 func TestServeLogFormatJSON(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
-	port := freePort(t)
+	port := apptest.FreePort(t)
 	e.writeConfig(port, newNode(t, "lyra", "push"))
 	cmd := exec.Command(cairnBin, "serve", "--log-format", "json")
 	cmd.Env = append(cleanEnviron(), e.vars...)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -31,7 +32,7 @@ func TestMakeRunPrintsConfiguredAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	listen, metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	listen, metrics := fmt.Sprintf("127.0.0.1:%d", apptest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", apptest.FreePort(t))
 	config := fmt.Sprintf("listen: %s\nmetrics: %s\nnodes:\n  demo:\n    keys: [%q]\n    permissions: [push, read]\n", listen, metrics, strings.TrimSpace(string(pub)))
 	if err := os.WriteFile(repo+".yaml", []byte(config), 0o600); err != nil {
 		t.Fatal(err)

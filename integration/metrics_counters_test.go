@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // counterLines returns the lines of a scrape that belong to the
@@ -36,7 +38,7 @@ func TestMetricsCounters(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	lyra, vega := newNode(t, "lyra", "push"), newNode(t, "vega", "push")
-	metricsPort := freePort(t)
+	metricsPort := apptest.FreePort(t)
 	// The drill's scratch is a file: every drill fails.
 	scratch := filepath.Join(e.dir, "password")
 	a := e.serveWith(fmt.Sprintf(`jobs:
@@ -80,14 +82,14 @@ cairn_ssh_connections_refused_total{reason="limits"} 0
 		t.Fatalf("push: %s", r.stderr)
 	}
 	garbage := strings.Repeat("this is not a tar archive\n", 100)
-	if r := runSSH(t, strings.NewReader(garbage), append(a.sshArgs(lyra), "push", "--tar", "--name", "x")...); r.code != 1 {
+	if r := runSSH(t, strings.NewReader(garbage), append(a.SSHArgs(lyra), "push", "--tar", "--name", "x")...); r.code != 1 {
 		t.Fatalf("tar push of garbage: %d %q", r.code, r.stderr)
 	}
-	if r := runSSH(t, nil, append(a.sshArgs(lyra), "forget", "--prune")...); r.code != 2 {
+	if r := runSSH(t, nil, append(a.SSHArgs(lyra), "forget", "--prune")...); r.code != 2 {
 		t.Fatalf("forget: %d %q", r.code, r.stderr)
 	}
 	dump := strings.Repeat("0123456789", 10000)
-	if r := runSSH(t, strings.NewReader(dump), append(a.sshArgs(vega), "push", "--stdin", "--name", "db.sql")...); r.code != 0 {
+	if r := runSSH(t, strings.NewReader(dump), append(a.SSHArgs(vega), "push", "--stdin", "--name", "db.sql")...); r.code != 0 {
 		t.Fatalf("stdin push: %d %q", r.code, r.stderr)
 	}
 	// Two failed logins: an unknown key, and lyra's key as vega. The
@@ -96,13 +98,13 @@ cairn_ssh_connections_refused_total{reason="limits"} 0
 	if r := a.push(stranger, nil, src); r.code != 1 {
 		t.Fatalf("unknown key: %d %q", r.code, r.stderr)
 	}
-	a.waitFor("unknown key")
-	if r := a.push(&node{name: "vega", key: lyra.key}, nil, src); r.code != 1 {
+	a.WaitFor("unknown key")
+	if r := a.push(&node{Name: "vega", Key: lyra.Key}, nil, src); r.code != 1 {
 		t.Fatalf("impostor: %d %q", r.code, r.stderr)
 	}
-	a.waitFor(`key of node lyra used as user \"vega\"`)
+	a.WaitFor(`key of node lyra used as user \"vega\"`)
 	// Something that does not speak SSH: a broken handshake.
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.Port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ cairn_ssh_connections_refused_total{reason="limits"} 0
 	fmt.Fprintf(c, "GET / HTTP/1.0\r\n\r\n")
 	c.Read(make([]byte, 256))
 	c.Close()
-	a.waitFor("ssh connection refused")
+	a.WaitFor("ssh connection refused")
 	// A job that fails.
 	if r := e.run(nil, "jobs", "run", "drill"); r.code != 1 {
 		t.Fatalf("jobs run drill: exit %d %q %q", r.code, r.stdout, r.stderr)
@@ -148,9 +150,9 @@ cairn_ssh_connections_refused_total{reason="limits"} 0
 
 	// A node added by a reload has its series at once.
 	deneb := newNode(t, "deneb", "push")
-	e.writeConfigExtra(a.port, fmt.Sprintf("metrics: 127.0.0.1:%d\n", metricsPort), lyra, vega, deneb)
-	a.cmd.Process.Signal(syscall.SIGHUP)
-	a.waitFor("configuration reloaded")
+	e.writeConfigExtra(a.Port, fmt.Sprintf("metrics: 127.0.0.1:%d\n", metricsPort), lyra, vega, deneb)
+	a.Cmd.Process.Signal(syscall.SIGHUP)
+	a.WaitFor("configuration reloaded")
 	got = counterLines(scrape(t, metricsPort))
 	for _, line := range []string{`cairn_pushes_total{node="deneb",result="failed"} 0`, `cairn_pushes_total{node="deneb",result="ok"} 0`, `cairn_received_bytes_total{node="deneb"} 0`} {
 		if !strings.Contains(got, line+"\n") {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -29,7 +30,7 @@ func TestMountServedByApplianceInItsOwnNamespace(t *testing.T) {
 	src := filepath.Join(e.dir, "src")
 	writeSource(t, src)
 	e.ok("backup", "--node", "lyra", "--plan", "files", src)
-	e.writeConfig(freePort(t))
+	e.writeConfig(apptest.FreePort(t))
 
 	cmd := exec.Command(unshare, "--mount", "--propagation", "slave", cairnBin, "serve")
 	cmd.Env = append(cleanEnviron(), e.vars...)

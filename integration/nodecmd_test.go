@@ -60,21 +60,21 @@ func TestAdminNodeFlagAbuseRefused(t *testing.T) {
 		{[]string{"forget", "--keep-last", "1", "--password-file", canary}, "cairn: forget: unknown flag \"--password-file\"\n" + nodeForgetUsage},
 		{[]string{"forget", "--keep-last", "1", "--key-file", canary}, "cairn: forget: unknown flag \"--key-file\"\n" + nodeForgetUsage},
 	} {
-		r := runSSH(t, nil, append(a.sshArgs(boss), c.args...)...)
+		r := runSSH(t, nil, append(a.SSHArgs(boss), c.args...)...)
 		seen.WriteString(r.stdout + r.stderr)
 		if r.code != 2 || r.stdout != "" || r.stderr != c.stderr {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2, %q", c.args, r.code, r.stdout, r.stderr, c.stderr)
 		}
 	}
-	a.waitFor(`msg="command refused" node=boss command=forget why="unknown flag \"--config\""`)
+	a.WaitFor(`msg="command refused" node=boss command=forget why="unknown flag \"--config\""`)
 	// A value that looks like a flag stays a value: the operator's
 	// command gets --keep-tag=--cpuprofile=…, a tag nothing has.
-	r := runSSH(t, nil, append(a.sshArgs(boss), "forget", "--dry-run", "--keep-last", "1", "--keep-tag=--cpuprofile="+filepath.Join(profiles, "cpu3"))...)
+	r := runSSH(t, nil, append(a.SSHArgs(boss), "forget", "--dry-run", "--keep-last", "1", "--keep-tag=--cpuprofile="+filepath.Join(profiles, "cpu3"))...)
 	seen.WriteString(r.stdout + r.stderr)
 	if r.code != 0 || !strings.Contains(r.stdout, "lyra ["+src+"]: keep 1, would forget 1\n") {
 		t.Errorf("dry run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	a.waitFor(`msg="admin command" node=boss`)
+	a.WaitFor(`msg="admin command" node=boss`)
 	if ev := w.Events(); len(ev) != 0 {
 		t.Errorf("the canary or the profile directory was touched: %q", ev)
 	}
@@ -119,7 +119,7 @@ func TestSocketOfAnotherRepositoryRefused(t *testing.T) {
 			t.Errorf("%v %q: exit %d, stdout %q, stderr %q; want exit 2, %q", c.env, c.args, r.code, r.stdout, r.stderr, want)
 		}
 	}
-	a2.waitFor(`msg="request refused" kind=operator`)
+	a2.WaitFor(`msg="request refused" kind=operator`)
 	if n := len(e2.snapshots()); n != 2 {
 		t.Fatalf("%d snapshots in the other repository, want 2", n)
 	}
@@ -163,7 +163,7 @@ func TestForcedCommandUnknownNodeRefused(t *testing.T) {
 	if r.code != 1 || r.stdout != "" || r.stderr != msg {
 		t.Fatalf("relayed: exit %d, stdout %q, stderr %q\n%s", r.code, r.stdout, r.stderr, sshd.Log())
 	}
-	a.waitFor(`msg="session refused" node=ghost why="not in the configuration" config=` + e.repo + ".yaml")
+	a.WaitFor(`msg="session refused" node=ghost why="not in the configuration" config=` + e.repo + ".yaml")
 	if n := len(e.snapshots()); n != 0 {
 		t.Fatalf("%d snapshots after ghost's pushes", n)
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -205,7 +206,7 @@ printf '%s\n' "${COMPREPLY[@]}"`)
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	config := filepath.Join(dir, "appliance.yaml")
-	port, metricsPort := freePort(t), freePort(t)
+	port, metricsPort := apptest.FreePort(t), apptest.FreePort(t)
 	example := string(mustRead(t, "/etc/cairn/appliance.yaml"))
 	example = strings.Replace(example, "listen: 0.0.0.0:2222", fmt.Sprintf("listen: 127.0.0.1:%d", port), 1)
 	example = strings.Replace(example, "metrics: 127.0.0.1:9100", fmt.Sprintf("metrics: 127.0.0.1:%d", metricsPort), 1)

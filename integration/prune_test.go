@@ -149,7 +149,7 @@ func TestPruneWhilePushing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src := filepath.Join(e.dir, n.name)
+			src := filepath.Join(e.dir, n.Name)
 			for round := 0; !stop.Load() && round < 30; round++ {
 				os.MkdirAll(src, 0o755)
 				// Old data goes away (garbage for prune), some stays.
@@ -157,11 +157,11 @@ func TestPruneWhilePushing(t *testing.T) {
 				os.WriteFile(filepath.Join(src, "changing.bin"), randomish(uint64(1000*i+round), 400<<10), 0o644)
 				r := a.push(n, nil, "--json", src)
 				if r.code != 0 {
-					t.Errorf("%s push %d: %s", n.name, round, r.stderr)
+					t.Errorf("%s push %d: %s", n.Name, round, r.stderr)
 					return
 				}
 				bk := parseBackupJSON(t, r.stdout)
-				cp := filepath.Join(e.dir, fmt.Sprintf("%s-%d", n.name, round))
+				cp := filepath.Join(e.dir, fmt.Sprintf("%s-%d", n.Name, round))
 				os.MkdirAll(cp, 0o755)
 				for _, f := range []string{"stable.bin", "changing.bin"} {
 					b, _ := os.ReadFile(filepath.Join(src, f))

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -74,7 +75,7 @@ func startPostgres(t *testing.T) *pgCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	c := &pgCluster{sock: filepath.Join(dir, "sock"), port: freePort(t)}
+	c := &pgCluster{sock: filepath.Join(dir, "sock"), port: apptest.FreePort(t)}
 	data := filepath.Join(dir, "data")
 	for _, d := range []string{data, c.sock} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -206,8 +207,8 @@ func TestRunbookRebuild(t *testing.T) {
 		t.Fatalf("drill job: %q", out)
 	}
 	book := string(mustRead(t, filepath.Join(e.repo, "runbook.md")))
-	pin := "--host-key " + a.hostKey
-	if !strings.Contains(book, fmt.Sprintf("cairn restore --from ssh://lyra@127.0.0.1:%d ", a.port)) || !strings.Contains(book, pin) {
+	pin := "--host-key " + a.HostKey
+	if !strings.Contains(book, fmt.Sprintf("cairn restore --from ssh://lyra@127.0.0.1:%d ", a.Port)) || !strings.Contains(book, pin) {
 		t.Fatalf("the runbook does not restore on the node with the appliance's address and host key (%s):\n%s", pin, book)
 	}
 	for _, g := range []string{filepath.Join(app, ".git"), filepath.Join(filepath.Dir(app), "site.git")} {
@@ -223,7 +224,7 @@ func TestRunbookRebuild(t *testing.T) {
 	repotestWrite(t, root, map[string]string{"usr/bin/true": "#!/bin/sh\n", "etc/hostname": "lyra\n"})
 	fresh := startPostgres(t)
 	vars := map[string]func(old string) string{
-		"KEY":  func(string) string { return lyra.key.PrivatePath },
+		"KEY":  func(string) string { return lyra.Key.PrivatePath },
 		"ROOT": func(string) string { return root },
 		"DEST": func(string) string { return copied },
 		"STAGE": func(old string) string {
@@ -300,7 +301,7 @@ func shBlocks(book string) [][]string {
 func TestRunbookUnknownNode(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
-	e.writeConfig(freePort(t), newNode(t, "lyra", "push"), newNode(t, "vega", "push, read"))
+	e.writeConfig(apptest.FreePort(t), newNode(t, "lyra", "push"), newNode(t, "vega", "push, read"))
 	r := e.run(nil, "runbook", "--node", "nosuch")
 	if r.code != 2 || r.stdout != "" || r.stderr != "cairn: runbook: unknown node nosuch; the nodes are lyra, vega\n" {
 		t.Fatalf("runbook --node nosuch: exit %d %q %q", r.code, r.stdout, r.stderr)

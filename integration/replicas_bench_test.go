@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/integration/s3test"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"github.com/cairnbackup/cairn/repo/storage"
 )
 

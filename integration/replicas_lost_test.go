@@ -36,16 +36,16 @@ func TestApplianceLost(t *testing.T) {
 	var versions []version
 	for round := range 2 {
 		for i, n := range nodes {
-			src := filepath.Join(r.dir, "nodes", n.name, "data")
+			src := filepath.Join(r.dir, "nodes", n.Name, "data")
 			os.MkdirAll(src, 0o755)
 			os.WriteFile(filepath.Join(src, "base.bin"), randomish(uint64(i+1), 2<<20), 0o644)
 			os.WriteFile(filepath.Join(src, fmt.Sprintf("day%d.log", round)), randomish(uint64(100*round+i), 300<<10), 0o644)
 			out := a.push(n, nil, "--json", src)
 			if out.code != 0 {
-				t.Fatalf("push %s: %+v", n.name, out)
+				t.Fatalf("push %s: %+v", n.Name, out)
 			}
 			id := ackedID(t, out.stdout)
-			cp := filepath.Join(r.dir, "copies", fmt.Sprintf("%s-%d", n.name, round))
+			cp := filepath.Join(r.dir, "copies", fmt.Sprintf("%s-%d", n.Name, round))
 			r.ok("restore", id[:12]+":"+src, "--target", cp)
 			versions = append(versions, version{id, src, filepath.Join(cp, "data")})
 		}
@@ -133,7 +133,7 @@ func TestApplianceLost(t *testing.T) {
 	lyra := nodes[0]
 	src := versions[0].path
 	os.WriteFile(filepath.Join(src, "after.log"), []byte("written after rhea was lost\n"), 0o644)
-	push := r.run(nil, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", promoted.hostKey, "--json", src)
+	push := r.run(nil, "push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath, "--host-key", promoted.hostKey, "--json", src)
 	if push.code != 0 {
 		t.Fatalf("push to the promoted replica: %+v\n%s", push, promoted.log())
 	}

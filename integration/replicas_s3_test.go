@@ -19,6 +19,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/s3test"
 )
 
@@ -57,7 +58,7 @@ func (r *replicaEnv) config() string {
 		r.offsite, r.creds, r.cache, r.usb, r.extra)
 }
 
-func (r *replicaEnv) writeConfig() { r.writeConfigExtra(freePort(r.t), r.config()) }
+func (r *replicaEnv) writeConfig() { r.writeConfigExtra(apptest.FreePort(r.t), r.config()) }
 
 // on returns the variables that make cairn work on replica name as a
 // repository of its own, with a cache directory of its own (fresh for
@@ -359,7 +360,7 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 	r := newReplicaEnv(t, srv, srv.Endpoint)
 	r.ok("init", "--pack-size", "1MiB")
 	nodes := []*node{newNode(t, "lyra", "push"), newNode(t, "vega", "push")}
-	metrics := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", apptest.FreePort(t))
 	a := r.serveWith("metrics: "+metrics+"\n"+r.config(), nodes...)
 	type acked struct{ id, path, oracle string }
 	var (
@@ -367,18 +368,18 @@ func TestReplicationDuringPushesAndPrune(t *testing.T) {
 		acks []acked
 	)
 	push := func(round int, n *node) {
-		src := filepath.Join(r.dir, "nodes", n.name)
+		src := filepath.Join(r.dir, "nodes", n.Name)
 		os.MkdirAll(src, 0o755)
-		os.WriteFile(filepath.Join(src, "stable.bin"), randomish(uint64(len(n.name)), 1<<20), 0o644)
-		os.WriteFile(filepath.Join(src, fmt.Sprintf("round%d.bin", round)), randomish(uint64(round*10+len(n.name)), 600<<10), 0o644)
-		oracle := filepath.Join(r.dir, "oracle", fmt.Sprintf("%s-%d", n.name, round))
+		os.WriteFile(filepath.Join(src, "stable.bin"), randomish(uint64(len(n.Name)), 1<<20), 0o644)
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("round%d.bin", round)), randomish(uint64(round*10+len(n.Name)), 600<<10), 0o644)
+		oracle := filepath.Join(r.dir, "oracle", fmt.Sprintf("%s-%d", n.Name, round))
 		if err := os.CopyFS(oracle, os.DirFS(src)); err != nil {
 			t.Error(err)
 			return
 		}
 		out := a.push(n, nil, "--json", src)
 		if out.code != 0 {
-			t.Errorf("push %s round %d: %+v", n.name, round, out)
+			t.Errorf("push %s round %d: %+v", n.Name, round, out)
 			return
 		}
 		var ack struct {
@@ -518,7 +519,7 @@ func TestReplicateTransfersAtOnce(t *testing.T) {
 	proxy := s3test.NewProxy(t, srv.Endpoint)
 	r := newReplicaEnv(t, srv, proxy.Endpoint)
 	r.ok("init", "--pack-size", "1MiB")
-	r.writeConfigExtra(freePort(t), fmt.Sprintf("replicas:\n  offsite:\n    to: %s\n    s3_credentials: %s\n    cache_dir: %s\n    transfers: 3\n", r.offsite, r.creds, r.cache))
+	r.writeConfigExtra(apptest.FreePort(t), fmt.Sprintf("replicas:\n  offsite:\n    to: %s\n    s3_credentials: %s\n    cache_dir: %s\n    transfers: 3\n", r.offsite, r.creds, r.cache))
 	src := filepath.Join(r.dir, "src")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "data.bin"), randomish(3, 6<<20), 0o644)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // replicationJSON is one element of cairn replicate --json.
@@ -58,7 +60,7 @@ func TestReplicateToDirectory(t *testing.T) {
 	writeSource(t, src)
 	first := e.backupJSON("--node", "lyra", "--plan", "files", src)
 	usb := filepath.Join(e.dir, "usb", "cairn")
-	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
+	e.writeConfigExtra(apptest.FreePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
 
 	r := e.run(nil, "replicate")
 	if r.code != 0 || !regexp.MustCompile(`^replica usb \(`+regexp.QuoteMeta(usb)+`\): copied \d+ objects \([0-9.]+ [KMG]?i?B\) in [0-9.]+m?s, [0-9.]+ MB/s: \d+ packs, 1 snapshots, 0 drill reports; lag 0 B\n$`).MatchString(r.stdout) {
@@ -152,7 +154,7 @@ func TestReplicateToDirectory(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(src, "new.bin"), big, 0o644)
 	e.backupJSON("--node", "lyra", "--plan", "files", src)
-	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n  later:\n    to: "+filepath.Join(e.dir, "later")+"\n    schedule: \"@daily\"\n")
+	e.writeConfigExtra(apptest.FreePort(t), "replicas:\n  usb:\n    to: "+usb+"\n  later:\n    to: "+filepath.Join(e.dir, "later")+"\n    schedule: \"@daily\"\n")
 	r = e.run(nil, "status", "--json")
 	if r.code != 5 {
 		t.Fatalf("status with a replica never replicated: exit %d", r.code)
@@ -174,7 +176,7 @@ func TestReplicaRetention(t *testing.T) {
 	e.ok("init", "--pack-size", "1MiB")
 	ids, copies := backupVersions(t, e, 4)
 	usb := filepath.Join(e.dir, "usb")
-	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n    retention:\n      default: {keep_last: 1}\n")
+	e.writeConfigExtra(apptest.FreePort(t), "replicas:\n  usb:\n    to: "+usb+"\n    retention:\n      default: {keep_last: 1}\n")
 	e.replicate()
 	e.ok("forget", "--keep-last", "2", "--prune")
 	rep := e.replicate()
@@ -246,7 +248,7 @@ func TestReplicateProgressOnTerminal(t *testing.T) {
 	writeSource(t, src)
 	e.ok("backup", "--node", "lyra", "--plan", "files", src)
 	usb := filepath.Join(e.dir, "usb")
-	e.writeConfigExtra(freePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
+	e.writeConfigExtra(apptest.FreePort(t), "replicas:\n  usb:\n    to: "+usb+"\n")
 	tty, stdout, code := e.runOnTerminal("--log-level", "warn", "replicate")
 	m := regexp.MustCompile(`^(\r[^\r\n]*\x1b\[K)*\rreplicate to usb: ([0-9.]+ [KMG]?i?B) of ([0-9.]+ [KMG]?i?B), [0-9.]+ [KMG]?i?B/s, \d+s\x1b\[K\n$`).FindStringSubmatch(tty)
 	if code != 0 || m == nil || m[2] != m[3] || !strings.HasPrefix(stdout, "replica usb ("+usb+"): copied ") {

@@ -28,7 +28,7 @@ func TestForgetGroupsBySource(t *testing.T) {
 		t.Fatalf("push: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	dirs := parseBackupJSON(t, r.stdout).Snapshot
-	r = runSSH(t, strings.NewReader("hello\n"), append(a.sshArgs(lyra), "push", "--stdin", "--name", "hello.txt")...)
+	r = runSSH(t, strings.NewReader("hello\n"), append(a.SSHArgs(lyra), "push", "--stdin", "--name", "hello.txt")...)
 	if r.code != 0 {
 		t.Fatalf("stdin push: %d %q %q", r.code, r.stdout, r.stderr)
 	}

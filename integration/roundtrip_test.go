@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"golang.org/x/sys/unix"
 )
 

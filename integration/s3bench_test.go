@@ -13,9 +13,9 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/integration/s3test"
 	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // BenchmarkObjectStore (make bench-s3) runs, with the real binary, a

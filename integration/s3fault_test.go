@@ -249,7 +249,7 @@ func TestObjectStoreUnlockForceAliveOwner(t *testing.T) {
 	a := s.serveWith("s3_credentials: "+s.creds+"\n", lyra)
 	host, _ := os.Hostname()
 	out := s.ok("unlock", "--force")
-	want := regexp.MustCompile(`^released the lock ` + regexp.QuoteMeta(s.repo) + `/lock of ` + regexp.QuoteMeta(host) + ` pid ` + fmt.Sprint(a.cmd.Process.Pid) +
+	want := regexp.MustCompile(`^released the lock ` + regexp.QuoteMeta(s.repo) + `/lock of ` + regexp.QuoteMeta(host) + ` pid ` + fmt.Sprint(a.Cmd.Process.Pid) +
 		` since \S+ \(heartbeat \S+\)
 if that process is still running, it stops writing at its next heartbeat or snapshot
 $`)
@@ -263,7 +263,7 @@ $`)
 	if r.code != 1 || !strings.Contains(r.stderr, "this process no longer holds the repository's lock: "+s.repo+"/lock holds a lock released by cairn unlock --force on ") {
 		t.Fatalf("push after unlock --force: exit %d %q", r.code, r.stderr)
 	}
-	a.waitFor(`msg="lost the repository's lock: stopping every write"`)
+	a.WaitFor(`msg="lost the repository's lock: stopping every write"`)
 	for k := range s.objects() {
 		if _, ok := before[k]; !ok && !strings.HasPrefix(k, "packs/") {
 			t.Errorf("the old owner wrote %s after losing its lock", k)

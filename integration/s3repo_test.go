@@ -10,9 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -255,7 +253,7 @@ appliance configuration: ` + regexp.QuoteMeta(s.beside(".yaml")) + "\n$")
 		t.Fatalf("snapshots through the appliance: %+v", list)
 	}
 	dst := filepath.Join(s.dir, "from")
-	r = s.record(s.runIn(nil, nil, "restore", "--from", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.port), "-i", lyra.key.PrivatePath, "--host-key", a.hostKey, "latest", "--target", dst))
+	r = s.record(s.runIn(nil, nil, "restore", "--from", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", a.Port), "-i", lyra.Key.PrivatePath, "--host-key", a.HostKey, "latest", "--target", dst))
 	if r.code != 0 || !strings.Contains(r.stdout, "(all file hashes verified)") {
 		t.Fatalf("restore --from: %d %s %s", r.code, r.stdout, r.stderr)
 	}
@@ -272,7 +270,7 @@ appliance configuration: ` + regexp.QuoteMeta(s.beside(".yaml")) + "\n$")
 	// would) is refused with the appliance named.
 	r = s.record(s.run([]string{"CAIRN_CACHE_DIR=" + filepath.Join(s.dir, "other-cache"), "CAIRN_SOCKET=" + filepath.Join(s.dir, "none.sock")}, "snapshots"))
 	host, _ := os.Hostname()
-	wantLocked := regexp.MustCompile(`^cairn: repository is in use by ` + regexp.QuoteMeta(host) + ` pid ` + fmt.Sprint(a.cmd.Process.Pid) +
+	wantLocked := regexp.MustCompile(`^cairn: repository is in use by ` + regexp.QuoteMeta(host) + ` pid ` + fmt.Sprint(a.Cmd.Process.Pid) +
 		` since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(heartbeat \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); if that process is dead, cairn unlock --force frees the repository \(lock ` +
 		regexp.QuoteMeta(s.repo) + `/lock\)\n$`)
 	if r.code != 11 || !wantLocked.MatchString(r.stderr) {
@@ -282,7 +280,7 @@ appliance configuration: ` + regexp.QuoteMeta(s.beside(".yaml")) + "\n$")
 	if r.code != 11 || !wantLocked.MatchString(r.stderr) {
 		t.Fatalf("unlock while the appliance runs: exit %d %q", r.code, r.stderr)
 	}
-	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", a.cmd.Process.Pid)); err != nil || bytes.Contains(cmdline, []byte(s.srv.SecretKey)) {
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", a.Cmd.Process.Pid)); err != nil || bytes.Contains(cmdline, []byte(s.srv.SecretKey)) {
 		t.Errorf("the appliance's arguments: %q %v", cmdline, err)
 	}
 	a.stop()
@@ -298,16 +296,11 @@ appliance configuration: ` + regexp.QuoteMeta(s.beside(".yaml")) + "\n$")
 func (a *appliance) stop() {
 	t := a.e.t
 	t.Helper()
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(time.Minute):
-		a.cmd.Process.Kill()
-		<-a.exited
-		t.Fatalf("the appliance did not stop within a minute of SIGTERM:\n%s", a.Log())
+	code, err := a.Terminate()
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, a.Log())
 	}
-	a.stopped = true
-	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+	if code != 0 {
 		t.Fatalf("the appliance exited %d:\n%s", code, a.Log())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,7 +54,7 @@ func TestServeNotifiesServiceManager(t *testing.T) {
 	e := newEnv(t)
 	e.ok("init")
 	lyra := newNode(t, "lyra", "push")
-	port := freePort(t)
+	port := apptest.FreePort(t)
 	e.writeConfig(port, lyra)
 	ns := newNotifySocket(t)
 	cmd := exec.Command(cairnBin, "serve")

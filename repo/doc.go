@@ -71,9 +71,10 @@
 // wires the rest together. Besides the layers:
 //
 //   - only this package imports repo/internal/index (badger);
-//   - only tests import repo/repotest and the packages under
-//     integration/ (the end-to-end tests and their helpers, which may
-//     import anything);
+//   - only tests import repo/repotest, repo/repotest/datagen (the
+//     generated file trees of tests and benchmarks) and the packages
+//     under integration/ (the end-to-end tests and their helpers, which
+//     may import anything);
 //   - SHA-256 is github.com/minio/sha256-simd, never crypto/sha256.
 //
 // TestLayering (layering_test.go) reads this map from this comment and
@@ -90,5 +91,5 @@
 //	3      fuse repo/backup repo/restore repo/stats repo/wire
 //	2      repo/pack repo/plan repo/snapfs
 //	1      repo/internal/index repo/seal repo/snapshot repo/storage repo/tree
-//	0      chunker scheduler repo/blob repo/caps repo/chart repo/filter repo/internal/crashpoint repo/internal/durable repo/internal/yamldoc repo/output
+//	0      chunker scheduler repo/blob repo/caps repo/chart repo/filter repo/internal/crashpoint repo/internal/durable repo/internal/yamldoc repo/output repo/repotest/datagen
 package repo

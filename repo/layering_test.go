@@ -132,7 +132,7 @@ func TestLayering(t *testing.T) {
 			dep, ours := strings.CutPrefix(imp, module+"/")
 			switch {
 			case !ours:
-			case dep == "integration" || strings.HasPrefix(dep, "integration/"), dep == "repo/repotest":
+			case dep == "integration" || strings.HasPrefix(dep, "integration/"), dep == "repo/repotest" || strings.HasPrefix(dep, "repo/repotest/"):
 				t.Errorf("%s imports %s, which only tests may import", rel, dep)
 			case dep == "repo/internal/index" && rel != "repo":
 				t.Errorf("%s imports repo/internal/index, which only repo may import", rel)

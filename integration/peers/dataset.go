@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"golang.org/x/sys/unix"
 )
 

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // daemon is a long-running child (cairn serve, cairn mount): its CPU

@@ -312,7 +312,7 @@ func TestSilentAppliance(t *testing.T) {
 				e := newEnv(t)
 				f := newFakeAppliance(t, sp.at)
 				addr := fmt.Sprintf("127.0.0.1:%d", f.port)
-				args := []string{"push", "ssh://lyra@" + addr, "-i", lyra.key.PrivatePath, "--host-key", f.hostKey, "--plan", "files", src}
+				args := []string{"push", "ssh://lyra@" + addr, "-i", lyra.Key.PrivatePath, "--host-key", f.hostKey, "--plan", "files", src}
 				var want string
 				var code int
 				var p *running
@@ -373,7 +373,7 @@ func TestSilentApplianceRestore(t *testing.T) {
 			e := newEnv(t)
 			f := newFakeAppliance(t, c.at)
 			addr := fmt.Sprintf("127.0.0.1:%d", f.port)
-			args := []string{"restore", "latest", "--target", filepath.Join(e.dir, "out"), "--from", "ssh://lyra@" + addr, "-i", lyra.key.PrivatePath, "--host-key", f.hostKey}
+			args := []string{"restore", "latest", "--target", filepath.Join(e.dir, "out"), "--from", "ssh://lyra@" + addr, "-i", lyra.Key.PrivatePath, "--host-key", f.hostKey}
 			outcome := "nothing was restored"
 			if c.at == silentLoad {
 				outcome = "the files in " + filepath.Join(e.dir, "out") + " are incomplete"
@@ -420,7 +420,7 @@ func TestSilentApplianceSSHCommand(t *testing.T) {
 	e := newEnv(t)
 	f := newFakeAppliance(t, silentHello)
 	addr := fmt.Sprintf("127.0.0.1:%d", f.port)
-	sshArgs := sshtest.SSHArgsFor(t, "127.0.0.1", f.port, f.keyLine, "lyra", lyra.key)
+	sshArgs := sshtest.SSHArgsFor(t, "127.0.0.1", f.port, f.keyLine, "lyra", lyra.Key)
 	// The options without the port and destination, which push adds.
 	opts := append([]string{sshBin}, sshArgs[:len(sshArgs)-1]...)
 	for i := 0; i < len(opts); i++ {
@@ -470,10 +470,10 @@ func TestApplianceDiesDuringPush(t *testing.T) {
 	app := e.serve([]string{"CAIRN_CRASHPOINT=before-snapshot-write"}, "", lyra)
 	r := app.push(lyra, nil, nil, "--plan", "a", a)
 	runs++
-	if !app.killedBySIGKILL(30 * time.Second) {
+	if !app.KilledBySIGKILL(30 * time.Second) {
 		t.Fatalf("the appliance was not killed: %s", r)
 	}
-	want := fmt.Sprintf("cairn: push: the appliance 127.0.0.1:%d closed the connection during the commit (it may have stopped or crashed): nothing of this push was acknowledged\n", app.port)
+	want := fmt.Sprintf("cairn: push: the appliance 127.0.0.1:%d closed the connection during the commit (it may have stopped or crashed): nothing of this push was acknowledged\n", app.Port)
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("%s\nwant exit 1 and stderr %q", r, want)
 	}
@@ -484,7 +484,7 @@ func TestApplianceDiesDuringPush(t *testing.T) {
 	app = e.serve([]string{"CAIRN_CRASHPOINT=before-snapshot-write:2"}, "", lyra)
 	r = app.push(lyra, nil, nil, "--json", "--plan", planFile)
 	runs++
-	if !app.killedBySIGKILL(30 * time.Second) {
+	if !app.KilledBySIGKILL(30 * time.Second) {
 		t.Fatalf("the appliance was not killed: %s", r)
 	}
 	var s backupSummary
@@ -496,7 +496,7 @@ func TestApplianceDiesDuringPush(t *testing.T) {
 	if s.Snapshot == "" {
 		t.Fatalf("no summary of the first source: %s", r)
 	}
-	want = fmt.Sprintf("cairn: push: the appliance 127.0.0.1:%d closed the connection during the commit (it may have stopped or crashed): snapshot %s (plan a) was acknowledged, nothing after it\n", app.port, s.Snapshot[:8])
+	want = fmt.Sprintf("cairn: push: the appliance 127.0.0.1:%d closed the connection during the commit (it may have stopped or crashed): snapshot %s (plan a) was acknowledged, nothing after it\n", app.Port, s.Snapshot[:8])
 	if r.code != 1 || r.stderr != want {
 		t.Fatalf("%s\nwant exit 1 and stderr %q", r, want)
 	}
@@ -515,7 +515,7 @@ func TestApplianceDiesDuringPush(t *testing.T) {
 	if len(list) != 1 || list[0].Plan != "a" {
 		t.Errorf("snapshots after the crash: %+v, want only the acknowledged one of plan a", list)
 	}
-	app.stop()
+	app.Stop()
 }
 
 // TestApplianceDiesDuringOperatorCommand kills the appliance while it
@@ -537,7 +537,7 @@ func TestApplianceDiesDuringOperatorCommand(t *testing.T) {
 	}
 	app := e.serve([]string{"CAIRN_CRASHPOINT=forget-before-index"}, "")
 	r := e.run(nil, nil, "forget", "--keep-last", "1")
-	if !app.killedBySIGKILL(30 * time.Second) {
+	if !app.KilledBySIGKILL(30 * time.Second) {
 		t.Fatalf("the appliance was not killed: %s", r)
 	}
 	want := "cairn: forget: the appliance closed the connection before the command finished (it may have stopped or crashed): the command's outcome is unknown; check `cairn snapshots` and the appliance's log\n"

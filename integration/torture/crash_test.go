@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // Crash consistency: each operation that writes (backup, push, forget,
@@ -497,13 +499,13 @@ func pushCrashes(t *testing.T, mk func(testing.TB) *env, storage []string, where
 		if deliberate {
 			tl.deliberate++
 		}
-		a.waitFor(`msg="push failed" node=lyra kind=cairn-wire`)
+		a.WaitFor(`msg="push failed" node=lyra kind=cairn-wire`)
 		tl.detected++
 		if !c.verify("cairn push killed at "+crash, "", nil, tl) {
 			tl.lost++
 		}
 	}
-	a.stop()
+	a.Stop()
 	c.app = nil
 	record("crash: SIGKILL of cairn push (node side)"+where, tl.kills, tl.detected, tl.lost,
 		fmt.Sprintf("%d at random blobs of the stream; the appliance logged each as a failed push and kept serving", tl.kills))
@@ -520,8 +522,8 @@ func pushCrashes(t *testing.T, mk func(testing.TB) *env, storage []string, where
 		a := c.e.serve(env, "", c.lyra)
 		r, cp := pushOnce(a, nil)
 		if r.code == 0 {
-			if !a.dead() {
-				a.stop()
+			if !a.Dead() {
+				a.Stop()
 			}
 			if crash != "" {
 				ta.survived++
@@ -529,8 +531,8 @@ func pushCrashes(t *testing.T, mk func(testing.TB) *env, storage []string, where
 			k.learned = readTrace(tracePath)
 			continue
 		}
-		if !a.killedBySIGKILL(30 * time.Second) {
-			t.Fatalf("push failed but the appliance was not killed at %s: %s\n%s", crash, r, tail(a.Log(), 30))
+		if !a.KilledBySIGKILL(30 * time.Second) {
+			t.Fatalf("push failed but the appliance was not killed at %s: %s\n%s", crash, r, apptest.Tail(a.Log(), 30))
 		}
 		readTrace(tracePath)
 		ta.kills++

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // smallSpec is a source tree of about 0.8 MiB with every kind of entry:

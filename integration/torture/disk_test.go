@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/integration/testenv"
 )
 
@@ -106,8 +107,8 @@ func TestFullDisk(t *testing.T) {
 	if !detected || full.code != 1 {
 		t.Errorf("the push that filled the disk: %s", full)
 	}
-	if a.dead() {
-		t.Fatalf("the appliance died when the disk filled up:\n%s", tail(a.Log(), 30))
+	if a.Dead() {
+		t.Fatalf("the appliance died when the disk filled up:\n%s", apptest.Tail(a.Log(), 30))
 	}
 	notes := []string{fmt.Sprintf("the push that filled the disk failed: %q", firstLine(full.stderr))}
 	lost := 0
@@ -156,15 +157,15 @@ func TestFullDisk(t *testing.T) {
 	verify("with the disk full")
 	for _, args := range [][]string{{"check", "--read-data"}, {"drill", acked[0].id}, {"snapshots"}} {
 		r := e.run(nil, nil, args...)
-		if a.dead() {
-			t.Fatalf("the appliance died running %v on a full disk:\n%s\n%s", args, r, tail(a.Log(), 30))
+		if a.Dead() {
+			t.Fatalf("the appliance died running %v on a full disk:\n%s\n%s", args, r, apptest.Tail(a.Log(), 30))
 		}
 		if r.code != 0 && !strings.Contains(r.stdout+r.stderr, "no space left on device") {
 			t.Errorf("%v on a full disk: %s", args, r)
 		}
 	}
-	if r, _ := push(lyra, lyraSrc); a.dead() {
-		t.Fatalf("the appliance died on a push of nothing new to a full disk:\n%s\n%s", r, tail(a.Log(), 30))
+	if r, _ := push(lyra, lyraSrc); a.Dead() {
+		t.Fatalf("the appliance died on a push of nothing new to a full disk:\n%s\n%s", r, apptest.Tail(a.Log(), 30))
 	} else if r.code != 0 && !strings.Contains(r.stderr, "no space left on device") {
 		t.Errorf("a push of nothing new to a full disk: %s", r)
 	}
@@ -189,7 +190,7 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("check with the appliance running: %s", r)
 		lost++
 	}
-	a.stop()
+	a.Stop()
 	if left := e.leftovers(true); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
 	}

@@ -1,23 +1,18 @@
 package torture
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/cairnbackup/cairn/integration/sshtest"
-	"golang.org/x/crypto/ssh"
+	"github.com/cairnbackup/cairn/integration/apptest"
 )
 
 // result is one finished run of the binary.
@@ -158,214 +153,40 @@ func (e *env) leftovers(tmp bool) []string {
 }
 
 // node is a machine with its own key.
-type node struct {
-	name  string
-	key   *sshtest.Key
-	perms string
-	extra string // more YAML for the node (indented by 4)
-}
+type node = apptest.Node
 
-func newNode(t testing.TB, name, perms string) *node {
-	return &node{name: name, key: sshtest.NewKey(t, "", name), perms: perms}
-}
+func newNode(t testing.TB, name, perms string) *node { return apptest.NewNode(t, name, perms) }
 
-// appliance is a running `cairn serve`.
+// appliance is a running `cairn serve` of an env.
 type appliance struct {
-	e       *env
-	cmd     *exec.Cmd
-	port    int
-	hostKey string // SHA256 fingerprint
-	mu      sync.Mutex
-	log     strings.Builder
-	lines   chan string
-	exited  chan struct{}
-	stopped bool
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	*apptest.Appliance
+	e *env
 }
 
 // writeConfig writes DIR.yaml for nodes listening on port, with extra
 // YAML appended (limits: has the short idle timeout of the tests unless
 // extra gives its own limits).
 func (e *env) writeConfig(port int, extra string, nodes ...*node) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:%d\nnodes:\n", port)
-	if len(nodes) == 0 {
-		b.WriteString("  {}\n")
-	}
-	for _, n := range nodes {
-		fmt.Fprintf(&b, "  %s:\n    keys: [%q]\n    permissions: [%s]\n%s", n.name, n.key.PublicLine, n.perms, n.extra)
-	}
-	if !strings.Contains(extra, "limits:") {
-		b.WriteString("limits:\n  idle_timeout: 1m\n")
-	}
-	b.WriteString(extra)
-	if err := os.WriteFile(e.beside(".yaml"), []byte(b.String()), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
+	e.t.Helper()
+	apptest.WriteConfig(e.t, e.beside(".yaml"), port, extra, nodes...)
 }
 
 // serve starts `cairn serve` with extra environment (crash points) and
 // configuration and waits until it serves. At cleanup it gets SIGTERM
 // unless it died or was stopped.
 func (e *env) serve(extraEnv []string, extraConfig string, nodes ...*node) *appliance {
-	t := e.t
-	t.Helper()
-	port := freePort(t)
-	e.writeConfig(port, extraConfig, nodes...)
-	a := &appliance{e: e, port: port, lines: make(chan string, 4096), exited: make(chan struct{})}
-	a.cmd = cairnCommand("serve")
-	if e.files > 0 {
-		// The shell sets the limit and becomes the appliance.
-		a.cmd.Path, a.cmd.Args = "/bin/sh", []string{"sh", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" serve`, e.files), cairnBin}
-	}
-	a.cmd.Env = append(append(cleanEnviron(), e.vars...), extraEnv...)
-	stderr, err := a.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The log is read to its end before Wait, which closes the pipe
-	// (reading after it could lose the last lines).
-	readAll := make(chan struct{})
-	go func() {
-		defer close(readAll)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		dbg, _ := os.OpenFile(os.Getenv("TORTURE_DEBUG_LOG"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		for sc.Scan() {
-			if dbg != nil {
-				dbg.WriteString(sc.Text() + "\n")
-			}
-			a.mu.Lock()
-			a.log.WriteString(sc.Text() + "\n")
-			a.mu.Unlock()
-			select {
-			case a.lines <- sc.Text():
-			default:
-			}
-		}
-		close(a.lines)
-	}()
-	go func() { <-readAll; a.cmd.Wait(); close(a.exited) }()
-	t.Cleanup(func() {
-		if !a.stopped && !a.dead() {
-			a.stop()
-		}
-		if t.Failed() {
-			t.Logf("appliance log (tail):\n%s", tail(a.Log(), 60))
-		}
-	})
-	line := a.waitFor("msg=serving")
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, "host_key="); ok {
-			a.hostKey = v
-		}
-	}
-	return a
+	e.t.Helper()
+	return &appliance{e: e, Appliance: apptest.Start(e.t, apptest.Options{
+		Bin: cairnBin, Env: append(append(cleanEnviron(), e.vars...), extraEnv...),
+		Beside: e.beside(""), Extra: extraConfig, Nodes: nodes, Files: e.files,
+		MayDie: true, LogLines: 60, DebugLog: os.Getenv("TORTURE_DEBUG_LOG"),
+	})}
 }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// stop sends SIGTERM and requires a clean exit within a minute.
-func (a *appliance) stop() {
-	a.stopped = true
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.exited:
-	case <-time.After(60 * time.Second):
-		a.cmd.Process.Kill()
-		<-a.exited
-		a.e.t.Errorf("the appliance did not stop on SIGTERM")
-		return
-	}
-	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
-		a.e.t.Errorf("the appliance exited %d:\n%s", code, tail(a.Log(), 30))
-	}
-}
-
-// dead reports whether the appliance process has ended.
-func (a *appliance) dead() bool {
-	select {
-	case <-a.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// killedBySIGKILL waits for the appliance to end and reports whether
-// SIGKILL ended it.
-func (a *appliance) killedBySIGKILL(timeout time.Duration) bool {
-	select {
-	case <-a.exited:
-	case <-time.After(timeout):
-		return false
-	}
-	ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
-}
-
-// waitFor returns the first log line from now on that contains s.
-func (a *appliance) waitFor(s string) string {
-	a.e.t.Helper()
-	timeout := time.After(60 * time.Second)
-	for {
-		select {
-		case line, ok := <-a.lines:
-			if !ok {
-				a.e.t.Fatalf("the appliance exited before logging %q:\n%s", s, tail(a.Log(), 40))
-			}
-			if strings.Contains(line, s) {
-				return line
-			}
-		case <-timeout:
-			a.e.t.Fatalf("no log line %q:\n%s", s, tail(a.Log(), 40))
-		}
-	}
-}
-
-// Log returns everything the appliance logged so far.
-func (a *appliance) Log() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.log.String()
-}
-
-// pid is the appliance's process ID.
-func (a *appliance) pid() int { return a.cmd.Process.Pid }
 
 // push runs cairn push as node n with extra environment and arguments.
 func (a *appliance) push(n *node, extraEnv []string, stdin io.Reader, args ...string) result {
 	a.e.t.Helper()
-	full := append([]string{"push", fmt.Sprintf("ssh://%s@127.0.0.1:%d", n.name, a.port), "-i", n.key.PrivatePath, "--host-key", a.hostKey}, args...)
-	return a.e.run(extraEnv, stdin, full...)
-}
-
-// dial opens an SSH connection to the appliance as node n (its name as
-// the user, its key).
-func (a *appliance) dial(n *node) (*ssh.Client, error) {
-	return ssh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port), &ssh.ClientConfig{
-		User:            n.name,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(n.key.Signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
-		Timeout:         30 * time.Second,
-	})
+	return a.e.run(extraEnv, stdin, a.PushArgs(n, args...)...)
 }
 
 // peakRSS returns the VmHWM (peak resident set) of process pid in bytes.

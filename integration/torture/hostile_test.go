@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/wire"
@@ -53,7 +54,7 @@ func TestHostileNodes(t *testing.T) {
 	h.lyra = newNode(t, "lyra", "push, read")
 	h.vega = newNode(t, "vega", "push")
 	h.iso = newNode(t, "iso", "push")
-	h.iso.extra = "    isolated: true\n"
+	h.iso.Extra = "    isolated: true\n"
 	h.a = e.serve(nil, h.limits(idleTimeout), h.lyra, h.vega, h.iso)
 	h.src = filepath.Join(e.dir, "lyra-src")
 	newSource(t, h.src, seed^0x1e, smallSpec, 1<<20)
@@ -113,8 +114,8 @@ func TestHostileNodes(t *testing.T) {
 			if !h.victimOK(t) {
 				lost = 1
 			}
-			if h.a.dead() {
-				t.Fatalf("the appliance died:\n%s", tail(h.a.Log(), 30))
+			if h.a.Dead() {
+				t.Fatalf("the appliance died:\n%s", apptest.Tail(h.a.Log(), 30))
 			}
 			if !refused {
 				t.Errorf("not refused: %s", note)
@@ -129,7 +130,7 @@ func TestHostileNodes(t *testing.T) {
 			record("hostile node: "+c.name, 1, d, lost, note)
 		})
 	}
-	rss := peakRSS(h.a.pid())
+	rss := peakRSS(h.a.Pid())
 	if r := e.run(nil, nil, "check", "--read-data"); r.code != 0 {
 		t.Errorf("check after the attacks: %s", r)
 	}
@@ -180,7 +181,7 @@ func (h *hostile) session(t *testing.T, n *node) *raw {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.close)
-	if _, err := r.hello(n.name); err != nil {
+	if _, err := r.hello(n.Name); err != nil {
 		t.Fatalf("hello: %v", err)
 	}
 	return r
@@ -463,7 +464,7 @@ func (h *hostile) manySessions(t *testing.T) (bool, string) {
 
 // manyChannels opens 300 session channels on one connection.
 func (h *hostile) manyChannels(t *testing.T) (bool, string) {
-	c, err := h.a.dial(h.vega)
+	c, err := h.a.Dial(h.vega)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +520,7 @@ func (h *hostile) stall(midFrame bool) func(t *testing.T) (bool, string) {
 		took := time.Since(start)
 		ok := err == nil && st != 0 && took < idleTimeout+10*time.Second && h.a.logCount("node=vega", "idle timeout") > 0
 		if !ok {
-			t.Errorf("exit %d %v after %s; log: %s", st, err, took, tail(h.a.Log(), 5))
+			t.Errorf("exit %d %v after %s; log: %s", st, err, took, apptest.Tail(h.a.Log(), 5))
 		}
 		return ok, fmt.Sprintf("closed after %s (idle_timeout %s), logged", took.Round(100*time.Millisecond), idleTimeout)
 	}
@@ -597,7 +598,7 @@ func paxRecord(k, v string) string {
 
 // noExec opens session channels and never asks for a command.
 func (h *hostile) noExec(t *testing.T) (bool, string) {
-	c, err := h.a.dial(h.vega)
+	c, err := h.a.Dial(h.vega)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,9 +640,9 @@ func (h *hostile) limits(d time.Duration) string {
 // reload rewrites the appliance's config with idle timeout d and has it
 // reloaded (SIGHUP); new sessions get the new timeout.
 func (h *hostile) reload(d time.Duration) {
-	h.e.writeConfig(h.a.port, h.limits(d), h.lyra, h.vega, h.iso)
-	h.a.cmd.Process.Signal(syscall.SIGHUP)
-	h.a.waitFor("configuration reloaded")
+	h.e.writeConfig(h.a.Port, h.limits(d), h.lyra, h.vega, h.iso)
+	h.a.Cmd.Process.Signal(syscall.SIGHUP)
+	h.a.WaitFor("configuration reloaded")
 }
 
 // bigBlobs sends, in four sessions at once (the per-node limit), the
@@ -700,7 +701,7 @@ func (h *hostile) bigBlobs(t *testing.T) (bool, string) {
 		}()
 	}
 	wg.Wait()
-	rss := peakRSS(h.a.pid())
+	rss := peakRSS(h.a.Pid())
 	if failed.Load() > 0 {
 		t.Errorf("%d sessions failed", failed.Load())
 	}

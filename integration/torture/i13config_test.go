@@ -63,7 +63,7 @@ func TestMistypedConfiguration(t *testing.T) {
 
 	// All at once: config check lists every one; serve refuses them.
 	runs++
-	e.writeConfig(l.a.port, "limits:\n  sessions: -3\n  max_batch: 1000000\n  idle_timeout: soon\nmetrics: 19472\n"+
+	e.writeConfig(l.a.Port, "limits:\n  sessions: -3\n  max_batch: 1000000\n  idle_timeout: soon\nmetrics: 19472\n"+
 		"jobs:\n  drill: {schedule: \"@dialy\"}\nexpect: {default: 1w}\n"+
 		"retention:\n  timezone: Europe/Berln\n  policies:\n    default: {keep_drilled: 2}\ncolour: red\n", l.lyra, nova)
 	r := l.run("config", "check")
@@ -78,7 +78,7 @@ func TestMistypedConfiguration(t *testing.T) {
 	} else {
 		t.Errorf("config check of every mistake at once: %d of %d listed\n%s\nfile:\n%s", listed, len(all), r, mustRead(t, config))
 	}
-	l.a.stop()
+	l.a.Stop()
 	runs++
 	r = l.run("serve")
 	if r.code == 1 && !strings.Contains(r.stderr, "msg=serving") && strings.Count(r.stderr, "cairn: "+config+":") == len(all) {

@@ -78,7 +78,7 @@ func TestHostileNamesInRunbook(t *testing.T) {
 	scratch := t.TempDir()
 	root, copied := filepath.Join(scratch, "node"), filepath.Join(scratch, "copy")
 	set := map[string]func(string) string{
-		"KEY":   func(string) string { return evil.key.PrivatePath },
+		"KEY":   func(string) string { return evil.Key.PrivatePath },
 		"ROOT":  func(string) string { return root },
 		"DEST":  func(string) string { return copied },
 		"STAGE": func(v string) string { return filepath.Join(scratch, "stage", filepath.Base(v)) },

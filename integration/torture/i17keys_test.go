@@ -220,7 +220,7 @@ func TestKeyChangesKilled(t *testing.T) {
 	// The appliance served throughout, and starts with the rotated key
 	// file.
 	backup()
-	app.stop()
+	app.Stop()
 	e.serve(nil, "")
 	if r := e.run(nil, nil, "check", "--read-data"); r.code != 0 {
 		t.Errorf("check --read-data: %s", r)

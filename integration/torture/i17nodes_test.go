@@ -29,7 +29,7 @@ func TestSilentApplianceSnapshots(t *testing.T) {
 			e := newEnv(t)
 			f := newFakeAppliance(t, c.at)
 			addr := fmt.Sprintf("127.0.0.1:%d", f.port)
-			args := []string{"snapshots", "--from", "ssh://lyra@" + addr, "-i", lyra.key.PrivatePath, "--host-key", f.hostKey}
+			args := []string{"snapshots", "--from", "ssh://lyra@" + addr, "-i", lyra.Key.PrivatePath, "--host-key", f.hostKey}
 			var want string
 			code := 1
 			var p *running

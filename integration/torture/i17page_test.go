@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"golang.org/x/net/html"
 )
 
@@ -73,7 +74,7 @@ func TestSilentNotificationTargets(t *testing.T) {
 	e := newEnv(t)
 	e.initRepo()
 	silent := silentServer(t)
-	metrics := freePort(t)
+	metrics := apptest.FreePort(t)
 	l := &lifecycle{t: t, e: e, lyra: newNode(t, "lyra", "push, read"), acked: map[string]string{}}
 	l.src = filepath.Join(e.dir, "lyra-src")
 	newSource(t, l.src, seed^0x17a, smallSpec, 0)
@@ -115,7 +116,7 @@ func TestSilentNotificationTargets(t *testing.T) {
 	if code != 200 || n != 2*pushes+2-3 {
 		t.Errorf("metrics: %d, dropped %v, want %d\n%s", code, dropped, 2*pushes+2-3, body)
 	}
-	l.a.stop()
+	l.a.Stop()
 	lost := l.lost()
 	record("silent notification targets (every push acknowledged, drops counted)", pushes, done, lost, "")
 }
@@ -128,7 +129,7 @@ func TestHostileNamesOnStatusPage(t *testing.T) {
 	e.initRepo()
 	tok := filepath.Join(e.dir, "token")
 	os.WriteFile(tok, []byte("torture\n"), 0o600)
-	metrics := freePort(t)
+	metrics := apptest.FreePort(t)
 	l := &lifecycle{t: t, e: e, lyra: newNode(t, "lyra", "push, read"), acked: map[string]string{}}
 	names := []string{`<img src=x onerror=alert(1)>`, `"><svg onload=alert(2)>`, `</td></tr></table><script>`, `{{.Status}}`, `&lt;b&gt;`}
 	l.src = filepath.Join(e.dir, strings.ReplaceAll(strings.Join(names[:3], ""), "/", "_"))

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/wire"
 )
@@ -76,7 +77,7 @@ func (l *lifecycle) pushLyra() error {
 	if out, err := runCmd("cp", "-a", l.src, cp); err != nil {
 		l.t.Fatalf("cp: %v %s", err, out)
 	}
-	r := l.run("push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", l.a.port), "-i", l.lyra.key.PrivatePath, "--host-key", l.a.hostKey, "--json", "--plan", "files", l.src)
+	r := l.run("push", fmt.Sprintf("ssh://lyra@127.0.0.1:%d", l.a.Port), "-i", l.lyra.Key.PrivatePath, "--host-key", l.a.HostKey, "--json", "--plan", "files", l.src)
 	s, ok := summaryOf(r.stdout)
 	if r.code != 0 || !ok {
 		return fmt.Errorf("lyra's push: %s", r)
@@ -103,10 +104,10 @@ func (l *lifecycle) lost() int {
 // SIGHUP; it returns the log line that answered.
 func (l *lifecycle) reload(limits string, nodes ...*node) string {
 	l.t.Helper()
-	l.e.writeConfig(l.a.port, limits, nodes...)
-	l.a.cmd.Process.Signal(syscall.SIGHUP)
+	l.e.writeConfig(l.a.Port, limits, nodes...)
+	l.a.Cmd.Process.Signal(syscall.SIGHUP)
 	for {
-		line := l.a.waitFor("configuration")
+		line := l.a.WaitFor("configuration")
 		if strings.Contains(line, "configuration reloaded") || strings.Contains(line, "reloading the configuration failed") {
 			return line
 		}
@@ -121,9 +122,9 @@ func (a *appliance) waitLines(groups ...[]string) {
 	timeout := time.After(time.Minute)
 	for len(left) > 0 {
 		select {
-		case line, ok := <-a.lines:
+		case line, ok := <-a.Lines():
 			if !ok {
-				a.e.t.Fatalf("the appliance exited:\n%s", tail(a.Log(), 40))
+				a.e.t.Fatalf("the appliance exited:\n%s", apptest.Tail(a.Log(), 40))
 			}
 			for i, g := range left {
 				all := true
@@ -136,7 +137,7 @@ func (a *appliance) waitLines(groups ...[]string) {
 				}
 			}
 		case <-timeout:
-			a.e.t.Fatalf("no log lines %q:\n%s", left, tail(a.Log(), 40))
+			a.e.t.Fatalf("no log lines %q:\n%s", left, apptest.Tail(a.Log(), 40))
 		}
 	}
 }
@@ -153,7 +154,7 @@ func (a *appliance) flood(n int) *flood {
 	f := &flood{}
 	t.Cleanup(f.release)
 	for range n {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.port))
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", a.Port))
 		if err != nil {
 			t.Fatalf("connection %d of the flood: %v", len(f.conns)+1, err)
 		}
@@ -293,8 +294,8 @@ func TestConnectionFlood(t *testing.T) {
 	exhausted := accepts > 0 && l.a.logCount(`msg="accepting again"`) >= 2
 	note += fmt.Sprintf("; %d connections against %d open files with the limits raised: accepting failed (EMFILE, %d lines logged) and resumed, the operator command that waited and lyra's push went through", n, files, accepts)
 
-	if l.a.dead() {
-		t.Fatalf("the appliance died:\n%s", tail(l.a.Log(), 30))
+	if l.a.Dead() {
+		t.Fatalf("the appliance died:\n%s", apptest.Tail(l.a.Log(), 30))
 	}
 	lost := l.lost()
 	detected := 0
@@ -351,7 +352,7 @@ func TestRevocationAndReload(t *testing.T) {
 	detected := 0
 
 	// 1. mallory's key is replaced while it is connected.
-	c, err := l.a.dial(mallory)
+	c, err := l.a.Dial(mallory)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,9 +373,9 @@ func TestRevocationAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.in.Write(tarData[:len(tarData)/2])
-	l.a.waitFor(`msg="node session started" node=mallory command="push --tar --name loot"`)
-	oldKey := mallory.key
-	mallory.key = newNode(t, "mallory2", "push").key
+	l.a.WaitFor(`msg="node session started" node=mallory command="push --tar --name loot"`)
+	oldKey := mallory.Key
+	mallory.Key = newNode(t, "mallory2", "push").Key
 	if line := l.reload(extra, l.lyra, mallory, vega); !strings.Contains(line, "configuration reloaded") {
 		t.Fatalf("reload: %s", line)
 	}
@@ -402,10 +403,10 @@ func TestRevocationAndReload(t *testing.T) {
 	// 2. A reload that is wrong in one place changes nothing.
 	plan := l.jobPlan()
 	nova := newNode(t, "nova", "push")
-	mallory.key, oldKey = oldKey, mallory.key
+	mallory.Key, oldKey = oldKey, mallory.Key
 	line := l.reload(extra+"  drill: {schedule: \"0 4 * *\"}\n", l.lyra, mallory, vega, nova)
-	_, novaErr := l.a.dial(nova)
-	_, malloryErr := l.a.dial(mallory)
+	_, novaErr := l.a.Dial(nova)
+	_, malloryErr := l.a.Dial(mallory)
 	after := l.jobPlan()
 	unchanged := strings.Contains(line, `msg="reloading the configuration failed; the old one stays"`) &&
 		strings.Contains(line, `jobs.drill.schedule: \"0 4 * *\": expected exactly 5 fields, found 4`) &&
@@ -415,7 +416,7 @@ func TestRevocationAndReload(t *testing.T) {
 	} else {
 		detected++
 	}
-	mallory.key = oldKey
+	mallory.Key = oldKey
 	if err := l.pushLyra(); err != nil {
 		t.Errorf("after the failed reload: %v", err)
 	}
@@ -433,7 +434,7 @@ func TestRevocationAndReload(t *testing.T) {
 		}
 		return r
 	}()
-	vega.perms = "read"
+	vega.Perms = "read"
 	if line := l.reload(extra, l.lyra, mallory, vega); !strings.Contains(line, "configuration reloaded") {
 		t.Fatalf("reload: %s", line)
 	}
@@ -459,8 +460,8 @@ func TestRevocationAndReload(t *testing.T) {
 	}
 	notes = append(notes, "push taken from a node mid-session: its next blob refused, reading still allowed")
 
-	if l.a.dead() {
-		t.Fatalf("the appliance died:\n%s", tail(l.a.Log(), 30))
+	if l.a.Dead() {
+		t.Fatalf("the appliance died:\n%s", apptest.Tail(l.a.Log(), 30))
 	}
 	record("revocation and reload", 3, detected, l.lost(), strings.Join(notes, "; "))
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // Load: several nodes push at once, over and over, on loopback, while
@@ -49,18 +49,18 @@ func TestLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			src := filepath.Join(e.dir, n.name)
+			src := filepath.Join(e.dir, n.Name)
 			s := newSource(t, src, seed+uint64(i)*1000, loadSpec, 2<<20)
 			for round := 0; time.Now().Before(deadline); round++ {
 				if round > 0 {
 					s.next()
 				}
-				cp := s.keep(filepath.Join(e.dir, fmt.Sprintf("%s-copy%d", n.name, round)))
+				cp := s.keep(filepath.Join(e.dir, fmt.Sprintf("%s-copy%d", n.Name, round)))
 				r := a.push(n, nil, nil, "--json", "--plan", "load", src)
 				sum, ok := summaryOf(r.stdout)
 				mu.Lock()
 				if r.code != 0 || !ok {
-					failures = append(failures, fmt.Sprintf("%s round %d: %s", n.name, round, r))
+					failures = append(failures, fmt.Sprintf("%s round %d: %s", n.Name, round, r))
 					mu.Unlock()
 					return
 				}
@@ -78,7 +78,7 @@ func TestLoad(t *testing.T) {
 	go func() {
 		defer side.Done()
 		for i := 0; time.Now().Before(deadline); i++ {
-			r := e.run(nil, nil, "drill", "latest", "--node", ns[i%len(ns)].name)
+			r := e.run(nil, nil, "drill", "latest", "--node", ns[i%len(ns)].Name)
 			if r.code == 0 {
 				drills.Add(1)
 			} else if !strings.Contains(r.stderr, "no snapshot matches") {
@@ -118,7 +118,7 @@ func TestLoad(t *testing.T) {
 	wg.Wait()
 	side.Wait()
 	elapsed := time.Since(start)
-	rss := peakRSS(a.pid())
+	rss := peakRSS(a.Pid())
 	for _, f := range failures {
 		t.Error(f)
 	}

@@ -16,7 +16,7 @@ import (
 // runNode runs command in a session of its own as node n and returns
 // the exit status and what the node saw.
 func (a *appliance) runNode(n *node, command string) (code int, stdout, stderr string, err error) {
-	c, err := a.dial(n)
+	c, err := a.Dial(n)
 	if err != nil {
 		return 0, "", "", err
 	}
@@ -109,7 +109,7 @@ func TestAdminFlagAbuse(t *testing.T) {
 		if code == 2 && out == "" && strings.HasPrefix(errs, "cairn: ") {
 			refused++
 		} else {
-			t.Errorf("%s %q: exit %d, stdout %q, stderr %q: not refused", at.n.name, at.command, code, out, errs)
+			t.Errorf("%s %q: exit %d, stdout %q, stderr %q: not refused", at.n.Name, at.command, code, out, errs)
 		}
 	}
 	// The log is read as the appliance writes it: once a line logged
@@ -117,7 +117,7 @@ func TestAdminFlagAbuse(t *testing.T) {
 	if code, _, errs, err := a.runNode(lyra, "snapshots"); code != 0 || err != nil {
 		t.Fatalf("snapshots: %d %v %s", code, err, errs)
 	}
-	a.waitFor(`msg="node session started" node=lyra command=snapshots`)
+	a.WaitFor(`msg="node session started" node=lyra command=snapshots`)
 	if n := a.logCount(`msg="command refused"`); n != len(attacks) {
 		t.Errorf("%d refusals logged for %d attempts", n, len(attacks))
 	}

@@ -40,7 +40,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // open starts command (cairn-wire, push --tar …) as node n on a new
 // connection.
 func (a *appliance) open(n *node, command string) (*raw, error) {
-	c, err := a.dial(n)
+	c, err := a.Dial(n)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cairnbackup/cairn/integration/apptest"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
@@ -103,7 +104,7 @@ func TestFutureDatedCommits(t *testing.T) {
 	}
 	warned := a.logCount("level=WARN", "node=bob", "clock", "ahead")
 	if redated != 10 || warned != 10 {
-		t.Errorf("%d of 10 commits dated by the appliance, %d warnings logged:\n%s", redated, warned, tail(a.Log(), 20))
+		t.Errorf("%d of 10 commits dated by the appliance, %d warnings logged:\n%s", redated, warned, apptest.Tail(a.Log(), 20))
 	}
 
 	e.ok("forget", "--node", "bob", "--keep-last", "3", "--keep-daily", "7", "--keep-within", "7d")

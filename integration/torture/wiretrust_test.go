@@ -112,7 +112,7 @@ func TestTreeIDBorrowing(t *testing.T) {
 			if out := e.ok("snapshots", "--json", "--node", "vega"); strings.TrimSpace(out) != "[]" {
 				t.Fatalf("vega has snapshots: %s", out)
 			}
-			a.waitFor(`msg="push failed" node=vega`)
+			a.WaitFor(`msg="push failed" node=vega`)
 			refused++
 			notes = append(notes, m.Message[:strings.Index(m.Message, " is not")])
 		})
@@ -121,10 +121,10 @@ func TestTreeIDBorrowing(t *testing.T) {
 	// restore --from as vega: nothing of lyra's, whether it asks for its
 	// latest snapshot or names lyra's.
 	from := func(ref string) result {
-		return e.run(nil, nil, "restore", "--from", fmt.Sprintf("ssh://vega@127.0.0.1:%d", a.port), "-i", vega.key.PrivatePath,
-			"--host-key", a.hostKey, ref, "--target", filepath.Join(e.dir, "vega-restore"))
+		return e.run(nil, nil, "restore", "--from", fmt.Sprintf("ssh://vega@127.0.0.1:%d", a.Port), "-i", vega.Key.PrivatePath,
+			"--host-key", a.HostKey, ref, "--target", filepath.Join(e.dir, "vega-restore"))
 	}
-	prefix := fmt.Sprintf("cairn: restore: ssh://vega@127.0.0.1:%d: ", a.port)
+	prefix := fmt.Sprintf("cairn: restore: ssh://vega@127.0.0.1:%d: ", a.Port)
 	restoreRefused := 0
 	if r := from("latest"); r.code == 1 && r.stderr == prefix+"no snapshot matches: not found\n" {
 		restoreRefused++

@@ -91,6 +91,7 @@ func TestUnauthenticatedConnectionsLimited(t *testing.T) {
 // A connection that does not log in within limits.handshake_timeout is
 // closed, and the log says which limit closed it.
 func TestHandshakeTimeout(t *testing.T) {
+	t.Parallel() // it waits out the handshake timeout on the real clock
 	rn := serveTest(t, configText("limits:\n  handshake_timeout: 300ms\n"))
 	c, line := rn.connect()
 	if line != banner {

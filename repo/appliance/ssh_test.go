@@ -85,9 +85,14 @@ func waitExit(t *testing.T, s *ssh.Session) int {
 // that never opens a channel. All are now closed after idle_timeout. And
 // a session the server ends (an Error, an idle timeout) used to close the
 // channel under the node before its exit status: the node now gets both.
+//
+// Each case waits out the idle timeout on the real clock (the SSH
+// server's deadlines are the kernel's), so the cases run in parallel,
+// each against an appliance of its own.
 func TestStalledNodesAreCutOff(t *testing.T) {
-	cc, addr := startAppliance(t)
-	dial := func() *ssh.Client {
+	t.Parallel()
+	dial := func(t *testing.T) *ssh.Client {
+		cc, addr := startAppliance(t)
 		c, err := ssh.Dial("tcp", addr, cc)
 		if err != nil {
 			t.Fatal(err)
@@ -97,7 +102,8 @@ func TestStalledNodesAreCutOff(t *testing.T) {
 	}
 
 	t.Run("tar stream goes silent", func(t *testing.T) {
-		s, err := dial().NewSession()
+		t.Parallel()
+		s, err := dial(t).NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,9 +120,10 @@ func TestStalledNodesAreCutOff(t *testing.T) {
 	})
 
 	t.Run("tar sparse bomb", func(t *testing.T) {
+		t.Parallel()
 		// 3 KiB announcing a sparse file of 1 EiB: processing never
 		// reads another byte, so only the idle timeout can end it.
-		s, err := dial().NewSession()
+		s, err := dial(t).NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +141,8 @@ func TestStalledNodesAreCutOff(t *testing.T) {
 	})
 
 	t.Run("wire session refused", func(t *testing.T) {
-		s, err := dial().NewSession()
+		t.Parallel()
+		s, err := dial(t).NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,7 +174,8 @@ func TestStalledNodesAreCutOff(t *testing.T) {
 	})
 
 	t.Run("no command", func(t *testing.T) {
-		ch, reqs, err := dial().OpenChannel("session", nil)
+		t.Parallel()
+		ch, reqs, err := dial(t).OpenChannel("session", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +198,8 @@ func TestStalledNodesAreCutOff(t *testing.T) {
 	})
 
 	t.Run("no channel", func(t *testing.T) {
-		c := dial()
+		t.Parallel()
+		c := dial(t)
 		done := make(chan struct{})
 		go func() { c.Wait(); close(done) }()
 		select {

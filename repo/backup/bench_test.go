@@ -4,10 +4,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 )
 
 // pipelineSpec is about 200 MiB of data shaped like datagen.Bench: small

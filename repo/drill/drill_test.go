@@ -386,6 +386,7 @@ func TestDrillBrokenSQLite(t *testing.T) {
 }
 
 func TestDrillCommandProbe(t *testing.T) {
+	t.Parallel() // its last probe waits out the 300ms timeout on the real clock
 	src := source(t)
 	r := repotest.New(t)
 	snap := backupSnap(t, r, src, "")

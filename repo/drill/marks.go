@@ -42,7 +42,7 @@ func (m Mark) OK() bool { return m.Result == MarkOK }
 // however many reports there are. Reports that cannot be read are left
 // out and named in the error, which comes with the marks of the others
 // (nil marks: nothing could be read).
-func Marks(ctx context.Context, r *repo.Repository) (map[blob.ID]Mark, error) {
+func Marks(ctx context.Context, r Notes) (map[blob.ID]Mark, error) {
 	partial, err := noteAll(ctx, r)
 	if err != nil {
 		return nil, err

@@ -24,7 +24,7 @@ type Saved struct {
 // whose SHA-256 is the ID), notes it in the repository's index (see
 // [Marks]) and returns the ID. This is the only thing a drill writes
 // into the repository.
-func Save(ctx context.Context, r *repo.Repository, rep *Report) (blob.ID, error) {
+func Save(ctx context.Context, r Recorder, rep *Report) (blob.ID, error) {
 	b, err := json.Marshal(rep)
 	if err != nil {
 		return blob.ID{}, fmt.Errorf("drill report: %w", err)
@@ -69,7 +69,7 @@ func summary(n repo.DrillNote) (Saved, error) {
 // got them (a new or rebuilt index, or one of an older version). partial
 // names reports that could not be read: the others are noted, and the
 // next call tries again; err is a failure to list or to note.
-func noteAll(ctx context.Context, r *repo.Repository) (partial, err error) {
+func noteAll(ctx context.Context, r Notes) (partial, err error) {
 	if ok, err := r.DrillsNoted(); err != nil || ok {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func Recent(ctx context.Context, r *repo.Repository) ([]Saved, error) {
 }
 
 // Load reads the report drills/<id>.
-func Load(ctx context.Context, r *repo.Repository, id blob.ID) (*Report, error) {
+func Load(ctx context.Context, r Records, id blob.ID) (*Report, error) {
 	b, err := r.GetRecord(ctx, storage.Drills, id)
 	if err != nil {
 		return nil, fmt.Errorf("drill report: %w", err)
@@ -145,7 +145,7 @@ func decodeReport(b []byte, id blob.ID) (*Report, error) {
 // List returns every stored report, newest first (by Finished, then
 // ID). Reports that cannot be read are left out and named in the error,
 // which comes with the reports that could be read.
-func List(ctx context.Context, r *repo.Repository) ([]Saved, error) {
+func List(ctx context.Context, r Records) ([]Saved, error) {
 	ids, err := r.ListRecords(ctx, storage.Drills)
 	if err != nil {
 		return nil, fmt.Errorf("drill reports: %w", err)

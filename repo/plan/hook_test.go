@@ -100,6 +100,7 @@ func TestHooksRun(t *testing.T) {
 // A command that hangs is killed at the timeout with its process group,
 // and its output is bounded.
 func TestHookTimeoutAndOutput(t *testing.T) {
+	t.Parallel() // it waits out the 200ms timeout on the real clock
 	h, _ := hooksFor(t, []string{`yes cairn | head -c 100000; sleep 60 & wait`}, nil, 200*time.Millisecond)
 	err := h.Before(t.Context())
 	rec := h.Ran()[0]

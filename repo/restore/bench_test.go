@@ -5,10 +5,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"github.com/cairnbackup/cairn/repo/restore"
 )
 

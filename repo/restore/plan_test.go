@@ -16,12 +16,12 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/cairnbackup/cairn/integration/datagen"
 	"github.com/cairnbackup/cairn/integration/s3test"
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/backup"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/repotest"
+	"github.com/cairnbackup/cairn/repo/repotest/datagen"
 	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"

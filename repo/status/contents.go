@@ -5,7 +5,6 @@ import (
 	"path"
 	"slices"
 
-	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
@@ -43,7 +42,7 @@ func RestorePoint(g Group) Snapshot {
 // ([snapfs.Walk]). It reads snapshot records and trees, never file
 // contents. A tree that cannot be read is noted in the snapshot's
 // Contents.
-func Inspect(ctx context.Context, r *repo.Repository, st *Status, node string) (map[blob.ID]Contents, error) {
+func Inspect(ctx context.Context, r Trees, st *Status, node string) (map[blob.ID]Contents, error) {
 	list, err := r.Snapshots(ctx, snapshot.Filter{Node: node})
 	if err != nil {
 		return nil, err

@@ -110,7 +110,7 @@ type CoverPoint struct {
 const maxCoverDays = 400
 
 // Sample measures the repository now: what a size sample holds.
-func Sample(ctx context.Context, r *repo.Repository, now time.Time) (repo.SizeSample, error) {
+func Sample(ctx context.Context, r Stored, now time.Time) (repo.SizeSample, error) {
 	s := repo.SizeSample{Time: now}
 	list, err := r.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {

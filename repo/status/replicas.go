@@ -52,7 +52,7 @@ type Replica struct {
 // replication left something behind, whose verification found damage,
 // or whose drill failed. A replica job that failed outright is a failed
 // job, which Gather lists already.
-func replicas(r *repo.Repository, st *Status, o Options) error {
+func replicas(r Stored, st *Status, o Options) error {
 	for _, rp := range o.Replicas {
 		if !rp.Replicated.IsZero() {
 			rp.Lag = o.Now.Sub(rp.Replicated)

@@ -16,8 +16,33 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/drill"
 	"github.com/cairnbackup/cairn/repo/prune"
+	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 )
+
+// Stored is what [Sample] reads of a repository: its snapshot list and
+// its pack records, both from the index. *repo.Repository satisfies it.
+type Stored interface {
+	Snapshots(ctx context.Context, f snapshot.Filter) ([]snapshot.Entry, error)
+	PackRecords(fn func(repo.PackRecord) error) error
+}
+
+// Source is what [Gather] reads of a repository, all from the index: the
+// snapshot list and pack records ([Stored]), the packs' verification
+// times, and the drill marks (drill.Notes). *repo.Repository satisfies
+// it.
+type Source interface {
+	Stored
+	drill.Notes
+	VerifiedTimes(fn func(id blob.ID, t time.Time) error) error
+}
+
+// Trees is what [Inspect] reads of a repository: the snapshot list and
+// the blobs of the snapshots' trees. *repo.Repository satisfies it.
+type Trees interface {
+	Snapshots(ctx context.Context, f snapshot.Filter) ([]snapshot.Entry, error)
+	snapfs.BlobLoader
+}
 
 // Options say what "needs attention" means.
 type Options struct {
@@ -171,7 +196,7 @@ func ExpectFor(expect map[string]time.Duration, node, plan string) time.Duration
 // is met by the newest snapshot of any of its groups, so a one-off push
 // does not raise an alarm for ever after; every group's row is marked
 // when its node/plan is late, and Late lists each late node/plan once.
-func Gather(ctx context.Context, r *repo.Repository, o Options) (*Status, error) {
+func Gather(ctx context.Context, r Source, o Options) (*Status, error) {
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
@@ -315,7 +340,7 @@ func drillOf(d drill.Saved) *Drill {
 	return out
 }
 
-func verification(r *repo.Repository, st *Status, o Options) error {
+func verification(r Source, st *Status, o Options) error {
 	verified := map[blob.ID]time.Time{}
 	if err := r.VerifiedTimes(func(id blob.ID, t time.Time) error { verified[id] = t; return nil }); err != nil {
 		return err

@@ -455,6 +455,7 @@ func TestS3Retries500(t *testing.T) {
 // A response that breaks off mid-body, or stalls there, is resumed from
 // the byte where it stopped.
 func TestS3ReadResumes(t *testing.T) {
+	t.Parallel() // its stalls wait out the 2s timeout on the real clock (a bucket and a proxy of its own)
 	f := newS3Fixture(t)
 	p := s3test.NewProxy(t, f.srv.Endpoint)
 	s := f.open(t, p.Endpoint, S3Options{Attempts: 2, RetryDelay: time.Millisecond, Timeout: 2 * time.Second})
@@ -495,6 +496,7 @@ func TestS3ReadResumes(t *testing.T) {
 // A PUT whose answer never comes, whose connection drops mid-body, or
 // whose body is damaged on the way, is sent again.
 func TestS3PutStallsAndDrops(t *testing.T) {
+	t.Parallel() // its stall waits out the 2s timeout on the real clock (a bucket and a proxy of its own)
 	f := newS3Fixture(t)
 	p := s3test.NewProxy(t, f.srv.Endpoint)
 	s := f.open(t, p.Endpoint, S3Options{Attempts: 3, RetryDelay: time.Millisecond, Timeout: 2 * time.Second})

@@ -55,6 +55,7 @@ func bigBlob(seed uint64, n int) []byte {
 // the torture suite). A second large blob is not even read while the
 // first is being stored.
 func TestServeBlobBudgetIsShared(t *testing.T) {
+	t.Parallel() // it watches the second blob not start for 300ms of the real clock
 	r := repotest.New(t)
 	budget := wire.NewBlobBudget(0) // the minimum: one of the largest frames
 	b := gatedBackend{backend: backend{R: r}, started: make(chan blob.Handle, 4), gate: make(chan struct{})}
@@ -95,6 +96,7 @@ func TestServeBlobBudgetIsShared(t *testing.T) {
 // With a budget, a node that sends the header of a large blob and then
 // nothing is still cut off at the idle timeout.
 func TestServeIdleTimeoutMidBlob(t *testing.T) {
+	t.Parallel() // it waits out the idle timeout on the real clock
 	r := repotest.New(t)
 	sc := config(wire.PermPush)
 	sc.IdleTimeout = 500 * time.Millisecond
@@ -144,6 +146,7 @@ func header(t wire.Type, n int) []byte {
 // The idle timeout is on silence: a blob whose bytes arrive steadily but
 // take longer than the timeout in all (a slow link) is received whole.
 func TestServeSlowBlobIsNotIdle(t *testing.T) {
+	t.Parallel() // its blob arrives over two idle timeouts of the real clock
 	r := repotest.New(t)
 	sc := config(wire.PermPush)
 	sc.IdleTimeout = time.Second

@@ -641,6 +641,7 @@ func TestServeMaxBatch(t *testing.T) {
 // A client that says hello and then nothing is cut off after the idle
 // timeout: Serve closes the stream and returns.
 func TestServeIdleTimeout(t *testing.T) {
+	t.Parallel() // it waits out the idle timeout on the real clock
 	r := repotest.New(t)
 	sc := config(wire.PermPush)
 	sc.IdleTimeout = 300 * time.Millisecond

@@ -291,6 +291,7 @@ func TestPhasesBounded(t *testing.T) {
 		{"wire handshake", silent, dial.PhaseHello, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each waits out the 200ms on the real clock
 			var phases []string
 			o := dial.Options{Identity: key, HostKey: fp, Timeout: 200 * time.Millisecond, Stderr: io.Discard,
 				Phase: func(p string) { phases = append(phases, p) }}

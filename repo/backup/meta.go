@@ -8,11 +8,9 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo/tree"
-	"golang.org/x/sys/unix"
 )
 
 // owners caches user and group names by ID. Not safe for concurrent use;
@@ -119,54 +117,6 @@ func hardlinkID(dev, ino uint64) uint64 {
 	}
 	h.Write(b[:])
 	return h.Sum64() | 1
-}
-
-// readXattrs returns the extended attributes of p (not following a final
-// symlink), sorted by name; POSIX ACLs are among them
-// (system.posix_acl_access, system.posix_acl_default).
-func readXattrs(p string) ([]tree.Xattr, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENODATA) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(p, buf)
-	if err != nil {
-		return nil, err
-	}
-	var out []tree.Xattr
-	for name := range strings.SplitSeq(string(buf[:size]), "\x00") {
-		if name == "" {
-			continue
-		}
-		vs, err := unix.Lgetxattr(p, name, nil)
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
-		v := make([]byte, vs)
-		vs, err = unix.Lgetxattr(p, name, v)
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
-		if len(name) > tree.MaxXattrNameLen || vs > tree.MaxXattrValueLen {
-			return nil, fmt.Errorf("xattr %s: too large to store (%d bytes)", name, vs)
-		}
-		out = append(out, tree.Xattr{Name: name, Value: v[:vs]})
-	}
-	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	if len(out) > tree.MaxXattrs {
-		return nil, fmt.Errorf("%d extended attributes, more than %d", len(out), tree.MaxXattrs)
-	}
-	return out, nil
 }
 
 // openNoAtime opens a file or directory for reading without updating its

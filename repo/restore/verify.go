@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/caps"
+	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/minio/sha256-simd"
@@ -292,32 +292,7 @@ func (v *verifier) xattrs(p string) ([]tree.Xattr, error) {
 	if p == "." {
 		lp = fmt.Sprintf("/proc/self/fd/%d", d.Fd())
 	}
-	size, err := unix.Llistxattr(lp, nil)
-	if err != nil || size == 0 {
-		if errors.Is(err, unix.ENOTSUP) {
-			err = nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(lp, buf)
-	if err != nil {
-		return nil, err
-	}
-	var out []tree.Xattr
-	for name := range strings.SplitSeq(string(buf[:size]), "\x00") {
-		if name == "" {
-			continue
-		}
-		val := make([]byte, tree.MaxXattrValueLen)
-		n, err := unix.Lgetxattr(lp, name, val)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tree.Xattr{Name: name, Value: val[:n]})
-	}
-	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return xattr.Read(lp)
 }
 
 func equalXattrs(a, b []tree.Xattr) bool {

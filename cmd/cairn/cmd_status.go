@@ -74,12 +74,8 @@ usable as a monitoring check.`,
 			if err != nil {
 				return err
 			}
-			if g.json {
-				if err := g.printJSON(st); err != nil {
-					return err
-				}
-			} else {
-				g.printStatus(st)
+			if err := g.output(st, func() { g.printStatus(st) }); err != nil {
+				return err
 			}
 			if len(st.Attention) > 0 {
 				return &exitError{code: exitAttention, err: errors.New("needs attention")}

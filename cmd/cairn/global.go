@@ -446,6 +446,16 @@ func (g *globalOptions) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// output prints v as JSON with --json, and otherwise calls text, which
+// prints the same for people.
+func (g *globalOptions) output(v any, text func()) error {
+	if g.json {
+		return g.printJSON(v)
+	}
+	text()
+	return nil
+}
+
 func (g *globalOptions) printf(format string, args ...any) {
 	fmt.Fprintf(g.stdout, format, args...)
 }

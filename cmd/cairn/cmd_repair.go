@@ -14,12 +14,7 @@ import (
 )
 
 func newRepairCommand(g *globalOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "repair",
-		Short: "repair a repository",
-		Args:  cobra.ArbitraryArgs,
-		RunE:  unknownSubcommand,
-	}
+	cmd := groupCommand("repair", "repair a repository")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "index",
 		Short: "rebuild the index from the packs and snapshot files alone",

@@ -25,30 +25,34 @@ func newOwners() *owners {
 }
 
 func (o *owners) user(uid uint32) string {
-	if name, ok := o.users[uid]; ok {
-		return name
-	}
-	name := ""
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		name = u.Username
-	}
-	o.users[uid] = name
-	return name
+	return cachedName(o.users, uid, func(id string) string {
+		if u, err := user.LookupId(id); err == nil {
+			return u.Username
+		}
+		return ""
+	})
 }
 
 func (o *owners) group(gid uint32) string {
-	if name, ok := o.groups[gid]; ok {
-		return name
+	return cachedName(o.groups, gid, func(id string) string {
+		if g, err := user.LookupGroupId(id); err == nil {
+			return g.Name
+		}
+		return ""
+	})
+}
+
+// cachedName returns the name of id from cache, looking it up (by id in
+// decimal) the first time; an id without a name has the name "".
+func cachedName(cache map[uint32]string, id uint32, lookup func(id string) string) string {
+	name, ok := cache[id]
+	if !ok {
+		name = lookup(strconv.FormatUint(uint64(id), 10))
+		cache[id] = name
 	}
-	name := ""
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
-		name = g.Name
-	}
-	o.groups[gid] = name
 	return name
 }
 
-// statNode fills a node's metadata from an lstat result.
 func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
 	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
 	m := fi.Mode()

@@ -65,24 +65,11 @@ func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
 	if m&os.ModeSticky != 0 {
 		n.Mode |= syscall.S_ISVTX
 	}
-	switch {
-	case m.IsRegular():
-		n.Type = tree.File
-		n.Size = uint64(fi.Size())
-	case m.IsDir():
-		n.Type = tree.Dir
-	case m&os.ModeSymlink != 0:
-		n.Type = tree.Symlink
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		n.Type = tree.CharDevice
-	case m&os.ModeDevice != 0:
-		n.Type = tree.BlockDevice
-	case m&os.ModeNamedPipe != 0:
-		n.Type = tree.FIFO
-	case m&os.ModeSocket != 0:
-		n.Type = tree.Socket
-	default:
+	switch n.Type = tree.TypeOf(m); n.Type {
+	case 0:
 		return n, fmt.Errorf("unknown file type %v", m)
+	case tree.File:
+		n.Size = uint64(fi.Size())
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {

@@ -182,7 +182,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 		return nil
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if got := typeOf(fi.Mode()); got != n.Type {
+	if got := tree.TypeOf(fi.Mode()); got != n.Type {
 		v.diff(p, "type %s, the snapshot has %s", got, n.Type)
 		return nil
 	}
@@ -236,26 +236,6 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 // stamp shows a time in nanoseconds since 1970 as UTC RFC 3339 with as
 // many fractional digits as it has.
 func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
-
-func typeOf(m os.FileMode) tree.NodeType {
-	switch {
-	case m.IsRegular():
-		return tree.File
-	case m.IsDir():
-		return tree.Dir
-	case m&os.ModeSymlink != 0:
-		return tree.Symlink
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		return tree.CharDevice
-	case m&os.ModeDevice != 0:
-		return tree.BlockDevice
-	case m&os.ModeNamedPipe != 0:
-		return tree.FIFO
-	case m&os.ModeSocket != 0:
-		return tree.Socket
-	}
-	return 0
-}
 
 func (v *verifier) meta(p string, n *tree.Node, fi os.FileInfo, st *syscall.Stat_t) {
 	if n.Type != tree.Symlink {

@@ -201,23 +201,13 @@ func (f *snapFile) attr(a *fuse.Attr) { nodeAttr(a, f.node, f.ino, f.stored) }
 
 func (o *snapOther) attr(a *fuse.Attr) { nodeAttr(a, o.node, o.ino, 0) }
 
-// typeBits is the S_IF* file type of a node type.
+// typeBits is the S_IF* file type of a node type (a regular file for
+// an unknown one, which tree decoding never gives).
 func typeBits(t tree.NodeType) uint32 {
-	switch t {
-	case tree.File:
-		return syscall.S_IFREG
-	case tree.Dir:
-		return syscall.S_IFDIR
-	case tree.Symlink:
-		return syscall.S_IFLNK
-	case tree.BlockDevice:
-		return syscall.S_IFBLK
-	case tree.CharDevice:
-		return syscall.S_IFCHR
-	case tree.FIFO:
-		return syscall.S_IFIFO
-	case tree.Socket:
-		return syscall.S_IFSOCK
+	bits := [...]uint32{tree.File: syscall.S_IFREG, tree.Dir: syscall.S_IFDIR, tree.Symlink: syscall.S_IFLNK,
+		tree.BlockDevice: syscall.S_IFBLK, tree.CharDevice: syscall.S_IFCHR, tree.FIFO: syscall.S_IFIFO, tree.Socket: syscall.S_IFSOCK}
+	if int(t) < len(bits) && bits[t] != 0 {
+		return bits[t]
 	}
 	return syscall.S_IFREG
 }

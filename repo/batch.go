@@ -46,11 +46,15 @@ const (
 // batchReaders is how many stretches LoadBlobs reads at once: eight
 // from an object store (each request waits a round trip; the store's
 // own CPU is the bound beyond that), two from a directory.
-func (r *Repository) batchReaders() int {
+func (r *Repository) batchReaders() int { return r.readers(2, 8) }
+
+// readers is how many reads to run at once: local for a directory,
+// remote for an object store.
+func (r *Repository) readers(local, remote int) int {
 	if r.local != nil {
-		return 2
+		return local
 	}
-	return 8
+	return remote
 }
 
 // batchState holds what LoadBlobs calls share.

@@ -61,7 +61,8 @@
 // no package of cairn: the chunker, blob IDs, the scheduler's engine
 // and small helpers. Layer 1 holds the formats and places: sealing,
 // trees, snapshot records, storage backends, the index schema. Layer 2
-// builds on them: packs, plans, and snapfs, the read-only view of
+// builds on them: packs, plans, the one extended-attribute reader
+// (backup's and restore's verifier), and snapfs, the read-only view of
 // snapshot trees. Layer 3 reads and writes through small interfaces and
 // never sees a [*Repository]: backup, restore, the wire protocol, FUSE,
 // the stats walk. Layer 4 is this package, and repo/wire/dial, which
@@ -89,7 +90,7 @@
 //	5      repo/check repo/drill repo/repotest
 //	4      repo repo/wire/dial
 //	3      fuse repo/backup repo/restore repo/stats repo/wire
-//	2      repo/pack repo/plan repo/snapfs
+//	2      repo/internal/xattr repo/pack repo/plan repo/snapfs
 //	1      repo/internal/index repo/seal repo/snapshot repo/storage repo/tree
 //	0      chunker scheduler repo/blob repo/caps repo/chart repo/filter repo/internal/crashpoint repo/internal/durable repo/internal/yamldoc repo/output repo/repotest/datagen
 package repo

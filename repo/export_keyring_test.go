@@ -6,7 +6,8 @@ import "context"
 // key file's wrapped key, before the file reached path: a temporary key
 // file beside path and its wrapped key in keys/. It returns both.
 func (k *Keyring) InterruptKeyFile(ctx context.Context, path string) (tmp, key string, err error) {
-	kf, tmp, err := k.newKeyFile(ctx, path, nil)
+	// The file is never given its name.
+	kf, err := k.newKeyFile(ctx, path, nil, func(t, _ string) error { tmp = t; return nil })
 	if err != nil {
 		return "", "", err
 	}

@@ -234,19 +234,12 @@ func (k *Keyring) AddKeyFile(ctx context.Context, path string) (string, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return "", &KeyFileExistsError{Path: path}
 	}
-	kf, tmp, err := k.newKeyFile(ctx, path, nil)
+	// Link, not rename: a file that appeared at path meanwhile is never
+	// replaced.
+	kf, err := k.newKeyFile(ctx, path, nil, durable.Link)
 	if err != nil {
 		return "", err
 	}
-	// Link, not rename: a file that appeared at path meanwhile is never
-	// replaced.
-	if err := durable.Link(tmp, path); err != nil {
-		if durable.IsLinkError(err) {
-			return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
-		}
-		return "", fmt.Errorf("key file %s: %w", path, err)
-	}
-	crashpoint.Hit("key-file-written")
 	return kf.Key, nil
 }
 
@@ -272,17 +265,10 @@ func (k *Keyring) RotateKeyFile(ctx context.Context, path, old string) (string, 
 		return "", err
 	}
 	defer unlock()
-	kf, tmp, err := k.newKeyFile(ctx, path, fi)
+	kf, err := k.newKeyFile(ctx, path, fi, durable.Rename)
 	if err != nil {
 		return "", err
 	}
-	if err := durable.Rename(tmp, path); err != nil {
-		if durable.IsLinkError(err) {
-			return "", k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
-		}
-		return "", fmt.Errorf("key file %s: %w", path, err)
-	}
-	crashpoint.Hit("key-file-written")
 	return kf.Key, k.delete(ctx, old)
 }
 
@@ -388,36 +374,45 @@ func (k *Keyring) opens(ctx context.Context, name string, cred []byte) error {
 
 // newKeyFile makes a new secret, writes the key file for it to a synced
 // temporary file beside path (with the owner, group and mode of like,
-// when given), stores its wrapped key and opens it with the file's
-// secret. It returns the key file and the temporary file's path.
-func (k *Keyring) newKeyFile(ctx context.Context, path string, like fs.FileInfo) (*KeyFile, string, error) {
+// when given), stores its wrapped key, opens it with the file's secret,
+// and gives the temporary file the name path with name (durable.Link or
+// durable.Rename). When a step fails, what the earlier ones made is
+// removed.
+func (k *Keyring) newKeyFile(ctx context.Context, path string, like fs.FileInfo, name func(tmp, final string) error) (*KeyFile, error) {
 	secret, err := seal.NewMasterKey()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	w, err := seal.WrapWithSecret(k.master, secret[:], k.now())
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	enc, err := w.Encode()
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	kf := &KeyFile{Version: 1, Repository: k.repoID, Key: keyName(enc), Secret: secret[:]}
 	tmp, err := writeKeyTemp(path, kf, like)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	crashpoint.Hit("key-file-temp")
 	if _, err := k.put(ctx, w); err != nil {
 		os.Remove(tmp)
-		return nil, "", err
+		return nil, err
 	}
 	if err := k.opens(ctx, kf.Key, kf.Secret); err != nil {
-		return nil, "", k.undoKeyFile(ctx, kf, tmp, err)
+		return nil, k.undoKeyFile(ctx, kf, tmp, err)
 	}
 	k.proven[kf.Key] = true
-	return kf, tmp, nil
+	if err := name(tmp, path); err != nil {
+		if durable.IsLinkError(err) {
+			return nil, k.undoKeyFile(ctx, kf, tmp, fmt.Errorf("key file %s: %w", path, err))
+		}
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	crashpoint.Hit("key-file-written")
+	return kf, nil
 }
 
 // undoKeyFile removes a new key file's wrapped key and its temporary

@@ -84,12 +84,7 @@ func (r *Repository) LostPacks(fn func(id blob.ID, when time.Time) error) error 
 // HeaderReaders is how many pack headers to read at once: two from a
 // directory (the disk is the bound), sixteen from an object store (each
 // read waits a round trip; a header read holds at most [tailSize] bytes).
-func (r *Repository) HeaderReaders() int {
-	if r.local != nil {
-		return 2
-	}
-	return 16
-}
+func (r *Repository) HeaderReaders() int { return r.readers(2, 16) }
 
 // tailSize is how much of a pack's end one read fetches when its header
 // is read: the footer and, for packs of up to about a thousand blobs, the

@@ -89,10 +89,7 @@ func (c *SentCounter) Stats() SessionStats {
 
 // Added returns what Stats counts, as a snapshot's summary records it
 // (backup.Target).
-func (c *SentCounter) Added() (blobs, bytes, stored uint64) {
-	st := c.Stats()
-	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
-}
+func (c *SentCounter) Added() (blobs, bytes, stored uint64) { return c.Stats().Added() }
 
 // Flush is the session's [Session.Flush].
 func (c *SentCounter) Flush(ctx context.Context) error { return c.s.Flush(ctx) }

@@ -61,6 +61,12 @@ type SessionStats struct {
 	Packs       uint64 // packs written
 }
 
+// Added returns the figures a snapshot's summary records: new blobs,
+// their plaintext bytes, their stored bytes.
+func (st SessionStats) Added() (blobs, bytes, stored uint64) {
+	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
+}
+
 type openPack struct {
 	buf bytes.Buffer
 	w   *pack.Writer
@@ -394,10 +400,7 @@ func (s *Session) Stats() SessionStats {
 // Added returns what the session added so far, as a snapshot's summary
 // records it: new blobs, their plaintext bytes, their stored bytes
 // (backup.Target).
-func (s *Session) Added() (blobs, bytes, stored uint64) {
-	st := s.Stats()
-	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
-}
+func (s *Session) Added() (blobs, bytes, stored uint64) { return s.Stats().Added() }
 
 // Commit makes every blob durable, then writes the snapshot record, and
 // returns its ID. Only when Commit returns without error is the snapshot

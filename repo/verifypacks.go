@@ -98,12 +98,7 @@ func (r *Repository) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error
 // PackReaders is how many packs to read whole at once (check
 // --read-data): two from a directory, four from an object store, where
 // each read also waits a round trip.
-func (r *Repository) PackReaders() int {
-	if r.local != nil {
-		return 2
-	}
-	return 4
-}
+func (r *Repository) PackReaders() int { return r.readers(2, 4) }
 
 // verifyReadSize is the size of VerifyPack's reads: 1 MiB from a
 // directory, 8 MiB (one request for half a full pack) from an object

@@ -153,47 +153,56 @@ func (o *backupOptions) commandJob(g *globalOptions, paths []string) (*pushJob, 
 	return &pushJob{plan: o.plan, src: src, exclude: excl, excludeCaches: o.excludeCaches, tags: o.tags}, nil
 }
 
+// runBackup checks what the command line asks for (the paths, stream or
+// tar it names, or the plan file --plan names), then opens the
+// repository and backs it up.
 func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
 	ctx := cmd.Context()
+	var run func(r *repo.Repository) error
 	if g.isPlanFile(o.plan) {
-		return o.runPlan(ctx, g, paths)
-	}
-	job, err := o.commandJob(g, paths)
-	if err != nil {
-		return err
+		pl, err := o.loadPlan(g, paths)
+		if err != nil {
+			return err
+		}
+		run = func(r *repo.Repository) error { return o.runPlan(ctx, g, r, pl) }
+	} else {
+		job, err := o.commandJob(g, paths)
+		if err != nil {
+			return err
+		}
+		run = func(r *repo.Repository) error {
+			_, rep, err := o.backupJob(ctx, g, r, job)
+			if err != nil {
+				return err
+			}
+			return rep
+		}
 	}
 	r, release, err := g.open(ctx, repo.Options{})
 	if err != nil {
 		return err
 	}
 	defer release()
-	_, rep, err := o.backupJob(ctx, g, r, job)
-	if err != nil {
-		return err
-	}
-	return rep
+	return run(r)
 }
 
-// runPlan backs up every source of the plan file --plan names, one
-// snapshot per source, as push --plan does on a node: a source that
-// fails (its before command, its command, its backup) is reported and
-// the others go on.
-func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, paths []string) error {
+// loadPlan loads the plan file --plan names; the command line names no
+// source besides it.
+func (o *backupOptions) loadPlan(g *globalOptions, paths []string) (*plan.Plan, error) {
 	if len(paths) > 0 || o.stdin || o.tar {
-		return usageError{errors.New("backup: a plan file names its sources: give no PATH, --stdin or --tar")}
+		return nil, usageError{errors.New("backup: a plan file names its sources: give no PATH, --stdin or --tar")}
 	}
 	if err := snapshot.CheckName("node", o.node); err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
-	pl, err := plan.Load(g.abs(o.plan))
-	if err != nil {
-		return err
-	}
-	r, release, err := g.open(ctx, repo.Options{})
-	if err != nil {
-		return err
-	}
-	defer release()
+	return plan.Load(g.abs(o.plan))
+}
+
+// runPlan backs up every source of plan pl into r, one snapshot per
+// source, as push --plan does on a node: a source that fails (its
+// before command, its command, its backup) is reported and the others
+// go on.
+func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, r *repo.Repository, pl *plan.Plan) error {
 	var failed []error
 	warned := false
 	for _, src := range pl.Sources {

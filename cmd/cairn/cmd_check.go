@@ -73,11 +73,7 @@ Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 			if err != nil {
 				return err
 			}
-			if g.json {
-				if err := g.printJSON(rep); err != nil {
-					return err
-				}
-			} else {
+			err = g.output(rep, func() {
 				for _, f := range rep.Findings {
 					g.printf("%s\n", f)
 				}
@@ -90,6 +86,9 @@ Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 				} else {
 					g.printf(": %d problems found\n", len(rep.Findings))
 				}
+			})
+			if err != nil {
+				return err
 			}
 			if !rep.Clean() {
 				return &exitError{code: exitDamage, err: fmt.Errorf("%d problems found", len(rep.Findings))}

@@ -78,14 +78,10 @@ func runDiff(ctx context.Context, g *globalOptions, f *filterOptions, arg1, arg2
 	var nodes [2]tree.Node
 	var subs [2]string
 	for i, arg := range []string{arg1, arg2} {
-		sn, sub, err := g.findSnapshot(ctx, r, arg, f.filter())
-		if err != nil {
+		var err error
+		if _, nodes[i], subs[i], err = g.lookupRef(ctx, r, arg, f.filter()); err != nil {
 			return err
 		}
-		if nodes[i], err = snapfs.Lookup(ctx, r, sn.Tree, sub); err != nil {
-			return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
-		}
-		subs[i] = path.Clean("/" + sub)
 	}
 	// Paths are shown as in the snapshots when both sides name the same
 	// path, otherwise relative to the compared entries.

@@ -105,15 +105,14 @@ with the file it concerns). 1: the drill could not run.`,
 				}
 			}
 			id, saveErr := drill.Save(ctx, r, rep)
-			if g.json {
-				if err := g.printJSON(drill.Saved{ID: id, Report: rep}); err != nil {
-					return err
-				}
-			} else {
+			err := g.output(drill.Saved{ID: id, Report: rep}, func() {
 				g.printDrill(rep)
 				if saveErr == nil {
 					g.printf("report %s saved\n", id.Short())
 				}
+			})
+			if err != nil {
+				return err
 			}
 			if saveErr != nil {
 				return fmt.Errorf("the drill %s, but its report could not be saved: %w", rep.Result, saveErr)

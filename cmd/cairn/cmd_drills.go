@@ -14,12 +14,8 @@ func (g *globalOptions) showDrillReport(ctx context.Context, r *repo.Repository,
 	if err != nil {
 		return err
 	}
-	if g.json {
-		if err := g.printJSON(d); err != nil {
-			return err
-		}
-	} else {
-		status.WriteDrillReport(g.stdout, d, g.when)
+	if err := g.output(d, func() { status.WriteDrillReport(g.stdout, d, g.when) }); err != nil {
+		return err
 	}
 	if partial != nil {
 		return eachLine(partial)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/restore"
@@ -61,15 +60,10 @@ func runDump(ctx context.Context, g *globalOptions, f *filterOptions, arg string
 		return err
 	}
 	defer release()
-	sn, sub, err := g.findSnapshot(ctx, r, arg, f.filter())
+	sn, n, full, err := g.lookupRef(ctx, r, arg, f.filter())
 	if err != nil {
 		return err
 	}
-	n, err := snapfs.Lookup(ctx, r, sn.Tree, sub)
-	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
-	}
-	full := path.Clean("/" + sub)
 	if n.Type != tree.File {
 		if out, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(out.Fd())) {
 			return usageError{fmt.Errorf("dump: %s is a %s: not writing a tar stream to a terminal; redirect standard output", full, n.Type)}

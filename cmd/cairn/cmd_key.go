@@ -22,12 +22,7 @@ import (
 // (repo.ProveKey), and the changes write only keys/ and key files, which
 // the running appliance never reads again.
 func newKeyCommand(g *globalOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "key",
-		Short: "work with the repository's keys: test, list, add, remove, passwd",
-		Args:  cobra.ArbitraryArgs,
-		RunE:  unknownSubcommand,
-	}
+	cmd := groupCommand("key", "work with the repository's keys: test, list, add, remove, passwd")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "test",
 		Short: "prove that a key file or passphrase opens the repository, and do nothing else",

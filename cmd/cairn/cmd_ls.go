@@ -31,15 +31,10 @@ mtime, uid, gid, sha256 for files), so huge trees stream.`,
 				return err
 			}
 			defer release()
-			sn, sub, err := g.findSnapshot(ctx, r, args[0], f.filter())
+			_, start, base, err := g.lookupRef(ctx, r, args[0], f.filter())
 			if err != nil {
 				return err
 			}
-			start, err := snapfs.Lookup(ctx, r, sn.Tree, sub)
-			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
-			}
-			base := path.Clean("/" + sub)
 			if start.Type != tree.Dir {
 				return g.lsEntry(base, &start)
 			}

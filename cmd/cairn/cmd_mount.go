@@ -178,27 +178,22 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 		return nil
 	case <-ctx.Done():
 	}
-	if passed != nil {
-		// The caller unmounts (it is stopping too): that ends the
-		// server; a busy mount it detached serves its open files on.
-		select {
-		case <-m.Done():
-		case <-time.After(5 * time.Second):
-			log.Warn("the caller's mount is still served: files are open on it", "dir", dir)
+	// With a passed descriptor the caller unmounts (it is stopping
+	// too): that ends the server; a busy mount it detached serves its
+	// open files on. Otherwise this process unmounts: a clean unmount
+	// stops the server; a lazily detached one serves the files still
+	// open until they are closed or this process ends.
+	busy := "the caller's mount is still served: files are open on it"
+	if passed == nil {
+		if err := m.Unmount(); err != nil {
+			return err
 		}
-		log.Info("unmounted", "dir", dir)
-		return nil
+		busy = "detached the busy mount; files still open on it fail once this command ends"
 	}
-	if err := m.Unmount(); err != nil {
-		return err
-	}
-	// A clean unmount has stopped the server already; a lazily
-	// detached one serves the files still open until they are closed
-	// or this process ends.
 	select {
 	case <-m.Done():
 	case <-time.After(5 * time.Second):
-		log.Warn("detached the busy mount; files still open on it fail once this command ends", "dir", dir)
+		log.Warn(busy, "dir", dir)
 	}
 	log.Info("unmounted", "dir", dir)
 	return nil

@@ -14,12 +14,7 @@ import (
 )
 
 func newRepairCommand(g *globalOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "repair",
-		Short: "repair a repository",
-		Args:  cobra.ArbitraryArgs,
-		RunE:  unknownSubcommand,
-	}
+	cmd := groupCommand("repair", "repair a repository")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "index",
 		Short: "rebuild the index from the packs and snapshot files alone",
@@ -121,14 +116,10 @@ Exit code 0: everything found was repaired (or nothing was damaged).
 					failed++
 				}
 			}
-			if g.json {
-				if healed == nil {
-					healed = []replica.Healed{}
-				}
-				if err := g.printJSON(map[string]any{"findings": findings, "healed": healed}); err != nil {
-					return err
-				}
-			} else {
+			if healed == nil {
+				healed = []replica.Healed{}
+			}
+			err = g.output(map[string]any{"findings": findings, "healed": healed}, func() {
 				if len(objects) == 0 {
 					g.printf("nothing to repair: check found %d problems and no damaged or missing pack or snapshot file\n", findings)
 				}
@@ -138,6 +129,9 @@ Exit code 0: everything found was repaired (or nothing was damaged).
 				if len(healed) > 0 {
 					g.printf("%d of %d repaired\n", len(healed)-failed, len(healed))
 				}
+			})
+			if err != nil {
+				return err
 			}
 			if failed > 0 {
 				return &exitError{code: exitDamage, err: fmt.Errorf("%d objects not repaired", failed)}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
 	"github.com/cairnbackup/cairn/repo/replica"
 	"github.com/cairnbackup/cairn/scheduler"
@@ -44,13 +46,7 @@ the next one goes on from there.
 Exit code 0: every replica is up to date with what the repository held
 when its run began. 5: something was left behind (listed). 1: a run
 failed. 2: an unknown replica.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
-			if err != nil {
-				return err
-			}
-			defer release()
+		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, args []string) error {
 			if g.appliance != nil && cfg != a.Config() && cfg.Path != a.ConfigPath() {
 				return usageError{fmt.Errorf("replicate: the running appliance replicates with its configuration %s, not %s: stop it to use --config, or change %s and send it SIGHUP", a.ConfigPath(), cfg.Path, a.ConfigPath())}
 			}
@@ -120,7 +116,7 @@ failed. 2: an unknown replica.`,
 				return &exitError{code: exitAttention}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
 	return cmd

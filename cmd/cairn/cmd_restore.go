@@ -127,14 +127,10 @@ recorded SHA-256, as in a local restore.`,
 					}
 					return stoppedBy(ctx, inSnapshot(sn, err), "restore", func() string { return "the comparison with " + o.target + " is incomplete" })
 				}
-				if g.json {
-					if diffs == nil {
-						diffs = []restore.Difference{}
-					}
-					if err := g.printJSON(map[string]any{"snapshot": sn.ID, "target": g.abs(o.target), "differences": diffs}); err != nil {
-						return err
-					}
-				} else {
+				if diffs == nil {
+					diffs = []restore.Difference{}
+				}
+				err = g.output(map[string]any{"snapshot": sn.ID, "target": g.abs(o.target), "differences": diffs}, func() {
 					for _, d := range diffs {
 						g.printf("%s\n", d)
 					}
@@ -146,6 +142,9 @@ recorded SHA-256, as in a local restore.`,
 					default:
 						g.printf("%d differences between %s and snapshot %s\n", len(diffs), o.target, sn.ID.Short())
 					}
+				})
+				if err != nil {
+					return err
 				}
 				if len(diffs) > 0 {
 					return &exitError{code: exitDamage, err: fmt.Errorf("%d differences", len(diffs))}

@@ -47,6 +47,22 @@ func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appl
 	return a, a.Config(), r, release, nil
 }
 
+// onAppliance is the RunE of a command that works on the appliance
+// (status, jobs, runbook, replicate): it opens the appliance with the
+// configuration *config names (openAppliance), runs fn with it and the
+// arguments, and releases it.
+func (g *globalOptions) onAppliance(config *string, fn func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		a, cfg, r, release, err := g.openAppliance(ctx, *config)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return fn(ctx, a, cfg, r, args)
+	}
+}
+
 func newStatusCommand(g *globalOptions) *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
@@ -63,29 +79,19 @@ last runs.
 Exit code 0: all well. 5: something needs attention (listed at the end):
 usable as a monitoring check.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
-			if err != nil {
-				return err
-			}
-			defer release()
+		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
 			st, err := a.Status(ctx, cfg)
 			if err != nil {
 				return err
 			}
-			if g.json {
-				if err := g.printJSON(st); err != nil {
-					return err
-				}
-			} else {
-				g.printStatus(st)
+			if err := g.output(st, func() { g.printStatus(st) }); err != nil {
+				return err
 			}
 			if len(st.Attention) > 0 {
 				return &exitError{code: exitAttention, err: errors.New("needs attention")}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
 	return cmd
@@ -226,13 +232,7 @@ configured under jobs: in DIR.yaml) with their recorded runs, newest
 first. "cairn jobs run NAME" runs one now (in the running appliance, or
 here when none runs) and records it like a scheduled run.`,
 		Args: cobra.MaximumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			a, cfg, r, release, err := g.openAppliance(ctx, config)
-			if err != nil {
-				return err
-			}
-			defer release()
+		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error {
 			if len(args) > 0 {
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
@@ -276,7 +276,7 @@ here when none runs) and records it like a scheduled run.`,
 					run.Status, firstNonEmpty(run.Error, run.Result.Summary))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
 	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many runs")
@@ -312,13 +312,7 @@ repository directory (runbook.md).
 node in particular; a node that is neither configured nor has snapshots
 is a usage error (exit 2) naming the nodes there are.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
-			if err != nil {
-				return err
-			}
-			defer release()
+		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
 			b, err := a.Runbook(ctx, cfg, node)
 			if errors.Is(err, status.ErrUnknownNode) {
 				return usageError{fmt.Errorf("runbook: %w", err)} // names nothing there is: nothing was attempted
@@ -331,7 +325,7 @@ is a usage error (exit 2) naming the nodes there are.`,
 			}
 			_, err = g.stdout.Write(b)
 			return err
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&config, "config", "", "appliance configuration (default: the repository path + .yaml)")
 	cmd.Flags().StringVar(&node, "node", "", "only this node")

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -19,9 +20,11 @@ import (
 
 	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/appliance"
+	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/status"
 	"github.com/cairnbackup/cairn/repo/storage"
+	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -446,6 +449,16 @@ func (g *globalOptions) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// output prints v as JSON with --json, and otherwise calls text, which
+// prints the same for people.
+func (g *globalOptions) output(v any, text func()) error {
+	if g.json {
+		return g.printJSON(v)
+	}
+	text()
+	return nil
+}
+
 func (g *globalOptions) printf(format string, args ...any) {
 	fmt.Fprintf(g.stdout, format, args...)
 }
@@ -465,6 +478,21 @@ func (g *globalOptions) findSnapshot(ctx context.Context, r *repo.Repository, ar
 	e, note, err := r.FindSnapshot(ctx, ref, sub, f)
 	g.note(note)
 	return e, sub, err
+}
+
+// lookupRef resolves the argument SNAPSHOT[:PATH] (findSnapshot) and
+// looks PATH up in the snapshot: the snapshot, PATH's entry, and PATH as
+// in the snapshot, clean and with a leading "/".
+func (g *globalOptions) lookupRef(ctx context.Context, r *repo.Repository, arg string, f snapshot.Filter) (snapshot.Entry, tree.Node, string, error) {
+	sn, sub, err := g.findSnapshot(ctx, r, arg, f)
+	if err != nil {
+		return sn, tree.Node{}, "", err
+	}
+	n, err := snapfs.Lookup(ctx, r, sn.Tree, sub)
+	if err != nil {
+		return sn, tree.Node{}, "", fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
+	}
+	return sn, n, path.Clean("/" + sub), nil
 }
 
 // note prints a note about a choice made for the user on standard error.

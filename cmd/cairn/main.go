@@ -387,6 +387,12 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	return root
 }
 
+// groupCommand is a command that only groups its subcommands (key,
+// repair), with unknownSubcommand as its RunE.
+func groupCommand(use, short string) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.ArbitraryArgs, RunE: unknownSubcommand}
+}
+
 // unknownSubcommand is the RunE of a group of commands (the root, key,
 // repair): with no argument it shows the group's help, otherwise the
 // argument names no command of the group, a usage error.

@@ -272,12 +272,22 @@ func verifyRotation(ctx context.Context, r *repo.Repository, vj VerifyJob, label
 // on the replica's own rotation) and marks what is damaged there, so the
 // next replication copies it again from the primary.
 func (a *Appliance) VerifyReplicaJob(ctx context.Context, cfg *Config, name string) (scheduler.Result, error) {
-	res := scheduler.Result{Figures: map[string]float64{}}
+	return a.onReplica(ctx, cfg, name, a.verifyReplica)
+}
+
+// onReplica opens replica name of cfg to read (OpenReplica), runs job on
+// it, and closes it.
+func (a *Appliance) onReplica(ctx context.Context, cfg *Config, name string, job func(ctx context.Context, cfg *Config, name string, rr *repo.Repository) (scheduler.Result, error)) (scheduler.Result, error) {
 	rr, _, err := a.OpenReplica(ctx, cfg, name, false)
 	if err != nil {
-		return res, err
+		return scheduler.Result{Figures: map[string]float64{}}, err
 	}
 	defer rr.Close()
+	return job(ctx, cfg, name, rr)
+}
+
+func (a *Appliance) verifyReplica(ctx context.Context, cfg *Config, name string, rr *repo.Repository) (scheduler.Result, error) {
+	res := scheduler.Result{Figures: map[string]float64{}}
 	rep, chosen, err := verifyRotation(ctx, rr, cfg.VerifyOf(name), "verify replica "+name+":")
 	if err != nil {
 		return res, fmt.Errorf("replica %s: %w", name, err)
@@ -338,12 +348,11 @@ func DamagedObjects(rep *check.Report) []repo.ReplicaMark {
 // name, reading only from the replica, and saves the reports in the
 // primary (marked with the replica's name).
 func (a *Appliance) DrillReplicaJob(ctx context.Context, cfg *Config, name string) (scheduler.Result, error) {
+	return a.onReplica(ctx, cfg, name, a.drillReplica)
+}
+
+func (a *Appliance) drillReplica(ctx context.Context, cfg *Config, name string, rr *repo.Repository) (scheduler.Result, error) {
 	res := scheduler.Result{Figures: map[string]float64{}}
-	rr, _, err := a.OpenReplica(ctx, cfg, name, false)
-	if err != nil {
-		return res, err
-	}
-	defer rr.Close()
 	list, err := rr.Snapshots(ctx, snapshot.Filter{})
 	if err != nil {
 		return res, fmt.Errorf("replica %s: %w", name, err)

@@ -52,6 +52,7 @@ import (
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
+	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
@@ -355,7 +356,7 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 		if n.Type != tree.Dir {
 			return blob.ID{}, fmt.Errorf("backup: %s is not a directory", p)
 		}
-		if n.Xattrs, err = readXattrs(p); err != nil {
+		if n.Xattrs, err = xattr.Read(p); err != nil {
 			w.warn("%s: %v", p, err)
 		}
 		if n.Subtree, err = w.virtual(ctx, child, p, psub); err != nil {
@@ -370,7 +371,7 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 // entry handles one directory entry at path p and returns its future.
 func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
 	var err error
-	if n.Xattrs, err = readXattrs(p); err != nil {
+	if n.Xattrs, err = xattr.Read(p); err != nil {
 		w.warn("%s: %v", p, err)
 	}
 	switch n.Type {

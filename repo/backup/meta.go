@@ -8,11 +8,9 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo/tree"
-	"golang.org/x/sys/unix"
 )
 
 // owners caches user and group names by ID. Not safe for concurrent use;
@@ -27,30 +25,34 @@ func newOwners() *owners {
 }
 
 func (o *owners) user(uid uint32) string {
-	if name, ok := o.users[uid]; ok {
-		return name
-	}
-	name := ""
-	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		name = u.Username
-	}
-	o.users[uid] = name
-	return name
+	return cachedName(o.users, uid, func(id string) string {
+		if u, err := user.LookupId(id); err == nil {
+			return u.Username
+		}
+		return ""
+	})
 }
 
 func (o *owners) group(gid uint32) string {
-	if name, ok := o.groups[gid]; ok {
-		return name
+	return cachedName(o.groups, gid, func(id string) string {
+		if g, err := user.LookupGroupId(id); err == nil {
+			return g.Name
+		}
+		return ""
+	})
+}
+
+// cachedName returns the name of id from cache, looking it up (by id in
+// decimal) the first time; an id without a name has the name "".
+func cachedName(cache map[uint32]string, id uint32, lookup func(id string) string) string {
+	name, ok := cache[id]
+	if !ok {
+		name = lookup(strconv.FormatUint(uint64(id), 10))
+		cache[id] = name
 	}
-	name := ""
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(gid), 10)); err == nil {
-		name = g.Name
-	}
-	o.groups[gid] = name
 	return name
 }
 
-// statNode fills a node's metadata from an lstat result.
 func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
 	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
 	m := fi.Mode()
@@ -63,24 +65,11 @@ func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
 	if m&os.ModeSticky != 0 {
 		n.Mode |= syscall.S_ISVTX
 	}
-	switch {
-	case m.IsRegular():
-		n.Type = tree.File
-		n.Size = uint64(fi.Size())
-	case m.IsDir():
-		n.Type = tree.Dir
-	case m&os.ModeSymlink != 0:
-		n.Type = tree.Symlink
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		n.Type = tree.CharDevice
-	case m&os.ModeDevice != 0:
-		n.Type = tree.BlockDevice
-	case m&os.ModeNamedPipe != 0:
-		n.Type = tree.FIFO
-	case m&os.ModeSocket != 0:
-		n.Type = tree.Socket
-	default:
+	switch n.Type = tree.TypeOf(m); n.Type {
+	case 0:
 		return n, fmt.Errorf("unknown file type %v", m)
+	case tree.File:
+		n.Size = uint64(fi.Size())
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
@@ -119,54 +108,6 @@ func hardlinkID(dev, ino uint64) uint64 {
 	}
 	h.Write(b[:])
 	return h.Sum64() | 1
-}
-
-// readXattrs returns the extended attributes of p (not following a final
-// symlink), sorted by name; POSIX ACLs are among them
-// (system.posix_acl_access, system.posix_acl_default).
-func readXattrs(p string) ([]tree.Xattr, error) {
-	size, err := unix.Llistxattr(p, nil)
-	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENODATA) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(p, buf)
-	if err != nil {
-		return nil, err
-	}
-	var out []tree.Xattr
-	for name := range strings.SplitSeq(string(buf[:size]), "\x00") {
-		if name == "" {
-			continue
-		}
-		vs, err := unix.Lgetxattr(p, name, nil)
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
-		v := make([]byte, vs)
-		vs, err = unix.Lgetxattr(p, name, v)
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s: %w", name, err)
-		}
-		if len(name) > tree.MaxXattrNameLen || vs > tree.MaxXattrValueLen {
-			return nil, fmt.Errorf("xattr %s: too large to store (%d bytes)", name, vs)
-		}
-		out = append(out, tree.Xattr{Name: name, Value: v[:vs]})
-	}
-	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	if len(out) > tree.MaxXattrs {
-		return nil, fmt.Errorf("%d extended attributes, more than %d", len(out), tree.MaxXattrs)
-	}
-	return out, nil
 }
 
 // openNoAtime opens a file or directory for reading without updating its

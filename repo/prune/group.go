@@ -112,14 +112,7 @@ func (b GroupBy) String() string {
 func (b GroupBy) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
 
 // UnmarshalText parses a comma list.
-func (b *GroupBy) UnmarshalText(t []byte) error {
-	v, err := ParseGroupBy(string(t))
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
+func (b *GroupBy) UnmarshalText(t []byte) error { return parseInto(b, string(t), ParseGroupBy) }
 
 // UnmarshalYAML parses a comma list in a YAML file (yamldoc.Parse lists
 // a wrong one with its line and key).

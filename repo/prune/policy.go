@@ -147,12 +147,16 @@ func (s Span) String() string {
 func (s Span) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a span.
-func (s *Span) UnmarshalText(b []byte) error {
-	v, err := ParseSpan(string(b))
+func (s *Span) UnmarshalText(b []byte) error { return parseInto(s, string(b), ParseSpan) }
+
+// parseInto sets *dst to what parse makes of text; text that parse
+// refuses leaves *dst as it was.
+func parseInto[T any](dst *T, text string, parse func(string) (T, error)) error {
+	v, err := parse(text)
 	if err != nil {
 		return err
 	}
-	*s = v
+	*dst = v
 	return nil
 }
 

@@ -3,7 +3,6 @@ package restore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/caps"
+	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/minio/sha256-simd"
@@ -182,7 +182,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 		return nil
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if got := typeOf(fi.Mode()); got != n.Type {
+	if got := tree.TypeOf(fi.Mode()); got != n.Type {
 		v.diff(p, "type %s, the snapshot has %s", got, n.Type)
 		return nil
 	}
@@ -237,26 +237,6 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 // many fractional digits as it has.
 func stamp(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
 
-func typeOf(m os.FileMode) tree.NodeType {
-	switch {
-	case m.IsRegular():
-		return tree.File
-	case m.IsDir():
-		return tree.Dir
-	case m&os.ModeSymlink != 0:
-		return tree.Symlink
-	case m&os.ModeDevice != 0 && m&os.ModeCharDevice != 0:
-		return tree.CharDevice
-	case m&os.ModeDevice != 0:
-		return tree.BlockDevice
-	case m&os.ModeNamedPipe != 0:
-		return tree.FIFO
-	case m&os.ModeSocket != 0:
-		return tree.Socket
-	}
-	return 0
-}
-
 func (v *verifier) meta(p string, n *tree.Node, fi os.FileInfo, st *syscall.Stat_t) {
 	if n.Type != tree.Symlink {
 		if got := uint32(st.Mode & 0o7777); got != n.Mode {
@@ -292,32 +272,7 @@ func (v *verifier) xattrs(p string) ([]tree.Xattr, error) {
 	if p == "." {
 		lp = fmt.Sprintf("/proc/self/fd/%d", d.Fd())
 	}
-	size, err := unix.Llistxattr(lp, nil)
-	if err != nil || size == 0 {
-		if errors.Is(err, unix.ENOTSUP) {
-			err = nil
-		}
-		return nil, err
-	}
-	buf := make([]byte, size)
-	size, err = unix.Llistxattr(lp, buf)
-	if err != nil {
-		return nil, err
-	}
-	var out []tree.Xattr
-	for name := range strings.SplitSeq(string(buf[:size]), "\x00") {
-		if name == "" {
-			continue
-		}
-		val := make([]byte, tree.MaxXattrValueLen)
-		n, err := unix.Lgetxattr(lp, name, val)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tree.Xattr{Name: name, Value: val[:n]})
-	}
-	slices.SortFunc(out, func(a, b tree.Xattr) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+	return xattr.Read(lp)
 }
 
 func equalXattrs(a, b []tree.Xattr) bool {

@@ -84,44 +84,7 @@ func (l *Local) Init() error {
 
 // Put implements [Backend].
 func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
-	if err := l.check(h); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	final := l.Path(h)
-	dir := filepath.Dir(final)
-	if h.Kind == Packs {
-		if _, ok := l.madeDirs.Load(dir); !ok {
-			if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("storage: %w", err)
-			}
-			if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
-				return fmt.Errorf("storage: %w", err)
-			}
-			l.madeDirs.Store(dir, true)
-		}
-	}
-	if _, err := os.Lstat(final); err == nil {
-		return fmt.Errorf("storage: put %s: %w", h, ErrExist)
-	}
-	tmp, err := writeTemp(dir, r, h)
-	if err != nil {
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	crashpoint.Hit("storage-before-rename")
-	// Link instead of rename: it fails if the final name exists, so a
-	// concurrent Put of the same name can never replace an object.
-	if err := durable.Link(tmp, final); err != nil {
-		os.Remove(tmp)
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
-		}
-		return fmt.Errorf("storage: put %s: %w", h, err)
-	}
-	crashpoint.Hit("storage-after-rename")
-	return nil
+	return l.store(ctx, h, r, false)
 }
 
 // Replace stores r as h like Put, but replaces an object already there
@@ -129,6 +92,18 @@ func (l *Local) Put(ctx context.Context, h Handle, r io.Reader) error {
 // never neither, whenever the process dies. Only repairs use it, to put
 // a verified copy in place of a damaged object.
 func (l *Local) Replace(ctx context.Context, h Handle, r io.Reader) error {
+	return l.store(ctx, h, r, true)
+}
+
+// store writes r to a synced temporary file beside h's name, then gives
+// it the name: for Put by a link, which fails if the name exists, so a
+// concurrent Put of the same name can never replace an object; for
+// Replace by a rename. Put makes a pack's directory the first time.
+func (l *Local) store(ctx context.Context, h Handle, r io.Reader, replace bool) error {
+	verb, name := "put", durable.Link
+	if replace {
+		verb, name = "replace", durable.Rename
+	}
 	if err := l.check(h); err != nil {
 		return err
 	}
@@ -137,16 +112,52 @@ func (l *Local) Replace(ctx context.Context, h Handle, r io.Reader) error {
 	}
 	final := l.Path(h)
 	dir := filepath.Dir(final)
+	if !replace {
+		if err := l.packDir(h, dir); err != nil {
+			return err
+		}
+		if _, err := os.Lstat(final); err == nil {
+			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
+		}
+	}
 	tmp, err := writeTemp(dir, r, h)
 	if err != nil {
-		return fmt.Errorf("storage: replace %s: %w", h, err)
+		return fmt.Errorf("storage: %s %s: %w", verb, h, err)
 	}
-	if err := durable.Rename(tmp, final); err != nil {
+	if !replace {
+		crashpoint.Hit("storage-before-rename")
+	}
+	if err := name(tmp, final); err != nil {
 		if durable.IsLinkError(err) {
 			os.Remove(tmp)
 		}
-		return fmt.Errorf("storage: replace %s: %w", h, err)
+		if errors.Is(err, fs.ErrExist) && !replace {
+			return fmt.Errorf("storage: put %s: %w", h, ErrExist)
+		}
+		return fmt.Errorf("storage: %s %s: %w", verb, h, err)
 	}
+	if !replace {
+		crashpoint.Hit("storage-after-rename")
+	}
+	return nil
+}
+
+// packDir makes dir, the directory of pack h, durably the first time a
+// pack goes there.
+func (l *Local) packDir(h Handle, dir string) error {
+	if h.Kind != Packs {
+		return nil
+	}
+	if _, ok := l.madeDirs.Load(dir); ok {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("storage: %w", err)
+	}
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	l.madeDirs.Store(dir, true)
 	return nil
 }
 

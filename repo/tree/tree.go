@@ -3,6 +3,7 @@ package tree
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 )
@@ -41,6 +42,28 @@ const (
 )
 
 func (t NodeType) valid() bool { return t >= File && t <= Socket }
+
+// TypeOf is the node type of a file whose mode is m (its type bits, as
+// os.Lstat gives them), and 0 for a kind of file a tree cannot hold.
+func TypeOf(m fs.FileMode) NodeType {
+	switch {
+	case m.IsRegular():
+		return File
+	case m.IsDir():
+		return Dir
+	case m&fs.ModeSymlink != 0:
+		return Symlink
+	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice != 0:
+		return CharDevice
+	case m&fs.ModeDevice != 0:
+		return BlockDevice
+	case m&fs.ModeNamedPipe != 0:
+		return FIFO
+	case m&fs.ModeSocket != 0:
+		return Socket
+	}
+	return 0
+}
 
 // String names the type: "file", "dir", "symlink", "blockdev", "chardev",
 // "fifo" or "socket", and "nodetype(N)" for an unknown value N.

@@ -109,27 +109,23 @@ func (h *Hello) Append(dst []byte) []byte {
 
 // DecodeHello decodes the body of a [TypeHello] frame.
 func DecodeHello(b []byte) (*Hello, error) {
-	d := newDecoder(TypeHello, b)
-	if m := d.take(len(Magic), "magic"); d.err == nil && string(m) != Magic {
-		d.failf("bad magic %q", m)
-	}
-	var h Hello
-	h.MinVersion = d.u16("min version")
-	h.MaxVersion = d.u16("max version")
-	if d.err == nil {
-		switch {
-		case h.MinVersion == 0:
-			d.failf("min version is 0")
-		case h.MinVersion > h.MaxVersion:
-			d.failf("min version %d exceeds max version %d", h.MinVersion, h.MaxVersion)
+	return decodeBody(TypeHello, b, func(d *decoder, h *Hello) {
+		if m := d.take(len(Magic), "magic"); d.err == nil && string(m) != Magic {
+			d.failf("bad magic %q", m)
 		}
-	}
-	h.Client = d.str("client")
-	h.Node = d.str("node")
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &h, nil
+		h.MinVersion = d.u16("min version")
+		h.MaxVersion = d.u16("max version")
+		if d.err == nil {
+			switch {
+			case h.MinVersion == 0:
+				d.failf("min version is 0")
+			case h.MinVersion > h.MaxVersion:
+				d.failf("min version %d exceeds max version %d", h.MinVersion, h.MaxVersion)
+			}
+		}
+		h.Client = d.str("client")
+		h.Node = d.str("node")
+	})
 }
 
 // Welcome is the server's answer to [Hello]: the version it picked and
@@ -170,35 +166,31 @@ func (w *Welcome) Append(dst []byte) []byte {
 // DecodeWelcome decodes the body of a [TypeWelcome] frame. The chunker
 // parameters are checked by the chunker, not here.
 func DecodeWelcome(b []byte) (*Welcome, error) {
-	d := newDecoder(TypeWelcome, b)
-	var w Welcome
-	if w.Version = d.u16("version"); d.err == nil && w.Version == 0 {
-		d.failf("version is 0")
-	}
-	w.Node = d.str("node")
-	if w.Perms = Perm(d.u8("perms")); d.err == nil && w.Perms&^permAll != 0 {
-		d.failf("perms 0x%02x has unknown bits", uint8(w.Perms))
-	}
-	w.Repo = d.id("repo")
-	w.ChunkMin = d.u32("chunk min")
-	w.ChunkAvg = d.u32("chunk avg")
-	w.ChunkMax = d.u32("chunk max")
-	w.ChunkerSeed = d.id("chunker seed")
-	flags := d.u8("flags")
-	if d.err == nil && flags&^flagIsolated != 0 {
-		d.failf("flags 0x%02x has unknown bits", flags)
-	}
-	w.Isolated = flags&flagIsolated != 0
-	if w.MaxBatch = d.u32("max batch"); d.err == nil && (w.MaxBatch == 0 || w.MaxBatch > MaxHandles) {
-		d.failf("max batch %d is not in 1..%d", w.MaxBatch, MaxHandles)
-	}
-	if w.MaxInflight = d.u32("max inflight"); d.err == nil && w.MaxInflight == 0 {
-		d.failf("max inflight is 0")
-	}
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &w, nil
+	return decodeBody(TypeWelcome, b, func(d *decoder, w *Welcome) {
+		if w.Version = d.u16("version"); d.err == nil && w.Version == 0 {
+			d.failf("version is 0")
+		}
+		w.Node = d.str("node")
+		if w.Perms = Perm(d.u8("perms")); d.err == nil && w.Perms&^permAll != 0 {
+			d.failf("perms 0x%02x has unknown bits", uint8(w.Perms))
+		}
+		w.Repo = d.id("repo")
+		w.ChunkMin = d.u32("chunk min")
+		w.ChunkAvg = d.u32("chunk avg")
+		w.ChunkMax = d.u32("chunk max")
+		w.ChunkerSeed = d.id("chunker seed")
+		flags := d.u8("flags")
+		if d.err == nil && flags&^flagIsolated != 0 {
+			d.failf("flags 0x%02x has unknown bits", flags)
+		}
+		w.Isolated = flags&flagIsolated != 0
+		if w.MaxBatch = d.u32("max batch"); d.err == nil && (w.MaxBatch == 0 || w.MaxBatch > MaxHandles) {
+			d.failf("max batch %d is not in 1..%d", w.MaxBatch, MaxHandles)
+		}
+		if w.MaxInflight = d.u32("max inflight"); d.err == nil && w.MaxInflight == 0 {
+			d.failf("max inflight is 0")
+		}
+	})
 }
 
 // ErrorMsg reports a failure to the peer and ends the session. As an
@@ -224,16 +216,12 @@ func (e *ErrorMsg) Append(dst []byte) []byte {
 // DecodeError decodes the body of a [TypeError] frame. Unknown codes are
 // refused: both sides speak the same version, hence the same codes.
 func DecodeError(b []byte) (*ErrorMsg, error) {
-	d := newDecoder(TypeError, b)
-	var e ErrorMsg
-	if e.Code = ErrorCode(d.u16("code")); d.err == nil && !e.Code.valid() {
-		d.failf("unknown code %d", uint16(e.Code))
-	}
-	e.Message = d.str("message")
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return decodeBody(TypeError, b, func(d *decoder, e *ErrorMsg) {
+		if e.Code = ErrorCode(d.u16("code")); d.err == nil && !e.Code.valid() {
+			d.failf("unknown code %d", uint16(e.Code))
+		}
+		e.Message = d.str("message")
+	})
 }
 
 // ListSnapshots asks for the snapshots of the client's node.
@@ -250,14 +238,10 @@ func (l *ListSnapshots) Append(dst []byte) []byte {
 
 // DecodeListSnapshots decodes the body of a [TypeListSnapshots] frame.
 func DecodeListSnapshots(b []byte) (*ListSnapshots, error) {
-	d := newDecoder(TypeListSnapshots, b)
-	var l ListSnapshots
-	l.Req = d.u32("req")
-	l.Plan = d.str("plan")
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return decodeBody(TypeListSnapshots, b, func(d *decoder, l *ListSnapshots) {
+		l.Req = d.u32("req")
+		l.Plan = d.str("plan")
+	})
 }
 
 // SnapshotItem is one snapshot in a [Snapshots] answer.
@@ -351,14 +335,10 @@ func (l *LoadBlob) Append(dst []byte) []byte {
 
 // DecodeLoadBlob decodes the body of a [TypeLoadBlob] frame.
 func DecodeLoadBlob(b []byte) (*LoadBlob, error) {
-	d := newDecoder(TypeLoadBlob, b)
-	var l LoadBlob
-	l.Req = d.u32("req")
-	l.Handle = d.handle("handle")
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return decodeBody(TypeLoadBlob, b, func(d *decoder, l *LoadBlob) {
+		l.Req = d.u32("req")
+		l.Handle = d.handle("handle")
+	})
 }
 
 // Blob answers [LoadBlob] with the blob's plaintext. With Data nil,
@@ -377,17 +357,13 @@ func (m *Blob) Append(dst []byte) []byte {
 
 // DecodeBlob decodes the body of a [TypeBlob] frame. Data aliases b.
 func DecodeBlob(b []byte) (*Blob, error) {
-	d := newDecoder(TypeBlob, b)
-	var m Blob
-	m.Req = d.u32("req")
-	m.Data = d.rest()
-	if d.err == nil && len(m.Data) > blob.MaxSize {
-		d.failf("data of %d bytes exceeds %d", len(m.Data), blob.MaxSize)
-	}
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return decodeBody(TypeBlob, b, func(d *decoder, m *Blob) {
+		m.Req = d.u32("req")
+		m.Data = d.rest()
+		if d.err == nil && len(m.Data) > blob.MaxSize {
+			d.failf("data of %d bytes exceeds %d", len(m.Data), blob.MaxSize)
+		}
+	})
 }
 
 // HaveBlobs asks which of a batch of blobs the server already holds.
@@ -516,29 +492,25 @@ func (p *PutBlob) Append(dst []byte) []byte {
 // decompresses to RawLength bytes that hash to the ID is for the server
 // to find out.
 func DecodePutBlob(b []byte) (*PutBlob, error) {
-	d := newDecoder(TypePutBlob, b)
-	var p PutBlob
-	p.Handle = d.handle("handle")
-	p.Compression = d.u8("compression")
-	p.RawLength = d.u32("raw length")
-	p.Payload = d.rest()
-	if d.err == nil {
-		n := len(p.Payload)
-		switch {
-		case p.RawLength > blob.MaxSize:
-			d.failf("raw length %d exceeds %d", p.RawLength, blob.MaxSize)
-		case p.Compression == CompressionRaw && uint64(n) != uint64(p.RawLength):
-			d.failf("raw payload of %d bytes, raw length %d", n, p.RawLength)
-		case p.Compression == CompressionZstd && uint64(n) >= uint64(p.RawLength):
-			d.failf("zstd payload of %d bytes is not shorter than raw length %d", n, p.RawLength)
-		case p.Compression > CompressionZstd:
-			d.failf("unknown compression %d", p.Compression)
+	return decodeBody(TypePutBlob, b, func(d *decoder, p *PutBlob) {
+		p.Handle = d.handle("handle")
+		p.Compression = d.u8("compression")
+		p.RawLength = d.u32("raw length")
+		p.Payload = d.rest()
+		if d.err == nil {
+			n := len(p.Payload)
+			switch {
+			case p.RawLength > blob.MaxSize:
+				d.failf("raw length %d exceeds %d", p.RawLength, blob.MaxSize)
+			case p.Compression == CompressionRaw && uint64(n) != uint64(p.RawLength):
+				d.failf("raw payload of %d bytes, raw length %d", n, p.RawLength)
+			case p.Compression == CompressionZstd && uint64(n) >= uint64(p.RawLength):
+				d.failf("zstd payload of %d bytes is not shorter than raw length %d", n, p.RawLength)
+			case p.Compression > CompressionZstd:
+				d.failf("unknown compression %d", p.Compression)
+			}
 		}
-	}
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	})
 }
 
 // Commit asks the server to save a snapshot record once everything it
@@ -557,18 +529,16 @@ func (c *Commit) Append(dst []byte) []byte {
 // DecodeCommit decodes the body of a [TypeCommit] frame. The record is
 // copied, so it stays valid when b is reused.
 func DecodeCommit(b []byte) (*Commit, error) {
-	d := newDecoder(TypeCommit, b)
-	var c Commit
-	c.Req = d.u32("req")
-	rec := d.rest()
-	if d.err == nil && len(rec) > MaxRecord {
-		d.failf("record of %d bytes exceeds %d", len(rec), MaxRecord)
-	}
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	c.Record = clone(rec)
-	return &c, nil
+	return decodeBody(TypeCommit, b, func(d *decoder, c *Commit) {
+		c.Req = d.u32("req")
+		rec := d.rest()
+		if d.err == nil && len(rec) > MaxRecord {
+			d.failf("record of %d bytes exceeds %d", len(rec), MaxRecord)
+		}
+		if d.err == nil {
+			c.Record = clone(rec) // the frame's body buffer is reused
+		}
+	})
 }
 
 // Committed answers [Commit] once the snapshot is durable.
@@ -585,14 +555,10 @@ func (c *Committed) Append(dst []byte) []byte {
 
 // DecodeCommitted decodes the body of a [TypeCommitted] frame.
 func DecodeCommitted(b []byte) (*Committed, error) {
-	d := newDecoder(TypeCommitted, b)
-	var c Committed
-	c.Req = d.u32("req")
-	c.Snapshot = d.id("snapshot")
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return decodeBody(TypeCommitted, b, func(d *decoder, c *Committed) {
+		c.Req = d.u32("req")
+		c.Snapshot = d.id("snapshot")
+	})
 }
 
 // Bye ends the session cleanly. Its body is empty.
@@ -603,11 +569,7 @@ func (*Bye) Append(dst []byte) []byte { return dst }
 
 // DecodeBye decodes the body of a [TypeBye] frame, which must be empty.
 func DecodeBye(b []byte) (*Bye, error) {
-	d := newDecoder(TypeBye, b)
-	if err := d.finish(); err != nil {
-		return nil, err
-	}
-	return &Bye{}, nil
+	return decodeBody(TypeBye, b, func(*decoder, *Bye) {})
 }
 
 // messageError reports a body that breaks the protocol.
@@ -627,6 +589,19 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
+}
+
+// decodeBody decodes b, the body of a frame of type t, into a new M:
+// fields reads M's fields from d in order and checks them (d.failf);
+// the body must end where the fields do.
+func decodeBody[M any](t Type, b []byte, fields func(d *decoder, m *M)) (*M, error) {
+	d := newDecoder(t, b)
+	var m M
+	fields(&d, &m)
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func newDecoder(t Type, b []byte) decoder {

@@ -468,47 +468,38 @@ func (s *session) err() error {
 func (s *session) handle(t Type, body []byte) error {
 	switch t {
 	case TypeBye:
-		if _, err := DecodeBye(body); err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		return nil
+		return decoded(body, DecodeBye, func(*Bye) error { return nil })
 	case TypeListSnapshots:
-		m, err := DecodeListSnapshots(body)
-		if err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		return s.listSnapshots(m)
+		return decoded(body, DecodeListSnapshots, s.listSnapshots)
 	case TypeLoadBlob:
-		m, err := DecodeLoadBlob(body)
-		if err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		return s.loadBlob(m)
+		return decoded(body, DecodeLoadBlob, s.loadBlob)
 	case TypeHaveBlobs:
-		m, err := DecodeHaveBlobs(body)
-		if err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		return s.haveBlobs(m)
+		return decoded(body, DecodeHaveBlobs, s.haveBlobs)
 	case TypeCommit:
-		m, err := DecodeCommit(body)
-		if err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		return s.commit(m)
+		return decoded(body, DecodeCommit, s.commit)
 	case TypeError:
-		// The client ends the session: its push failed on its side.
-		// Nothing is answered.
-		m, err := DecodeError(body)
-		if err != nil {
-			return coded(CodeProtocol, "%v", err)
-		}
-		s.mu.Lock()
-		s.reported = true
-		s.mu.Unlock()
-		return &NodeError{Message: m.Message}
+		return decoded(body, DecodeError, s.clientFailed)
 	}
 	return coded(CodeProtocol, "unexpected %s from a client", t)
+}
+
+// decoded decodes a frame's body with decode and hands the message to
+// handle; a body that does not decode is a protocol error.
+func decoded[M any](body []byte, decode func([]byte) (M, error), handle func(M) error) error {
+	m, err := decode(body)
+	if err != nil {
+		return coded(CodeProtocol, "%v", err)
+	}
+	return handle(m)
+}
+
+// clientFailed ends the session when the client reports that its push
+// failed on its side. Nothing is answered.
+func (s *session) clientFailed(m *ErrorMsg) error {
+	s.mu.Lock()
+	s.reported = true
+	s.mu.Unlock()
+	return &NodeError{Message: m.Message}
 }
 
 func (s *session) listSnapshots(m *ListSnapshots) error {

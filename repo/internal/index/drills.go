@@ -297,25 +297,11 @@ func (x *Index) RecentDrills(fn func(DrillNote) error) error {
 	if x == nil {
 		return ErrNotOpen
 	}
-	return x.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte{prefixDrillGroup}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var n DrillNote
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				n, err = decodeDrillNote(blob.ID{}, v)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			if err := fn(n); err != nil {
-				return err
-			}
+	return x.scanPrefix([]byte{prefixDrillGroup}, func(_, v []byte) error {
+		n, err := decodeDrillNote(blob.ID{}, v)
+		if err != nil {
+			return err
 		}
-		return nil
+		return fn(n)
 	})
 }

@@ -49,6 +49,7 @@
 package index
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -386,20 +387,7 @@ func (x *Index) Lookup(h blob.Handle) (loc Location, ok bool, err error) {
 	if x == nil {
 		return Location{}, false, ErrNotOpen
 	}
-	err = x.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(blobKey(h))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			loc, err = decodeLocation(v)
-			ok = err == nil
-			return err
-		})
-	})
+	loc, ok, err = get(x, blobKey(h), decodeLocation)
 	if err != nil {
 		return Location{}, false, fmt.Errorf("index: lookup %s: %w", h, err)
 	}
@@ -502,24 +490,7 @@ func (x *Index) addPack(id blob.ID, info PackInfo, blobs []BlobEntry, move bool)
 
 // Pack returns what the index records about pack id.
 func (x *Index) Pack(id blob.ID) (info PackInfo, ok bool, err error) {
-	if x == nil {
-		return PackInfo{}, false, ErrNotOpen
-	}
-	err = x.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(prefixPack, id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			info, err = decodePackInfo(v)
-			ok = err == nil
-			return err
-		})
-	})
-	return info, ok, err
+	return get(x, key(prefixPack, id), decodePackInfo)
 }
 
 func decodePackInfo(v []byte) (PackInfo, error) {
@@ -566,23 +537,94 @@ func (x *Index) scan(prefix byte, fn func(id blob.ID, v []byte) error) error {
 }
 
 func (x *Index) scanKeys(prefix byte, keyLen int, fn func(k, v []byte) error) error {
+	return x.scanPrefix([]byte{prefix}, func(k, v []byte) error {
+		if len(k) != keyLen {
+			return fmt.Errorf("index: key of %d bytes under prefix %q: %w", len(k), prefix, blob.ErrCorrupt)
+		}
+		return fn(k, v)
+	})
+}
+
+// scanPrefix calls fn with the key and value of every entry whose key
+// begins with prefix, in key order, until fn fails; k and v are valid
+// only during the call.
+func (x *Index) scanPrefix(prefix []byte, fn func(k, v []byte) error) error {
 	return x.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
-		opts.Prefix = []byte{prefix}
+		opts.Prefix = prefix
 		opts.PrefetchValues = false
 		it := txn.NewIterator(opts)
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
 			k := item.Key()
-			if len(k) != keyLen {
-				return fmt.Errorf("index: key of %d bytes under prefix %q: %w", len(k), prefix, blob.ErrCorrupt)
-			}
 			if err := item.Value(func(v []byte) error { return fn(k, v) }); err != nil {
 				return err
 			}
 		}
 		return nil
+	})
+}
+
+// get decodes the value under key k; ok is false when there is none.
+func get[T any](x *Index, k []byte, decode func(v []byte) (T, error)) (val T, ok bool, err error) {
+	if x == nil {
+		return val, false, ErrNotOpen
+	}
+	err = x.view(func(txn *badger.Txn) error {
+		item, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			val, err = decode(v)
+			ok = err == nil
+			return err
+		})
+	})
+	return val, ok, err
+}
+
+// update runs fn in a read-write transaction, when the file system has
+// room for the index's own writes (room); an error of the transaction
+// is wrapped with what it did.
+func (x *Index) update(what string, fn func(txn *badger.Txn) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	if err := x.room(); err != nil {
+		return err
+	}
+	if err := x.db.Update(fn); err != nil {
+		return fmt.Errorf("index: %s: %w", what, err)
+	}
+	return nil
+}
+
+// decodeTime decodes a time stored as big-endian nanoseconds since 1970;
+// what names the value in the error of a value of another size.
+func decodeTime(what string, v []byte) (time.Time, error) {
+	if len(v) != 8 {
+		return time.Time{}, fmt.Errorf("index: %s of %d bytes: %w", what, len(v), blob.ErrCorrupt)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))), nil
+}
+
+// scanTimes calls fn with the ID and time of every entry under prefix
+// (what names the time in errors).
+func (x *Index) scanTimes(prefix byte, what string, fn func(id blob.ID, t time.Time) error) error {
+	if x == nil {
+		return ErrNotOpen
+	}
+	return x.scan(prefix, func(id blob.ID, v []byte) error {
+		t, err := decodeTime(what, v)
+		if err != nil {
+			return err
+		}
+		return fn(id, t)
 	})
 }
 
@@ -638,93 +680,40 @@ func (x *Index) RemovePacks(packs map[blob.ID]bool, lost bool, now time.Time) ([
 
 // LostPacks calls fn for every pack recorded as found missing.
 func (x *Index) LostPacks(fn func(id blob.ID, when time.Time) error) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	return x.scan(prefixLost, func(id blob.ID, v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("index: lost-pack time of %d bytes: %w", len(v), blob.ErrCorrupt)
-		}
-		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
-	})
+	return x.scanTimes(prefixLost, "lost-pack time", fn)
 }
 
 // AddSnapshot caches the plaintext record of snapshot id.
 func (x *Index) AddSnapshot(id blob.ID, record []byte) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixSnapshot, id), record) }); err != nil {
-		return fmt.Errorf("index: add snapshot %s: %w", id.Short(), err)
-	}
-	return nil
+	return x.update("add snapshot "+id.Short(), func(txn *badger.Txn) error { return txn.Set(key(prefixSnapshot, id), record) })
 }
 
 // RemoveSnapshot forgets snapshot id.
 func (x *Index) RemoveSnapshot(id blob.ID) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
-	err := x.db.Update(func(txn *badger.Txn) error {
+	return x.update("remove snapshot "+id.Short(), func(txn *badger.Txn) error {
 		if err := txn.Delete(key(prefixSnapshot, id)); err != nil {
 			return err
 		}
 		return txn.Delete(key(prefixForget, id))
 	})
-	if err != nil {
-		return fmt.Errorf("index: remove snapshot %s: %w", id.Short(), err)
-	}
-	return nil
 }
 
 // MarkForgetting records that forgetting snapshot id began at t: its file
 // is about to be deleted, so an entry without a file is not a lost
 // snapshot. RemoveSnapshot clears the mark; so does ClearForgetting.
 func (x *Index) MarkForgetting(id blob.ID, t time.Time) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixForget, id), v) }); err != nil {
-		return fmt.Errorf("index: mark snapshot %s as being forgotten: %w", id.Short(), err)
-	}
-	return nil
+	return x.update("mark snapshot "+id.Short()+" as being forgotten", func(txn *badger.Txn) error { return txn.Set(key(prefixForget, id), v) })
 }
 
 // ClearForgetting removes the mark MarkForgetting set.
 func (x *Index) ClearForgetting(id blob.ID) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(prefixForget, id)) }); err != nil {
-		return fmt.Errorf("index: clear the forget mark of snapshot %s: %w", id.Short(), err)
-	}
-	return nil
+	return x.update("clear the forget mark of snapshot "+id.Short(), func(txn *badger.Txn) error { return txn.Delete(key(prefixForget, id)) })
 }
 
 // Forgetting calls fn for every snapshot marked as being forgotten.
 func (x *Index) Forgetting(fn func(id blob.ID, since time.Time) error) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	return x.scan(prefixForget, func(id blob.ID, v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("index: forget mark of %d bytes: %w", len(v), blob.ErrCorrupt)
-		}
-		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
-	})
+	return x.scanTimes(prefixForget, "forget mark", fn)
 }
 
 // Snapshot returns the cached record of snapshot id; ok is false when
@@ -733,18 +722,7 @@ func (x *Index) Snapshot(id blob.ID) (record []byte, ok bool, err error) {
 	if x == nil {
 		return nil, false, ErrNotOpen
 	}
-	err = x.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(prefixSnapshot, id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		record, err = item.ValueCopy(nil)
-		ok = err == nil
-		return err
-	})
+	record, ok, err = get(x, key(prefixSnapshot, id), func(v []byte) ([]byte, error) { return append([]byte(nil), v...), nil })
 	if err != nil {
 		return nil, false, fmt.Errorf("index: snapshot %s: %w", id.Short(), err)
 	}
@@ -762,41 +740,13 @@ func (x *Index) Snapshots(fn func(id blob.ID, record []byte) error) error {
 
 // SetVerified records that pack id was read and verified at t.
 func (x *Index) SetVerified(id blob.ID, t time.Time) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
-	if err := x.db.Update(func(txn *badger.Txn) error { return txn.Set(key(prefixVerified, id), v) }); err != nil {
-		return fmt.Errorf("index: set verified %s: %w", id.Short(), err)
-	}
-	return nil
+	return x.update("set verified "+id.Short(), func(txn *badger.Txn) error { return txn.Set(key(prefixVerified, id), v) })
 }
 
 // Verified returns when pack id was last verified; ok is false if never.
 func (x *Index) Verified(id blob.ID) (t time.Time, ok bool, err error) {
-	if x == nil {
-		return time.Time{}, false, ErrNotOpen
-	}
-	err = x.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(prefixVerified, id))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("index: verification time of %d bytes: %w", len(v), blob.ErrCorrupt)
-			}
-			t, ok = time.Unix(0, int64(binary.BigEndian.Uint64(v))), true
-			return nil
-		})
-	})
-	return t, ok, err
+	return get(x, key(prefixVerified, id), func(v []byte) (time.Time, error) { return decodeTime("verification time", v) })
 }
 
 type logAdapter struct{ l *slog.Logger }
@@ -858,16 +808,10 @@ func jobKey(job string, start time.Time) []byte {
 // that got through) is also kept as the job's last good run, which the
 // cap does not remove: [Index.LastGoodJobRun].
 func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int, good bool) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
 	if job == "" || len(job) > 255 {
 		return fmt.Errorf("index: job name %q", job)
 	}
-	err := x.db.Update(func(txn *badger.Txn) error {
+	return x.update("job run", func(txn *badger.Txn) error {
 		if err := txn.Set(jobKey(job, start), value); err != nil {
 			return err
 		}
@@ -881,31 +825,14 @@ func (x *Index) PutJobRun(job string, start time.Time, value []byte, keep int, g
 		}
 		return keepNewest(txn, append([]byte{prefixJob, byte(len(job))}, job...), keep)
 	})
-	if err != nil {
-		return fmt.Errorf("index: job run: %w", err)
-	}
-	return nil
 }
 
 // LastGoodJobRun returns the newest good run recorded for job, however
 // many runs came after it.
 func (x *Index) LastGoodJobRun(job string) (value []byte, ok bool, err error) {
-	if x == nil {
-		return nil, false, ErrNotOpen
-	}
-	err = x.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(append([]byte{prefixJobGood}, job...))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		ok = true
-		value, err = item.ValueCopy(nil)
-		return err
+	return get(x, append([]byte{prefixJobGood}, job...), func(v []byte) ([]byte, error) {
+		return bytes.Clone(v), nil
 	})
-	return value, ok, err
 }
 
 // JobRuns calls fn with the runs of job (all jobs if ""), newest first
@@ -953,13 +880,5 @@ func (x *Index) JobRuns(job string, limit int, fn func(job string, value []byte)
 
 // VerifiedTimes calls fn with every pack's last verification time.
 func (x *Index) VerifiedTimes(fn func(id blob.ID, t time.Time) error) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	return x.scan(prefixVerified, func(id blob.ID, v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("index: verification time of %d bytes: %w", len(v), blob.ErrCorrupt)
-		}
-		return fn(id, time.Unix(0, int64(binary.BigEndian.Uint64(v))))
-	})
+	return x.scanTimes(prefixVerified, "verification time", fn)
 }

@@ -111,31 +111,15 @@ func (x *Index) ReplicaMarks(replica string, tag byte, fn func(ReplicaMark) erro
 		return ErrNotOpen
 	}
 	prefix := replicaPrefix(replica, tag)
-	return x.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()[len(prefix):]
-			if len(k) < 1 || len(k) < 1+int(k[0]) {
-				return fmt.Errorf("index: replica mark key: %w", blob.ErrCorrupt)
-			}
-			m := ReplicaMark{Kind: string(k[1 : 1+int(k[0])]), Name: string(k[1+int(k[0]):])}
-			err := it.Item().Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("index: replica mark of %d bytes: %w", len(v), blob.ErrCorrupt)
-				}
-				m.Time = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
+	return x.scanPrefix(prefix, func(k, v []byte) error {
+		k = k[len(prefix):]
+		if len(k) < 1 || len(k) < 1+int(k[0]) {
+			return fmt.Errorf("index: replica mark key: %w", blob.ErrCorrupt)
 		}
-		return nil
+		t, err := decodeTime("replica mark", v)
+		if err != nil {
+			return err
+		}
+		return fn(ReplicaMark{Kind: string(k[1 : 1+int(k[0])]), Name: string(k[1+int(k[0]):]), Time: t})
 	})
 }

@@ -22,13 +22,7 @@ func sampleKey(day uint32) []byte {
 // and removes samples of days before day-keep+1, so at most keep days
 // are kept (keep <= 0: all).
 func (x *Index) PutSample(day uint32, value []byte, keep int) error {
-	if x == nil {
-		return ErrNotOpen
-	}
-	if err := x.room(); err != nil {
-		return err
-	}
-	err := x.db.Update(func(txn *badger.Txn) error {
+	return x.update("size sample", func(txn *badger.Txn) error {
 		if err := txn.Set(sampleKey(day), value); err != nil {
 			return err
 		}
@@ -56,10 +50,6 @@ func (x *Index) PutSample(day uint32, value []byte, keep int) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("index: size sample: %w", err)
-	}
-	return nil
 }
 
 // Samples calls fn with every stored sample, oldest day first.

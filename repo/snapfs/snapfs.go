@@ -20,7 +20,6 @@ package snapfs
 import (
 	"context"
 	"fmt"
-	"iter"
 	"path"
 	"slices"
 	"strings"
@@ -89,46 +88,6 @@ func Lookup(ctx context.Context, l BlobLoader, root blob.ID, p string) (tree.Nod
 		node = t.Nodes[j]
 	}
 	return node, nil
-}
-
-// Entry is one node met by Walk, with its path relative to the walk's root.
-type Entry struct {
-	Path string
-	Node *tree.Node
-}
-
-// Walk visits every node below the directory tree root, depth first, in
-// name order, a directory before its contents. A tree that cannot be
-// loaded is yielded as an error with the directory's path, and the walk
-// goes on with the rest.
-func Walk(ctx context.Context, l BlobLoader, root blob.ID) iter.Seq2[Entry, error] {
-	return func(yield func(Entry, error) bool) {
-		walk(ctx, l, root, "", yield)
-	}
-}
-
-func walk(ctx context.Context, l BlobLoader, id blob.ID, dir string, yield func(Entry, error) bool) bool {
-	if err := ctx.Err(); err != nil {
-		yield(Entry{Path: dir}, err)
-		return false
-	}
-	t, err := LoadTree(ctx, l, id)
-	if err != nil {
-		return yield(Entry{Path: dir}, fmt.Errorf("%s: %w", displayPath(dir), err))
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		p := path.Join(dir, n.Name)
-		if !yield(Entry{Path: p, Node: n}, nil) {
-			return false
-		}
-		if n.Type == tree.Dir {
-			if !walk(ctx, l, n.Subtree, p, yield) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func displayPath(p string) string {

@@ -1,0 +1,291 @@
+package snapfs
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"path"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/tree"
+)
+
+// DefaultReadAhead is how many trees [Walk] reads ahead of the walk when
+// [WalkOptions.ReadAhead] is 0.
+const DefaultReadAhead = 8
+
+// heldFactor×ReadAhead is how many trees read ahead a walk holds at
+// most, read or being read.
+const heldFactor = 4
+
+// WalkOptions say how [Walk] walks. The zero value walks every tree
+// wherever it is met, reading up to [DefaultReadAhead] trees ahead.
+type WalkOptions struct {
+	// Seen, when not nil, holds the trees walked so far, and the walk
+	// adds every tree it enters: a directory whose tree is in it is
+	// yielded with [Entry.Seen] set and its contents are not yielded
+	// again, so each tree is read once. Share one Seen between the
+	// walks of several snapshots to read each tree once among them all
+	// (they share most of their trees). A root already in Seen yields
+	// nothing. Because the walk is depth first and a tree cannot hold
+	// itself, a directory met with Seen set was walked to its end before.
+	Seen map[blob.ID]struct{}
+	// Skip, when not nil, is asked about every directory when the tree
+	// listing it is read, before any entry of that tree is yielded and
+	// before anything below it is read ahead: true leaves its contents
+	// out (its own entry is still yielded). It is called from the walk's
+	// goroutine.
+	Skip func(Entry) bool
+	// Leave asks for one more entry after the contents of each directory
+	// the walk entered (not the root), with [Entry.Leave] set, even when
+	// its tree could not be read: the place to sum up a directory.
+	Leave bool
+	// ReadAhead is how many trees may be read ahead of the walk at once,
+	// the next ones in walk order first (at most four times as many are
+	// held until the walk gets to them); 0 means [DefaultReadAhead], a
+	// negative number none.
+	// With read-ahead the loader is called from several goroutines.
+	ReadAhead int
+}
+
+// Entry is one node met by [Walk].
+type Entry struct {
+	// Path is the node's path relative to the walk's root, without a
+	// leading slash ("" on an error reading the root).
+	Path string
+	// Node is the node, nil on an error reading the root.
+	Node *tree.Node
+	// Tree is the tree listing Node; on an error or with Leave, the
+	// tree of the directory itself.
+	Tree blob.ID
+	// Seen marks a directory whose tree was walked before
+	// ([WalkOptions.Seen]): its contents do not follow.
+	Seen bool
+	// Leave marks the end of a directory's contents
+	// ([WalkOptions.Leave]).
+	Leave bool
+}
+
+// TreeError is a tree [Walk] could not load or decode: what lies below
+// the directory at Path is unknown.
+type TreeError struct {
+	Path string  // the directory, relative to the walk's root ("" for the root)
+	Tree blob.ID // its tree
+	Err  error   // from the loader or [tree.Decode]
+}
+
+func (e *TreeError) Error() string { return fmt.Sprintf("%s: %v", displayPath(e.Path), e.Err) }
+func (e *TreeError) Unwrap() error { return e.Err }
+
+// Walk visits every node below the directory tree root, depth first, in
+// name order, a directory before its contents. It is the one walk over
+// snapshot trees: ls, diff, find, stats, status, drills, check, prune's
+// mark and replication, restore and verify use it. A tree that cannot be
+// loaded is yielded as a *[TreeError] naming the directory, and the walk
+// goes on with the rest; once ctx ends, its error is yielded and the walk
+// stops. Names need no checking here: every tree passes [tree.Decode],
+// which rejects "", ".", "..", names with "/" or NUL, unsorted and
+// duplicate entries.
+//
+// Memory: the trees of the directories on the path being walked, and at
+// most 4×o.ReadAhead trees read ahead (each at most [blob.MaxSize], in
+// practice a few KiB); Seen, about 40 bytes per tree.
+func Walk(ctx context.Context, l BlobLoader, root blob.ID, o WalkOptions) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		if o.Seen != nil {
+			if _, ok := o.Seen[root]; ok {
+				return
+			}
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		w := &walker{ctx: ctx, l: l, o: o, limit: o.ReadAhead, yield: yield}
+		if w.limit == 0 {
+			w.limit = DefaultReadAhead
+		}
+		if o.Seen != nil {
+			w.byID = map[blob.ID]*ahead{}
+		}
+		w.dir(nil, root, "", nil)
+		cancel()
+		w.wg.Wait() // reads ahead the walk did not get to end with ctx
+	}
+}
+
+// walker is one walk. Only the walk's goroutine touches its fields; the
+// goroutines reading ahead only fill in their *ahead and close its done.
+type walker struct {
+	ctx   context.Context
+	l     BlobLoader
+	o     WalkOptions
+	limit int
+	yield func(Entry, error) bool
+
+	held     int                // reads ahead started and not yet taken by the walk
+	inflight atomic.Int32       // reads ahead started and not yet done
+	levels   []*level           // one per directory being walked, root first
+	byID     map[blob.ID]*ahead // with Seen: reads ahead not yet taken, so one tree is read once
+	wg       sync.WaitGroup
+}
+
+// level is the subdirectories of one directory being walked that the
+// walk has not reached yet, in order; those before next were started (or
+// taken through another level).
+type level struct {
+	q    []*ahead
+	next int
+}
+
+// ahead is a tree read ahead of the walk (or to be).
+type ahead struct {
+	id      blob.ID
+	started bool
+	taken   bool
+	done    chan struct{}
+	t       *tree.Tree
+	err     error
+}
+
+// dir walks directory dir, tree id (a, when not nil, is its read ahead;
+// node its entry, nil for the root). It returns false when the walk
+// stops.
+func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
+	if err := w.ctx.Err(); err != nil {
+		w.yield(Entry{Path: dir}, err)
+		return false
+	}
+	if w.o.Seen != nil {
+		w.o.Seen[id] = struct{}{}
+	}
+	t, err := w.take(a, id)
+	if err != nil {
+		if w.ctx.Err() != nil {
+			w.yield(Entry{Path: dir}, w.ctx.Err())
+			return false
+		}
+		if !w.yield(Entry{Path: dir, Tree: id}, &TreeError{Path: dir, Tree: id, Err: err}) {
+			return false
+		}
+		return w.leave(dir, id, node)
+	}
+	// Decide which subdirectories to enter and queue them for reading
+	// ahead, before yielding anything of this tree.
+	var subs []*ahead // by node index; nil: not entered (or seen)
+	var skip []bool
+	lv := &level{}
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if n.Type != tree.Dir {
+			continue
+		}
+		if subs == nil {
+			subs, skip = make([]*ahead, len(t.Nodes)), make([]bool, len(t.Nodes))
+		}
+		if w.o.Skip != nil && w.o.Skip(Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id}) {
+			skip[i] = true
+			continue
+		}
+		if w.seen(n.Subtree) {
+			continue
+		}
+		s := w.byID[n.Subtree] // nil map without Seen: every place reads its own
+		if s == nil {
+			s = &ahead{id: n.Subtree}
+			if w.byID != nil {
+				w.byID[n.Subtree] = s
+			}
+		}
+		subs[i] = s
+		lv.q = append(lv.q, s)
+	}
+	w.levels = append(w.levels, lv)
+	defer func() { w.levels = w.levels[:len(w.levels)-1] }()
+	w.fill()
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		e := Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id}
+		enter := n.Type == tree.Dir && !skip[i]
+		if enter {
+			if subs[i] != nil && len(lv.q) > 0 && lv.q[0] == subs[i] {
+				lv.q = lv.q[1:]
+				lv.next = max(lv.next-1, 0)
+			}
+			e.Seen = w.seen(n.Subtree)
+		}
+		if !w.yield(e, nil) {
+			return false
+		}
+		if enter && !e.Seen {
+			if !w.dir(subs[i], n.Subtree, e.Path, n) {
+				return false
+			}
+		}
+	}
+	return w.leave(dir, id, node)
+}
+
+func (w *walker) leave(dir string, id blob.ID, node *tree.Node) bool {
+	if !w.o.Leave || node == nil {
+		return true
+	}
+	return w.yield(Entry{Path: dir, Node: node, Tree: id, Leave: true}, nil)
+}
+
+func (w *walker) seen(id blob.ID) bool {
+	if w.o.Seen == nil {
+		return false
+	}
+	_, ok := w.o.Seen[id]
+	return ok
+}
+
+// take returns tree id: its read ahead when one was started, otherwise
+// read now.
+func (w *walker) take(a *ahead, id blob.ID) (*tree.Tree, error) {
+	if a != nil {
+		a.taken = true
+		if w.byID != nil {
+			delete(w.byID, id)
+		}
+		if a.started {
+			select {
+			case <-a.done:
+			case <-w.ctx.Done():
+				return nil, w.ctx.Err()
+			}
+			w.held--
+			return a.t, a.err
+		}
+	}
+	return LoadTree(w.ctx, w.l, id)
+}
+
+// fill starts reading ahead, the deepest level first (the walk gets
+// there next), while fewer than limit reads are in progress and fewer
+// than heldFactor×limit are held. Reads done but not taken do not count
+// against limit: trees read ahead at a shallow level (the walk gets
+// there after everything below the directory it is in) would otherwise
+// hold every slot and leave the walk below to read one tree at a time.
+func (w *walker) fill() {
+	room := func() bool { return w.held < heldFactor*w.limit && int(w.inflight.Load()) < w.limit }
+	for d := len(w.levels) - 1; d >= 0 && room(); d-- {
+		lv := w.levels[d]
+		for ; lv.next < len(lv.q) && room(); lv.next++ {
+			a := lv.q[lv.next]
+			if a.started || a.taken {
+				continue
+			}
+			a.started, a.done = true, make(chan struct{})
+			w.held++
+			w.inflight.Add(1)
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				defer close(a.done)
+				defer w.inflight.Add(-1)
+				a.t, a.err = LoadTree(w.ctx, w.l, a.id)
+			}()
+		}
+	}
+}

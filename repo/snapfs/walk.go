@@ -60,6 +60,10 @@ type Entry struct {
 	// Tree is the tree listing Node; on an error or with Leave, the
 	// tree of the directory itself.
 	Tree blob.ID
+	// Dir is the decoded tree Tree, Node's listing with its siblings
+	// (nil on an error or with Leave): a caller can judge a directory
+	// by all it holds.
+	Dir *tree.Tree
 	// Seen marks a directory whose tree was walked before
 	// ([WalkOptions.Seen]): its contents do not follow.
 	Seen bool
@@ -182,7 +186,7 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 		if subs == nil {
 			subs, skip = make([]*ahead, len(t.Nodes)), make([]bool, len(t.Nodes))
 		}
-		if w.o.Skip != nil && w.o.Skip(Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id}) {
+		if w.o.Skip != nil && w.o.Skip(Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id, Dir: t}) {
 			skip[i] = true
 			continue
 		}
@@ -204,7 +208,7 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 	w.fill()
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		e := Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id}
+		e := Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id, Dir: t}
 		enter := n.Type == tree.Dir && !skip[i]
 		if enter {
 			if subs[i] != nil && len(lv.q) > 0 && lv.q[0] == subs[i] {

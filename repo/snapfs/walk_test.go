@@ -78,7 +78,19 @@ func TestWalk(t *testing.T) {
 		if e.Tree != want {
 			t.Errorf("%s (leave %v): tree %s, want %s", e.Path, e.Leave, e.Tree.Short(), want.Short())
 		}
+		if !e.Leave && (e.Dir == nil || !containsNode(e.Dir, e.Node)) {
+			t.Errorf("%s: Dir does not hold the entry's node", e.Path)
+		}
 	}
+}
+
+func containsNode(t *tree.Tree, n *tree.Node) bool {
+	for i := range t.Nodes {
+		if &t.Nodes[i] == n {
+			return true
+		}
+	}
+	return false
 }
 
 // TestWalkSeenLoadsEachTreeOnce walks two snapshots sharing subtrees

@@ -535,13 +535,14 @@ func (c *checker) tree(ctx context.Context, l snapfs.BlobLoader, root blob.ID, m
 		}
 		n := e.Node
 		switch {
-		case e.Leave:
-			memo[n.Subtree] = top.hits
+		case e.Leave: // the root's last
+			memo[e.Tree] = top.hits
 			if !top.failed {
 				c.rep.Trees++
 			}
-			stack = stack[:len(stack)-1]
-			below(&stack[len(stack)-1], n.Name, memo[n.Subtree])
+			if stack = stack[:len(stack)-1]; n != nil {
+				below(&stack[len(stack)-1], n.Name, top.hits)
+			}
 		case n.Type == tree.Dir && e.Seen:
 			below(top, n.Name, memo[n.Subtree])
 		case n.Type == tree.Dir:
@@ -567,11 +568,7 @@ func (c *checker) tree(ctx context.Context, l snapfs.BlobLoader, root blob.ID, m
 			}
 		}
 	}
-	if !stack[0].failed {
-		c.rep.Trees++
-	}
-	memo[root] = stack[0].hits
-	return stack[0].hits, nil
+	return memo[root], nil
 }
 
 // treeFailed records the finding for a tree that cannot be read (none

@@ -39,8 +39,9 @@ type WalkOptions struct {
 	// goroutine.
 	Skip func(Entry) bool
 	// Leave asks for one more entry after the contents of each directory
-	// the walk entered (not the root), with [Entry.Leave] set, even when
-	// its tree could not be read: the place to sum up a directory.
+	// the walk entered, the root last (with Node nil), with [Entry.Leave]
+	// set, even when its tree could not be read: the place to sum up a
+	// directory.
 	Leave bool
 	// ReadAhead is how many trees may be read ahead of the walk at once,
 	// the next ones in walk order first (at most four times as many are
@@ -53,16 +54,18 @@ type WalkOptions struct {
 // Entry is one node met by [Walk].
 type Entry struct {
 	// Path is the node's path relative to the walk's root, without a
-	// leading slash ("" on an error reading the root).
+	// leading slash ("" for the root itself: an error reading it, or
+	// its Leave).
 	Path string
-	// Node is the node, nil on an error reading the root.
+	// Node is the node, nil for the root itself.
 	Node *tree.Node
 	// Tree is the tree listing Node; on an error or with Leave, the
 	// tree of the directory itself.
 	Tree blob.ID
-	// Dir is the decoded tree Tree, Node's listing with its siblings
-	// (nil on an error or with Leave): a caller can judge a directory
-	// by all it holds.
+	// Dir is the decoded tree Tree: Node's listing with its siblings,
+	// or with Leave the directory's own listing (nil when it could not
+	// be read, and on an error); a caller can judge a directory by all
+	// it holds.
 	Dir *tree.Tree
 	// Seen marks a directory whose tree was walked before
 	// ([WalkOptions.Seen]): its contents do not follow.
@@ -171,7 +174,7 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 		if !w.yield(Entry{Path: dir, Tree: id}, &TreeError{Path: dir, Tree: id, Err: err}) {
 			return false
 		}
-		return w.leave(dir, id, node)
+		return w.leave(dir, id, node, nil)
 	}
 	// Decide which subdirectories to enter and queue them for reading
 	// ahead, before yielding anything of this tree.
@@ -226,14 +229,14 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 			}
 		}
 	}
-	return w.leave(dir, id, node)
+	return w.leave(dir, id, node, t)
 }
 
-func (w *walker) leave(dir string, id blob.ID, node *tree.Node) bool {
-	if !w.o.Leave || node == nil {
+func (w *walker) leave(dir string, id blob.ID, node *tree.Node, t *tree.Tree) bool {
+	if !w.o.Leave {
 		return true
 	}
-	return w.yield(Entry{Path: dir, Node: node, Tree: id, Leave: true}, nil)
+	return w.yield(Entry{Path: dir, Node: node, Tree: id, Dir: t, Leave: true}, nil)
 }
 
 func (w *walker) seen(id blob.ID) bool {

@@ -60,7 +60,7 @@ func TestWalk(t *testing.T) {
 		}
 	}
 	got := walkLines(t, r, root, snapfs.WalkOptions{Leave: true})
-	want = []string{"a", "d", "d/f", "d/x", "d/x/s", "leave d/x", "leave d", "e", "e/s", "leave e", "z"}
+	want = []string{"a", "d", "d/f", "d/x", "d/x/s", "leave d/x", "leave d", "e", "e/s", "leave e", "z", "leave "}
 	if !slices.Equal(got, want) {
 		t.Errorf("walk with leave\n%q\nwant\n%q", got, want)
 	}
@@ -73,7 +73,13 @@ func TestWalk(t *testing.T) {
 		}
 		want := map[string]blob.ID{"a": root, "d": root, "d/f": inner, "d/x": inner, "d/x/s": shared, "e": root, "e/s": shared, "z": root}[e.Path]
 		if e.Leave {
-			want = e.Node.Subtree
+			want = root
+			if e.Node != nil {
+				want = e.Node.Subtree
+			}
+			if e.Dir == nil || len(e.Dir.Nodes) == 0 || e.Dir.Nodes[0].Name != map[blob.ID]string{root: "a", inner: "f", shared: "s"}[want] {
+				t.Errorf("leave %s: listing %v", e.Path, e.Dir)
+			}
 		}
 		if e.Tree != want {
 			t.Errorf("%s (leave %v): tree %s, want %s", e.Path, e.Leave, e.Tree.Short(), want.Short())
@@ -189,7 +195,7 @@ func TestWalkDamagedTree(t *testing.T) {
 				lines = append(lines, e.Path)
 			}
 		}
-		if want := []string{"gone", "error", "leave gone", "z"}; !slices.Equal(lines, want) {
+		if want := []string{"gone", "error", "leave gone", "z", "leave "}; !slices.Equal(lines, want) {
 			t.Errorf("read ahead %d: %q, want %q", ra, lines, want)
 		}
 		if want := "/gone: "; te == nil || !strings.HasPrefix(te.Error(), want) || !strings.Contains(te.Error(), lost.Short()) {

@@ -57,10 +57,11 @@ func (u *Usage) tree(ctx context.Context, root blob.ID) (uint64, error) {
 		n := e.Node
 		top := len(sizes) - 1
 		switch {
-		case e.Leave:
-			u.trees[n.Subtree] = sizes[top]
-			sizes = sizes[:top]
-			sizes[top-1] += u.trees[n.Subtree]
+		case e.Leave: // the root's last
+			u.trees[e.Tree] = sizes[top]
+			if sizes = sizes[:top]; top > 0 {
+				sizes[top-1] += u.trees[e.Tree]
+			}
 		case n.Type == tree.Dir && e.Seen:
 			sizes[top] += u.trees[n.Subtree]
 		case n.Type == tree.Dir:
@@ -78,8 +79,7 @@ func (u *Usage) tree(ctx context.Context, root blob.ID) (uint64, error) {
 			}
 		}
 	}
-	u.trees[root] = sizes[0]
-	return sizes[0], nil
+	return u.trees[root], nil
 }
 
 // NewUsage returns a Usage reading trees through l; with chunks set it

@@ -36,7 +36,8 @@ type WalkOptions struct {
 	// listing it is read, before any entry of that tree is yielded and
 	// before anything below it is read ahead: true leaves its contents
 	// out (its own entry is still yielded). It is called from the walk's
-	// goroutine.
+	// goroutine. [Entry.SkipDir] decides later, when the directory's
+	// entry is yielded.
 	Skip func(Entry) bool
 	// Leave asks for one more entry after the contents of each directory
 	// the walk entered, the root last (with Node nil), with [Entry.Leave]
@@ -73,6 +74,20 @@ type Entry struct {
 	// Leave marks the end of a directory's contents
 	// ([WalkOptions.Leave]).
 	Leave bool
+
+	w *walker
+}
+
+// SkipDir, called while a directory's entry is being yielded, leaves
+// the directory's contents out (like [io/fs.SkipDir]): for a decision
+// only the caller's handling of the entry can make (the directory could
+// not be made, or is missing in a target being compared). Its tree may
+// have been read ahead already, nothing below it is. Call it only in
+// the loop body handling e; for other entries it does nothing.
+func (e Entry) SkipDir() {
+	if e.w != nil && e.Node != nil && e.Node.Type == tree.Dir && !e.Leave {
+		e.w.skipDir = true
+	}
 }
 
 // TreeError is a tree [Walk] could not load or decode: what lies below
@@ -130,6 +145,7 @@ type walker struct {
 	yield func(Entry, error) bool
 
 	held     int                // reads ahead started and not yet taken by the walk
+	skipDir  bool               // the caller asked to skip the directory just yielded
 	inflight atomic.Int32       // reads ahead started and not yet done
 	levels   []*level           // one per directory being walked, root first
 	byID     map[blob.ID]*ahead // with Seen: reads ahead not yet taken, so one tree is read once
@@ -149,6 +165,7 @@ type ahead struct {
 	id      blob.ID
 	started bool
 	taken   bool
+	counted bool // counted in held
 	done    chan struct{}
 	t       *tree.Tree
 	err     error
@@ -211,7 +228,7 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 	w.fill()
 	for i := range t.Nodes {
 		n := &t.Nodes[i]
-		e := Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id, Dir: t}
+		e := Entry{Path: path.Join(dir, n.Name), Node: n, Tree: id, Dir: t, w: w}
 		enter := n.Type == tree.Dir && !skip[i]
 		if enter {
 			if subs[i] != nil && len(lv.q) > 0 && lv.q[0] == subs[i] {
@@ -220,10 +237,14 @@ func (w *walker) dir(a *ahead, id blob.ID, dir string, node *tree.Node) bool {
 			}
 			e.Seen = w.seen(n.Subtree)
 		}
+		w.skipDir = false
 		if !w.yield(e, nil) {
 			return false
 		}
-		if enter && !e.Seen {
+		switch {
+		case enter && !e.Seen && w.skipDir:
+			w.release(subs[i])
+		case enter && !e.Seen:
 			if !w.dir(subs[i], n.Subtree, e.Path, n) {
 				return false
 			}
@@ -261,11 +282,20 @@ func (w *walker) take(a *ahead, id blob.ID) (*tree.Tree, error) {
 			case <-w.ctx.Done():
 				return nil, w.ctx.Err()
 			}
-			w.held--
+			w.release(a)
 			return a.t, a.err
 		}
 	}
 	return LoadTree(w.ctx, w.l, id)
+}
+
+// release stops counting read ahead a as held: the walk took it, or
+// passed its directory by (its read ends with the walk's context).
+func (w *walker) release(a *ahead) {
+	if a != nil && a.counted {
+		a.counted = false
+		w.held--
+	}
 }
 
 // fill starts reading ahead, the deepest level first (the walk gets
@@ -283,7 +313,7 @@ func (w *walker) fill() {
 			if a.started || a.taken {
 				continue
 			}
-			a.started, a.done = true, make(chan struct{})
+			a.started, a.done, a.counted = true, make(chan struct{}), true
 			w.held++
 			w.inflight.Add(1)
 			w.wg.Add(1)

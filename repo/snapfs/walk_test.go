@@ -166,6 +166,29 @@ func TestWalkSkip(t *testing.T) {
 	if c.loads[big] != 0 || c.total() != 2 {
 		t.Errorf("skipped tree loaded %d times; %d loads in all, want 2", c.loads[big], c.total())
 	}
+
+	// SkipDir decides when the entry comes: the tree may have been read
+	// ahead, nothing below it is.
+	deep := b.dir(file("x", "x"))
+	for _, ra := range []int{-1, 0} {
+		c = newCountingLoader(r)
+		var got []string
+		for e, err := range snapfs.Walk(t.Context(), c, root, snapfs.WalkOptions{ReadAhead: ra, Leave: true}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Path == "big" && !e.Leave {
+				e.SkipDir()
+			}
+			got = append(got, e.Path)
+		}
+		if want := []string{"big", "keep", "keep/k", "keep", ""}; !slices.Equal(got, want) {
+			t.Errorf("read ahead %d: walk with SkipDir\n%q\nwant\n%q", ra, got, want)
+		}
+		if c.loads[deep] != 0 || c.loads[big] > 1 || ra < 0 && c.loads[big] != 0 {
+			t.Errorf("read ahead %d: below the skipped directory %d loads, the directory %d", ra, c.loads[deep], c.loads[big])
+		}
+	}
 }
 
 // TestWalkDamagedTree: a tree that cannot be read is an error naming its

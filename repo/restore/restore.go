@@ -279,12 +279,9 @@ func (rs *restorer) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan
 		_, descend := rs.selected(sp+"/"+e.Path, true)
 		return !descend || len(e.Node.Name) > unix.NAME_MAX
 	}
-	var notMade string // the last directory not made
 	for e, err := range snapfs.Walk(ctx, rs.l, id, snapfs.WalkOptions{Skip: skip}) {
 		var te *snapfs.TreeError
 		switch {
-		case notMade != "" && (e.Path == notMade || strings.HasPrefix(e.Path, notMade+"/")) && ctx.Err() == nil:
-			continue
 		case errors.As(err, &te) && ctx.Err() == nil:
 			rs.fail(fmt.Errorf("%s: %w", path.Join(p, te.Path), te.Err))
 			continue
@@ -294,7 +291,7 @@ func (rs *restorer) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan
 		n := e.Node
 		if n.Type == tree.Dir && !skip(e) {
 			if !rs.enterDir(path.Join(p, e.Path), n) {
-				notMade = e.Path
+				e.SkipDir()
 			}
 			continue
 		}

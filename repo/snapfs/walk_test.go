@@ -335,10 +335,20 @@ func TestWalkStops(t *testing.T) {
 	}
 }
 
+// remote is a loader whose every load first waits 200µs, as a round
+// trip to an object store would (for BenchmarkWalk only).
+type remote struct{ l snapfs.BlobLoader }
+
+func (r remote) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	time.Sleep(200 * time.Microsecond)
+	return r.l.LoadBlob(ctx, h, buf)
+}
+
 // BenchmarkWalk walks a real repository of 1 111 trees (ten levels of
 // ten directories, three deep, 20 files in each), each tree read once
 // (as prune's mark and check do), one tree at a time and with the
-// default read-ahead.
+// default read-ahead, from the repository's directory and with a
+// simulated round trip per load.
 func BenchmarkWalk(b *testing.B) {
 	r := repotest.New(b)
 	tb := &trees{s: r.NewSession()}
@@ -366,11 +376,16 @@ func BenchmarkWalk(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		ra   int
-	}{{"sequential", -1}, {"readahead", 0}} {
+		l    snapfs.BlobLoader
+	}{
+		{"sequential", -1, r}, {"readahead", 0, r},
+		// Each load waits 200µs first, as for a round trip to an object store.
+		{"sequential-remote", -1, remote{r}}, {"readahead-remote", 0, remote{r}},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				n := 0
-				for _, err := range snapfs.Walk(b.Context(), r, root, snapfs.WalkOptions{Seen: map[blob.ID]struct{}{}, ReadAhead: c.ra}) {
+				for _, err := range snapfs.Walk(b.Context(), c.l, root, snapfs.WalkOptions{Seen: map[blob.ID]struct{}{}, ReadAhead: c.ra}) {
 					if err != nil {
 						b.Fatal(err)
 					}

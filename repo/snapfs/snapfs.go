@@ -5,6 +5,20 @@
 // seam between storage and readers, and never sees the repository
 // itself.
 //
+// # The one walk
+//
+// [Walk] is the one walk of snapshot trees: ls, diff, find, stats,
+// status, drills (sampling), check, prune's mark and replication
+// (prune.Reach), restore, verify and dump use it. It visits each tree
+// once across walks when asked ([WalkOptions.Seen]), lets the caller
+// leave directories out before they are read ([WalkOptions.Skip]) or
+// when their entry comes ([Entry.SkipDir]), ends each directory with an
+// entry of its own ([WalkOptions.Leave]) and reads trees ahead in
+// parallel. Only the wire server's commit check walks trees itself
+// (repo/wire/trust.go): it walks node-sent trees with its own heap
+// stack and a trust state per tree that can be raised on a second
+// visit.
+//
 // # Invariants
 //
 // Every tree it returns was authenticated, re-hashed and decoded by
@@ -14,7 +28,8 @@
 //
 // # Memory
 //
-// One decoded tree per directory level being walked.
+// One decoded tree per directory level being walked, and in [Walk] at
+// most 4×[WalkOptions.ReadAhead] trees read ahead.
 package snapfs
 
 import (

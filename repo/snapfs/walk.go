@@ -104,7 +104,7 @@ func (e *TreeError) Unwrap() error { return e.Err }
 // Walk visits every node below the directory tree root, depth first, in
 // name order, a directory before its contents. It is the one walk over
 // snapshot trees: ls, diff, find, stats, status, drills, check, prune's
-// mark and replication, restore and verify use it. A tree that cannot be
+// mark and replication, restore, verify and dump use it. A tree that cannot be
 // loaded is yielded as a *[TreeError] naming the directory, and the walk
 // goes on with the rest; once ctx ends, its error is yielded and the walk
 // stops. Names need no checking here: every tree passes [tree.Decode],
@@ -123,6 +123,8 @@ func Walk(ctx context.Context, l BlobLoader, root blob.ID, o WalkOptions) iter.S
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		w := &walker{ctx: ctx, l: l, o: o, limit: o.ReadAhead, yield: yield}
+		defer w.wg.Wait() // reads ahead the walk did not get to end with ctx
+		defer cancel()
 		if w.limit == 0 {
 			w.limit = DefaultReadAhead
 		}
@@ -130,13 +132,12 @@ func Walk(ctx context.Context, l BlobLoader, root blob.ID, o WalkOptions) iter.S
 			w.byID = map[blob.ID]*ahead{}
 		}
 		w.dir(nil, root, "", nil)
-		cancel()
-		w.wg.Wait() // reads ahead the walk did not get to end with ctx
 	}
 }
 
 // walker is one walk. Only the walk's goroutine touches its fields; the
-// goroutines reading ahead only fill in their *ahead and close its done.
+// goroutines reading ahead only fill in their *ahead, close its done and
+// lower inflight.
 type walker struct {
 	ctx   context.Context
 	l     BlobLoader

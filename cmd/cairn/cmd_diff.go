@@ -127,7 +127,7 @@ func runDiff(ctx context.Context, g *globalOptions, f *filterOptions, arg1, arg2
 			if side.n.Type != tree.Dir {
 				continue
 			}
-			for e, err := range snapfs.Walk(ctx, r, side.n.Subtree) {
+			for e, err := range snapfs.Walk(ctx, r, side.n.Subtree, snapfs.WalkOptions{}) {
 				if err := report(snapfs.Change{Path: e.Path, Kind: side.kind}, err); err != nil {
 					return err
 				}

@@ -94,7 +94,7 @@ func runFind(ctx context.Context, g *globalOptions, f *filterOptions, refs []str
 	for _, sn := range list {
 		fd.sn = sn
 		before := fd.hits
-		if err := fd.dir(ctx, sn.Tree, ""); err != nil {
+		if err := fd.dir(ctx, sn.Tree); err != nil {
 			return err
 		}
 		if fd.hits > before {
@@ -110,34 +110,23 @@ func runFind(ctx context.Context, g *globalOptions, f *filterOptions, refs []str
 	return nil
 }
 
-// dir searches the tree id of directory dir ("" for the root, otherwise
-// "/a/b"). It descends only where the pattern could match below.
-func (fd *finder) dir(ctx context.Context, id blob.ID, dir string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	t, err := snapfs.LoadTree(ctx, fd.l, id)
-	if err != nil {
-		fd.failed++
-		shown := dir
-		if shown == "" {
-			shown = "/"
-		}
-		fmt.Fprintf(fd.g.stderr, "warning: snapshot %s: %s: %v\n", fd.sn.ID.Short(), shown, err)
-		return nil
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		p := dir + "/" + n.Name
-		isDir := n.Type == tree.Dir
-		if ok, _ := fd.m.Match(p, isDir); ok {
-			fd.hits++
-			if err := fd.print(p, n); err != nil {
-				return err
+// dir searches the tree id of a snapshot's root. It descends only where
+// the pattern could match below.
+func (fd *finder) dir(ctx context.Context, id blob.ID) error {
+	skip := func(e snapfs.Entry) bool { return !fd.m.CouldMatchBelow("/" + e.Path) }
+	for e, err := range snapfs.Walk(ctx, fd.l, id, snapfs.WalkOptions{Skip: skip}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
+			fd.failed++
+			fmt.Fprintf(fd.g.stderr, "warning: snapshot %s: %v\n", fd.sn.ID.Short(), err)
+			continue
 		}
-		if isDir && fd.m.CouldMatchBelow(p) {
-			if err := fd.dir(ctx, n.Subtree, p); err != nil {
+		p := "/" + e.Path
+		if ok, _ := fd.m.Match(p, e.Node.Type == tree.Dir); ok {
+			fd.hits++
+			if err := fd.print(p, e.Node); err != nil {
 				return err
 			}
 		}

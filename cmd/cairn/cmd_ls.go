@@ -38,7 +38,7 @@ mtime, uid, gid, sha256 for files), so huge trees stream.`,
 			if start.Type != tree.Dir {
 				return g.lsEntry(base, &start)
 			}
-			for e, err := range snapfs.Walk(ctx, r, start.Subtree) {
+			for e, err := range snapfs.Walk(ctx, r, start.Subtree, snapfs.WalkOptions{}) {
 				if err != nil {
 					return err
 				}

@@ -113,7 +113,7 @@ func TestExcludes(t *testing.T) {
 	o.ExcludeCaches = true
 	res := run(t, r, o, src)
 	var got []string
-	for e, err := range snapfs.Walk(t.Context(), r, node(t, r, res.Tree, src).Subtree) {
+	for e, err := range snapfs.Walk(t.Context(), r, node(t, r, res.Tree, src).Subtree, snapfs.WalkOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -299,7 +299,7 @@ func TestTar(t *testing.T) {
 		t.Fatalf("warnings %q", res.Summary.Warnings)
 	}
 	var got []string
-	for e, err := range snapfs.Walk(t.Context(), r, res.Tree) {
+	for e, err := range snapfs.Walk(t.Context(), r, res.Tree, snapfs.WalkOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -461,10 +461,19 @@ func (c *checker) walkSnapshots(ctx context.Context) error {
 		snaps = append(snaps, snapshot.Entry{ID: m.ID, Snapshot: m.Snapshot})
 	}
 	snapshot.Sort(snaps) // findings list affected snapshots oldest first
+	// Trees found bad reading packs are not read again: the walk sees
+	// errKnownBad for them.
+	known := knownBad{l: c.r, bad: map[blob.ID]bool{}}
+	for h := range c.bad {
+		if h.Type == blob.Tree {
+			known.bad[h.ID] = true
+		}
+	}
 	memo := map[blob.ID][]hit{}
+	seen := map[blob.ID]struct{}{}
 	for _, e := range snaps {
 		c.rep.Snapshots++
-		hits, err := c.tree(ctx, e.Tree, memo)
+		hits, err := c.tree(ctx, known, e.Tree, memo, seen)
 		if err != nil {
 			return err
 		}
@@ -476,38 +485,69 @@ func (c *checker) walkSnapshots(ctx context.Context) error {
 	return nil
 }
 
-// tree returns the problems below tree id (memoised: each tree is loaded
-// once however many snapshots share it).
-func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) ([]hit, error) {
-	if hits, ok := memo[id]; ok {
+// errKnownBad is the error of a tree found bad before the walk.
+var errKnownBad = errors.New("tree found bad before")
+
+// knownBad is the check's loader: a tree in bad fails with errKnownBad,
+// unread. bad is not changed during the walk (read from several
+// goroutines).
+type knownBad struct {
+	l   snapfs.BlobLoader
+	bad map[blob.ID]bool
+}
+
+func (k knownBad) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	if h.Type == blob.Tree && k.bad[h.ID] {
+		return nil, errKnownBad
+	}
+	return k.l.LoadBlob(ctx, h, buf)
+}
+
+// tree returns the problems below tree root, walking with [snapfs.Walk]
+// the trees not walked before (seen) and gathering each directory's
+// problems at its end (memo: each tree is loaded once however many
+// snapshots share it).
+func (c *checker) tree(ctx context.Context, l snapfs.BlobLoader, root blob.ID, memo map[blob.ID][]hit, seen map[blob.ID]struct{}) ([]hit, error) {
+	if hits, ok := memo[root]; ok {
 		return hits, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	type frame struct {
+		hits   []hit // relative to the directory
+		failed bool  // its tree could not be read
 	}
-	h := blob.Handle{ID: id, Type: blob.Tree}
-	var hits []hit
-	t, err := c.loadTree(ctx, h)
-	if err != nil {
-		return nil, err
+	stack := []frame{{}} // per directory being walked, the root first
+	below := func(top *frame, name string, hits []hit) {
+		for _, s := range hits {
+			top.hits = append(top.hits, hit{path: path.Join(name, s.path), h: s.h})
+		}
 	}
-	if t == nil {
-		memo[id] = []hit{{path: "", h: h}}
-		return memo[id], nil
-	}
-	c.rep.Trees++
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		switch n.Type {
-		case tree.Dir:
-			sub, err := c.tree(ctx, n.Subtree, memo)
-			if err != nil {
+	for e, err := range snapfs.Walk(ctx, l, root, snapfs.WalkOptions{Seen: seen, Leave: true}) {
+		top := &stack[len(stack)-1]
+		if err != nil {
+			var te *snapfs.TreeError
+			if ctx.Err() != nil || !errors.As(err, &te) {
 				return nil, err
 			}
-			for _, s := range sub {
-				hits = append(hits, hit{path: path.Join(n.Name, s.path), h: s.h})
+			h := blob.Handle{ID: te.Tree, Type: blob.Tree}
+			c.treeFailed(h, te.Err)
+			top.hits, top.failed = append(top.hits, hit{path: "", h: h}), true
+			continue
+		}
+		n := e.Node
+		switch {
+		case e.Leave: // the root's last
+			memo[e.Tree] = top.hits
+			if !top.failed {
+				c.rep.Trees++
 			}
-		case tree.File:
+			if stack = stack[:len(stack)-1]; n != nil {
+				below(&stack[len(stack)-1], n.Name, top.hits)
+			}
+		case n.Type == tree.Dir && e.Seen:
+			below(top, n.Name, memo[n.Subtree])
+		case n.Type == tree.Dir:
+			stack = append(stack, frame{})
+		case n.Type == tree.File:
 			for _, ch := range n.Content {
 				if ch.ID.IsZero() {
 					continue
@@ -523,28 +563,19 @@ func (c *checker) tree(ctx context.Context, id blob.ID, memo map[blob.ID][]hit) 
 					}
 				}
 				if _, bad := c.bad[dh]; bad {
-					hits = append(hits, hit{path: n.Name, h: dh})
+					top.hits = append(top.hits, hit{path: n.Name, h: dh})
 				}
 			}
 		}
 	}
-	memo[id] = hits
-	return hits, nil
+	return memo[root], nil
 }
 
-// loadTree loads a tree. If it is missing, damaged, unreadable or does not
-// decode, it records a finding and returns a nil tree; errors are only
-// those that stop the check (cancellation).
-func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*tree.Tree, error) {
-	if _, bad := c.bad[h]; bad {
-		return nil, nil
-	}
-	t, err := snapfs.LoadTree(ctx, c.r, h.ID)
-	if err == nil {
-		return t, nil
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
+// treeFailed records the finding for a tree that cannot be read (none
+// for one found bad before the walk).
+func (c *checker) treeFailed(h blob.Handle, err error) {
+	if errors.Is(err, errKnownBad) {
+		return
 	}
 	var pack *blob.ID
 	if l, ok, _ := c.r.Lookup(h); ok {
@@ -561,5 +592,4 @@ func (c *checker) loadTree(ctx context.Context, h blob.Handle) (*tree.Tree, erro
 	default: // an I/O error: the tree cannot be read now
 		c.addBlob(BlobUnreadable, h, pack, err.Error())
 	}
-	return nil, nil
 }

@@ -3,8 +3,10 @@ package drill
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -24,72 +26,73 @@ type selection struct {
 	failures []Failure
 }
 
-// choose walks the snapshot whose root tree is root and draws n of its
-// regular files (reservoir sampling, with a generator seeded by seed, so
-// the same snapshot always gives the same sample), besides the git
-// repositories and the files probes may need. Trees that cannot be read
-// are failures: nothing below them can be restored.
+// choose walks the snapshot whose root tree is root ([snapfs.Walk]) and
+// draws n of its regular files (reservoir sampling, with a generator
+// seeded by seed, so the same snapshot always gives the same sample),
+// besides the git repositories and the files probes may need. Trees that
+// cannot be read are failures: nothing below them can be restored.
 func choose(ctx context.Context, l snapfs.BlobLoader, root blob.ID, n int, seed blob.ID, class string) (*selection, error) {
 	s := &selection{}
 	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[0:8]), binary.LittleEndian.Uint64(seed[8:16])))
 	var eligible uint64
-	var walk func(id blob.ID, dir string) error
-	walk = func(id blob.ID, dir string) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		t, err := snapfs.LoadTree(ctx, l, id)
+	// A git directory and a bare repository are restored whole: the walk
+	// does not enter them, their files are counted apart.
+	skip := func(e snapfs.Entry) bool { return e.Node.Name == ".git" || isBareRepo(e.Dir) }
+	var bare blob.ID // the last bare repository counted, by its tree
+	for e, err := range snapfs.Walk(ctx, l, root, snapfs.WalkOptions{Skip: skip}) {
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			var te *snapfs.TreeError
+			if ctx.Err() != nil || !errors.As(err, &te) {
+				return nil, err
 			}
-			s.failures = append(s.failures, Failure{Path: displayDir(dir), Reason: oneLine(err.Error())})
-			return nil
+			s.failures = append(s.failures, Failure{Path: displayDir(slashed(te.Path)), Reason: oneLine(te.Err.Error())})
+			continue
 		}
-		if isBareRepo(t) {
-			s.whole = append(s.whole, dir)
-			s.files += countFiles(ctx, l, t)
-			return nil
-		}
-		for i := range t.Nodes {
-			nd := &t.Nodes[i]
-			p := dir + "/" + nd.Name
-			switch {
-			case nd.Type == tree.Dir && nd.Name == ".git":
-				s.whole = append(s.whole, p)
-				sub, err := snapfs.LoadTree(ctx, l, nd.Subtree)
-				if err == nil {
-					s.files += countFiles(ctx, l, sub)
-				}
-			case nd.Type == tree.Dir:
-				if err := walk(nd.Subtree, p); err != nil {
-					return err
-				}
-			case nd.Type == tree.File:
-				s.files++
-				if probeCandidate(nd.Name, class) {
-					s.extra = append(s.extra, p)
-					continue
-				}
-				if eligible < uint64(n) {
-					s.sample = append(s.sample, p)
-				} else if j := rng.Uint64N(eligible + 1); j < uint64(n) {
-					s.sample[j] = p
-				}
-				eligible++
+		nd := e.Node
+		p := slashed(e.Path)
+		switch {
+		case isBareRepo(e.Dir):
+			if e.Tree != bare {
+				bare = e.Tree
+				dir := p[:len(p)-len(nd.Name)-1]
+				s.whole = append(s.whole, dir)
+				s.files += countFiles(ctx, l, e.Dir)
 			}
+		case nd.Type == tree.Dir && nd.Name == ".git":
+			s.whole = append(s.whole, p)
+			s.files += countFiles(ctx, l, &tree.Tree{Nodes: []tree.Node{*nd}})
+		case nd.Type == tree.File:
+			s.files++
+			if probeCandidate(nd.Name, class) {
+				s.extra = append(s.extra, p)
+				continue
+			}
+			if eligible < uint64(n) {
+				s.sample = append(s.sample, p)
+			} else if j := rng.Uint64N(eligible + 1); j < uint64(n) {
+				s.sample[j] = p
+			}
+			eligible++
 		}
-		return nil
 	}
-	if err := walk(root, ""); err != nil {
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	s.sampled = eligible > uint64(n) // otherwise everything is restored anyway
 	return s, nil
 }
 
-// countFiles counts the regular files below t. Trees that cannot be
-// read count nothing: the restore reports them.
+// slashed returns a walk's path as a snapshot path, with a leading "/"
+// ("" for the root).
+func slashed(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "/" + p
+}
+
+// countFiles counts the regular files of listing t and below it. Trees
+// that cannot be read count nothing: the restore reports them.
 func countFiles(ctx context.Context, l snapfs.BlobLoader, t *tree.Tree) uint64 {
 	var n uint64
 	for i := range t.Nodes {
@@ -97,8 +100,10 @@ func countFiles(ctx context.Context, l snapfs.BlobLoader, t *tree.Tree) uint64 {
 		case tree.File:
 			n++
 		case tree.Dir:
-			if sub, err := snapfs.LoadTree(ctx, l, nd.Subtree); err == nil {
-				n += countFiles(ctx, l, sub)
+			for e, err := range snapfs.Walk(ctx, l, nd.Subtree, snapfs.WalkOptions{}) {
+				if err == nil && e.Node.Type == tree.File {
+					n++
+				}
 			}
 		}
 	}
@@ -106,20 +111,14 @@ func countFiles(ctx context.Context, l snapfs.BlobLoader, t *tree.Tree) uint64 {
 }
 
 // isBareRepo reports whether a listing looks like a git directory: a HEAD
-// file and objects and refs directories.
+// file and objects and refs directories. A listing is sorted by name:
+// each is found by binary search.
 func isBareRepo(t *tree.Tree) bool {
-	var head, objects, refs bool
-	for i := range t.Nodes {
-		switch nd := &t.Nodes[i]; {
-		case nd.Name == "HEAD" && nd.Type == tree.File:
-			head = true
-		case nd.Name == "objects" && nd.Type == tree.Dir:
-			objects = true
-		case nd.Name == "refs" && nd.Type == tree.Dir:
-			refs = true
-		}
+	has := func(name string, typ tree.NodeType) bool {
+		i, ok := slices.BinarySearchFunc(t.Nodes, name, func(n tree.Node, name string) int { return strings.Compare(n.Name, name) })
+		return ok && t.Nodes[i].Type == typ
 	}
-	return head && objects && refs
+	return has("HEAD", tree.File) && has("objects", tree.Dir) && has("refs", tree.Dir)
 }
 
 // probeCandidate says whether a file of this name may be something a

@@ -2,6 +2,7 @@ package prune
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -21,41 +22,43 @@ func (e *TreeError) Error() string {
 func (e *TreeError) Unwrap() error { return e.Err }
 
 // Reach walks the trees reachable from root, each once, and calls fn
-// with the handle of every tree (before the tree is loaded) and of every
+// with the handle of every tree (before the walk enters it) and of every
 // data blob a file lists (holes, which have no blob, are left out). seen
 // holds the IDs of the trees walked so far and may be shared between
 // calls: the snapshots of a repository share most of their trees, and
 // each is then walked once among them all. An error from fn ends the
 // walk and is returned; a tree that cannot be loaded or decoded ends it
 // with a *TreeError. Prune's mark and replication (which packs a
-// snapshot needs) are its callers: the one walk of "what a snapshot
-// uses".
+// snapshot needs) are its callers. It is [snapfs.Walk] with
+// [snapfs.WalkOptions.Seen] (trees read ahead in parallel; l must be
+// safe for concurrent use).
 //
-// Memory: seen (about 40 bytes per distinct tree) and one decoded tree
-// per level of the directory being walked.
+// Memory: seen (about 40 bytes per distinct tree) and what
+// [snapfs.Walk] holds.
 func Reach(ctx context.Context, l snapfs.BlobLoader, root blob.ID, seen map[blob.ID]struct{}, fn func(blob.Handle) error) error {
 	if _, ok := seen[root]; ok {
 		return nil
 	}
-	seen[root] = struct{}{}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if err := fn(blob.Handle{ID: root, Type: blob.Tree}); err != nil {
 		return err
 	}
-	t, err := snapfs.LoadTree(ctx, l, root)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for e, err := range snapfs.Walk(ctx, l, root, snapfs.WalkOptions{Seen: seen}) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var te *snapfs.TreeError
+			if errors.As(err, &te) {
+				return &TreeError{Tree: te.Tree, Err: te.Err}
+			}
+			return err
 		}
-		return &TreeError{Tree: root, Err: err}
-	}
-	for _, n := range t.Nodes {
-		switch n.Type {
+		switch n := e.Node; n.Type {
 		case tree.Dir:
-			if err := Reach(ctx, l, n.Subtree, seen, fn); err != nil {
-				return err
+			if !e.Seen {
+				if err := fn(blob.Handle{ID: n.Subtree, Type: blob.Tree}); err != nil {
+					return err
+				}
 			}
 		case tree.File:
 			for _, c := range n.Content {

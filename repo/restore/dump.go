@@ -3,9 +3,9 @@ package restore
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"path"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -86,7 +86,7 @@ func WriteTar(ctx context.Context, l snapfs.BlobLoader, n tree.Node, w io.Writer
 	d := &tarDumper{l: l, tw: tar.NewWriter(w), links: map[uint64]string{}}
 	var err error
 	if n.Type == tree.Dir {
-		err = d.dir(ctx, n.Subtree, "")
+		err = d.dir(ctx, n.Subtree)
 	} else {
 		err = d.entry(ctx, &n, n.Name)
 	}
@@ -102,27 +102,21 @@ type tarDumper struct {
 	links map[uint64]string // hardlink ID → first name written
 }
 
-func (d *tarDumper) dir(ctx context.Context, id blob.ID, dir string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	t, err := snapfs.LoadTree(ctx, d.l, id)
-	if err != nil {
-		if dir == "" {
+// dir writes everything below directory tree id, walking with
+// [snapfs.Walk] (trees read ahead while files are written).
+func (d *tarDumper) dir(ctx context.Context, id blob.ID) error {
+	for e, err := range snapfs.Walk(ctx, d.l, id, snapfs.WalkOptions{}) {
+		var te *snapfs.TreeError
+		switch {
+		case errors.As(err, &te) && ctx.Err() == nil && te.Path == "":
+			return te.Err
+		case errors.As(err, &te) && ctx.Err() == nil:
+			return fmt.Errorf("%s: %w", te.Path, te.Err)
+		case err != nil:
 			return err
 		}
-		return fmt.Errorf("%s: %w", dir, err)
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		p := path.Join(dir, n.Name)
-		if err := d.entry(ctx, n, p); err != nil {
+		if err := d.entry(ctx, e.Node, e.Path); err != nil {
 			return err
-		}
-		if n.Type == tree.Dir {
-			if err := d.dir(ctx, n.Subtree, p); err != nil {
-				return err
-			}
 		}
 	}
 	return nil

@@ -269,19 +269,51 @@ func (rs *restorer) selected(sp string, isDir bool) (take, descend bool) {
 	return false, isDir && rs.o.Include.CouldMatchBelow(sp)
 }
 
+// dir restores the contents of directory tree id at target path p
+// (snapshot path sp), walking with [snapfs.Walk]. The walk leaves out
+// the directories the filters or their names leave out (their entries
+// still come to entry, which reports a name too long); below a
+// directory that could not be made nothing is restored.
 func (rs *restorer) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan<- fileJob) error {
-	t, err := snapfs.LoadTree(ctx, rs.l, id)
-	if err != nil {
-		rs.fail(fmt.Errorf("%s: %w", p, err))
-		return nil
+	skip := func(e snapfs.Entry) bool {
+		_, descend := rs.selected(sp+"/"+e.Path, true)
+		return !descend || len(e.Node.Name) > unix.NAME_MAX
 	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		if err := rs.entry(ctx, n, path.Join(p, n.Name), sp+"/"+n.Name, jobs); err != nil {
+	for e, err := range snapfs.Walk(ctx, rs.l, id, snapfs.WalkOptions{Skip: skip}) {
+		var te *snapfs.TreeError
+		switch {
+		case errors.As(err, &te) && ctx.Err() == nil:
+			rs.fail(fmt.Errorf("%s: %w", path.Join(p, te.Path), te.Err))
+			continue
+		case err != nil:
+			return err
+		}
+		n := e.Node
+		if n.Type == tree.Dir && !skip(e) {
+			if !rs.enterDir(path.Join(p, e.Path), n) {
+				e.SkipDir()
+			}
+			continue
+		}
+		if err := rs.entry(ctx, n, path.Join(p, e.Path), sp+"/"+e.Path, jobs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// enterDir makes directory n at target path p, its metadata set last
+// (Run); false if it could not be made.
+func (rs *restorer) enterDir(p string, n *tree.Node) bool {
+	if err := rs.mkdir(p); err != nil {
+		rs.fail(err)
+		return false
+	}
+	rs.mu.Lock()
+	rs.dirs = append(rs.dirs, dirMeta{p: p, node: *n})
+	rs.res.Dirs++
+	rs.mu.Unlock()
+	return true
 }
 
 // entry restores node n at target path p (snapshot path sp).
@@ -301,14 +333,9 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 	}
 	switch n.Type {
 	case tree.Dir:
-		if err := rs.mkdir(p); err != nil {
-			rs.fail(err)
+		if !rs.enterDir(p, n) {
 			return nil
 		}
-		rs.mu.Lock()
-		rs.dirs = append(rs.dirs, dirMeta{p: p, node: *n})
-		rs.res.Dirs++
-		rs.mu.Unlock()
 		return rs.dir(ctx, n.Subtree, p, sp, jobs)
 	case tree.File:
 		if !take {

@@ -79,7 +79,11 @@ func Verify(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, 
 		if node.Name == "" {
 			return v.dir(gctx, node.Subtree, ".", base, jobs)
 		}
-		return v.entry(gctx, &node, node.Name, base, jobs)
+		enter, err := v.entry(gctx, &node, node.Name, base, jobs)
+		if enter && err == nil {
+			return v.dir(gctx, node.Subtree, node.Name, base, jobs)
+		}
+		return err
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
@@ -135,25 +139,58 @@ func (v *verifier) selected(sp string, isDir bool) (take, descend bool) {
 	return rs.selected(sp, isDir)
 }
 
+// dir compares the contents of directory tree id with target path p
+// (snapshot path sp), walking with [snapfs.Walk]: each entry, then at
+// the end of each directory what the target holds that it does not.
 func (v *verifier) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan<- fileJob) error {
-	t, err := snapfs.LoadTree(ctx, v.l, id)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+	at := func(e snapfs.Entry) (string, string) { // target and snapshot paths
+		if e.Path == "" {
+			return p, sp
+		}
+		return path.Join(p, e.Path), sp + "/" + e.Path
+	}
+	skip := func(e snapfs.Entry) bool {
+		_, tsp := at(e)
+		_, descend := v.selected(tsp, true)
+		return !descend
+	}
+	for e, err := range snapfs.Walk(ctx, v.l, id, snapfs.WalkOptions{Skip: skip, Leave: true}) {
+		var te *snapfs.TreeError
+		switch {
+		case errors.As(err, &te) && ctx.Err() == nil:
+			return fmt.Errorf("%s: %w", path.Join(p, te.Path), te.Err)
+		case err != nil:
+			return err
+		}
+		tp, tsp := at(e)
+		if e.Leave {
+			v.extra(tp, tsp, e.Dir)
+			continue
+		}
+		enter, err := v.entry(ctx, e.Node, tp, tsp, jobs)
+		if err != nil {
+			return err
+		}
+		if !enter {
+			e.SkipDir()
+		}
+	}
+	return nil
+}
+
+// extra reports what directory p (snapshot path sp, listing t) holds in
+// the target that the snapshot does not.
+func (v *verifier) extra(p, sp string, t *tree.Tree) {
+	if !v.own(sp) {
+		return // a directory leading to the snapshot's paths: its other entries are not the snapshot's
 	}
 	names := map[string]bool{}
 	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		names[n.Name] = true
-		if err := v.entry(ctx, n, path.Join(p, n.Name), sp+"/"+n.Name, jobs); err != nil {
-			return err
-		}
-	}
-	if !v.own(sp) {
-		return nil // a directory leading to the snapshot's paths: its other entries are not the snapshot's
+		names[t.Nodes[i].Name] = true
 	}
 	f, err := v.root.Open(p)
 	if err != nil {
-		return nil // reported by the directory's own entry
+		return // reported by the directory's own entry
 	}
 	defer f.Close()
 	have, _ := f.Readdirnames(-1)
@@ -165,35 +202,36 @@ func (v *verifier) dir(ctx context.Context, id blob.ID, p, sp string, jobs chan<
 			}
 		}
 	}
-	return nil
 }
 
-func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs chan<- fileJob) error {
+// entry compares node n with target path p (snapshot path sp); for a
+// directory, enter says whether what it holds is to be compared.
+func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs chan<- fileJob) (enter bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	take, descend := v.selected(sp, n.Type == tree.Dir)
 	if !take && !descend {
-		return nil
+		return false, nil
 	}
 	fi, err := v.root.Lstat(p)
 	if err != nil {
 		v.diff(p, "missing")
-		return nil
+		return false, nil
 	}
 	st := fi.Sys().(*syscall.Stat_t)
 	if got := tree.TypeOf(fi.Mode()); got != n.Type {
 		v.diff(p, "type %s, the snapshot has %s", got, n.Type)
-		return nil
+		return false, nil
 	}
 	if n.Type == tree.Dir {
 		if take && v.own(sp) {
 			v.meta(p, n, fi, st)
 		}
-		return v.dir(ctx, n.Subtree, p, sp, jobs)
+		return true, nil
 	}
 	if !take {
-		return nil
+		return false, nil
 	}
 	v.meta(p, n, fi, st)
 	switch n.Type {
@@ -204,7 +242,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 	case tree.File:
 		if uint64(fi.Size()) != n.Size {
 			v.diff(p, "size %d, the snapshot has %d", fi.Size(), n.Size)
-			return nil
+			return false, nil
 		}
 		if n.HardlinkID != 0 {
 			v.mu.Lock()
@@ -217,20 +255,20 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 				if first.inode != st.Ino {
 					v.diff(p, "not a hardlink of %s", first.path)
 				}
-				return nil // same contents as the first name
+				return false, nil // same contents as the first name
 			}
 		}
 		select {
 		case jobs <- fileJob{p: p, node: n}: // verify opens it itself
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 	case tree.BlockDevice, tree.CharDevice:
 		if st.Rdev != n.Rdev {
 			v.diff(p, "device %d:%d, the snapshot has %d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev), unix.Major(n.Rdev), unix.Minor(n.Rdev))
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // stamp shows a time in nanoseconds since 1970 as UTC RFC 3339 with as

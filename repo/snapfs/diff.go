@@ -3,6 +3,7 @@ package snapfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"path"
@@ -212,19 +213,29 @@ func (d *differ) one(p string, n *tree.Node, kind ChangeKind) bool {
 	return true
 }
 
-// all yields everything below directory dir (tree id) as kind.
+// all yields everything below directory dir (tree id) as kind, walking
+// with [Walk].
 func (d *differ) all(dir string, id blob.ID, kind ChangeKind) bool {
-	if err := d.ctx.Err(); err != nil {
-		d.yield(Change{Path: dir}, err)
-		return false
-	}
-	t, err := LoadTree(d.ctx, d.l, id)
-	if err != nil {
-		return d.yield(Change{Path: dir}, fmt.Errorf("%s: %w", displayPath(dir), err))
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		if !d.one(path.Join(dir, n.Name), n, kind) {
+	for e, err := range Walk(d.ctx, d.l, id, WalkOptions{}) {
+		p := path.Join(dir, e.Path)
+		var te *TreeError
+		switch {
+		case errors.As(err, &te) && d.ctx.Err() == nil:
+			if !d.yield(Change{Path: p}, fmt.Errorf("%s: %w", displayPath(p), te.Err)) {
+				return false
+			}
+			continue
+		case err != nil:
+			d.yield(Change{Path: p}, err)
+			return false
+		}
+		c := Change{Path: p, Kind: kind}
+		if kind == Added {
+			c.New = e.Node
+		} else {
+			c.Old = e.Node
+		}
+		if !d.yield(c, nil) {
 			return false
 		}
 	}

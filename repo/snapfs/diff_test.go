@@ -47,21 +47,27 @@ func (c *countingLoader) total() int {
 
 // trees stores hand-built trees in a real repository.
 type trees struct {
-	t *testing.T
-	s *repo.Session
+	t   *testing.T
+	s   *repo.Session
+	ids []blob.ID
 }
 
 // dir stores a tree of nodes (sorted here) and returns its ID.
 func (b *trees) dir(nodes ...tree.Node) blob.ID {
 	b.t.Helper()
+	return b.dirB(b.t, nodes...)
+}
+
+func (b *trees) dirB(t testing.TB, nodes ...tree.Node) blob.ID {
+	t.Helper()
 	slices.SortFunc(nodes, func(x, y tree.Node) int { return strings.Compare(x.Name, y.Name) })
 	data, err := tree.Encode(nil, &tree.Tree{Nodes: nodes})
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
-	id, _, err := b.s.SaveBlob(b.t.Context(), blob.Tree, data)
+	id, _, err := b.s.SaveBlob(t.Context(), blob.Tree, data)
 	if err != nil {
-		b.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return id
 }

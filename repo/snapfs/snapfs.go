@@ -5,6 +5,20 @@
 // seam between storage and readers, and never sees the repository
 // itself.
 //
+// # The one walk
+//
+// [Walk] is the one walk of snapshot trees: ls, diff, find, stats,
+// status, drills (sampling), check, prune's mark and replication
+// (prune.Reach), restore, verify and dump use it. It visits each tree
+// once across walks when asked ([WalkOptions.Seen]), lets the caller
+// leave directories out before they are read ([WalkOptions.Skip]) or
+// when their entry comes ([Entry.SkipDir]), ends each directory with an
+// entry of its own ([WalkOptions.Leave]) and reads trees ahead in
+// parallel. Only the wire server's commit check walks trees itself
+// (repo/wire/trust.go): it walks node-sent trees with its own heap
+// stack and a trust state per tree that can be raised on a second
+// visit.
+//
 // # Invariants
 //
 // Every tree it returns was authenticated, re-hashed and decoded by
@@ -14,13 +28,13 @@
 //
 // # Memory
 //
-// One decoded tree per directory level being walked.
+// One decoded tree per directory level being walked, and in [Walk] at
+// most 4×[WalkOptions.ReadAhead] trees read ahead.
 package snapfs
 
 import (
 	"context"
 	"fmt"
-	"iter"
 	"path"
 	"slices"
 	"strings"
@@ -89,46 +103,6 @@ func Lookup(ctx context.Context, l BlobLoader, root blob.ID, p string) (tree.Nod
 		node = t.Nodes[j]
 	}
 	return node, nil
-}
-
-// Entry is one node met by Walk, with its path relative to the walk's root.
-type Entry struct {
-	Path string
-	Node *tree.Node
-}
-
-// Walk visits every node below the directory tree root, depth first, in
-// name order, a directory before its contents. A tree that cannot be
-// loaded is yielded as an error with the directory's path, and the walk
-// goes on with the rest.
-func Walk(ctx context.Context, l BlobLoader, root blob.ID) iter.Seq2[Entry, error] {
-	return func(yield func(Entry, error) bool) {
-		walk(ctx, l, root, "", yield)
-	}
-}
-
-func walk(ctx context.Context, l BlobLoader, id blob.ID, dir string, yield func(Entry, error) bool) bool {
-	if err := ctx.Err(); err != nil {
-		yield(Entry{Path: dir}, err)
-		return false
-	}
-	t, err := LoadTree(ctx, l, id)
-	if err != nil {
-		return yield(Entry{Path: dir}, fmt.Errorf("%s: %w", displayPath(dir), err))
-	}
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		p := path.Join(dir, n.Name)
-		if !yield(Entry{Path: p, Node: n}, nil) {
-			return false
-		}
-		if n.Type == tree.Dir {
-			if !walk(ctx, l, n.Subtree, p, yield) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func displayPath(p string) string {

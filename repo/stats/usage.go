@@ -15,11 +15,12 @@ import (
 
 // Usage walks snapshot trees, each distinct tree once, summing file sizes
 // per tree and collecting the distinct data blobs referenced.
-// Memory: one map entry per distinct tree, and with chunks set one per
+// Memory: two map entries per distinct tree, and with chunks set one per
 // distinct chunk (about 100 bytes each, map overhead included).
 type Usage struct {
 	l      snapfs.BlobLoader
-	trees  map[blob.ID]uint64 // tree → total size of the files below it
+	trees  map[blob.ID]uint64   // tree → total size of the files below it
+	seen   map[blob.ID]struct{} // the trees walked
 	chunks map[blob.ID]struct{}
 	unique uint64 // plaintext bytes of chunks
 }
@@ -31,7 +32,7 @@ func (u *Usage) Logical(ctx context.Context, sn snapshot.Entry, walk bool) (uint
 	if sn.Summary.Bytes > 0 && !walk {
 		return sn.Summary.Bytes, nil
 	}
-	size, err := u.tree(ctx, sn.Tree, "")
+	size, err := u.tree(ctx, sn.Tree)
 	if err != nil {
 		return 0, fmt.Errorf("snapshot %s: %w", sn.ID.Short(), err)
 	}
@@ -41,28 +42,32 @@ func (u *Usage) Logical(ctx context.Context, sn snapshot.Entry, walk bool) (uint
 	return size, nil
 }
 
-// tree returns the total size of the files below tree id, the listing of
-// directory dir ("" for the root, otherwise "/a/b").
-func (u *Usage) tree(ctx context.Context, id blob.ID, dir string) (uint64, error) {
-	if size, ok := u.trees[id]; ok {
+// tree returns the total size of the files below tree root, walking
+// with [snapfs.Walk] the trees not walked before and summing each
+// directory at its end.
+func (u *Usage) tree(ctx context.Context, root blob.ID) (uint64, error) {
+	if size, ok := u.trees[root]; ok {
 		return size, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	t, err := snapfs.LoadTree(ctx, u.l, id)
-	if err != nil {
-		if dir == "" {
-			return 0, fmt.Errorf("/: %w", err)
+	sizes := []uint64{0} // per directory being walked, the root first
+	for e, err := range snapfs.Walk(ctx, u.l, root, snapfs.WalkOptions{Seen: u.seen, Leave: true}) {
+		if err != nil {
+			return 0, err // a *snapfs.TreeError names the directory
 		}
-		return 0, fmt.Errorf("%s: %w", dir, err)
-	}
-	var size uint64
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		switch n.Type {
-		case tree.File:
-			size += n.Size
+		n := e.Node
+		top := len(sizes) - 1
+		switch {
+		case e.Leave: // the root's last
+			u.trees[e.Tree] = sizes[top]
+			if sizes = sizes[:top]; top > 0 {
+				sizes[top-1] += u.trees[e.Tree]
+			}
+		case n.Type == tree.Dir && e.Seen:
+			sizes[top] += u.trees[n.Subtree]
+		case n.Type == tree.Dir:
+			sizes = append(sizes, 0)
+		case n.Type == tree.File:
+			sizes[top] += n.Size
 			if u.chunks == nil {
 				continue
 			}
@@ -72,22 +77,15 @@ func (u *Usage) tree(ctx context.Context, id blob.ID, dir string) (uint64, error
 					u.unique += c.Size
 				}
 			}
-		case tree.Dir:
-			s, err := u.tree(ctx, n.Subtree, dir+"/"+n.Name)
-			if err != nil {
-				return 0, err
-			}
-			size += s
 		}
 	}
-	u.trees[id] = size
-	return size, nil
+	return u.trees[root], nil
 }
 
 // NewUsage returns a Usage reading trees through l; with chunks set it
 // collects the distinct chunks the trees reference (Unique).
 func NewUsage(l snapfs.BlobLoader, chunks bool) *Usage {
-	u := &Usage{l: l, trees: map[blob.ID]uint64{}}
+	u := &Usage{l: l, trees: map[blob.ID]uint64{}, seen: map[blob.ID]struct{}{}}
 	if chunks {
 		u.chunks = map[blob.ID]struct{}{}
 	}

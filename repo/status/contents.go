@@ -77,7 +77,7 @@ func gitDirs(ctx context.Context, l snapfs.BlobLoader, root blob.ID) (Contents, 
 	const head, objects, refs = 1, 2, 4
 	marks := map[string]uint8{} // by directory: which of the three it holds
 	var c Contents
-	for e, err := range snapfs.Walk(ctx, l, root) {
+	for e, err := range snapfs.Walk(ctx, l, root, snapfs.WalkOptions{}) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return Contents{}, ctx.Err()

@@ -389,10 +389,12 @@ func (g *globalOptions) keyError(what string, err error) error {
 			msg += "; unusable key files: " + wk.Err.Error()
 		}
 		return &keyErr{msg: msg, err: err}
-	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("the %s could not be checked against repository %s: %w", what, dir, err)
+	case errors.Is(err, fs.ErrNotExist), isUsage(err):
+		return err // no repository there: the message says so
 	}
-	return err
+	// Unreadable key files, a store that does not answer: say what was
+	// being done (the command did not start).
+	return fmt.Errorf("the %s could not be checked against repository %s: %w", what, dir, err)
 }
 
 // keyErr is a credential that does not open the repository, said with

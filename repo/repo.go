@@ -80,10 +80,8 @@ type Repository struct {
 	segments segmentCache
 	// batch is what LoadBlobs calls share (see batch.go).
 	batch batchState
-	// open keeps packs open while a restore reads them (openpacks.go).
-	open openPacks
-	log  *slog.Logger
-	now  func() time.Time
+	log   *slog.Logger
+	now   func() time.Time
 
 	// gate orders index lookups that tell a session a blob exists
 	// (read-locked) against prune dropping packs from the index

@@ -155,7 +155,9 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if k, ok := l.(packKeeper); ok {
-		defer k.KeepPacksOpen()()
+		var release func()
+		ctx, release = k.KeepPacksOpen(ctx)
+		defer release()
 	}
 	if o.Progress == nil {
 		o.Progress = &Progress{}
@@ -233,7 +235,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 // restore runs ([repo.Repository] from a directory): a chunk then costs
 // one pread, not an open and a close around it.
 type packKeeper interface {
-	KeepPacksOpen() (release func())
+	KeepPacksOpen(ctx context.Context) (context.Context, func())
 }
 
 // Error lists the entries a restore could not restore.

@@ -173,6 +173,12 @@ type PushStats struct {
 	Redated []Redated
 }
 
+// packKeeper is a Backend that can keep the packs a session reads open
+// until it ends (a repository in a directory).
+type packKeeper interface {
+	KeepPacksOpen(ctx context.Context) (context.Context, func())
+}
+
 // Serve runs one session on rw for the node described by sc until the
 // client says Bye, the stream ends, ctx is cancelled or an error ends it.
 // Every PutBlob payload is decompressed and re-hashed before it is stored;
@@ -191,6 +197,12 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	}
 	if sc.MaxBatch <= 0 || sc.MaxBatch > MaxHandles {
 		sc.MaxBatch = 4096
+	}
+	if k, ok := b.(packKeeper); ok {
+		// The blobs a restore --from loads come pack after pack.
+		var release func()
+		ctx, release = k.KeepPacksOpen(ctx)
+		defer release()
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -94,8 +94,14 @@ type Result struct {
 // being written.
 const ReadAhead = 4
 
-// CacheSize is the budget of the blob cache shared by a restore's workers.
-const CacheSize = 64 << 20
+// CacheSize is the budget of the blob cache shared by a restore's
+// workers; it keeps chunks of at most CacheEntry bytes (the small files
+// a tree holds many copies of). Larger chunks are loaded straight into
+// the worker's buffer, without a copy into the cache.
+const (
+	CacheSize  = 16 << 20
+	CacheEntry = 256 << 10
+)
 
 // MismatchError reports a restored file whose contents do not hash to the
 // SHA-256 recorded at backup time.
@@ -175,7 +181,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer chain.close()
-	rs := &restorer{chain: chain, l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: caps.Have(caps.Chown), mknod: caps.Have(caps.Mknod),
+	rs := &restorer{chain: chain, l: snapfs.NewCache(l, CacheSize).KeepAtMost(CacheEntry), root: r, target: target, o: o, asRoot: caps.Have(caps.Chown), mknod: caps.Have(caps.Mknod),
 		links: map[uint64]string{}, linked: map[uint64][]string{}, failed: map[uint64]bool{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
 	if base == "/" {

@@ -326,7 +326,7 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 	}
 	switch n.Type {
 	case tree.Dir:
-		if err := rs.mkdirAt(p); err != nil {
+		if err := rs.mkdir(p); err != nil {
 			rs.fail(err)
 			return nil
 		}

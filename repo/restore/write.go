@@ -123,9 +123,9 @@ func openat(dirfd int, name string, flags int, mode uint32) (int, error) {
 	}
 }
 
-// mkdirAt makes directory p (walker only). An existing directory is
+// mkdir makes directory p (walker only). An existing directory is
 // kept; anything else there is removed first.
-func (rs *restorer) mkdirAt(p string) error {
+func (rs *restorer) mkdir(p string) error {
 	if p == "." {
 		return nil
 	}

@@ -42,9 +42,13 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 		return buf[:0], fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
 	}
 	var f storage.File
-	if r.local == nil && loc.Length < segmentSmall {
+	done := func() { f.Close() }
+	switch {
+	case r.local != nil:
+		f, done, err = r.readPack(ctx, loc.Pack)
+	case loc.Length < segmentSmall:
 		f, err = r.segmentFor(ctx, loc.Pack, int64(loc.Offset), int64(loc.Length))
-	} else {
+	default:
 		f, err = r.be.Open(ctx, r.packHandle(loc.Pack))
 	}
 	if errors.Is(err, storage.ErrNotExist) {
@@ -53,7 +57,7 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 	if err != nil {
 		return buf[:0], err
 	}
-	defer f.Close()
+	defer done()
 	return r.loadFrom(f, loc, h, buf)
 }
 

@@ -41,6 +41,12 @@ func (b Backend) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byt
 	return b.R.LoadBlob(ctx, h, buf)
 }
 
+// KeepPacksOpen keeps the packs a session reads open for the session
+// (see repo.Repository.KeepPacksOpen).
+func (b Backend) KeepPacksOpen(ctx context.Context) (context.Context, func()) {
+	return b.R.KeepPacksOpen(ctx)
+}
+
 func (b Backend) Begin() wire.Store { return b.R.NewSession() }
 
 func umask(m int) int { return syscall.Umask(m) }

@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"os"
 	"path"
 	"runtime"
@@ -93,8 +94,14 @@ type Result struct {
 // being written.
 const ReadAhead = 4
 
-// CacheSize is the budget of the blob cache shared by a restore's workers.
-const CacheSize = 64 << 20
+// CacheSize is the budget of the blob cache shared by a restore's
+// workers; it keeps chunks of at most CacheEntry bytes (the small files
+// a tree holds many copies of). Larger chunks are loaded straight into
+// the worker's buffer, without a copy into the cache.
+const (
+	CacheSize  = 16 << 20
+	CacheEntry = 256 << 10
+)
 
 // MismatchError reports a restored file whose contents do not hash to the
 // SHA-256 recorded at backup time.
@@ -115,8 +122,9 @@ type restorer struct {
 	root   *os.Root
 	target string
 	o      Options
-	asRoot bool // owners are restored: CAP_CHOWN (root, or the appliance's unit)
-	mknod  bool // device nodes are restored: CAP_MKNOD
+	asRoot bool      // owners are restored: CAP_CHOWN (root, or the appliance's unit)
+	mknod  bool      // device nodes are restored: CAP_MKNOD
+	chain  *dirChain // the walker's open directories (write.go)
 
 	mu     sync.Mutex
 	res    Result
@@ -135,7 +143,7 @@ type dirMeta struct {
 type fileJob struct {
 	p    string
 	node *tree.Node
-	f    *os.File // created (empty) by the walker, so hardlinks to it can be made at once
+	f    *outFile // created (empty) by the walker, so hardlinks to it can be made at once
 	feed *feed    // the file's chunks, when a planner reads ahead (plan.go)
 }
 
@@ -152,6 +160,11 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	if k, ok := l.(packKeeper); ok {
+		var release func()
+		ctx, release = k.KeepPacksOpen(ctx)
+		defer release()
+	}
 	if o.Progress == nil {
 		o.Progress = &Progress{}
 	}
@@ -163,7 +176,12 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer r.Close()
-	rs := &restorer{l: snapfs.NewCache(l, CacheSize), root: r, target: target, o: o, asRoot: caps.Have(caps.Chown), mknod: caps.Have(caps.Mknod),
+	chain, err := newDirChain(target)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer chain.close()
+	rs := &restorer{chain: chain, l: snapfs.NewCache(l, CacheSize).KeepAtMost(CacheEntry), root: r, target: target, o: o, asRoot: caps.Have(caps.Chown), mknod: caps.Have(caps.Mknod),
 		links: map[uint64]string{}, linked: map[uint64][]string{}, failed: map[uint64]bool{}}
 	base := "/" + strings.Trim(path.Clean("/"+sub), "/")
 	if base == "/" {
@@ -209,7 +227,7 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 	// before they become read-only.
 	for i := len(rs.dirs) - 1; i >= 0; i-- {
 		d := rs.dirs[i]
-		if err := rs.meta(d.p, &d.node, nil); err != nil {
+		if err := rs.dirMeta(d.p, &d.node); err != nil {
 			rs.fail(err)
 		}
 	}
@@ -217,6 +235,13 @@ func Run(ctx context.Context, l snapfs.BlobLoader, root blob.ID, sub string, tar
 		return &rs.res, &Error{Errs: rs.errs}
 	}
 	return &rs.res, nil
+}
+
+// packKeeper is a loader that can keep the packs it reads open while a
+// restore runs ([repo.Repository] from a directory): a chunk then costs
+// one pread, not an open and a close around it.
+type packKeeper interface {
+	KeepPacksOpen(ctx context.Context) (context.Context, func())
 }
 
 // Error lists the entries a restore could not restore.
@@ -372,11 +397,7 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 				return nil
 			}
 		}
-		if err := rs.replace(p); err != nil {
-			rs.fail(fmt.Errorf("%s: %w", p, err))
-			return nil
-		}
-		f, err := rs.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := rs.create(p)
 		if err != nil {
 			rs.fail(fmt.Errorf("%s: %w", p, err))
 			return nil
@@ -384,7 +405,7 @@ func (rs *restorer) entry(ctx context.Context, n *tree.Node, p, sp string, jobs 
 		select {
 		case jobs <- fileJob{p: p, node: n, f: f}:
 		case <-ctx.Done():
-			f.Close()
+			f.close()
 			return ctx.Err()
 		}
 		return nil
@@ -435,22 +456,6 @@ func (rs *restorer) replace(p string) error {
 	return rs.root.Remove(p)
 }
 
-func (rs *restorer) mkdir(p string) error {
-	if p == "." {
-		return nil
-	}
-	fi, err := rs.root.Lstat(p)
-	if err == nil && fi.IsDir() {
-		return nil
-	}
-	if err == nil {
-		if err := rs.root.Remove(p); err != nil {
-			return err
-		}
-	}
-	return rs.root.Mkdir(p, 0o700)
-}
-
 // special creates a symlink, FIFO, device node or socket placeholder.
 func (rs *restorer) special(p string, n *tree.Node) error {
 	if err := rs.replace(p); err != nil {
@@ -464,7 +469,7 @@ func (rs *restorer) special(p string, n *tree.Node) error {
 		rs.mu.Lock()
 		rs.res.Symlinks++
 		rs.mu.Unlock()
-		return rs.meta(p, n, nil)
+		return rs.meta(p, n)
 	case tree.FIFO, tree.BlockDevice, tree.CharDevice:
 		mode := uint32(unix.S_IFIFO)
 		switch n.Type {
@@ -490,7 +495,7 @@ func (rs *restorer) special(p string, n *tree.Node) error {
 	rs.mu.Lock()
 	rs.res.Others++
 	rs.mu.Unlock()
-	return rs.meta(p, n, nil)
+	return rs.meta(p, n)
 }
 
 // atParent calls fn with a descriptor of p's directory, opened inside the
@@ -509,7 +514,7 @@ func (rs *restorer) atParent(p string, fn func(dirfd int, name string) error) er
 // plan when a planner reads ahead, else through the loader.
 func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	p, n, f := j.p, j.node, j.f
-	defer f.Close()
+	defer f.close()
 	if j.feed != nil {
 		defer j.feed.close()
 	}
@@ -521,34 +526,50 @@ func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	if j.feed != nil {
 		chunks = j.feed.Chunks(ctx)
 	}
-	h := sha256.New()
+	// A file of one chunk hashes to that chunk's ID, which the loader
+	// checked against the bytes it gave: hashing them again would
+	// compute the same SHA-256 twice.
+	var h hash.Hash
+	if len(n.Content) != 1 || n.Content[0].ID != n.FileHash {
+		h = sha256.New()
+	}
+	var end int64 // where the data written ends
 	for c, err := range chunks {
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		if c.Hole {
-			if err := hashZeros(h, c.Size); err != nil {
-				return err
+			if h != nil {
+				if err := hashZeros(h, c.Size); err != nil {
+					return err
+				}
 			}
 			continue
 		}
-		if _, err := f.WriteAt(c.Data, c.Offset); err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+		if err := f.writeAt(c.Data, c.Offset); err != nil {
+			return fmt.Errorf("%s: %w", p, &os.PathError{Op: "write", Path: p, Err: err})
 		}
-		h.Write(c.Data)
+		end = c.Offset + int64(len(c.Data))
+		if h != nil {
+			h.Write(c.Data)
+		}
 		rs.o.Progress.Bytes.Add(uint64(len(c.Data)))
 	}
-	if err := f.Truncate(sf.Size()); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+	if end != sf.Size() { // a hole at the end, or nothing written
+		if err := unix.Ftruncate(f.fd, sf.Size()); err != nil {
+			return fmt.Errorf("%s: %w", p, &os.PathError{Op: "truncate", Path: p, Err: err})
+		}
 	}
-	if got := blob.ID(h.Sum(nil)); got != n.FileHash {
-		return &MismatchError{Path: p, Want: n.FileHash, Got: got}
+	if h != nil {
+		if got := blob.ID(h.Sum(nil)); got != n.FileHash {
+			return &MismatchError{Path: p, Want: n.FileHash, Got: got}
+		}
 	}
-	if err := rs.meta(p, n, f); err != nil {
+	if err := rs.fileMeta(p, n, f.fd); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+	if err := f.close(); err != nil {
+		return fmt.Errorf("%s: %w", p, &os.PathError{Op: "close", Path: p, Err: err})
 	}
 	rs.mu.Lock()
 	rs.res.Files++
@@ -570,17 +591,19 @@ func hashZeros(h interface{ Write([]byte) (int, error) }, n int64) error {
 	return nil
 }
 
-// meta sets owner (with CAP_CHOWN), extended attributes, mode and times of p.
-// f is the open file for regular files, nil otherwise. Symlinks get owner,
-// xattrs and times without following the link.
-func (rs *restorer) meta(p string, n *tree.Node, f *os.File) error {
+// meta sets owner (with CAP_CHOWN), extended attributes, mode and times
+// of p by its path: a directory whose descriptor the chain cannot give,
+// and symlinks, FIFOs and devices (symlinks get owner, xattrs and times
+// without following the link). Files get theirs through their
+// descriptor (fileMeta).
+func (rs *restorer) meta(p string, n *tree.Node) error {
 	if rs.asRoot {
 		if err := rs.root.Lchown(p, int(n.UID), int(n.GID)); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
 	if len(n.Xattrs) > 0 {
-		if err := rs.xattrs(p, n, f); err != nil {
+		if err := rs.xattrs(p, n); err != nil {
 			rs.warn("%s: extended attributes: %v", p, err)
 		}
 	}
@@ -603,26 +626,26 @@ func (rs *restorer) meta(p string, n *tree.Node, f *os.File) error {
 	return nil
 }
 
-func (rs *restorer) xattrs(p string, n *tree.Node, f *os.File) error {
-	set := func(fd int) error {
-		var errs []error
-		for _, x := range n.Xattrs {
-			if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", x.Name, err))
-			}
+// setXattrs sets n's extended attributes on fd.
+func (rs *restorer) setXattrs(fd int, n *tree.Node) error {
+	var errs []error
+	for _, x := range n.Xattrs {
+		if err := unix.Fsetxattr(fd, x.Name, x.Value, 0); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", x.Name, err))
 		}
-		return errors.Join(errs...)
 	}
+	return errors.Join(errs...)
+}
+
+func (rs *restorer) xattrs(p string, n *tree.Node) error {
 	switch {
-	case f != nil:
-		return set(int(f.Fd()))
 	case n.Type == tree.Dir:
 		d, err := rs.root.Open(p)
 		if err != nil {
 			return err
 		}
 		defer d.Close()
-		return set(int(d.Fd()))
+		return rs.setXattrs(int(d.Fd()), n)
 	default:
 		// Symlinks, FIFOs and devices cannot be opened safely: name
 		// them through the directory's descriptor, without following.

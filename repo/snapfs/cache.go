@@ -13,8 +13,9 @@ import (
 // only once. Restore uses it so a chunk shared by many files is fetched
 // once; the FUSE mount uses it as its blob cache. Safe for concurrent use.
 type Cache struct {
-	l      BlobLoader
-	budget int
+	l        BlobLoader
+	budget   int
+	maxEntry int // larger blobs are not kept
 
 	mu      sync.Mutex
 	size    int
@@ -30,14 +31,24 @@ type cacheEntry struct {
 }
 
 type inflight struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done   chan struct{}
+	data   []byte
+	err    error
+	reload bool // the blob was not kept: a waiter loads it itself
 }
 
 // NewCache wraps l with a cache of at most budget bytes of plaintext.
 func NewCache(l BlobLoader, budget int) *Cache {
-	return &Cache{l: l, budget: budget, lru: list.New(), entries: map[blob.ID]*list.Element{}, loading: map[blob.ID]*inflight{}}
+	return &Cache{l: l, budget: budget, maxEntry: budget / 4, lru: list.New(), entries: map[blob.ID]*list.Element{}, loading: map[blob.ID]*inflight{}}
+}
+
+// KeepAtMost makes c keep only blobs of at most n bytes (a quarter of
+// its budget unless set) and returns c. A larger blob is loaded straight
+// into the caller's buffer, without a copy: a restore keeps the small
+// chunks that many files share and streams the large ones.
+func (c *Cache) KeepAtMost(n int) *Cache {
+	c.maxEntry = min(n, c.budget)
+	return c
 }
 
 // LoadBlob implements [BlobLoader]: it appends the blob's plaintext to
@@ -57,6 +68,9 @@ func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte
 		case <-ctx.Done():
 			return buf[:0], ctx.Err()
 		}
+		if f.reload {
+			return c.l.LoadBlob(ctx, h, buf)
+		}
 		if f.err != nil {
 			return buf[:0], f.err
 		}
@@ -66,19 +80,23 @@ func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte
 	c.loading[h.ID] = f
 	c.mu.Unlock()
 
-	data, err := c.l.LoadBlob(ctx, h, nil)
-	f.data, f.err = data, err
+	// Loaded into the caller's buffer; a blob that is kept is copied.
+	data, err := c.l.LoadBlob(ctx, h, buf)
+	keep := err == nil && len(data) <= c.maxEntry
+	if keep {
+		f.data = append([]byte(nil), data...)
+	} else if err == nil {
+		f.reload = true // data is the caller's buffer, not to be shared
+	}
+	f.err = err
 	c.mu.Lock()
 	delete(c.loading, h.ID)
-	if err == nil && len(data) <= c.budget/4 {
-		c.insert(h, data)
+	if keep {
+		c.insert(h, f.data)
 	}
 	c.mu.Unlock()
 	close(f.done)
-	if err != nil {
-		return buf[:0], err
-	}
-	return append(buf[:0], data...), nil
+	return data, err
 }
 
 func (c *Cache) insert(h blob.Handle, data []byte) {

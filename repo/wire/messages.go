@@ -351,8 +351,13 @@ type Blob struct {
 
 // Append appends the body of m to dst.
 func (m *Blob) Append(dst []byte) []byte {
-	dst = binary.BigEndian.AppendUint32(dst, m.Req)
-	return append(dst, m.Data...)
+	return append(m.AppendHead(dst), m.Data...)
+}
+
+// AppendHead appends the body of m without its Data to dst: a writer
+// sends Data after it as a second part of the frame, without copying it.
+func (m *Blob) AppendHead(dst []byte) []byte {
+	return binary.BigEndian.AppendUint32(dst, m.Req)
 }
 
 // DecodeBlob decodes the body of a [TypeBlob] frame. Data aliases b.

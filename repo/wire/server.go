@@ -173,6 +173,12 @@ type PushStats struct {
 	Redated []Redated
 }
 
+// packKeeper is a Backend that can keep the packs a session reads open
+// until it ends (a repository in a directory).
+type packKeeper interface {
+	KeepPacksOpen(ctx context.Context) (context.Context, func())
+}
+
 // Serve runs one session on rw for the node described by sc until the
 // client says Bye, the stream ends, ctx is cancelled or an error ends it.
 // Every PutBlob payload is decompressed and re-hashed before it is stored;
@@ -191,6 +197,12 @@ func Serve(ctx context.Context, rw io.ReadWriter, b Backend, sc SessionConfig) (
 	}
 	if sc.MaxBatch <= 0 || sc.MaxBatch > MaxHandles {
 		sc.MaxBatch = 4096
+	}
+	if k, ok := b.(packKeeper); ok {
+		// The blobs a restore --from loads come pack after pack.
+		var release func()
+		ctx, release = k.KeepPacksOpen(ctx)
+		defer release()
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -252,7 +264,10 @@ type session struct {
 
 	store Store
 	bufs  chan []byte
-	close func() // closes the stream under a blocked reader; may be nil
+	// blobBuf holds the plaintext of the blob being sent (loadBlob, on
+	// the session's goroutine only): at most one blob, reused.
+	blobBuf []byte
+	close   func() // closes the stream under a blocked reader; may be nil
 
 	mu        sync.Mutex
 	cond      *sync.Cond
@@ -276,10 +291,10 @@ func coded(code ErrorCode, format string, args ...any) error {
 	return &codedError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-func (s *session) send(t Type, body []byte) error {
+func (s *session) send(t Type, body ...[]byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := s.w.WriteFrame(t, body); err != nil {
+	if err := s.w.WriteFrame(t, body...); err != nil {
 		return err
 	}
 	return s.w.Flush()
@@ -556,7 +571,12 @@ func (s *session) loadBlob(m *LoadBlob) error {
 	if !allowed {
 		return coded(CodePermissionDenied, "blob %s is not part of node %s's snapshots", h, s.sc.Node)
 	}
-	data, err := s.b.LoadBlob(s.ctx, h, nil)
+	// The buffer is the session's: the blob is sent before the next
+	// request is read.
+	data, err := s.b.LoadBlob(s.ctx, h, s.blobBuf)
+	if cap(data) <= blob.MaxSize {
+		s.blobBuf = data[:0]
+	}
 	if errors.Is(err, blob.ErrNotFound) {
 		return coded(CodeNotFound, "%v", err)
 	}
@@ -579,7 +599,8 @@ func (s *session) loadBlob(m *LoadBlob) error {
 			s.tmu.Unlock()
 		}
 	}
-	return s.send(TypeBlob, (&Blob{Req: m.Req, Data: data}).Append(nil))
+	msg := &Blob{Req: m.Req, Data: data}
+	return s.send(TypeBlob, msg.AppendHead(nil), msg.Data)
 }
 
 func (s *session) ensureStore() error {

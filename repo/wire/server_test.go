@@ -44,7 +44,7 @@ type session struct {
 	err   error
 }
 
-func serve(t *testing.T, r *repo.Repository, sc wire.SessionConfig) *session {
+func serve(t testing.TB, r *repo.Repository, sc wire.SessionConfig) *session {
 	t.Helper()
 	cli, srv := net.Pipe()
 	s := &session{conn: cli, srv: &countingConn{Conn: srv}, done: make(chan struct{})}
@@ -382,7 +382,7 @@ func assertState(t *testing.T, r *repo.Repository, want state) {
 
 // pushDirect backs up files for node straight into the repository and
 // commits a snapshot; it returns the snapshot's entry.
-func pushDirect(t *testing.T, r *repo.Repository, node string, files map[string]string) snapshot.Entry {
+func pushDirect(t testing.TB, r *repo.Repository, node string, files map[string]string) snapshot.Entry {
 	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	repotest.WriteTree(t, src, files)

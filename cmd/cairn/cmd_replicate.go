@@ -46,7 +46,7 @@ when its run began. 5: something was left behind (listed). 1: a run
 failed. 2: an unknown replica.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
+			a, cfg, _, release, err := g.openAppliance(ctx, config, false)
 			if err != nil {
 				return err
 			}

@@ -22,9 +22,10 @@ import (
 // with --config, which must exist, also inside a running appliance
 // (whose own configuration it then stands in for); without --config,
 // the running appliance's, or DIR.yaml, which may be missing (status
-// then says so). release closes what was opened.
-func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appliance.Appliance, *appliance.Config, *repo.Repository, func(), error) {
-	r, release, err := g.open(ctx, repo.Options{})
+// then says so). release closes what was opened. readOnly opens the
+// index read-only when the repository is opened here (repo.Options).
+func (g *globalOptions) openAppliance(ctx context.Context, config string, readOnly bool) (*appliance.Appliance, *appliance.Config, *repo.Repository, func(), error) {
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: readOnly})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -65,7 +66,7 @@ usable as a monitoring check.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
+			a, cfg, _, release, err := g.openAppliance(ctx, config, true)
 			if err != nil {
 				return err
 			}
@@ -228,7 +229,7 @@ here when none runs) and records it like a scheduled run.`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			a, cfg, r, release, err := g.openAppliance(ctx, config)
+			a, cfg, r, release, err := g.openAppliance(ctx, config, false)
 			if err != nil {
 				return err
 			}
@@ -314,7 +315,7 @@ is a usage error (exit 2) naming the nodes there are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			a, cfg, _, release, err := g.openAppliance(ctx, config)
+			a, cfg, _, release, err := g.openAppliance(ctx, config, false)
 			if err != nil {
 				return err
 			}

@@ -42,10 +42,23 @@
 // encrypted by badger with a key derived from the repository key, because
 // it holds blob IDs (plaintext hashes).
 //
+// # Read-only opens
+//
+// An index opened with [Options.ReadOnly] changes no file of the
+// directory: badger maps the tables and replays the memtable logs into
+// memory, runs no compaction and flushes nothing, and every write method
+// returns an error wrapping [ErrReadOnly]. So a process that only reads
+// never pays for badger's compactions, which is what the writer that
+// made the tables (the appliance, a backup, a prune) does. A directory
+// that cannot be opened without writing (none yet, a memtable log that
+// a killed writer left to truncate, a table to set aside) fails such an
+// open with an error wrapping [ErrNeedsWriter].
+//
 // # Concurrency
 //
 // An Index is safe for concurrent use by many goroutines of one process.
-// badger itself refuses a second process.
+// badger itself refuses a second process, even a read-only one beside a
+// writer (its directory lock is shared only between read-only opens).
 package index
 
 import (
@@ -82,6 +95,13 @@ const (
 // ErrNotOpen is returned by every method of a nil *Index: the repository
 // was opened without its index (to rebuild it), or reopening it failed.
 var ErrNotOpen = errors.New("index: not open (run cairn repair index if it is damaged)")
+
+// ErrReadOnly is wrapped by every write to an index opened read-only.
+var ErrReadOnly = errors.New("the index is open read-only")
+
+// ErrNeedsWriter is wrapped by a read-only Open of a directory that
+// cannot be read without writing to it first.
+var ErrNeedsWriter = errors.New("the index needs a read-write open first")
 
 // Location says where a blob is stored.
 type Location struct {
@@ -141,6 +161,9 @@ type Options struct {
 	// process (SIGBUS) instead of failing the write. Below it, writes
 	// fail with an error wrapping ENOSPC.
 	MinFree int64
+	// ReadOnly opens the database without writing to its directory
+	// (see the package documentation).
+	ReadOnly bool
 }
 
 // Index is the open database.
@@ -149,6 +172,7 @@ type Index struct {
 	dir     string
 	dirID   dirID // dir as it was opened
 	minFree int64
+	ro      bool
 	closing chan error // receives db.Close's result (an abandoned close's too)
 	drills  sync.Mutex // serialises AddDrills: each reads what it replaces
 }
@@ -185,14 +209,24 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithLogger(logAdapter{o.Logger})
+	if o.ReadOnly {
+		// No memtable of its own, no compactor, no flush: the caches
+		// are all it allocates beyond the logs it replays.
+		opts = opts.WithReadOnly(true).WithNumCompactors(0).WithCompactL0OnClose(false)
+	}
 	if len(o.EncryptionKey) > 0 {
 		opts = opts.WithEncryptionKey(o.EncryptionKey).WithEncryptionKeyRotationDuration(100 * 365 * 24 * time.Hour)
 	}
 	return opts
 }
 
-// Open opens or creates the index in dir.
+// Open opens or creates the index in dir. With o.ReadOnly it opens an
+// existing index without writing to it, or fails with an error wrapping
+// [ErrNeedsWriter] when it cannot.
 func Open(dir string, o Options) (*Index, error) {
+	if o.ReadOnly {
+		return openReadOnly(dir, o)
+	}
 	damaged, checkErr := checkTables(dir)
 	// A table that fails the check is set aside while badger opens. A
 	// process killed while badger wrote a table (a flush or a
@@ -230,6 +264,52 @@ func Open(dir string, o Options) (*Index, error) {
 	}
 	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree}, nil
 }
+
+func openReadOnly(dir string, o Options) (*Index, error) {
+	if _, err := os.Stat(filepath.Join(dir, badger.ManifestFilename)); err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	}
+	if _, err := checkTables(dir); err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	}
+	id, err := statDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w", dir, err)
+	}
+	db, err := badger.Open(badgerOptions(dir, o))
+	switch {
+	case errors.Is(err, badger.ErrTruncateNeeded):
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	case err != nil:
+		return nil, fmt.Errorf("index: open %s read-only: %w", dir, err)
+	}
+	return &Index{db: db, dir: dir, dirID: id, ro: true}, nil
+}
+
+// OpenMemory opens an empty index that lives in memory only (a
+// read-only process keeps there what it would have noted in the index
+// on disk). Close discards it.
+func OpenMemory() (*Index, error) {
+	opts := badger.DefaultOptions("").
+		WithInMemory(true).
+		WithMemTableSize(8 << 20). // as on disk: the same batches fit
+		WithNumMemtables(2).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithNumCompactors(2).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithLogger(logAdapter{})
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("index: open in memory: %w", err)
+	}
+	return &Index{db: db}, nil
+}
+
+// ReadOnly reports whether x was opened read-only.
+func (x *Index) ReadOnly() bool { return x != nil && x.ro }
 
 // quarantine is appended to the name of a table that fails checkTable
 // while badger opens without it.
@@ -306,6 +386,9 @@ func checkTable(path string) error {
 // (the process is expected to end) and what it had not flushed is lost.
 // The index is a cache: the next open reconciles it with packs/.
 func (x *Index) Close() error {
+	if x.dir == "" { // in memory
+		return x.db.Close()
+	}
 	switch id, err := statDir(x.dir); {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("index: close %s: the directory was removed while the index was open; its unflushed updates are lost", x.dir)
@@ -339,8 +422,20 @@ func (x *Index) view(fn func(txn *badger.Txn) error) (err error) {
 	return x.db.View(fn)
 }
 
-// room refuses a write when the file system has less than MinFree free.
+// writable refuses a write to an index opened read-only.
+func (x *Index) writable() error {
+	if x.ro {
+		return fmt.Errorf("index: %s: %w", x.dir, ErrReadOnly)
+	}
+	return nil
+}
+
+// room refuses a write to an index opened read-only, and one when the
+// file system has less than MinFree free.
 func (x *Index) room() error {
+	if err := x.writable(); err != nil {
+		return err
+	}
 	if x.minFree == 0 {
 		return nil
 	}

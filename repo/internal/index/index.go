@@ -38,7 +38,9 @@
 // # Memory
 //
 // Options are tuned for a 2 GiB box (see [Options]): two 8 MiB memtables,
-// a 16 MiB block cache and a 16 MiB index cache. The database is
+// a 16 MiB block cache and a 16 MiB index cache. A writer's Close waits for the
+// compactions its writes made due (closeSettled), so that they are not
+// left to the next process that opens the index for writing. The database is
 // encrypted by badger with a key derived from the repository key, because
 // it holds blob IDs (plaintext hashes).
 //
@@ -172,6 +174,7 @@ type Index struct {
 	dir     string
 	dirID   dirID // dir as it was opened
 	minFree int64
+	opts    Options // as opened (closeSettled reopens)
 	ro      bool
 	closing chan error // receives db.Close's result (an abandoned close's too)
 	drills  sync.Mutex // serialises AddDrills: each reads what it replaces
@@ -188,8 +191,9 @@ func statDir(dir string) (dirID, error) {
 	return dirID{uint64(st.Dev), st.Ino}, nil
 }
 
-// closeTimeout bounds Close: flushing two 8 MiB memtables and stopping
-// the compactors takes seconds, but badger retries a flush that fails
+// closeTimeout bounds Close: settling (at most settleTimeout), flushing
+// two 8 MiB memtables and stopping the compactors take seconds, but
+// badger retries a flush that fails
 // (a directory it cannot write) once a second for ever.
 var closeTimeout = time.Minute
 
@@ -262,7 +266,7 @@ func Open(dir string, o Options) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
-	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree}, nil
+	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree, opts: o}, nil
 }
 
 func openReadOnly(dir string, o Options) (*Index, error) {
@@ -277,11 +281,12 @@ func openReadOnly(dir string, o Options) (*Index, error) {
 		return nil, fmt.Errorf("index: open %s read-only: %w", dir, err)
 	}
 	db, err := badger.Open(badgerOptions(dir, o))
-	switch {
-	case errors.Is(err, badger.ErrTruncateNeeded):
+	if err != nil {
+		// Mostly a memory table log a killed writer left to truncate
+		// (badger.ErrTruncateNeeded, which badger wraps as text). A
+		// read-write open repairs what can be repaired, and reports
+		// what cannot as every open did before.
 		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
-	case err != nil:
-		return nil, fmt.Errorf("index: open %s read-only: %w", dir, err)
 	}
 	return &Index{db: db, dir: dir, dirID: id, ro: true}, nil
 }
@@ -379,7 +384,8 @@ func checkTable(path string) error {
 	return nil
 }
 
-// Close flushes and closes the database. It returns an error, without
+// Close waits for the compactions that are due (settle), then flushes
+// and closes the database. It returns an error, without
 // waiting for badger, when the directory was removed or replaced while
 // open (badger would retry flushing into it for ever), and when closing
 // takes longer than closeTimeout; the database is then left as it is
@@ -396,7 +402,7 @@ func (x *Index) Close() error {
 		return fmt.Errorf("index: close %s: the directory was replaced by another while the index was open; its unflushed updates are lost", x.dir)
 	}
 	x.closing = make(chan error, 1)
-	go func() { x.closing <- x.db.Close() }()
+	go func() { x.closing <- x.closeSettled() }()
 	t := time.NewTimer(closeTimeout)
 	defer t.Stop()
 	select {
@@ -408,6 +414,73 @@ func (x *Index) Close() error {
 	case <-t.C:
 		return fmt.Errorf("index: close %s: the database did not finish closing within %s (badger's errors are in the log); its unflushed updates are lost", x.dir, closeTimeout)
 	}
+}
+
+// settleTimeout bounds each of the two waits of closeSettled for the
+// compactions this process's writes made due (see settle); both are
+// part of closeTimeout.
+var settleTimeout = 20 * time.Second
+
+// closeSettled settles and closes the database. badger's close flushes
+// the memtable into one more level-0 table, which with one left by the
+// compactions makes a compaction due again: then the database is
+// opened once more, settled and closed (that close has nothing to
+// flush). A failed reopen only leaves that compaction to the next
+// writer.
+func (x *Index) closeSettled() error {
+	l0 := x.settle(settleTimeout)
+	if err := x.db.Close(); err != nil {
+		return err
+	}
+	if x.ro || x.dir == "" || l0 == 0 {
+		return nil
+	}
+	db, err := badger.Open(badgerOptions(x.dir, x.opts))
+	if err != nil {
+		return nil
+	}
+	x.db = db
+	x.settle(settleTimeout)
+	return db.Close()
+}
+
+// settle waits, at most d, until badger's compactors have nothing left
+// to do: no level whose score says it must be compacted. A writer thus
+// pays for the compactions its own writes made due before it closes,
+// instead of leaving them to whichever writer opens the index next (a
+// small backup after a large one would pay for the large one, with
+// hundreds of MiB of memory at millions of entries). The memtable
+// badger flushes on Close is left to closeSettled. Read-only and
+// in-memory indexes have no compactor.
+// It returns how many tables level 0 holds then.
+func (x *Index) settle(d time.Duration) (level0 int) {
+	if x.ro || x.dir == "" {
+		return 0
+	}
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		levels := x.db.Levels()
+		if !compactionDue(levels) || !time.Now().Before(deadline) {
+			if len(levels) > 0 {
+				return levels[0].NumTables
+			}
+			return 0
+		}
+		<-tick.C
+	}
+}
+
+// compactionDue reports whether a level's score makes badger compact
+// it (badger picks every level whose score is at least 1).
+func compactionDue(levels []badger.LevelInfo) bool {
+	for _, l := range levels {
+		if l.Score >= 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // view runs fn in a read transaction. badger panics on some damaged

@@ -29,9 +29,9 @@ func dirState(t *testing.T, dir string) []string {
 	return out
 }
 
-// fillClosed writes n packs of 1000 blobs each and closes the index, so dir
-// holds several tables.
-func fillClosed(t *testing.T, dir string, packs int) (blob.Handle, blob.ID) {
+// fillClosed writes packs of 1000 blobs each, numbered from to to, and
+// closes the index, so dir holds several tables.
+func fillClosed(t *testing.T, dir string, from, to int) (blob.Handle, blob.ID) {
 	t.Helper()
 	x, err := Open(dir, Options{EncryptionKey: make([]byte, 32)})
 	if err != nil {
@@ -39,7 +39,7 @@ func fillClosed(t *testing.T, dir string, packs int) (blob.Handle, blob.ID) {
 	}
 	var last blob.Handle
 	var lastPack blob.ID
-	for p := range packs {
+	for p := from; p < to; p++ {
 		lastPack = blob.Hash(fmt.Appendf(nil, "pack %d", p))
 		entries := make([]BlobEntry, 1000)
 		for i := range entries {
@@ -61,7 +61,7 @@ func fillClosed(t *testing.T, dir string, packs int) (blob.Handle, blob.ID) {
 // index: no log, no table, no manifest; writes are refused.
 func TestReadOnlyOpenChangesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "index")
-	last, lastPack := fillClosed(t, dir, 200)
+	last, lastPack := fillClosed(t, dir, 0, 200)
 	before := dirState(t, dir)
 
 	x, err := Open(dir, Options{EncryptionKey: make([]byte, 32), ReadOnly: true})
@@ -104,5 +104,31 @@ func TestReadOnlyOpenNeedsAnIndex(t *testing.T) {
 	}
 	if _, serr := os.Stat(dir); !errors.Is(serr, os.ErrNotExist) {
 		t.Fatalf("a read-only open created %s: %v", dir, serr)
+	}
+}
+
+// A writer pays for the compactions its writes made due before it
+// closes: the next process to open the index (a reader, or a small
+// backup) finds none due. Before, a large write left level 0 full, and
+// the next writer compacted it (and the levels below) on open.
+func TestCloseLeavesNoCompactionDue(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "index")
+	// Writes of several sizes: each leaves a memtable of another size
+	// for badger's close to flush.
+	n := 0
+	for _, packs := range []int{300, 90, 35, 170} {
+		fillClosed(t, dir, n, n+packs)
+		n += packs
+		x, err := Open(dir, Options{EncryptionKey: make([]byte, 32), ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		due, levels := compactionDue(x.db.Levels()), x.db.LevelsToString()
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if due {
+			t.Fatalf("a compaction is due after a writer added %d packs and closed:\n%s", packs, levels)
+		}
 	}
 }

@@ -37,7 +37,10 @@ import (
 //     which with the first backups are the first processes to open the
 //     index after the fill and share badger's one-time work on its new
 //     entries (compacting them: whichever process runs it takes up to a
-//     few hundred MiB more); the others are the next two.
+//     few hundred MiB more); the others are the next two;
+//   - restore-peak-RSS-MiB: a full restore of the first backup;
+//   - snapshots-peak-RSS-MiB, check-peak-RSS-MiB: cairn snapshots and
+//     cairn check (structure only), which only read the index.
 //
 // Filling takes a few minutes; run it alone, with -benchtime 1x:
 //
@@ -123,6 +126,11 @@ func BenchmarkLargeIndex(b *testing.B) {
 		backup := run("backup", "--node", "bench", "--plan", "second", src2)
 		mount := mountPeak()
 		mountSmall := mountPeak("--cache-size", "64MiB")
+		// A full restore of the first backup (every file re-hashed), and
+		// the commands that only read the index.
+		restore := run("restore", "latest:"+src, "--node", "bench", "--plan", "big", "--target", filepath.Join(dir, "restored"))
+		snapshots := run("snapshots")
+		check := run("check")
 
 		b.ReportMetric(float64(n), "blobs")
 		b.ReportMetric(fill.Seconds(), "fill-s")
@@ -130,7 +138,7 @@ func BenchmarkLargeIndex(b *testing.B) {
 			name string
 			r    rss
 		}{{"backup-first", backupFirst}, {"unchanged", unchanged}, {"backup", backup}, {"mount-first", mountFirst}, {"mount-64MiB-cache-first", mountSmallFirst},
-			{"mount", mount}, {"mount-64MiB-cache", mountSmall}} {
+			{"mount", mount}, {"mount-64MiB-cache", mountSmall}, {"restore", restore}, {"snapshots", snapshots}, {"check", check}} {
 			b.ReportMetric(m.r.peak, m.name+"-peak-RSS-MiB")
 			b.ReportMetric(m.r.anon, m.name+"-peak-anon-MiB")
 		}

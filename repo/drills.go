@@ -42,24 +42,53 @@ func fromIndexNote(n index.DrillNote) DrillNote {
 // newest [DrillsKept]. With complete, the caller noted every report in
 // drills/: [Repository.DrillsNoted] says so from then on, until the
 // index is rebuilt. Noting a report twice changes nothing.
+//
+// On a repository opened with [Options.ReadOnly] the notes go to an
+// index in memory, which answers DrillsNoted, SnapshotDrills and
+// RecentDrills from then on until Close: the index on disk is noted by
+// the next process that opens it for writing.
 func (r *Repository) NoteDrills(notes []DrillNote, complete bool) error {
 	in := make([]index.DrillNote, len(notes))
 	for i, n := range notes {
 		in[i] = n.index()
 	}
-	return r.idx.AddDrills(in, DrillsKept, complete)
+	idx := r.idx
+	if idx.ReadOnly() {
+		r.notesMu.Lock()
+		defer r.notesMu.Unlock()
+		if r.notes == nil {
+			m, err := index.OpenMemory()
+			if err != nil {
+				return err
+			}
+			r.notes = m
+		}
+		idx = r.notes
+	}
+	return idx.AddDrills(in, DrillsKept, complete)
+}
+
+// drillIndex is where the drill notes are read: the index, or what a
+// read-only open noted in memory.
+func (r *Repository) drillIndex() *index.Index {
+	r.notesMu.Lock()
+	defer r.notesMu.Unlock()
+	if r.notes != nil {
+		return r.notes
+	}
+	return r.idx
 }
 
 // DrillsNoted reports whether every report in drills/ was noted: false
 // for a new or rebuilt index, or one written by a version that did not
 // note them.
-func (r *Repository) DrillsNoted() (bool, error) { return r.idx.DrillsNoted() }
+func (r *Repository) DrillsNoted() (bool, error) { return r.drillIndex().DrillsNoted() }
 
 // SnapshotDrills calls fn with each drilled snapshot's newest noted
 // report and its newest that passed (nil when none did). Replicas'
 // reports are not among them.
 func (r *Repository) SnapshotDrills(fn func(newest DrillNote, passed *DrillNote) error) error {
-	return r.idx.SnapshotDrills(func(newest index.DrillNote, passed *index.DrillNote) error {
+	return r.drillIndex().SnapshotDrills(func(newest index.DrillNote, passed *index.DrillNote) error {
 		var p *DrillNote
 		if passed != nil {
 			n := fromIndexNote(*passed)
@@ -73,5 +102,5 @@ func (r *Repository) SnapshotDrills(fn func(newest DrillNote, passed *DrillNote)
 // each replica, node and plan, in no particular order. Only Report,
 // Finished, OK and Summary are set.
 func (r *Repository) RecentDrills(fn func(DrillNote) error) error {
-	return r.idx.RecentDrills(func(n index.DrillNote) error { return fn(fromIndexNote(n)) })
+	return r.drillIndex().RecentDrills(func(n index.DrillNote) error { return fn(fromIndexNote(n)) })
 }

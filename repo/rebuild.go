@@ -55,10 +55,16 @@ func (r *Repository) listSnapshotFiles(ctx context.Context) (map[blob.ID]bool, e
 	return out, nil
 }
 
+// errReconcileWrites is reconcile's answer on an index opened read-only
+// that it would have to change.
+var errReconcileWrites = errors.New("the index differs from packs/ or snapshots/")
+
 // reconcile brings the index in line with packs/ and snapshots/ after a
 // crash or a lost index: packs on disk but not indexed are indexed from
 // their headers, indexed packs no longer on disk are forgotten, and the
-// snapshot list follows the snapshot files.
+// snapshot list follows the snapshot files. On an index opened
+// read-only it changes nothing and returns errReconcileWrites when it
+// would.
 func (r *Repository) reconcile(ctx context.Context) error {
 	onDisk, err := r.StoredPacks(ctx)
 	if err != nil {
@@ -80,6 +86,9 @@ func (r *Repository) reconcile(ctx context.Context) error {
 		return err
 	}
 	var missing []blob.ID
+	if r.idx.ReadOnly() && (len(gone) > 0 || len(indexed) < len(onDisk)) {
+		return errReconcileWrites
+	}
 	if len(gone) > 0 {
 		for id := range gone {
 			r.log.Error("a pack in the index is missing on disk; run cairn check to see what it affects", "pack", id.String())
@@ -145,6 +154,9 @@ func (r *Repository) reconcileSnapshots(ctx context.Context, idx *index.Index) e
 	})
 	if err != nil {
 		return err
+	}
+	if idx.ReadOnly() && (len(forgotten) > 0 || len(forgetting) > 0 || len(files) > 0) {
+		return errReconcileWrites
 	}
 	for _, id := range forgotten {
 		if err := idx.RemoveSnapshot(id); err != nil {

@@ -58,7 +58,21 @@ type Options struct {
 	CacheDir string
 	// S3 reaches an object store.
 	S3 S3Access
+	// ReadOnly opens the index read-only, for a process that only reads
+	// (ls, restore, mount...): it runs none of badger's compactions and
+	// changes no file of the index. An index that cannot be read without
+	// writing (none yet, a writer killed mid-write, packs or snapshots
+	// to reconcile) is opened read-write once to bring it up to date and
+	// closed, then opened read-only. Writes that need the index fail
+	// with an error wrapping [ErrIndexReadOnly]; drill reports the index
+	// has not noted are noted in memory only ([Repository.NoteDrills]).
+	// The repository lock is taken as for any open.
+	ReadOnly bool
 }
+
+// ErrIndexReadOnly is wrapped by writes to a repository opened with
+// [Options.ReadOnly].
+var ErrIndexReadOnly = index.ErrReadOnly
 
 // Repository is an open repository. It owns the repository while open:
 // a second process gets [ErrLocked]. It is safe for concurrent use.
@@ -73,8 +87,14 @@ type Repository struct {
 	table  *chunker.Table
 	level  pack.Level
 	idx    *index.Index
-	lock   *lockFile
-	owner  *ownerLock // object store: the lock object
+	// readOnly: opened with Options.ReadOnly (see openIndexReadOnly).
+	readOnly bool
+	// notes holds the drill notes of a read-only open whose index has
+	// not noted every report (see NoteDrills); nil until then.
+	notesMu sync.Mutex
+	notes   *index.Index
+	lock    *lockFile
+	owner   *ownerLock // object store: the lock object
 	// segments holds ranges of packs read from an object store for
 	// small blobs (see segments.go).
 	segments segmentCache
@@ -259,7 +279,7 @@ func Open(ctx context.Context, location string, cred Credentials, o Options) (*R
 		loc: loc, be: be, cfg: cfg, master: m, key: key,
 		table: chunker.NewTable(m.Derive(seal.PurposeChunker)),
 		level: compressionLevels[cfg.Compression],
-		log:   o.Logger, now: o.Now,
+		log:   o.Logger, now: o.Now, readOnly: o.ReadOnly,
 	}
 	if l, ok := be.(*storage.Local); ok {
 		r.local, r.cache = l, loc.Dir()
@@ -279,6 +299,13 @@ func Open(ctx context.Context, location string, cred Credentials, o Options) (*R
 	if o.SkipIndex {
 		return r, nil
 	}
+	if r.readOnly {
+		if err := r.openIndexReadOnly(ctx); err != nil {
+			r.Close()
+			return nil, err
+		}
+		return r, nil
+	}
 	if err := r.openIndex(); err != nil {
 		r.unlock()
 		return nil, err
@@ -289,6 +316,53 @@ func Open(ctx context.Context, location string, cred Credentials, o Options) (*R
 	}
 	return r, nil
 }
+
+// openIndexReadOnly opens the index read-only and checks that it is
+// reconciled with packs/ and snapshots/. When the index cannot be read
+// without writing first (index.ErrNeedsWriter) or reconciling would
+// write (errReconcileWrites), it is opened read-write once, reconciled
+// and closed, and then opened read-only: this process holds the
+// repository lock, so no other writes meanwhile.
+func (r *Repository) openIndexReadOnly(ctx context.Context) error {
+	o := r.indexOptions()
+	o.ReadOnly = true
+	idx, err := index.Open(r.indexDir(), o)
+	if err == nil {
+		r.idx = idx
+		if err = r.reconcile(ctx); err == nil {
+			return nil
+		}
+		cerr := idx.Close()
+		r.idx = nil
+		if !errors.Is(err, errReconcileWrites) {
+			return err
+		}
+		if cerr != nil {
+			return cerr
+		}
+	} else if !errors.Is(err, index.ErrNeedsWriter) {
+		return fmt.Errorf("%w (if the index is damaged, cairn repair index rebuilds it from the packs)", err)
+	}
+	r.log.Info("opening the index read-write once to bring it up to date", "why", err)
+	if err := r.openIndex(); err != nil {
+		return err
+	}
+	err = r.reconcile(ctx)
+	if cerr := r.idx.Close(); err == nil {
+		err = cerr
+	}
+	r.idx = nil
+	if err != nil {
+		return err
+	}
+	if r.idx, err = index.Open(r.indexDir(), o); err != nil {
+		return fmt.Errorf("%w (if the index is damaged, cairn repair index rebuilds it from the packs)", err)
+	}
+	return nil
+}
+
+// IndexReadOnly reports whether the index is open read-only.
+func (r *Repository) IndexReadOnly() bool { return r.idx.ReadOnly() }
 
 // cleanInterrupted removes what writes that never finished left: a
 // directory's temporary files, an object store's incomplete multipart
@@ -344,6 +418,12 @@ func (r *Repository) Close() error {
 		err = r.idx.Close()
 		r.idx = nil
 	}
+	r.notesMu.Lock()
+	if r.notes != nil {
+		err = errors.Join(err, r.notes.Close())
+		r.notes = nil
+	}
+	r.notesMu.Unlock()
 	return errors.Join(err, r.unlock())
 }
 

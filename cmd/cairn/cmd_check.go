@@ -39,7 +39,8 @@ Exit code 0: clean. 4: damage found. 1: the check could not run.`,
 				}
 				o.Subset = s
 			}
-			r, release, err := g.open(cmd.Context(), repo.Options{})
+			// Recording verification times (--read-data) writes to the index.
+			r, release, err := g.open(cmd.Context(), repo.Options{ReadOnly: !readData})
 			if err != nil {
 				return err
 			}

@@ -70,7 +70,7 @@ func (d *diffPrinter) print(kind snapfs.ChangeKind, p string) error {
 }
 
 func runDiff(ctx context.Context, g *globalOptions, f *filterOptions, arg1, arg2 string) error {
-	r, release, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

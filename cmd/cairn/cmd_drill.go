@@ -62,7 +62,7 @@ with the file it concerns). 1: the drill could not run.`,
 				rep *drill.Report
 			)
 			if o.replica != "" {
-				a, cfg, primary, release, err := g.openAppliance(ctx, o.config)
+				a, cfg, primary, release, err := g.openAppliance(ctx, o.config, false)
 				if err != nil {
 					return err
 				}

@@ -55,7 +55,7 @@ A tar stream is not written to a terminal. --node, --plan, --tag and
 }
 
 func runDump(ctx context.Context, g *globalOptions, f *filterOptions, arg string) error {
-	r, release, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func runFind(ctx context.Context, g *globalOptions, f *filterOptions, refs []str
 	if err != nil {
 		return usageError{err}
 	}
-	r, release, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ mtime, uid, gid, sha256 for files), so huge trees stream.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			r, release, err := g.open(ctx, repo.Options{})
+			r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}

@@ -146,7 +146,7 @@ func runMount(ctx context.Context, g *globalOptions, dir string, o *mountOptions
 			return err
 		}
 	}
-	r, release, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

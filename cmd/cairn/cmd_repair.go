@@ -89,7 +89,7 @@ Exit code 0: everything found was repaired (or nothing was damaged).
 				}
 				objects = append(objects, h)
 			}
-			a, cfg, r, release, err := g.openAppliance(ctx, config)
+			a, cfg, r, release, err := g.openAppliance(ctx, config, false)
 			if err != nil {
 				return err
 			}

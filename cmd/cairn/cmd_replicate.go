@@ -46,7 +46,7 @@ the next one goes on from there.
 Exit code 0: every replica is up to date with what the repository held
 when its run began. 5: something was left behind (listed). 1: a run
 failed. 2: an unknown replica.`,
-		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, args []string) error {
+		RunE: g.onAppliance(&config, false, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, args []string) error {
 			if g.appliance != nil && cfg != a.Config() && cfg.Path != a.ConfigPath() {
 				return usageError{fmt.Errorf("replicate: the running appliance replicates with its configuration %s, not %s: stop it to use --config, or change %s and send it SIGHUP", a.ConfigPath(), cfg.Path, a.ConfigPath())}
 			}

@@ -104,7 +104,7 @@ recorded SHA-256, as in a local restore.`,
 				g.note(note)
 				r = c
 			} else {
-				local, release, err := g.open(ctx, repo.Options{})
+				local, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 				if err != nil {
 					return err
 				}

@@ -75,7 +75,7 @@ appliance: DRILL is empty and --json has no "drill".`,
 				}
 				return g.printSnapshots(list, nil)
 			}
-			r, release, err := g.open(ctx, repo.Options{})
+			r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 			if err != nil {
 				return err
 			}

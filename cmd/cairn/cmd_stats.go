@@ -65,7 +65,7 @@ type statsJSON struct {
 }
 
 func runStats(ctx context.Context, g *globalOptions, f *filterOptions, refs []string) error {
-	r, release, err := g.open(ctx, repo.Options{})
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

@@ -22,9 +22,10 @@ import (
 // with --config, which must exist, also inside a running appliance
 // (whose own configuration it then stands in for); without --config,
 // the running appliance's, or DIR.yaml, which may be missing (status
-// then says so). release closes what was opened.
-func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appliance.Appliance, *appliance.Config, *repo.Repository, func(), error) {
-	r, release, err := g.open(ctx, repo.Options{})
+// then says so). release closes what was opened. readOnly opens the
+// index read-only when the repository is opened here (repo.Options).
+func (g *globalOptions) openAppliance(ctx context.Context, config string, readOnly bool) (*appliance.Appliance, *appliance.Config, *repo.Repository, func(), error) {
+	r, release, err := g.open(ctx, repo.Options{ReadOnly: readOnly})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -48,13 +49,14 @@ func (g *globalOptions) openAppliance(ctx context.Context, config string) (*appl
 }
 
 // onAppliance is the RunE of a command that works on the appliance
-// (status, jobs, runbook, replicate): it opens the appliance with the
+// (status, jobs, runbook, replicate): it opens the appliance (the index
+// read-only when readOnly) with the
 // configuration *config names (openAppliance), runs fn with it and the
 // arguments, and releases it.
-func (g *globalOptions) onAppliance(config *string, fn func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
+func (g *globalOptions) onAppliance(config *string, readOnly bool, fn func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
-		a, cfg, r, release, err := g.openAppliance(ctx, *config)
+		a, cfg, r, release, err := g.openAppliance(ctx, *config, readOnly)
 		if err != nil {
 			return err
 		}
@@ -79,7 +81,7 @@ last runs.
 Exit code 0: all well. 5: something needs attention (listed at the end):
 usable as a monitoring check.`,
 		Args: cobra.NoArgs,
-		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
+		RunE: g.onAppliance(&config, true, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
 			st, err := a.Status(ctx, cfg)
 			if err != nil {
 				return err
@@ -232,7 +234,7 @@ configured under jobs: in DIR.yaml) with their recorded runs, newest
 first. "cairn jobs run NAME" runs one now (in the running appliance, or
 here when none runs) and records it like a scheduled run.`,
 		Args: cobra.MaximumNArgs(2),
-		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error {
+		RunE: g.onAppliance(&config, false, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error {
 			if len(args) > 0 {
 				if args[0] != "run" || len(args) != 2 {
 					return usageError{errors.New("jobs: use cairn jobs, or cairn jobs run NAME")}
@@ -312,7 +314,7 @@ repository directory (runbook.md).
 node in particular; a node that is neither configured nor has snapshots
 is a usage error (exit 2) naming the nodes there are.`,
 		Args: cobra.NoArgs,
-		RunE: g.onAppliance(&config, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
+		RunE: g.onAppliance(&config, false, func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, _ *repo.Repository, _ []string) error {
 			b, err := a.Runbook(ctx, cfg, node)
 			if errors.Is(err, status.ErrUnknownNode) {
 				return usageError{fmt.Errorf("runbook: %w", err)} // names nothing there is: nothing was attempted

@@ -168,7 +168,7 @@ func (g *globalOptions) completionSnapshots(ctx context.Context) ([]snapshotJSON
 	code, err := appliance.Call(ctx, g.socketPath(), req, nil, out, io.Discard)
 	switch {
 	case errors.Is(err, appliance.ErrNotRunning):
-		r, release, err := g.open(ctx, repo.Options{})
+		r, release, err := g.open(ctx, repo.Options{ReadOnly: true})
 		if err != nil {
 			return nil, err
 		}

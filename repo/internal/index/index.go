@@ -38,14 +38,29 @@
 // # Memory
 //
 // Options are tuned for a 2 GiB box (see [Options]): two 8 MiB memtables,
-// a 16 MiB block cache and a 16 MiB index cache. The database is
+// a 16 MiB block cache and a 16 MiB index cache. A writer's Close waits for the
+// compactions its writes made due (closeSettled), so that they are not
+// left to the next process that opens the index for writing. The database is
 // encrypted by badger with a key derived from the repository key, because
 // it holds blob IDs (plaintext hashes).
+//
+// # Read-only opens
+//
+// An index opened with [Options.ReadOnly] changes no file of the
+// directory: badger maps the tables and replays the memtable logs into
+// memory, runs no compaction and flushes nothing, and every write method
+// returns an error wrapping [ErrReadOnly]. So a process that only reads
+// never pays for badger's compactions, which is what the writer that
+// made the tables (the appliance, a backup, a prune) does. A directory
+// that cannot be opened without writing (none yet, a memtable log that
+// a killed writer left to truncate, a table to set aside) fails such an
+// open with an error wrapping [ErrNeedsWriter].
 //
 // # Concurrency
 //
 // An Index is safe for concurrent use by many goroutines of one process.
-// badger itself refuses a second process.
+// badger itself refuses a second process, even a read-only one beside a
+// writer (its directory lock is shared only between read-only opens).
 package index
 
 import (
@@ -83,6 +98,13 @@ const (
 // ErrNotOpen is returned by every method of a nil *Index: the repository
 // was opened without its index (to rebuild it), or reopening it failed.
 var ErrNotOpen = errors.New("index: not open (run cairn repair index if it is damaged)")
+
+// ErrReadOnly is wrapped by every write to an index opened read-only.
+var ErrReadOnly = errors.New("the index is open read-only")
+
+// ErrNeedsWriter is wrapped by a read-only Open of a directory that
+// cannot be read without writing to it first.
+var ErrNeedsWriter = errors.New("the index needs a read-write open first")
 
 // Location says where a blob is stored.
 type Location struct {
@@ -142,6 +164,9 @@ type Options struct {
 	// process (SIGBUS) instead of failing the write. Below it, writes
 	// fail with an error wrapping ENOSPC.
 	MinFree int64
+	// ReadOnly opens the database without writing to its directory
+	// (see the package documentation).
+	ReadOnly bool
 }
 
 // Index is the open database.
@@ -150,6 +175,8 @@ type Index struct {
 	dir     string
 	dirID   dirID // dir as it was opened
 	minFree int64
+	opts    Options // as opened (closeSettled reopens)
+	ro      bool
 	closing chan error // receives db.Close's result (an abandoned close's too)
 	drills  sync.Mutex // serialises AddDrills: each reads what it replaces
 }
@@ -165,8 +192,9 @@ func statDir(dir string) (dirID, error) {
 	return dirID{uint64(st.Dev), st.Ino}, nil
 }
 
-// closeTimeout bounds Close: flushing two 8 MiB memtables and stopping
-// the compactors takes seconds, but badger retries a flush that fails
+// closeTimeout bounds Close: settling (at most settleTimeout), flushing
+// two 8 MiB memtables and stopping the compactors take seconds, but
+// badger retries a flush that fails
 // (a directory it cannot write) once a second for ever.
 var closeTimeout = time.Minute
 
@@ -186,14 +214,24 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithLogger(logAdapter{o.Logger})
+	if o.ReadOnly {
+		// No memtable of its own, no compactor, no flush: the caches
+		// are all it allocates beyond the logs it replays.
+		opts = opts.WithReadOnly(true).WithNumCompactors(0).WithCompactL0OnClose(false)
+	}
 	if len(o.EncryptionKey) > 0 {
 		opts = opts.WithEncryptionKey(o.EncryptionKey).WithEncryptionKeyRotationDuration(100 * 365 * 24 * time.Hour)
 	}
 	return opts
 }
 
-// Open opens or creates the index in dir.
+// Open opens or creates the index in dir. With o.ReadOnly it opens an
+// existing index without writing to it, or fails with an error wrapping
+// [ErrNeedsWriter] when it cannot.
 func Open(dir string, o Options) (*Index, error) {
+	if o.ReadOnly {
+		return openReadOnly(dir, o)
+	}
 	damaged, checkErr := checkTables(dir)
 	// A table that fails the check is set aside while badger opens. A
 	// process killed while badger wrote a table (a flush or a
@@ -229,8 +267,55 @@ func Open(dir string, o Options) (*Index, error) {
 		db.Close()
 		return nil, fmt.Errorf("index: open %s: %w", dir, err)
 	}
-	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree}, nil
+	return &Index{db: db, dir: dir, dirID: id, minFree: o.MinFree, opts: o}, nil
 }
+
+func openReadOnly(dir string, o Options) (*Index, error) {
+	if _, err := os.Stat(filepath.Join(dir, badger.ManifestFilename)); err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	}
+	if _, err := checkTables(dir); err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	}
+	id, err := statDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("index: open %s read-only: %w", dir, err)
+	}
+	db, err := badger.Open(badgerOptions(dir, o))
+	if err != nil {
+		// Mostly a memory table log a killed writer left to truncate
+		// (badger.ErrTruncateNeeded, which badger wraps as text). A
+		// read-write open repairs what can be repaired, and reports
+		// what cannot as every open did before.
+		return nil, fmt.Errorf("index: open %s read-only: %w: %w", dir, err, ErrNeedsWriter)
+	}
+	return &Index{db: db, dir: dir, dirID: id, ro: true}, nil
+}
+
+// OpenMemory opens an empty index that lives in memory only (a
+// read-only process keeps there what it would have noted in the index
+// on disk). Close discards it.
+func OpenMemory() (*Index, error) {
+	opts := badger.DefaultOptions("").
+		WithInMemory(true).
+		WithMemTableSize(8 << 20). // as on disk: the same batches fit
+		WithNumMemtables(2).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
+		WithIndexCacheSize(0).
+		WithNumCompactors(2).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithLogger(logAdapter{})
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("index: open in memory: %w", err)
+	}
+	return &Index{db: db}, nil
+}
+
+// ReadOnly reports whether x was opened read-only.
+func (x *Index) ReadOnly() bool { return x != nil && x.ro }
 
 // quarantine is appended to the name of a table that fails checkTable
 // while badger opens without it.
@@ -300,13 +385,17 @@ func checkTable(path string) error {
 	return nil
 }
 
-// Close flushes and closes the database. It returns an error, without
+// Close waits for the compactions that are due (settle), then flushes
+// and closes the database. It returns an error, without
 // waiting for badger, when the directory was removed or replaced while
 // open (badger would retry flushing into it for ever), and when closing
 // takes longer than closeTimeout; the database is then left as it is
 // (the process is expected to end) and what it had not flushed is lost.
 // The index is a cache: the next open reconciles it with packs/.
 func (x *Index) Close() error {
+	if x.dir == "" { // in memory
+		return x.db.Close()
+	}
 	switch id, err := statDir(x.dir); {
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Errorf("index: close %s: the directory was removed while the index was open; its unflushed updates are lost", x.dir)
@@ -314,7 +403,7 @@ func (x *Index) Close() error {
 		return fmt.Errorf("index: close %s: the directory was replaced by another while the index was open; its unflushed updates are lost", x.dir)
 	}
 	x.closing = make(chan error, 1)
-	go func() { x.closing <- x.db.Close() }()
+	go func() { x.closing <- x.closeSettled() }()
 	t := time.NewTimer(closeTimeout)
 	defer t.Stop()
 	select {
@@ -326,6 +415,73 @@ func (x *Index) Close() error {
 	case <-t.C:
 		return fmt.Errorf("index: close %s: the database did not finish closing within %s (badger's errors are in the log); its unflushed updates are lost", x.dir, closeTimeout)
 	}
+}
+
+// settleTimeout bounds each of the two waits of closeSettled for the
+// compactions this process's writes made due (see settle); both are
+// part of closeTimeout.
+var settleTimeout = 20 * time.Second
+
+// closeSettled settles and closes the database. badger's close flushes
+// the memtable into one more level-0 table, which with one left by the
+// compactions makes a compaction due again: then the database is
+// opened once more, settled and closed (that close has nothing to
+// flush). A failed reopen only leaves that compaction to the next
+// writer.
+func (x *Index) closeSettled() error {
+	l0 := x.settle(settleTimeout)
+	if err := x.db.Close(); err != nil {
+		return err
+	}
+	if x.ro || x.dir == "" || l0 == 0 {
+		return nil
+	}
+	db, err := badger.Open(badgerOptions(x.dir, x.opts))
+	if err != nil {
+		return nil
+	}
+	x.db = db
+	x.settle(settleTimeout)
+	return db.Close()
+}
+
+// settle waits, at most d, until badger's compactors have nothing left
+// to do: no level whose score says it must be compacted. A writer thus
+// pays for the compactions its own writes made due before it closes,
+// instead of leaving them to whichever writer opens the index next (a
+// small backup after a large one would pay for the large one, with
+// hundreds of MiB of memory at millions of entries). The memtable
+// badger flushes on Close is left to closeSettled. Read-only and
+// in-memory indexes have no compactor.
+// It returns how many tables level 0 holds then.
+func (x *Index) settle(d time.Duration) (level0 int) {
+	if x.ro || x.dir == "" {
+		return 0
+	}
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		levels := x.db.Levels()
+		if !compactionDue(levels) || !time.Now().Before(deadline) {
+			if len(levels) > 0 {
+				return levels[0].NumTables
+			}
+			return 0
+		}
+		<-tick.C
+	}
+}
+
+// compactionDue reports whether a level's score makes badger compact
+// it (badger picks every level whose score is at least 1).
+func compactionDue(levels []badger.LevelInfo) bool {
+	for _, l := range levels {
+		if l.Score >= 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // view runs fn in a read transaction. badger panics on some damaged
@@ -340,8 +496,20 @@ func (x *Index) view(fn func(txn *badger.Txn) error) (err error) {
 	return x.db.View(fn)
 }
 
-// room refuses a write when the file system has less than MinFree free.
+// writable refuses a write to an index opened read-only.
+func (x *Index) writable() error {
+	if x.ro {
+		return fmt.Errorf("index: %s: %w", x.dir, ErrReadOnly)
+	}
+	return nil
+}
+
+// room refuses a write to an index opened read-only, and one when the
+// file system has less than MinFree free.
 func (x *Index) room() error {
+	if err := x.writable(); err != nil {
+		return err
+	}
 	if x.minFree == 0 {
 		return nil
 	}

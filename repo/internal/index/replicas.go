@@ -86,6 +86,9 @@ func (x *Index) DeleteReplicaMarks(replica string, tag byte, marks []ReplicaMark
 	if x == nil {
 		return ErrNotOpen
 	}
+	if err := x.writable(); err != nil {
+		return err
+	}
 	if len(marks) == 0 {
 		return nil
 	}

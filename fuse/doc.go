@@ -91,7 +91,7 @@
 //
 // The mount holds at most:
 //
-//   - the blob cache: [Options.CacheSize] bytes of plaintext (256 MiB by
+//   - the blob cache: [Options.CacheSize] bytes of plaintext (64 MiB by
 //     default);
 //   - per open file being read: a window of ReadAhead+2 chunks (about
 //     6 MiB at the default 1 MiB average chunk, at most 48 MiB with 8 MiB

@@ -33,7 +33,7 @@ type Source interface {
 // Options configure [Mount]. The zero value is usable.
 type Options struct {
 	// CacheSize is the blob cache budget in bytes of plaintext; zero
-	// means 256 MiB.
+	// means 64 MiB ([DefaultCacheSize]).
 	CacheSize int
 	// ReadAhead is how many chunks a sequential reader has fetched
 	// ahead of it, in parallel; zero means 4, negative disables
@@ -64,7 +64,7 @@ type Options struct {
 
 // Default option values.
 const (
-	DefaultCacheSize = 256 << 20
+	DefaultCacheSize = 64 << 20
 	DefaultReadAhead = 4
 	DefaultRefresh   = time.Second
 )

@@ -30,7 +30,7 @@ import (
 //   - unchanged-peak-RSS-MiB: its unchanged re-backup;
 //   - backup-peak-RSS-MiB: a backup of another such tree (no chunk in
 //     common), after the first mounts;
-//   - mount-peak-RSS-MiB: a mount (default 256 MiB chunk cache) while
+//   - mount-peak-RSS-MiB: a mount (default 64 MiB chunk cache) while
 //     ls -lR walks the snapshot and every file is read and compared with
 //     its source; mount-64MiB-cache-peak-RSS-MiB the same with
 //     --cache-size 64MiB. The -first figures are the first two mounts,

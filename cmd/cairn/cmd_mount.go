@@ -45,7 +45,7 @@ const daemonReadyTimeout = 30 * time.Second
 func newMountCommand(g *globalOptions) *cobra.Command {
 	o := &mountOptions{}
 	cmd := &cobra.Command{
-		Use:   "mount DIR [--cache-size 256MiB] [--allow-other] [--daemon [--log FILE]]",
+		Use:   "mount DIR [--cache-size 64MiB] [--allow-other] [--daemon [--log FILE]]",
 		Short: "mount every snapshot read-only at DIR (FUSE)",
 		Long: `Mount the repository's snapshots read-only at DIR and serve them until
 ^C, SIGTERM, or cairn umount DIR:
@@ -90,7 +90,7 @@ to --log FILE (default: discarded once the mount is ready).`,
 		return nil
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.cacheSize, "cache-size", "256MiB", "memory for decrypted, verified chunks")
+	f.StringVar(&o.cacheSize, "cache-size", "64MiB", "memory for decrypted, verified chunks")
 	f.BoolVar(&o.allowOther, "allow-other", false, "let other users in, with the recorded owners and modes enforced by the kernel")
 	f.BoolVar(&o.daemon, "daemon", false, "run in the background once mounted; prints the PID")
 	f.StringVar(&o.logFile, "log", "", "with --daemon: append the mount's log to FILE")

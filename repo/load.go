@@ -34,15 +34,47 @@ func (r *Repository) HasBlobs(hs []blob.Handle) ([]bool, error) {
 // index does not know gives an error wrapping [blob.ErrNotFound]; damage
 // gives one wrapping [blob.ErrCorrupt] and naming the pack.
 func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
-	loc, ok, err := r.idx.Lookup(h)
+	loc, f, done, err := r.openBlob(ctx, h)
 	if err != nil {
 		return buf[:0], err
 	}
-	if !ok {
-		return buf[:0], fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
+	defer done()
+	return r.loadFrom(f, loc, h, buf)
+}
+
+// LoadStored reads blob h and authenticates its envelope, and appends
+// the envelope's content to buf[:0]: the compression byte, then the
+// payload as stored. It also returns the plaintext's length. It neither
+// decompresses nor re-hashes: the appliance sends data blobs this way to
+// a node, which does both (repo/wire). Errors are LoadBlob's.
+func (r *Repository) LoadStored(ctx context.Context, h blob.Handle, buf []byte) ([]byte, int, error) {
+	loc, f, done, err := r.openBlob(ctx, h)
+	if err != nil {
+		return buf[:0], 0, err
 	}
-	var f storage.File
-	done := func() { f.Close() }
+	defer done()
+	envp, err := r.readEnvelope(f, loc, h)
+	if err != nil {
+		return buf[:0], 0, err
+	}
+	defer putEnv(envp)
+	out, err := pack.OpenStored(buf, r.key, h, *envp)
+	if err != nil {
+		return out, 0, fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
+	}
+	return out, int(loc.RawLength), nil
+}
+
+// openBlob finds blob h and opens its pack; the caller calls done when
+// it has read the blob.
+func (r *Repository) openBlob(ctx context.Context, h blob.Handle) (loc index.Location, f storage.File, done func(), err error) {
+	loc, ok, err := r.idx.Lookup(h)
+	if err != nil {
+		return loc, nil, nil, err
+	}
+	if !ok {
+		return loc, nil, nil, fmt.Errorf("blob %s: %w", h, blob.ErrNotFound)
+	}
 	switch {
 	case r.local != nil:
 		f, done, err = r.readPack(ctx, loc.Pack)
@@ -52,32 +84,44 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 		f, err = r.be.Open(ctx, r.packHandle(loc.Pack))
 	}
 	if errors.Is(err, storage.ErrNotExist) {
-		return buf[:0], fmt.Errorf("blob %s: pack %s is missing: %w", h, loc.Pack.Short(), blob.ErrNotFound)
+		return loc, nil, nil, fmt.Errorf("blob %s: pack %s is missing: %w", h, loc.Pack.Short(), blob.ErrNotFound)
 	}
 	if err != nil {
-		return buf[:0], err
+		return loc, nil, nil, err
 	}
-	defer done()
-	return r.loadFrom(f, loc, h, buf)
+	if done == nil {
+		done = func() { f.Close() }
+	}
+	return loc, f, done, nil
 }
 
 // loadFrom reads blob h at loc from an open pack file.
 func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte) ([]byte, error) {
+	envp, err := r.readEnvelope(f, loc, h)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer putEnv(envp)
+	return r.openEnvelope(loc, h, *envp, buf[:0])
+}
+
+// readEnvelope reads the envelope of blob h at loc from an open pack file
+// into a pooled buffer, which the caller returns with putEnv.
+func (r *Repository) readEnvelope(f storage.File, loc index.Location, h blob.Handle) (*[]byte, error) {
 	if !plausible(loc) {
-		return buf[:0], implausible(h, loc)
+		return nil, implausible(h, loc)
 	}
 	if int64(loc.Offset)+int64(loc.Length) > f.Size() {
-		return buf[:0], fmt.Errorf("blob %s: pack %s is %d bytes, too short for the blob at %d+%d: %w",
+		return nil, fmt.Errorf("blob %s: pack %s is %d bytes, too short for the blob at %d+%d: %w",
 			h, loc.Pack.Short(), f.Size(), loc.Offset, loc.Length, blob.ErrCorrupt)
 	}
 	envp := envPool.Get().(*[]byte)
-	defer putEnv(envp)
-	env := grow(*envp, int(loc.Length))
-	*envp = env
-	if _, err := f.ReadAt(env, int64(loc.Offset)); err != nil {
-		return buf[:0], fmt.Errorf("blob %s: read pack %s: %w", h, loc.Pack.Short(), err)
+	*envp = grow(*envp, int(loc.Length))
+	if _, err := f.ReadAt(*envp, int64(loc.Offset)); err != nil {
+		putEnv(envp)
+		return nil, fmt.Errorf("blob %s: read pack %s: %w", h, loc.Pack.Short(), err)
 	}
-	return r.openEnvelope(loc, h, env, buf[:0])
+	return envp, nil
 }
 
 // openEnvelope authenticates, decompresses and re-hashes blob h from its

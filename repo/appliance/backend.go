@@ -41,6 +41,12 @@ func (b Backend) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byt
 	return b.R.LoadBlob(ctx, h, buf)
 }
 
+// LoadStored gives a data blob as stored, for a wire session to send it
+// compressed (see repo.Repository.LoadStored).
+func (b Backend) LoadStored(ctx context.Context, h blob.Handle, buf []byte) ([]byte, int, error) {
+	return b.R.LoadStored(ctx, h, buf)
+}
+
 // KeepPacksOpen keeps the packs a session reads open for the session
 // (see repo.Repository.KeepPacksOpen).
 func (b Backend) KeepPacksOpen(ctx context.Context) (context.Context, func()) {

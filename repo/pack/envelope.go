@@ -158,6 +158,22 @@ func OpenBlob(dst []byte, key *seal.Key, h blob.Handle, rawLen int, envelope, sc
 	return out, pt, nil
 }
 
+// OpenStored authenticates an envelope of blob h and appends its content
+// to dst: the compression byte, then the payload as stored. It neither
+// decompresses nor re-hashes: whoever uses the payload must (see
+// [VerifyPayload]). Every failure wraps [blob.ErrCorrupt].
+func OpenStored(dst []byte, key *seal.Key, h blob.Handle, envelope []byte) ([]byte, error) {
+	aad := envelopeAAD(h)
+	pt, err := key.Open(dst[:0], envelope, aad[:])
+	if err != nil {
+		return dst[:0], fmt.Errorf("blob %s: %w", h, err)
+	}
+	if len(pt) < 1 {
+		return pt, fmt.Errorf("blob %s: empty envelope: %w", h, blob.ErrCorrupt)
+	}
+	return pt, nil
+}
+
 // VerifyPayload decompresses a payload as received from a node and checks
 // that it hashes to h.ID. It returns the plaintext appended to dst.
 func VerifyPayload(dst []byte, h blob.Handle, c Compression, rawLen int, payload []byte) ([]byte, error) {

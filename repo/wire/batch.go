@@ -17,7 +17,8 @@ import (
 // ahead across files and hands whole batches to [Client.LoadBlobs],
 // which writes every request of the batch with one flush and takes the
 // replies as they come. The protocol is unchanged: these are the same
-// LoadBlob requests, pipelined as the protocol always allowed.
+// LoadBlob requests, pipelined as the protocol always allowed (from
+// version 2 on answered with blobs as stored, see stored.go).
 //
 // Memory: the replies of a batch are the caller's to bound (the
 // planner admits a batch's bytes against its budget before asking).
@@ -56,18 +57,11 @@ func (c *Client) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i int,
 		if err != nil {
 			return err
 		}
-		if r.t != TypeBlob {
+		if r.t != TypeBlob && (r.t != TypeStoredBlob || c.welcome.Version < 2) {
 			return fmt.Errorf("wire: expected blob, got %s: %w", r.t, ErrProtocol)
 		}
-		m, err := DecodeBlob(r.body)
-		switch {
-		case err != nil:
-			fn(i, nil, err)
-		case blob.Hash(m.Data) != hs[i].ID:
-			fn(i, nil, fmt.Errorf("wire: blob %s from the server does not match its id: %w", hs[i], blob.ErrCorrupt))
-		default:
-			fn(i, m.Data, nil)
-		}
+		data, err := c.blobReply(r, hs[i])
+		fn(i, data, err)
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // inFlight watches the client's end of the stream: the LoadBlob frames
-// it writes, the Blob frames it reads, and the most requests written
+// it writes, the Blob and StoredBlob frames it reads, and the most requests written
 // whose reply had not been read yet.
 type inFlight struct {
 	net.Conn
@@ -27,7 +27,7 @@ type inFlight struct {
 func (f *inFlight) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	f.out.scan(p)
-	f.most = max(f.most, f.out.counts[wire.TypeLoadBlob]-f.in.counts[wire.TypeBlob])
+	f.most = max(f.most, f.out.counts[wire.TypeLoadBlob]-f.in.counts[wire.TypeBlob]-f.in.counts[wire.TypeStoredBlob])
 	f.mu.Unlock()
 	return f.Conn.Write(p)
 }

@@ -122,7 +122,7 @@ func DialTimeout(ctx context.Context, rw io.ReadWriteCloser, client, node string
 
 // handshake sends Hello and reads the server's Welcome.
 func (c *Client) handshake(r *Reader, client, node string) (*Welcome, error) {
-	h := &Hello{MinVersion: Version, MaxVersion: Version, Client: client, Node: node}
+	h := &Hello{MinVersion: MinVersion, MaxVersion: Version, Client: client, Node: node}
 	if err := c.w.WriteFrame(TypeHello, h.Append(nil)); err != nil {
 		return nil, err
 	}
@@ -150,8 +150,8 @@ func (c *Client) handshake(r *Reader, client, node string) (*Welcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.Version != Version {
-		return nil, fmt.Errorf("wire: the server chose protocol version %d; this client speaks %d", w.Version, Version)
+	if w.Version < MinVersion || w.Version > Version {
+		return nil, fmt.Errorf("wire: the server chose protocol version %d; this client speaks %d to %d", w.Version, MinVersion, Version)
 	}
 	return w, nil
 }
@@ -322,7 +322,7 @@ func (c *Client) readLoop(r *Reader) {
 // replyReq extracts the request number every reply starts with.
 func replyReq(t Type, body []byte) (uint32, bool) {
 	switch t {
-	case TypeSnapshots, TypeBlob, TypeHave, TypeCommitted:
+	case TypeSnapshots, TypeBlob, TypeStoredBlob, TypeHave, TypeCommitted:
 		if len(body) < 4 {
 			return 0, false
 		}
@@ -458,14 +458,11 @@ func (c *Client) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byt
 	if err != nil {
 		return buf[:0], err
 	}
-	m, err := DecodeBlob(r.body)
+	data, err := c.blobReply(r, h)
 	if err != nil {
 		return buf[:0], err
 	}
-	if blob.Hash(m.Data) != h.ID {
-		return buf[:0], fmt.Errorf("wire: blob %s from the server does not match its id: %w", h, blob.ErrCorrupt)
-	}
-	return append(buf[:0], m.Data...), nil
+	return append(buf[:0], data...), nil
 }
 
 // Commit sends the snapshot record and waits until the server reports it

@@ -139,7 +139,7 @@ func TestClientPushAndRestore(t *testing.T) {
 	c := dial(t, s)
 	w := c.Welcome()
 	p := r.ChunkerParams()
-	want := wire.Welcome{Version: 1, Node: "lyra", Perms: wire.PermPush | wire.PermRead, Repo: r.Config().ID,
+	want := wire.Welcome{Version: wire.Version, Node: "lyra", Perms: wire.PermPush | wire.PermRead, Repo: r.Config().ID,
 		ChunkMin: uint32(p.Min), ChunkAvg: uint32(p.Avg), ChunkMax: uint32(p.Max), ChunkerSeed: r.ChunkerSeed(),
 		MaxBatch: 64, MaxInflight: 8}
 	if w != want {

@@ -8,7 +8,7 @@
 // A frame is a uint32 big-endian length L, a type byte and L-1 bytes of
 // body. [Reader.Next] reads one frame, [Writer.WriteFrame] writes one.
 // Every frame type has a body limit, [MaxBody]: [MaxBlobBody] for
-// [TypePutBlob] and [TypeBlob], [MaxSnapshotsBody] for [TypeSnapshots],
+// [TypePutBlob], [TypeBlob] and [TypeStoredBlob], [MaxSnapshotsBody] for [TypeSnapshots],
 // [MaxControlBody] for the rest. The reader checks the length and the
 // type before it reads or allocates anything for the body, and refuses a
 // zero length, an unknown type or an oversized body with a [*FrameError].
@@ -16,8 +16,8 @@
 // # Messages
 //
 // Each frame type has a message struct ([Hello], [Welcome], [ErrorMsg],
-// [ListSnapshots], [Snapshots], [LoadBlob], [Blob], [HaveBlobs], [Have],
-// [PutBlob], [Commit], [Committed], [Bye]) with an Append method that
+// [ListSnapshots], [Snapshots], [LoadBlob], [Blob], [StoredBlob],
+// [HaveBlobs], [Have], [PutBlob], [Commit], [Committed], [Bye]) with an Append method that
 // appends the body to a buffer, and a Decode function ([DecodeHello] and
 // so on) that checks the body completely: every length against what
 // remains and against its limit, counts before allocating, no trailing
@@ -32,10 +32,21 @@
 // [MaxString], which Append cuts at a character boundary so that its
 // length prefix stays true.
 //
-// Messages whose body ends in a payload ([Blob], [PutBlob], [Commit])
+// Messages whose body ends in a payload ([Blob], [StoredBlob], [PutBlob],
+// [Commit])
 // give their fixed header alone when that payload is nil, so a sender can
 // pass header and payload to [Writer.WriteFrame] as two parts and never
 // copy a blob.
+//
+// # Versions
+//
+// A client offers versions [MinVersion] to [Version] (1 to 2) and the
+// server picks the highest both speak. In version 2 the server may answer
+// a [LoadBlob] with a [StoredBlob]: the blob as stored, compressed, which
+// the server authenticated but did not decompress or re-hash; the client
+// decompresses it (bounded by its RawLength, at most [blob.MaxSize]) and
+// re-hashes it ([StoredBlob.Plaintext]). A peer of version 1 gets and
+// sends what it always did.
 //
 // # Invariants
 //
@@ -58,7 +69,8 @@
 // (doubling from 64 KiB) as body bytes arrive, so a peer that announces a
 // large frame and then stalls costs about twice what it really sent. A
 // [Writer] holds a 64 KiB buffer. Decode functions allocate at most the
-// message they return: [DecodeBlob] and [DecodePutBlob] alias the body,
+// message they return: [DecodeBlob], [DecodeStoredBlob] and
+// [DecodePutBlob] alias the body,
 // [DecodeSnapshots] and [DecodeCommit] copy their records, a decoded
 // [Have] costs one byte per bit ([MaxHandles] at most).
 //

@@ -10,16 +10,22 @@ import (
 	"github.com/cairnbackup/cairn/repo/blob"
 )
 
-// Version is the highest protocol version this package speaks. It is
-// also the lowest: version 1 is the only one so far.
-const Version = 1
+// Version is the highest protocol version this package speaks. Version 2
+// adds [StoredBlob]: a LoadBlob may be answered with the blob as stored,
+// compressed, instead of its plaintext.
+const Version = 2
+
+// MinVersion is the lowest protocol version this package speaks: a peer
+// of version 1 gets every blob as plaintext in a [Blob].
+const MinVersion = 1
 
 // Frame and message limits; see PROTOCOL.md.
 const (
 	// HeaderSize is the size of a frame header: a uint32 length and the
 	// type byte.
 	HeaderSize = 5
-	// MaxBlobBody bounds the body of [TypePutBlob] and [TypeBlob] frames:
+	// MaxBlobBody bounds the body of [TypePutBlob], [TypeBlob] and
+	// [TypeStoredBlob] frames:
 	// one blob of [blob.MaxSize] bytes and a small header.
 	MaxBlobBody = blob.MaxSize + 64
 	// MaxSnapshotsBody bounds the body of a [TypeSnapshots] frame.
@@ -65,6 +71,7 @@ const (
 	TypeCommit        Type = 0x17 // client → server
 	TypeCommitted     Type = 0x18 // server → client, answer to Commit
 	TypeBye           Type = 0x19 // client → server, ends the session
+	TypeStoredBlob    Type = 0x1a // server → client, answer to LoadBlob (version 2)
 )
 
 // String returns the name used in messages, such as "have-blobs", or
@@ -97,6 +104,8 @@ func (t Type) String() string {
 		return "committed"
 	case TypeBye:
 		return "bye"
+	case TypeStoredBlob:
+		return "stored-blob"
 	}
 	return fmt.Sprintf("type(0x%02x)", uint8(t))
 }
@@ -105,7 +114,7 @@ func (t Type) String() string {
 // if t is not a known type.
 func MaxBody(t Type) (int, bool) {
 	switch t {
-	case TypePutBlob, TypeBlob:
+	case TypePutBlob, TypeBlob, TypeStoredBlob:
 		return MaxBlobBody, true
 	case TypeSnapshots:
 		return MaxSnapshotsBody, true

@@ -17,7 +17,7 @@ import (
 var allTypes = []Type{
 	TypeHello, TypeWelcome, TypeError, TypeListSnapshots, TypeSnapshots,
 	TypeLoadBlob, TypeBlob, TypeHaveBlobs, TypeHave, TypePutBlob,
-	TypeCommit, TypeCommitted, TypeBye,
+	TypeCommit, TypeCommitted, TypeBye, TypeStoredBlob,
 }
 
 // header returns a frame header announcing a body of n bytes.
@@ -62,7 +62,7 @@ func bytesAllocated(f func()) uint64 {
 
 func TestTypeString(t *testing.T) {
 	want := []string{"hello", "welcome", "error", "list-snapshots", "snapshots",
-		"load-blob", "blob", "have-blobs", "have", "put-blob", "commit", "committed", "bye"}
+		"load-blob", "blob", "have-blobs", "have", "put-blob", "commit", "committed", "bye", "stored-blob"}
 	for i, typ := range allTypes {
 		if got := typ.String(); got != want[i] {
 			t.Errorf("Type(0x%02x).String() = %q, want %q", uint8(typ), got, want[i])
@@ -79,6 +79,7 @@ func TestMaxBody(t *testing.T) {
 		TypeListSnapshots: 4 << 20, TypeSnapshots: 32 << 20, TypeLoadBlob: 4 << 20,
 		TypeBlob: 64<<20 + 64, TypeHaveBlobs: 4 << 20, TypeHave: 4 << 20,
 		TypePutBlob: 64<<20 + 64, TypeCommit: 4 << 20, TypeCommitted: 4 << 20, TypeBye: 4 << 20,
+		TypeStoredBlob: 64<<20 + 64,
 	}
 	for c := range 256 {
 		typ := Type(c)

@@ -20,7 +20,7 @@ var update = flag.Bool("update", false, "create missing fuzz seeds (never overwr
 
 // decodeSeeds are the seed corpus of FuzzDecode: a type byte and a body.
 // The valid ones are also the reference encoding of every message of
-// version 1: TestFuzzSeeds fails if the code stops producing them.
+// versions 1 and 2: TestFuzzSeeds fails if the code stops producing them.
 func decodeSeeds() map[string][]byte {
 	seeds := make(map[string][]byte)
 	for _, s := range samples() {
@@ -36,6 +36,7 @@ func decodeSeeds() map[string][]byte {
 		"have-trailing-bits":   {byte(TypeHave), 0, 0, 0, 1, 0, 0, 0, 3, 0xf0},
 		"snapshots-count":      {byte(TypeSnapshots), 0, 0, 0, 1, 0, 0xff, 0xff, 0xff, 0xff},
 		"put-blob-zstd-longer": append(append([]byte{byte(TypePutBlob), 1}, make([]byte, 32)...), 1, 0, 0, 0, 2, 'a', 'b', 'c'),
+		"stored-blob-raw-long": {byte(TypeStoredBlob), 0, 0, 0, 1, 0, 0, 0, 0, 2, 'a', 'b', 'c'},
 		"unknown-type":         {0x7f, 1, 2, 3},
 	}
 	for name, b := range invalid {
@@ -46,23 +47,29 @@ func decodeSeeds() map[string][]byte {
 
 // readerSeeds are the seed corpus of FuzzReader: byte streams.
 func readerSeeds() map[string][]byte {
-	var stream bytes.Buffer
-	w := NewWriter(&stream)
-	for _, s := range samples() {
-		b := s.m.Append(nil)
-		if len(b) > 1<<10 {
-			continue
+	// The stream of version 1's frames is pinned as it was; version 2's
+	// frame has a stream of its own.
+	stream := func(v2 bool) []byte {
+		var stream bytes.Buffer
+		w := NewWriter(&stream)
+		for _, s := range samples() {
+			b := s.m.Append(nil)
+			if len(b) > 1<<10 || (s.t == TypeStoredBlob) != v2 {
+				continue
+			}
+			if err := w.WriteFrame(s.t, b); err != nil {
+				panic(err)
+			}
 		}
-		if err := w.WriteFrame(s.t, b); err != nil {
+		if err := w.Flush(); err != nil {
 			panic(err)
 		}
+		return stream.Bytes()
 	}
-	if err := w.Flush(); err != nil {
-		panic(err)
-	}
-	all := stream.Bytes()
+	all := stream(false)
 	return map[string][]byte{
 		"session":       all,
+		"stored-blobs":  stream(true),
 		"cut-body":      all[:len(all)-3],
 		"cut-length":    append(all[:len(all):len(all)], 0, 0),
 		"zero-length":   {0, 0, 0, 0, 0x19},

@@ -13,7 +13,8 @@ import (
 // Magic opens every [Hello] body.
 const Magic = "cairn-wire"
 
-// Compression values of [PutBlob]; they equal the pack format's.
+// Compression values of [PutBlob] and [StoredBlob]; they equal the pack
+// format's.
 const (
 	CompressionRaw  uint8 = 0 // the payload is the plaintext
 	CompressionZstd uint8 = 1 // the payload is one zstd frame, shorter than the plaintext
@@ -502,19 +503,77 @@ func DecodePutBlob(b []byte) (*PutBlob, error) {
 		p.Compression = d.u8("compression")
 		p.RawLength = d.u32("raw length")
 		p.Payload = d.rest()
-		if d.err == nil {
-			n := len(p.Payload)
-			switch {
-			case p.RawLength > blob.MaxSize:
-				d.failf("raw length %d exceeds %d", p.RawLength, blob.MaxSize)
-			case p.Compression == CompressionRaw && uint64(n) != uint64(p.RawLength):
-				d.failf("raw payload of %d bytes, raw length %d", n, p.RawLength)
-			case p.Compression == CompressionZstd && uint64(n) >= uint64(p.RawLength):
-				d.failf("zstd payload of %d bytes is not shorter than raw length %d", n, p.RawLength)
-			case p.Compression > CompressionZstd:
-				d.failf("unknown compression %d", p.Compression)
-			}
-		}
+		d.payload(p.Compression, p.RawLength, len(p.Payload))
+	})
+}
+
+// payload checks a payload of n bytes that compression c says holds
+// rawLen bytes of plaintext: rawLen at most blob.MaxSize, a raw payload
+// exactly rawLen bytes, a zstd one shorter.
+func (d *decoder) payload(c uint8, rawLen uint32, n int) {
+	if d.err != nil {
+		return
+	}
+	if p := payloadProblem(c, uint64(rawLen), n); p != "" {
+		d.failf("%s", p)
+	}
+}
+
+// payloadProblem says what is wrong with a payload of n bytes that
+// compression c says holds rawLen bytes of plaintext, or "".
+func payloadProblem(c uint8, rawLen uint64, n int) string {
+	switch {
+	case rawLen > blob.MaxSize:
+		return fmt.Sprintf("raw length %d exceeds %d", rawLen, blob.MaxSize)
+	case c == CompressionRaw && uint64(n) != rawLen:
+		return fmt.Sprintf("raw payload of %d bytes, raw length %d", n, rawLen)
+	case c == CompressionZstd && uint64(n) >= rawLen:
+		return fmt.Sprintf("zstd payload of %d bytes is not shorter than raw length %d", n, rawLen)
+	case c > CompressionZstd:
+		return fmt.Sprintf("unknown compression %d", c)
+	}
+	return ""
+}
+
+// StoredBlob answers [LoadBlob] from version 2 on with a blob as the
+// repository stores it: compressed or not, as [PutBlob] sends one. The
+// client decompresses it, bounded by RawLength, and re-hashes the
+// plaintext against the ID it asked for ([StoredBlob.Plaintext]). With
+// Payload nil, Append gives the 9-byte header alone, so a sender can pass
+// the payload to [Writer.WriteFrame] as a second part.
+type StoredBlob struct {
+	Req         uint32
+	Compression uint8  // CompressionRaw or CompressionZstd
+	RawLength   uint32 // plaintext length, at most blob.MaxSize
+	Payload     []byte // RawLength bytes if raw; fewer if zstd
+}
+
+// storedBlobHeader is the size of a StoredBlob body without its payload.
+const storedBlobHeader = 4 + 1 + 4
+
+// Append appends the body of m to dst.
+func (m *StoredBlob) Append(dst []byte) []byte {
+	return append(m.AppendHead(dst), m.Payload...)
+}
+
+// AppendHead appends the body of m without its Payload to dst.
+func (m *StoredBlob) AppendHead(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, m.Req)
+	dst = append(dst, m.Compression)
+	return binary.BigEndian.AppendUint32(dst, m.RawLength)
+}
+
+// DecodeStoredBlob decodes the body of a [TypeStoredBlob] frame. Payload
+// aliases b. It checks the lengths as [DecodePutBlob] does; whether the
+// payload decompresses to RawLength bytes that hash to the ID is for
+// [StoredBlob.Plaintext] to find out.
+func DecodeStoredBlob(b []byte) (*StoredBlob, error) {
+	return decodeBody(TypeStoredBlob, b, func(d *decoder, m *StoredBlob) {
+		m.Req = d.u32("req")
+		m.Compression = d.u8("compression")
+		m.RawLength = d.u32("raw length")
+		m.Payload = d.rest()
+		d.payload(m.Compression, m.RawLength, len(m.Payload))
 	})
 }
 

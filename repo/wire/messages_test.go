@@ -45,6 +45,7 @@ var decoders = map[Type]decodeFunc{
 	TypeCommit:        wrap(DecodeCommit),
 	TypeCommitted:     wrap(DecodeCommitted),
 	TypeBye:           wrap(DecodeBye),
+	TypeStoredBlob:    wrap(DecodeStoredBlob),
 }
 
 // testID returns a recognisable ID: every byte is b, the last is 0xee.
@@ -111,6 +112,10 @@ func samples() []sample {
 		{"put-blob-zstd", TypePutBlob, &PutBlob{Handle: blob.Handle{ID: testID(7), Type: blob.Tree},
 			Compression: CompressionZstd, RawLength: 1000, Payload: []byte("\x28\xb5\x2f\xfd not really zstd")}},
 		{"put-blob-empty", TypePutBlob, &PutBlob{Handle: blob.Handle{ID: blob.Hash(nil), Type: blob.Data}}},
+		{"stored-blob", TypeStoredBlob, &StoredBlob{Req: 15, Compression: CompressionRaw, RawLength: 5, Payload: []byte("hello")}},
+		{"stored-blob-zstd", TypeStoredBlob, &StoredBlob{Req: 16, Compression: CompressionZstd, RawLength: 1000,
+			Payload: []byte("\x28\xb5\x2f\xfd not really zstd")}},
+		{"stored-blob-empty", TypeStoredBlob, &StoredBlob{Req: 17}},
 		{"commit", TypeCommit, &Commit{Req: 14, Record: []byte(`{"version":1,"node":"lyra"}`)}},
 		{"committed", TypeCommitted, &Committed{Req: 14, Snapshot: testID(8)}},
 		{"bye", TypeBye, &Bye{}},
@@ -200,6 +205,14 @@ func TestDecodeCopies(t *testing.T) {
 	if &p.Payload[0] != &body[putBlobHeader] {
 		t.Fatal("DecodePutBlob copied the payload")
 	}
+	body = (&StoredBlob{Req: 1, RawLength: 4, Payload: []byte("data")}).Append(nil)
+	sb, err := DecodeStoredBlob(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &sb.Payload[0] != &body[storedBlobHeader] {
+		t.Fatal("DecodeStoredBlob copied the payload")
+	}
 }
 
 // TestEncoding pins the bytes of a few messages, so the layout in
@@ -218,6 +231,8 @@ func TestEncoding(t *testing.T) {
 			"\x00\x00\x00\x05\x02" + string(bytes.Repeat([]byte{0xab}, 31)) + "\xee"},
 		{&PutBlob{Handle: blob.Handle{ID: testID(1), Type: blob.Data}, Compression: CompressionZstd, RawLength: 300},
 			"\x01" + string(bytes.Repeat([]byte{1}, 31)) + "\xee\x01\x00\x00\x01\x2c"},
+		{&StoredBlob{Req: 0x01020304, Compression: CompressionZstd, RawLength: 300, Payload: []byte("z")},
+			"\x01\x02\x03\x04\x01\x00\x00\x01\x2cz"},
 		{&Snapshots{Req: 1, More: true, Items: []SnapshotItem{{ID: testID(2), Record: []byte("r")}}},
 			"\x00\x00\x00\x01\x01\x00\x00\x00\x01" + string(bytes.Repeat([]byte{2}, 31)) + "\xee\x00\x00\x00\x01r"},
 		{&Welcome{Version: 1, Node: "n", Perms: PermRead | PermAdmin, Isolated: true, ChunkMin: 1, ChunkAvg: 2, ChunkMax: 3, MaxBatch: 4, MaxInflight: 5},
@@ -241,6 +256,7 @@ func TestHeaderOnlyAppend(t *testing.T) {
 		{&PutBlob{Handle: blob.Handle{ID: testID(1), Type: blob.Data}, RawLength: 7, Payload: payload},
 			&PutBlob{Handle: blob.Handle{ID: testID(1), Type: blob.Data}, RawLength: 7}, 38},
 		{&Blob{Req: 3, Data: payload}, &Blob{Req: 3}, 4},
+		{&StoredBlob{Req: 3, RawLength: 7, Payload: payload}, &StoredBlob{Req: 3, RawLength: 7}, 9},
 		{&Commit{Req: 3, Record: payload}, &Commit{Req: 3}, 4},
 	} {
 		head := tc.head.Append(nil)
@@ -447,6 +463,14 @@ func TestDecodeErrors(t *testing.T) {
 		{"zstd empty blob", TypePutBlob, body(byte(1), id, byte(1), u32(0)), "wire: put-blob: zstd payload of 0 bytes is not shorter than raw length 0"},
 		{"truncated header", TypePutBlob, body(byte(1), id, byte(1), u16(0)), "wire: put-blob: truncated raw length at offset 34: need 4 bytes, have 2"},
 		{"oversized", TypePutBlob, make([]byte, MaxBlobBody+1), "wire: put-blob: body of 67108929 bytes exceeds 67108928"},
+		// stored-blob
+		{"stored unknown compression", TypeStoredBlob, body(u32(1), byte(2), u32(3), "abc"), "wire: stored-blob: unknown compression 2"},
+		{"stored raw length too large", TypeStoredBlob, body(u32(1), byte(1), u32(blob.MaxSize+1), "abc"), "wire: stored-blob: raw length 67108865 exceeds 67108864"},
+		{"stored raw payload short", TypeStoredBlob, body(u32(1), byte(0), u32(5), "abcd"), "wire: stored-blob: raw payload of 4 bytes, raw length 5"},
+		{"stored raw payload long", TypeStoredBlob, body(u32(1), byte(0), u32(3), "abcd"), "wire: stored-blob: raw payload of 4 bytes, raw length 3"},
+		{"stored zstd not shorter", TypeStoredBlob, body(u32(1), byte(1), u32(5), "abcde"), "wire: stored-blob: zstd payload of 5 bytes is not shorter than raw length 5"},
+		{"stored truncated header", TypeStoredBlob, body(u32(1), byte(1), u16(0)), "wire: stored-blob: truncated raw length at offset 5: need 4 bytes, have 2"},
+		{"stored oversized", TypeStoredBlob, make([]byte, MaxBlobBody+1), "wire: stored-blob: body of 67108929 bytes exceeds 67108928"},
 
 		// commit
 		{"truncated req", TypeCommit, nil, "wire: commit: truncated req at offset 0: need 4 bytes, have 0"},
@@ -491,7 +515,7 @@ func TestDecodeTruncations(t *testing.T) {
 					t.Errorf("%s cut to %d bytes: decoded, but re-encodes differently", s.name, n)
 				}
 				switch s.t {
-				case TypeBlob, TypeCommit, TypePutBlob:
+				case TypeBlob, TypeCommit, TypePutBlob, TypeStoredBlob:
 					continue
 				}
 				t.Errorf("%s cut to %d bytes: decoded %+v", s.name, n, m)

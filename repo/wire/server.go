@@ -252,6 +252,8 @@ type session struct {
 	wmu    sync.Mutex
 	idle   *time.Timer
 	start  time.Time // when the session began, by the server's clock
+	// version is the protocol version picked in the handshake.
+	version uint16
 
 	// trees and data are the blobs this node may load: those reachable
 	// from its own snapshots, learnt as it lists and walks them. present
@@ -367,14 +369,15 @@ func (s *session) run() error {
 	if err != nil {
 		return s.fail(coded(CodeProtocol, "%v", err))
 	}
-	if h.MinVersion > Version || h.MaxVersion < Version {
-		return s.fail(coded(CodeUnsupported, "no common protocol version: the client speaks %d to %d, the server %d", h.MinVersion, h.MaxVersion, Version))
+	s.version = min(h.MaxVersion, Version)
+	if s.version < h.MinVersion || s.version < MinVersion {
+		return s.fail(coded(CodeUnsupported, "no common protocol version: the client speaks %d to %d, the server %d to %d", h.MinVersion, h.MaxVersion, MinVersion, Version))
 	}
 	if h.Node != "" && h.Node != s.sc.Node {
 		return s.fail(coded(CodePermissionDenied, "this key belongs to node %s, not %s", s.sc.Node, h.Node))
 	}
 	info := s.b.Info()
-	wel := &Welcome{Version: Version, Node: s.sc.Node, Perms: s.sc.Perms, Repo: info.Repo,
+	wel := &Welcome{Version: s.version, Node: s.sc.Node, Perms: s.sc.Perms, Repo: info.Repo,
 		ChunkMin: info.ChunkMin, ChunkAvg: info.ChunkAvg, ChunkMax: info.ChunkMax, ChunkerSeed: info.ChunkerSeed,
 		Isolated: s.sc.Isolated, MaxBatch: uint32(s.sc.MaxBatch), MaxInflight: 8}
 	if err := s.send(TypeWelcome, wel.Append(nil)); err != nil {
@@ -571,6 +574,18 @@ func (s *session) loadBlob(m *LoadBlob) error {
 	if !allowed {
 		return coded(CodePermissionDenied, "blob %s is not part of node %s's snapshots", h, s.sc.Node)
 	}
+	if st, ok := s.b.(storedLoader); ok && s.version >= 2 && h.Type == blob.Data {
+		// A data blob goes as stored: the node decompresses and
+		// re-hashes it (stored.go). A tree is decoded here first.
+		return s.loadStored(st, m)
+	}
+	return s.loadPlain(m)
+}
+
+// loadPlain answers m with the blob's plaintext; the caller checked that
+// the node may load it.
+func (s *session) loadPlain(m *LoadBlob) error {
+	h := m.Handle
 	// The buffer is the session's: the blob is sent before the next
 	// request is read.
 	data, err := s.b.LoadBlob(s.ctx, h, s.blobBuf)
@@ -601,6 +616,37 @@ func (s *session) loadBlob(m *LoadBlob) error {
 	}
 	msg := &Blob{Req: m.Req, Data: data}
 	return s.send(TypeBlob, msg.AppendHead(nil), msg.Data)
+}
+
+// storedLoader is a Backend that can give a blob as stored, authenticated
+// but neither decompressed nor re-hashed (a repository).
+type storedLoader interface {
+	// LoadStored appends the content of blob h's envelope, once it
+	// authenticates, to buf[:0]: one compression byte, then the payload.
+	// It also returns the plaintext's length.
+	LoadStored(ctx context.Context, h blob.Handle, buf []byte) ([]byte, int, error)
+}
+
+// loadStored answers m with a StoredBlob; the caller checked that the
+// node may load it.
+func (s *session) loadStored(st storedLoader, m *LoadBlob) error {
+	env, rawLen, err := st.LoadStored(s.ctx, m.Handle, s.blobBuf)
+	if cap(env) <= blob.MaxSize+1 {
+		s.blobBuf = env[:0]
+	}
+	if errors.Is(err, blob.ErrNotFound) {
+		return coded(CodeNotFound, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	if len(env) < 1 || rawLen < 0 || payloadProblem(env[0], uint64(rawLen), len(env)-1) != "" {
+		// Stored in a form the protocol does not carry (a zstd frame
+		// no shorter than its plaintext): send the plaintext.
+		return s.loadPlain(m)
+	}
+	msg := &StoredBlob{Req: m.Req, Compression: env[0], RawLength: uint32(rawLen), Payload: env[1:]}
+	return s.send(TypeStoredBlob, msg.AppendHead(nil), msg.Payload)
 }
 
 func (s *session) ensureStore() error {

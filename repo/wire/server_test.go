@@ -496,8 +496,8 @@ func TestServeRefusesMalformedFrames(t *testing.T) {
 			wire.CodeProtocol, "expected hello, got have-blobs"},
 		{"wrong magic", false, func(c *rawClient) { c.send(wire.TypeHello, hello("cairn-wirf", 1, 1)) },
 			wire.CodeProtocol, `wire: hello: bad magic "cairn-wirf"`},
-		{"no common version", false, func(c *rawClient) { c.send(wire.TypeHello, hello(wire.Magic, 2, 3)) },
-			wire.CodeUnsupported, "no common protocol version: the client speaks 2 to 3, the server 1"},
+		{"no common version", false, func(c *rawClient) { c.send(wire.TypeHello, hello(wire.Magic, 3, 4)) },
+			wire.CodeUnsupported, "no common protocol version: the client speaks 3 to 4, the server 1 to 2"},
 		{"another node", false, func(c *rawClient) {
 			c.send(wire.TypeHello, (&wire.Hello{MinVersion: 1, MaxVersion: 1, Client: "cairn test", Node: "vega"}).Append(nil))
 		}, wire.CodePermissionDenied, "this key belongs to node lyra, not vega"},

@@ -5,6 +5,7 @@ import (
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/pack"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Blobs as stored.
@@ -25,8 +26,10 @@ import (
 // buffer of RawLength bytes. A payload that does not decompress, or
 // decompresses to any other length than RawLength, or whose plaintext
 // does not hash to h.ID, gives an error naming h that matches
-// [blob.ErrCorrupt]. A decompression never produces more than
-// [blob.MaxSize] bytes, whatever the payload claims.
+// [blob.ErrCorrupt]. A zstd frame whose header declares another size
+// than RawLength is refused before anything is decompressed or
+// allocated; a decompression never produces more than [blob.MaxSize]
+// bytes, whatever the payload claims.
 func (m *StoredBlob) Plaintext(h blob.Handle) ([]byte, error) {
 	if m.RawLength > blob.MaxSize {
 		return nil, fmt.Errorf("wire: blob %s from the server: raw length %d exceeds %d: %w", h, m.RawLength, blob.MaxSize, blob.ErrCorrupt)
@@ -39,6 +42,15 @@ func (m *StoredBlob) Plaintext(h blob.Handle) ([]byte, error) {
 			return nil, fmt.Errorf("wire: blob %s from the server does not match its id: %w", h, blob.ErrCorrupt)
 		}
 		return m.Payload, nil
+	}
+	if m.Compression == CompressionZstd {
+		// A frame that declares its size (cairn's always do) and
+		// declares another than RawLength is refused before anything
+		// is allocated for it.
+		var zh zstd.Header
+		if zh.Decode(m.Payload) == nil && zh.HasFCS && zh.FrameContentSize != uint64(m.RawLength) {
+			return nil, fmt.Errorf("wire: from the server: blob %s: zstd frame declares %d bytes, raw length %d: %w", h, zh.FrameContentSize, m.RawLength, blob.ErrCorrupt)
+		}
 	}
 	out, err := pack.VerifyPayload(nil, h, pack.Compression(m.Compression), int(m.RawLength), m.Payload)
 	if err != nil {

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/restore"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"github.com/cairnbackup/cairn/repo/wire"
+	"github.com/klauspost/compress/zstd"
 )
 
 // storedFiles are five one-chunk files (below the chunker's minimum):
@@ -159,6 +161,8 @@ func TestClientRefusesBadStoredBlobs(t *testing.T) {
 	other := []byte(strings.Repeat("another blob\n", 200))
 	zo, _ := pack.Compress(nil, other, pack.LevelDefault)
 	bomb, _ := pack.Compress(nil, make([]byte, blob.MaxSize), pack.LevelDefault)
+	// Frames written as a stream do not declare their size.
+	streamed, streamedWant := stream(t, make([]byte, 4<<20)), stream(t, want)
 	for _, tc := range []struct {
 		name     string
 		typ      wire.Type
@@ -170,11 +174,15 @@ func TestClientRefusesBadStoredBlobs(t *testing.T) {
 		protocol bool
 	}{
 		{"raw length too long", wire.TypeStoredBlob, 1, len(want) + 1, z,
-			fmt.Sprintf("wire: from the server: blob %s: decompressed to %d bytes, want %d: corrupt", h, len(want), len(want)+1), true, false},
+			fmt.Sprintf("wire: from the server: blob %s: zstd frame declares %d bytes, raw length %d: corrupt", h, len(want), len(want)+1), true, false},
 		{"raw length too short", wire.TypeStoredBlob, 1, len(want) - 1, z,
-			fmt.Sprintf("wire: from the server: blob %s: decompressed to %d bytes, want %d: corrupt", h, len(want), len(want)-1), true, false},
+			fmt.Sprintf("wire: from the server: blob %s: zstd frame declares %d bytes, raw length %d: corrupt", h, len(want), len(want)-1), true, false},
 		{"bomb", wire.TypeStoredBlob, 1, len(bomb) + 1, bomb,
-			fmt.Sprintf("wire: from the server: blob %s: decompressed to %d bytes, want %d: corrupt", h, blob.MaxSize, len(bomb)+1), true, false},
+			fmt.Sprintf("wire: from the server: blob %s: zstd frame declares %d bytes, raw length %d: corrupt", h, blob.MaxSize, len(bomb)+1), true, false},
+		{"bomb of unknown size", wire.TypeStoredBlob, 1, len(streamed) + 1, streamed,
+			fmt.Sprintf("wire: from the server: blob %s: decompressed to %d bytes, want %d: corrupt", h, 4<<20, len(streamed)+1), true, false},
+		{"wrong length of unknown size", wire.TypeStoredBlob, 1, len(want) + 1, streamedWant,
+			fmt.Sprintf("wire: from the server: blob %s: decompressed to %d bytes, want %d: corrupt", h, len(want), len(want)+1), true, false},
 		{"truncated", wire.TypeStoredBlob, 1, len(want), z[:len(z)/2],
 			fmt.Sprintf("wire: from the server: blob %s: zstd: unexpected EOF: corrupt", h), true, false},
 		{"another blob", wire.TypeStoredBlob, 1, len(other), zo,
@@ -203,6 +211,34 @@ func TestClientRefusesBadStoredBlobs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stream compresses data as one zstd frame that does not declare its
+// size.
+func stream(t *testing.T, data []byte) []byte {
+	var b bytes.Buffer
+	w, err := zstd.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A flush before the end sends the frame header before the size is
+	// known.
+	for _, part := range [][]byte{data[:len(data)/2], data[len(data)/2:]} {
+		if _, err := w.Write(part); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var zh zstd.Header
+	if err := zh.Decode(b.Bytes()); err != nil || zh.HasFCS {
+		t.Fatalf("a streamed frame declares its size (%v)", err)
+	}
+	return b.Bytes()
 }
 
 // A server that picked version 1 may not answer with a StoredBlob.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,26 +55,55 @@ func BenchmarkBackupRestore(b *testing.B) {
 	if out, err := runInit.CombinedOutput(); err != nil {
 		b.Fatalf("init: %v\n%s", err, out)
 	}
-	var local float64
+	var local, from float64
 	b.Run("first-backup", func(b *testing.B) { local = run(b, "backup", "--node", "bench", src) })
 	// The same tree pushed to an appliance (a second repository) over
-	// loopback SSH, beside the local backup's speed.
+	// loopback SSH, beside the local backup's speed, then restored from
+	// it (restore --from) while it still has only that snapshot.
+	app := startBenchAppliance(b, dir)
 	b.Run("first-push-ssh", func(b *testing.B) {
-		push := pushBench(b, dir, src, run)
+		push := run(b, app.args("push", src)...)
 		b.ReportMetric(push/local, "push/local")
 	})
+	b.Run("restore-from-ssh", func(b *testing.B) {
+		from = run(b, app.args("restore", "latest:"+src, "--target", filepath.Join(dir, "dst-from"))...)
+	})
+	app.stop()
 	b.Run("unchanged-backup", func(b *testing.B) { run(b, "backup", "--node", "bench", src) })
 	if _, err := datagen.Mutate(src, 2); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("changed-backup", func(b *testing.B) { run(b, "backup", "--node", "bench", src) })
-	b.Run("restore", func(b *testing.B) { run(b, "restore", "latest:"+src, "--target", filepath.Join(dir, "dst")) })
+	b.Run("restore", func(b *testing.B) {
+		mbs := run(b, "restore", "latest:"+src, "--target", filepath.Join(dir, "dst"))
+		b.ReportMetric(from/mbs, "from/local")
+	})
 	b.Run("check-read-data", func(b *testing.B) { run(b, "check", "--read-data") })
 }
 
-// pushBench starts an appliance on a new repository and pushes src to it
-// with cairn push, returning MB/s.
-func pushBench(b *testing.B, dir, src string, run func(*testing.B, ...string) float64) float64 {
+// benchAppliance is an appliance on a repository of its own, with node
+// bench (push and read).
+type benchAppliance struct {
+	addr, key, fp string
+	stop          func()
+}
+
+// args are the arguments of a cairn command as node bench of the
+// appliance: the verb, the appliance (push's destination, restore's
+// --from), the node's key and the host key, then more.
+func (a *benchAppliance) args(verb string, more ...string) []string {
+	args := []string{verb}
+	if verb == "push" {
+		args = append(args, a.addr)
+	} else {
+		args = append(args, "--from", a.addr)
+	}
+	return append(append(args, "-i", a.key, "--host-key", a.fp), more...)
+}
+
+// startBenchAppliance starts an appliance on a new repository beside dir's
+// others; stop ends it.
+func startBenchAppliance(b *testing.B, dir string) *benchAppliance {
 	repo := filepath.Join(dir, "appliance")
 	pw := filepath.Join(dir, "pw")
 	env := append(cleanEnviron(), "CAIRN_REPO="+repo, "CAIRN_PASSWORD_FILE="+pw)
@@ -93,17 +123,21 @@ func pushBench(b *testing.B, dir, src string, run func(*testing.B, ...string) fl
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	os.WriteFile(repo+".yaml", []byte(fmt.Sprintf("listen: 127.0.0.1:%d\nnodes:\n  bench:\n    keys: [%q]\n    permissions: [push]\n", port, strings.TrimSpace(string(pub)))), 0o600)
+	os.WriteFile(repo+".yaml", []byte(fmt.Sprintf("listen: 127.0.0.1:%d\nnodes:\n  bench:\n    keys: [%q]\n    permissions: [push, read]\n", port, strings.TrimSpace(string(pub)))), 0o600)
 	serve := exec.Command(cairnBin, "serve")
 	serve.Env = env
 	stderr, _ := serve.StderrPipe()
 	if err := serve.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		serve.Process.Signal(syscall.SIGTERM)
-		serve.Wait()
-	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			serve.Process.Signal(syscall.SIGTERM)
+			serve.Wait()
+		})
+	}
+	b.Cleanup(stop)
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		if strings.Contains(sc.Text(), "msg=serving") {
@@ -112,5 +146,5 @@ func pushBench(b *testing.B, dir, src string, run func(*testing.B, ...string) fl
 	}
 	go io.Copy(io.Discard, stderr)
 	fp := strings.TrimSpace(cairn("keygen", "--show", repo+".host_key"))
-	return run(b, "push", fmt.Sprintf("ssh://bench@127.0.0.1:%d", port), "-i", key, "--host-key", fp, src)
+	return &benchAppliance{addr: fmt.Sprintf("ssh://bench@127.0.0.1:%d", port), key: key, fp: fp, stop: stop}
 }

@@ -271,7 +271,7 @@ func (c *Client) readLoop(r *Reader) {
 	for {
 		var t Type
 		var body []byte
-		t, body, err = r.Next(nil)
+		t, body, err = r.NextWhole(wholeReply)
 		if err != nil {
 			break
 		}
@@ -318,6 +318,11 @@ func (c *Client) readLoop(r *Reader) {
 	c.mu.Unlock()
 	close(c.done)
 }
+
+// wholeReply is the longest reply body the client allocates at once
+// when its header arrives (the largest chunk of the default chunker
+// parameters, and a header): a restore's blobs arrive without copies.
+const wholeReply = 8<<20 + 64
 
 // replyReq extracts the request number every reply starts with.
 func replyReq(t Type, body []byte) (uint32, bool) {

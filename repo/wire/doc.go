@@ -68,6 +68,9 @@
 // buffer, which grows to at most [MaxBlobBody] bytes; it grows in steps
 // (doubling from 64 KiB) as body bytes arrive, so a peer that announces a
 // large frame and then stalls costs about twice what it really sent. A
+// [Client] reads replies of up to 8 MiB ([Reader.NextWhole]) into one
+// buffer allocated from the header, so a stalled appliance costs it at
+// most that. A
 // [Writer] holds a 64 KiB buffer. Decode functions allocate at most the
 // message they return: [DecodeBlob], [DecodeStoredBlob] and
 // [DecodePutBlob] alias the body,

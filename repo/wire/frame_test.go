@@ -222,6 +222,36 @@ func TestReaderGrowsWithData(t *testing.T) {
 	}
 }
 
+// TestReaderNextWhole reads a 1 MiB body into one buffer allocated from
+// its header, and an announced body beyond the limit in steps as Next
+// does.
+func TestReaderNextWhole(t *testing.T) {
+	data := make([]byte, 1<<20)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	stream := append(header(TypeBlob, uint64(len(data))), data...)
+	r := NewReader(bytes.NewReader(stream))
+	var body []byte
+	var err error
+	n := bytesAllocated(func() { _, body, err = r.NextWhole(8 << 20) })
+	if err != nil || !bytes.Equal(body, data) {
+		t.Fatalf("NextWhole = %d bytes, %v", len(body), err)
+	}
+	if n > 1<<20+4<<10 {
+		t.Fatalf("allocated %d bytes for a body of 1 MiB", n)
+	}
+	stream = append(header(TypePutBlob, MaxBlobBody), make([]byte, 100<<10)...)
+	r = NewReader(bytes.NewReader(stream))
+	n = bytesAllocated(func() { _, _, err = r.NextWhole(8 << 20) })
+	if err != io.ErrUnexpectedEOF {
+		t.Fatalf("NextWhole = %v, want io.ErrUnexpectedEOF", err)
+	}
+	if n > 512<<10 {
+		t.Fatalf("allocated %d bytes for 100 KiB of a body beyond the limit", n)
+	}
+}
+
 // TestReaderGrowsSmallBuffer reads a body larger than the buffer's
 // capacity in several steps.
 func TestReaderGrowsSmallBuffer(t *testing.T) {

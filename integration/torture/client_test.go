@@ -56,6 +56,10 @@ type fakeAppliance struct {
 	done     chan struct{}
 	mu       sync.Mutex
 	conns    []net.Conn
+
+	// handler, if set, plays cairn-wire on the exec channel instead of
+	// wire (wirefrom_test.go).
+	handler func(ssh.Channel)
 }
 
 func newFakeAppliance(t *testing.T, silentAt string) *fakeAppliance {
@@ -170,6 +174,10 @@ func (f *fakeAppliance) serve(c net.Conn, cfg *ssh.ServerConfig) {
 			}
 			req.Reply(true, nil)
 			go ssh.DiscardRequests(creqs)
+			if f.handler != nil {
+				f.handler(ch) // a hostile appliance of another test
+				return
+			}
 			f.wire(ch)
 			return
 		}

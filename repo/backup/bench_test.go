@@ -33,6 +33,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(st.Bytes)
+	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
 		// Default chunk and pack sizes, unlike repotest.Options.

@@ -3,6 +3,7 @@ package pack
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -126,11 +127,21 @@ func envelopeAAD(h blob.Handle) [1 + blob.IDSize]byte {
 
 // SealBlob appends the envelope of a blob to dst: the payload (already
 // compressed as c says) sealed together with its compression byte.
-func SealBlob(dst []byte, key *seal.Key, h blob.Handle, c Compression, payload []byte, scratch []byte) ([]byte, []byte) {
-	scratch = append(scratch[:0], byte(c))
-	scratch = append(scratch, payload...)
+func SealBlob(dst []byte, key *seal.Key, h blob.Handle, c Compression, payload []byte) []byte {
+	return appendEnvelope(dst, key, h, c, payload)
+}
+
+// appendEnvelope is SealBlob: nonce, compression byte and payload are
+// appended to dst and sealed where they lie, so the payload is copied
+// once, into dst.
+func appendEnvelope(dst []byte, key *seal.Key, h blob.Handle, c Compression, payload []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, MinEnvelope+len(payload))
+	dst = dst[:n+seal.NonceSize]
+	dst = append(dst, byte(c))
+	dst = append(dst, payload...)
 	aad := envelopeAAD(h)
-	return key.Seal(dst, scratch, aad[:]), scratch
+	return key.SealInPlace(dst, n, aad[:])
 }
 
 // OpenBlob authenticates and decodes one envelope of blob h whose

@@ -46,8 +46,7 @@ type packed struct {
 
 func buildPack(t testing.TB, key *seal.Key, blobs [][]byte, types []blob.Type) packed {
 	t.Helper()
-	var buf bytes.Buffer
-	w := NewWriter(&buf, key)
+	w := NewWriter(nil, key)
 	for i, b := range blobs {
 		payload, c := Compress(nil, b, LevelDefault)
 		if _, err := w.Add(blob.Handle{ID: blob.Hash(b), Type: types[i]}, c, payload, len(b)); err != nil {
@@ -58,10 +57,10 @@ func buildPack(t testing.TB, key *seal.Key, blobs [][]byte, types []blob.Type) p
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size != int64(buf.Len()) || blob.Hash(buf.Bytes()) != id {
-		t.Fatalf("finish: size %d id %s for %d bytes", size, id.Short(), buf.Len())
+	if size != int64(len(w.Bytes())) || blob.Hash(w.Bytes()) != id {
+		t.Fatalf("finish: size %d id %s for %d bytes", size, id.Short(), len(w.Bytes()))
 	}
-	return packed{data: buf.Bytes(), id: id, entries: w.Entries()}
+	return packed{data: w.Bytes(), id: id, entries: w.Entries()}
 }
 
 func fixtureInput() ([][]byte, []blob.Type) {
@@ -141,8 +140,7 @@ func TestRoundTrip(t *testing.T) {
 func TestReset(t *testing.T) {
 	key := fixtureKey(t)
 	blobs, types := fixtureInput()
-	var first, second bytes.Buffer
-	w := NewWriter(&first, key)
+	w := NewWriter(nil, key)
 	for i, b := range blobs {
 		payload, c := Compress(nil, b, LevelDefault)
 		if _, err := w.Add(blob.Handle{ID: blob.Hash(b), Type: types[i]}, c, payload, len(b)); err != nil {
@@ -152,7 +150,7 @@ func TestReset(t *testing.T) {
 	if _, _, err := w.Finish(); err != nil {
 		t.Fatal(err)
 	}
-	w.Reset(&second, key)
+	w.Reset(nil, key)
 	last := []byte("only in the second pack")
 	h := blob.Handle{ID: blob.Hash(last), Type: blob.Data}
 	if _, err := w.Add(h, Raw, last, len(last)); err != nil {
@@ -162,17 +160,18 @@ func TestReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size != int64(second.Len()) || id != blob.Hash(second.Bytes()) {
-		t.Fatalf("second pack: size %d id %s for %d bytes", size, id.Short(), second.Len())
+	second := w.Bytes()
+	if size != int64(len(second)) || id != blob.Hash(second) {
+		t.Fatalf("second pack: size %d id %s for %d bytes", size, id.Short(), len(second))
 	}
-	entries, err := DecodeHeader(second.Bytes(), key)
+	entries, err := DecodeHeader(second, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(entries) != 1 || entries[0].Handle != h || entries[0].Offset != PrefixSize {
 		t.Fatalf("second pack entries %+v", entries)
 	}
-	got, _, err := OpenBlob(nil, key, h, len(last), second.Bytes()[PrefixSize:PrefixSize+int(entries[0].Length)], nil)
+	got, _, err := OpenBlob(nil, key, h, len(last), second[PrefixSize:PrefixSize+int(entries[0].Length)], nil)
 	if err != nil || string(got) != string(last) {
 		t.Fatalf("second pack blob %q, %v", got, err)
 	}
@@ -380,13 +379,13 @@ func benchData(n int) []byte {
 // BenchmarkPackWrite measures compressing, sealing and packing 1 MiB
 // chunks of half-compressible data into 16 MiB packs in memory.
 func BenchmarkPackWrite(b *testing.B) {
+	b.ReportAllocs()
 	key := fixtureKey(b)
 	data := benchData(1 << 20)
-	var buf bytes.Buffer
 	b.SetBytes(int64(len(data)))
 	var payload []byte
 	i := 0
-	w := NewWriter(&buf, key)
+	w := NewWriter(make([]byte, 0, 20<<20), key)
 	for b.Loop() {
 		data[0] = byte(i)
 		data[1] = byte(i >> 8)
@@ -400,8 +399,7 @@ func BenchmarkPackWrite(b *testing.B) {
 			if _, _, err := w.Finish(); err != nil {
 				b.Fatal(err)
 			}
-			buf.Reset()
-			w = NewWriter(&buf, key)
+			w.Reset(w.Bytes(), key)
 		}
 	}
 }
@@ -411,10 +409,10 @@ func BenchmarkSealBlob(b *testing.B) {
 	key := fixtureKey(b)
 	data := benchData(1 << 20)
 	h := blob.Handle{ID: blob.Hash(data), Type: blob.Data}
-	var dst, scratch []byte
+	var dst []byte
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		dst, scratch = SealBlob(dst[:0], key, h, Raw, data, scratch)
+		dst = SealBlob(dst[:0], key, h, Raw, data)
 	}
 }
 
@@ -425,7 +423,7 @@ func BenchmarkOpenBlob(b *testing.B) {
 	data := benchData(1 << 20)
 	h := blob.Handle{ID: blob.Hash(data), Type: blob.Data}
 	payload, c := Compress(nil, data, LevelDefault)
-	env, _ := SealBlob(nil, key, h, c, payload, nil)
+	env := SealBlob(nil, key, h, c, payload)
 	var out, scratch []byte
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {

@@ -27,8 +27,10 @@
 // # Memory
 //
 // Bounded independently of the number of files and the repository size:
-//   - chunk buffers: workers+2 buffers of the chunker's maximum chunk
-//     size (8 MiB by default: 32 MiB on 2 CPUs), allocated as needed;
+//   - chunk buffers: workers+2 buffers of twice the chunker's average
+//     chunk size (2 MiB by default: 8 MiB on 2 CPUs), allocated as
+//     needed; the few larger chunks take a buffer of up to the maximum
+//     chunk size (8 MiB) that is dropped once the chunk is stored;
 //   - one chunker read buffer (256 KiB) per file worker;
 //   - queues of fixed capacity (2×workers jobs each);
 //   - directory listings waiting to be saved: at most maxPendingNodes

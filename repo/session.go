@@ -23,8 +23,9 @@ import (
 // # Write order
 //
 // A blob goes into an open pack buffered in memory (one for data, one for
-// trees). When a pack reaches the size target it is written (temporary
-// file, fsync, link, fsync dir) and then indexed. [Session.Commit]
+// trees). When a pack reaches the size target, or the next blob would
+// take it past it, it is written (temporary file, fsync, link, fsync
+// dir) and then indexed. [Session.Commit]
 // writes the remaining packs, syncs the index, and only then writes the
 // snapshot file. So a snapshot file never names data that is not
 // durable, and a crash before Commit leaves no snapshot; the packs it did
@@ -33,8 +34,9 @@ import (
 //
 // # Memory
 //
-// At most two open packs (each the pack size plus one blob) plus one pack
-// being written per goroutine that filled one.
+// At most two open packs (each at most the pack size, or one blob
+// alone) plus one pack being written per goroutine that filled one, and
+// two idle data pack buffers kept for reuse (freePacks).
 //
 // A Session that failed stays failed: every later call returns its first
 // error.
@@ -77,9 +79,12 @@ var freePacks = make(chan *openPack, 2)
 // of a few thousand entries; packs of many tiny blobs grow once.
 const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelope
 
-// openPackSize is the capacity a data pack's buffer is allocated with.
+// openPackSize is the capacity a data pack's buffer is allocated with:
+// a pack is written before a blob would take it past PackSize, so a
+// pack is at most PackSize plus its header, or one blob alone (a chunk
+// of the chunker's maximum, if that is larger).
 func (r *Repository) openPackSize() int {
-	return r.cfg.PackSize + r.cfg.Chunker.Max + pack.MinEnvelope + packHeaderReserve
+	return max(r.cfg.PackSize, pack.PrefixSize+pack.MinEnvelope+r.cfg.Chunker.Max) + packHeaderReserve
 }
 
 // treePackStart is the capacity a tree pack's buffer starts with. Tree
@@ -89,19 +94,20 @@ func (r *Repository) openPackSize() int {
 const treePackStart = 256 << 10
 
 // newOpenPack returns an empty pack for blobs of type t. A data pack's
-// buffer holds a typical full pack without growing: up to PackSize, one
-// more chunk of the largest size the chunker makes, and the header.
+// buffer holds a full pack without growing (openPackSize).
 func (r *Repository) newOpenPack(t blob.Type) *openPack {
 	if t != blob.Data {
 		return &openPack{w: pack.NewWriter(make([]byte, 0, treePackStart), r.key)}
 	}
 	select {
 	case op := <-freePacks:
-		op.w.Reset(op.w.Bytes(), r.key)
-		return op
+		if cap(op.w.Bytes()) == r.openPackSize() { // not another repository's size
+			op.w.Reset(op.w.Bytes(), r.key)
+			return op
+		}
 	default:
-		return &openPack{w: pack.NewWriter(make([]byte, 0, r.openPackSize()), r.key)}
 	}
+	return &openPack{w: pack.NewWriter(make([]byte, 0, r.openPackSize()), r.key)}
 }
 
 // recycle offers op's buffer for another data pack. Only buffers of
@@ -247,6 +253,11 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		return false, nil
 	}
 	op := s.open[h.Type]
+	var prev *openPack // a pack the blob would overflow: written first
+	if op != nil && op.w.Count() > 0 && op.w.Size()+int64(pack.MinEnvelope+len(payload)) > int64(s.r.cfg.PackSize) {
+		prev, op = op, nil
+		s.writing++
+	}
 	if op == nil {
 		op = s.r.newOpenPack(h.Type)
 		s.open[h.Type] = op
@@ -255,6 +266,9 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 	if err != nil {
 		s.err = err
 		s.mu.Unlock()
+		if prev != nil {
+			s.writePack(ctx, prev) // indexed or not, the session has failed
+		}
 		return false, err
 	}
 	s.pending[h] = true
@@ -267,6 +281,17 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		s.writing++
 	}
 	s.mu.Unlock()
+	if prev != nil {
+		if err := s.writePack(ctx, prev); err != nil {
+			if full {
+				s.mu.Lock()
+				s.writing-- // op is not written: the session has failed
+				s.cond.Broadcast()
+				s.mu.Unlock()
+			}
+			return true, err
+		}
+	}
 	if full {
 		if err := s.writePack(ctx, op); err != nil {
 			return true, err

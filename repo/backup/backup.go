@@ -372,7 +372,9 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 // entry handles one directory entry at path p and returns its future.
 func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
 	var err error
-	if n.Xattrs, err = readXattrs(p); err != nil {
+	if !w.o.ForceRead && sameInode(&n, pnode) {
+		n.Xattrs = pnode.Xattrs
+	} else if n.Xattrs, err = readXattrs(p); err != nil {
 		w.warn("%s: %v", p, err)
 	}
 	switch n.Type {
@@ -440,6 +442,17 @@ func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.No
 		w.links[n.HardlinkID] = f
 	}
 	return f, nil
+}
+
+// sameInode reports whether n is the inode the parent snapshot recorded
+// as p with its metadata untouched since: setting or removing an
+// extended attribute (as every other change of an inode, and a
+// directory's entries) sets the inode's ctime, which no user can set
+// back. Its extended attributes are then the parent's, and an unchanged
+// backup need not list and read them (two to three system calls per
+// entry).
+func sameInode(n, p *tree.Node) bool {
+	return p != nil && p.Type == n.Type && n.CTime == p.CTime && n.Inode == p.Inode && n.DeviceID == p.DeviceID
 }
 
 func unchanged(n, p *tree.Node) bool {

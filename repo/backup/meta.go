@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo/tree"
@@ -121,10 +122,14 @@ func hardlinkID(dev, ino uint64) uint64 {
 	return h.Sum64() | 1
 }
 
+// xattrReads counts readXattrs calls, for tests.
+var xattrReads atomic.Uint64
+
 // readXattrs returns the extended attributes of p (not following a final
 // symlink), sorted by name; POSIX ACLs are among them
 // (system.posix_acl_access, system.posix_acl_default).
 func readXattrs(p string) ([]tree.Xattr, error) {
+	xattrReads.Add(1)
 	size, err := unix.Llistxattr(p, nil)
 	if err != nil {
 		if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.ENODATA) {

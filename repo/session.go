@@ -36,7 +36,7 @@ import (
 //
 // At most two open packs (each at most the pack size, or one blob
 // alone) plus one pack being written per goroutine that filled one, and
-// two idle data pack buffers kept for reuse (freePacks).
+// one idle data pack buffer kept for reuse (freePacks).
 //
 // A Session that failed stays failed: every later call returns its first
 // error.
@@ -72,12 +72,17 @@ type openPack struct {
 // cap(freePacks) of them. A backup closes a 16 MiB pack several times a
 // second; allocating each buffer afresh was nearly all of the memory a
 // backup allocated (1.26 GB for the 1.5 GiB peers data set), and with
-// it the kernel's page faults and zeroing.
-var freePacks = make(chan *openPack, 2)
+// it the kernel's page faults and zeroing. One idle buffer is enough:
+// the open pack takes it when the pack being written is done.
+var freePacks = make(chan *openPack, 1)
 
 // packHeaderReserve is room for the sealed header and footer of a pack
 // of a few thousand entries; packs of many tiny blobs grow once.
 const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelope
+
+// PackBufferSize is the memory one data pack takes while it is filled
+// and written: what a session holds per pack in flight.
+func (r *Repository) PackBufferSize() int { return r.openPackSize() }
 
 // openPackSize is the capacity a data pack's buffer is allocated with:
 // a pack is written before a blob would take it past PackSize, so a

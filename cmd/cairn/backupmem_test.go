@@ -14,6 +14,12 @@ import (
 // keep its heap near backupMemoryLimit (three data packs and 80 MiB),
 // unless GOMEMLIMIT says otherwise.
 func TestBackupSetsMemoryLimit(t *testing.T) {
+	for _, withPlan := range []bool{false, true} {
+		t.Run(map[bool]string{false: "paths", true: "plan file"}[withPlan], func(t *testing.T) { testBackupMemoryLimit(t, withPlan) })
+	}
+}
+
+func testBackupMemoryLimit(t *testing.T, withPlan bool) {
 	old := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	debug.SetMemoryLimit(math.MaxInt64)
@@ -26,7 +32,16 @@ func TestBackupSetsMemoryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("GOMEMLIMIT", "")
-	if code, stderr := runCLI(t, "--repo", dir, "backup", "--node", "lyra", src); code != exitOK {
+	args := []string{"--repo", dir, "backup", "--node", "lyra", src}
+	if withPlan {
+		planFile := filepath.Join(t.TempDir(), "plan.yaml")
+		pl := "sources:\n  - name: code\n    class: files\n    why: what we write\n    paths: [" + src + "]\n"
+		if err := os.WriteFile(planFile, []byte(pl), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = []string{"--repo", dir, "backup", "--node", "lyra", "--plan", planFile}
+	}
+	if code, stderr := runCLI(t, args...); code != exitOK {
 		t.Fatalf("backup: exit %d, %s", code, stderr)
 	}
 	// Default packs: 16 MiB and the header's reserve (4096 entries,

@@ -169,6 +169,14 @@ func backupMemoryLimit(r *repo.Repository) int64 {
 	return int64(3*r.PackBufferSize()) + 80<<20
 }
 
+// limitBackupMemory sets backupMemoryLimit for a backup in a process of
+// its own (the appliance keeps its own limit), unless GOMEMLIMIT is set.
+func limitBackupMemory(g *globalOptions, r *repo.Repository) {
+	if g.shared == nil && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(backupMemoryLimit(r))
+	}
+}
+
 func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []string) error {
 	ctx := cmd.Context()
 	if g.isPlanFile(o.plan) {
@@ -183,9 +191,7 @@ func runBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, paths []s
 		return err
 	}
 	defer release()
-	if g.shared == nil && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(backupMemoryLimit(r))
-	}
+	limitBackupMemory(g, r)
 	_, rep, err := o.backupJob(ctx, g, r, job)
 	if err != nil {
 		return err
@@ -213,6 +219,7 @@ func (o *backupOptions) runPlan(ctx context.Context, g *globalOptions, paths []s
 		return err
 	}
 	defer release()
+	limitBackupMemory(g, r)
 	var failed []error
 	warned := false
 	for _, src := range pl.Sources {

@@ -52,8 +52,9 @@ test: deps
 # backup and restore of a generated ~1 GiB tree with the real
 # binary (MB/s and peak RSS per phase).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./chunker/ ./repo/blob/ ./repo/seal/ ./repo/pack/ ./repo/internal/index/ ./repo/filter/
 	$(GO) test -run '^$$' -bench 'Pipeline|Restore' -benchtime 3x ./repo/backup/ ./repo/restore/ ./repo/wire/
+	$(GO) test -run '^$$' -bench 'VerifyPack' -benchtime 10x ./repo/
 	$(GO) test -run '^$$' -bench 'Storage' -benchtime 20x ./repo/storage/
 	$(GO) test -run '^$$' -bench Prune200k -benchtime 1x ./repo/prune/
 	$(GO) test -run '^$$' -bench 'BackupRestore|FUSE' -benchtime 1x ./integration/

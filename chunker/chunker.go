@@ -77,9 +77,10 @@ func (c *Chunker) Reset(r io.Reader) {
 // [Chunker.Reset]. The bytes of the unfinished chunk are dropped.
 //
 // Next allocates only if dst is too small for the chunk, so a dst with a
-// capacity of at least Params.Max makes chunking allocation-free. The
-// returned slice is dst's array when the chunk fits and a new one
-// otherwise; it never aliases the Chunker's read buffer.
+// capacity of at least Params.Max makes chunking allocation-free; a
+// smaller dst grows by doubling, never beyond Params.Max. The returned
+// slice is dst's array when the chunk fits and a new one otherwise; it
+// never aliases the Chunker's read buffer.
 func (c *Chunker) Next(dst []byte) ([]byte, error) {
 	dst = dst[:0]
 	var fp uint64 // gear fingerprint; bytes before min are not hashed
@@ -99,7 +100,7 @@ func (c *Chunker) Next(dst []byte) ([]byte, error) {
 
 		if n < c.min {
 			k := min(c.min-n, len(data))
-			dst = append(dst, data[:k]...)
+			dst = c.appendChunk(dst, data[:k])
 			c.pos += k
 			n += k
 			continue
@@ -114,18 +115,31 @@ func (c *Chunker) Next(dst []byte) ([]byte, error) {
 		}
 		i, h := scan(c.t, fp, mask, data)
 		if i >= 0 {
-			dst = append(dst, data[:i+1]...)
+			dst = c.appendChunk(dst, data[:i+1])
 			c.pos += i + 1
 			return dst, nil
 		}
 		fp = h
-		dst = append(dst, data...)
+		dst = c.appendChunk(dst, data)
 		c.pos += len(data)
 		n += len(data)
 		if n == c.max {
 			return dst, nil
 		}
 	}
+}
+
+// appendChunk appends data to the chunk dst. When dst must grow, its
+// capacity at least doubles, up to the largest chunk: a caller that keeps
+// buffers of about the average chunk size pays a few allocations for the
+// rare large chunk, not append's many small steps.
+func (c *Chunker) appendChunk(dst, data []byte) []byte {
+	if n := len(dst) + len(data); n > cap(dst) {
+		nd := make([]byte, len(dst), max(min(2*cap(dst), c.max), n))
+		copy(nd, dst)
+		dst = nd
+	}
+	return append(dst, data...)
 }
 
 // fill reads into the empty buffer. It sets c.err when the reader

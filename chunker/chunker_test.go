@@ -467,3 +467,31 @@ func TestNextAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestNextGrowsByDoubling cuts a chunk of the largest size into a dst of
+// the smallest: dst grows by doubling up to Max (four allocations from
+// Min to Max at the default sizes), not in append's 25 % steps, and the
+// chunk is the same as into a dst of Max.
+func TestNextGrowsByDoubling(t *testing.T) {
+	p := DefaultParams
+	data := make([]byte, p.Max) // zeros never cut before Max
+	r := bytes.NewReader(data)
+	c := New(r, p, testTable())
+	var chunk []byte
+	allocs := testing.AllocsPerRun(1, func() {
+		r.Reset(data)
+		c.Reset(r)
+		var err error
+		chunk, err = c.Next(make([]byte, 0, p.Min))
+		if err != nil {
+			panic(err)
+		}
+	})
+	if len(chunk) != p.Max || cap(chunk) != p.Max {
+		t.Fatalf("chunk of %d bytes in a buffer of %d, want %d in %d", len(chunk), cap(chunk), p.Max, p.Max)
+	}
+	// One for the Min buffer, four doublings to Max.
+	if allocs > 5 {
+		t.Fatalf("%v allocations to cut one chunk of Max into a buffer of Min, want at most 5", allocs)
+	}
+}

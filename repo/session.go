@@ -23,8 +23,9 @@ import (
 // # Write order
 //
 // A blob goes into an open pack buffered in memory (one for data, one for
-// trees). When a pack reaches the size target it is written (temporary
-// file, fsync, link, fsync dir) and then indexed. [Session.Commit]
+// trees). When a pack reaches the size target, or the next blob would
+// take it past it, it is written (temporary file, fsync, link, fsync
+// dir) and then indexed. [Session.Commit]
 // writes the remaining packs, syncs the index, and only then writes the
 // snapshot file. So a snapshot file never names data that is not
 // durable, and a crash before Commit leaves no snapshot; the packs it did
@@ -33,8 +34,9 @@ import (
 //
 // # Memory
 //
-// At most two open packs (each the pack size plus one blob) plus one pack
-// being written per goroutine that filled one.
+// At most two open packs (each at most the pack size, or one blob
+// alone) plus one pack being written per goroutine that filled one, and
+// one idle data pack buffer kept for reuse (freePacks).
 //
 // A Session that failed stays failed: every later call returns its first
 // error.
@@ -67,45 +69,70 @@ func (st SessionStats) Added() (blobs, bytes, stored uint64) {
 	return st.BlobsAdded, st.BytesAdded, st.StoredAdded
 }
 
+// openPack is a pack being filled: its Writer builds it in memory.
 type openPack struct {
-	buf bytes.Buffer
-	w   *pack.Writer
+	w *pack.Writer
 }
 
-// freePacks recycles pack buffers and writers, at most cap(freePacks) of
-// them. A backup closes a 16 MiB pack several times a second; allocating
-// each buffer afresh (and letting it double when the header did not fit)
-// was two thirds of the garbage a backup made. A sync.Pool kept up to
-// nine idle buffers alive; this list keeps two.
-var freePacks = make(chan *openPack, 2)
+// freePacks recycles the buffers and writers of data packs, at most
+// cap(freePacks) of them. A backup closes a 16 MiB pack several times a
+// second; allocating each buffer afresh was nearly all of the memory a
+// backup allocated (1.26 GB for the 1.5 GiB peers data set), and with
+// it the kernel's page faults and zeroing. One idle buffer is enough:
+// the open pack takes it when the pack being written is done.
+var freePacks = make(chan *openPack, 1)
 
 // packHeaderReserve is room for the sealed header and footer of a pack
 // of a few thousand entries; packs of many tiny blobs grow once.
 const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelope
 
-// openPackSize is the capacity an open pack starts with.
+// PackBufferSize is the memory one data pack takes while it is filled
+// and written: what a session holds per pack in flight.
+func (r *Repository) PackBufferSize() int { return r.openPackSize() }
+
+// openPackSize is the capacity a data pack's buffer is allocated with:
+// a pack is written before a blob would take it past PackSize, so a
+// pack is at most PackSize plus its header, or one blob alone (a chunk
+// of the chunker's maximum, if that is larger).
 func (r *Repository) openPackSize() int {
-	return r.cfg.PackSize + r.cfg.Chunker.Max + pack.MinEnvelope + packHeaderReserve
+	return max(r.cfg.PackSize, pack.PrefixSize+pack.MinEnvelope+r.cfg.Chunker.Max) + packHeaderReserve
 }
 
-// newOpenPack returns an empty pack whose buffer holds a typical full
-// pack without growing: up to PackSize, one more chunk of the largest
-// size the chunker makes, and the header.
-func (r *Repository) newOpenPack() *openPack {
-	var op *openPack
+// treePackStart is the capacity a tree pack's buffer starts with. Tree
+// blobs are small and a backup has few of them (about 2 MiB of trees for
+// 40 000 files), so tree packs grow as needed rather than take a data
+// pack's buffer.
+const treePackStart = 256 << 10
+
+// newOpenPack returns an empty pack for blobs of type t. A data pack's
+// buffer holds a full pack without growing (openPackSize).
+func (r *Repository) newOpenPack(t blob.Type) *openPack {
+	if t != blob.Data {
+		return &openPack{w: pack.NewWriter(make([]byte, 0, treePackStart), r.key)}
+	}
 	select {
-	case op = <-freePacks:
+	case op := <-freePacks:
+		if cap(op.w.Bytes()) == r.openPackSize() { // not another repository's size
+			op.w.Reset(op.w.Bytes(), r.key)
+			return op
+		}
 	default:
-		op = &openPack{}
 	}
-	op.buf.Reset()
-	op.buf.Grow(r.openPackSize())
-	if op.w == nil {
-		op.w = pack.NewWriter(&op.buf, r.key)
-	} else {
-		op.w.Reset(&op.buf, r.key)
+	return &openPack{w: pack.NewWriter(make([]byte, 0, r.openPackSize()), r.key)}
+}
+
+// recycle offers op's buffer for another data pack. Only buffers of
+// exactly the size newOpenPack allocates are kept: one that grew held an
+// unusually large blob (up to 64 MiB, which a hostile node can send at
+// will) and would stay that large for good, and a tree pack's is small.
+func (r *Repository) recycle(op *openPack) {
+	if cap(op.w.Bytes()) != r.openPackSize() {
+		return
 	}
-	return op
+	select {
+	case freePacks <- op:
+	default:
+	}
 }
 
 // NewSession starts a session.
@@ -237,14 +264,22 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		return false, nil
 	}
 	op := s.open[h.Type]
+	var prev *openPack // a pack the blob would overflow: written first
+	if op != nil && op.w.Count() > 0 && op.w.Size()+int64(pack.MinEnvelope+len(payload)) > int64(s.r.cfg.PackSize) {
+		prev, op = op, nil
+		s.writing++
+	}
 	if op == nil {
-		op = s.r.newOpenPack()
+		op = s.r.newOpenPack(h.Type)
 		s.open[h.Type] = op
 	}
 	e, err := op.w.Add(h, c, payload, rawLen)
 	if err != nil {
 		s.err = err
 		s.mu.Unlock()
+		if prev != nil {
+			s.writePack(ctx, prev) // indexed or not, the session has failed
+		}
 		return false, err
 	}
 	s.pending[h] = true
@@ -257,6 +292,17 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		s.writing++
 	}
 	s.mu.Unlock()
+	if prev != nil {
+		if err := s.writePack(ctx, prev); err != nil {
+			if full {
+				s.mu.Lock()
+				s.writing-- // op is not written: the session has failed
+				s.cond.Broadcast()
+				s.mu.Unlock()
+			}
+			return true, err
+		}
+	}
 	if full {
 		if err := s.writePack(ctx, op); err != nil {
 			return true, err
@@ -283,15 +329,7 @@ func (s *Session) writePack(ctx context.Context, op *openPack) error {
 	for _, e := range op.w.Entries() {
 		delete(s.pending, e.Handle)
 	}
-	// A pack that grew past the usual size held an unusually large
-	// blob (up to 64 MiB, which a hostile node can send at will): its
-	// buffers, and the writer's, would stay that large for good.
-	if op.buf.Cap() <= s.r.openPackSize() {
-		select {
-		case freePacks <- op:
-		default:
-		}
-	}
+	s.r.recycle(op)
 	return nil
 }
 
@@ -308,7 +346,7 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
 	pctx, cancel := packWriteContext(ctx)
-	err = r.be.Put(pctx, r.packHandle(id), bytes.NewReader(op.buf.Bytes()))
+	err = r.be.Put(pctx, r.packHandle(id), bytes.NewReader(op.w.Bytes()))
 	cancel()
 	if err != nil && !errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)

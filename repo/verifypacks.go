@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
@@ -31,7 +33,8 @@ type DamagedBlob struct {
 // VerifyPack reads pack id from start to end once: it checks that the file
 // hashes to its name, reads the header, and opens and re-hashes every
 // blob. Memory: one blob envelope and one plaintext at a time, and a
-// read buffer of verifyReadSize.
+// read buffer of verifyReadSize, all reused by the next call (check
+// verifies PackReaders packs at once, so about that many sets exist).
 func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 	rep := PackReport{ID: id}
 	f, err := r.be.Open(ctx, r.packHandle(id))
@@ -47,10 +50,12 @@ func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 		fe.Pack = id.Short()
 	}
 	rep.Entries = entries
-	h := sha256.New()
-	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, f.Size()), r.verifyReadSize())
+	b := getVerifyBufs(r.verifyReadSize())
+	defer putVerifyBufs(b)
+	b.h.Reset()
+	b.br.Reset(io.NewSectionReader(f, 0, f.Size()))
+	h, br := b.h, b.br
 	var pos int64
-	var env, plain, scratch []byte
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			rep.Err = err
@@ -60,14 +65,14 @@ func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), pos+n, err)
 			return rep
 		}
-		env = grow(env, int(e.Length))
-		if _, err := io.ReadFull(br, env); err != nil {
+		b.env = grow(b.env, int(e.Length))
+		if _, err := io.ReadFull(br, b.env); err != nil {
 			rep.Err = fmt.Errorf("pack %s: read at %d: %w", id.Short(), e.Offset, err)
 			return rep
 		}
-		h.Write(env)
+		h.Write(b.env)
 		pos = int64(e.Offset) + int64(e.Length)
-		plain, scratch, err = pack.OpenBlob(plain[:0], r.key, e.Handle, int(e.RawLength), env, scratch)
+		b.plain, b.scratch, err = pack.OpenBlob(b.plain[:0], r.key, e.Handle, int(e.RawLength), b.env, b.scratch)
 		if err != nil {
 			rep.Damaged = append(rep.Damaged, DamagedBlob{Handle: e.Handle, Err: err})
 		}
@@ -83,6 +88,39 @@ func (r *Repository) VerifyPack(ctx context.Context, id blob.ID) PackReport {
 		rep.Err = fmt.Errorf("pack %s: file does not hash to its name: %w", id.Short(), blob.ErrCorrupt)
 	}
 	return rep
+}
+
+// verifyBufs are the buffers of one VerifyPack call.
+type verifyBufs struct {
+	h                   hash.Hash
+	br                  *bufio.Reader
+	env, plain, scratch []byte
+}
+
+// verifyPool keeps VerifyPack's buffers between packs, so that reading a
+// repository allocates (and the kernel zeroes) them once per reader
+// rather than once per pack.
+var verifyPool sync.Pool
+
+// maxPooledBlob bounds what the pool keeps: a buffer grown for a rare
+// blob larger than this (up to blob.MaxSize) is left to the collector.
+const maxPooledBlob = 16 << 20
+
+func getVerifyBufs(readSize int) *verifyBufs {
+	if b, ok := verifyPool.Get().(*verifyBufs); ok && b.br.Size() == readSize {
+		return b
+	}
+	return &verifyBufs{h: sha256.New(), br: bufio.NewReaderSize(nil, readSize)}
+}
+
+func putVerifyBufs(b *verifyBufs) {
+	b.br.Reset(nil)
+	for _, p := range []*[]byte{&b.env, &b.plain, &b.scratch} {
+		if cap(*p) > maxPooledBlob {
+			*p = nil
+		}
+	}
+	verifyPool.Put(b)
 }
 
 // MarkVerified records that pack id was completely verified now.

@@ -200,17 +200,14 @@ type restoreResult struct {
 	Error               string `json:"error,omitempty"`
 }
 
-// restore restores p's latest snapshot into an empty directory, times
-// it, compares the result with ref and removes it.
+// restore restores p's latest snapshot into a new directory, times it
+// and compares the result with ref. The restores are removed together
+// after the last one.
 func (b *bench) restore(p peer, ref []datagen.Entry) error {
 	target := filepath.Join(b.o.work, "restore", p.name())
-	if err := os.RemoveAll(target); err != nil {
-		return err
-	}
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
-	defer os.RemoveAll(target)
 	rr := &restoreResult{Root: p.restoredRoot(target)}
 	b.report.Restore[p.name()] = rr
 	c, err := p.restoreCmd(target)

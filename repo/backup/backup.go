@@ -27,8 +27,10 @@
 // # Memory
 //
 // Bounded independently of the number of files and the repository size:
-//   - chunk buffers: workers+2 buffers of the chunker's maximum chunk
-//     size (8 MiB by default: 32 MiB on 2 CPUs), allocated as needed;
+//   - chunk buffers: workers+2 buffers of twice the chunker's average
+//     chunk size (2 MiB by default: 8 MiB on 2 CPUs), allocated as
+//     needed; the few larger chunks take a buffer of up to the maximum
+//     chunk size (8 MiB) that is dropped once the chunk is stored;
 //   - one chunker read buffer (256 KiB) per file worker;
 //   - queues of fixed capacity (2×workers jobs each);
 //   - directory listings waiting to be saved: at most maxPendingNodes
@@ -52,7 +54,6 @@ import (
 	"github.com/cairnbackup/cairn/chunker"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/filter"
-	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/snapfs"
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
@@ -356,7 +357,7 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 		if n.Type != tree.Dir {
 			return blob.ID{}, fmt.Errorf("backup: %s is not a directory", p)
 		}
-		if n.Xattrs, err = xattr.Read(p); err != nil {
+		if n.Xattrs, err = readXattrs(p); err != nil {
 			w.warn("%s: %v", p, err)
 		}
 		if n.Subtree, err = w.virtual(ctx, child, p, psub); err != nil {
@@ -371,7 +372,9 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 // entry handles one directory entry at path p and returns its future.
 func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
 	var err error
-	if n.Xattrs, err = xattr.Read(p); err != nil {
+	if !w.o.ForceRead && sameInode(&n, pnode) {
+		n.Xattrs = pnode.Xattrs
+	} else if n.Xattrs, err = readXattrs(p); err != nil {
 		w.warn("%s: %v", p, err)
 	}
 	switch n.Type {
@@ -439,6 +442,17 @@ func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.No
 		w.links[n.HardlinkID] = f
 	}
 	return f, nil
+}
+
+// sameInode reports whether n is the inode the parent snapshot recorded
+// as p with its metadata untouched since: setting or removing an
+// extended attribute (as every other change of an inode, and a
+// directory's entries) sets the inode's ctime, which no user can set
+// back. Its extended attributes are then the parent's, and an unchanged
+// backup need not list and read them (two to three system calls per
+// entry).
+func sameInode(n, p *tree.Node) bool {
+	return p != nil && p.Type == n.Type && n.CTime == p.CTime && n.Inode == p.Inode && n.DeviceID == p.DeviceID
 }
 
 func unchanged(n, p *tree.Node) bool {

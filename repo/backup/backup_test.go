@@ -331,3 +331,44 @@ func TestTar(t *testing.T) {
 		t.Fatalf("truncated: %v", err)
 	}
 }
+
+// TestUnchangedKeepsXattrs backs up a tree, then again with it as the
+// parent: the second backup takes every entry's extended attributes from
+// the parent (their ctime and inode are the same) without listing them,
+// and still records them; an entry whose xattr changed (its ctime moved)
+// is read again.
+func TestUnchangedKeepsXattrs(t *testing.T) {
+	r := repotest.New(t)
+	src := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{"d/": ""}
+	for i := range 20 {
+		files["d/f"+strconv.Itoa(i)] = "data " + strconv.Itoa(i)
+	}
+	repotest.WriteTree(t, src, files)
+	f := filepath.Join(src, "d", "f3")
+	if err := unix.Setxattr(f, "user.cairn", []byte("v1"), 0); err != nil {
+		testenv.Missing(t, "user xattrs are not supported on %s: %v", src, err)
+	}
+	o := opts(r)
+	first := run(t, r, o, src)
+	o.Parent = first.Tree
+	before := backup.XattrReads()
+	second := run(t, r, o, src)
+	// Only the directories above src are read (the walk on the way
+	// to src reads them as before).
+	above := uint64(strings.Count(src, "/") - 1)
+	if got := backup.XattrReads() - before; got != above {
+		t.Fatalf("unchanged backup read xattrs %d times, want %d (the directories above src)", got, above)
+	}
+	if n := node(t, r, second.Tree, f); len(n.Xattrs) != 1 || string(n.Xattrs[0].Value) != "v1" {
+		t.Fatalf("unchanged file's xattrs %+v", n.Xattrs)
+	}
+	if err := unix.Setxattr(f, "user.cairn", []byte("v2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	o.Parent = second.Tree
+	third := run(t, r, o, src)
+	if n := node(t, r, third.Tree, f); len(n.Xattrs) != 1 || string(n.Xattrs[0].Value) != "v2" {
+		t.Fatalf("changed xattr recorded as %+v", n.Xattrs)
+	}
+}

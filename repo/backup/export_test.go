@@ -3,3 +3,7 @@ package backup
 // SetTestHookAfterRead lets tests change a file between reading it and
 // checking whether it changed.
 func SetTestHookAfterRead(f func(path string)) { testHookAfterRead = f }
+
+// XattrReads is how many times the backup listed an entry's extended
+// attributes so far in this process.
+func XattrReads() uint64 { return xattrReads.Load() }

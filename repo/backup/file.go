@@ -43,7 +43,7 @@ type pipeline struct {
 	o                          Options
 	files                      chan fileJob
 	blobs                      chan blobJob
-	bufs                       chan *[]byte // free chunk buffers: a fixed number, allocated on first use
+	bufs                       chan *[]byte // free chunk buffers: a fixed number, allocated on first use (chunkBufSize)
 	bytesRead                  atomic.Uint64
 	skippedNew, skippedChanged atomic.Uint64
 	warn                       warnings
@@ -81,6 +81,13 @@ func (p *pipeline) start(g *errgroup.Group) {
 	}
 }
 
+// chunkBufSize is the capacity chunk buffers are allocated with: twice
+// the average chunk, which holds all but a few percent of chunks (the
+// chunker doubles the buffer for a larger one, up to the maximum, and
+// blob workers then drop it). Buffers of the maximum (8 MiB by default,
+// 64 MiB at most) would hold 4-16 times more memory for nothing.
+func (p *pipeline) chunkBufSize() int { return min(p.o.Params.Max, 2*p.o.Params.Avg) }
+
 func (p *pipeline) submit(ctx context.Context, j fileJob) error {
 	select {
 	case p.files <- j:
@@ -97,6 +104,9 @@ func (p *pipeline) warnings() []string { return p.warn.list }
 func (p *pipeline) blobWorker() error {
 	for j := range p.blobs {
 		id, _, err := p.up.SaveBlob(p.ctx, blob.Data, *j.buf)
+		if cap(*j.buf) > p.chunkBufSize() {
+			*j.buf = nil // a rare large chunk: do not keep its buffer
+		}
 		p.bufs <- j.buf
 		j.res <- chunkResult{id: id, err: err}
 		if err != nil {
@@ -223,8 +233,8 @@ func (p *pipeline) chunkInto(ch *chunker.Chunker, r io.Reader, content *[]tree.C
 		case <-p.ctx.Done():
 			return size, p.ctx.Err()
 		}
-		if cap(*buf) < p.o.Params.Max {
-			*buf = make([]byte, 0, p.o.Params.Max)
+		if cap(*buf) == 0 {
+			*buf = make([]byte, 0, p.chunkBufSize())
 		}
 		data, err := ch.Next(*buf)
 		if errors.Is(err, io.EOF) {

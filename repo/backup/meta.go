@@ -8,8 +8,10 @@ import (
 	"os/user"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/tree"
 )
 
@@ -108,6 +110,15 @@ func hardlinkID(dev, ino uint64) uint64 {
 	}
 	h.Write(b[:])
 	return h.Sum64() | 1
+}
+
+// xattrReads counts readXattrs calls, for tests.
+var xattrReads atomic.Uint64
+
+// readXattrs reads p's extended attributes ([xattr.Read]), counted.
+func readXattrs(p string) ([]tree.Xattr, error) {
+	xattrReads.Add(1)
+	return xattr.Read(p)
 }
 
 // openNoAtime opens a file or directory for reading without updating its

@@ -24,6 +24,7 @@
 package check
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -196,6 +197,9 @@ type checker struct {
 	r     *repo.Repository
 	rep   Report
 	sizes map[blob.ID]int64 // of the pack files
+	// plain is each readable pack's plaintext bytes, from its header:
+	// what reading its data costs beyond its size.
+	plain map[blob.ID]int64
 	// bad holds the blobs found damaged or missing with the index of
 	// their finding; the snapshot walk attaches the paths.
 	bad map[blob.Handle]int
@@ -281,20 +285,28 @@ func (c *checker) checkPacks(ctx context.Context) ([]blob.ID, error) {
 	// Every header must read: a damaged header loses the pack's blobs as
 	// soon as the index is rebuilt.
 	headerErrs := make([]error, len(ids))
+	plain := make([]int64, len(ids))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.r.HeaderReaders())
 	for i, id := range ids {
 		g.Go(func() error {
-			_, _, err := c.r.ReadPackHeader(gctx, id)
+			entries, _, err := c.r.ReadPackHeader(gctx, id)
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
 			headerErrs[i] = err
+			for _, e := range entries {
+				plain[i] += int64(e.RawLength)
+			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	c.plain = make(map[blob.ID]int64, len(ids))
+	for i, id := range ids {
+		c.plain[id] = plain[i]
 	}
 	for i, id := range ids {
 		switch {
@@ -334,7 +346,8 @@ func (c *checker) readData(ctx context.Context, ids []blob.ID, progress func(Rea
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.r.PackReaders())
-	for i, id := range ids {
+	for _, i := range costliestFirst(ids, c.sizes, c.plain) {
+		id := ids[i]
 		g.Go(func() error {
 			rep := c.r.VerifyPack(gctx, id)
 			if err := gctx.Err(); err != nil {
@@ -420,6 +433,25 @@ func (c *checker) hasPackFinding(id blob.ID, k Kind) bool {
 type hit struct {
 	path string
 	h    blob.Handle
+}
+
+// costliestFirst returns the indexes of ids in the order readData starts
+// them: the packs that cost most to verify first, so that the readers
+// finish together instead of one of them ending the check alone with a
+// pack of compressed text (which costs several times a pack of media of
+// the same size: every plaintext byte is decompressed and hashed).
+// The cost is the pack's size (hashed, decrypted) plus its plaintext
+// (hashed) plus what decompression makes beyond the stored size.
+func costliestFirst(ids []blob.ID, sizes, plain map[blob.ID]int64) []int {
+	cost := func(id blob.ID) int64 {
+		return sizes[id] + plain[id] + max(plain[id]-sizes[id], 0)
+	}
+	order := make([]int, len(ids))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cost(ids[b]), cost(ids[a])) })
+	return order
 }
 
 // walkSnapshots loads every snapshot file and walks every tree once,

@@ -12,8 +12,10 @@
 // ID as associated data, so an envelope opens only as the blob it was
 // sealed for) and appends it; [Writer.Finish] writes the sealed header
 // and footer and returns the pack's ID, the SHA-256 of its bytes, which
-// is also its name. A Writer is not safe for concurrent use, and one
-// that failed stays failed.
+// is also its name. A Writer builds its pack in a buffer the caller
+// gives it and may reuse (the envelope is sealed where it lies in that
+// buffer: the payload is copied once, into the pack); it is not safe for
+// concurrent use.
 //
 // # Reading
 //

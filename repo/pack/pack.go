@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
+	"slices"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/seal"
@@ -64,60 +64,38 @@ func (e *FormatError) Error() string {
 // Is reports that a FormatError is [blob.ErrCorrupt].
 func (e *FormatError) Is(target error) bool { return target == blob.ErrCorrupt }
 
-// Writer writes one pack to w. It is not safe for concurrent use. A Writer
-// that failed stays failed.
+// Writer builds one pack in memory: [Writer.Add] seals each blob's
+// envelope directly into the pack's buffer (no copy of the payload
+// besides the one into the pack), and [Writer.Finish] hashes the whole
+// pack once. It is not safe for concurrent use.
 type Writer struct {
-	w       io.Writer
 	key     *seal.Key
-	hash    hash.Hash
-	size    int64
+	out     []byte
 	entries []Entry
-	buf     []byte
-	scratch []byte
-	err     error
 	done    bool
 }
 
-// NewWriter starts a pack on w and writes its prefix.
-func NewWriter(w io.Writer, key *seal.Key) *Writer {
-	pw := &Writer{hash: sha256.New()}
-	pw.Reset(w, key)
+// NewWriter starts a pack in buf's array (buf[:0]; a nil or short buf
+// grows as blobs are added) and writes its prefix.
+func NewWriter(buf []byte, key *seal.Key) *Writer {
+	pw := &Writer{}
+	pw.Reset(buf, key)
 	return pw
 }
 
-// Reset starts a new pack on w as NewWriter does, keeping the Writer's
-// buffers (which grow to the largest blob sealed) for reuse.
-func (pw *Writer) Reset(w io.Writer, key *seal.Key) {
-	pw.w, pw.key = w, key
-	pw.hash.Reset()
-	pw.size = 0
+// Reset starts a new pack in buf's array as NewWriter does, keeping the
+// Writer's entry list for reuse.
+func (pw *Writer) Reset(buf []byte, key *seal.Key) {
+	pw.key = key
 	pw.entries = pw.entries[:0]
-	pw.err = nil
 	pw.done = false
-	var p [PrefixSize]byte
-	copy(p[:], Magic)
-	binary.BigEndian.PutUint32(p[len(Magic):], Version)
-	pw.write(p[:])
-}
-
-func (pw *Writer) write(b []byte) {
-	if pw.err != nil {
-		return
-	}
-	if _, err := pw.w.Write(b); err != nil {
-		pw.err = fmt.Errorf("pack: write: %w", err)
-		return
-	}
-	pw.hash.Write(b)
-	pw.size += int64(len(b))
+	pw.out = append(buf[:0], Magic...)
+	pw.out = binary.BigEndian.AppendUint32(pw.out, Version)
 }
 
 // Add seals a blob whose payload is already compressed as c says and
 // appends it to the pack. rawLen is the plaintext length.
 func (pw *Writer) Add(h blob.Handle, c Compression, payload []byte, rawLen int) (Entry, error) {
-	if pw.err != nil {
-		return Entry{}, pw.err
-	}
 	if pw.done {
 		return Entry{}, errors.New("pack: add after finish")
 	}
@@ -132,19 +110,15 @@ func (pw *Writer) Add(h blob.Handle, c Compression, payload []byte, rawLen int) 
 		// write one.
 		return Entry{}, fmt.Errorf("pack: add %s: payload of %d bytes exceeds %d", h, len(payload), blob.MaxSize)
 	}
-	e := Entry{Handle: h, Offset: uint64(pw.size), RawLength: uint32(rawLen)}
-	pw.buf, pw.scratch = SealBlob(pw.buf[:0], pw.key, h, c, payload, pw.scratch)
-	e.Length = uint32(len(pw.buf))
-	pw.write(pw.buf)
-	if pw.err != nil {
-		return Entry{}, pw.err
-	}
+	e := Entry{Handle: h, Offset: uint64(len(pw.out)), RawLength: uint32(rawLen)}
+	pw.out = appendEnvelope(pw.out, pw.key, h, c, payload)
+	e.Length = uint32(uint64(len(pw.out)) - e.Offset)
 	pw.entries = append(pw.entries, e)
 	return e, nil
 }
 
 // Size is the number of bytes written so far.
-func (pw *Writer) Size() int64 { return pw.size }
+func (pw *Writer) Size() int64 { return int64(len(pw.out)) }
 
 // Count is the number of blobs added so far.
 func (pw *Writer) Count() int { return len(pw.entries) }
@@ -152,33 +126,33 @@ func (pw *Writer) Count() int { return len(pw.entries) }
 // Entries returns the blobs added so far. The slice is owned by the Writer.
 func (pw *Writer) Entries() []Entry { return pw.entries }
 
+// Bytes returns the pack written so far: after [Writer.Finish], the whole
+// pack. The slice is the Writer's buffer, valid until the next Reset.
+func (pw *Writer) Bytes() []byte { return pw.out }
+
 // Finish writes the sealed header and the footer and returns the pack ID
 // (the SHA-256 of all bytes written) and the total size.
 func (pw *Writer) Finish() (blob.ID, int64, error) {
-	if pw.err != nil {
-		return blob.ID{}, 0, pw.err
-	}
 	if pw.done {
 		return blob.ID{}, 0, errors.New("pack: finish called twice")
 	}
 	pw.done = true
-	plain := make([]byte, 0, len(pw.entries)*EntrySize)
+	n := len(pw.out)
+	pw.out = slices.Grow(pw.out, len(pw.entries)*EntrySize+seal.Overhead+FooterSize)
+	pw.out = pw.out[:n+seal.NonceSize]
 	for _, e := range pw.entries {
-		plain = appendEntry(plain, e)
+		pw.out = appendEntry(pw.out, e)
 	}
-	sealed := pw.key.Seal(nil, plain, []byte(headerAAD))
-	pw.write(sealed)
+	pw.out = pw.key.SealInPlace(pw.out, n, []byte(headerAAD))
+	sealed := pw.out[n:]
 	var f [FooterSize]byte
 	binary.BigEndian.PutUint32(f[0:], uint32(len(sealed)))
 	binary.BigEndian.PutUint32(f[4:], uint32(len(pw.entries)))
 	binary.BigEndian.PutUint32(f[8:], crc32.Checksum(sealed, crcTable))
 	binary.BigEndian.PutUint32(f[12:], Version)
 	copy(f[16:], Magic)
-	pw.write(f[:])
-	if pw.err != nil {
-		return blob.ID{}, 0, pw.err
-	}
-	return blob.ID(pw.hash.Sum(nil)), pw.size, nil
+	pw.out = append(pw.out, f[:]...)
+	return blob.ID(sha256.Sum256(pw.out)), int64(len(pw.out)), nil
 }
 
 func appendEntry(b []byte, e Entry) []byte {

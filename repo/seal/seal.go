@@ -61,6 +61,22 @@ func (k *Key) Seal(dst, plaintext, aad []byte) []byte {
 	return k.aead.Seal(dst, nonce, plaintext, aad)
 }
 
+// SealInPlace seals the message b[n+NonceSize:] where it lies: it fills
+// b[n:n+NonceSize] with a fresh nonce, encrypts the message over itself
+// and appends the tag, so b[n:] becomes what Seal(b[:n], message, aad)
+// appends, without a copy of the message. b needs TagSize bytes of spare
+// capacity, or it is reallocated. It panics if len(b) < n+NonceSize.
+func (k *Key) SealInPlace(b []byte, n int, aad []byte) []byte {
+	nonce := b[n : n+NonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		panic("seal: crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	msg := b[n+NonceSize:]
+	// The ciphertext goes exactly over the message, which cipher.AEAD
+	// allows (dst's spare capacity starts where the message starts).
+	return k.aead.Seal(b[:n+NonceSize], nonce, msg, aad)
+}
+
 // Open authenticates and decrypts sealed (as made by Seal with the same
 // aad) and appends the plaintext to dst. A damaged message or a wrong key
 // or aad gives an error wrapping both [ErrAuth] and [blob.ErrCorrupt].

@@ -190,3 +190,30 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+// TestSealInPlace seals a message where it lies after a prefix: the
+// result opens like Seal's, the prefix is kept, and with room for the
+// tag nothing is reallocated.
+func TestSealInPlace(t *testing.T) {
+	k := testKey(t)
+	msg := []byte("the quick brown fox")
+	b := make([]byte, 0, 6+NonceSize+len(msg)+TagSize)
+	b = append(b, "prefix"...)
+	b = b[:6+NonceSize]
+	b = append(b, msg...)
+	out := k.SealInPlace(b, 6, []byte("aad"))
+	if &out[0] != &b[0] || len(out) != 6+len(msg)+Overhead || string(out[:6]) != "prefix" {
+		t.Fatalf("sealed %d bytes (want %d), same array %v, prefix %q", len(out), 6+len(msg)+Overhead, &out[0] == &b[0], out[:6])
+	}
+	got, err := k.Open(nil, out[6:], []byte("aad"))
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("open = %q, %v", got, err)
+	}
+	if allocs := testing.AllocsPerRun(10, func() {
+		b = b[:6+NonceSize]
+		b = append(b, msg...)
+		k.SealInPlace(b, 6, nil)
+	}); allocs != 0 {
+		t.Fatalf("%v allocations per seal, want 0", allocs)
+	}
+}

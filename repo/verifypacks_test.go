@@ -1,0 +1,58 @@
+package repo_test
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/repotest"
+)
+
+// TestVerifyPackReusesBuffers: reading pack after pack (check
+// --read-data) reuses VerifyPack's read buffer, envelope and plaintext
+// instead of allocating them for every pack; before, each call
+// allocated its 1 MiB read buffer and every blob's buffers anew.
+func TestVerifyPackReusesBuffers(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random")
+	}
+	r := repotest.New(t)
+	s := r.NewSession()
+	rng := rand.New(rand.NewPCG(5, 6))
+	data := make([]byte, 200<<10)
+	for range 4 {
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		if _, _, err := s.SaveBlob(t.Context(), blob.Data, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	packs, err := r.StoredPacks(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func() {
+		for id := range packs {
+			if rep := r.VerifyPack(t.Context(), id); rep.Err != nil || len(rep.Damaged) > 0 {
+				t.Fatalf("pack %s: %v %v", id.Short(), rep.Err, rep.Damaged)
+			}
+		}
+	}
+	verify()
+	const runs = 10
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		verify()
+	}
+	runtime.ReadMemStats(&after)
+	perPack := (after.TotalAlloc - before.TotalAlloc) / runs / uint64(len(packs))
+	if perPack > 64<<10 {
+		t.Errorf("VerifyPack allocated %d bytes a pack, want at most %d (its buffers are reused)", perPack, 64<<10)
+	}
+}

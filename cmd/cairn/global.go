@@ -63,6 +63,8 @@ type globalOptions struct {
 	// proven are the credentials proveKeys proved, which open uses.
 	proven *repo.Credentials
 
+	logSignal func() // logs (once) the signal that stopped the command
+
 	cpuProfile  string // write a CPU profile (pprof) of this command
 	memProfile  string // write a heap profile at the end
 	profileStop func()
@@ -389,12 +391,12 @@ func (g *globalOptions) keyError(what string, err error) error {
 			msg += "; unusable key files: " + wk.Err.Error()
 		}
 		return &keyErr{msg: msg, err: err}
-	case errors.Is(err, fs.ErrNotExist), isUsage(err):
-		return err // no repository there: the message says so
+	case errors.Is(err, fs.ErrPermission), storage.IsUnavailable(err):
+		// Unreadable key files, a store that does not answer: say
+		// what was being done (the command did not start).
+		return fmt.Errorf("the %s could not be checked against repository %s: %w", what, dir, err)
 	}
-	// Unreadable key files, a store that does not answer: say what was
-	// being done (the command did not start).
-	return fmt.Errorf("the %s could not be checked against repository %s: %w", what, dir, err)
+	return err
 }
 
 // keyErr is a credential that does not open the repository, said with

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/cairnbackup/cairn/repo"
@@ -151,6 +152,11 @@ func run(ctx context.Context, g *globalOptions) int {
 	err := flagWords(root.ExecuteContext(ctx))
 	if g.profileStop != nil {
 		g.profileStop()
+	}
+	if g.logSignal != nil && ctx.Err() != nil {
+		// The signal is logged before what the command says of it,
+		// even when the goroutine that logs it has not run yet.
+		g.logSignal()
 	}
 	var fw *forwarded
 	if err == nil || errors.As(err, &fw) && fw.code == exitOK {
@@ -339,11 +345,13 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		if f := cmd.Flags().Lookup("config"); f != nil {
 			g.configFlag = f.Value.String()
 		}
-		context.AfterFunc(cmd.Context(), func() {
-			if sig := signalled(cmd.Context()); sig != nil {
+		ctx := cmd.Context()
+		g.logSignal = sync.OnceFunc(func() {
+			if sig := signalled(ctx); sig != nil {
 				g.logger().Debug("stopping: signal received", "signal", sig.name())
 			}
 		})
+		context.AfterFunc(ctx, g.logSignal)
 		if err := g.proveNamed(cmd); err != nil {
 			return err
 		}

@@ -872,6 +872,14 @@ func describe(err error) string {
 	return what + status
 }
 
+// IsUnavailable reports whether err is the store not answering (or
+// answering with errors) after every retry: an outage, not a mistake in
+// the request.
+func IsUnavailable(err error) bool {
+	e, ok := errors.AsType[*s3Error](err)
+	return ok && e.attempts > 1 && !errors.Is(e.err, ErrExist) && !errors.Is(e.err, ErrNotExist)
+}
+
 func errorCode(err error) (string, int) {
 	if er, ok := errors.AsType[minio.ErrorResponse](err); ok {
 		return er.Code, er.StatusCode

@@ -57,7 +57,7 @@ type fakeAppliance struct {
 	mu       sync.Mutex
 	conns    []net.Conn
 
-	// handler, if set, plays cairn-wire on the exec channel instead of
+	// handler, if set (under mu), plays cairn-wire on the exec channel instead of
 	// wire (wirefrom_test.go).
 	handler func(ssh.Channel)
 }
@@ -174,8 +174,11 @@ func (f *fakeAppliance) serve(c net.Conn, cfg *ssh.ServerConfig) {
 			}
 			req.Reply(true, nil)
 			go ssh.DiscardRequests(creqs)
-			if f.handler != nil {
-				f.handler(ch) // a hostile appliance of another test
+			f.mu.Lock()
+			handler := f.handler
+			f.mu.Unlock()
+			if handler != nil {
+				handler(ch) // a hostile appliance of another test
 				return
 			}
 			f.wire(ch)

@@ -125,7 +125,9 @@ func TestHostileStoredBlob(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			f := newFakeAppliance(t, "")
+			f.mu.Lock() // the appliance's goroutines read it
 			f.handler = hostileStored(want, c.answer)
+			f.mu.Unlock()
 			addr := fmt.Sprintf("127.0.0.1:%d", f.port)
 			out := filepath.Join(e.dir, "out")
 			p := e.start("restore", "latest", "--target", out, "--from", "ssh://lyra@"+addr, "-i", lyra.Key.PrivatePath, "--host-key", f.hostKey)

@@ -28,6 +28,17 @@ func (s *s3env) incompleteUploads() []string {
 	return out
 }
 
+// newS3EnvBehind is newS3Env with the repository reached through a
+// fault-injecting proxy in front of srv.
+func newS3EnvBehind(t *testing.T, srv *s3test.Server) (*s3env, *s3test.Proxy) {
+	t.Helper()
+	proxy := s3test.NewProxy(t, srv.Endpoint)
+	s := newS3Env(t, srv)
+	s.repo = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s.prefix
+	s.vars[0] = "CAIRN_REPO=" + s.repo
+	return s, proxy
+}
+
 // bigSource writes a tree with 20 MiB of data that does not compress,
 // so the first pack (16 MiB, the default) goes up as a multipart upload.
 func bigSource(t *testing.T, dir string) {
@@ -119,10 +130,7 @@ func TestObjectStoreKilledMidPrune(t *testing.T) {
 // the next backup succeeds and the repository checks clean.
 func TestObjectStoreServerKilledMidBackup(t *testing.T) {
 	srv := s3test.Start(t)
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	s := newS3Env(t, srv)
-	s.repo = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s.prefix
-	s.vars[0] = "CAIRN_REPO=" + s.repo
+	s, proxy := newS3EnvBehind(t, srv)
 	s.ok("init")
 	src := filepath.Join(s.dir, "src")
 	bigSource(t, src)
@@ -152,11 +160,7 @@ func TestObjectStoreServerKilledMidBackup(t *testing.T) {
 // Errors the store answers with half of the first requests (500s and
 // dropped responses) are retried: the backup succeeds and checks clean.
 func TestObjectStoreFlakyStore(t *testing.T) {
-	srv := s3test.Shared(t)
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	s := newS3Env(t, srv)
-	s.repo = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s.prefix
-	s.vars[0] = "CAIRN_REPO=" + s.repo
+	s, proxy := newS3EnvBehind(t, s3test.Shared(t))
 	s.ok("init", "--pack-size", "1MiB")
 	// Half of the first 60 requests fail (each retry waits a quarter
 	// of a second or more, so later ones pass).

@@ -15,11 +15,7 @@ import (
 // socket. Only what needs the bucket's data fails, naming the store; the
 // next push after the store is back succeeds.
 func TestObjectStoreOutageStatus(t *testing.T) {
-	srv := s3test.Start(t)
-	proxy := s3test.NewProxy(t, srv.Endpoint)
-	s := newS3Env(t, srv)
-	s.repo = "s3+http://" + proxy.Endpoint + "/" + s.bucket + "/" + s.prefix
-	s.vars[0] = "CAIRN_REPO=" + s.repo
+	s, proxy := newS3EnvBehind(t, s3test.Start(t))
 	s.ok("init")
 	src := filepath.Join(s.dir, "src")
 	writeSource(t, src)

@@ -49,10 +49,9 @@ func (g *globalOptions) openAppliance(ctx context.Context, config string, readOn
 }
 
 // onAppliance is the RunE of a command that works on the appliance
-// (status, jobs, runbook, replicate): it opens the appliance (the index
-// read-only when readOnly) with the
-// configuration *config names (openAppliance), runs fn with it and the
-// arguments, and releases it.
+// (status, jobs, runbook, replicate): it opens the appliance with the
+// configuration *config names (openAppliance; the index read-only when
+// readOnly), runs fn with it and the arguments, and releases it.
 func (g *globalOptions) onAppliance(config *string, readOnly bool, fn func(ctx context.Context, a *appliance.Appliance, cfg *appliance.Config, r *repo.Repository, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cairnbackup/cairn/repo/blob"
+	"github.com/cairnbackup/cairn/repo/storage"
 )
 
 // CacheSnapshotRecord replaces the index's cached record of snapshot id,
@@ -42,4 +43,9 @@ func SegmentBytes(r *Repository) int {
 func OnSegmentWait(t interface{ Cleanup(func()) }, fn func()) {
 	testSegmentWait = fn
 	t.Cleanup(func() { testSegmentWait = nil })
+}
+
+// WrapBackend puts wrap's backend between r and its storage.
+func WrapBackend(r *Repository, wrap func(storage.Backend) storage.Backend) {
+	r.be = wrap(r.be)
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +46,10 @@ type Request struct {
 	Path   string // the URL path: /BUCKET/KEY
 	Query  string // the raw query, e.g. "partNumber=2&uploadId=…"
 	Range  string // the Range header, e.g. "bytes=0-99"
-	Fault  Fault  // what the proxy did with it
+	// Sums names the checks of its body it carried: "Content-MD5",
+	// "CRC32C" (x-amz-checksum-crc32c), both joined by "+", or "".
+	Sums  string
+	Fault Fault // what the proxy did with it
 }
 
 // Proxy is a loopback HTTP proxy in front of an S3 server that injects
@@ -126,7 +130,7 @@ func FirstN(n int, fault Fault) func(Request) Fault {
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	req := Request{N: len(p.seen) + 1, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Range: r.Header.Get("Range")}
+	req := Request{N: len(p.seen) + 1, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Range: r.Header.Get("Range"), Sums: sums(r.Header)}
 	if p.rule != nil {
 		req.Fault = p.rule(req)
 	}
@@ -239,4 +243,15 @@ func (f Fault) String() string {
 		return "lose-response"
 	}
 	return "fault-" + strconv.Itoa(int(f))
+}
+
+func sums(h http.Header) string {
+	var s []string
+	if h.Get("Content-Md5") != "" {
+		s = append(s, "Content-MD5")
+	}
+	if h.Get("X-Amz-Checksum-Crc32c") != "" {
+		s = append(s, "CRC32C")
+	}
+	return strings.Join(s, "+")
 }

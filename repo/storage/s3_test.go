@@ -341,6 +341,45 @@ func TestS3Multipart(t *testing.T) {
 	}
 }
 
+// Packs go up guarded by a CRC-32C, other objects by a Content-MD5
+// (their ETag, by which a write sent again recognises its own object);
+// the store checks either (a damaged body is sent again:
+// TestS3PutStallsAndDrops).
+func TestS3BodySums(t *testing.T) {
+	f := newS3Fixture(t)
+	p := s3test.NewProxy(t, f.srv.Endpoint)
+	s := f.open(t, p.Endpoint, S3Options{})
+	type sent struct{ req, sums string }
+	for _, c := range []struct {
+		h    Handle
+		size int
+		want []sent
+	}{
+		{Handle{Kind: Packs, Name: hexName(1)}, 1000, []sent{{"PUT", "CRC32C"}}},
+		{Handle{Kind: Packs, Name: hexName(2)}, 9 << 20, []sent{{"POST uploads", ""},
+			{"PUT partNumber=1&uploadId", "CRC32C"}, {"PUT partNumber=2&uploadId", "CRC32C"}, {"POST uploadId", ""}}},
+		{Handle{Kind: Snapshot, Name: hexName(3)}, 1000, []sent{{"HEAD", ""}, {"PUT", "Content-MD5"}}},
+		{Handle{Kind: Snapshot, Name: hexName(4)}, 9 << 20, []sent{{"HEAD", ""}, {"POST uploads", ""},
+			{"PUT partNumber=1&uploadId", "Content-MD5"}, {"PUT partNumber=2&uploadId", "Content-MD5"}, {"POST uploadId", ""}}},
+	} {
+		from := len(p.Requests())
+		data := testData(byte(c.size), c.size)
+		if err := s.Put(t.Context(), c.h, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		var got []sent
+		for i, r := range requestsSince(p, from) {
+			got = append(got, sent{r, p.Requests()[from+i].Sums})
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s of %d bytes: %q, want %q", c.h, c.size, got, c.want)
+		}
+		if got := readAll(t, s, c.h); !bytes.Equal(got, data) {
+			t.Errorf("%s: read back %d bytes, not the %d put", c.h, len(got), len(data))
+		}
+	}
+}
+
 func TestS3Replace(t *testing.T) {
 	f := newS3Fixture(t)
 	s := f.open(t, "", S3Options{})

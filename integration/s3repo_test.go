@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -78,6 +79,21 @@ func (s *s3env) objects() map[string]int64 {
 		out[strings.TrimPrefix(o.Key, s.prefix+"/")] = o.Size
 	}
 	return out
+}
+
+// object returns the bytes of key (relative to the prefix).
+func (s *s3env) object(key string) []byte {
+	s.t.Helper()
+	o, err := s.srv.Client(s.t).GetObject(context.Background(), s.bucket, s.prefix+"/"+key, minio.GetObjectOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer o.Close()
+	data, err := io.ReadAll(o)
+	if err != nil {
+		s.t.Fatalf("read %s: %v", key, err)
+	}
+	return data
 }
 
 // packObjects lists the pack objects in the bucket.

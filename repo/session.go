@@ -415,8 +415,10 @@ func (s *Session) flush(ctx context.Context, end bool) error {
 	if end {
 		s.done = true
 	}
-	for t, op := range s.open {
-		if op != nil {
+	// s.open is read afresh for each type: startWrite may wait, and
+	// meanwhile a worker (unless the session is done) may open a pack.
+	for t := range s.open {
+		if op := s.open[t]; op != nil {
 			s.open[t] = nil
 			s.startWrite(ctx, op)
 		}

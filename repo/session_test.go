@@ -163,26 +163,54 @@ func TestSessionAbortWaitsForWrites(t *testing.T) {
 	}
 }
 
+// typeOf alternates data and tree blobs, so that a session has an open
+// pack of each type.
+func typeOf(i int) blob.Type {
+	if i%2 == 0 {
+		return blob.Data
+	}
+	return blob.Tree
+}
+
 func countPacks(r *repo.Repository) (int, error) {
 	n := 0
 	err := r.PackRecords(func(repo.PackRecord) error { n++; return nil })
 	return n, err
 }
 
-// Workers adding at once while pack writes hold them back lose nothing:
-// every blob SaveBlob took is indexed after Flush (a worker that waited
-// for a write once opened a second pack over one another worker had
-// filled meanwhile, whose blobs were then never written).
+// Workers adding at once while pack writes hold them back, and Flushes
+// meanwhile, lose nothing: every blob SaveBlob took is indexed after
+// Flush (a worker that waited for a write once opened a second pack over
+// one another worker had filled meanwhile, whose blobs were then never
+// written; a Flush that waited could drop a pack opened meanwhile).
 func TestSessionConcurrentAddsAllStored(t *testing.T) {
 	r := repotest.Open(t, repotest.Init(t, repotest.Options())) // 1 MiB packs
 	s := r.NewSession()
 	const workers, each = 4, 40
 	var ids [workers][]blob.ID
 	var g errgroup.Group
+	// Flushes meanwhile, as a push's commit may: each takes the open
+	// packs while the workers go on opening new ones.
+	stop := make(chan struct{})
+	flushed := make(chan error)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				flushed <- nil
+				return
+			default:
+			}
+			if err := s.Flush(t.Context()); err != nil {
+				flushed <- err
+				return
+			}
+		}
+	}()
 	for w := range workers {
 		g.Go(func() error {
-			for _, b := range randomBlobs(each, 100<<10, uint64(10+w)) {
-				id, _, err := s.SaveBlob(t.Context(), blob.Data, b)
+			for i, b := range randomBlobs(each, 100<<10, uint64(10+w)) {
+				id, _, err := s.SaveBlob(t.Context(), typeOf(i), b)
 				if err != nil {
 					return err
 				}
@@ -194,13 +222,17 @@ func TestSessionConcurrentAddsAllStored(t *testing.T) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
+	close(stop)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Abort()
 	for w := range workers {
-		for _, id := range ids[w] {
-			if _, ok, err := r.Lookup(blob.Handle{ID: id, Type: blob.Data}); !ok || err != nil {
+		for i, id := range ids[w] {
+			if _, ok, err := r.Lookup(blob.Handle{ID: id, Type: typeOf(i)}); !ok || err != nil {
 				t.Fatalf("blob %s saved by worker %d is not indexed (%v)", id.Short(), w, err)
 			}
 		}

@@ -49,3 +49,18 @@ func OnSegmentWait(t interface{ Cleanup(func()) }, fn func()) {
 func WrapBackend(r *Repository, wrap func(storage.Backend) storage.Backend) {
 	r.be = wrap(r.be)
 }
+
+// PackWrites returns how many of s's full packs wait to be written or
+// are being written.
+func PackWrites(s *Session) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writing
+}
+
+// OnPackWriteWait has fn called, until the test ends, whenever a session
+// waits for a pack write to end before it starts another.
+func OnPackWriteWait(t interface{ Cleanup(func()) }, fn func()) {
+	testPackWriteWait = fn
+	t.Cleanup(func() { testPackWriteWait = nil })
+}

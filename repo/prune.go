@@ -109,7 +109,7 @@ func (r *Repository) CopyBlob(ctx context.Context, s *Session, h blob.Handle) er
 	if err != nil {
 		return fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)
 	}
-	_, err = s.add(ctx, h, c, payload, int(loc.RawLength))
+	_, err = s.add(h, c, payload, int(loc.RawLength))
 	return err
 }
 
@@ -117,7 +117,7 @@ func (r *Repository) CopyBlob(ctx context.Context, s *Session, h blob.Handle) er
 // durable, so their blobs' entries point to the new packs before any old
 // pack is deleted.
 func (r *Repository) FinishRepack(ctx context.Context, s *Session) error {
-	if err := s.flush(ctx, true); err != nil {
+	if err := s.flush(true); err != nil {
 		return err
 	}
 	s.end()

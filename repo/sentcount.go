@@ -62,7 +62,7 @@ func (c *SentCounter) SaveBlob(ctx context.Context, t blob.Type, data []byte) (i
 	size := uint64(len(payload) + pack.MinEnvelope) // as pack.SealBlob makes it
 	known, err := c.s.Known(h)
 	if err == nil && !known {
-		added, err = c.s.add(ctx, h, comp, payload, len(data))
+		added, err = c.s.add(h, comp, payload, len(data))
 	}
 	*bp = payload
 	if cap(payload) <= 16<<20 {

@@ -46,11 +46,18 @@ import (
 type Session struct {
 	r *Repository
 
+	// wctx is the context of the session's pack writes: no caller's,
+	// as a write is the session's (storePack); Abort ends it
+	// (stopWrites) if they take longer than packWriteGrace.
+	wctx       context.Context
+	stopWrites context.CancelFunc
+
 	mu      sync.Mutex
 	cond    *sync.Cond           // signalled when a pack write ends
 	open    [3]*openPack         // by blob type
 	pending map[blob.Handle]bool // added but not yet indexed
-	writing int                  // pack writes in flight
+	writing int                  // full packs taken from open: waiting to be written, or being written
+	running int                  // pack writes under way (at most packWriters)
 	err     error                // sticky failure
 	stats   SessionStats
 	done    bool                 // committed or aborted: no more adds
@@ -142,6 +149,7 @@ func (r *Repository) recycle(op *openPack) {
 func (r *Repository) NewSession() *Session {
 	s := &Session{r: r, pending: make(map[blob.Handle]bool), relied: make(map[blob.Handle]bool)}
 	s.cond = sync.NewCond(&s.mu)
+	s.wctx, s.stopWrites = context.WithCancel(context.Background())
 	r.smu.Lock()
 	if r.sessions == nil {
 		r.sessions = map[*Session]time.Time{}
@@ -153,6 +161,7 @@ func (r *Repository) NewSession() *Session {
 
 // end unregisters the session: prune no longer protects what it relied on.
 func (s *Session) end() {
+	s.stopWrites()
 	s.r.smu.Lock()
 	delete(s.r.sessions, s)
 	s.r.smu.Unlock()
@@ -209,7 +218,7 @@ func (s *Session) SaveBlob(ctx context.Context, t blob.Type, data []byte) (blob.
 	}
 	bp := payloadPool.Get().(*[]byte)
 	payload, c := pack.Compress((*bp)[:0], data, s.r.level)
-	added, err := s.add(ctx, h, c, payload, len(data))
+	added, err := s.add(h, c, payload, len(data))
 	*bp = payload
 	if cap(payload) <= 16<<20 {
 		payloadPool.Put(bp)
@@ -245,11 +254,11 @@ func (s *Session) SavePrepared(ctx context.Context, h blob.Handle, c pack.Compre
 	if known, err := s.Known(h); err != nil || known {
 		return false, scratch, err
 	}
-	added, err = s.add(ctx, h, c, payload, rawLen)
+	added, err = s.add(h, c, payload, rawLen)
 	return added, scratch, err
 }
 
-func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, payload []byte, rawLen int) (bool, error) {
+func (s *Session) add(h blob.Handle, c pack.Compression, payload []byte, rawLen int) (bool, error) {
 	if !h.Type.Valid() {
 		return false, fmt.Errorf("blob %s: invalid type", h)
 	}
@@ -277,7 +286,7 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 		// The blob would overflow the open pack: that pack is written
 		// first, and the blob begins the next.
 		s.open[h.Type] = nil
-		s.startWrite(ctx, op)
+		s.startWrite(op)
 	}
 	if op == nil {
 		op = s.r.newOpenPack(h.Type)
@@ -294,7 +303,7 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 	s.stats.StoredAdded += uint64(e.Length)
 	if op.w.Size() >= int64(s.r.cfg.PackSize) || op.w.Count() >= pack.WriterMaxEntries {
 		s.open[h.Type] = nil
-		s.startWrite(ctx, op)
+		s.startWrite(op)
 	}
 	return true, nil
 }
@@ -302,31 +311,45 @@ func (s *Session) add(ctx context.Context, h blob.Handle, c pack.Compression, pa
 // startWrite writes the full pack op in a goroutine of its own, so the
 // blob worker that filled it goes on hashing and compressing while the
 // pack goes to the store (an fsync on a disk, a round trip of 16 MiB to
-// an object store). At most packWriters writes are in flight: the
+// an object store). At most packWriters writes are under way: the
 // caller waits for one to end before it starts another, so a store
 // slower than the workers holds them back and memory stays bounded. A
 // write that fails fails the session; the next add, Flush or Commit
-// returns its error, and no pack is written after it. s.mu is held.
-func (s *Session) startWrite(ctx context.Context, op *openPack) {
-	for s.writing >= s.r.packWriters() {
+// returns its error, and no pack is written after it. op counts in
+// s.writing from here, so Flush and Abort wait for it while it waits
+// for its turn too. s.mu is held.
+func (s *Session) startWrite(op *openPack) {
+	s.writing++
+	for s.running >= s.r.packWriters() && s.err == nil {
+		if testPackWriteWait != nil {
+			testPackWriteWait()
+		}
 		s.cond.Wait()
 	}
 	if s.err != nil {
-		return // the session has failed: no more packs
+		s.writing-- // the session has failed: no more packs
+		s.cond.Broadcast()
+		return
 	}
-	s.writing++
-	// The pack is the session's now, not the call's that filled it: its
-	// write does not end with that call's context (a pipeline's ends
-	// when the pipeline does, before Commit).
-	go s.writePack(context.WithoutCancel(ctx), op)
+	s.running++
+	go s.writePack(op)
 }
 
+// testPackWriteWait, if set, is called whenever startWrite waits for a
+// write to end (export_test.go).
+var testPackWriteWait func()
+
 // writePack finishes op, stores it, indexes its blobs and drops them
-// from the pending set. The caller has counted it in s.writing.
-func (s *Session) writePack(ctx context.Context, op *openPack) error {
-	err := s.r.storePack(ctx, op, s.repack)
+// from the pending set. startWrite has counted it in s.writing and
+// s.running. The write is the session's, not the call's that filled the
+// pack, and no caller's context ends it (storePack): a pipeline's ends
+// when the pipeline does, before Commit, and a push's blobs stay stored
+// when the node leaves without a commit.
+func (s *Session) writePack(op *openPack) error {
+	err := s.r.storePack(s.wctx, op, s.repack)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.running--
 	s.writing--
 	s.cond.Broadcast()
 	if err != nil {
@@ -343,7 +366,16 @@ func (s *Session) writePack(ctx context.Context, op *openPack) error {
 	return nil
 }
 
-// storePack finishes a pack, writes it durably and indexes it.
+// storePack finishes a pack, writes it durably and indexes it. ctx is
+// the session's, not the context of the operation that filled the pack:
+// once begun, a pack write runs to its end, within the backend's own
+// timeouts and retries (and packWriteGrace after an Abort), so that the
+// pack is then both stored and indexed, or neither. On an object store a request the
+// client gives up on may still be carried out (the store had the whole
+// body when the client hung up), and a pack in the bucket but not in the
+// index stays unindexed until the next open: check reports it, and a
+// node killed mid-push made exactly that. Waiting for the answer, and
+// asking again when it is lost, settles what the store holds.
 func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) error {
 	id, size, err := op.w.Finish()
 	if err != nil {
@@ -352,12 +384,7 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 	if err := r.checkSpace(size); err != nil {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("pack %s: %w", id.Short(), err)
-	}
-	pctx, cancel := packWriteContext(ctx)
-	err = r.be.Put(pctx, r.packHandle(id), bytes.NewReader(op.w.Bytes()))
-	cancel()
+	err = r.be.Put(ctx, r.packHandle(id), bytes.NewReader(op.w.Bytes()))
 	if err != nil && !errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("pack %s: %w", id.Short(), err)
 	}
@@ -370,28 +397,6 @@ func (r *Repository) storePack(ctx context.Context, op *openPack, move bool) err
 	return add(id, info, packBlobs(id, op.w.Entries()))
 }
 
-// packWriteGrace is how long a pack write that has begun may go on after
-// its context ends.
-const packWriteGrace = 2 * time.Minute
-
-// packWriteContext returns the context for storing a pack: once begun, a
-// pack write runs to its end (within the backend's own timeouts and
-// retries, and at most packWriteGrace after ctx ends) so that the pack is
-// then both stored and indexed, or neither. On an object store a request
-// the client gives up on may still be carried out (the store had the
-// whole body when the client hung up), and a pack in the bucket but not
-// in the index stays unindexed until the next open: check reports it,
-// and a node killed mid-push made exactly that. Waiting for the answer,
-// and asking again when it is lost, settles what the store holds.
-func packWriteContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(packWriteGrace, cancel) })
-	return pctx, func() {
-		stop()
-		cancel()
-	}
-}
-
 func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {
 	out := make([]index.BlobEntry, len(entries))
 	for i, e := range entries {
@@ -402,14 +407,15 @@ func packBlobs(id blob.ID, entries []pack.Entry) []index.BlobEntry {
 
 // Flush writes every open pack and waits for pack writes in flight, so
 // that every blob added before Flush was called is durable and indexed.
-func (s *Session) Flush(ctx context.Context) error {
-	return s.flush(ctx, false)
+// The writes are the session's: ctx does not end them (see writePack).
+func (s *Session) Flush(context.Context) error {
+	return s.flush(false)
 }
 
 // flush is Flush; with end set it also closes the session to further
 // adds in the same critical section that takes the open packs, so no
 // blob can slip into a pack that is never written.
-func (s *Session) flush(ctx context.Context, end bool) error {
+func (s *Session) flush(end bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if end {
@@ -420,7 +426,7 @@ func (s *Session) flush(ctx context.Context, end bool) error {
 	for t := range s.open {
 		if op := s.open[t]; op != nil {
 			s.open[t] = nil
-			s.startWrite(ctx, op)
+			s.startWrite(op)
 		}
 	}
 	for s.writing > 0 {
@@ -447,16 +453,20 @@ func (s *Session) Added() (blobs, bytes, stored uint64) { return s.Stats().Added
 // fails.
 func (s *Session) Commit(ctx context.Context, sn *snapshot.Snapshot) (blob.ID, error) {
 	defer s.end()
-	if err := s.flush(ctx, true); err != nil {
+	if err := s.flush(true); err != nil {
 		return blob.ID{}, err
 	}
 	return s.r.saveSnapshot(ctx, sn)
 }
 
 // Abort ends the session without a snapshot. Blobs in packs not yet
-// written are dropped; packs already written, and those being written
-// (Abort waits for them), stay and are reused later.
+// full are dropped; full packs are written (Abort waits for them, also
+// for those waiting for their turn), stay and are reused later. Writes
+// still under way packWriteGrace after Abort began are ended: a store
+// that stalls holds Abort that long at most.
 func (s *Session) Abort() {
+	grace := time.AfterFunc(packWriteGrace, s.stopWrites)
+	defer grace.Stop()
 	s.mu.Lock()
 	s.done = true
 	s.open = [3]*openPack{}
@@ -466,6 +476,9 @@ func (s *Session) Abort() {
 	s.mu.Unlock()
 	s.end()
 }
+
+// packWriteGrace is how long Abort lets pack writes go on.
+const packWriteGrace = 2 * time.Minute
 
 // packWriters is how many packs a session writes at once (startWrite):
 // one to a directory, where a write is mostly the fsync and one in flight

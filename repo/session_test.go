@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"golang.org/x/sync/errgroup"
@@ -239,5 +240,56 @@ func TestSessionConcurrentAddsAllStored(t *testing.T) {
 	}
 	if st := s.Stats(); st.BlobsAdded != workers*each {
 		t.Errorf("%d blobs added, want %d", st.BlobsAdded, workers*each)
+	}
+}
+
+// Abort waits for a full pack still waiting for its turn to be written,
+// not only for the writes under way: once Abort has returned, both full
+// packs are stored and indexed and nothing of the session writes any
+// more (Abort returned as soon as the first write ended, and the second
+// went on behind it).
+func TestSessionAbortWaitsForWaitingPacks(t *testing.T) {
+	r := repotest.Open(t, repotest.Init(t, repotest.Options())) // 1 MiB packs, one write at a time to a directory
+	g := gate(t, r, nil)
+	waiting := make(chan struct{})
+	var once sync.Once
+	repo.OnPackWriteWait(t, func() { once.Do(func() { close(waiting) }) })
+	s := r.NewSession()
+	blobs := randomBlobs(11, 200<<10, 4) // the sixth and the eleventh each close a full pack
+	worker := make(chan error)
+	go func() {
+		for _, b := range blobs {
+			if _, _, err := s.SaveBlob(t.Context(), blob.Data, b); err != nil {
+				worker <- err
+				return
+			}
+		}
+		worker <- nil
+	}()
+	first := <-g.started // the first pack's write, held
+	<-waiting            // the second full pack waits for its turn
+	aborted := make(chan struct{})
+	go func() {
+		s.Abort()
+		close(aborted)
+	}()
+	g.release <- struct{}{}
+	second := <-g.started
+	select {
+	case <-aborted:
+		t.Fatal("Abort returned while the second pack was being written")
+	case g.release <- struct{}{}:
+	}
+	<-aborted
+	// The eleventh blob, which waited for the second pack's write to
+	// begin the next, comes after Abort.
+	if err := <-worker; err == nil || err.Error() != "session: add after commit or abort" {
+		t.Fatalf("the worker's last SaveBlob: %v, want the session's end", err)
+	}
+	if n := repo.PackWrites(s); n != 0 {
+		t.Fatalf("%d pack writes left after Abort returned", n)
+	}
+	if n, err := countPacks(r); n != 2 || err != nil {
+		t.Errorf("%d packs indexed (%v), want %s and %s", n, err, first[:8], second[:8])
 	}
 }

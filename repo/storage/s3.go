@@ -349,16 +349,14 @@ func putOptions(exclusive bool) minio.PutObjectOptions {
 
 // bodySum guards one request body on its way to the store. Packs carry
 // a CRC-32C (x-amz-checksum-crc32c, computed in hardware: the Content-MD5
-// of every pack cost 8 % of a first backup's CPU, against 0.3 % for the
-// CRC), what minio-go itself adds to every upload; a pack is named by the
-// hash of its contents, so a pack found already there after a lost
-// answer is the same pack whatever its ETag. Every other object carries
-// a Content-MD5, which is also its ETag: a write sent again and refused
-// because the object exists recognises its own earlier attempt by it
-// (see [S3.existing]).
+// of every pack was 8 % of a first backup's CPU), what minio-go itself
+// adds to every upload; a write sent again and refused because the pack
+// exists recognises its own earlier attempt by the stored checksum. Every
+// other object carries a Content-MD5, which is also its ETag, and is
+// recognised by that (see [S3.existing]). One of the two is set.
 type bodySum struct {
-	md5 []byte // Content-MD5; nil for packs
-	crc string // base64 of the CRC-32C; "" for other objects
+	md5 []byte // Content-MD5, for objects other than packs
+	crc []byte // CRC-32C, big-endian, for packs
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -374,7 +372,7 @@ func sumBody(r *io.SectionReader, kind Kind) (bodySum, error) {
 		return bodySum{}, fmt.Errorf("read: %w", err)
 	}
 	if kind == Packs {
-		return bodySum{crc: base64.StdEncoding.EncodeToString(h.Sum(nil))}, nil
+		return bodySum{crc: h.Sum(nil)}, nil
 	}
 	return bodySum{md5: h.Sum(nil)}, nil
 }
@@ -387,12 +385,21 @@ func (b bodySum) contentMD5() string {
 	return base64.StdEncoding.EncodeToString(b.md5)
 }
 
+// crcBase64 is the x-amz-checksum-crc32c header's value; "" for an
+// MD5-guarded body.
+func (b bodySum) crcBase64() string {
+	if b.crc == nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b.crc)
+}
+
 // header is the checksum header of a CRC-guarded body; nil otherwise.
 func (b bodySum) header() http.Header {
-	if b.crc == "" {
+	if b.crc == nil {
 		return nil
 	}
-	return http.Header{checksumCRC32C: {b.crc}}
+	return http.Header{checksumCRC32C: {b.crcBase64()}}
 }
 
 const (
@@ -406,8 +413,8 @@ func (s *S3) putSingle(ctx context.Context, key string, body *io.SectionReader, 
 	if err != nil {
 		return 0, err
 	}
-	if sum.crc != "" {
-		opts.UserMetadata = map[string]string{checksumCRC32C: sum.crc}
+	if sum.crc != nil {
+		opts.UserMetadata = map[string]string{checksumCRC32C: sum.crcBase64()}
 	}
 	n, err := s.retry(ctx, func(ctx context.Context) error {
 		_, err := s.core.PutObject(ctx, s.loc.Bucket, key, io.NewSectionReader(body, 0, body.Size()),
@@ -426,7 +433,7 @@ func (b bodySum) own(info minio.ObjectInfo) bool {
 	if b.md5 != nil {
 		return strings.EqualFold(strings.Trim(info.ETag, `"`), hex.EncodeToString(b.md5))
 	}
-	return info.ChecksumCRC32C == b.crc
+	return info.ChecksumCRC32C == b.crcBase64()
 }
 
 // partSums are the sums of a multipart upload's parts by part number.
@@ -443,15 +450,8 @@ func (ps partSums) own(info minio.ObjectInfo) bool {
 		if !ok {
 			return false
 		}
-		if b.md5 != nil {
-			md.Write(b.md5)
-			continue
-		}
-		c, err := base64.StdEncoding.DecodeString(b.crc)
-		if err != nil {
-			return false
-		}
-		crc.Write(c)
+		md.Write(b.md5)
+		crc.Write(b.crc)
 	}
 	if ps[1].md5 != nil {
 		return strings.EqualFold(strings.Trim(info.ETag, `"`), fmt.Sprintf("%x-%d", md.Sum(nil), len(ps)))
@@ -550,7 +550,7 @@ func (s *S3) putMultipart(ctx context.Context, key string, parts iter.Seq2[*io.S
 			}
 			sums[num] = sum
 			if p.ChecksumCRC32C == "" {
-				p.ChecksumCRC32C = sum.crc // a store that checked it may not echo it
+				p.ChecksumCRC32C = sum.crcBase64() // a store that checked it may not echo it
 			}
 			completed = append(completed, minio.CompletePart{
 				PartNumber: num, ETag: p.ETag,

@@ -17,7 +17,8 @@
 // # Pipeline
 //
 // One walker goroutine lists directories in name order, compares each
-// file with the parent snapshot, and queues the files that must be read.
+// file with the parent snapshot, and queues the files that must be read,
+// opened and with their start asked of the kernel ahead (prefetch).
 // Workers (one per CPU) read and chunk files and compute their whole-file
 // hashes; blob workers (one per CPU) hash, deduplicate, compress and store
 // the chunks. The walker saves each directory's tree once all its entries
@@ -32,7 +33,9 @@
 //     needed; the few larger chunks take a buffer of up to the maximum
 //     chunk size (8 MiB) that is dropped once the chunk is stored;
 //   - one chunker read buffer (256 KiB) per file worker;
-//   - queues of fixed capacity (2×workers jobs each);
+//   - queues of fixed capacity: 64 files (each an open descriptor, its
+//     first MiB asked of the kernel ahead: page cache, not heap) and
+//     2×workers chunks;
 //   - directory listings waiting to be saved: at most maxPendingNodes
 //     (65 536) nodes (about 20 MiB) beyond the directory being listed;
 //   - the uploader's own buffers (for a local session: two open packs).
@@ -177,7 +180,9 @@ func run(ctx context.Context, up Uploader, o Options, walk func(ctx context.Cont
 		root, err = walk(gctx, w)
 		return err
 	})
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	p.closeQueued()
+	if err != nil {
 		return nil, err
 	}
 	res := &Result{Tree: root, Summary: w.sum}
@@ -434,7 +439,8 @@ func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.No
 			w.sum.FilesNew++
 		}
 		f = newFuture(n)
-		if err := w.p.submit(ctx, fileJob{path: p, f: f, changed: changed}); err != nil {
+		file, openErr := prefetch(p, n.Size)
+		if err := w.p.submit(ctx, fileJob{path: p, file: file, openErr: openErr, f: f, changed: changed}); err != nil {
 			return nil, err
 		}
 	}

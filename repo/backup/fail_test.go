@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +46,7 @@ func TestBackupFailsWhenStoringFails(t *testing.T) {
 	}
 	repotest.WriteTree(t, src, files)
 	for _, n := range []int64{0, 1, 10, 100} {
+		fds := openFDs(t)
 		done := make(chan error, 1)
 		go func() {
 			_, err := backup.Run(context.Background(), &failingUploader{n: n}, []string{src}, opts(r))
@@ -58,5 +60,20 @@ func TestBackupFailsWhenStoringFails(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("the backup hangs when storing fails after %d blobs", n)
 		}
+		// The walker opens files ahead of the file workers; those
+		// still queued when the backup failed are closed.
+		if now := openFDs(t); now != fds {
+			t.Errorf("after %d blobs: %d descriptors open, %d before the backup", n, now, fds)
+		}
 	}
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

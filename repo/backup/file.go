@@ -18,11 +18,43 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileJob asks a file worker to read one file (or a stream) and resolve f.
+// fileJob asks a file worker to read one file and resolve f. The walker
+// opened the file (file, or the error opening it gave) and asked the
+// kernel to read its start ahead (prefetch).
 type fileJob struct {
 	path    string
+	file    *os.File
+	openErr error
 	f       *future
 	changed bool // the parent snapshot has this file (with other metadata)
+}
+
+// filesAhead is how many files the walker may open and prefetch ahead
+// of the file workers: the capacity of the files queue, and so the open
+// descriptors it holds.
+const filesAhead = 64
+
+// prefetchMax is how much of a file the walker asks the kernel to read
+// ahead when it queues the file: all of a small file, the start of a
+// larger one (the kernel's own readahead follows the file workers' reads
+// from there).
+const prefetchMax = 1 << 20
+
+// prefetch opens p for a file worker and asks the kernel to read its
+// first min(size, prefetchMax) bytes in the background. Small files read
+// from a cold disk one after the other waited on each read: 40 000 files
+// of a source tree took 5.4-5.8 s to back up with two file workers, and
+// 2.5-3.6 s with the kernel reading 64 files ahead of them.
+func prefetch(p string, size uint64) (*os.File, error) {
+	f, err := openNoAtime(p, 0)
+	if err != nil {
+		return nil, err
+	}
+	if size > 0 {
+		// Advice only: a failure costs the prefetch, not the file.
+		unix.Fadvise(int(f.Fd()), 0, int64(min(size, prefetchMax)), unix.FADV_WILLNEED)
+	}
+	return f, nil
 }
 
 // blobJob asks a blob worker to store one chunk.
@@ -54,7 +86,7 @@ func newPipeline(ctx context.Context, up Uploader, o Options) *pipeline {
 		ctx:   ctx,
 		up:    up,
 		o:     o,
-		files: make(chan fileJob, 2*o.Workers),
+		files: make(chan fileJob, filesAhead),
 		blobs: make(chan blobJob, 2*o.Workers),
 		bufs:  make(chan *[]byte, o.Workers+2),
 	}
@@ -88,16 +120,30 @@ func (p *pipeline) start(g *errgroup.Group) {
 // 64 MiB at most) would hold 4-16 times more memory for nothing.
 func (p *pipeline) chunkBufSize() int { return min(p.o.Params.Max, 2*p.o.Params.Avg) }
 
+// submit queues j; if the backup ends first, it closes j's file.
 func (p *pipeline) submit(ctx context.Context, j fileJob) error {
 	select {
 	case p.files <- j:
 		return nil
 	case <-ctx.Done():
+		if j.file != nil {
+			j.file.Close()
+		}
 		return ctx.Err()
 	}
 }
 
 func (p *pipeline) closeJobs() { close(p.files) }
+
+// closeQueued closes the files of jobs left in the queue by a backup that
+// failed, once every worker and the walker have stopped.
+func (p *pipeline) closeQueued() {
+	for j := range p.files {
+		if j.file != nil {
+			j.file.Close()
+		}
+	}
+}
 
 func (p *pipeline) warnings() []string { return p.warn.list }
 
@@ -134,11 +180,11 @@ func (p *pipeline) fileWorker() error {
 // the backup are returned.
 func (p *pipeline) readFile(ch *chunker.Chunker, j fileJob) error {
 	n := &j.f.node
-	f, err := openNoAtime(j.path, 0)
-	if err != nil {
-		p.skip(j, err)
+	if j.openErr != nil {
+		p.skip(j, j.openErr)
 		return nil
 	}
+	f := j.file
 	defer f.Close()
 	before, err := fstat(f)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestBackupSetsMemoryLimit: a standalone backup asks the Go runtime to
-// keep its heap near backupMemoryLimit (three data packs and 80 MiB),
+// keep its heap near backupMemoryLimit (three data packs and 60 MiB),
 // unless GOMEMLIMIT says otherwise.
 func TestBackupSetsMemoryLimit(t *testing.T) {
 	for _, withPlan := range []bool{false, true} {
@@ -46,7 +46,7 @@ func testBackupMemoryLimit(t *testing.T, withPlan bool) {
 	}
 	// Default packs: 16 MiB and the header's reserve (4096 entries,
 	// the footer, an envelope's overhead).
-	if got, want := debug.SetMemoryLimit(-1), int64(3*(16<<20+4096*49+24+29))+80<<20; got != want {
+	if got, want := debug.SetMemoryLimit(-1), int64(3*(16<<20+4096*49+24+29))+60<<20; got != want {
 		t.Fatalf("memory limit %d, want %d", got, want)
 	}
 }

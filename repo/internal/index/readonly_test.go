@@ -31,7 +31,7 @@ func dirState(t *testing.T, dir string) []string {
 
 // fillClosed writes packs of 1000 blobs each, numbered from to to, and
 // closes the index, so dir holds several tables.
-func fillClosed(t *testing.T, dir string, from, to int) (blob.Handle, blob.ID) {
+func fillClosed(t testing.TB, dir string, from, to int) (blob.Handle, blob.ID) {
 	t.Helper()
 	x, err := Open(dir, Options{EncryptionKey: make([]byte, 32)})
 	if err != nil {

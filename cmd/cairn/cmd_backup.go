@@ -158,19 +158,15 @@ func (o *backupOptions) commandJob(g *globalOptions, paths []string) (*pushJob, 
 // to stay near (GOMEMLIMIT overrides it): three data packs (the open
 // one, one being written, one idle for reuse: 16.2 MiB each by default)
 // and 60 MiB for the rest (chunk buffers, two zstd encoder states, the
-// index's tables and caches, the trees being built). The heap a first
-// backup of the peers data set keeps live peaks near 110 MiB; with the
-// collector's default target (GOGC 50 here) it grew to 180 MiB before a
-// collection and the process to 190-200 MiB of RSS. With this limit
-// (129 MiB for default packs) the collector runs about as often (its
-// work is small: the heap is mostly byte buffers it need not scan) and
-// the peak RSS was 131 MiB, the CPU time the same within the noise. It
-// was 80 MiB for the rest (129 MiB) until the first backup measured
-// 146-151 MiB of RSS against restic 0.19.1's 138 (the binary's pages
-// and badger's mapped files come on top of the heap). With 60 MiB (109
-// MiB) it measured 128-136 MiB; the live heap peaked at 98 MB, and the
-// collector ran 52 times instead of 25, about 0.2 CPU s in all against
-// 12-13 CPU s for the backup.
+// index's tables and caches, the trees being built): 109 MiB for default
+// packs. The heap a first backup of the peers data set keeps live peaks
+// at 98 MB; with only the collector's target (GOGC 50 here) it grew to
+// 180 MiB before a collection and the process to 190-200 MiB of RSS.
+// With this limit the process peaked at 125-133 MiB (the binary's pages
+// and badger's mapped files come on top of the heap), against 145-152
+// MiB with 80 MiB for the rest, and the collector ran 52 times instead
+// of 25, about 0.2 CPU s in all against 12-13 CPU s for the backup (its
+// work is small: the heap is mostly byte buffers it need not scan).
 func backupMemoryLimit(r *repo.Repository) int64 {
 	return int64(3*r.PackBufferSize()) + 60<<20
 }

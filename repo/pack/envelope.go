@@ -51,10 +51,11 @@ const encoderWindow = 2 << 20
 // from the default matcher's second, 1 MiB hash table, whose every
 // lookup misses the CPU caches in a backup, where file reads and hashing
 // evict it between blobs. On the 40 000 files (182 MiB) of the peers
-// tree's source directories a first backup took 3.9-4.4 user CPU
-// seconds instead of 4.8-6.5 and stored 62.0 MiB instead of 59.4
-// (BenchmarkCompressSmall measures both matchers alone, where the gap
-// is smaller). Larger chunks keep the default matcher.
+// tree's source directories a first backup took 3.4-4.4 user CPU
+// seconds instead of 4.8-6.5 and stored 62.0 MiB instead of 59.4, the
+// same with the threshold at 16, 64 or 256 KiB. BenchmarkCompressSmall
+// measures both matchers alone, where the gap is smaller. Larger chunks
+// keep the default matcher.
 const smallBlob = 64 << 10
 
 func encoder(l Level) *zstd.Encoder {

@@ -210,7 +210,7 @@ func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, [
 			fn(w.i, nil, fmt.Errorf("blob %s: read pack %s: %w", w.h, s.pack.Short(), rerr))
 		default:
 			env := buf[off-lo : off-lo+int64(w.loc.Length)]
-			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength))
+			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength), true)
 			if err != nil {
 				fn(w.i, nil, err)
 			} else {

@@ -39,7 +39,20 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 		return buf[:0], err
 	}
 	defer done()
-	return r.loadFrom(f, loc, h, buf)
+	return r.loadFrom(f, loc, h, buf, true)
+}
+
+// LoadBlobUnhashed is LoadBlob for a data blob whose reader hashes every
+// byte it gets against a hash it trusts (snapfs.UnhashedLoader): the blob
+// is authenticated and decompressed to the length the index records, but
+// not hashed. Tree blobs are always hashed.
+func (r *Repository) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	loc, f, done, err := r.openBlob(ctx, h)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer done()
+	return r.loadFrom(f, loc, h, buf, h.Type != blob.Data)
 }
 
 // LoadStored reads blob h and authenticates its envelope, and appends
@@ -95,14 +108,15 @@ func (r *Repository) openBlob(ctx context.Context, h blob.Handle) (loc index.Loc
 	return loc, f, done, nil
 }
 
-// loadFrom reads blob h at loc from an open pack file.
-func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte) ([]byte, error) {
+// loadFrom reads blob h at loc from an open pack file; rehash is
+// openEnvelope's.
+func (r *Repository) loadFrom(f storage.File, loc index.Location, h blob.Handle, buf []byte, rehash bool) ([]byte, error) {
 	envp, err := r.readEnvelope(f, loc, h)
 	if err != nil {
 		return buf[:0], err
 	}
 	defer putEnv(envp)
-	return r.openEnvelope(loc, h, *envp, buf[:0])
+	return r.openEnvelope(loc, h, *envp, buf[:0], rehash)
 }
 
 // readEnvelope reads the envelope of blob h at loc from an open pack file
@@ -124,12 +138,17 @@ func (r *Repository) readEnvelope(f storage.File, loc index.Location, h blob.Han
 	return envp, nil
 }
 
-// openEnvelope authenticates, decompresses and re-hashes blob h from its
-// sealed envelope env, read from loc, and appends its plaintext to dst.
-func (r *Repository) openEnvelope(loc index.Location, h blob.Handle, env, dst []byte) ([]byte, error) {
+// openEnvelope authenticates, decompresses and (with rehash) re-hashes
+// blob h from its sealed envelope env, read from loc, and appends its
+// plaintext to dst.
+func (r *Repository) openEnvelope(loc index.Location, h blob.Handle, env, dst []byte, rehash bool) ([]byte, error) {
 	scrp := envPool.Get().(*[]byte)
 	defer putEnv(scrp)
-	out, scratch, err := pack.OpenBlob(dst, r.key, h, int(loc.RawLength), env, *scrp)
+	open := pack.OpenBlob
+	if !rehash {
+		open = pack.OpenBlobUnhashed
+	}
+	out, scratch, err := open(dst, r.key, h, int(loc.RawLength), env, *scrp)
 	*scrp = scratch
 	if err != nil {
 		return dst, fmt.Errorf("pack %s offset %d: %w", loc.Pack.Short(), loc.Offset, err)

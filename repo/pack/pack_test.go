@@ -261,6 +261,33 @@ func TestBlobDamage(t *testing.T) {
 	}
 }
 
+// OpenBlobUnhashed authenticates, decompresses and checks the length as
+// OpenBlob does, and only leaves out the comparison with the ID: an
+// envelope sealed (with the key) under another blob's ID opens, a
+// damaged one or a wrong length does not.
+func TestOpenBlobUnhashed(t *testing.T) {
+	key := fixtureKey(t)
+	data := []byte(strings.Repeat("unhashed ", 500))
+	payload, c := Compress(nil, data, LevelDefault)
+	lie := blob.Handle{ID: blob.Hash([]byte("other")), Type: blob.Data}
+	env := SealBlob(nil, key, lie, c, payload)
+	if _, _, err := OpenBlob(nil, key, lie, len(data), env, nil); err == nil ||
+		err.Error() != "blob data/"+lie.ID.Short()+": plaintext does not match its id: corrupt" {
+		t.Fatalf("OpenBlob of a lie: %v", err)
+	}
+	got, _, err := OpenBlobUnhashed([]byte("kept"), key, lie, len(data), env, nil)
+	if err != nil || string(got[:4]) != "kept" || !bytes.Equal(got[4:], data) {
+		t.Fatalf("OpenBlobUnhashed: %v (%d bytes)", err, len(got))
+	}
+	if _, _, err := OpenBlobUnhashed(nil, key, lie, len(data), flip(env, seal.NonceSize+2), nil); !errors.Is(err, seal.ErrAuth) || !errors.Is(err, blob.ErrCorrupt) {
+		t.Fatalf("flipped: %v", err)
+	}
+	if _, _, err := OpenBlobUnhashed(nil, key, lie, len(data)-1, env, nil); err == nil ||
+		err.Error() != fmt.Sprintf("blob data/%s: decompressed to %d bytes, want %d: corrupt", lie.ID.Short(), len(data), len(data)-1) {
+		t.Fatalf("wrong length: %v", err)
+	}
+}
+
 func TestVerifyPayload(t *testing.T) {
 	data := []byte(strings.Repeat("abc", 1000))
 	payload, c := Compress(nil, data, LevelFastest)

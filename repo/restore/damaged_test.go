@@ -109,3 +109,81 @@ func TestDamagedFileLeavesNothingBehind(t *testing.T) {
 		}
 	}
 }
+
+// unhashedBlobs is blobs as a snapfs.UnhashedLoader: LoadBlob checks
+// each blob against its ID, as a repository does, LoadBlobUnhashed does
+// not; both count their loads.
+type unhashedBlobs struct {
+	blobs
+	mu               sync.Mutex
+	hashed, unhashed map[blob.ID]int
+}
+
+func (u *unhashedBlobs) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	u.mu.Lock()
+	u.hashed[h.ID]++
+	u.mu.Unlock()
+	out, err := u.blobs.LoadBlob(ctx, h, buf)
+	if err == nil && blob.Hash(out) != h.ID {
+		return buf[:0], fmt.Errorf("blob %s: plaintext does not match its id: %w", h, blob.ErrCorrupt)
+	}
+	return out, err
+}
+
+func (u *unhashedBlobs) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	u.mu.Lock()
+	u.unhashed[h.ID]++
+	u.mu.Unlock()
+	return u.blobs.LoadBlob(ctx, h, buf)
+}
+
+// The chunks of a file of several chunks are loaded without hashing each
+// (the whole file is hashed against its recorded hash). A chunk whose
+// bytes are not its ID's then shows as the file's mismatch, and restore
+// loads the file's chunks again, hashed, so the error names that chunk;
+// the file is removed, the others restored.
+func TestWrongChunkNamedAfterFileMismatch(t *testing.T) {
+	u := &unhashedBlobs{blobs: blobs{}, hashed: map[blob.ID]int{}, unhashed: map[blob.ID]int{}}
+	put := func(typ blob.Type, id blob.ID, b []byte) tree.Chunk {
+		u.blobs[blob.Handle{ID: id, Type: typ}] = b
+		return tree.Chunk{ID: id, Size: uint64(len(b))}
+	}
+	chunk := func(s string) tree.Chunk { return put(blob.Data, blob.Hash([]byte(s)), []byte(s)) }
+	file := func(name string, content string, chunks ...tree.Chunk) tree.Node {
+		return tree.Node{Name: name, Type: tree.File, Mode: 0o644, Size: uint64(len(content)),
+			FileHash: blob.Hash([]byte(content)), Content: chunks}
+	}
+	lie := blob.Hash([]byte("second"))
+	nodes := []tree.Node{
+		file("a-lies", "firstsecond", chunk("first"), put(blob.Data, lie, []byte("mallor"))),
+		file("b-good", "good and whole", chunk("good "), chunk("and whole")),
+	}
+	enc, err := tree.Encode(nil, &tree.Tree{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := blob.Hash(enc)
+	u.blobs[blob.Handle{ID: root, Type: blob.Tree}] = enc
+	target := filepath.Join(t.TempDir(), "target")
+	_, err = restore.Run(t.Context(), u, root, "", target, restore.Options{Workers: 2})
+	want := fmt.Sprintf("a-lies: blob data/%s: plaintext does not match its id", lie.Short())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
+	}
+	entries, _ := os.ReadDir(target)
+	if len(entries) != 1 || entries[0].Name() != "b-good" {
+		t.Fatalf("target holds %v, want b-good only", entries)
+	}
+	if b, _ := os.ReadFile(filepath.Join(target, "b-good")); string(b) != "good and whole" {
+		t.Fatalf("b-good: %q", b)
+	}
+	good := []blob.ID{blob.Hash([]byte("good ")), blob.Hash([]byte("and whole"))}
+	for _, id := range good {
+		if u.unhashed[id] != 1 || u.hashed[id] != 0 {
+			t.Errorf("chunk %s of b-good: %d unhashed and %d hashed loads, want 1 and 0", id.Short(), u.unhashed[id], u.hashed[id])
+		}
+	}
+	if u.unhashed[lie] != 1 || u.hashed[lie] != 1 {
+		t.Errorf("the lying chunk: %d unhashed and %d hashed loads, want 1 and 1", u.unhashed[lie], u.hashed[lie])
+	}
+}

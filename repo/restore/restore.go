@@ -522,16 +522,21 @@ func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
-	chunks := sf.Chunks(ctx, ReadAhead)
-	if j.feed != nil {
-		chunks = j.feed.Chunks(ctx)
-	}
 	// A file of one chunk hashes to that chunk's ID, which the loader
 	// checked against the bytes it gave: hashing them again would
-	// compute the same SHA-256 twice.
+	// compute the same SHA-256 twice. Any other file is hashed whole
+	// against its recorded hash, so its chunks are loaded without each
+	// being hashed as well, where the loader offers that (a repository,
+	// not an appliance: snapfs.UnhashedLoader); when the whole does not
+	// match, blame loads them again, hashed, to name the wrong chunk.
 	var h hash.Hash
+	chunks := sf.Chunks(ctx, ReadAhead)
 	if len(n.Content) != 1 || n.Content[0].ID != n.FileHash {
 		h = sha256.New()
+		chunks = sf.Unhashed().Chunks(ctx, ReadAhead)
+	}
+	if j.feed != nil {
+		chunks = j.feed.Chunks(ctx)
 	}
 	var end int64 // where the data written ends
 	for c, err := range chunks {
@@ -562,6 +567,9 @@ func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	}
 	if h != nil {
 		if got := blob.ID(h.Sum(nil)); got != n.FileHash {
+			if err := blame(ctx, sf); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
 			return &MismatchError{Path: p, Want: n.FileHash, Got: got}
 		}
 	}
@@ -577,6 +585,18 @@ func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	rs.mu.Unlock()
 	rs.o.Progress.Files.Add(1)
 	crashpoint.Hit("restore-file-done")
+	return nil
+}
+
+// blame loads the chunks of a file whose contents did not match its
+// recorded hash again, each checked against its ID, and returns the
+// first error: which chunk is wrong, if one is.
+func blame(ctx context.Context, sf *snapfs.File) error {
+	for _, err := range sf.Chunks(ctx, ReadAhead) {
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

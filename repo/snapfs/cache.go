@@ -63,18 +63,7 @@ func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte
 	}
 	if f, ok := c.loading[h.ID]; ok {
 		c.mu.Unlock()
-		select {
-		case <-f.done:
-		case <-ctx.Done():
-			return buf[:0], ctx.Err()
-		}
-		if f.reload {
-			return c.l.LoadBlob(ctx, h, buf)
-		}
-		if f.err != nil {
-			return buf[:0], f.err
-		}
-		return append(buf[:0], f.data...), nil
+		return c.await(ctx, f, h, buf, c.l.LoadBlob)
 	}
 	f := &inflight{done: make(chan struct{})}
 	c.loading[h.ID] = f
@@ -97,6 +86,49 @@ func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte
 	c.mu.Unlock()
 	close(f.done)
 	return data, err
+}
+
+// await waits for the load f of h by another caller and appends its
+// result to buf[:0]; if that caller did not keep the blob, it loads it
+// with load.
+func (c *Cache) await(ctx context.Context, f *inflight, h blob.Handle, buf []byte, load func(context.Context, blob.Handle, []byte) ([]byte, error)) ([]byte, error) {
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return buf[:0], ctx.Err()
+	}
+	if f.reload {
+		return load(ctx, h, buf)
+	}
+	if f.err != nil {
+		return buf[:0], f.err
+	}
+	return append(buf[:0], f.data...), nil
+}
+
+// LoadBlobUnhashed implements [UnhashedLoader]. A blob held, or being
+// loaded by LoadBlob, comes from there (it was hashed); any other is
+// loaded through the wrapped loader's LoadBlobUnhashed (its LoadBlob if
+// it has none) and neither kept nor handed to other callers, who expect
+// hashed blobs.
+func (c *Cache) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	load := c.l.LoadBlob
+	if u, ok := c.l.(UnhashedLoader); ok {
+		load = u.LoadBlobUnhashed
+	}
+	c.mu.Lock()
+	if el, ok := c.entries[h.ID]; ok && el.Value.(*cacheEntry).typ == h.Type {
+		c.lru.MoveToFront(el)
+		out := append(buf[:0], el.Value.(*cacheEntry).data...)
+		c.mu.Unlock()
+		return out, nil
+	}
+	f, ok := c.loading[h.ID]
+	c.mu.Unlock()
+	if ok {
+		return c.await(ctx, f, h, buf, load)
+	}
+	return load(ctx, h, buf)
 }
 
 func (c *Cache) insert(h blob.Handle, data []byte) {

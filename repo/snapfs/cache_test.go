@@ -2,8 +2,11 @@ package snapfs_test
 
 import (
 	"bytes"
+	"context"
+	"slices"
 	"testing"
 
+	"github.com/cairnbackup/cairn/repo"
 	"github.com/cairnbackup/cairn/repo/blob"
 	"github.com/cairnbackup/cairn/repo/repotest"
 	"github.com/cairnbackup/cairn/repo/snapfs"
@@ -51,5 +54,72 @@ func TestCacheKeepsSmallBlobsOnly(t *testing.T) {
 	}
 	if cl.loads[hs[0].ID] != 1 || cl.loads[hs[1].ID] != 2 {
 		t.Fatalf("loads: small %d, large %d; want 1 and 2", cl.loads[hs[0].ID], cl.loads[hs[1].ID])
+	}
+}
+
+// recordingLoader is an UnhashedLoader over a repository that records
+// which of its methods each load went through.
+type recordingLoader struct {
+	r     *repo.Repository
+	calls []string
+}
+
+func (l *recordingLoader) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	l.calls = append(l.calls, "hashed")
+	return l.r.LoadBlob(ctx, h, buf)
+}
+
+func (l *recordingLoader) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	l.calls = append(l.calls, "unhashed")
+	return l.r.LoadBlobUnhashed(ctx, h, buf)
+}
+
+// A blob the cache loads unhashed is neither kept nor given to a caller
+// of LoadBlob, who expects it hashed; a blob it holds (hashed) serves
+// both. Over a loader that cannot skip the hash, LoadBlobUnhashed is
+// LoadBlob.
+func TestCacheKeepsOnlyHashedBlobs(t *testing.T) {
+	r := repotest.New(t)
+	data := bytes.Repeat([]byte("u"), 100)
+	s := r.NewSession()
+	id, _, err := s.SaveBlob(t.Context(), blob.Data, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h := blob.Handle{ID: id, Type: blob.Data}
+	rl := &recordingLoader{r: r}
+	c := snapfs.NewCache(rl, 1<<20)
+	load := func(unhashed bool) {
+		t.Helper()
+		f := c.LoadBlob
+		if unhashed {
+			f = c.LoadBlobUnhashed
+		}
+		got, err := f(t.Context(), h, nil)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("load (unhashed %v): %q, %v", unhashed, got, err)
+		}
+	}
+	load(true)
+	if n := c.Size(); n != 0 {
+		t.Fatalf("the cache kept %d bytes of an unhashed load", n)
+	}
+	load(false)
+	load(true)
+	load(false)
+	if want := []string{"unhashed", "hashed"}; !slices.Equal(rl.calls, want) {
+		t.Fatalf("loads went through %v, want %v", rl.calls, want)
+	}
+
+	cl := newCountingLoader(r)
+	plain := snapfs.NewCache(cl, 1<<20)
+	if got, err := plain.LoadBlobUnhashed(t.Context(), h, nil); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("over a plain loader: %q, %v", got, err)
+	}
+	if cl.loads[id] != 1 {
+		t.Fatalf("over a plain loader: %d loads, want 1", cl.loads[id])
 	}
 }

@@ -18,6 +18,7 @@ import (
 // binary search with no index lookups. A File is safe for concurrent use.
 type File struct {
 	l       BlobLoader
+	load    func(context.Context, blob.Handle, []byte) ([]byte, error) // l.LoadBlob, or LoadBlobUnhashed ([File.Unhashed])
 	node    *tree.Node
 	offsets []int64 // start of chunk i; offsets[len(Content)] is the size
 }
@@ -34,7 +35,21 @@ func OpenFile(l BlobLoader, n *tree.Node) (*File, error) {
 	for i, c := range n.Content {
 		offs[i+1] = offs[i] + int64(c.Size)
 	}
-	return &File{l: l, node: n, offsets: offs}, nil
+	return &File{l: l, load: l.LoadBlob, node: n, offsets: offs}, nil
+}
+
+// Unhashed returns f reading its chunks without re-hashing each ([UnhashedLoader]),
+// if its loader can; otherwise f. The caller must hash every byte it
+// reads against the node's FileHash, and on a mismatch load the chunks
+// again with f to learn which one is wrong.
+func (f *File) Unhashed() *File {
+	u, ok := f.l.(UnhashedLoader)
+	if !ok {
+		return f
+	}
+	g := *f
+	g.load = u.LoadBlobUnhashed
+	return &g
 }
 
 // Size is the file's length.
@@ -64,7 +79,7 @@ func (f *File) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 			clear(p[n : n+int(want)])
 		} else {
 			var err error
-			buf, err = f.l.LoadBlob(ctx, blob.Handle{ID: c.ID, Type: blob.Data}, buf)
+			buf, err = f.load(ctx, blob.Handle{ID: c.ID, Type: blob.Data}, buf)
 			if err != nil {
 				return n, err
 			}
@@ -125,7 +140,7 @@ func (f *File) Chunks(ctx context.Context, window int) iter.Seq2[Chunk, error] {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					data, err := f.l.LoadBlob(ctx, blob.Handle{ID: c.ID, Type: blob.Data}, buf)
+					data, err := f.load(ctx, blob.Handle{ID: c.ID, Type: blob.Data}, buf)
 					if err == nil && uint64(len(data)) != c.Size {
 						err = fmt.Errorf("chunk %s is %d bytes, the tree says %d: %w", c.ID.Short(), len(data), c.Size, blob.ErrCorrupt)
 					}

@@ -49,6 +49,20 @@ type BlobLoader interface {
 	LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error)
 }
 
+// UnhashedLoader is a [BlobLoader] that can also load a data blob
+// without re-hashing it: authenticated (AEAD) and decompressed to the
+// length its index entry records, but not checked against its ID. It is
+// for a reader that hashes every byte it gets itself against a hash it
+// trusts, and checks each blob with LoadBlob when that hash does not
+// match (restore: [File.Unhashed]). Only a loader that authenticates
+// what it reads with the repository's key offers it (*repo.Repository,
+// and [Cache] over one); a node restoring from an appliance keeps
+// hashing every blob it receives.
+type UnhashedLoader interface {
+	BlobLoader
+	LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error)
+}
+
 // BatchLoader is a [BlobLoader] that also loads many blobs together,
 // cheaper than one at a time where every read is a request with a round
 // trip (an object store): blobs of one pack that lie close together come

@@ -100,6 +100,13 @@ const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelo
 // and written: what a session holds per pack in flight.
 func (r *Repository) PackBufferSize() int { return r.openPackSize() }
 
+// SessionPackMemory is the most memory the data packs of a busy session
+// take: the open one, those being written (packWriters: one to a
+// directory, two to an object store) and one idle for reuse.
+func (r *Repository) SessionPackMemory() int64 {
+	return int64(r.packWriters()+2) * int64(r.openPackSize())
+}
+
 // openPackSize is the capacity a data pack's buffer is allocated with:
 // a pack is written before a blob would take it past PackSize, so a
 // pack is at most PackSize plus its header, or one blob alone (a chunk

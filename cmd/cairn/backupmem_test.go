@@ -11,8 +11,8 @@ import (
 )
 
 // TestBackupSetsMemoryLimit: a standalone backup asks the Go runtime to
-// keep its heap near backupMemoryLimit (three data packs and 60 MiB),
-// unless GOMEMLIMIT says otherwise.
+// keep its heap near backupMemoryLimit (the session's data packs, three
+// for a directory, and 60 MiB), unless GOMEMLIMIT says otherwise.
 func TestBackupSetsMemoryLimit(t *testing.T) {
 	for _, withPlan := range []bool{false, true} {
 		t.Run(map[bool]string{false: "paths", true: "plan file"}[withPlan], func(t *testing.T) { testBackupMemoryLimit(t, withPlan) })

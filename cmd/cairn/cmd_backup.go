@@ -155,20 +155,24 @@ func (o *backupOptions) commandJob(g *globalOptions, paths []string) (*pushJob, 
 }
 
 // backupMemoryLimit is the heap a standalone backup asks the Go runtime
-// to stay near (GOMEMLIMIT overrides it): three data packs (the open
-// one, one being written, one idle for reuse: 16.2 MiB each by default)
-// and 60 MiB for the rest (chunk buffers, two zstd encoder states, the
-// index's tables and caches, the trees being built): 109 MiB for default
-// packs. The heap a first backup of the peers data set keeps live peaks
-// at 98 MB; with only the collector's target (GOGC 50 here) it grew to
-// 180 MiB before a collection and the process to 190-200 MiB of RSS.
-// With this limit the process peaked at 125-133 MiB (the binary's pages
-// and badger's mapped files come on top of the heap), against 145-152
-// MiB with 80 MiB for the rest, and the collector ran 52 times instead
-// of 25, about 0.2 CPU s in all against 12-13 CPU s for the backup (its
-// work is small: the heap is mostly byte buffers it need not scan).
+// to stay near (GOMEMLIMIT overrides it): the session's data packs (the
+// open one, those being written, one idle for reuse: 16.2 MiB each by
+// default, repo.SessionPackMemory) and 60 MiB for the rest (chunk
+// buffers, two zstd encoder states, the index's tables and caches, the
+// trees being built): 109 MiB for default packs in a directory, 125 MiB
+// in an object store, where two packs are written at once. The heap a
+// first backup of the peers data set keeps live peaks at 98 MB; with
+// only the collector's target (GOGC 50 here) it grew to 180 MiB before a
+// collection and the process to 190-200 MiB of RSS. With this limit the
+// process peaked at 125-133 MiB (the binary's pages and badger's mapped
+// files come on top of the heap), against 145-152 MiB with 80 MiB for
+// the rest, and the collector ran 52 times instead of 25, about 0.2 CPU
+// s in all against 12-13 CPU s for the backup (its work is small: the
+// heap is mostly byte buffers it need not scan). A limit that counts one
+// pack too few keeps the live heap at the limit: into an object store
+// the collector ran 447 times (7 % of the CPU) while it counted three.
 func backupMemoryLimit(r *repo.Repository) int64 {
-	return int64(3*r.PackBufferSize()) + 60<<20
+	return r.SessionPackMemory() + 60<<20
 }
 
 // limitBackupMemory sets backupMemoryLimit for a backup in a process of

@@ -238,6 +238,71 @@ func TestChangedWhileReading(t *testing.T) {
 	}
 }
 
+// A file replaced between the walker's lstat and its open is not read:
+// not through a symbolic link to a file its owner cannot read (whose
+// bytes would be stored under the link's name and mode), not as a FIFO
+// (whose open would wait for a writer for good), not as another file.
+// Each is named in a warning and left out; the others are backed up.
+func TestReplacedBeforeOpen(t *testing.T) {
+	r := repotest.New(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	repotest.WriteTree(t, src, map[string]string{"a-fifo": "x", "b-link": "x", "c-other": "x", "d-kept": "kept"})
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("only root reads this"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("another file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	backup.SetTestHookBeforeOpen(func(p string) {
+		var err error
+		switch filepath.Base(p) {
+		case "a-fifo":
+			if err = os.Remove(p); err == nil {
+				err = syscall.Mkfifo(p, 0o644)
+			}
+		case "b-link":
+			if err = os.Remove(p); err == nil {
+				err = os.Symlink(secret, p)
+			}
+		case "c-other":
+			err = os.Rename(other, p)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	defer backup.SetTestHookBeforeOpen(nil)
+	res := run(t, r, opts(r), src)
+	var want []string
+	for _, name := range []string{"a-fifo", "b-link", "c-other"} {
+		want = append(want, filepath.Join(src, name)+": replaced since it was listed (not the regular file it was): not read; the next backup reads what is there then")
+	}
+	if got := slices.Sorted(slices.Values(res.Summary.Warnings)); !slices.Equal(got, want) {
+		t.Fatalf("warnings %q\nwant %q", got, want)
+	}
+	srcTree, err := snapfs.Lookup(t.Context(), r, res.Tree, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := snapfs.LoadTree(t.Context(), r, srcTree.Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range tr.Nodes {
+		names = append(names, n.Name)
+	}
+	if !slices.Equal(names, []string{"d-kept"}) {
+		t.Fatalf("the snapshot holds %v, want d-kept only", names)
+	}
+	if n := node(t, r, res.Tree, filepath.Join(src, "d-kept")); n.FileHash != blob.Hash([]byte("kept")) {
+		t.Fatalf("d-kept: %+v", n)
+	}
+}
+
 func TestStream(t *testing.T) {
 	r := repotest.New(t)
 	data := strings.Repeat("INSERT INTO t VALUES (1);\n", 100000)

@@ -7,3 +7,7 @@ func SetTestHookAfterRead(f func(path string)) { testHookAfterRead = f }
 // XattrReads is how many times the backup listed an entry's extended
 // attributes so far in this process.
 func XattrReads() uint64 { return xattrReads.Load() }
+
+// SetTestHookBeforeOpen lets tests replace a file between the walker's
+// lstat and its open.
+func SetTestHookBeforeOpen(f func(path string)) { testHookBeforeOpen = f }

@@ -94,6 +94,17 @@ type stretch struct {
 // ctx ends first it returns ctx's error, and blobs not yet loaded get no
 // call.
 func (r *Repository) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error)) error {
+	return r.loadBlobs(ctx, hs, fn, true)
+}
+
+// LoadBlobsUnhashed is LoadBlobs for a reader that hashes every byte it
+// gets against a hash it trusts: data blobs are authenticated and
+// decompressed but not hashed, as by [Repository.LoadBlobUnhashed].
+func (r *Repository) LoadBlobsUnhashed(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error)) error {
+	return r.loadBlobs(ctx, hs, fn, false)
+}
+
+func (r *Repository) loadBlobs(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error), rehash bool) error {
 	r.batch.once.Do(func() { r.batch.slots = make(chan struct{}, r.batchReaders()) })
 	ws := make([]wanted, 0, len(hs))
 	for i, h := range hs {
@@ -155,7 +166,7 @@ func (r *Repository) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i 
 		go func() {
 			defer wg.Done()
 			defer func() { <-r.batch.slots }()
-			r.readStretch(ctx, s, fn)
+			r.readStretch(ctx, s, fn, rehash)
 		}()
 	}
 	wg.Wait()
@@ -163,9 +174,10 @@ func (r *Repository) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i 
 }
 
 // readStretch reads s with one request (or takes its segment) and opens
-// each of its blobs. A failure to open or read the pack is each blob's
-// error, worded as LoadBlob words it.
-func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, []byte, error)) {
+// each of its blobs, re-hashing data blobs if rehash is set (trees
+// always). A failure to open or read the pack is each blob's error,
+// worded as LoadBlob words it.
+func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, []byte, error), rehash bool) {
 	f, err := r.stretchFile(ctx, s)
 	if err != nil {
 		for _, w := range s.blobs {
@@ -210,7 +222,7 @@ func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, [
 			fn(w.i, nil, fmt.Errorf("blob %s: read pack %s: %w", w.h, s.pack.Short(), rerr))
 		default:
 			env := buf[off-lo : off-lo+int64(w.loc.Length)]
-			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength), true)
+			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength), rehash || w.h.Type != blob.Data)
 			if err != nil {
 				fn(w.i, nil, err)
 			} else {

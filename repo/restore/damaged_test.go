@@ -137,12 +137,41 @@ func (u *unhashedBlobs) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf
 	return u.blobs.LoadBlob(ctx, h, buf)
 }
 
+// unhashedBatch is unhashedBlobs as a snapfs.UnhashedBatchLoader, whose
+// reads a restore plans: LoadBlobs hashes, LoadBlobsUnhashed does not.
+type unhashedBatch struct{ *unhashedBlobs }
+
+func (unhashedBatch) BatchReads() bool { return true }
+
+func (u unhashedBatch) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error)) error {
+	return u.each(ctx, hs, fn, u.LoadBlob)
+}
+
+func (u unhashedBatch) LoadBlobsUnhashed(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error)) error {
+	return u.each(ctx, hs, fn, u.LoadBlobUnhashed)
+}
+
+func (unhashedBatch) each(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error), load func(context.Context, blob.Handle, []byte) ([]byte, error)) error {
+	for i, h := range hs {
+		data, err := load(ctx, h, nil)
+		fn(i, data, err)
+	}
+	return ctx.Err()
+}
+
 // The chunks of a file of several chunks are loaded without hashing each
-// (the whole file is hashed against its recorded hash). A chunk whose
-// bytes are not its ID's then shows as the file's mismatch, and restore
-// loads the file's chunks again, hashed, so the error names that chunk;
-// the file is removed, the others restored.
+// (the whole file is hashed against its recorded hash); from a plan, all
+// chunks are, and every file is hashed whole. A chunk whose bytes are not
+// its ID's then shows as its file's mismatch, and restore loads the
+// file's chunks again, hashed, so the error names that chunk; the file is
+// removed, the others restored.
 func TestWrongChunkNamedAfterFileMismatch(t *testing.T) {
+	for _, planned := range []bool{false, true} {
+		t.Run(map[bool]string{false: "loaded", true: "planned"}[planned], func(t *testing.T) { testWrongChunkNamed(t, planned) })
+	}
+}
+
+func testWrongChunkNamed(t *testing.T, planned bool) {
 	u := &unhashedBlobs{blobs: blobs{}, hashed: map[blob.ID]int{}, unhashed: map[blob.ID]int{}}
 	put := func(typ blob.Type, id blob.ID, b []byte) tree.Chunk {
 		u.blobs[blob.Handle{ID: id, Type: typ}] = b
@@ -153,10 +182,11 @@ func TestWrongChunkNamedAfterFileMismatch(t *testing.T) {
 		return tree.Node{Name: name, Type: tree.File, Mode: 0o644, Size: uint64(len(content)),
 			FileHash: blob.Hash([]byte(content)), Content: chunks}
 	}
-	lie := blob.Hash([]byte("second"))
+	lie, single := blob.Hash([]byte("second")), blob.Hash([]byte("single"))
 	nodes := []tree.Node{
 		file("a-lies", "firstsecond", chunk("first"), put(blob.Data, lie, []byte("mallor"))),
 		file("b-good", "good and whole", chunk("good "), chunk("and whole")),
+		file("c-single-lie", "single", put(blob.Data, single, []byte("liar!!"))),
 	}
 	enc, err := tree.Encode(nil, &tree.Tree{Nodes: nodes})
 	if err != nil {
@@ -164,11 +194,17 @@ func TestWrongChunkNamedAfterFileMismatch(t *testing.T) {
 	}
 	root := blob.Hash(enc)
 	u.blobs[blob.Handle{ID: root, Type: blob.Tree}] = enc
+	var l snapfs.BlobLoader = u
+	if planned {
+		l = unhashedBatch{u}
+	}
 	target := filepath.Join(t.TempDir(), "target")
-	_, err = restore.Run(t.Context(), u, root, "", target, restore.Options{Workers: 2})
-	want := fmt.Sprintf("a-lies: blob data/%s: plaintext does not match its id", lie.Short())
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Fatalf("error %v, want one containing %q", err, want)
+	_, err = restore.Run(t.Context(), l, root, "", target, restore.Options{Workers: 2})
+	for name, id := range map[string]blob.ID{"a-lies": lie, "c-single-lie": single} {
+		want := fmt.Sprintf("%s: blob data/%s: plaintext does not match its id", name, id.Short())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want one containing %q", err, want)
+		}
 	}
 	entries, _ := os.ReadDir(target)
 	if len(entries) != 1 || entries[0].Name() != "b-good" {
@@ -177,13 +213,18 @@ func TestWrongChunkNamedAfterFileMismatch(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(target, "b-good")); string(b) != "good and whole" {
 		t.Fatalf("b-good: %q", b)
 	}
-	good := []blob.ID{blob.Hash([]byte("good ")), blob.Hash([]byte("and whole"))}
-	for _, id := range good {
-		if u.unhashed[id] != 1 || u.hashed[id] != 0 {
-			t.Errorf("chunk %s of b-good: %d unhashed and %d hashed loads, want 1 and 0", id.Short(), u.unhashed[id], u.hashed[id])
+	loads := func(id blob.ID, unhashed, hashed int) {
+		t.Helper()
+		if u.unhashed[id] != unhashed || u.hashed[id] != hashed {
+			t.Errorf("chunk %s: %d unhashed and %d hashed loads, want %d and %d", id.Short(), u.unhashed[id], u.hashed[id], unhashed, hashed)
 		}
 	}
-	if u.unhashed[lie] != 1 || u.hashed[lie] != 1 {
-		t.Errorf("the lying chunk: %d unhashed and %d hashed loads, want 1 and 1", u.unhashed[lie], u.hashed[lie])
+	loads(blob.Hash([]byte("good ")), 1, 0)
+	loads(blob.Hash([]byte("and whole")), 1, 0)
+	loads(lie, 1, 1)
+	if planned {
+		loads(single, 1, 1) // loaded unhashed, then blamed
+	} else {
+		loads(single, 0, 1) // a file of one chunk: the loader hashes it
 	}
 }

@@ -34,9 +34,12 @@ import (
 //
 // So while the workers are busy and the store answers, the plan grows
 // and batches get large; when a worker runs dry it is sent at once.
-// Workers take their file's chunks from the plan in order, write and
-// hash them as from a directory, and release each one; a blob's room is
-// given back when the last chunk that admitted it is released. A worker
+// Workers take their file's chunks from the plan in order, write them as
+// from a directory, and release each one; a blob's room is given back
+// when the last chunk that admitted it is released. Where the loader
+// can ([snapfs.UnhashedBatchLoader]) data blobs are loaded without being
+// hashed, and every file restored from the plan, of one chunk too, is
+// hashed whole against its recorded hash: each byte is hashed once. A worker
 // that gives up on a file (a damaged blob) releases the rest of its
 // chunks and the planner admits no more of them; the loader reports a
 // damaged blob alone, so the other files of its batch restore.
@@ -77,8 +80,10 @@ var testPlanned func(planStats)
 
 // planner plans the reads of a restore through a BatchLoader.
 type planner struct {
-	l      snapfs.BatchLoader
-	budget int64
+	l        snapfs.BatchLoader
+	load     func(context.Context, []blob.Handle, func(int, []byte, error)) error // l.LoadBlobs, or LoadBlobsUnhashed
+	unhashed bool                                                                // load does not hash data blobs: files hash themselves
+	budget   int64
 	// signal wakes the planner: a worker waits for a chunk, a batch
 	// was read, room was given back. Capacity 1: signals merge.
 	signal chan struct{}
@@ -113,7 +118,11 @@ type entry struct {
 }
 
 func newPlanner(l snapfs.BatchLoader) *planner {
-	return &planner{l: l, budget: planBudget, signal: make(chan struct{}, 1), entries: map[blob.ID]*entry{}}
+	p := &planner{l: l, load: l.LoadBlobs, budget: planBudget, signal: make(chan struct{}, 1), entries: map[blob.ID]*entry{}}
+	if u, ok := l.(snapfs.UnhashedBatchLoader); ok {
+		p.load, p.unhashed = u.LoadBlobsUnhashed, true
+	}
+	return p
 }
 
 func (p *planner) wake() {
@@ -295,7 +304,7 @@ func (p *planner) send(ctx context.Context) {
 		for i, e := range batch {
 			hs[i] = e.h
 		}
-		err := p.l.LoadBlobs(ctx, hs, func(i int, data []byte, err error) { p.deliver(batch[i], data, err) })
+		err := p.load(ctx, hs, func(i int, data []byte, err error) { p.deliver(batch[i], data, err) })
 		if err == nil {
 			err = ctx.Err()
 		}

@@ -238,12 +238,21 @@ type cancelling struct {
 }
 
 func (c *cancelling) LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error)) error {
-	return c.batched.LoadBlobs(ctx, hs, func(i int, data []byte, err error) {
+	return c.batched.LoadBlobs(ctx, hs, c.count(fn))
+}
+
+func (c *cancelling) LoadBlobsUnhashed(ctx context.Context, hs []blob.Handle, fn func(int, []byte, error)) error {
+	return c.batched.LoadBlobsUnhashed(ctx, hs, c.count(fn))
+}
+
+// count cancels the restore when the after-th blob is delivered.
+func (c *cancelling) count(fn func(int, []byte, error)) func(int, []byte, error) {
+	return func(i int, data []byte, err error) {
 		if c.loaded.Add(1) == c.after {
 			c.cancel()
 		}
 		fn(i, data, err)
-	})
+	}
 }
 
 // A planned restore cancelled while it reads returns the context's

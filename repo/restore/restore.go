@@ -527,16 +527,22 @@ func (rs *restorer) file(ctx context.Context, j fileJob) error {
 	// compute the same SHA-256 twice. Any other file is hashed whole
 	// against its recorded hash, so its chunks are loaded without each
 	// being hashed as well, where the loader offers that (a repository,
-	// not an appliance: snapfs.UnhashedLoader); when the whole does not
-	// match, blame loads them again, hashed, to name the wrong chunk.
-	var h hash.Hash
+	// not an appliance: snapfs.UnhashedLoader); a plan loads all chunks
+	// so where it can, and then a file of one chunk is hashed too. When
+	// the whole does not match, blame loads the chunks again, hashed, to
+	// name the wrong one.
+	whole := len(n.Content) != 1 || n.Content[0].ID != n.FileHash
 	chunks := sf.Chunks(ctx, ReadAhead)
-	if len(n.Content) != 1 || n.Content[0].ID != n.FileHash {
-		h = sha256.New()
+	if whole {
 		chunks = sf.Unhashed().Chunks(ctx, ReadAhead)
 	}
 	if j.feed != nil {
 		chunks = j.feed.Chunks(ctx)
+		whole = whole || j.feed.p.unhashed
+	}
+	var h hash.Hash
+	if whole {
+		h = sha256.New()
 	}
 	var end int64 // where the data written ends
 	for c, err := range chunks {

@@ -80,6 +80,14 @@ type BatchLoader interface {
 	LoadBlobs(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error)) error
 }
 
+// UnhashedBatchLoader is a [BatchLoader] that also loads data blobs in
+// batches without re-hashing them, as [UnhashedLoader] does one at a
+// time. *repo.Repository satisfies it.
+type UnhashedBatchLoader interface {
+	BatchLoader
+	LoadBlobsUnhashed(ctx context.Context, hs []blob.Handle, fn func(i int, data []byte, err error)) error
+}
+
 // LoadTree loads and decodes tree id.
 func LoadTree(ctx context.Context, l BlobLoader, id blob.ID) (*tree.Tree, error) {
 	data, err := l.LoadBlob(ctx, blob.Handle{ID: id, Type: blob.Tree}, nil)

@@ -82,7 +82,7 @@ var testPlanned func(planStats)
 type planner struct {
 	l        snapfs.BatchLoader
 	load     func(context.Context, []blob.Handle, func(int, []byte, error)) error // l.LoadBlobs, or LoadBlobsUnhashed
-	unhashed bool                                                                // load does not hash data blobs: files hash themselves
+	unhashed bool                                                                 // load does not hash data blobs: files hash themselves
 	budget   int64
 	// signal wakes the planner: a worker waits for a chunk, a batch
 	// was read, room was given back. Capacity 1: signals merge.

@@ -93,7 +93,8 @@ type openPack struct {
 var freePacks = make(chan *openPack, 1)
 
 // packHeaderReserve is room for the sealed header and footer of a pack
-// of a few thousand entries; packs of many tiny blobs grow once.
+// of 4096 entries; a data pack of more is written before its header
+// would outgrow it (add: Writer.Fits), so its buffer never grows.
 const packHeaderReserve = 4096*pack.EntrySize + pack.FooterSize + pack.MinEnvelope
 
 // PackBufferSize is the memory one data pack takes while it is filled
@@ -287,10 +288,14 @@ func (s *Session) add(h blob.Handle, c pack.Compression, payload []byte, rawLen 
 			return false, nil
 		}
 		op = s.open[h.Type]
-		if op == nil || op.w.Count() == 0 || op.w.Size()+int64(pack.MinEnvelope+len(payload)) <= int64(s.r.cfg.PackSize) {
+		if op == nil || op.w.Count() == 0 || op.w.Size()+int64(pack.MinEnvelope+len(payload)) <= int64(s.r.cfg.PackSize) && (h.Type != blob.Data || op.w.Fits(len(payload))) {
 			break
 		}
-		// The blob would overflow the open pack: that pack is written
+		// The blob would overflow the open pack (its size, or for a
+		// data pack the buffer it is built in, which is reused and
+		// must not grow: a pack of many small blobs needs more header
+		// than the buffer's reserve, and growing it copied the pack,
+		// and dropped the buffer for a new one): that pack is written
 		// first, and the blob begins the next.
 		s.open[h.Type] = nil
 		s.startWrite(op)

@@ -120,6 +120,13 @@ func (pw *Writer) Add(h blob.Handle, c Compression, payload []byte, rawLen int) 
 // Size is the number of bytes written so far.
 func (pw *Writer) Size() int64 { return int64(len(pw.out)) }
 
+// Fits reports whether a blob of a payload of n bytes, and then the
+// header and footer [Writer.Finish] writes, fit in the buffer the pack
+// is built in without growing it.
+func (pw *Writer) Fits(n int) bool {
+	return len(pw.out)+MinEnvelope+n+(len(pw.entries)+1)*EntrySize+seal.Overhead+FooterSize <= cap(pw.out)
+}
+
 // Count is the number of blobs added so far.
 func (pw *Writer) Count() int { return len(pw.entries) }
 

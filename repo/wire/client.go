@@ -369,8 +369,14 @@ func (c *Client) finish(req uint32) {
 }
 
 func (c *Client) send(t Type, body []byte, flush bool) error {
+	return c.sendParts(t, flush, body)
+}
+
+// sendParts is send of a frame whose body is the parts one after the
+// other.
+func (c *Client) sendParts(t Type, flush bool, parts ...[]byte) error {
 	c.wmu.Lock()
-	err := c.w.WriteFrame(t, body)
+	err := c.w.WriteFrame(t, parts...)
 	if err == nil && flush {
 		err = c.w.Flush()
 	}
@@ -723,12 +729,13 @@ func (u *Uploader) ask(batch []*item) {
 // compressor compresses missing blobs and sends them.
 func (u *Uploader) compressor() {
 	defer u.wg.Done()
-	var payload []byte
+	var payload, head []byte
 	for it := range u.todo {
 		var c pack.Compression
 		payload, c = pack.Compress(payload[:0], it.data, u.level)
 		m := &PutBlob{Handle: it.h, Compression: uint8(c), RawLength: uint32(len(it.data)), Payload: payload}
-		err := u.c.send(TypePutBlob, m.Append(nil), false)
+		head = m.AppendHead(head[:0])
+		err := u.c.sendParts(TypePutBlob, false, head, payload)
 		crashpoint.Hit("wire-put-blob")
 		u.mu.Lock()
 		if err == nil {

@@ -486,10 +486,16 @@ const putBlobHeader = HandleSize + 1 + 4
 
 // Append appends the body of p to dst.
 func (p *PutBlob) Append(dst []byte) []byte {
+	return append(p.AppendHead(dst), p.Payload...)
+}
+
+// AppendHead appends the frame body before the payload: a sender writes
+// it and the payload as two parts of one frame (Writer.WriteFrame), so
+// the payload is not copied into a body of its own.
+func (p *PutBlob) AppendHead(dst []byte) []byte {
 	dst = appendHandle(dst, p.Handle)
 	dst = append(dst, p.Compression)
-	dst = binary.BigEndian.AppendUint32(dst, p.RawLength)
-	return append(dst, p.Payload...)
+	return binary.BigEndian.AppendUint32(dst, p.RawLength)
 }
 
 // DecodePutBlob decodes the body of a [TypePutBlob] frame. Payload

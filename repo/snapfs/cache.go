@@ -55,9 +55,7 @@ func (c *Cache) KeepAtMost(n int) *Cache {
 // buf[:0], from the cache when it can.
 func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
 	c.mu.Lock()
-	if el, ok := c.entries[h.ID]; ok && el.Value.(*cacheEntry).typ == h.Type {
-		c.lru.MoveToFront(el)
-		out := append(buf[:0], el.Value.(*cacheEntry).data...)
+	if out, ok := c.held(h, buf); ok {
 		c.mu.Unlock()
 		return out, nil
 	}
@@ -86,6 +84,17 @@ func (c *Cache) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte
 	c.mu.Unlock()
 	close(f.done)
 	return data, err
+}
+
+// held appends blob h's plaintext to buf[:0] if the cache holds it.
+// c.mu is held.
+func (c *Cache) held(h blob.Handle, buf []byte) ([]byte, bool) {
+	el, ok := c.entries[h.ID]
+	if !ok || el.Value.(*cacheEntry).typ != h.Type {
+		return buf, false
+	}
+	c.lru.MoveToFront(el)
+	return append(buf[:0], el.Value.(*cacheEntry).data...), true
 }
 
 // await waits for the load f of h by another caller and appends its
@@ -117,9 +126,7 @@ func (c *Cache) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte)
 		load = u.LoadBlobUnhashed
 	}
 	c.mu.Lock()
-	if el, ok := c.entries[h.ID]; ok && el.Value.(*cacheEntry).typ == h.Type {
-		c.lru.MoveToFront(el)
-		out := append(buf[:0], el.Value.(*cacheEntry).data...)
+	if out, ok := c.held(h, buf); ok {
 		c.mu.Unlock()
 		return out, nil
 	}

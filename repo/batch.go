@@ -174,9 +174,8 @@ func (r *Repository) loadBlobs(ctx context.Context, hs []blob.Handle, fn func(i 
 }
 
 // readStretch reads s with one request (or takes its segment) and opens
-// each of its blobs, re-hashing data blobs if rehash is set (trees
-// always). A failure to open or read the pack is each blob's error,
-// worded as LoadBlob words it.
+// each of its blobs (rehash is openEnvelope's). A failure to open or
+// read the pack is each blob's error, worded as LoadBlob words it.
 func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, []byte, error), rehash bool) {
 	f, err := r.stretchFile(ctx, s)
 	if err != nil {
@@ -222,7 +221,7 @@ func (r *Repository) readStretch(ctx context.Context, s *stretch, fn func(int, [
 			fn(w.i, nil, fmt.Errorf("blob %s: read pack %s: %w", w.h, s.pack.Short(), rerr))
 		default:
 			env := buf[off-lo : off-lo+int64(w.loc.Length)]
-			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength), rehash || w.h.Type != blob.Data)
+			data, err := r.openEnvelope(w.loc, w.h, env, make([]byte, 0, w.loc.RawLength), rehash)
 			if err != nil {
 				fn(w.i, nil, err)
 			} else {

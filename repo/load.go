@@ -34,12 +34,7 @@ func (r *Repository) HasBlobs(hs []blob.Handle) ([]bool, error) {
 // index does not know gives an error wrapping [blob.ErrNotFound]; damage
 // gives one wrapping [blob.ErrCorrupt] and naming the pack.
 func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
-	loc, f, done, err := r.openBlob(ctx, h)
-	if err != nil {
-		return buf[:0], err
-	}
-	defer done()
-	return r.loadFrom(f, loc, h, buf, true)
+	return r.load(ctx, h, buf, true)
 }
 
 // LoadBlobUnhashed is LoadBlob for a data blob whose reader hashes every
@@ -47,12 +42,17 @@ func (r *Repository) LoadBlob(ctx context.Context, h blob.Handle, buf []byte) ([
 // is authenticated and decompressed to the length the index records, but
 // not hashed. Tree blobs are always hashed.
 func (r *Repository) LoadBlobUnhashed(ctx context.Context, h blob.Handle, buf []byte) ([]byte, error) {
+	return r.load(ctx, h, buf, false)
+}
+
+// load is LoadBlob; rehash is openEnvelope's.
+func (r *Repository) load(ctx context.Context, h blob.Handle, buf []byte, rehash bool) ([]byte, error) {
 	loc, f, done, err := r.openBlob(ctx, h)
 	if err != nil {
 		return buf[:0], err
 	}
 	defer done()
-	return r.loadFrom(f, loc, h, buf, h.Type != blob.Data)
+	return r.loadFrom(f, loc, h, buf, rehash)
 }
 
 // LoadStored reads blob h and authenticates its envelope, and appends
@@ -138,14 +138,15 @@ func (r *Repository) readEnvelope(f storage.File, loc index.Location, h blob.Han
 	return envp, nil
 }
 
-// openEnvelope authenticates, decompresses and (with rehash) re-hashes
-// blob h from its sealed envelope env, read from loc, and appends its
-// plaintext to dst.
+// openEnvelope authenticates, decompresses and re-hashes blob h from its
+// sealed envelope env, read from loc, and appends its plaintext to dst.
+// Without rehash a data blob is not re-hashed (its reader hashes it:
+// LoadBlobUnhashed); a tree always is.
 func (r *Repository) openEnvelope(loc index.Location, h blob.Handle, env, dst []byte, rehash bool) ([]byte, error) {
 	scrp := envPool.Get().(*[]byte)
 	defer putEnv(scrp)
 	open := pack.OpenBlob
-	if !rehash {
+	if !rehash && h.Type == blob.Data {
 		open = pack.OpenBlobUnhashed
 	}
 	out, scratch, err := open(dst, r.key, h, int(loc.RawLength), env, *scrp)

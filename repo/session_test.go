@@ -308,13 +308,7 @@ func TestDataPacksFitTheirBuffer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	packs, err := r.StoredPacks(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	packs := flushedPacks(t, r, s)
 	if len(packs) < 2 {
 		t.Fatalf("%d packs: the test wants packs with more entries than the reserve", len(packs))
 	}
@@ -323,4 +317,18 @@ func TestDataPacksFitTheirBuffer(t *testing.T) {
 			t.Errorf("pack %s is %d bytes, more than its buffer's %d", id.Short(), size, r.PackBufferSize())
 		}
 	}
+}
+
+// flushedPacks flushes s and returns the packs r stores, by ID, with
+// their sizes.
+func flushedPacks(tb testing.TB, r *repo.Repository, s *repo.Session) map[blob.ID]int64 {
+	tb.Helper()
+	if err := s.Flush(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	packs, err := r.StoredPacks(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return packs
 }

@@ -43,13 +43,7 @@ func BenchmarkVerifyPack(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if err := s.Flush(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	packs, err := r.StoredPacks(b.Context())
-	if err != nil {
-		b.Fatal(err)
-	}
+	packs := flushedPacks(b, r, s)
 	var total int64
 	for _, size := range packs {
 		total += size

@@ -30,13 +30,7 @@ func TestVerifyPackReusesBuffers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Flush(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	packs, err := r.StoredPacks(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	packs := flushedPacks(t, r, s)
 	verify := func() {
 		for id := range packs {
 			if rep := r.VerifyPack(t.Context(), id); rep.Err != nil || len(rep.Damaged) > 0 {

@@ -39,8 +39,8 @@ import (
 // when the last chunk that admitted it is released. Where the loader
 // can ([snapfs.UnhashedBatchLoader]) data blobs are loaded without being
 // hashed, and every file restored from the plan, of one chunk too, is
-// hashed whole against its recorded hash: each byte is hashed once. A worker
-// that gives up on a file (a damaged blob) releases the rest of its
+// hashed whole against its recorded hash: each byte is hashed once. A
+// worker that gives up on a file (a damaged blob) releases the rest of its
 // chunks and the planner admits no more of them; the loader reports a
 // damaged blob alone, so the other files of its batch restore.
 //
@@ -80,8 +80,7 @@ var testPlanned func(planStats)
 
 // planner plans the reads of a restore through a BatchLoader.
 type planner struct {
-	l        snapfs.BatchLoader
-	load     func(context.Context, []blob.Handle, func(int, []byte, error)) error // l.LoadBlobs, or LoadBlobsUnhashed
+	load     func(context.Context, []blob.Handle, func(int, []byte, error)) error // the loader's LoadBlobs, or LoadBlobsUnhashed
 	unhashed bool                                                                 // load does not hash data blobs: files hash themselves
 	budget   int64
 	// signal wakes the planner: a worker waits for a chunk, a batch
@@ -118,7 +117,7 @@ type entry struct {
 }
 
 func newPlanner(l snapfs.BatchLoader) *planner {
-	p := &planner{l: l, load: l.LoadBlobs, budget: planBudget, signal: make(chan struct{}, 1), entries: map[blob.ID]*entry{}}
+	p := &planner{load: l.LoadBlobs, budget: planBudget, signal: make(chan struct{}, 1), entries: map[blob.ID]*entry{}}
 	if u, ok := l.(snapfs.UnhashedBatchLoader); ok {
 		p.load, p.unhashed = u.LoadBlobsUnhashed, true
 	}

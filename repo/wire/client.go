@@ -653,6 +653,9 @@ func (u *Uploader) batcher() {
 	maxBatch := max(1, int(u.c.welcome.MaxBatch))
 	var inner sync.WaitGroup
 	defer inner.Wait()
+	if testHookBatcherStart != nil {
+		testHookBatcherStart()
+	}
 	for it := range u.queue {
 		batch := []*item{it}
 	fill:
@@ -676,6 +679,10 @@ func (u *Uploader) batcher() {
 		}()
 	}
 }
+
+// testHookBatcherStart, set only by tests, runs before the batcher reads
+// its queue.
+var testHookBatcherStart func()
 
 // ask sends one have-blobs question and routes the answers.
 func (u *Uploader) ask(batch []*item) {

@@ -204,10 +204,8 @@ func (o *snapOther) attr(a *fuse.Attr) { nodeAttr(a, o.node, o.ino, 0) }
 // typeBits is the S_IF* file type of a node type (a regular file for
 // an unknown one, which tree decoding never gives).
 func typeBits(t tree.NodeType) uint32 {
-	bits := [...]uint32{tree.File: syscall.S_IFREG, tree.Dir: syscall.S_IFDIR, tree.Symlink: syscall.S_IFLNK,
-		tree.BlockDevice: syscall.S_IFBLK, tree.CharDevice: syscall.S_IFCHR, tree.FIFO: syscall.S_IFIFO, tree.Socket: syscall.S_IFSOCK}
-	if int(t) < len(bits) && bits[t] != 0 {
-		return bits[t]
+	if bits := t.ModeBits(); bits != 0 {
+		return bits
 	}
 	return syscall.S_IFREG
 }

@@ -61,6 +61,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // Uploader stores blobs. *repo.Session satisfies it. It must be safe for
@@ -140,12 +141,20 @@ func Run(ctx context.Context, up Uploader, paths []string, o Options) (*Result, 
 		}
 		root.add(abs)
 	}
+	if err := checkProc(); err != nil {
+		return nil, err
+	}
 	return run(ctx, up, o, func(ctx context.Context, w *walker) (blob.ID, error) {
 		var parent *tree.Tree
 		if !o.Parent.IsZero() {
 			parent = w.loadParent(ctx, o.Parent)
 		}
-		return w.virtual(ctx, root, "/", parent)
+		d, err := openRoot()
+		if err != nil {
+			return blob.ID{}, fmt.Errorf("backup: %w", err)
+		}
+		defer d.Close()
+		return w.virtual(ctx, root, d, "/", parent)
 	})
 }
 
@@ -309,12 +318,19 @@ func (n *pathNode) add(abs string) {
 	cur.children = nil
 }
 
-// virtual stores the tree of a directory on the way to the backed-up
-// paths: it holds only the components that lead to them.
-func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *tree.Tree) (blob.ID, error) {
+// virtual stores the tree of directory abs (open as d) on the way to the
+// backed-up paths: it holds only the components that lead to them.
+func (w *walker) virtual(ctx context.Context, pn *pathNode, d *os.File, abs string, parent *tree.Tree) (blob.ID, error) {
+	dir := int(d.Fd())
 	if pn.leaf {
+		// "/" itself is backed up.
+		st, err := fstat(d)
+		if err != nil {
+			return blob.ID{}, fmt.Errorf("backup: %s: %w", abs, err)
+		}
+		w.rootDev = st.Dev
 		self := newFuture(tree.Node{Type: tree.Dir})
-		if err := w.dir(ctx, abs, parent, self); err != nil {
+		if err := w.dir(ctx, d, abs, parent, self); err != nil {
 			return blob.ID{}, err
 		}
 		if err := w.drain(ctx, drainAll); err != nil {
@@ -331,11 +347,11 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 	for _, name := range names {
 		child := pn.children[name]
 		p := filepath.Join(abs, name)
-		fi, err := os.Lstat(p)
+		st, err := lstatAt(dir, name, p)
 		if err != nil {
 			return blob.ID{}, fmt.Errorf("backup: %w", err)
 		}
-		n, err := statNode(name, fi, w.owners)
+		n, err := statNode(name, st, w.owners)
 		if err != nil {
 			return blob.ID{}, fmt.Errorf("backup: %s: %w", p, err)
 		}
@@ -346,7 +362,7 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 		}
 		if child.leaf {
 			w.rootDev = n.DeviceID
-			f, err := w.entry(ctx, p, n, pnode, psub)
+			f, err := w.entry(ctx, dir, name, p, n, pnode, psub)
 			if err != nil {
 				return blob.ID{}, err
 			}
@@ -362,10 +378,16 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 		if n.Type != tree.Dir {
 			return blob.ID{}, fmt.Errorf("backup: %s is not a directory", p)
 		}
-		if n.Xattrs, err = readXattrs(p); err != nil {
+		if n.Xattrs, err = readXattrs(dir, name); err != nil {
 			w.warn("%s: %v", p, err)
 		}
-		if n.Subtree, err = w.virtual(ctx, child, p, psub); err != nil {
+		sub, err := openDirAt(dir, name, p, n.DeviceID, n.Inode)
+		if err != nil {
+			return blob.ID{}, fmt.Errorf("backup: %s: %w", p, err)
+		}
+		n.Subtree, err = w.virtual(ctx, child, sub, p, psub)
+		sub.Close()
+		if err != nil {
 			return blob.ID{}, err
 		}
 		w.sum.Dirs++
@@ -374,12 +396,13 @@ func (w *walker) virtual(ctx context.Context, pn *pathNode, abs string, parent *
 	return w.saveTree(ctx, &t, abs)
 }
 
-// entry handles one directory entry at path p and returns its future.
-func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
+// entry handles entry name of directory dir (path p), whose lstat gave
+// n, and returns its future.
+func (w *walker) entry(ctx context.Context, dir int, name, p string, n tree.Node, pnode *tree.Node, psub *tree.Tree) (*future, error) {
 	var err error
 	if !w.o.ForceRead && sameInode(&n, pnode) {
 		n.Xattrs = pnode.Xattrs
-	} else if n.Xattrs, err = readXattrs(p); err != nil {
+	} else if n.Xattrs, err = readXattrs(dir, name); err != nil {
 		w.warn("%s: %v", p, err)
 	}
 	switch n.Type {
@@ -392,11 +415,21 @@ func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.N
 			w.sum.Dirs++
 			return f, err
 		}
-		return f, w.dir(ctx, p, psub, f)
+		sub, err := openDirAt(dir, name, p, n.DeviceID, n.Inode)
+		switch {
+		case errors.Is(err, errReplacedDir):
+			w.warn("%s: %v", p, err)
+			return &future{done: closedChan, skip: true}, nil
+		case err != nil:
+			w.warn("%s: %v", p, err) // recorded without its entries
+		default:
+			defer sub.Close()
+		}
+		return f, w.dir(ctx, sub, p, psub, f)
 	case tree.File:
-		return w.file(ctx, p, n, pnode)
+		return w.file(ctx, dir, name, p, n, pnode)
 	case tree.Symlink:
-		n.LinkTarget, err = os.Readlink(p)
+		n.LinkTarget, err = readlinkAt(dir, name)
 		if err != nil {
 			w.warn("%s: %v", p, err)
 			return &future{done: closedChan, skip: true}, nil
@@ -409,9 +442,10 @@ func (w *walker) entry(ctx context.Context, p string, n tree.Node, pnode *tree.N
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// file queues a regular file for reading, or resolves it from the
-// parent snapshot or from an earlier name of the same inode.
-func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.Node) (*future, error) {
+// file queues regular file name of directory dir (path p) for reading,
+// or resolves it from the parent snapshot or from an earlier name of the
+// same inode.
+func (w *walker) file(ctx context.Context, dir int, name, p string, n tree.Node, pnode *tree.Node) (*future, error) {
 	w.sum.Files++
 	w.sum.Bytes += n.Size
 	if n.HardlinkID != 0 {
@@ -439,7 +473,7 @@ func (w *walker) file(ctx context.Context, p string, n tree.Node, pnode *tree.No
 			w.sum.FilesNew++
 		}
 		f = newFuture(n)
-		file, openErr := prefetch(p, n.Size)
+		file, openErr := prefetch(dir, name, p, n.Size)
 		if err := w.p.submit(ctx, fileJob{path: p, file: file, openErr: openErr, f: f, changed: changed}); err != nil {
 			return nil, err
 		}
@@ -479,22 +513,29 @@ func (w *walker) allKnown(p *tree.Node) bool {
 	return true
 }
 
-// dir lists directory abs, queues its entries and appends it to the
-// pending FIFO; self is resolved when its tree is saved.
-func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *future) error {
+// dir lists directory abs, open as d (nil if it could not be opened: it
+// is recorded without entries), queues its entries and appends it to
+// the pending FIFO; self is resolved when its tree is saved.
+func (w *walker) dir(ctx context.Context, d *os.File, abs string, parent *tree.Tree, self *future) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	w.sum.Dirs++
 	w.o.Progress.Dirs.Add(1)
-	names, err := readDirNames(abs)
-	if err != nil {
-		w.warn("%s: %v", abs, err)
-	}
 	pd := &pendingDir{abs: abs, self: self}
-	cacheDir := w.o.ExcludeCaches && isCacheDir(abs)
+	var names []string
+	var dir int
+	cacheDir := false
+	if d != nil {
+		var err error
+		dir = int(d.Fd())
+		if names, err = readDirNames(d); err != nil {
+			w.warn("%s: %v", abs, err)
+		}
+		cacheDir = w.o.ExcludeCaches && isCacheDir(dir)
+	}
 	for _, name := range names {
-		p, fi, rule, err := w.o.admit(abs, name, cacheDir)
+		p, st, rule, err := w.o.admit(dir, abs, name, cacheDir)
 		switch {
 		case rule != "":
 			w.excluded[rule]++
@@ -503,7 +544,7 @@ func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *f
 			w.warn("%s: %v", p, err)
 			continue
 		}
-		n, err := statNode(name, fi, w.owners)
+		n, err := statNode(name, st, w.owners)
 		if err != nil {
 			w.warn("%s: %v", p, err)
 			continue
@@ -513,7 +554,7 @@ func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *f
 		if n.Type == tree.Dir && pnode != nil && pnode.Type == tree.Dir {
 			psub = w.loadParent(ctx, pnode.Subtree)
 		}
-		f, err := w.entry(ctx, p, n, pnode, psub)
+		f, err := w.entry(ctx, dir, name, p, n, pnode, psub)
 		if err != nil {
 			return err
 		}
@@ -528,12 +569,12 @@ func (w *walker) dir(ctx context.Context, abs string, parent *tree.Tree, self *f
 	return w.drain(ctx, mode)
 }
 
-// admit decides whether entry name of directory abs (whose contents a
-// CACHEDIR.TAG leaves out when cacheDir) is backed up: it returns the
-// entry's path and lstat, or the exclude rule that leaves it out, or
-// why it cannot be (a name a tree cannot hold, an lstat that failed).
-// The backup and Scan decide alike through it.
-func (o *Options) admit(abs, name string, cacheDir bool) (p string, fi os.FileInfo, rule string, err error) {
+// admit decides whether entry name of directory abs, open as dir (whose
+// contents a CACHEDIR.TAG leaves out when cacheDir), is backed up: it
+// returns the entry's path and lstat, or the exclude rule that leaves it
+// out, or why it cannot be (a name a tree cannot hold, an lstat that
+// failed). The backup and Scan decide alike through it.
+func (o *Options) admit(dir int, abs, name string, cacheDir bool) (p string, st *unix.Stat_t, rule string, err error) {
 	p = filepath.Join(abs, name)
 	if cacheDir && name != "CACHEDIR.TAG" {
 		return p, nil, "--exclude-caches", nil
@@ -541,15 +582,15 @@ func (o *Options) admit(abs, name string, cacheDir bool) (p string, fi os.FileIn
 	if err := tree.CheckName(name); err != nil {
 		return p, nil, "", fmt.Errorf("skipped: %w", err)
 	}
-	if fi, err = os.Lstat(p); err != nil {
+	if st, err = lstatAt(dir, name, p); err != nil {
 		return p, nil, "", err
 	}
 	if o.Exclude != nil {
-		if ok, r := o.Exclude.Match(p, fi.IsDir()); ok {
+		if ok, r := o.Exclude.Match(p, st.Mode&unix.S_IFMT == unix.S_IFDIR); ok {
 			return p, nil, r.String(), nil
 		}
 	}
-	return p, fi, "", nil
+	return p, st, "", nil
 }
 
 // How far drain goes.
@@ -559,12 +600,18 @@ const (
 	drainAll          // wait until nothing is pending
 )
 
-func isCacheDir(dir string) bool {
-	f, err := os.Open(filepath.Join(dir, "CACHEDIR.TAG"))
+// isCacheDir reports whether directory dir holds a valid CACHEDIR.TAG: a
+// regular file (not a link to one elsewhere; not a FIFO, whose open or
+// read would wait for a writer) that starts with the signature.
+func isCacheDir(dir int) bool {
+	f, err := openAt(dir, "CACHEDIR.TAG", "CACHEDIR.TAG", unix.O_NONBLOCK)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	if st, err := fstat(f); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
 	b := make([]byte, len(CacheDirTagSignature))
 	n, _ := f.Read(b)
 	return string(b[:n]) == CacheDirTagSignature

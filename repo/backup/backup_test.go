@@ -21,6 +21,7 @@ import (
 	"github.com/cairnbackup/cairn/repo/filter"
 	"github.com/cairnbackup/cairn/repo/repotest"
 	"github.com/cairnbackup/cairn/repo/snapfs"
+	"github.com/cairnbackup/cairn/repo/snapshot"
 	"github.com/cairnbackup/cairn/repo/tree"
 	"golang.org/x/sys/unix"
 )
@@ -300,6 +301,142 @@ func TestReplacedBeforeOpen(t *testing.T) {
 	}
 	if n := node(t, r, res.Tree, filepath.Join(src, "d-kept")); n.FileHash != blob.Hash([]byte("kept")) {
 		t.Fatalf("d-kept: %+v", n)
+	}
+}
+
+// srcNames lists the names the snapshot holds in directory p.
+func srcNames(t *testing.T, r *repo.Repository, root blob.ID, p string) []string {
+	t.Helper()
+	tr, err := snapfs.LoadTree(t.Context(), r, node(t, r, root, p).Subtree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range tr.Nodes {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// secretDir makes a directory only root may read, holding files a and b
+// with the xattr user.mark "secret" on b.
+func secretDir(t *testing.T, dir string) string {
+	t.Helper()
+	secret := filepath.Join(dir, "secret")
+	repotest.WriteTree(t, secret, map[string]string{"a": "SECRET a", "b": "SECRET b", "c/d": "SECRET d"})
+	if err := unix.Setxattr(filepath.Join(secret, "b"), "user.mark", []byte("secret"), 0); err != nil {
+		testenv.Missing(t, "user xattrs are not supported on %s: %v", dir, err)
+	}
+	if err := os.Chmod(secret, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// A directory replaced by a symbolic link between the walker's lstat and
+// its open is left out with a warning: the walker never lists the link's
+// target (a directory only root reads) in its place.
+func TestDirectoryReplacedBeforeListing(t *testing.T) {
+	r := repotest.New(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	repotest.WriteTree(t, src, map[string]string{"sub/a": "mine", "z-kept": "kept"})
+	secret := secretDir(t, dir)
+	sub := filepath.Join(src, "sub")
+	backup.SetTestHookBeforeOpen(func(p string) {
+		if p != sub {
+			return
+		}
+		if err := os.RemoveAll(sub); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(secret, sub); err != nil {
+			t.Error(err)
+		}
+	})
+	defer backup.SetTestHookBeforeOpen(nil)
+	res := run(t, r, opts(r), src)
+	want := []string{sub + ": replaced since it was listed (not the directory it was): not read; the next backup reads what is there then"}
+	if !slices.Equal(res.Summary.Warnings, want) {
+		t.Fatalf("warnings %q\nwant %q", res.Summary.Warnings, want)
+	}
+	if names := srcNames(t, r, res.Tree, src); !slices.Equal(names, []string{"z-kept"}) {
+		t.Fatalf("the snapshot holds %v in src, want z-kept only", names)
+	}
+}
+
+// A directory replaced by a symbolic link while the walker lists it (here
+// after its first entry) changes nothing: the walker reaches the entries
+// through the directory it opened, so it stores the files it listed, with
+// their own contents and extended attributes, and nothing of the link's
+// target.
+func TestDirectoryReplacedWhileListed(t *testing.T) {
+	r := repotest.New(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	repotest.WriteTree(t, src, map[string]string{"sub/a": "mine a", "sub/b": "mine b", "sub/c/d": "mine d"})
+	if err := unix.Setxattr(filepath.Join(src, "sub", "b"), "user.mark", []byte("mine"), 0); err != nil {
+		testenv.Missing(t, "user xattrs are not supported on %s: %v", dir, err)
+	}
+	secret := secretDir(t, dir)
+	sub := filepath.Join(src, "sub")
+	swapped := false
+	backup.SetTestHookBeforeOpen(func(p string) {
+		if p != filepath.Join(sub, "a") || swapped {
+			return
+		}
+		swapped = true
+		if err := os.Rename(sub, filepath.Join(dir, "moved")); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(secret, sub); err != nil {
+			t.Error(err)
+		}
+	})
+	defer backup.SetTestHookBeforeOpen(nil)
+	res := run(t, r, opts(r), src)
+	if !swapped || len(res.Summary.Warnings) != 0 {
+		t.Fatalf("swapped %v, warnings %q", swapped, res.Summary.Warnings)
+	}
+	for name, want := range map[string]string{"a": "mine a", "b": "mine b", "c/d": "mine d"} {
+		if n := node(t, r, res.Tree, filepath.Join(sub, name)); n.FileHash != blob.Hash([]byte(want)) || n.Size != uint64(len(want)) {
+			t.Errorf("%s stored with hash %s, size %d; want the contents %q", name, n.FileHash, n.Size, want)
+		}
+	}
+	b := node(t, r, res.Tree, filepath.Join(sub, "b"))
+	if want := []tree.Xattr{{Name: "user.mark", Value: []byte("mine")}}; !slices.EqualFunc(b.Xattrs, want, func(x, y tree.Xattr) bool { return x.Name == y.Name && bytes.Equal(x.Value, y.Value) }) {
+		t.Errorf("b's xattrs %q, want %q", b.Xattrs, want)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir, "moved", "b"), &st); err != nil || st.Ino != b.Inode {
+		t.Errorf("b stored with inode %d; the file listed has %d (%v)", b.Inode, st.Ino, err)
+	}
+}
+
+// A CACHEDIR.TAG that is a symbolic link to a valid tag elsewhere, or a
+// FIFO (whose open or read would wait for a writer), does not mark its
+// directory as a cache.
+func TestCacheDirTagMustBeAFile(t *testing.T) {
+	r := repotest.New(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	repotest.WriteTree(t, src, map[string]string{"linked/x": "kept", "fifo/x": "kept", "real/CACHEDIR.TAG": backup.CacheDirTagSignature, "real/x": "left out"})
+	if err := os.Symlink(filepath.Join(src, "real", "CACHEDIR.TAG"), filepath.Join(src, "linked", "CACHEDIR.TAG")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(src, "fifo", "CACHEDIR.TAG"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(r)
+	o.ExcludeCaches = true
+	res := run(t, r, o, src)
+	for d, want := range map[string][]string{"linked": {"CACHEDIR.TAG", "x"}, "fifo": {"CACHEDIR.TAG", "x"}, "real": {"CACHEDIR.TAG"}} {
+		if names := srcNames(t, r, res.Tree, filepath.Join(src, d)); !slices.Equal(names, want) {
+			t.Errorf("%s holds %v, want %v", d, names, want)
+		}
+	}
+	if want := []snapshot.Exclude{{Rule: "--exclude-caches", Count: 1}}; !slices.Equal(res.Excludes, want) {
+		t.Errorf("excludes %+v, want %+v", res.Excludes, want)
 	}
 }
 

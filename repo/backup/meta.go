@@ -9,10 +9,10 @@ import (
 	"slices"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/cairnbackup/cairn/repo/internal/xattr"
 	"github.com/cairnbackup/cairn/repo/tree"
+	"golang.org/x/sys/unix"
 )
 
 // owners caches user and group names by ID. Not safe for concurrent use;
@@ -55,27 +55,15 @@ func cachedName(cache map[uint32]string, id uint32, lookup func(id string) strin
 	return name
 }
 
-func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
-	n := tree.Node{Name: name, Mode: uint32(fi.Mode().Perm())}
-	m := fi.Mode()
-	if m&os.ModeSetuid != 0 {
-		n.Mode |= syscall.S_ISUID
+// statNode is the node of entry name whose lstat is st, without its
+// contents, extended attributes or link target.
+func statNode(name string, st *unix.Stat_t, o *owners) (tree.Node, error) {
+	n := tree.Node{Name: name, Mode: st.Mode & 0o7777}
+	if n.Type = tree.TypeOfMode(st.Mode); n.Type == 0 {
+		return n, fmt.Errorf("unknown file type %o", st.Mode&unix.S_IFMT)
 	}
-	if m&os.ModeSetgid != 0 {
-		n.Mode |= syscall.S_ISGID
-	}
-	if m&os.ModeSticky != 0 {
-		n.Mode |= syscall.S_ISVTX
-	}
-	switch n.Type = tree.TypeOf(m); n.Type {
-	case 0:
-		return n, fmt.Errorf("unknown file type %v", m)
-	case tree.File:
-		n.Size = uint64(fi.Size())
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return n, errors.New("no stat information")
+	if n.Type == tree.File {
+		n.Size = uint64(st.Size)
 	}
 	n.UID, n.GID = st.Uid, st.Gid
 	n.User, n.Group = o.user(st.Uid), o.group(st.Gid)
@@ -84,7 +72,7 @@ func statNode(name string, fi os.FileInfo, o *owners) (tree.Node, error) {
 	n.CTime = st.Ctim.Nano()
 	n.Inode = st.Ino
 	n.DeviceID = st.Dev
-	n.Links = st.Nlink
+	n.Links = uint64(st.Nlink)
 	if n.Type == tree.BlockDevice || n.Type == tree.CharDevice {
 		n.Rdev = st.Rdev
 	}
@@ -112,26 +100,58 @@ func hardlinkID(dev, ino uint64) uint64 {
 	return h.Sum64() | 1
 }
 
-// xattrReads counts readXattrs calls, for tests.
-var xattrReads atomic.Uint64
+// Walking by descriptor.
+//
+// Whoever can write a directory being backed up can replace anything in
+// it at any moment, a subdirectory with a symbolic link to /root among
+// them. A walker that named each entry by its path (lstat, open, readlink,
+// listxattr of "dir/sub/name") followed such a link in every path that
+// went through it: it listed the link's target in place of "sub" and
+// stored what it found there, readable to whoever may restore the
+// snapshot. So the walker never resolves a path of more than one
+// component: it keeps each directory it lists open and reaches the
+// entries inside through that descriptor (fstatat, openat, readlinkat,
+// and extended attributes through /proc/self/fd/N/name), never following
+// a symbolic link (AT_SYMLINK_NOFOLLOW, O_NOFOLLOW); a directory it opens
+// must be the inode it listed (openDirAt), a file it reads the inode it
+// stat'ed (sameFile). What was swapped in the meantime is left out with a
+// warning. Only the backed-up paths themselves are given whole, and they
+// too are reached one component at a time from "/".
 
-// readXattrs reads p's extended attributes ([xattr.Read]), counted.
-func readXattrs(p string) ([]tree.Xattr, error) {
-	xattrReads.Add(1)
-	return xattr.Read(p)
+// openRoot opens "/", where every walk starts.
+func openRoot() (*os.File, error) {
+	return openAt(unix.AT_FDCWD, "/", "/", unix.O_DIRECTORY)
 }
 
-// openNoAtime opens a file or directory for reading without updating its
-// access time (O_NOATIME), so that a backup does not change what the next
-// backup records. O_NOATIME is allowed only to the file's owner and root;
-// for others it falls back to a plain open.
-func openNoAtime(p string, flags int) (*os.File, error) {
+// lstatAt is the lstat of entry name of directory dir (path p, for
+// errors).
+func lstatAt(dir int, name, p string) (*unix.Stat_t, error) {
+	st := new(unix.Stat_t)
 	for {
-		fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOATIME|flags, 0)
-		if err == syscall.EPERM {
-			fd, err = syscall.Open(p, syscall.O_RDONLY|syscall.O_CLOEXEC|flags, 0)
+		err := unix.Fstatat(dir, name, st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EINTR {
+			continue
 		}
-		if err == syscall.EINTR {
+		if err != nil {
+			return nil, &os.PathError{Op: "lstat", Path: p, Err: err}
+		}
+		return st, nil
+	}
+}
+
+// openAt opens entry name of directory dir (path p, for errors) for
+// reading, without following a symbolic link there and without updating
+// its access time (O_NOATIME, so that a backup does not change what the
+// next backup records; allowed only to the file's owner and root, others
+// fall back to a plain open).
+func openAt(dir int, name, p string, flags int) (*os.File, error) {
+	flags |= unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	for {
+		fd, err := unix.Openat(dir, name, flags|unix.O_NOATIME, 0)
+		if err == unix.EPERM {
+			fd, err = unix.Openat(dir, name, flags, 0)
+		}
+		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
@@ -141,15 +161,82 @@ func openNoAtime(p string, flags int) (*os.File, error) {
 	}
 }
 
-// readDirNames lists a directory's names sorted in byte order, without
-// touching its access time.
-func readDirNames(p string) ([]string, error) {
-	f, err := openNoAtime(p, syscall.O_DIRECTORY)
+// errReplacedDir is why a directory is left out that is no longer, when
+// the walker opens it, the directory it listed in its parent.
+var errReplacedDir = errors.New("replaced since it was listed (not the directory it was): not read; the next backup reads what is there then")
+
+// openDirAt opens directory entry name of dir (path p), the inode ino
+// of device dev when it was listed, for listing: errReplacedDir if name
+// is no longer that directory.
+func openDirAt(dir int, name, p string, dev, ino uint64) (*os.File, error) {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(p)
+	}
+	f, err := openAt(dir, name, p, unix.O_DIRECTORY)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, errReplacedDir
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
+	var now unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &now); err != nil {
+		f.Close()
+		return nil, &os.PathError{Op: "fstat", Path: p, Err: err}
+	}
+	if now.Dev != dev || now.Ino != ino {
+		f.Close()
+		return nil, errReplacedDir
+	}
+	return f, nil
+}
+
+// readlinkAt is the target of symbolic link name in directory dir.
+func readlinkAt(dir int, name string) (string, error) {
+	buf := make([]byte, tree.MaxLinkTargetLen+1)
+	for {
+		n, err := unix.Readlinkat(dir, name, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if n > tree.MaxLinkTargetLen {
+			return "", fmt.Errorf("link target longer than %d bytes", tree.MaxLinkTargetLen)
+		}
+		return string(buf[:n]), nil
+	}
+}
+
+// xattrReads counts readXattrs calls, for tests.
+var xattrReads atomic.Uint64
+
+// readXattrs reads the extended attributes of entry name of directory
+// dir ([xattr.Read]), counted. /proc/self/fd/N stands for the directory
+// (the system calls that read attributes take a path, not a directory
+// descriptor and a name, before Linux 6.13).
+func readXattrs(dir int, name string) ([]tree.Xattr, error) {
+	xattrReads.Add(1)
+	p := make([]byte, 0, len("/proc/self/fd/")+12+len(name))
+	p = append(p, "/proc/self/fd/"...)
+	p = strconv.AppendInt(p, int64(dir), 10)
+	p = append(p, '/')
+	p = append(p, name...)
+	return xattr.Read(string(p))
+}
+
+// checkProc fails unless /proc/self/fd is there, as readXattrs needs it.
+func checkProc() error {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		return fmt.Errorf("backup: /proc is needed to read extended attributes: %w", err)
+	}
+	return nil
+}
+
+// readDirNames lists an open directory's names sorted in byte order.
+func readDirNames(d *os.File) ([]string, error) {
+	names, err := d.Readdirnames(-1)
 	slices.Sort(names)
 	return names, err
 }

@@ -5,7 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Totals are what Scan has counted so far: the regular files a backup
@@ -45,62 +46,97 @@ func Scan(ctx context.Context, paths []string, o Options, t *Totals) error {
 		}
 		root.add(abs)
 	}
-	if err := scanLeaves(ctx, root, "/", o, t); err != nil {
+	d, err := openRoot()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := scanLeaves(ctx, root, d, "/", o, t); err != nil {
 		return err
 	}
 	t.Done.Store(true)
 	return nil
 }
 
-// scanLeaves scans every path pn leads to below abs.
-func scanLeaves(ctx context.Context, pn *pathNode, abs string, o Options, t *Totals) error {
+// scanLeaves scans every path pn leads to below directory abs, open as
+// d. Entries that cannot be reached are skipped: the backup says why.
+func scanLeaves(ctx context.Context, pn *pathNode, d *os.File, abs string, o Options, t *Totals) error {
 	if pn.leaf {
-		fi, err := os.Lstat(abs)
+		// "/" itself is backed up.
+		st, err := fstat(d)
 		if err != nil {
-			return nil // the backup says why
+			return nil
 		}
-		return scanEntry(ctx, abs, fi, statDev(fi), o, t, 0)
+		return scanDir(ctx, d, abs, st.Dev, o, t, 0)
 	}
+	dir := int(d.Fd())
 	for name, child := range pn.children {
-		if err := scanLeaves(ctx, child, filepath.Join(abs, name), o, t); err != nil {
+		p := filepath.Join(abs, name)
+		st, err := lstatAt(dir, name, p)
+		if err != nil {
+			continue
+		}
+		if child.leaf {
+			if err := scanEntry(ctx, dir, name, p, st, st.Dev, o, t, 0); err != nil {
+				return err
+			}
+			continue
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		sub, err := openDirAt(dir, name, p, st.Dev, st.Ino)
+		if err != nil {
+			continue
+		}
+		err = scanLeaves(ctx, child, sub, p, o, t)
+		sub.Close()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// scanEntry counts the entry at p (lstat fi) and, for a directory,
-// what is below it; dev is the device of the path being backed up.
-func scanEntry(ctx context.Context, p string, fi os.FileInfo, dev uint64, o Options, t *Totals, depth int) error {
+// scanEntry counts entry name of directory dir (path p, lstat st) and,
+// for a directory, what is below it; dev is the device of the path being
+// backed up.
+func scanEntry(ctx context.Context, dir int, name, p string, st *unix.Stat_t, dev uint64, o Options, t *Totals, depth int) error {
 	switch {
-	case fi.Mode().IsRegular():
-		size := uint64(fi.Size())
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-			size /= st.Nlink
+	case st.Mode&unix.S_IFMT == unix.S_IFREG:
+		size := uint64(st.Size)
+		if st.Nlink > 1 {
+			size /= uint64(st.Nlink)
 		}
 		t.Files.Add(1)
 		t.Bytes.Add(size)
 		return nil
-	case !fi.IsDir() || depth >= scanDepth || o.OneFileSystem && statDev(fi) != dev:
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR || depth >= scanDepth || o.OneFileSystem && st.Dev != dev:
 		return nil
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f, err := openNoAtime(p, syscall.O_DIRECTORY)
+	sub, err := openDirAt(dir, name, p, st.Dev, st.Ino)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
-	cacheDir := o.ExcludeCaches && isCacheDir(p)
+	defer sub.Close()
+	return scanDir(ctx, sub, p, dev, o, t, depth)
+}
+
+// scanDir counts what directory abs, open as d, holds.
+func scanDir(ctx context.Context, d *os.File, abs string, dev uint64, o Options, t *Totals, depth int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := int(d.Fd())
+	cacheDir := o.ExcludeCaches && isCacheDir(dir)
 	for {
-		names, err := f.Readdirnames(scanBatch)
+		names, err := d.Readdirnames(scanBatch)
 		for _, name := range names {
-			q, qi, rule, aerr := o.admit(p, name, cacheDir)
+			p, st, rule, aerr := o.admit(dir, abs, name, cacheDir)
 			if rule != "" || aerr != nil {
 				continue
 			}
-			if err := scanEntry(ctx, q, qi, dev, o, t, depth+1); err != nil {
+			if err := scanEntry(ctx, dir, name, p, st, dev, o, t, depth+1); err != nil {
 				return err
 			}
 		}
@@ -108,12 +144,4 @@ func scanEntry(ctx context.Context, p string, fi os.FileInfo, dev uint64, o Opti
 			return nil // io.EOF: the end; another error: skipped, as the backup warns
 		}
 	}
-}
-
-// statDev is the device of an lstat result.
-func statDev(fi os.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Dev
-	}
-	return 0
 }

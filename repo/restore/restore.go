@@ -471,13 +471,7 @@ func (rs *restorer) special(p string, n *tree.Node) error {
 		rs.mu.Unlock()
 		return rs.meta(p, n)
 	case tree.FIFO, tree.BlockDevice, tree.CharDevice:
-		mode := uint32(unix.S_IFIFO)
-		switch n.Type {
-		case tree.BlockDevice:
-			mode = unix.S_IFBLK
-		case tree.CharDevice:
-			mode = unix.S_IFCHR
-		}
+		mode := n.Type.ModeBits()
 		if n.Type != tree.FIFO && !rs.mknod {
 			rs.warn("%s: device node not restored: only root can create it (CAP_MKNOD)", p)
 			return nil

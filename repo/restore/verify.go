@@ -221,7 +221,7 @@ func (v *verifier) entry(ctx context.Context, n *tree.Node, p, sp string, jobs c
 		return false, nil
 	}
 	st := fi.Sys().(*syscall.Stat_t)
-	if got := tree.TypeOf(fi.Mode()); got != n.Type {
+	if got := tree.TypeOfMode(st.Mode); got != n.Type {
 		v.diff(p, "type %s, the snapshot has %s", got, n.Type)
 		return false, nil
 	}

@@ -3,7 +3,6 @@ package tree
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/cairnbackup/cairn/repo/blob"
 )
@@ -43,24 +42,30 @@ const (
 
 func (t NodeType) valid() bool { return t >= File && t <= Socket }
 
-// TypeOf is the node type of a file whose mode is m (its type bits, as
-// os.Lstat gives them), and 0 for a kind of file a tree cannot hold.
-func TypeOf(m fs.FileMode) NodeType {
-	switch {
-	case m.IsRegular():
-		return File
-	case m.IsDir():
-		return Dir
-	case m&fs.ModeSymlink != 0:
-		return Symlink
-	case m&fs.ModeDevice != 0 && m&fs.ModeCharDevice != 0:
-		return CharDevice
-	case m&fs.ModeDevice != 0:
-		return BlockDevice
-	case m&fs.ModeNamedPipe != 0:
-		return FIFO
-	case m&fs.ModeSocket != 0:
-		return Socket
+// modeTypes are the S_IF* file type bits (those of Linux and every
+// POSIX system cairn runs on) of each node type.
+var modeTypes = [...]uint32{File: 0o100000, Dir: 0o040000, Symlink: 0o120000,
+	BlockDevice: 0o060000, CharDevice: 0o020000, FIFO: 0o010000, Socket: 0o140000}
+
+// modeTypeMask is S_IFMT, the type bits of a mode.
+const modeTypeMask = 0o170000
+
+// TypeOfMode is the node type of a file whose st_mode (as lstat(2)
+// gives it) is mode, and 0 for a kind of file a tree cannot hold.
+func TypeOfMode(mode uint32) NodeType {
+	for t, bits := range modeTypes {
+		if bits != 0 && mode&modeTypeMask == bits {
+			return NodeType(t)
+		}
+	}
+	return 0
+}
+
+// ModeBits is the S_IF* file type of t, as st_mode and mknod(2) carry
+// it, and 0 for an unknown type (which decoding never gives).
+func (t NodeType) ModeBits() uint32 {
+	if int(t) < len(modeTypes) {
+		return modeTypes[t]
 	}
 	return 0
 }

@@ -1,28 +1,41 @@
 package tree_test
 
 import (
-	"io/fs"
 	"testing"
 
 	"github.com/cairnbackup/cairn/repo/tree"
+	"golang.org/x/sys/unix"
 )
 
-func TestTypeOf(t *testing.T) {
+// TypeOfMode reads the type bits of an lstat mode, ignoring the
+// permission bits, and ModeBits gives them back.
+func TestTypeOfMode(t *testing.T) {
 	for _, c := range []struct {
-		mode fs.FileMode
+		bits uint32
 		want tree.NodeType
 	}{
-		{0o644, tree.File},
-		{fs.ModeDir | 0o755, tree.Dir},
-		{fs.ModeSymlink | 0o777, tree.Symlink},
-		{fs.ModeDevice | 0o600, tree.BlockDevice},
-		{fs.ModeDevice | fs.ModeCharDevice | 0o600, tree.CharDevice},
-		{fs.ModeNamedPipe | 0o600, tree.FIFO},
-		{fs.ModeSocket | 0o755, tree.Socket},
-		{fs.ModeIrregular, 0},
+		{unix.S_IFREG, tree.File},
+		{unix.S_IFDIR, tree.Dir},
+		{unix.S_IFLNK, tree.Symlink},
+		{unix.S_IFBLK, tree.BlockDevice},
+		{unix.S_IFCHR, tree.CharDevice},
+		{unix.S_IFIFO, tree.FIFO},
+		{unix.S_IFSOCK, tree.Socket},
+		{0o070000, 0},
+		{0, 0},
 	} {
-		if got := tree.TypeOf(c.mode); got != c.want {
-			t.Errorf("TypeOf(%v) = %v, want %v", c.mode, got, c.want)
+		if got := tree.TypeOfMode(c.bits | 0o7777); got != c.want {
+			t.Errorf("TypeOfMode(%o) = %v, want %v", c.bits|0o7777, got, c.want)
+		}
+		if c.want != 0 {
+			if got := c.want.ModeBits(); got != c.bits {
+				t.Errorf("%v.ModeBits() = %o, want %o", c.want, got, c.bits)
+			}
+		}
+	}
+	for _, bad := range []tree.NodeType{0, 8, 255} {
+		if got := bad.ModeBits(); got != 0 {
+			t.Errorf("NodeType(%d).ModeBits() = %o, want 0", bad, got)
 		}
 	}
 }

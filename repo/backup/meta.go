@@ -213,17 +213,10 @@ func readlinkAt(dir int, name string) (string, error) {
 var xattrReads atomic.Uint64
 
 // readXattrs reads the extended attributes of entry name of directory
-// dir ([xattr.Read]), counted. /proc/self/fd/N stands for the directory
-// (the system calls that read attributes take a path, not a directory
-// descriptor and a name, before Linux 6.13).
+// dir ([xattr.ReadAt]), counted.
 func readXattrs(dir int, name string) ([]tree.Xattr, error) {
 	xattrReads.Add(1)
-	p := make([]byte, 0, len("/proc/self/fd/")+12+len(name))
-	p = append(p, "/proc/self/fd/"...)
-	p = strconv.AppendInt(p, int64(dir), 10)
-	p = append(p, '/')
-	p = append(p, name...)
-	return xattr.Read(string(p))
+	return xattr.ReadAt(dir, name)
 }
 
 // checkProc fails unless /proc/self/fd is there, as readXattrs needs it.

@@ -307,11 +307,7 @@ func (v *verifier) xattrs(p string) ([]tree.Xattr, error) {
 		return nil, err
 	}
 	defer d.Close()
-	lp := fmt.Sprintf("/proc/self/fd/%d/%s", d.Fd(), path.Base(p))
-	if p == "." {
-		lp = fmt.Sprintf("/proc/self/fd/%d", d.Fd())
-	}
-	return xattr.Read(lp)
+	return xattr.ReadAt(int(d.Fd()), path.Base(p))
 }
 
 func equalXattrs(a, b []tree.Xattr) bool {

@@ -1,6 +1,7 @@
 // Package xattr reads a file's extended attributes the one way cairn
-// does: backup records them with [Read], and restore's verifier reads a
-// restored file's with [Read] to compare them with the snapshot's.
+// does: backup records them with [ReadAt] (through the directory it
+// walks), and restore's verifier reads a restored file's with [ReadAt] to
+// compare them with the snapshot's.
 //
 // # Memory
 //
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/cairnbackup/cairn/repo/tree"
@@ -67,4 +69,18 @@ func Read(p string) ([]tree.Xattr, error) {
 		return nil, fmt.Errorf("%d extended attributes, more than %d", len(out), tree.MaxXattrs)
 	}
 	return out, nil
+}
+
+// ReadAt is [Read] of entry name of the directory open as dir. The
+// system calls that read
+// attributes take a path (before Linux 6.13), so /proc/self/fd/DIR/NAME
+// stands for the entry: no path is resolved outside the directory, and
+// no symbolic link is followed.
+func ReadAt(dir int, name string) ([]tree.Xattr, error) {
+	p := make([]byte, 0, len("/proc/self/fd/")+12+len(name))
+	p = append(p, "/proc/self/fd/"...)
+	p = strconv.AppendInt(p, int64(dir), 10)
+	p = append(p, '/')
+	p = append(p, name...)
+	return Read(string(p))
 }

@@ -1,6 +1,7 @@
 package xattr_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -41,5 +42,39 @@ func TestRead(t *testing.T) {
 	}
 	if _, err := xattr.Read(filepath.Join(dir, "missing")); err == nil {
 		t.Error("Read(missing) gave no error")
+	}
+}
+
+// ReadAt reads an entry through its directory's descriptor without
+// following a symbolic link: a link to a file with attributes has none
+// of its own.
+func TestReadAt(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(f, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(f, "user.which", []byte("file"), 0); err != nil {
+		testenv.Missing(t, "user xattrs are not supported on %s: %v", dir, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for name, want := range map[string][]tree.Xattr{
+		"f":    {{Name: "user.which", Value: []byte("file")}},
+		"link": nil,
+	} {
+		got, err := xattr.ReadAt(int(d.Fd()), name)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ReadAt(dir, %q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if _, err := xattr.ReadAt(int(d.Fd()), "missing"); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("ReadAt(dir, missing): %v, want ENOENT", err)
 	}
 }

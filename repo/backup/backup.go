@@ -429,7 +429,7 @@ func (w *walker) entry(ctx context.Context, dir int, name, p string, n tree.Node
 	case tree.File:
 		return w.file(ctx, dir, name, p, n, pnode)
 	case tree.Symlink:
-		n.LinkTarget, err = readlinkAt(dir, name)
+		n.LinkTarget, err = readlinkAt(dir, name, p)
 		if err != nil {
 			w.warn("%s: %v", p, err)
 			return &future{done: closedChan, skip: true}, nil

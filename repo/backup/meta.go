@@ -191,8 +191,9 @@ func openDirAt(dir int, name, p string, dev, ino uint64) (*os.File, error) {
 	return f, nil
 }
 
-// readlinkAt is the target of symbolic link name in directory dir.
-func readlinkAt(dir int, name string) (string, error) {
+// readlinkAt is the target of symbolic link name in directory dir (path
+// p, for errors).
+func readlinkAt(dir int, name, p string) (string, error) {
 	buf := make([]byte, tree.MaxLinkTargetLen+1)
 	for {
 		n, err := unix.Readlinkat(dir, name, buf)
@@ -200,7 +201,7 @@ func readlinkAt(dir int, name string) (string, error) {
 			continue
 		}
 		if err != nil {
-			return "", err
+			return "", &os.PathError{Op: "readlink", Path: p, Err: err}
 		}
 		if n > tree.MaxLinkTargetLen {
 			return "", fmt.Errorf("link target longer than %d bytes", tree.MaxLinkTargetLen)

@@ -36,6 +36,8 @@
 //   - queues of fixed capacity: 64 files (each an open descriptor, its
 //     first MiB asked of the kernel ahead: page cache, not heap) and
 //     2×workers chunks;
+//   - one open directory (and its listing, while the walker is in it) per
+//     level of depth, at most MaxDepth levels;
 //   - directory listings waiting to be saved: at most maxPendingNodes
 //     (65 536) nodes (about 20 MiB) beyond the directory being listed;
 //   - the uploader's own buffers (for a local session: two open packs).
@@ -118,6 +120,15 @@ type Result struct {
 // maxPendingNodes bounds the directory entries held while their
 // directories wait for files being read.
 const maxPendingNodes = 1 << 16
+
+// MaxDepth is how many directory levels below a backed-up path the
+// walker descends. It holds one open descriptor (and a few stack frames)
+// per level it is in, and nobody else bounds the depth: a path of
+// single-letter names reaches PATH_MAX at about 2000 levels, but the
+// walker, reaching each directory through its parent, never meets that
+// limit. A directory deeper than this is recorded, without its entries,
+// with a warning.
+const MaxDepth = 1024
 
 // CacheDirTagSignature starts a valid CACHEDIR.TAG file
 // (https://bford.info/cachedir/).
@@ -259,6 +270,7 @@ type walker struct {
 	pending  []*pendingDir      // post-order FIFO
 	nodes    int                // entries held in pending
 	rootDev  uint64
+	depth    int // directories being listed (dir calls under way)
 }
 
 func (w *walker) warn(format string, args ...any) {
@@ -415,6 +427,13 @@ func (w *walker) entry(ctx context.Context, dir int, name, p string, n tree.Node
 			w.sum.Dirs++
 			return f, err
 		}
+		if w.depth >= MaxDepth {
+			w.warn("%s: %d directory levels below the backed-up path: what it holds is not backed up", p, w.depth)
+			f.node.Subtree, err = w.saveTree(ctx, &tree.Tree{}, p)
+			close(f.done)
+			w.sum.Dirs++
+			return f, err
+		}
 		sub, err := openDirAt(dir, name, p, n.DeviceID, n.Inode)
 		switch {
 		case errors.Is(err, errReplacedDir):
@@ -522,6 +541,8 @@ func (w *walker) dir(ctx context.Context, d *os.File, abs string, parent *tree.T
 	}
 	w.sum.Dirs++
 	w.o.Progress.Dirs.Add(1)
+	w.depth++
+	defer func() { w.depth-- }()
 	pd := &pendingDir{abs: abs, self: self}
 	var names []string
 	var dir int

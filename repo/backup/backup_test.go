@@ -440,6 +440,38 @@ func TestCacheDirTagMustBeAFile(t *testing.T) {
 	}
 }
 
+// The walker descends MaxDepth levels below a backed-up path and no
+// further: the directory there is recorded without its entries, with a
+// warning, however deep the tree goes (each level holds a descriptor).
+func TestMaxDepth(t *testing.T) {
+	r := repotest.New(t)
+	src := filepath.Join(t.TempDir(), "src")
+	deepest := src + strings.Repeat("/d", backup.MaxDepth+2)
+	if err := os.MkdirAll(deepest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{src + strings.Repeat("/d", backup.MaxDepth-1) + "/f", deepest + "/f"} {
+		if err := os.WriteFile(p, []byte("deep"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := run(t, r, opts(r), src)
+	last := src + strings.Repeat("/d", backup.MaxDepth)
+	want := []string{last + ": 1024 directory levels below the backed-up path: what it holds is not backed up"}
+	if !slices.Equal(res.Summary.Warnings, want) {
+		t.Fatalf("warnings %q\nwant %q", res.Summary.Warnings, want)
+	}
+	if names := srcNames(t, r, res.Tree, filepath.Dir(last)); !slices.Equal(names, []string{"d", "f"}) {
+		t.Errorf("level %d holds %v, want d and f", backup.MaxDepth-1, names)
+	}
+	if names := srcNames(t, r, res.Tree, last); len(names) != 0 {
+		t.Errorf("level %d holds %v, want nothing", backup.MaxDepth, names)
+	}
+	if res.Summary.Dirs != uint64(backup.MaxDepth)+1+uint64(strings.Count(src, "/"))-1 || res.Summary.Files != 1 {
+		t.Errorf("summary: %d directories, %d files", res.Summary.Dirs, res.Summary.Files)
+	}
+}
+
 func TestStream(t *testing.T) {
 	r := repotest.New(t)
 	data := strings.Repeat("INSERT INTO t VALUES (1);\n", 100000)

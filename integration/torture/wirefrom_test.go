@@ -4,7 +4,9 @@ package torture
 // blobs as stored (compressed), and the node decompresses them. An
 // appliance that sends a zstd bomb, a payload of another length than it
 // claims, or another blob's bytes gets the restore refused with the
-// blob named and exit 1, and no byte of what it sent in the file.
+// blob named and exit 1, and no byte of what it sent in the file (the
+// node hashes every chunk it receives before writing it, so another
+// blob's bytes are refused whatever their length).
 
 import (
 	"bytes"
@@ -99,6 +101,11 @@ func TestHostileStoredBlob(t *testing.T) {
 	bomb := compress(make([]byte, 16<<20))
 	bombStreamed := streamed(make([]byte, 16<<20))
 	other := []byte(strings.Repeat("mallory:x:0:0::/:/bin/sh\n", 300))
+	// Of want's length: only its hash tells it from want.
+	sameLength := []byte(strings.Repeat("mallory:x:0:0:m:/root:/bin/sh\n", 200))
+	if len(sameLength) != len(want) {
+		t.Fatalf("sameLength is %d bytes, want %d", len(sameLength), len(want))
+	}
 	cases := []struct {
 		name   string
 		answer storedAnswer
@@ -115,6 +122,9 @@ func TestHostileStoredBlob(t *testing.T) {
 		}, fmt.Sprintf("decompressed to %d bytes, want %d", len(want), len(want)-1)},
 		{"another blob", func(req uint32, want []byte) *wire.StoredBlob {
 			return &wire.StoredBlob{Req: req, Compression: wire.CompressionZstd, RawLength: uint32(len(other)), Payload: compress(other)}
+		}, "plaintext does not match its id"},
+		{"another blob of the same length", func(req uint32, want []byte) *wire.StoredBlob {
+			return &wire.StoredBlob{Req: req, Compression: wire.CompressionZstd, RawLength: uint32(len(sameLength)), Payload: compress(sameLength)}
 		}, "plaintext does not match its id"},
 	}
 	var mu sync.Mutex
@@ -143,7 +153,7 @@ func TestHostileStoredBlob(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		record("hostile appliance: stored blob (bomb, wrong length, another blob) to restore --from", runs, detected, 0,
+		record("hostile appliance: stored blob (bomb, wrong length, another blob of another or the same length) to restore --from", runs, detected, 0,
 			fmt.Sprintf("%d of %d runs refused with the blob named and exit 1, nothing of it written", detected, runs))
 	})
 }

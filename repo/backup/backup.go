@@ -422,17 +422,11 @@ func (w *walker) entry(ctx context.Context, dir int, name, p string, n tree.Node
 		f := newFuture(n)
 		if w.o.OneFileSystem && n.DeviceID != w.rootDev {
 			w.excluded["--one-file-system"]++
-			f.node.Subtree, err = w.saveTree(ctx, &tree.Tree{}, p)
-			close(f.done)
-			w.sum.Dirs++
-			return f, err
+			return f, w.emptyDir(ctx, f, p)
 		}
 		if w.depth >= MaxDepth {
 			w.warn("%s: %d directory levels below the backed-up path: what it holds is not backed up", p, w.depth)
-			f.node.Subtree, err = w.saveTree(ctx, &tree.Tree{}, p)
-			close(f.done)
-			w.sum.Dirs++
-			return f, err
+			return f, w.emptyDir(ctx, f, p)
 		}
 		sub, err := openDirAt(dir, name, p, n.DeviceID, n.Inode)
 		switch {
@@ -460,6 +454,16 @@ func (w *walker) entry(ctx context.Context, dir int, name, p string, n tree.Node
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// emptyDir resolves f, directory p, as a directory whose entries are
+// left out.
+func (w *walker) emptyDir(ctx context.Context, f *future, p string) error {
+	var err error
+	f.node.Subtree, err = w.saveTree(ctx, &tree.Tree{}, p)
+	close(f.done)
+	w.sum.Dirs++
+	return err
+}
 
 // file queues regular file name of directory dir (path p) for reading,
 // or resolves it from the parent snapshot or from an earlier name of the

@@ -248,13 +248,21 @@ func TestReplacedBeforeOpen(t *testing.T) {
 	r := repotest.New(t)
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
-	repotest.WriteTree(t, src, map[string]string{"a-fifo": "x", "b-link": "x", "c-other": "x", "d-kept": "kept"})
+	repotest.WriteTree(t, src, map[string]string{"a-fifo": "x", "b-link": "x", "c-other": "x", "d-kept": "kept", "e-was-link": "x"})
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("only root reads this"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(dir, "other")
 	if err := os.WriteFile(other, []byte("another file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A symbolic link replaced by a file before the walker reads it.
+	wasLink := filepath.Join(src, "e-was-link")
+	if err := os.Remove(wasLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d-kept", wasLink); err != nil {
 		t.Fatal(err)
 	}
 	backup.SetTestHookBeforeOpen(func(p string) {
@@ -270,6 +278,10 @@ func TestReplacedBeforeOpen(t *testing.T) {
 			}
 		case "c-other":
 			err = os.Rename(other, p)
+		case "e-was-link":
+			if err = os.Remove(p); err == nil {
+				err = os.WriteFile(p, []byte("a file now"), 0o644)
+			}
 		}
 		if err != nil {
 			t.Error(err)
@@ -281,6 +293,7 @@ func TestReplacedBeforeOpen(t *testing.T) {
 	for _, name := range []string{"a-fifo", "b-link", "c-other"} {
 		want = append(want, filepath.Join(src, name)+": replaced since it was listed (not the regular file it was): not read; the next backup reads what is there then")
 	}
+	want = append(want, wasLink+": replaced since it was listed (not the symbolic link it was): not read; the next backup reads what is there then")
 	if got := slices.Sorted(slices.Values(res.Summary.Warnings)); !slices.Equal(got, want) {
 		t.Fatalf("warnings %q\nwant %q", got, want)
 	}

@@ -8,6 +8,6 @@ func SetTestHookAfterRead(f func(path string)) { testHookAfterRead = f }
 // attributes so far in this process.
 func XattrReads() uint64 { return xattrReads.Load() }
 
-// SetTestHookBeforeOpen lets tests replace a file between the walker's
-// lstat and its open.
+// SetTestHookBeforeOpen lets tests replace an entry between the walker's
+// lstat and its open (of a file or directory) or readlink.
 func SetTestHookBeforeOpen(f func(path string)) { testHookBeforeOpen = f }

@@ -368,7 +368,7 @@ func sameFile(n *tree.Node, st *unix.Stat_t) bool {
 }
 
 // testHookBeforeOpen, set only by tests, runs before the walker opens a
-// file or directory it listed.
+// file or directory it listed, or reads a symbolic link.
 var testHookBeforeOpen func(path string)
 
 func fstat(f *os.File) (*unix.Stat_t, error) {

@@ -191,14 +191,24 @@ func openDirAt(dir int, name, p string, dev, ino uint64) (*os.File, error) {
 	return f, nil
 }
 
+// errReplacedLink is why a symbolic link is left out that is no longer,
+// when the walker reads it, a symbolic link.
+var errReplacedLink = errors.New("replaced since it was listed (not the symbolic link it was): not read; the next backup reads what is there then")
+
 // readlinkAt is the target of symbolic link name in directory dir (path
-// p, for errors).
+// p, for errors): errReplacedLink if name is no longer a link.
 func readlinkAt(dir int, name, p string) (string, error) {
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen(p)
+	}
 	buf := make([]byte, tree.MaxLinkTargetLen+1)
 	for {
 		n, err := unix.Readlinkat(dir, name, buf)
 		if err == unix.EINTR {
 			continue
+		}
+		if err == unix.EINVAL {
+			return "", errReplacedLink
 		}
 		if err != nil {
 			return "", &os.PathError{Op: "readlink", Path: p, Err: err}

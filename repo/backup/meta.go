@@ -179,8 +179,8 @@ func openDirAt(dir int, name, p string, dev, ino uint64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	var now unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &now); err != nil {
+	now, err := fstat(f)
+	if err != nil {
 		f.Close()
 		return nil, &os.PathError{Op: "fstat", Path: p, Err: err}
 	}

@@ -72,10 +72,9 @@ func Read(p string) ([]tree.Xattr, error) {
 }
 
 // ReadAt is [Read] of entry name of the directory open as dir. The
-// system calls that read
-// attributes take a path (before Linux 6.13), so /proc/self/fd/DIR/NAME
-// stands for the entry: no path is resolved outside the directory, and
-// no symbolic link is followed.
+// system calls that read attributes take a path (before Linux 6.13), so
+// /proc/self/fd/DIR/NAME stands for the entry: no path is resolved
+// outside the directory, and no symbolic link is followed.
 func ReadAt(dir int, name string) ([]tree.Xattr, error) {
 	p := make([]byte, 0, len("/proc/self/fd/")+12+len(name))
 	p = append(p, "/proc/self/fd/"...)
